@@ -1,0 +1,74 @@
+# marketplace-fleet: every entry point a user or CI needs. Each target installs
+# what it needs itself (idempotently, cached outside git) and is fast when warm.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+ROOT := $(abspath $(dir $(lastword $(MAKEFILE_LIST))))
+VENV := $(ROOT)/.venv
+PY := $(VENV)/bin/python
+export PATH := $(VENV)/bin:$(PATH)
+PYTEST_ARGS ?=
+
+.PHONY: help
+help: ## list targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+.PHONY: venv
+venv: ## create/refresh the virtualenv (.venv)
+	@hack/venv.sh
+
+.PHONY: k8s-binaries
+k8s-binaries: ## build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl
+	@hack/build-k8s.sh >/dev/null
+
+.PHONY: cluster
+cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent)
+	@hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## stop the local cluster (only the processes it started)
+	@hack/cluster.sh down
+
+.PHONY: kubeconfig
+kubeconfig: ## print the admin kubeconfig path: export KUBECONFIG=$$(make -s kubeconfig)
+	@hack/cluster.sh kubeconfig
+
+.PHONY: up
+up: cluster ## the main job: local cluster, the operator and a sample fleet
+	@hack/up.sh
+
+.PHONY: lint
+lint: venv ## ruff, mypy (strict), import contracts
+	ruff check .
+	ruff format --check .
+	mypy node/marketplace_node operator/marketplace_operator hack/local_kubelet tests bench
+	lint-imports
+
+.PHONY: fmt
+fmt: venv ## format and autofix
+	ruff format .
+	ruff check --fix .
+
+.PHONY: test-unit
+test-unit: venv ## unit tests (no cluster)
+	pytest tests/unit $(PYTEST_ARGS)
+
+.PHONY: test-integration
+test-integration: cluster ## integration tests against the local cluster and real node processes
+	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration $(PYTEST_ARGS)
+
+.PHONY: test-e2e
+test-e2e: venv ## end-to-end tests; against KUBECONFIG if set, else the local cluster
+	@if [[ -z "$${KUBECONFIG:-}" ]]; then $(MAKE) -s cluster; export KUBECONFIG=$$(hack/cluster.sh kubeconfig); fi; \
+	pytest tests/e2e $(PYTEST_ARGS)
+
+.PHONY: test
+test: lint test-unit test-integration test-e2e ## everything: lint, unit, integration, end-to-end
+
+.PHONY: bench
+bench: cluster ## benchmarks, printing numbers and ratios
+	KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench
+
+.PHONY: clean
+clean: cluster-down ## stop the cluster and remove local state (keeps caches)
+	rm -rf .cluster

@@ -1,0 +1,1 @@
+"""A small local kubelet: runs pods bound to its Node as local processes."""

@@ -1,0 +1,1 @@
+"""The marketplace node: one peer of a peer-to-peer package marketplace."""

@@ -1,0 +1,177 @@
+"""Wire models of the admin API (`/admin/v1/`), shared by the node and the operator.
+
+These are the one definition of the documents that cross the node/operator
+boundary; both sides import them so the contract cannot drift.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+PEER_ID_PATTERN = r"^[A-Za-z0-9_-]{8,128}$"
+PeerId = Annotated[str, Field(pattern=PEER_ID_PATTERN)]
+
+
+class WireModel(BaseModel):
+    """Strict camelCase-on-the-wire base: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Operation(enum.StrEnum):
+    """Peer-facing operations that carry their own rate limits."""
+
+    SEARCH = "search"
+    PUBLISH = "publish"
+    FETCH = "fetch"
+    GOSSIP = "gossip"
+    SUBSCRIBE = "subscribe"
+
+
+class Limit(WireModel):
+    """A GCRA / token-bucket limit: sustained `rate` per second, bursts up to `burst`."""
+
+    rate: float = Field(gt=0, le=1_000_000)
+    burst: int = Field(ge=1, le=1_000_000)
+
+
+class Escalation(WireModel):
+    """How rate-limit and protocol violations escalate into bans of growing length."""
+
+    threshold: int = Field(default=20, ge=1, le=1_000_000)  # violations per window that ban
+    window_seconds: float = Field(default=60.0, gt=0, le=86_400, alias="windowSeconds")
+    first_ban_seconds: float = Field(default=60.0, gt=0, le=31_536_000, alias="firstBanSeconds")
+    backoff_factor: float = Field(default=2.0, ge=1.0, le=100.0, alias="backoffFactor")
+    max_ban_seconds: float = Field(default=86_400.0, gt=0, le=31_536_000, alias="maxBanSeconds")
+
+    @model_validator(mode="after")
+    def _first_within_max(self) -> Escalation:
+        if self.first_ban_seconds > self.max_ban_seconds:
+            raise ValueError("firstBanSeconds must not exceed maxBanSeconds")
+        return self
+
+
+def _default_operations() -> dict[Operation, Limit]:
+    return {
+        Operation.SEARCH: Limit(rate=50, burst=100),
+        Operation.PUBLISH: Limit(rate=5, burst=10),
+        Operation.FETCH: Limit(rate=20, burst=40),
+        Operation.GOSSIP: Limit(rate=200, burst=400),
+        Operation.SUBSCRIBE: Limit(rate=2, burst=5),
+    }
+
+
+class RateLimits(WireModel):
+    """Per-operation per-peer limits, a global limit, the pending-query cap and escalation."""
+
+    per_peer: dict[Operation, Limit] = Field(default_factory=_default_operations, alias="perPeer")
+    global_: Limit = Field(default_factory=lambda: Limit(rate=2_000, burst=4_000), alias="global")
+    max_pending_queries: int = Field(default=256, ge=1, le=100_000, alias="maxPendingQueries")
+    escalation: Escalation = Field(default_factory=Escalation)
+
+
+class BanEntry(WireModel):
+    """One ban: exactly one of `peerId` and `cidr`; `expiresAt` None means until lifted."""
+
+    peer_id: PeerId | None = Field(default=None, alias="peerId")
+    cidr: str | None = Field(default=None, max_length=64)
+    reason: str = Field(default="", max_length=256)
+    expires_at: datetime | None = Field(default=None, alias="expiresAt")
+    source: str = Field(default="", max_length=256)  # who decided it: a BanList or a node
+
+    @model_validator(mode="after")
+    def _one_target(self) -> BanEntry:
+        if (self.peer_id is None) == (self.cidr is None):
+            raise ValueError("exactly one of peerId and cidr must be set")
+        if self.cidr is not None:
+            ipaddress.ip_network(self.cidr, strict=False)
+        return self
+
+
+MAX_POLICY_BANS = 50_000
+
+
+class PolicyDocument(WireModel):
+    """The whole effective policy of a fleet, pushed with `PUT /admin/v1/policy`.
+
+    `version` is a per-fleet generation that only grows; a node refuses a
+    document older than the one it applied (rollback protection).
+    """
+
+    version: int = Field(ge=0)
+    hash: str = Field(default="", max_length=80)
+    bans: list[BanEntry] = Field(default_factory=list, max_length=MAX_POLICY_BANS)
+    rate_limits: RateLimits = Field(default_factory=RateLimits, alias="rateLimits")
+
+
+class PolicyApplied(WireModel):
+    """Answer to a policy PUT: the version now in force."""
+
+    version: int
+    hash: str = ""
+
+
+class PeerInfo(WireModel):
+    peer_id: str = Field(alias="peerId")
+    address: str
+
+
+class DrainState(enum.StrEnum):
+    SERVING = "serving"
+    DRAINING = "draining"
+    DRAINED = "drained"
+
+
+class DrainRequest(WireModel):
+    timeout_seconds: float | None = Field(default=None, gt=0, le=3_600, alias="timeoutSeconds")
+
+
+class DrainStatus(WireModel):
+    state: DrainState
+    in_flight: int = Field(alias="inFlight")
+    started_at: datetime | None = Field(default=None, alias="startedAt")
+    handed_off_providers: int = Field(default=0, alias="handedOffProviders")
+
+
+class NodeStatus(WireModel):
+    """Answer to `GET /admin/v1/status`."""
+
+    peer_id: str = Field(alias="peerId")
+    fleet: str = ""
+    peers: list[PeerInfo] = Field(default_factory=list)
+    policy_version: int | None = Field(default=None, alias="policyVersion")
+    policy_hash: str = Field(default="", alias="policyHash")
+    draining: bool = False
+    in_flight: int = Field(default=0, alias="inFlight")
+    ready: bool = False
+    packages: int = 0
+
+
+class LocalBan(WireModel):
+    """A ban this node decided itself, with provenance, for the operator to spread."""
+
+    peer_id: PeerId | None = Field(default=None, alias="peerId")
+    cidr: str | None = None
+    reason: str
+    offences: int = Field(ge=1)
+    banned_at: datetime = Field(alias="bannedAt")
+    expires_at: datetime | None = Field(default=None, alias="expiresAt")
+
+
+class LocalBans(WireModel):
+    peer_id: str = Field(alias="peerId")
+    bans: list[LocalBan] = Field(default_factory=list)
+
+
+class ErrorBody(WireModel):
+    """Every error answer of every HTTP API of the node: a stable code and a message."""
+
+    code: str
+    message: str
+    retryable: bool = False
+    details: dict[str, str] = Field(default_factory=dict)

@@ -1,0 +1,1 @@
+"""The marketplace operator: reconciles MarketplaceNodes, fleet policy and rollouts."""
