@@ -168,6 +168,20 @@ class LocalBans(WireModel):
     bans: list[LocalBan] = Field(default_factory=list)
 
 
+class Member(WireModel):
+    """A fleet member as the operator sees it: where to reach it (pod IP) and who it is."""
+
+    address: str = Field(max_length=256, description="base URL, e.g. http://127.1.0.5:7070")
+    peer_id: PeerId | None = Field(default=None, alias="peerId")
+    name: str = Field(default="", max_length=253)
+
+
+class Members(WireModel):
+    """Body of `PUT /admin/v1/members`: the current members of the node's fleet."""
+
+    members: list[Member] = Field(default_factory=list, max_length=10_000)
+
+
 class ErrorBody(WireModel):
     """Every error answer of every HTTP API of the node: a stable code and a message."""
 

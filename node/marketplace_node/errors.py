@@ -1,0 +1,107 @@
+"""One error tree for the node, with stable codes and HTTP statuses.
+
+Every error a client or peer can see is a `NodeError` subclass; the HTTP layer
+turns it into `ErrorBody` with the class's `code`, so callers branch on codes,
+never on message text. Classes mix in stdlib types where a caller may catch
+those (`TimeoutError`, `ValueError`). Messages never contain secrets.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class NodeError(Exception):
+    code: ClassVar[str] = "internal"
+    http_status: ClassVar[int] = 500
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, details: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+
+
+class InvalidInput(NodeError, ValueError):
+    code = "invalid_input"
+    http_status = 400
+
+
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+    http_status = 413
+
+
+class Unauthenticated(NodeError):
+    code = "unauthenticated"
+    http_status = 401
+
+
+class BadSignature(Unauthenticated):
+    code = "bad_signature"
+
+
+class StaleRequest(Unauthenticated):
+    code = "stale_request"
+
+
+class ReplayedRequest(Unauthenticated):
+    code = "replayed_request"
+
+
+class Forbidden(NodeError):
+    code = "forbidden"
+    http_status = 403
+
+
+class PeerBanned(Forbidden):
+    code = "peer_banned"
+
+
+class NotFound(NodeError):
+    code = "not_found"
+    http_status = 404
+
+
+class Conflict(NodeError):
+    code = "conflict"
+    http_status = 409
+
+
+class StalePolicy(Conflict):
+    code = "stale_policy"
+
+
+class RateLimited(NodeError):
+    code = "rate_limited"
+    http_status = 429
+    retryable = True
+
+    def __init__(self, message: str, *, retry_after: float, details: dict[str, str] | None = None):
+        super().__init__(message, details=details)
+        self.retry_after = max(0.0, retry_after)
+
+
+class TooManyPending(RateLimited):
+    code = "too_many_pending"
+
+
+class Draining(NodeError):
+    code = "draining"
+    http_status = 503
+    retryable = True
+
+
+class UpstreamFailed(NodeError):
+    code = "upstream_failed"
+    http_status = 502
+    retryable = True
+
+
+class UpstreamTimeout(UpstreamFailed, TimeoutError):
+    code = "upstream_timeout"
+    http_status = 504
+
+
+class IntegrityError(UpstreamFailed):
+    code = "integrity_error"
