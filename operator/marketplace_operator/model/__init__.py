@@ -1,0 +1,8 @@
+"""Pydantic models of the operator's custom resources; `CRDS` lists every one `crdgen` renders."""
+
+from __future__ import annotations
+
+from marketplace_operator.model import mnode
+from marketplace_operator.model.common import CrdInfo
+
+CRDS: list[CrdInfo] = [mnode.CRD]

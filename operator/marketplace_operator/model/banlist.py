@@ -1,0 +1,222 @@
+"""The `BanList` custom resource: bans (and explicit lifts) of peers or networks for a fleet.
+
+The spec is what a user writes; the schema carries CEL rules so that
+`kubectl apply` refuses a malformed entry before the operator sees it. The
+Python validators mirror the CEL rules, so a model built in a test is as
+strict as the API server.
+
+Design choices, documented in docs/policy.md:
+
+- `fleet` names one fleet; `"*"` or omitted selects every fleet of the namespace.
+- `duration` counts from the BanList's `metadata.creationTimestamp`, so the
+  expiry is a pure function of the object (an operator restart never extends
+  or shortens a ban). To add a timed ban to an old list, use `expiresAt`.
+- At most one of `duration` and `expiresAt`; neither means "until lifted".
+- `action: allow` lifts every ban of the same target (same peer id, or the
+  same network) in the fleet, manual or automatic, while the allow entry is
+  in force. Allow beats ban regardless of which object holds it.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+import re
+from datetime import datetime, timedelta
+from typing import Annotated, Final
+
+from marketplace_node.admin.models import PEER_ID_PATTERN
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MAX_ENTRIES_PER_OBJECT: Final = 2_000
+"""Entries one BanList may hold; larger lists are split across several objects.
+
+2,000 entries of the largest allowed size stay well under etcd's 1.5 MiB
+object limit, and keep the API server's CEL cost estimate within budget.
+"""
+
+MAX_DURATION: Final = timedelta(days=3_650)
+ALL_FLEETS: Final = "*"
+FLEET_PATTERN: Final = r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$"
+DURATION_PATTERN: Final = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h))+$"
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
+_UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3_600.0}
+
+
+class CrdModel(BaseModel):
+    """camelCase on the wire, unknown fields refused (the CRD schema is structural too)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+class Action(enum.StrEnum):
+    """What an entry does to its target."""
+
+    BAN = "ban"
+    ALLOW = "allow"
+
+
+def parse_duration(text: str) -> timedelta:
+    """A Go-style duration (`90s`, `1h30m`, `250ms`) as a timedelta; refuses anything else."""
+    if not re.fullmatch(DURATION_PATTERN, text):
+        raise ValueError(f"invalid duration {text!r}: use e.g. 90s, 15m, 1h30m")
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in _DURATION_PART.findall(text))
+    if seconds <= 0:
+        raise ValueError("duration must be positive")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError("duration must not exceed 3650 days")
+    return timedelta(seconds=seconds)
+
+
+def canonical_cidr(cidr: str) -> str:
+    """The network a CIDR denotes, in canonical form (`10.1.2.3/8` → `10.0.0.0/8`)."""
+    return str(ipaddress.ip_network(cidr, strict=False))
+
+
+class Provenance(CrdModel):
+    """Why the operator banned a target fleet-wide: which nodes decided it, when, why."""
+
+    nodes: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list,
+        max_length=16,
+        description="MarketplaceNodes that banned the peer locally (first 16, sorted).",
+    )
+    node_count: int = Field(
+        default=0, ge=0, alias="nodeCount", description="How many nodes reported the ban."
+    )
+    first_seen: datetime | None = Field(
+        default=None, alias="firstSeen", description="Earliest local ban among the nodes."
+    )
+    last_seen: datetime | None = Field(
+        default=None, alias="lastSeen", description="Latest local ban among the nodes."
+    )
+    reasons: list[Annotated[str, Field(max_length=256)]] = Field(
+        default_factory=list, max_length=8, description="Distinct reasons given (first 8)."
+    )
+    offences: int = Field(default=0, ge=0, description="Offences counted by the reporting nodes.")
+
+
+class BanListEntry(CrdModel):
+    """One ban or lift of exactly one target: a peer id or a network (CIDR)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "x-kubernetes-validations": [
+                {
+                    "rule": "has(self.peerId) != has(self.cidr)",
+                    "message": "set exactly one of peerId and cidr",
+                },
+                {
+                    "rule": "!has(self.cidr) || isCIDR(self.cidr)",
+                    "message": "cidr must be a network in CIDR notation, e.g. 203.0.113.0/24",
+                },
+                {
+                    "rule": "!(has(self.duration) && has(self.expiresAt))",
+                    "message": "set at most one of duration and expiresAt (neither: until lifted)",
+                },
+            ]
+        }
+    )
+
+    peer_id: str | None = Field(
+        default=None,
+        alias="peerId",
+        pattern=PEER_ID_PATTERN,
+        max_length=128,
+        description="Peer id to ban or allow (exactly one of peerId and cidr).",
+    )
+    cidr: str | None = Field(
+        default=None,
+        max_length=64,
+        description="Network to ban or allow, e.g. 203.0.113.0/24 (exactly one of peerId, cidr).",
+    )
+    action: Action = Field(
+        default=Action.BAN,
+        description="ban, or allow: lift every ban of the same target in the fleet.",
+    )
+    reason: str = Field(default="", max_length=256, description="Why; shown to operators.")
+    expires_at: datetime | None = Field(
+        default=None,
+        alias="expiresAt",
+        description="When the entry stops applying (RFC 3339). At most one of this and duration.",
+    )
+    duration: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=DURATION_PATTERN,
+        description="How long the entry applies, counted from the BanList's creation, e.g. 24h.",
+    )
+    provenance: Provenance | None = Field(
+        default=None,
+        description="Set by the operator on automatic bans: which nodes decided it and why.",
+    )
+
+    @field_validator("cidr")
+    @classmethod
+    def _valid_cidr(cls, value: str | None) -> str | None:
+        if value is not None:
+            ipaddress.ip_network(value, strict=False)
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _valid_duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+    @model_validator(mode="after")
+    def _one_target_one_expiry(self) -> BanListEntry:
+        if (self.peer_id is None) == (self.cidr is None):
+            raise ValueError("set exactly one of peerId and cidr")
+        if self.duration is not None and self.expires_at is not None:
+            raise ValueError("set at most one of duration and expiresAt")
+        return self
+
+    @property
+    def target(self) -> str:
+        """The identity of what this entry is about: `peer:<id>` or `cidr:<network>`."""
+        if self.peer_id is not None:
+            return f"peer:{self.peer_id}"
+        assert self.cidr is not None
+        return f"cidr:{canonical_cidr(self.cidr)}"
+
+    def expiry(self, created: datetime) -> datetime | None:
+        """When the entry stops applying, given its BanList's creation time; None = never."""
+        if self.expires_at is not None:
+            return self.expires_at
+        if self.duration is not None:
+            return created + parse_duration(self.duration)
+        return None
+
+
+class BanListSpec(CrdModel):
+    """Bans for one fleet, or for every fleet of the namespace."""
+
+    fleet: str = Field(
+        default=ALL_FLEETS,
+        max_length=63,
+        pattern=FLEET_PATTERN,
+        description='Fleet the entries apply to; "*" (the default) means every fleet here.',
+    )
+    entries: list[BanListEntry] = Field(
+        default_factory=list,
+        max_length=MAX_ENTRIES_PER_OBJECT,
+        description=(
+            f"At most {MAX_ENTRIES_PER_OBJECT} entries; split bigger lists across objects."
+        ),
+    )
+
+    def selects(self, fleet: str) -> bool:
+        return self.fleet in (ALL_FLEETS, fleet)
+
+
+class BanList(CrdModel):
+    """A BanList as the operator reads it: identity, creation time and spec."""
+
+    namespace: str
+    name: str
+    created: datetime
+    generation: int = 0
+    spec: BanListSpec = Field(default_factory=BanListSpec)
+    auto: bool = False  # the operator-owned list of a fleet's local bans

@@ -1,0 +1,202 @@
+"""The MarketplaceFleet custom resource: fleet-wide rollout settings and the rollout's record.
+
+A fleet is the set of MarketplaceNodes of a namespace with the same
+`spec.fleet`; this object carries what belongs to the fleet as a whole
+(`maxUnavailable`, the step timeout, the pause switch) and, in its status,
+the rolling restart's durable record and visible plan. Its name is the fleet's
+name. The operator creates an empty one (all defaults) for a fleet that has
+none, so every fleet's rollout has a place to record its progress.
+
+Why a kind and not a field or annotations (docs/rollout.md): a fleet-wide
+value on each MarketplaceNode could disagree between nodes; annotations on
+the policy ConfigMap would mix two owners on one object and give no schema.
+A small kind gets validation, `kubectl explain`, printer columns and a status
+subresource of its own, so the rollout writes only its own object's status.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Final
+
+from pydantic import Field
+
+from marketplace_operator.model.common import (
+    LABEL_PREFIX,
+    CamelModel,
+    Condition,
+    CrdInfo,
+    PrinterColumn,
+    cel,
+)
+
+KIND: Final = "MarketplaceFleet"
+PLURAL: Final = "marketplacefleets"
+PAUSED_ANNOTATION: Final = f"{LABEL_PREFIX}paused"
+"""`"true"` on a MarketplaceFleet stops its rollout after the current step."""
+RESTARTED_AT_ANNOTATION: Final = f"{LABEL_PREFIX}restartedAt"
+"""On a MarketplaceNode: a new value asks for a new pod (as `kubectl rollout restart`)."""
+
+MAX_PLAN_ENTRIES: Final = 256
+MAX_FAILURES: Final = 16
+MAX_STEPS: Final = 64
+
+
+class MarketplaceFleetSpec(CamelModel):
+    """How the fleet's rolling restarts are paced. The operator never writes it."""
+
+    max_unavailable: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_STEPS,
+        description=(
+            "Most nodes of the fleet that may be unavailable at once during a rollout, "
+            "counting nodes that are already unready or not joined. Also the fleet's "
+            "PodDisruptionBudget."
+        ),
+    )
+    step_timeout_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=86_400,
+        description=(
+            "How long a replacement pod may take to become Ready and joined (after the "
+            "old pod's grace period) before the rollout stops with Degraded."
+        ),
+    )
+
+
+class StepPhase(enum.StrEnum):
+    """Where one node's replacement is: draining the old pod, or replacing it."""
+
+    DRAINING = "Draining"
+    REPLACING = "Replacing"
+
+
+class RolloutStep(CamelModel):
+    """One node being replaced, recorded before anything is done to it (crash-safe)."""
+
+    node: str = Field(max_length=253, description="The MarketplaceNode being replaced.")
+    phase: StepPhase = Field(description="Draining the old pod, or Replacing it.")
+    target_hash: str = Field(max_length=64, description="Pod-template hash the node is moving to.")
+    target_restart: str | None = Field(
+        default=None, max_length=64, description="restartedAt value the new pod answers."
+    )
+    reasons: list[str] = Field(
+        default_factory=list, max_length=4, description="Why the node needs a new pod."
+    )
+    started_at: datetime = Field(description="When the step began (RFC 3339).")
+    phase_since: datetime = Field(description="When the step entered its phase (RFC 3339).")
+
+
+class RolloutFailure(CamelModel):
+    """A replacement that did not become Ready and joined in time: the rollout is halted."""
+
+    node: str = Field(max_length=253, description="The MarketplaceNode whose pod failed.")
+    target_hash: str = Field(max_length=64, description="The pod-template hash that failed.")
+    target_restart: str | None = Field(
+        default=None, max_length=64, description="The restartedAt value that failed."
+    )
+    reason: str = Field(
+        max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9]*$", description="CamelCase cause."
+    )
+    message: str = Field(default="", max_length=1024, description="What was observed.")
+    since: datetime = Field(description="When the rollout stopped (RFC 3339).")
+
+
+class PlanEntry(CamelModel):
+    """One node still to be replaced, in the order the rollout will take them."""
+
+    node: str = Field(max_length=253, description="The MarketplaceNode.")
+    reasons: list[str] = Field(
+        default_factory=list, max_length=4, description="Why it needs a new pod."
+    )
+    unavailable: bool = Field(
+        default=False, description="Already unready or not joined (replaced first)."
+    )
+
+
+class RolloutPhase(enum.StrEnum):
+    """Summary of the fleet's rollout."""
+
+    COMPLETE = "Complete"
+    PROGRESSING = "Progressing"
+    PAUSED = "Paused"
+    WAITING = "Waiting"
+    DEGRADED = "Degraded"
+
+
+class MarketplaceFleetStatus(CamelModel):
+    """The rollout's record (steps, failures) and its visible plan; written by the operator."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the status reflects."
+    )
+    phase: RolloutPhase | None = Field(default=None, description="Summary of the rollout.")
+    nodes: int = Field(default=0, ge=0, description="MarketplaceNodes in the fleet.")
+    updated: int = Field(
+        default=0, ge=0, description="Nodes on their desired pod, Ready and joined."
+    )
+    unavailable: int = Field(
+        default=0, ge=0, description="Nodes unready, not joined, draining or being replaced."
+    )
+    current: str | None = Field(
+        default=None, max_length=253, description="Node(s) being replaced now, comma-separated."
+    )
+    blocked_by: str | None = Field(
+        default=None, max_length=1024, description="What keeps the next step from starting."
+    )
+    steps: list[RolloutStep] = Field(
+        default_factory=list,
+        max_length=MAX_STEPS,
+        description="Replacements in progress, recorded before they are acted on.",
+    )
+    failures: list[RolloutFailure] = Field(
+        default_factory=list,
+        max_length=MAX_FAILURES,
+        description="Replacements that failed; the rollout waits until they are fixed.",
+    )
+    plan: list[PlanEntry] = Field(
+        default_factory=list,
+        max_length=MAX_PLAN_ENTRIES,
+        description=f"Nodes still to be replaced, in order (first {MAX_PLAN_ENTRIES}).",
+    )
+    pending: int = Field(default=0, ge=0, description="How many nodes still need a new pod.")
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Progressing and Degraded (API conventions).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+CRD = CrdInfo(
+    kind=KIND,
+    plural=PLURAL,
+    singular="marketplacefleet",
+    short_names=("mfleet", "mfleets"),
+    spec=MarketplaceFleetSpec,
+    status=MarketplaceFleetStatus,
+    description=(
+        "A MarketplaceFleet holds the settings of one fleet's rolling restarts (its name is "
+        "the fleet's name) and shows their progress. Annotate it with "
+        f"{PAUSED_ANNOTATION}=true to pause a rollout after the current step."
+    ),
+    root_validations=(
+        cel(
+            "self.metadata.name.size() <= 50 && "
+            "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
+            "metadata.name must be the fleet's name (a DNS label of at most 50 characters)",
+        ),
+    ),
+    printer_columns=(
+        PrinterColumn("Nodes", "integer", ".status.nodes", "MarketplaceNodes in the fleet"),
+        PrinterColumn("Updated", "integer", ".status.updated", "Nodes on their desired pod"),
+        PrinterColumn("Unavailable", "integer", ".status.unavailable", "Nodes out"),
+        PrinterColumn("Phase", "string", ".status.phase", "Rollout phase"),
+        PrinterColumn("Current", "string", ".status.current", "Node being replaced"),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Age"),
+        PrinterColumn("Blocked-By", "string", ".status.blockedBy", "Why waiting", priority=1),
+    ),
+)
