@@ -26,7 +26,16 @@ from datetime import datetime, timedelta
 from typing import Annotated, Final
 
 from marketplace_node.admin.models import PEER_ID_PATTERN
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
+
+from marketplace_operator.model.common import (
+    CamelModel,
+    Condition,
+    CrdInfo,
+    PrinterColumn,
+    cel,
+    validations,
+)
 
 MAX_ENTRIES_PER_OBJECT: Final = 2_000
 """Entries one BanList may hold; larger lists are split across several objects.
@@ -43,10 +52,10 @@ _DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3_600.0}
 
 
-class CrdModel(BaseModel):
-    """camelCase on the wire, unknown fields refused (the CRD schema is structural too)."""
+class CrdModel(CamelModel):
+    """A CRD model that is also a value: frozen, so it can be shared between tasks and hashed."""
 
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+    model_config = ConfigDict(frozen=True)
 
 
 class Action(enum.StrEnum):
@@ -82,7 +91,7 @@ class Provenance(CrdModel):
         description="MarketplaceNodes that banned the peer locally (first 16, sorted).",
     )
     node_count: int = Field(
-        default=0, ge=0, alias="nodeCount", description="How many nodes reported the ban."
+        ge=0, alias="nodeCount", description="How many nodes reported the ban."
     )
     first_seen: datetime | None = Field(
         default=None, alias="firstSeen", description="Earliest local ban among the nodes."
@@ -93,29 +102,24 @@ class Provenance(CrdModel):
     reasons: list[Annotated[str, Field(max_length=256)]] = Field(
         default_factory=list, max_length=8, description="Distinct reasons given (first 8)."
     )
-    offences: int = Field(default=0, ge=0, description="Offences counted by the reporting nodes.")
+    offences: int = Field(ge=0, description="Offences counted by the reporting nodes.")
 
 
 class BanListEntry(CrdModel):
     """One ban or lift of exactly one target: a peer id or a network (CIDR)."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": "has(self.peerId) != has(self.cidr)",
-                    "message": "set exactly one of peerId and cidr",
-                },
-                {
-                    "rule": "!has(self.cidr) || isCIDR(self.cidr)",
-                    "message": "cidr must be a network in CIDR notation, e.g. 203.0.113.0/24",
-                },
-                {
-                    "rule": "!(has(self.duration) && has(self.expiresAt))",
-                    "message": "set at most one of duration and expiresAt (neither: until lifted)",
-                },
-            ]
-        }
+        json_schema_extra=validations(
+            cel("has(self.peerId) != has(self.cidr)", "set exactly one of peerId and cidr"),
+            cel(
+                "!has(self.cidr) || isCIDR(self.cidr)",
+                "cidr must be a network in CIDR notation, e.g. 203.0.113.0/24",
+            ),
+            cel(
+                "!(has(self.duration) && has(self.expiresAt))",
+                "set at most one of duration and expiresAt (neither: until lifted)",
+            ),
+        )
     )
 
     peer_id: str | None = Field(
@@ -220,3 +224,100 @@ class BanList(CrdModel):
     generation: int = 0
     spec: BanListSpec = Field(default_factory=BanListSpec)
     auto: bool = False  # the operator-owned list of a fleet's local bans
+
+
+MAX_LAGGING_LISTED: Final = 10
+MAX_FLEETS_LISTED: Final = 64
+
+
+class PolicyConditionType(enum.StrEnum):
+    READY = "Ready"  # the object is valid and part of its fleets' effective policy
+    POLICY_CONVERGED = "PolicyConverged"  # every node of those fleets applied that policy
+
+
+class FleetConvergence(CrdModel):
+    """How far one selected fleet's nodes got with the policy that includes this object."""
+
+    fleet: str = Field(max_length=63, description="Fleet name.")
+    policy_version: int = Field(ge=0, description="Fleet policy version that includes this object.")
+    converged: int = Field(ge=0, description="Nodes that applied that version or a newer one.")
+    nodes: int = Field(ge=0, description="Nodes in the fleet.")
+    lagging: list[Annotated[str, Field(max_length=253)]] = Field(
+        default_factory=list,
+        max_length=MAX_LAGGING_LISTED,
+        description=f"Nodes not there yet (first {MAX_LAGGING_LISTED}, sorted).",
+    )
+
+
+class PolicyObjectStatus(CrdModel):
+    """Status shared by BanList and RateLimitPolicy, written by the operator only."""
+
+    observed_generation: int | None = Field(
+        default=None, ge=0, description="The .metadata.generation the status reflects."
+    )
+    fleet_policy_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="Lowest fleet policy version (over the selected fleets) including this object.",
+    )
+    converged_nodes: str | None = Field(
+        default=None,
+        max_length=32,
+        pattern=r"^[0-9]+/[0-9]+$",
+        description="Nodes on that policy / nodes selected, e.g. 3/3.",
+    )
+    fleets: list[FleetConvergence] = Field(
+        default_factory=list,
+        max_length=MAX_FLEETS_LISTED,
+        description=f"Per selected fleet (first {MAX_FLEETS_LISTED} by name).",
+    )
+    conditions: list[Condition] = Field(
+        default_factory=list,
+        max_length=8,
+        description="Ready and PolicyConverged (Kubernetes API conventions).",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
+class BanListStatus(PolicyObjectStatus):
+    """BanList status: convergence plus entry counts for `kubectl get`."""
+
+    entries: int | None = Field(default=None, ge=0, description="Entries in the spec.")
+    expired_entries: int | None = Field(
+        default=None, ge=0, description="Entries already expired (ignored)."
+    )
+
+
+def converged_columns() -> tuple[PrinterColumn, ...]:
+    return (
+        PrinterColumn(
+            "Converged", "string", ".status.convergedNodes", "Nodes on the current policy"
+        ),
+        PrinterColumn(
+            "Version", "integer", ".status.fleetPolicyVersion", "Fleet policy version including it"
+        ),
+        PrinterColumn(
+            "Ready", "string", '.status.conditions[?(@.type=="Ready")].status', "Valid and applied"
+        ),
+        PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Age"),
+    )
+
+
+CRD = CrdInfo(
+    kind="BanList",
+    plural="banlists",
+    singular="banlist",
+    short_names=("bl", "bans"),
+    spec=BanListSpec,
+    status=BanListStatus,
+    description=(
+        "A BanList bans (or, with action allow, lifts bans of) peer ids and networks in one "
+        "fleet or every fleet of its namespace; the operator pushes the fleet's effective "
+        "policy to every node."
+    ),
+    printer_columns=(
+        PrinterColumn("Fleet", "string", ".spec.fleet", "Fleet selected (* = every fleet)"),
+        PrinterColumn("Entries", "integer", ".status.entries", "Entries in the list"),
+        *converged_columns(),
+    ),
+)

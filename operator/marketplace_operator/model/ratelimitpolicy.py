@@ -12,7 +12,14 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field, model_validator
 
-from marketplace_operator.model.banlist import ALL_FLEETS, FLEET_PATTERN, CrdModel
+from marketplace_operator.model.banlist import (
+    ALL_FLEETS,
+    FLEET_PATTERN,
+    CrdModel,
+    PolicyObjectStatus,
+    converged_columns,
+)
+from marketplace_operator.model.common import CrdInfo, PrinterColumn, cel, validations
 
 MAX_SECONDS = 31_536_000.0
 
@@ -38,17 +45,13 @@ class EscalationSpec(CrdModel):
     """How violations within a window turn into bans that grow by a factor up to a maximum."""
 
     model_config = ConfigDict(
-        json_schema_extra={
-            "x-kubernetes-validations": [
-                {
-                    "rule": (
-                        "!has(self.firstBanSeconds) || !has(self.maxBanSeconds)"
-                        " || self.firstBanSeconds <= self.maxBanSeconds"
-                    ),
-                    "message": "firstBanSeconds must not exceed maxBanSeconds",
-                }
-            ]
-        }
+        json_schema_extra=validations(
+            cel(
+                "!has(self.firstBanSeconds) || !has(self.maxBanSeconds)"
+                " || self.firstBanSeconds <= self.maxBanSeconds",
+                "firstBanSeconds must not exceed maxBanSeconds",
+            )
+        )
     )
 
     threshold: int | None = Field(
@@ -129,3 +132,32 @@ class RateLimitPolicy(CrdModel):
     name: str
     generation: int = 0
     spec: RateLimitPolicySpec = Field(default_factory=RateLimitPolicySpec)
+
+
+class RateLimitPolicyStatus(PolicyObjectStatus):
+    """RateLimitPolicy status: convergence plus a summary of what it sets."""
+
+    limits: str | None = Field(
+        default=None, max_length=256, description="Limits this policy sets, e.g. search,global."
+    )
+
+
+CRD = CrdInfo(
+    kind="RateLimitPolicy",
+    plural="ratelimitpolicies",
+    singular="ratelimitpolicy",
+    short_names=("rlp",),
+    spec=RateLimitPolicySpec,
+    status=RateLimitPolicyStatus,
+    description=(
+        "A RateLimitPolicy sets per-peer and global rate limits, the pending-query cap and the "
+        "escalation from violations to bans for one fleet or every fleet of its namespace; "
+        "several policies merge field by field by priority."
+    ),
+    printer_columns=(
+        PrinterColumn("Fleet", "string", ".spec.fleet", "Fleet selected (* = every fleet)"),
+        PrinterColumn("Priority", "integer", ".spec.priority", "Higher wins, field by field"),
+        PrinterColumn("Limits", "string", ".status.limits", "Limits this policy sets"),
+        *converged_columns(),
+    ),
+)
