@@ -1,0 +1,281 @@
+"""The door every peer and client request passes: bans, rate limits, pending cap, escalation.
+
+`admit()` is synchronous and allocation-light (a few dict probes and one
+GCRA step per limit): the compiled policy is swapped atomically by
+`apply()`, so a request sees either the old or the new policy, never a mix,
+and the next request after `apply()` returns sees the new one.
+
+Order in `admit()`: bans (peer id, then the networks of the address), then
+the per-peer per-operation limit, then the global limit. Checking the
+per-peer limit before the global one means a flooding peer is refused
+before it spends the global budget that honest peers share.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Final, Protocol
+
+from marketplace_node import errors
+from marketplace_node.admin.models import (
+    LocalBan,
+    LocalBans,
+    Operation,
+    PolicyApplied,
+    PolicyDocument,
+)
+from marketplace_node.clock import Clock
+from marketplace_node.policy import bans as bans_
+from marketplace_node.policy.compiled import (
+    Change,
+    CompiledPolicy,
+    check_version,
+    compile_policy,
+    policy_hash,
+)
+from marketplace_node.policy.escalation import BanDecision, Offence, Offenders
+from marketplace_node.policy.ratelimit import Gcra, KeyedLimiter
+
+DEFAULT_LOCAL_BAN_CAPACITY: Final = 10_000
+"""Local bans kept at once; when full, the one expiring soonest makes room."""
+
+PENDING_RETRY_AFTER: Final = 1.0
+
+
+class EnforcerMetrics(Protocol):
+    """What the enforcer reports; `marketplace_node.metrics.NodeMetrics` implements it."""
+
+    def rate_limited(self, operation: str, scope: str) -> None: ...
+    def refused_banned(self, operation: str, layer: str) -> None: ...
+    def ban_issued(self, reason: str) -> None: ...
+    def policy_applied(self, version: int) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class EnforcerStatus:
+    version: int | None
+    hash: str
+    fleet_bans: int
+    local_bans: int
+    pending: int
+
+
+@functools.lru_cache(maxsize=16_384)
+def _address(ip: str) -> bans_.IpAddress | None:
+    return bans_.parse_ip(ip)
+
+
+class PolicyEnforcer:
+    """Bans, limits and escalation for one node; see the module docstring for the order."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        node_id: str,
+        metrics: EnforcerMetrics | None = None,
+        limiter_capacity: int = 100_000,
+        offender_capacity: int = 100_000,
+        local_ban_capacity: int = DEFAULT_LOCAL_BAN_CAPACITY,
+        on_local_ban: Callable[[LocalBan], None] | None = None,
+    ) -> None:
+        self._clock = clock
+        self._node_id = node_id
+        self._metrics = metrics
+        self._on_local_ban = on_local_ban
+        self._policy = compile_policy(None, now_monotonic=clock.monotonic(), now_wall=clock.wall())
+        self._global = Gcra(self._policy.global_rate)
+        self._limiter = KeyedLimiter(limiter_capacity)
+        self._offenders = Offenders(offender_capacity)
+        self._local = bans_.BanTable()
+        self._local_capacity = local_ban_capacity
+        self._pending = 0
+        self._slot = _PendingSlot(self)
+
+    # -- the door ---------------------------------------------------------------
+
+    def admit(self, peer_id: str | None, ip: str, op: Operation) -> None:
+        """Let one request in or raise `PeerBanned`, `RateLimited`."""
+        now = self._clock.monotonic()
+        policy = self._policy
+        banned = self._banned(policy, peer_id, ip, now)
+        if banned is not None:
+            layer, ban = banned
+            if self._metrics is not None:
+                self._metrics.refused_banned(op, layer)
+            raise errors.PeerBanned("this peer is banned", details={"reason": ban.reason})
+        key = peer_id if peer_id is not None else ip
+        allowed, retry_after = self._limiter.check((op, key), now, policy.per_peer[op])
+        if not allowed:
+            if self._metrics is not None:
+                self._metrics.rate_limited(op, "peer")
+            self.record(peer_id, ip, Offence.RATE_LIMITED)
+            raise errors.RateLimited(f"rate limit for {op} exceeded", retry_after=retry_after)
+        if self._global.rate is not policy.global_rate:
+            self._global.rate = policy.global_rate
+        allowed, retry_after = self._global.check(now)
+        if not allowed:
+            if self._metrics is not None:
+                self._metrics.rate_limited(op, "global")
+            raise errors.RateLimited("the node is at its request limit", retry_after=retry_after)
+
+    def _banned(
+        self, policy: CompiledPolicy, peer_id: str | None, ip: str, now: float
+    ) -> tuple[str, bans_.Ban] | None:
+        """The layer (`fleet`, `local`) and ban that shut this peer out, if any."""
+        if peer_id is not None:
+            ban = policy.bans.peer(peer_id, now)
+            if ban is not None:
+                return "fleet", ban
+            ban = self._local.peer(peer_id, now)
+            if ban is not None:
+                return "local", ban
+        address = _address(ip)
+        if address is None:
+            return None
+        ban = policy.bans.address(address, now)
+        if ban is not None:
+            return "fleet", ban
+        ban = self._local.address(address, now)
+        return None if ban is None else ("local", ban)
+
+    def pending(self) -> _PendingSlot:
+        """`async with enforcer.pending():` holds one of `maxPendingQueries` slots or raises."""
+        return self._slot
+
+    # -- escalation -------------------------------------------------------------
+
+    def record(self, peer_id: str | None, ip: str, offence: Offence) -> BanDecision | None:
+        """Count a violation; when it escalates, ban locally (peer id, else the address)."""
+        now = self._clock.monotonic()
+        key = peer_id if peer_id is not None else ip
+        decision = self._offenders.record(key, offence, self._policy.escalation, now)
+        if decision is None:
+            return None
+        network = None
+        if peer_id is None:
+            address = _address(ip)
+            if address is None:
+                return None  # nothing to ban: no identity and no address
+            network = ipaddress.ip_network(address)
+        ban = bans_.Ban(
+            peer_id=peer_id,
+            network=network,
+            reason=decision.reason.value,
+            source=self._node_id,
+            deadline=now + decision.seconds,
+            offences=decision.offences,
+            banned_at=self._clock.wall(),
+        )
+        self._add_local(ban, now)
+        if self._metrics is not None:
+            self._metrics.ban_issued(decision.reason.value)
+        if self._on_local_ban is not None:
+            (record,) = bans_.to_records([ban], now_monotonic=now, now_wall=self._clock.wall())
+            self._on_local_ban(record)
+        return decision
+
+    def _add_local(self, ban: bans_.Ban, now: float) -> None:
+        if len(self._local) >= self._local_capacity:
+            self._local.prune(now)
+        if len(self._local) >= self._local_capacity:
+            soonest = min(
+                self._local, key=lambda b: float("inf") if b.deadline is None else b.deadline
+            )
+            self._local.remove(soonest)
+        self._local.add(ban)
+
+    # -- policy -----------------------------------------------------------------
+
+    def apply(self, doc: PolicyDocument) -> PolicyApplied:
+        """Swap in a new policy atomically; refuses older versions (`StalePolicy`)."""
+        digest = policy_hash(doc)
+        change = check_version(self._policy.version, self._policy.hash, doc.version, digest)
+        if change is Change.APPLY:
+            clock = self._clock
+            self._policy = compile_policy(
+                doc, now_monotonic=clock.monotonic(), now_wall=clock.wall()
+            )
+            if self._metrics is not None:
+                self._metrics.policy_applied(doc.version)
+        return PolicyApplied(version=doc.version, hash=digest)
+
+    @property
+    def policy(self) -> CompiledPolicy:
+        return self._policy
+
+    @property
+    def status(self) -> EnforcerStatus:
+        policy = self._policy
+        return EnforcerStatus(
+            version=policy.version,
+            hash=policy.hash,
+            fleet_bans=len(policy.bans),
+            local_bans=len(self._local),
+            pending=self._pending,
+        )
+
+    # -- local bans: reporting and persistence -----------------------------------
+
+    def local_bans(self) -> LocalBans:
+        now = self._clock.monotonic()
+        self._local.prune(now)
+        records = bans_.to_records(self._local, now_monotonic=now, now_wall=self._clock.wall())
+        return LocalBans(peer_id=self._node_id, bans=records)
+
+    def restore_local_bans(self, records: Iterable[LocalBan]) -> int:
+        """Load persisted local bans after a restart; returns how many are still in force."""
+        now = self._clock.monotonic()
+        restored = bans_.from_records(
+            records, source=self._node_id, now_monotonic=now, now_wall=self._clock.wall()
+        )
+        for ban in restored:
+            self._add_local(ban, now)
+        return len(restored)
+
+    def active_bans_by_reason(self) -> dict[tuple[str, str], int]:
+        """`(layer, reason) -> count` of bans in force, for a scrape-time gauge."""
+        now = self._clock.monotonic()
+        counts: dict[tuple[str, str], int] = {}
+        for layer, table in (("fleet", self._policy.bans), ("local", self._local)):
+            for ban in table:
+                if ban.active(now):
+                    counts[layer, ban.reason] = counts.get((layer, ban.reason), 0) + 1
+        return counts
+
+    def prune(self) -> None:
+        """Forget expired bans (call now and then; lookups already ignore them)."""
+        now = self._clock.monotonic()
+        self._local.prune(now)
+        self._policy.bans.prune(now)
+
+
+class _PendingSlot:
+    """Counts queries in progress against the policy's cap; refuses rather than queues."""
+
+    __slots__ = ("_enforcer",)
+
+    def __init__(self, enforcer: PolicyEnforcer) -> None:
+        self._enforcer = enforcer
+
+    async def __aenter__(self) -> None:
+        enforcer = self._enforcer
+        if enforcer._pending >= enforcer._policy.max_pending:
+            if enforcer._metrics is not None:
+                enforcer._metrics.rate_limited("query", "pending")
+            raise errors.TooManyPending(
+                "too many queries in progress", retry_after=PENDING_RETRY_AFTER
+            )
+        enforcer._pending += 1
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._enforcer._pending -= 1
