@@ -46,21 +46,28 @@ def signature(path: Path) -> Signature:
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
 
-def read_bounded(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
-    """A file's bytes, gunzipped when named `.gz`, refusing more than `limit` (zip bombs)."""
-    raw = path.read_bytes()
-    if path.suffix != ".gz":
-        if len(raw) > limit:
-            raise errors.PayloadTooLarge(f"{path.name} exceeds {limit} bytes")
-        return raw
+def gunzip_bounded(raw: bytes, limit: int, *, what: str) -> bytes:
+    """Inflate gzip data, refusing more than `limit` bytes of output (compression bombs)."""
     inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)
     try:
         data = inflater.decompress(raw, limit + 1)
     except zlib.error as exc:
-        raise errors.InvalidInput(f"{path.name} is not valid gzip") from exc
+        raise errors.InvalidInput(f"{what} is not valid gzip") from exc
     if len(data) > limit:
-        raise errors.PayloadTooLarge(f"{path.name} inflates beyond {limit} bytes")
+        raise errors.PayloadTooLarge(f"{what} inflates beyond {limit} bytes")
     return data
+
+
+def read_bounded(path: Path, limit: int = MAX_DOCUMENT_BYTES) -> bytes:
+    """A file's bytes, gunzipped when named `.gz`, refusing more than `limit`."""
+    if path.stat().st_size > limit:
+        raise errors.PayloadTooLarge(f"{path.name} exceeds {limit} bytes")
+    raw = path.read_bytes()
+    if path.suffix == ".gz":
+        return gunzip_bounded(raw, limit, what=path.name)
+    if len(raw) > limit:
+        raise errors.PayloadTooLarge(f"{path.name} exceeds {limit} bytes")
+    return raw
 
 
 def policy_file(directory: Path) -> Path | None:

@@ -1,0 +1,83 @@
+"""One aiohttp middleware that turns every failure into an `ErrorBody` JSON answer.
+
+`NodeError`s keep their stable code and status (plus `Retry-After`, rounded
+up, for rate limits); aiohttp's own HTTP exceptions (404, 405, 413 from
+`client_max_size`) get the same JSON shape; anything unexpected becomes a
+500 `internal` that says nothing about its cause, while the cause is logged
+(redacted by the log formatter). Review MAJOR-5, MINOR-1, MINOR-7.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Final
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from marketplace_node import errors
+from marketplace_node.admin.models import ErrorBody
+
+logger = logging.getLogger(__name__)
+
+JSON: Final = "application/json"
+
+_CODES: Final = {
+    400: errors.InvalidInput.code,
+    401: errors.Unauthenticated.code,
+    403: errors.Forbidden.code,
+    404: errors.NotFound.code,
+    405: "method_not_allowed",
+    409: errors.Conflict.code,
+    413: errors.PayloadTooLarge.code,
+    415: "unsupported_media_type",
+    429: errors.RateLimited.code,
+}
+_KEPT_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
+
+
+def retry_after_header(seconds: float) -> str:
+    """Whole seconds, rounded up and at least 1, so a client never retries too early."""
+    return str(max(1, math.ceil(seconds)))
+
+
+def error_response(exc: errors.NodeError) -> web.Response:
+    body = ErrorBody(
+        code=exc.code, message=exc.message, retryable=exc.retryable, details=exc.details
+    )
+    response = web.Response(
+        status=exc.http_status, text=body.model_dump_json(by_alias=True), content_type=JSON
+    )
+    if isinstance(exc, errors.RateLimited):
+        response.headers["Retry-After"] = retry_after_header(exc.retry_after)
+    return response
+
+
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    code = _CODES.get(exc.status, "internal" if exc.status >= 500 else f"http_{exc.status}")
+    body = ErrorBody(code=code, message=exc.reason, retryable=exc.status in (429, 502, 503, 504))
+    response = web.Response(
+        status=exc.status, text=body.model_dump_json(by_alias=True), content_type=JSON
+    )
+    for name in _KEPT_HEADERS:
+        if name in exc.headers:
+            response.headers[name] = exc.headers[name]
+    return response
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except errors.NodeError as exc:
+        if exc.http_status >= 500:
+            logger.warning("%s %s failed: %s", request.method, request.path, exc.code)
+        return error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise  # redirects and the like are answers, not errors
+        return _http_error_response(exc)
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(errors.NodeError("internal error"))
