@@ -1,0 +1,1 @@
+"""Pure reconcile decisions: desired vs observed → actions, and the status that follows."""

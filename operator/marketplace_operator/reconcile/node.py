@@ -1,0 +1,210 @@
+"""`plan(desired, observed)`: the actions that bring one MarketplaceNode's children in line.
+
+A purely computational function with no side effects (the executor in handlers/ does the
+I/O). Level-based: it looks only at what exists now, so re-running it after a crash, a
+resume or a duplicate event yields no action twice — creations of something that exists
+are never planned, and objects we created but lost track of are adopted, not duplicated.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.reconcile.observe import PodView, controller_uid, pod_view
+from marketplace_operator.render import configmap, names, pod, pvc, service
+
+
+class Kind(enum.StrEnum):
+    IDENTITY = "identity-secret"
+    FLEET_ADMIN = "admin-secret"
+    POLICY_CONFIGMAP = "policy-configmap"
+    PVC = "pvc"
+    SERVICE = "service"
+    POD = "pod"
+
+
+@dataclass(frozen=True)
+class Create:
+    kind: Kind
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class CreateIdentity:
+    """Generate a key and create the identity Secret (only ever planned when it is absent)."""
+
+
+@dataclass(frozen=True)
+class CreateAdminSecret:
+    """Generate the fleet's admin token and create its Secret (only when absent)."""
+
+
+@dataclass(frozen=True)
+class Patch:
+    kind: Kind
+    name: str
+    patch: dict[str, Any]
+    why: str
+
+
+@dataclass(frozen=True)
+class DeletePod:
+    """Remove a pod that ended (Failed/Succeeded) so a fresh one is created."""
+
+    name: str
+    uid: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReplacePod:
+    """Graceful replacement: drain, delete with grace, create. Gated by the rollout hook."""
+
+    name: str
+    uid: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Conflict:
+    """An object with our name belongs to someone else: report it, touch nothing."""
+
+    kind: Kind
+    name: str
+    owner_uid: str
+
+
+Action = Create | CreateIdentity | CreateAdminSecret | Patch | DeletePod | ReplacePod | Conflict
+
+
+@dataclass(frozen=True)
+class Desired:
+    ref: names.NodeRef
+    spec: MarketplaceNodeSpec
+    pod_inputs: pod.PodInputs
+    paused: bool = False
+
+
+@dataclass(frozen=True)
+class Observed:
+    """The children as the API has them now (raw dicts), `None` when absent."""
+
+    pod: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    pvc: dict[str, Any] | None = None
+    identity: dict[str, Any] | None = None
+    admin_secret: dict[str, Any] | None = None
+    policy_configmap: dict[str, Any] | None = None
+
+
+def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
+    """Nothing if we control `obj`; adopt it if it is ours by label but unowned; else conflict."""
+    owner = controller_uid(obj)
+    name = obj.get("metadata", {}).get("name", "")
+    if owner == ref.uid:
+        return []
+    labels = obj.get("metadata", {}).get("labels") or {}
+    if owner is None and labels.get(names.NODE_LABEL) == ref.name:
+        refs = [*(obj["metadata"].get("ownerReferences") or []), names.owner_reference(ref)]
+        return [Patch(kind, name, {"metadata": {"ownerReferences": refs}}, "adopt")]
+    return [Conflict(kind, name, owner or "")]
+
+
+def _shared_owner(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
+    """Fleet objects carry one non-controller reference per member; add ours if missing."""
+    refs = obj.get("metadata", {}).get("ownerReferences") or []
+    if any(r.get("uid") == ref.uid for r in refs):
+        return []
+    patch = {"metadata": {"ownerReferences": [*refs, names.owner_reference(ref, controller=False)]}}
+    return [Patch(kind, obj["metadata"]["name"], patch, "add-fleet-owner")]
+
+
+def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:
+    ref = desired.ref
+    actions: list[Action] = []
+    if observed.admin_secret is None:
+        actions.append(CreateAdminSecret())
+    else:
+        actions += _shared_owner(Kind.FLEET_ADMIN, observed.admin_secret, ref)
+    if observed.policy_configmap is None:
+        body = configmap.policy_configmap(ref, members=configmap.members_json([]))
+        actions.append(Create(Kind.POLICY_CONFIGMAP, body))
+    else:
+        actions += _shared_owner(Kind.POLICY_CONFIGMAP, observed.policy_configmap, ref)
+    return actions
+
+
+def _plan_pvc(desired: Desired, observed: dict[str, Any] | None) -> list[Action]:
+    wanted = pvc.data_pvc(desired.ref, desired.spec)
+    if observed is None:
+        return [Create(Kind.PVC, wanted)]
+    actions = _ownership(Kind.PVC, observed, desired.ref)
+    size = wanted["spec"]["resources"]["requests"]["storage"]
+    have = observed.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
+    if have != size:  # the CRD only lets the size grow
+        patch = {"spec": {"resources": {"requests": {"storage": size}}}}
+        actions.append(Patch(Kind.PVC, wanted["metadata"]["name"], patch, "resize"))
+    return actions
+
+
+def _plan_service(desired: Desired, observed: dict[str, Any] | None) -> list[Action]:
+    wanted = service.service(desired.ref, desired.spec)
+    if observed is None:
+        return [Create(Kind.SERVICE, wanted)]
+    actions = _ownership(Kind.SERVICE, observed, desired.ref)
+    have = observed.get("spec", {})
+    want = wanted["spec"]
+    ports = [{k: p.get(k) for k in ("name", "port", "targetPort")} for p in have.get("ports", [])]
+    want_ports = [{k: p[k] for k in ("name", "port", "targetPort")} for p in want["ports"]]
+    if have.get("selector") != want["selector"] or ports != want_ports:
+        patch = {"spec": {"selector": want["selector"], "ports": want["ports"]}}
+        actions.append(Patch(Kind.SERVICE, wanted["metadata"]["name"], patch, "spec-drift"))
+    return actions
+
+
+def needs_replacement(view: PodView, desired_hash: str) -> str | None:
+    """Why this running pod must give way to a new one, or None."""
+    if view.deleting:
+        return None
+    if view.template_hash != desired_hash:
+        return "PodTemplateChanged"
+    return None
+
+
+def _plan_pod(desired: Desired, observed: dict[str, Any] | None) -> list[Action]:
+    if observed is None:
+        return [Create(Kind.POD, pod.pod(desired.ref, desired.pod_inputs))]
+    ownership = _ownership(Kind.POD, observed, desired.ref)
+    if any(isinstance(a, Conflict) for a in ownership):
+        return ownership
+    view = pod_view(observed)
+    if view.deleting:
+        return ownership  # wait for it to go; the next pass creates the new one
+    if view.phase in {"Failed", "Succeeded"}:
+        return [*ownership, DeletePod(view.name, view.uid, f"Pod{view.phase}")]
+    reason = needs_replacement(view, pod.template_hash(desired.pod_inputs))
+    if reason is not None:
+        return [*ownership, ReplacePod(view.name, view.uid, reason)]
+    return ownership
+
+
+def plan(desired: Desired, observed: Observed) -> list[Action]:
+    """Actions in dependency order: fleet objects, identity, volume, service, pod.
+
+    A paused node plans nothing. The pod is planned even while its Secrets are being
+    created in the same pass: the kubelet waits for mounted objects to appear.
+    """
+    if desired.paused:
+        return []
+    actions = _plan_fleet(desired, observed)
+    if observed.identity is None:
+        actions.append(CreateIdentity())
+    else:
+        actions += _ownership(Kind.IDENTITY, observed.identity, desired.ref)
+    actions += _plan_pvc(desired, observed.pvc)
+    actions += _plan_service(desired, observed.service)
+    actions += _plan_pod(desired, observed.pod)
+    return actions

@@ -1,0 +1,90 @@
+"""Typed views of the observed objects the decisions read (parsed from raw API dicts)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from marketplace_operator.render import names
+
+# Waiting reasons that mean "this will not get better by itself".
+STUCK_REASONS = frozenset(
+    {
+        "CrashLoopBackOff",
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "InvalidImageName",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+    }
+)
+CRASH_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class PodView:
+    """What the decisions need from a Pod."""
+
+    name: str
+    uid: str
+    phase: str
+    ip: str | None
+    template_hash: str | None
+    deleting: bool
+    ready: bool
+    containers_ready: bool
+    joined: bool
+    restarts: int
+    waiting_reason: str | None
+    waiting_message: str | None
+    controller_uid: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def stuck_reason(self) -> str | None:
+        """Why the node cannot run, if it cannot: a stuck waiting state or a crash loop."""
+        if self.waiting_reason in STUCK_REASONS:
+            return self.waiting_reason
+        if self.restarts >= CRASH_RESTARTS and not self.containers_ready:
+            return "CrashLoopBackOff"
+        return None
+
+
+def controller_uid(obj: dict[str, Any]) -> str | None:
+    for owner in obj.get("metadata", {}).get("ownerReferences") or []:
+        if owner.get("controller"):
+            return str(owner.get("uid"))
+    return None
+
+
+def _condition(status: dict[str, Any], type_: str) -> bool:
+    return any(
+        c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or []
+    )
+
+
+def pod_view(pod: dict[str, Any]) -> PodView:
+    meta = pod.get("metadata", {})
+    status = pod.get("status") or {}
+    containers = status.get("containerStatuses") or []
+    waiting: dict[str, Any] = next(
+        (c["state"]["waiting"] for c in containers if (c.get("state") or {}).get("waiting")),
+        {},
+    )
+    return PodView(
+        name=meta.get("name", ""),
+        uid=meta.get("uid", ""),
+        phase=status.get("phase", "Pending"),
+        ip=status.get("podIP") or None,
+        template_hash=(meta.get("annotations") or {}).get(names.TEMPLATE_HASH_ANNOTATION),
+        deleting=meta.get("deletionTimestamp") is not None,
+        ready=_condition(status, "Ready"),
+        containers_ready=_condition(status, "ContainersReady"),
+        joined=_condition(status, names.JOINED_CONDITION),
+        restarts=sum(int(c.get("restartCount", 0)) for c in containers),
+        waiting_reason=waiting.get("reason"),
+        waiting_message=waiting.get("message"),
+        controller_uid=controller_uid(pod),
+        labels=dict(meta.get("labels") or {}),
+    )

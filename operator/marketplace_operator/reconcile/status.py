@@ -1,0 +1,185 @@
+"""The whole MarketplaceNode status from what was observed: one pure function, one writer.
+
+`build_status` derives phase and the four conditions from the pod, the node's own admin
+status and the reconcile's findings; `joined` decides the pod's readiness gate. The
+handler patches status only when the result differs from what is stored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+from datetime import datetime
+
+from marketplace_node.admin.models import NodeStatus
+
+from marketplace_operator.model.common import Condition, ConditionStatus, merge_condition, rfc3339
+from marketplace_operator.model.mnode import (
+    MAX_CONNECTED_PEERS_LISTED,
+    ConditionType,
+    MarketplaceNodeStatus,
+    Phase,
+)
+from marketplace_operator.reconcile.observe import PodView
+
+
+def joined(
+    node: NodeStatus | None,
+    *,
+    fleet_peer_ids: Collection[str],
+    other_members: int,
+    current_policy_version: int | None,
+) -> bool:
+    """The `marketplace.p2p.dev/joined` gate: serving, connected to its fleet, on the policy.
+
+    With other members in the fleet the node must be connected to at least one of them
+    (by peer id when their ids are known, else to anyone); alone it only needs to serve.
+    """
+    if node is None or not node.ready or node.draining:
+        return False
+    if current_policy_version is not None and (
+        node.policy_version is None or node.policy_version < current_policy_version
+    ):
+        return False
+    if other_members == 0:
+        return True
+    peer_ids = {p.peer_id for p in node.peers}
+    known = set(fleet_peer_ids) - {node.peer_id}
+    if known:
+        return bool(peer_ids & known)
+    return bool(peer_ids)
+
+
+@dataclass(frozen=True)
+class StatusInputs:
+    generation: int
+    pod: PodView | None
+    desired_hash: str
+    node: NodeStatus | None = None
+    peer_id: str | None = None  # from the identity Secret, known before the node answers
+    paused: bool = False
+    deleting: bool = False
+    replacing: str | None = None  # why a replacement is in progress or waiting
+    conflicts: tuple[str, ...] = ()
+    current_policy_version: int | None = None
+
+
+@dataclass(frozen=True)
+class _Verdict:
+    phase: Phase
+    message: str
+    ready: tuple[ConditionStatus, str]
+    progressing: tuple[ConditionStatus, str]
+    degraded: tuple[ConditionStatus, str]
+
+
+def _verdict(inp: StatusInputs) -> _Verdict:
+    pod = inp.pod
+    stuck = pod.stuck_reason if pod is not None else None
+    not_ready = ConditionStatus.FALSE
+    if inp.deleting:
+        return _Verdict(
+            Phase.TERMINATING, "draining before deletion", (not_ready, "Terminating"),
+            (ConditionStatus.TRUE, "Terminating"), (ConditionStatus.FALSE, "AsExpected"),
+        )  # fmt: skip
+    if inp.conflicts:
+        message = "objects owned by someone else: " + ", ".join(inp.conflicts)
+        return _Verdict(
+            Phase.DEGRADED, message, (not_ready, "OwnershipConflict"),
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, "OwnershipConflict"),
+        )  # fmt: skip
+    if stuck is not None and pod is not None:
+        message = f"node container: {stuck}" + (
+            f": {pod.waiting_message}" if pod.waiting_message else ""
+        )
+        return _Verdict(
+            Phase.DEGRADED, message[:1024], (not_ready, stuck),
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, stuck),
+        )  # fmt: skip
+    ready_now = pod is not None and pod.ready and not pod.deleting
+    ready = (ConditionStatus.TRUE, "Joined") if ready_now else (not_ready, _not_ready_reason(pod))
+    if inp.paused:
+        return _Verdict(
+            Phase.PAUSED, "reconciliation paused by spec.paused", ready,
+            (ConditionStatus.FALSE, "Paused"), (ConditionStatus.FALSE, "AsExpected"),
+        )  # fmt: skip
+    if inp.replacing is not None or (pod is not None and pod.deleting):
+        why = inp.replacing or "PodTerminating"
+        return _Verdict(
+            Phase.REPLACING, f"replacing the pod: {why}", ready,
+            (ConditionStatus.TRUE, why), (ConditionStatus.FALSE, "AsExpected"),
+        )  # fmt: skip
+    if ready_now:
+        return _Verdict(
+            Phase.READY, "serving and joined", ready,
+            (ConditionStatus.FALSE, "Stable"), (ConditionStatus.FALSE, "AsExpected"),
+        )  # fmt: skip
+    phase = Phase.PENDING if pod is None or pod.phase == "Pending" else Phase.STARTING
+    return _Verdict(
+        phase, f"waiting: {ready[1]}", ready,
+        (ConditionStatus.TRUE, ready[1]), (ConditionStatus.FALSE, "AsExpected"),
+    )  # fmt: skip
+
+
+def _not_ready_reason(pod: PodView | None) -> str:
+    if pod is None:
+        return "PodMissing"
+    if pod.phase == "Pending":
+        return "PodPending"
+    if not pod.containers_ready:
+        return "NodeNotServing"
+    if not pod.joined:
+        return "NotJoined"
+    return "PodNotReady"
+
+
+def _policy_condition(inp: StatusInputs) -> tuple[ConditionStatus, str, str]:
+    applied = inp.node.policy_version if inp.node is not None else None
+    want = inp.current_policy_version
+    if applied is None:
+        return ConditionStatus.UNKNOWN, "NotReported", "the node has not reported a policy"
+    if want is None or applied >= want:
+        return ConditionStatus.TRUE, "UpToDate", f"policy version {applied} applied"
+    return ConditionStatus.FALSE, "Behind", f"applied {applied}, current {want}"
+
+
+def build_status(
+    previous: MarketplaceNodeStatus, inp: StatusInputs, *, now: datetime
+) -> MarketplaceNodeStatus:
+    """The status to store. Condition transition times move only when a status flips."""
+    verdict = _verdict(inp)
+    stamp = rfc3339(now)
+
+    def cond(type_: ConditionType, status: ConditionStatus, reason: str, msg: str) -> Condition:
+        return Condition(
+            type=type_, status=status, reason=reason, message=msg[:4096],
+            last_transition_time=stamp, observed_generation=inp.generation,
+        )  # fmt: skip
+
+    conditions = list(previous.conditions)
+    policy = _policy_condition(inp)
+    for new in (
+        cond(ConditionType.READY, *verdict.ready, verdict.message),
+        cond(ConditionType.PROGRESSING, *verdict.progressing, verdict.message),
+        cond(ConditionType.DEGRADED, *verdict.degraded, verdict.message),
+        cond(ConditionType.POLICY_APPLIED, *policy),
+    ):
+        conditions = merge_condition(conditions, new)
+    node = inp.node
+    pod = inp.pod
+    peers = sorted(p.peer_id for p in node.peers) if node is not None else []
+    return MarketplaceNodeStatus(
+        phase=verdict.phase,
+        message=verdict.message[:1024],
+        observed_generation=inp.generation,
+        peer_id=(node.peer_id if node is not None else None) or inp.peer_id or previous.peer_id,
+        pod_name=pod.name if pod is not None else None,
+        pod_ip=pod.ip if pod is not None else None,
+        peers=len(peers) if node is not None else previous.peers,
+        connected_peers=peers[:MAX_CONNECTED_PEERS_LISTED] if node is not None
+        else previous.connected_peers,
+        policy_version=node.policy_version if node is not None else previous.policy_version,
+        policy_hash=(node.policy_hash or None) if node is not None else previous.policy_hash,
+        pod_template_hash=pod.template_hash if pod is not None else None,
+        conditions=conditions,
+    )  # fmt: skip

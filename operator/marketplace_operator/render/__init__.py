@@ -1,0 +1,1 @@
+"""Pure builders of the Kubernetes objects the operator owns, as plain dicts (no I/O)."""

@@ -1,0 +1,106 @@
+"""Names, labels and owner references of everything the operator creates (docs/contracts.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from marketplace_operator.model.common import API_VERSION, LABEL_PREFIX
+from marketplace_operator.model.mnode import KIND
+
+FLEET_LABEL = f"{LABEL_PREFIX}fleet"
+NODE_LABEL = "app.kubernetes.io/instance"
+TEMPLATE_HASH_ANNOTATION = f"{LABEL_PREFIX}pod-template-hash"
+PEER_ID_ANNOTATION = f"{LABEL_PREFIX}peer-id"
+JOINED_CONDITION = f"{LABEL_PREFIX}joined"
+MANAGED_BY = "marketplace-operator"
+APP_NAME = "marketplace-node"
+
+CONTAINER = "node"
+PORT_NAME = "p2p"
+DATA_DIR = "/var/lib/marketplace"
+IDENTITY_DIR = "/etc/marketplace/identity"
+IDENTITY_KEY = "ed25519.pem"
+ADMIN_DIR = "/etc/marketplace/admin"
+ADMIN_TOKEN_KEY = "token"  # noqa: S105 - a key name, not a secret
+POLICY_DIR = "/etc/marketplace/policy"
+MEMBERS_KEY = "members.json"
+
+
+@dataclass(frozen=True)
+class NodeRef:
+    """Which MarketplaceNode the children belong to."""
+
+    name: str
+    namespace: str
+    uid: str
+    fleet: str
+
+
+def pod_name(node: str) -> str:
+    return node
+
+
+def service_name(node: str) -> str:
+    return node
+
+
+def identity_secret_name(node: str) -> str:
+    return f"{node}-identity"
+
+
+def data_pvc_name(node: str) -> str:
+    return f"{node}-data"
+
+
+def admin_secret_name(fleet: str) -> str:
+    return f"{fleet}-admin"
+
+
+def policy_configmap_name(fleet: str) -> str:
+    return f"{fleet}-policy"
+
+
+def fleet_labels(fleet: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": APP_NAME,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+        "app.kubernetes.io/part-of": "marketplace-fleet",
+        FLEET_LABEL: fleet,
+    }
+
+
+def node_labels(ref: NodeRef) -> dict[str, str]:
+    return {**fleet_labels(ref.fleet), NODE_LABEL: ref.name}
+
+
+def node_selector(ref: NodeRef) -> dict[str, str]:
+    """The labels that select exactly this node's pod (stable across operator versions)."""
+    return {"app.kubernetes.io/name": APP_NAME, NODE_LABEL: ref.name}
+
+
+def owner_reference(ref: NodeRef, *, controller: bool = True) -> dict[str, Any]:
+    """`controller: true` for the node's own children; `false` for shared fleet objects,
+    which carry one reference per member so garbage collection removes them with the last."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "name": ref.name,
+        "uid": ref.uid,
+        "controller": controller,
+        "blockOwnerDeletion": controller,
+    }
+
+
+def metadata(
+    name: str, ref: NodeRef, *, annotations: dict[str, str] | None = None
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": ref.namespace,
+        "labels": node_labels(ref),
+        "ownerReferences": [owner_reference(ref)],
+    }
+    if annotations:
+        meta["annotations"] = annotations
+    return meta

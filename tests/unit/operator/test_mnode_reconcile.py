@@ -1,0 +1,341 @@
+"""`plan` and `build_status`: table tests over observed states."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from marketplace_node.admin.models import NodeStatus, PeerInfo
+from marketplace_operator.model.common import ConditionStatus, find_condition
+from marketplace_operator.model.mnode import (
+    ConditionType,
+    MarketplaceNodeSpec,
+    MarketplaceNodeStatus,
+    Phase,
+)
+from marketplace_operator.reconcile import node, status
+from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.render import configmap, names, pod, pvc, secrets, service
+
+REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
+IMAGE = "ghcr.io/marketplace-fleet/node:0.1.0"
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def spec(**fields: Any) -> MarketplaceNodeSpec:
+    return MarketplaceNodeSpec.model_validate({"fleet": "blue", **fields})
+
+
+def desired(s: MarketplaceNodeSpec | None = None, *, paused: bool = False) -> node.Desired:
+    s = s or spec()
+    return node.Desired(ref=REF, spec=s, pod_inputs=pod.PodInputs(IMAGE, s), paused=paused)
+
+
+def pod_status(
+    *,
+    phase: str = "Running",
+    ready: bool = True,
+    containers_ready: bool = True,
+    joined: bool = True,
+    restarts: int = 0,
+    waiting: str | None = None,
+) -> dict[str, Any]:
+    def c(t: str, v: bool) -> dict[str, str]:
+        return {"type": t, "status": "True" if v else "False"}
+
+    state: dict[str, Any] = {"waiting": {"reason": waiting}} if waiting else {"running": {}}
+    return {
+        "phase": phase,
+        "podIP": "127.1.0.5",
+        "conditions": [
+            c("Ready", ready),
+            c("ContainersReady", containers_ready),
+            c(names.JOINED_CONDITION, joined),
+        ],
+        "containerStatuses": [{"name": "node", "restartCount": restarts, "state": state}],
+    }
+
+
+def existing(d: node.Desired, **pod_fields: Any) -> node.Observed:
+    """Everything present and in order, as after a successful reconcile."""
+    p = pod.pod(d.ref, d.pod_inputs)
+    p["metadata"]["uid"] = "pod-uid"
+    p["status"] = pod_status()
+    p["metadata"].update(pod_fields.pop("meta", {}))
+    p["status"].update(pod_fields)
+    return node.Observed(
+        pod=p,
+        service=service.service(d.ref, d.spec),
+        pvc=pvc.data_pvc(d.ref, d.spec),
+        identity=secrets.identity_secret(d.ref, private_key_pem=b"k", peer_id="mpx"),
+        admin_secret=secrets.admin_secret(d.ref, token="t"),
+        policy_configmap=configmap.policy_configmap(d.ref, members="{}"),
+    )
+
+
+def kinds(actions: list[node.Action]) -> list[str]:
+    out = []
+    for a in actions:
+        kind = getattr(a, "kind", None)
+        out.append(type(a).__name__ + (f":{kind}" if kind else ""))
+    return out
+
+
+def test_empty_world_creates_everything_in_dependency_order() -> None:
+    assert kinds(node.plan(desired(), node.Observed())) == [
+        "CreateAdminSecret",
+        "Create:policy-configmap",
+        "CreateIdentity",
+        "Create:pvc",
+        "Create:service",
+        "Create:pod",
+    ]
+
+
+def test_converged_world_plans_nothing() -> None:
+    d = desired()
+    assert node.plan(d, existing(d)) == []
+
+
+def test_paused_plans_nothing_even_with_children_missing() -> None:
+    assert node.plan(desired(paused=True), node.Observed()) == []
+
+
+def test_identity_present_is_never_recreated_and_missing_one_is_created_once() -> None:
+    d = desired()
+    world = existing(d)
+    assert not any(isinstance(a, node.CreateIdentity) for a in node.plan(d, world))
+    gone = node.Observed(**{**world.__dict__, "identity": None})
+    assert [a for a in node.plan(d, gone)] == [node.CreateIdentity()]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"phase": "Failed"}, "DeletePod"),
+        ({"phase": "Succeeded"}, "DeletePod"),
+        ({"meta": {"annotations": {names.TEMPLATE_HASH_ANNOTATION: "old"}}}, "ReplacePod"),
+        ({"meta": {"deletionTimestamp": "2026-01-01T00:00:00Z"}}, None),
+        ({"phase": "Pending"}, None),
+    ],
+)
+def test_pod_decisions(change: dict[str, Any], expected: str | None) -> None:
+    d = desired()
+    assert kinds(node.plan(d, existing(d, **change))) == ([expected] if expected else [])
+
+
+def test_spec_change_that_shapes_the_pod_replaces_it_and_one_that_does_not_only_patches() -> None:
+    old = desired()
+    world = existing(old)
+    assert kinds(node.plan(desired(spec(p2p={"maxPeers": 3})), world)) == ["ReplacePod"]
+    grown = desired(spec(storage={"size": "2Gi"}))
+    (patch,) = node.plan(grown, world)
+    assert isinstance(patch, node.Patch)
+    assert patch.patch == {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
+
+
+def test_port_change_patches_the_service_and_replaces_the_pod() -> None:
+    world = existing(desired())
+    actions = node.plan(desired(spec(p2p={"port": 7100})), world)
+    assert kinds(actions) == ["Patch:service", "ReplacePod"]
+
+
+def test_unowned_child_with_our_labels_is_adopted_and_a_foreign_one_is_a_conflict() -> None:
+    d = desired()
+    world = existing(d)
+    assert world.service is not None
+    orphan = {**world.service, "metadata": {**world.service["metadata"], "ownerReferences": []}}
+    (adopt,) = node.plan(d, node.Observed(**{**world.__dict__, "service": orphan}))
+    assert isinstance(adopt, node.Patch)
+    assert adopt.why == "adopt"
+    assert adopt.patch["metadata"]["ownerReferences"][0]["uid"] == REF.uid
+    foreign_meta = {
+        **world.service["metadata"],
+        "ownerReferences": [{"uid": "x", "controller": True}],
+    }
+    foreign = {**world.service, "metadata": foreign_meta}
+    (conflict,) = node.plan(d, node.Observed(**{**world.__dict__, "service": foreign}))
+    assert conflict == node.Conflict(node.Kind.SERVICE, "n1", "x")
+
+
+def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
+    d = desired()
+    world = existing(d)
+    other = node.Desired(
+        ref=names.NodeRef(name="n2", namespace="ns", uid="uid-2", fleet="blue"),
+        spec=d.spec,
+        pod_inputs=d.pod_inputs,
+    )
+    patches = [a for a in node.plan(other, world) if isinstance(a, node.Patch)]
+    assert {p.kind for p in patches if p.why == "add-fleet-owner"} == {
+        node.Kind.FLEET_ADMIN,
+        node.Kind.POLICY_CONFIGMAP,
+    }
+    for p in patches:
+        if p.why == "add-fleet-owner":
+            uids = [r["uid"] for r in p.patch["metadata"]["ownerReferences"]]
+            assert uids == ["uid-1", "uid-2"]
+
+
+# --- joined -------------------------------------------------------------------------------
+
+
+def node_status(*, peers: tuple[str, ...] = (), ready: bool = True, **kw: Any) -> NodeStatus:
+    return NodeStatus(
+        peer_id="mpself00",
+        ready=ready,
+        peers=[PeerInfo(peer_id=p, address="http://x:1") for p in peers],
+        **kw,
+    )
+
+
+@pytest.mark.parametrize(
+    ("node_st", "fleet_ids", "others", "policy", "expected"),
+    [
+        (None, (), 0, None, False),
+        (node_status(), (), 0, None, True),
+        (node_status(ready=False), (), 0, None, False),
+        (node_status(draining=True), (), 0, None, False),
+        (node_status(), ("mpother0",), 1, None, False),
+        (node_status(peers=("mpstranger",)), ("mpother0",), 1, None, False),
+        (node_status(peers=("mpother0",)), ("mpother0",), 1, None, True),
+        (node_status(peers=("mpanyone",)), (), 1, None, True),
+        (node_status(peers=("mpother0",), policyVersion=3), ("mpother0",), 1, 4, False),
+        (node_status(peers=("mpother0",), policyVersion=4), ("mpother0",), 1, 4, True),
+        (node_status(), (), 0, 1, False),
+    ],
+)
+def test_joined_gate(
+    node_st: NodeStatus | None,
+    fleet_ids: tuple[str, ...],
+    others: int,
+    policy: int | None,
+    expected: bool,
+) -> None:
+    got = status.joined(
+        node_st, fleet_peer_ids=fleet_ids, other_members=others, current_policy_version=policy
+    )
+    assert got is expected
+
+
+# --- status -------------------------------------------------------------------------------
+
+
+def view(**status_fields: Any) -> Any:
+    d = desired()
+    p = pod.pod(d.ref, d.pod_inputs)
+    p["status"] = pod_status(**status_fields)
+    return pod_view(p)
+
+
+HASH = pod.template_hash(desired().pod_inputs)
+
+
+@pytest.mark.parametrize(
+    ("inputs", "phase", "ready", "degraded", "progressing"),
+    [
+        (status.StatusInputs(1, None, HASH), Phase.PENDING, "False", "False", "True"),
+        (status.StatusInputs(1, view(), HASH), Phase.READY, "True", "False", "False"),
+        (
+            status.StatusInputs(1, view(ready=False, joined=False), HASH),
+            Phase.STARTING,
+            "False",
+            "False",
+            "True",
+        ),
+        (
+            status.StatusInputs(1, view(ready=False, waiting="CrashLoopBackOff", restarts=5), HASH),
+            Phase.DEGRADED,
+            "False",
+            "True",
+            "False",
+        ),
+        (
+            status.StatusInputs(1, view(ready=False, containers_ready=False, restarts=4), HASH),
+            Phase.DEGRADED,
+            "False",
+            "True",
+            "False",
+        ),
+        (
+            status.StatusInputs(1, view(), HASH, replacing="PodTemplateChanged"),
+            Phase.REPLACING,
+            "True",
+            "False",
+            "True",
+        ),
+        (status.StatusInputs(1, view(), HASH, paused=True), Phase.PAUSED, "True", "False", "False"),
+        (
+            status.StatusInputs(1, view(), HASH, deleting=True),
+            Phase.TERMINATING,
+            "False",
+            "False",
+            "True",
+        ),
+        (
+            status.StatusInputs(1, view(), HASH, conflicts=("Service/n1",)),
+            Phase.DEGRADED,
+            "False",
+            "True",
+            "False",
+        ),
+    ],
+)
+def test_status_phase_and_conditions(
+    inputs: status.StatusInputs, phase: Phase, ready: str, degraded: str, progressing: str
+) -> None:
+    out = status.build_status(MarketplaceNodeStatus(), inputs, now=NOW)
+    assert out.phase == phase
+
+    def st(t: ConditionType) -> str:
+        c = find_condition(out.conditions, t)
+        assert c is not None
+        assert c.observed_generation == 1
+        return c.status.value
+
+    assert (st(ConditionType.READY), st(ConditionType.DEGRADED)) == (ready, degraded)
+    assert st(ConditionType.PROGRESSING) == progressing
+
+
+def test_transition_time_moves_only_when_status_flips() -> None:
+    first = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
+    )
+    later = NOW + timedelta(minutes=5)
+    same = status.build_status(first, status.StatusInputs(2, view(), HASH), now=later)
+    assert same.conditions == [
+        c.model_copy(update={"observed_generation": 2}) for c in first.conditions
+    ]
+    flipped = status.build_status(
+        first, status.StatusInputs(2, view(ready=False, joined=False), HASH), now=later
+    )
+    ready = find_condition(flipped.conditions, ConditionType.READY)
+    assert ready is not None
+    assert ready.status is ConditionStatus.FALSE
+    assert ready.last_transition_time == "2026-01-01T00:05:00Z"
+
+
+def test_status_carries_node_report_and_caps_the_peer_list() -> None:
+    peers = tuple(f"mppeer{i:04d}" for i in range(50))
+    report = node_status(peers=peers, policyVersion=7, policyHash="h")
+    out = status.build_status(
+        MarketplaceNodeStatus(),
+        status.StatusInputs(3, view(), HASH, node=report, current_policy_version=7),
+        now=NOW,
+    )
+    assert out.peers == 50
+    assert len(out.connected_peers) == 32
+    assert out.peer_id == "mpself00"
+    assert out.pod_ip == "127.1.0.5"
+    assert out.policy_version == 7
+    assert out.observed_generation == 3
+    applied = find_condition(out.conditions, ConditionType.POLICY_APPLIED)
+    assert applied is not None
+    assert applied.status is ConditionStatus.TRUE
+    behind = status.build_status(
+        out, status.StatusInputs(3, view(), HASH, node=report, current_policy_version=8), now=NOW
+    )
+    lagging = find_condition(behind.conditions, ConditionType.POLICY_APPLIED)
+    assert lagging is not None
+    assert lagging.reason == "Behind"
