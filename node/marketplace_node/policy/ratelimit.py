@@ -18,6 +18,10 @@ from typing import Final
 
 from marketplace_node.admin.models import Limit
 
+EPSILON: Final = 1e-9
+"""Slack for float rounding of accumulated intervals: a nanosecond never admits a request early
+in any way a client could notice, and without it `n` requests at exactly `n / rate` can fail."""
+
 DEFAULT_KEY_CAPACITY: Final = 100_000
 """Keys tracked per keyed limiter: about 100 bytes each, so ~10 MB at the cap."""
 
@@ -43,7 +47,7 @@ def gcra(tat: float, now: float, rate: Rate) -> tuple[float, float]:
     """
     start = tat if tat > now else now
     earliest = start - rate.tolerance
-    if earliest > now:
+    if earliest > now + EPSILON:
         return tat, earliest - now
     return start + rate.interval, 0.0
 

@@ -1,0 +1,307 @@
+"""The door: ban → per-peer limit → global limit, escalation into local bans, atomic policy apply."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from marketplace_node import errors
+from marketplace_node.admin.models import (
+    BanEntry,
+    Escalation,
+    Limit,
+    LocalBan,
+    Operation,
+    PolicyDocument,
+    RateLimits,
+)
+from marketplace_node.clock import FakeClock
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.policy.compiled import Change, check_version, policy_hash
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence
+from prometheus_client import CollectorRegistry
+
+NODE = "node-self-000000"
+PEER = "peer-aaaaaaaaaaaa"
+HONEST = "peer-bbbbbbbbbbbb"
+IP = "10.1.2.3"
+
+
+def doc(version: int = 1, **limits: object) -> PolicyDocument:
+    fields: dict[str, object] = {
+        "per_peer": {Operation.SEARCH: Limit(rate=1, burst=2)},
+        "global_": Limit(rate=1_000, burst=1_000),
+        "escalation": Escalation(
+            threshold=3, window_seconds=60, first_ban_seconds=30, max_ban_seconds=300
+        ),
+    }
+    rate_limits = RateLimits.model_validate({**fields, **limits})
+    return PolicyDocument(version=version, rate_limits=rate_limits)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def enforcer(clock: FakeClock) -> PolicyEnforcer:
+    door = PolicyEnforcer(clock, node_id=NODE)
+    door.apply(doc())
+    return door
+
+
+# -- check_version: the pure rule ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("applied", "applied_hash", "version", "digest", "outcome"),
+    [
+        (None, "", 0, "h", Change.APPLY),
+        (3, "h", 4, "x", Change.APPLY),
+        (3, "h", 3, "h", Change.UNCHANGED),
+        (3, "h", 3, "x", errors.Conflict),
+        (3, "h", 2, "h", errors.StalePolicy),
+    ],
+)
+def test_check_version(
+    applied: int | None, applied_hash: str, version: int, digest: str, outcome: object
+) -> None:
+    if isinstance(outcome, Change):
+        assert check_version(applied, applied_hash, version, digest) is outcome
+    else:
+        with pytest.raises(outcome):  # type: ignore[call-overload]
+            check_version(applied, applied_hash, version, digest)
+
+
+def test_stale_policy_is_a_conflict_with_its_own_code() -> None:
+    with pytest.raises(errors.Conflict) as caught:
+        check_version(5, "h", 4, "h")
+    assert caught.value.code == "stale_policy" and caught.value.http_status == 409
+
+
+def test_hash_is_the_documents_own_or_a_content_digest() -> None:
+    assert policy_hash(PolicyDocument(version=1, hash="abc")) == "abc"
+    a, b = policy_hash(doc(1)), policy_hash(doc(2))
+    assert a == b and a.startswith("sha256:")  # the version is not content
+    assert policy_hash(doc(1, max_pending_queries=7)) != a
+
+
+# -- the door -----------------------------------------------------------------------
+
+
+def test_per_peer_limit_refuses_with_retry_after(enforcer: PolicyEnforcer) -> None:
+    enforcer.admit(PEER, IP, Operation.SEARCH)
+    enforcer.admit(PEER, IP, Operation.SEARCH)
+    with pytest.raises(errors.RateLimited) as caught:
+        enforcer.admit(PEER, IP, Operation.SEARCH)
+    assert caught.value.retry_after == pytest.approx(1.0)
+    enforcer.admit(HONEST, IP, Operation.SEARCH)  # another peer on the same address is fine
+    enforcer.admit(PEER, IP, Operation.FETCH)  # another operation has its own budget
+
+
+def test_unauthenticated_requests_are_limited_by_address(enforcer: PolicyEnforcer) -> None:
+    enforcer.admit(None, IP, Operation.SEARCH)
+    enforcer.admit(None, IP, Operation.SEARCH)
+    with pytest.raises(errors.RateLimited):
+        enforcer.admit(None, IP, Operation.SEARCH)
+    enforcer.admit(None, "10.1.2.4", Operation.SEARCH)
+
+
+def test_global_limit_applies_across_peers(clock: FakeClock) -> None:
+    door = PolicyEnforcer(clock, node_id=NODE)
+    door.apply(doc(global_=Limit(rate=1, burst=3)))
+    for i in range(3):
+        door.admit(f"peer-{i:012d}", IP, Operation.SEARCH)
+    with pytest.raises(errors.RateLimited) as caught:
+        door.admit("peer-999999999999", IP, Operation.SEARCH)
+    assert "node" in caught.value.message
+
+
+def test_a_flooder_refused_per_peer_does_not_spend_the_global_budget(clock: FakeClock) -> None:
+    door = PolicyEnforcer(clock, node_id=NODE)
+    policy = doc(global_=Limit(rate=1, burst=3))
+    door.apply(policy.model_copy(update={"rate_limits": policy.rate_limits.model_copy(
+        update={"escalation": Escalation(threshold=1_000)})}))  # fmt: skip
+    for _ in range(100):
+        try:
+            door.admit(PEER, IP, Operation.SEARCH)
+        except errors.RateLimited:
+            pass
+    door.admit(HONEST, "10.9.9.9", Operation.SEARCH)
+
+
+def test_fleet_bans_by_peer_id_and_cidr(clock: FakeClock, enforcer: PolicyEnforcer) -> None:
+    bans = [
+        BanEntry(peer_id=PEER, reason="spam"),
+        BanEntry(cidr="192.168.0.0/16", reason="botnet"),
+        BanEntry(cidr="2001:db8::/32", reason="botnet6"),
+    ]
+    enforcer.apply(doc(2).model_copy(update={"bans": bans}))
+    with pytest.raises(errors.PeerBanned) as caught:
+        enforcer.admit(PEER, "8.8.8.8", Operation.SEARCH)
+    assert caught.value.details == {"reason": "spam"}
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(HONEST, "192.168.4.5", Operation.SEARCH)
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(None, "2001:db8::77", Operation.GOSSIP)
+    enforcer.admit(HONEST, "8.8.8.8", Operation.SEARCH)
+
+
+def test_policy_ban_expires_on_the_monotonic_clock(
+    clock: FakeClock, enforcer: PolicyEnforcer
+) -> None:
+    expires = datetime.fromtimestamp(clock.wall(), tz=UTC) + timedelta(seconds=120)
+    enforcer.apply(doc(2).model_copy(update={"bans": [BanEntry(peer_id=PEER, expires_at=expires)]}))
+    clock.set_wall(clock.wall() + 86_400)  # NTP steps a day forward: the ban stays
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(PEER, IP, Operation.FETCH)
+    clock.advance(120)
+    enforcer.admit(PEER, IP, Operation.FETCH)
+
+
+def test_a_new_policy_takes_effect_for_the_next_request(enforcer: PolicyEnforcer) -> None:
+    enforcer.admit(PEER, IP, Operation.SEARCH)
+    enforcer.admit(PEER, IP, Operation.SEARCH)
+    applied = enforcer.apply(doc(2, per_peer={Operation.SEARCH: Limit(rate=1, burst=50)}))
+    assert applied.version == 2
+    enforcer.admit(PEER, IP, Operation.SEARCH)
+    enforcer.apply(doc(3).model_copy(update={"bans": [BanEntry(peer_id=PEER)]}))
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(PEER, IP, Operation.SEARCH)
+
+
+def test_apply_refuses_stale_and_is_idempotent(enforcer: PolicyEnforcer) -> None:
+    enforcer.apply(doc(5))
+    again = enforcer.apply(doc(5))
+    assert (again.version, again.hash) == (5, enforcer.status.hash)
+    with pytest.raises(errors.StalePolicy):
+        enforcer.apply(doc(4))
+    with pytest.raises(errors.Conflict):
+        enforcer.apply(doc(5, max_pending_queries=3))
+    assert enforcer.status.version == 5
+
+
+def test_operations_missing_from_the_document_keep_default_limits(
+    enforcer: PolicyEnforcer,
+) -> None:
+    for _ in range(10):  # the default publish burst is 10
+        enforcer.admit(PEER, IP, Operation.PUBLISH)
+    with pytest.raises(errors.RateLimited):
+        enforcer.admit(PEER, IP, Operation.PUBLISH)
+
+
+# -- escalation into local bans -----------------------------------------------------
+
+
+def test_a_flooding_peer_ends_banned_and_the_ban_grows(
+    clock: FakeClock, enforcer: PolicyEnforcer
+) -> None:
+    def flood() -> int:
+        for attempt in range(100):
+            try:
+                enforcer.admit(PEER, IP, Operation.SEARCH)
+            except errors.PeerBanned:
+                return attempt
+            except errors.RateLimited:
+                pass
+        raise AssertionError("never banned")
+
+    flood()
+    (first,) = enforcer.local_bans().bans
+    assert first.peer_id == PEER and first.reason == "rate_limited"
+    assert first.expires_at == first.banned_at + timedelta(seconds=30)
+    clock.advance(30)
+    enforcer.admit(PEER, IP, Operation.SEARCH)  # lifted exactly at the deadline
+    flood()
+    (second,) = enforcer.local_bans().bans
+    assert second.expires_at - second.banned_at == timedelta(seconds=60)
+    enforcer.admit(HONEST, IP, Operation.SEARCH)  # a peer id ban is not an address ban
+
+
+def test_an_anonymous_offender_is_banned_by_address(enforcer: PolicyEnforcer) -> None:
+    decision = enforcer.record(None, IP, Offence.LOW_REPUTATION)
+    assert decision is not None
+    (ban,) = enforcer.local_bans().bans
+    assert ban.cidr == "10.1.2.3/32"
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(HONEST, IP, Operation.SEARCH)
+
+
+def test_local_bans_are_reported_for_persistence_and_restored(clock: FakeClock) -> None:
+    saved: list[LocalBan] = []
+    door = PolicyEnforcer(clock, node_id=NODE, on_local_ban=saved.append)
+    door.apply(doc())
+    door.record(PEER, IP, Offence.BAD_SIGNATURE)
+    assert [b.peer_id for b in saved] == [PEER]
+
+    later = FakeClock(monotonic=3.0, wall=clock.wall() + 10)  # a restart 10 s later
+    reborn = PolicyEnforcer(later, node_id=NODE)
+    assert reborn.restore_local_bans(saved) == 1
+    with pytest.raises(errors.PeerBanned):
+        reborn.admit(PEER, IP, Operation.SEARCH)
+    later.advance(19.9)
+    with pytest.raises(errors.PeerBanned):
+        reborn.admit(PEER, IP, Operation.SEARCH)
+    later.advance(0.1)
+    reborn.admit(PEER, IP, Operation.SEARCH)
+
+
+def test_local_bans_are_bounded(clock: FakeClock) -> None:
+    door = PolicyEnforcer(clock, node_id=NODE, local_ban_capacity=3)
+    door.apply(doc())
+    for i in range(10):
+        clock.advance(1)
+        door.record(f"peer-{i:012d}", IP, Offence.LOW_REPUTATION)
+    assert door.status.local_bans == 3
+    kept = {b.peer_id for b in door.local_bans().bans}
+    assert kept == {"peer-000000000007", "peer-000000000008", "peer-000000000009"}
+
+
+# -- pending cap ----------------------------------------------------------------------
+
+
+async def test_pending_queries_are_capped(enforcer: PolicyEnforcer) -> None:
+    enforcer.apply(doc(2, max_pending_queries=2))
+    async with enforcer.pending(), enforcer.pending():
+        assert enforcer.status.pending == 2
+        with pytest.raises(errors.TooManyPending) as caught:
+            async with enforcer.pending():
+                pass
+        assert caught.value.retryable and caught.value.http_status == 429
+    assert enforcer.status.pending == 0
+    async with enforcer.pending():
+        pass
+
+
+async def test_a_failing_query_releases_its_slot(enforcer: PolicyEnforcer) -> None:
+    with pytest.raises(RuntimeError):
+        async with enforcer.pending():
+            raise RuntimeError("boom")
+    assert enforcer.status.pending == 0
+
+
+# -- metrics ----------------------------------------------------------------------------
+
+
+def test_enforcer_reports_to_metrics(clock: FakeClock) -> None:
+    registry = CollectorRegistry()
+    door = PolicyEnforcer(clock, node_id=NODE, metrics=NodeMetrics(registry))
+    door.apply(doc(7).model_copy(update={"bans": [BanEntry(cidr="10.0.0.0/8")]}))
+    with pytest.raises(errors.PeerBanned):
+        door.admit(PEER, IP, Operation.FETCH)
+    door.admit(HONEST, "8.8.8.8", Operation.SEARCH)
+    door.admit(HONEST, "8.8.8.8", Operation.SEARCH)
+    with pytest.raises(errors.RateLimited):
+        door.admit(HONEST, "8.8.8.8", Operation.SEARCH)
+    door.record(HONEST, "8.8.8.8", Offence.INVALID_DATA)
+
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert value("marketplace_node_policy_applied_version") == 7
+    assert value("marketplace_node_refused_banned_total", operation="fetch", layer="fleet") == 1
+    assert value("marketplace_node_rate_limited_total", operation="search", scope="peer") == 1
+    assert value("marketplace_node_bans_issued_total", reason="invalid_data") == 1
+    assert door.active_bans_by_reason() == {("fleet", ""): 1, ("local", "invalid_data"): 1}
