@@ -129,7 +129,8 @@ def test_longer_ban_wins_when_the_same_target_is_banned_twice() -> None:
     table.add(Ban(PEER, None, "long", "t", deadline=500.0))
     table.add(Ban(PEER, None, "short", "t", deadline=100.0))
     ban = table.peer(PEER, 200.0)
-    assert ban is not None and ban.reason == "long"
+    assert ban is not None
+    assert ban.reason == "long"
     table.add(Ban(PEER, None, "forever", "t", deadline=None))
     assert table.peer(PEER, 1e12) is not None
 

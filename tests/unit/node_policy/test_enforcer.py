@@ -1,7 +1,8 @@
-"""The door: ban → per-peer limit → global limit, escalation into local bans, atomic policy apply."""
+"""The door: bans, per-peer then global limits, escalation to local bans, atomic policy apply."""
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -78,13 +79,15 @@ def test_check_version(
 def test_stale_policy_is_a_conflict_with_its_own_code() -> None:
     with pytest.raises(errors.Conflict) as caught:
         check_version(5, "h", 4, "h")
-    assert caught.value.code == "stale_policy" and caught.value.http_status == 409
+    assert caught.value.code == "stale_policy"
+    assert caught.value.http_status == 409
 
 
 def test_hash_is_the_documents_own_or_a_content_digest() -> None:
     assert policy_hash(PolicyDocument(version=1, hash="abc")) == "abc"
     a, b = policy_hash(doc(1)), policy_hash(doc(2))
-    assert a == b and a.startswith("sha256:")  # the version is not content
+    assert a == b
+    assert a.startswith("sha256:")
     assert policy_hash(doc(1, max_pending_queries=7)) != a
 
 
@@ -125,10 +128,8 @@ def test_a_flooder_refused_per_peer_does_not_spend_the_global_budget(clock: Fake
     door.apply(policy.model_copy(update={"rate_limits": policy.rate_limits.model_copy(
         update={"escalation": Escalation(threshold=1_000)})}))  # fmt: skip
     for _ in range(100):
-        try:
+        with contextlib.suppress(errors.RateLimited):
             door.admit(PEER, IP, Operation.SEARCH)
-        except errors.RateLimited:
-            pass
     door.admit(HONEST, "10.9.9.9", Operation.SEARCH)
 
 
@@ -210,12 +211,14 @@ def test_a_flooding_peer_ends_banned_and_the_ban_grows(
 
     flood()
     (first,) = enforcer.local_bans().bans
-    assert first.peer_id == PEER and first.reason == "rate_limited"
+    assert first.peer_id == PEER
+    assert first.reason == "rate_limited"
     assert first.expires_at == first.banned_at + timedelta(seconds=30)
     clock.advance(30)
     enforcer.admit(PEER, IP, Operation.SEARCH)  # lifted exactly at the deadline
     flood()
     (second,) = enforcer.local_bans().bans
+    assert second.expires_at is not None
     assert second.expires_at - second.banned_at == timedelta(seconds=60)
     enforcer.admit(HONEST, IP, Operation.SEARCH)  # a peer id ban is not an address ban
 
@@ -269,7 +272,8 @@ async def test_pending_queries_are_capped(enforcer: PolicyEnforcer) -> None:
         with pytest.raises(errors.TooManyPending) as caught:
             async with enforcer.pending():
                 pass
-        assert caught.value.retryable and caught.value.http_status == 429
+        assert caught.value.retryable
+        assert caught.value.http_status == 429
     assert enforcer.status.pending == 0
     async with enforcer.pending():
         pass

@@ -119,7 +119,8 @@ def test_offenders_are_bounded_and_forget_the_least_recent() -> None:
     assert len(offenders) == 2
     assert offenders.get("b") is None
     history = offenders.get("a")
-    assert history is not None and history.offences == 2
+    assert history is not None
+    assert history.offences == 2
 
 
 def test_offenders_return_the_ban_decision() -> None:

@@ -17,7 +17,8 @@ def test_fresh_bucket_admits_exactly_burst_at_once() -> None:
 
 def test_refusal_reports_when_the_next_request_will_pass() -> None:
     gate = Gcra(Limit(rate=4, burst=2))
-    assert gate.check(0.0)[0] and gate.check(0.0)[0]
+    assert gate.check(0.0)[0]
+    assert gate.check(0.0)[0]
     allowed, retry_after = gate.check(0.0)
     assert not allowed
     assert retry_after == pytest.approx(0.25)
