@@ -1,0 +1,1 @@
+"""Fleet policy: effective policy, versions, automatic bans, coalescing and propagation."""
