@@ -1,0 +1,319 @@
+#!/usr/bin/env bash
+# The local Kubernetes cluster: etcd, kube-apiserver, kube-controller-manager,
+# kube-scheduler (built by hack/build-k8s.sh) and our local kubelet, all on
+# loopback, with certificates made here by openssl. docs/local-cluster.md.
+#
+#   hack/cluster.sh up          # start what is not running; wait for /readyz and a Ready node
+#   hack/cluster.sh down        # stop every process it recorded (and the pods' processes)
+#   hack/cluster.sh status      # which recorded processes are alive
+#   hack/cluster.sh kubeconfig  # print the admin kubeconfig's absolute path
+#
+# Several clusters can run side by side: set CLUSTER_DIR and the ports below.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+dir="${CLUSTER_DIR:-$root/.cluster}"
+mkdir -p "$dir"
+dir="$(cd "$dir" && pwd)"
+API_PORT="${API_PORT:-6443}"
+ETCD_PORT="${ETCD_PORT:-2379}"
+ETCD_PEER_PORT="${ETCD_PEER_PORT:-2380}"
+KCM_PORT="${KCM_PORT:-10257}"
+SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
+KUBELET_PORT="${KUBELET_PORT:-10250}"
+NODE_NAME="${NODE_NAME:-local-node}"
+POD_CIDR="${POD_CIDR:-127.1.0.0/16}"
+# The real kubelet starts crash back-off at 10 s; 1 s keeps the dev loop and tests quick.
+KUBELET_INITIAL_BACKOFF_SECONDS="${KUBELET_INITIAL_BACKOFF_SECONDS:-1}"
+SERVICE_CIDR=10.96.0.0/12
+SERVICE_IP=10.96.0.1
+UP_TIMEOUT="${UP_TIMEOUT:-120}"
+
+pki="$dir/pki" logs="$dir/logs" pids="$dir/pids"
+kubeconfig="$dir/kubeconfig"
+
+log() { printf '[cluster] %s\n' "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+ensure_debian_packages() {
+  local missing=()
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v unshare >/dev/null || missing+=(util-linux)
+  command -v nsenter >/dev/null || missing+=(util-linux)
+  command -v mount >/dev/null || missing+=(mount)
+  command -v curl >/dev/null || missing+=(curl)
+  if ((${#missing[@]})); then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+# --- certificates -------------------------------------------------------------
+
+# sign NAME SUBJECT EXTENSIONS: a key and a certificate signed by the cluster CA
+# (or by the front-proxy CA when CA=front-proxy-ca).
+sign() {
+  local name="$1" subject="$2" ext="$3" ca="${CA:-ca}"
+  [[ -f "$pki/$name.crt" ]] && return 0
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
+  openssl req -new -key "$pki/$name.key" -subj "$subject" -out "$pki/$name.csr" 2>/dev/null
+  printf '%s\n' "$ext" >"$pki/$name.ext"
+  openssl x509 -req -in "$pki/$name.csr" -CA "$pki/$ca.crt" -CAkey "$pki/$ca.key" \
+    -CAcreateserial -days 3650 -sha256 -extfile "$pki/$name.ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$pki/$name.csr" "$pki/$name.ext"
+}
+
+make_ca() {
+  local name="$1" cn="$2"
+  [[ -f "$pki/$name.crt" ]] && return 0
+  openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$pki/$name.key" 2>/dev/null
+  openssl req -x509 -new -key "$pki/$name.key" -subj "/CN=$cn" -days 3650 -sha256 \
+    -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign" \
+    -out "$pki/$name.crt" 2>/dev/null
+}
+
+make_pki() {
+  mkdir -p "$pki" && chmod 700 "$pki"
+  make_ca ca marketplace-fleet-local-ca
+  make_ca front-proxy-ca marketplace-fleet-front-proxy-ca
+  local client="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+  local server="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth"
+  sign apiserver "/CN=kube-apiserver" "$server
+subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
+  sign controller-manager "/CN=system:kube-controller-manager" "$client"
+  sign scheduler "/CN=system:kube-scheduler" "$client"
+  sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
+  sign kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" "$server
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
+  sign apiserver-kubelet-client "/O=kube-apiserver-kubelet-client/CN=kube-apiserver-kubelet-client" "$client"
+  CA=front-proxy-ca sign front-proxy-client "/CN=front-proxy-client" "$client"
+  if [[ ! -f "$pki/sa.key" ]]; then
+    openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out "$pki/sa.key" 2>/dev/null
+    openssl pkey -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  fi
+}
+
+# write_kubeconfig FILE CERT-NAME USER: a kubeconfig with embedded credentials.
+write_kubeconfig() {
+  local file="$1" cert="$2" user="$3"
+  [[ -f "$file" ]] && return 0
+  cat >"$file.tmp" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: local
+  cluster:
+    server: https://127.0.0.1:$API_PORT
+    certificate-authority-data: $(base64 -w0 "$pki/ca.crt")
+users:
+- name: $user
+  user:
+    client-certificate-data: $(base64 -w0 "$pki/$cert.crt")
+    client-key-data: $(base64 -w0 "$pki/$cert.key")
+contexts:
+- name: $user@local
+  context: {cluster: local, user: $user}
+current-context: $user@local
+EOF
+  chmod 600 "$file.tmp" && mv "$file.tmp" "$file"
+}
+
+make_kubeconfigs() {
+  write_kubeconfig "$kubeconfig" admin admin
+  write_kubeconfig "$pki/controller-manager.kubeconfig" controller-manager system:kube-controller-manager
+  write_kubeconfig "$pki/scheduler.kubeconfig" scheduler system:kube-scheduler
+  write_kubeconfig "$pki/kubelet.kubeconfig" kubelet "system:node:$NODE_NAME"
+}
+
+# --- processes ----------------------------------------------------------------
+
+# starttime PID: the kernel's start time of a process, to tell it from a later
+# process that reused the PID.
+starttime() { sed 's/^.*) //' "/proc/$1/stat" 2>/dev/null | awk '{print $20}'; }
+
+# alive PIDFILE: the recorded process still runs (same PID and start time).
+alive() {
+  local file="$1" pid start
+  [[ -f "$file" ]] || return 1
+  read -r pid start <"$file" || return 1
+  [[ -n "$pid" && "$(starttime "$pid")" == "$start" ]]
+}
+
+# start NAME ARGV...: run a component in its own session, log and PID recorded.
+start() {
+  local name="$1"; shift
+  if alive "$pids/$name.pid"; then return 0; fi
+  log "starting $name"
+  setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  local pid=$!
+  local start_time=""
+  for _ in 1 2 3 4 5; do start_time="$(starttime "$pid")"; [[ -n "$start_time" ]] && break; sleep 0.05; done
+  echo "$pid $start_time" >"$pids/$name.pid"
+}
+
+# stop PIDFILE: SIGTERM the recorded process group, wait, then SIGKILL.
+stop() {
+  local file="$1" pid start deadline
+  [[ -f "$file" ]] || return 0
+  read -r pid start <"$file" || { rm -f "$file"; return 0; }
+  if [[ -z "$pid" ]] || { [[ -d /proc/$pid ]] && [[ "$(starttime "$pid")" != "$start" ]]; }; then
+    rm -f "$file"; return 0  # the PID now belongs to someone else
+  fi
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+  deadline=$((SECONDS + ${STOP_TIMEOUT:-15}))
+  while kill -0 -- "-$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
+  if kill -0 -- "-$pid" 2>/dev/null; then
+    log "$(basename "$file" .pid) did not stop in time: SIGKILL"
+    kill -KILL -- "-$pid" 2>/dev/null || true
+  fi
+  rm -f "$file"
+}
+
+tail_logs() {
+  local f
+  for f in "$logs"/*.log; do
+    [[ -f "$f" ]] || continue
+    printf '\n--- last lines of %s ---\n' "$f" >&2
+    tail -n 15 "$f" >&2
+  done
+}
+
+wait_for() {
+  local what="$1"; shift
+  local deadline=$((SECONDS + UP_TIMEOUT))
+  until "$@" >/dev/null 2>&1; do
+    if ((SECONDS >= deadline)); then
+      tail_logs
+      die "timed out after ${UP_TIMEOUT}s waiting for $what (logs above, all in $logs)"
+    fi
+    sleep 0.3
+  done
+}
+
+api_ready() {
+  curl -sf --max-time 2 --cacert "$pki/ca.crt" --cert "$pki/admin.crt" --key "$pki/admin.key" \
+    "https://127.0.0.1:$API_PORT/readyz" | grep -q ok
+}
+
+node_ready() {
+  [[ "$("$bin/kubectl" --kubeconfig "$kubeconfig" get node "$NODE_NAME" \
+    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+}
+
+up() {
+  ensure_debian_packages
+  bin="$("$root/hack/build-k8s.sh")"
+  mkdir -p "$logs" "$pids" "$dir/etcd" "$dir/bin"
+  ln -sfn "$bin/kubectl" "$dir/bin/kubectl"
+  make_pki
+  make_kubeconfigs
+  local t0=$SECONDS
+
+  start etcd "$bin/etcd" --name local --data-dir "$dir/etcd" \
+    --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+    --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+    --initial-cluster "local=http://127.0.0.1:$ETCD_PEER_PORT" --listen-metrics-urls "" \
+    --unsafe-no-fsync --log-level warn
+  # A dev cluster: fsync off trades crash-durability for speed on a shared disk.
+
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+    --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --client-ca-file "$pki/ca.crt" \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --allow-privileged=true \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" \
+    --kubelet-preferred-address-types InternalIP \
+    --requestheader-client-ca-file "$pki/front-proxy-ca.crt" \
+    --requestheader-allowed-names front-proxy-client \
+    --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
+    --requestheader-extra-headers-prefix X-Remote-Extra- \
+    --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
+    --endpoint-reconciler-type none --profiling=false
+  # --endpoint-reconciler-type none: Endpoints may not hold loopback IPs, and
+  # pods reach the API through KUBERNETES_SERVICE_HOST=127.0.0.1 anyway.
+  wait_for "kube-apiserver /readyz" api_ready
+
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$pki/controller-manager.kubeconfig" \
+    --authentication-kubeconfig "$pki/controller-manager.kubeconfig" \
+    --authorization-kubeconfig "$pki/controller-manager.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$KCM_PORT" \
+    --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
+    --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
+    --use-service-account-credentials --leader-elect=false --profiling=false
+
+  start kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig "$pki/scheduler.kubeconfig" \
+    --authentication-kubeconfig "$pki/scheduler.kubeconfig" \
+    --authorization-kubeconfig "$pki/scheduler.kubeconfig" \
+    --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false
+
+  "$root/hack/venv.sh"
+  mkdir -p "$pids/pods"
+  start kubelet env \
+    LOCAL_KUBELET_NODE_NAME="$NODE_NAME" \
+    LOCAL_KUBELET_KUBECONFIG="$pki/kubelet.kubeconfig" \
+    LOCAL_KUBELET_ADMIN_KUBECONFIG="$kubeconfig" \
+    LOCAL_KUBELET_STATE_DIR="$dir/kubelet" \
+    LOCAL_KUBELET_VOLUMES_DIR="$dir/volumes" \
+    LOCAL_KUBELET_PID_DIR="$pids/pods" \
+    LOCAL_KUBELET_POD_CIDR="$POD_CIDR" \
+    LOCAL_KUBELET_PORT="$KUBELET_PORT" \
+    LOCAL_KUBELET_TLS_CERT="$pki/kubelet-serving.crt" \
+    LOCAL_KUBELET_TLS_KEY="$pki/kubelet-serving.key" \
+    LOCAL_KUBELET_CLIENT_CA="$pki/ca.crt" \
+    LOCAL_KUBELET_INITIAL_BACKOFF_SECONDS="$KUBELET_INITIAL_BACKOFF_SECONDS" \
+    "$root/.venv/bin/local-kubelet"
+  wait_for "node $NODE_NAME to be Ready" node_ready
+
+  log "cluster up in $((SECONDS - t0)) s; state in $dir"
+  cat >&2 <<EOF
+
+  export KUBECONFIG=$kubeconfig     # or: export KUBECONFIG=\$(make -s kubeconfig)
+  export PATH=$dir/bin:\$PATH       # kubectl $("$bin/kubectl" version --client 2>/dev/null | sed -n 's/Client Version: //p')
+  kubectl get nodes
+
+EOF
+}
+
+down() {
+  # The kubelet first, so that it restarts nothing; then the pods' processes;
+  # then the control plane in reverse order of start.
+  stop "$pids/kubelet.pid"
+  local f
+  for f in "$pids"/pods/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
+  for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
+    stop "$pids/$name.pid"
+  done
+  log "cluster stopped (state kept in $dir; 'make clean' removes it)"
+}
+
+status() {
+  local f rc=0
+  for f in "$pids"/*.pid "$pids"/pods/*.pid; do
+    [[ -f "$f" ]] || continue
+    if alive "$f"; then echo "running  $(basename "$f" .pid) (pid $(cut -d' ' -f1 "$f"))"
+    else echo "DEAD     $(basename "$f" .pid)"; rc=1; fi
+  done
+  return $rc
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  status) status ;;
+  kubeconfig) echo "$kubeconfig" ;;
+  *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;
+esac

@@ -1,0 +1,50 @@
+"""The kubelet's settings, from `LOCAL_KUBELET_*` environment variables (set by cluster.sh)."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import timedelta
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parents[2]
+"""The repository root: images.yaml's relative paths and the virtualenv live there."""
+
+
+class Settings(BaseSettings):
+    """Everything the kubelet needs to know that the API does not tell it."""
+
+    model_config = SettingsConfigDict(env_prefix="LOCAL_KUBELET_", frozen=True)
+
+    node_name: str = "local-node"
+    kubeconfig: Path
+    # The provisioner creates PersistentVolumes, which a node may not: it uses these.
+    admin_kubeconfig: Path
+    state_dir: Path
+    volumes_dir: Path
+    pid_dir: Path
+    pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("127.1.0.0/16")
+    host_ip: str = "127.0.0.1"
+    port: int = 10250
+    tls_cert: Path
+    tls_key: Path
+    client_ca: Path
+    images_file: Path = Path(__file__).with_name("images.yaml")
+    root: Path = ROOT
+    venv_bin: Path = ROOT / ".venv" / "bin"
+    initial_backoff_seconds: float = Field(default=10.0, gt=0)
+    max_backoff_seconds: float = Field(default=300.0, gt=0)
+    lease_seconds: int = 40
+    heartbeat_seconds: float = 10.0
+    resync_seconds: float = 10.0
+    max_pods: int = 110
+
+    @property
+    def initial_backoff(self) -> timedelta:
+        return timedelta(seconds=self.initial_backoff_seconds)
+
+    @property
+    def max_backoff(self) -> timedelta:
+        return timedelta(seconds=self.max_backoff_seconds)

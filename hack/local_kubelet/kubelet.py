@@ -1,0 +1,166 @@
+"""Wire the kubelet together: the pod watch, pod workers, Secret/ConfigMap watches, node, logs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+
+from local_kubelet import images, logserver, runtime
+from local_kubelet.config import Settings
+from local_kubelet.informer import inform
+from local_kubelet.ips import IpPool
+from local_kubelet.kube import JSON, Kube
+from local_kubelet.model import Pod
+from local_kubelet.node import NodeAgent
+from local_kubelet.pod_worker import Deps, PodWorker
+from local_kubelet.provisioner import Provisioner
+from local_kubelet.volumes import VolumeManager, referenced_objects
+
+log = logging.getLogger(__name__)
+
+
+class Kubelet:
+    """Keeps one PodWorker per pod bound to this node, and the watches they need."""
+
+    def __init__(self, settings: Settings, kube: Kube, deps: Deps) -> None:
+        self._settings = settings
+        self._kube = kube
+        self._deps = deps
+        self.workers: dict[str, PodWorker] = {}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        # (namespace, kind, name) -> the watch task keeping it fresh
+        self._object_watches: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+
+    async def on_pod(self, kind: str, obj: JSON) -> None:
+        pod = Pod.model_validate(obj)
+        uid = pod.metadata.uid
+        worker = self.workers.get(uid)
+        if kind == "DELETED":
+            if worker is not None:
+                worker.gone()
+            return
+        if worker is not None:
+            worker.update(pod)
+            return
+        worker = PodWorker(pod, self._deps)
+        self.workers[uid] = worker
+        task = asyncio.create_task(worker.run(), name=f"pod {pod.key}")
+        self._tasks[uid] = task
+        task.add_done_callback(lambda _: self._forget(uid))
+        self._sync_object_watches()
+
+    def _forget(self, uid: str) -> None:
+        task = self._tasks.pop(uid, None)
+        self.workers.pop(uid, None)
+        if task is not None and not task.cancelled() and task.exception() is not None:
+            log.error("pod worker %s crashed", uid, exc_info=task.exception())
+        self._sync_object_watches()
+
+    def _sync_object_watches(self) -> None:
+        """Watch exactly the Secrets and ConfigMaps that live pods' volumes show."""
+        wanted = {
+            (w.pod.metadata.namespace, kind, name)
+            for w in self.workers.values()
+            for kind, name in referenced_objects(w.pod)
+        }
+        for key in set(self._object_watches) - wanted:
+            self._object_watches.pop(key).cancel()
+        for key in wanted - set(self._object_watches):
+            namespace, kind, name = key
+            plural = "secrets" if kind == "secret" else "configmaps"
+
+            async def changed(_: str, __: JSON, key: tuple[str, str, str] = key) -> None:
+                for worker in list(self.workers.values()):
+                    pod = worker.pod
+                    if pod.metadata.namespace == key[0] and key[1:] in referenced_objects(pod):
+                        worker.refresh_volumes()
+
+            self._object_watches[key] = asyncio.create_task(
+                inform(
+                    self._kube,
+                    f"/api/v1/namespaces/{namespace}/{plural}",
+                    changed,
+                    params={"fieldSelector": f"metadata.name={name}"},
+                )
+            )
+
+    def locate_log(self, namespace: str, pod: str, container: str, previous: bool) -> Path | None:
+        for worker in self.workers.values():
+            meta = worker.pod.metadata
+            if meta.namespace != namespace or meta.name != pod:
+                continue
+            for runner in [*worker.runners, *worker.init_runners]:
+                if runner.spec.name == container:
+                    attempt = runner.restart_count - (1 if previous else 0)
+                    return runner.log_file(attempt) if attempt >= 0 else None
+        return None
+
+    def log_is_live(self, path: Path) -> bool:
+        return any(
+            runner.log_file(runner.restart_count) == path and not runner.done
+            for worker in self.workers.values()
+            for runner in worker.runners
+        )
+
+    async def run(self) -> None:
+        await inform(
+            self._kube,
+            "/api/v1/pods",
+            self.on_pod,
+            params={"fieldSelector": f"spec.nodeName={self._settings.node_name}"},
+        )
+
+
+def which_in(venv_bin: Path) -> Callable[[str], str | None]:
+    """Find a command in the virtualenv first, then on PATH."""
+
+    def which(name: str) -> str | None:
+        candidate = venv_bin / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        return shutil.which(name)
+
+    return which
+
+
+async def main(settings: Settings) -> None:
+    """Run until cancelled."""
+    killed = runtime.kill_leftovers(settings.pid_dir)
+    if killed:
+        log.info("killed %d container processes left by an earlier run", killed)
+    kube = Kube.from_kubeconfig(settings.kubeconfig)
+    admin = Kube.from_kubeconfig(settings.admin_kubeconfig)
+    async with aiohttp.ClientSession() as session:
+        path = os.pathsep.join([str(settings.venv_bin), "/usr/local/bin", "/usr/bin", "/bin"])
+        deps = Deps(
+            settings=settings,
+            kube=kube,
+            volumes=VolumeManager(kube, settings.state_dir),
+            ips=IpPool(settings.pod_cidr),
+            table=images.load_table(settings.images_file),
+            session=session,
+            which=which_in(settings.venv_bin),
+            base_env={"PATH": path, "HOME": "/root", "LANG": "C.UTF-8"},
+        )
+        kubelet = Kubelet(settings, kube, deps)
+        app = logserver.make_app(kubelet.locate_log, kubelet.log_is_live)
+        context = logserver.tls_context(settings.tls_cert, settings.tls_key, settings.client_ca)
+        web_runner = await logserver.serve(app, settings.host_ip, settings.port, context)
+        try:
+            await asyncio.gather(
+                NodeAgent(kube, settings).run(),
+                Provisioner(admin, settings.volumes_dir).run(),
+                kubelet.run(),
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                await web_runner.cleanup()
+            await kube.close()
+            await admin.close()

@@ -1,0 +1,33 @@
+"""Restart decisions: restartPolicy and the crash back-off (pure)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+
+def should_restart(policy: str, exit_code: int) -> bool:
+    """Whether a container that exited with `exit_code` runs again under `policy`."""
+    if policy == "Always":
+        return True
+    if policy == "OnFailure":
+        return exit_code != 0
+    return False
+
+
+def backoff_delay(crashes: int, *, initial: timedelta, cap: timedelta) -> timedelta:
+    """Wait before the restart that follows the `crashes`-th consecutive exit.
+
+    Doubles from `initial` (10 s in a real kubelet) up to `cap` (5 min); the
+    first exit after a clean start waits `initial`.
+    """
+    if crashes <= 0:
+        return timedelta(0)
+    # Bound the exponent so the multiplication cannot overflow timedelta.
+    exponent = min(crashes - 1, 32)
+    delay: timedelta = initial * (2**exponent)
+    return min(delay, cap)
+
+
+def crashes_after_exit(previous: int, *, ran_for: timedelta, reset_after: timedelta) -> int:
+    """The consecutive-crash count after an exit: a long, healthy run resets it."""
+    return 1 if ran_for >= reset_after else previous + 1
