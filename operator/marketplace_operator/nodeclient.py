@@ -1,0 +1,159 @@
+"""THE client of the nodes' admin API (`/admin/v1/`): one aiohttp session, bounded, typed.
+
+Nodes are reached by pod IP (`http://IP:PORT`), never through DNS or Services. Every call
+has a timeout; a semaphore bounds concurrent calls so a fleet of hundreds stays cheap.
+aiohttp errors never leave this module: they become `errors.NodeUnreachable` or
+`errors.NodeRefused`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import aiohttp
+from marketplace_node.admin.models import (
+    DrainRequest,
+    DrainStatus,
+    ErrorBody,
+    LocalBans,
+    Members,
+    NodeStatus,
+    PolicyApplied,
+    PolicyDocument,
+    WireModel,
+)
+from pydantic import ValidationError
+
+from marketplace_operator import errors
+
+M = TypeVar("M", bound=WireModel)
+
+
+def base_url(pod_ip: str, port: int) -> str:
+    host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
+    return f"http://{host}:{port}"
+
+
+class NodeClient:
+    """Admin API calls; `on_error(operation)` is told of every failure (for metrics)."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 3.0,
+        concurrency: int = 32,
+        on_error: Callable[[str], None] | None = None,
+    ) -> None:
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+        self._slots = asyncio.Semaphore(concurrency)
+        self._on_error = on_error or (lambda _op: None)
+
+    @classmethod
+    def create(cls, *, timeout: float = 3.0, concurrency: int = 32, **kw: Any) -> NodeClient:
+        connector = aiohttp.TCPConnector(limit=concurrency, force_close=False)
+        return cls(
+            aiohttp.ClientSession(connector=connector),
+            timeout=timeout,
+            concurrency=concurrency,
+            **kw,
+        )
+
+    async def close(self) -> None:
+        await self._session.close()
+
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        *,
+        operation: str,
+        body: WireModel | None = None,
+        answer: type[M] | None = None,
+    ) -> M | None:
+        headers = {"Authorization": f"Bearer {token}"}
+        payload = body.model_dump(mode="json", by_alias=True) if body is not None else None
+        try:
+            async with (
+                self._slots,
+                self._session.request(
+                    method, url, json=payload, headers=headers, timeout=self._timeout
+                ) as resp,
+            ):
+                raw = await resp.read()
+                if resp.status >= 400:
+                    raise _refused(resp.status, raw, operation)
+                if answer is None or resp.status == 204:
+                    return None
+                return answer.model_validate_json(raw)
+        except errors.NodeRefused:
+            self._on_error(operation)
+            raise
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            self._on_error(operation)
+            raise errors.NodeUnreachable(f"{operation} {url}: {exc!r}") from None
+        except ValidationError as exc:
+            self._on_error(operation)
+            raise errors.NodeRefused(f"{operation}: malformed answer: {exc}") from None
+
+    async def status(self, base: str, token: str) -> NodeStatus:
+        got = await self._call(
+            "GET", f"{base}/admin/v1/status", token, operation="status", answer=NodeStatus
+        )
+        assert got is not None
+        return got
+
+    async def put_members(self, base: str, token: str, members: Members) -> None:
+        await self._call(
+            "PUT", f"{base}/admin/v1/members", token, operation="members", body=members
+        )
+
+    async def drain(self, base: str, token: str, *, timeout_seconds: float) -> DrainStatus:
+        got = await self._call(
+            "POST",
+            f"{base}/admin/v1/drain",
+            token,
+            operation="drain",
+            body=DrainRequest(timeout_seconds=timeout_seconds),
+            answer=DrainStatus,
+        )
+        assert got is not None
+        return got
+
+    async def drain_status(self, base: str, token: str) -> DrainStatus:
+        got = await self._call(
+            "GET", f"{base}/admin/v1/drain", token, operation="drain-status", answer=DrainStatus
+        )
+        assert got is not None
+        return got
+
+    async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
+        got = await self._call(
+            "PUT",
+            f"{base}/admin/v1/policy",
+            token,
+            operation="policy",
+            body=policy,
+            answer=PolicyApplied,
+        )
+        assert got is not None
+        return got
+
+    async def local_bans(self, base: str, token: str) -> LocalBans:
+        got = await self._call(
+            "GET", f"{base}/admin/v1/bans/local", token, operation="local-bans", answer=LocalBans
+        )
+        assert got is not None
+        return got
+
+
+def _refused(status: int, raw: bytes, operation: str) -> errors.NodeRefused:
+    try:
+        body = ErrorBody.model_validate_json(raw)
+    except ValidationError:
+        return errors.NodeRefused(f"{operation}: HTTP {status}", status=status)
+    return errors.NodeRefused(f"{operation}: {body.message}", status=status, code=body.code)
