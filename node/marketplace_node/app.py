@@ -1,0 +1,121 @@
+"""Assembles the aiohttp application: routes, the door middleware, metrics, OpenAPI, admin, and the service lifecycle."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+from prometheus_client.aiohttp import make_aiohttp_handler
+
+from pydantic import SecretStr
+
+from marketplace_node import http_api, http_errors, limits, openapi, sync
+from marketplace_node.admin import routes
+from marketplace_node.admin.backend import NodeAdmin
+from marketplace_node.config import NodeSettings
+from marketplace_node.admin.models import Members, PolicyDocument
+from marketplace_node.membership import Membership
+from marketplace_node.metrics import Snapshot, SnapshotCollector, StateCollector
+from marketplace_node.policy.watch import PolicyDirWatcher
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+
+
+def _snapshot(service: NodeService) -> Snapshot:
+    return Snapshot(
+        peers=len(service.peers),
+        packages=len(service.index),
+        store_bytes=service.store.size_bytes(),
+        in_flight=service.in_flight,
+        pending_queries=service.enforcer.status.pending,
+        drain_state=service.drain.state,
+        bans=service.enforcer.active_bans_by_reason(),
+    )
+
+
+def _state(service: NodeService) -> dict[str, float]:
+    return {
+        "subscribers": float(len(service.hub)),
+        "ready": float(service.ready()),
+        "change_seq": float(service.last_seq),
+    }
+
+
+def build_app(service: NodeService) -> web.Application:
+    app = web.Application(
+        middlewares=[http_errors.error_middleware, http_api.door],
+        client_max_size=limits.CLIENT_JSON_MAX,
+    )
+    app[http_api.SERVICE] = service
+    membership = Membership(service)
+    app[http_api.MEMBERSHIP] = membership
+    http_api.add_routes(app)
+    service.metrics.registry.register(SnapshotCollector(lambda: _snapshot(service)))
+    service.metrics.registry.register(StateCollector(lambda: _state(service)))
+    app.router.add_get("/metrics", make_aiohttp_handler(service.metrics.registry), name="metrics")
+    document = openapi.document()
+
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(document)
+
+    app.router.add_get("/openapi.json", openapi_json, name="openapi")
+    _add_admin(app, service)
+    app.cleanup_ctx.append(lambda a: _lifecycle(a, service, membership))
+    return app
+
+
+def _add_admin(app: web.Application, service: NodeService) -> None:
+    backend = NodeAdmin(
+        enforcer=service.enforcer,
+        drain=service.drain,
+        status=service.status,
+        set_members=service.set_members,
+    )
+    routes.add_admin_routes(app, backend, admin_token(service.settings))
+
+
+def admin_token(settings: NodeSettings) -> SecretStr | None:
+    """The admin bearer token: the token file wins over the setting; None refuses all admin calls."""
+    if settings.admin_token_file is not None:
+        try:
+            token = settings.admin_token_file.read_text().strip()
+        except OSError:
+            logger.warning("admin token file unreadable; the admin API will refuse every call")
+            return None
+        return SecretStr(token) if token else None
+    return settings.admin_token
+
+
+async def _lifecycle(
+    app: web.Application, service: NodeService, membership: Membership
+) -> AsyncIterator[None]:
+    settings = service.settings
+    connector = aiohttp.TCPConnector(limit=settings.client_connection_limit, limit_per_host=8)
+    session = aiohttp.ClientSession(
+        connector=connector, timeout=aiohttp.ClientTimeout(total=settings.peer_timeout_seconds)
+    )
+    app[SESSION] = session
+    loops = [membership.run, lambda: sync.run(service), service.republish_loop]
+    if settings.policy_dir is not None:
+        loops.append(_policy_watcher(service, settings.policy_dir).run)
+    try:
+        await service.start(session, loops)
+        yield
+    finally:
+        await service.stop()
+        await session.close()
+
+
+def _policy_watcher(service: NodeService, directory: Path) -> PolicyDirWatcher:
+    def on_policy(doc: PolicyDocument) -> None:
+        service.enforcer.apply(doc)
+
+    async def on_members(members: Members) -> None:
+        await service.set_members(members)
+
+    return PolicyDirWatcher(directory, on_policy=on_policy, on_members=on_members)

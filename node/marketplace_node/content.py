@@ -1,0 +1,77 @@
+"""Fetching a package's content from the best provider, verified, with fallback.
+
+Providers are tried best reputation first (`reputation.fallback_order`). Each
+transfer is streamed into the blob store, which hashes it off the event loop
+and only keeps it if the SHA-256 matches the digest in the publisher-signed
+metadata (checked again here, so content is never trusted on a peer's word).
+A failure, a timeout or a mismatch lowers the provider's reputation and moves
+on to the next provider; success raises it and records the latency.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from marketplace_node import sealing
+from marketplace_node.blobs import BlobStore
+from marketplace_node.clock import Clock, elapsed
+from marketplace_node.errors import IntegrityError, NodeError, PayloadTooLarge, UpstreamFailed
+from marketplace_node.model import PackageMeta
+from marketplace_node.peer_client import PeerClient
+from marketplace_node.reputation import ReputationBook, fallback_order
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Provider:
+    peer_id: str
+    address: str
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    peer_id: str
+    outcome: str  # "ok", "integrity", "failed"
+
+
+async def fetch_verified(
+    meta: PackageMeta,
+    providers: Sequence[Provider],
+    *,
+    client: PeerClient,
+    blobs: BlobStore,
+    book: ReputationBook,
+    clock: Clock,
+    timeout: float,
+    on_attempt: Callable[[Attempt], None] = lambda _: None,
+) -> Provider:
+    """Store `meta`'s content locally from the first provider that delivers it intact."""
+    sealing.verify_package(meta)
+    by_id = {p.peer_id: p for p in providers}
+    for peer_id in fallback_order((p.peer_id, book.score(p.peer_id)) for p in providers):
+        provider = by_id[peer_id]
+        started = clock.monotonic()
+        try:
+            async with client.stream(
+                provider.address, f"/p2p/v1/content/{meta.digest}", timeout=timeout
+            ) as chunks:
+                size = await blobs.write(chunks, digest=meta.digest, max_size=meta.size)
+            if size != meta.size:  # unreachable with a matching digest; kept as a guard
+                raise IntegrityError("content size differs from the signed size")
+        except (IntegrityError, PayloadTooLarge):
+            book.failure(peer_id)
+            on_attempt(Attempt(peer_id, "integrity"))
+            logger.warning("provider %s served content that fails verification", peer_id)
+            continue
+        except NodeError as exc:
+            book.failure(peer_id)
+            on_attempt(Attempt(peer_id, "failed"))
+            logger.info("provider %s failed: %s", peer_id, exc.message)
+            continue
+        book.success(peer_id, elapsed(clock.monotonic(), started))
+        on_attempt(Attempt(peer_id, "ok"))
+        return provider
+    raise UpstreamFailed("no provider delivered the content", details={"package": meta.id})

@@ -1,0 +1,54 @@
+"""Push-gossip decisions (pure): what to accept, and whom to forward to.
+
+An announcement is accepted once (bounded TTL seen-cache keyed by its id, a
+hash of its signed body), after its signatures verified — so a forgery never
+enters the cache and cannot shadow the genuine announcement. It is forwarded
+to `fanout` random peers other than the sender and the origin while its hop
+count stays under the hop limit. Lost pushes are repaired by anti-entropy
+(`sync`), so gossip only has to be fast, not perfect.
+"""
+
+from __future__ import annotations
+
+import random
+
+from cachetools import TTLCache
+
+from marketplace_node import limits
+from marketplace_node.clock import Clock
+from marketplace_node.model import Announcement
+from marketplace_node.peers import Peer, PeerTable
+
+
+class SeenCache:
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        maxsize: int = limits.SEEN_CACHE_MAX,
+        ttl: float = limits.SEEN_CACHE_TTL_SECONDS,
+    ) -> None:
+        self._seen: TTLCache[str, bool] = TTLCache(maxsize=maxsize, ttl=ttl, timer=clock.monotonic)
+
+    def __contains__(self, announcement_id: object) -> bool:
+        return announcement_id in self._seen
+
+    def add(self, announcement_id: str) -> None:
+        self._seen[announcement_id] = True
+
+
+def forward_targets(
+    ann: Announcement,
+    table: PeerTable,
+    rng: random.Random,
+    *,
+    fanout: int,
+    hop_limit: int,
+    sender: str | None,
+    self_id: str,
+) -> list[Peer]:
+    """Peers to push `ann` to next (empty once the hop limit is reached)."""
+    if ann.hops >= hop_limit:
+        return []
+    exclude = {ann.origin, self_id} | ({sender} if sender else set())
+    return table.sample(fanout, rng, exclude=exclude)

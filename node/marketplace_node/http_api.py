@@ -1,0 +1,372 @@
+"""aiohttp routes of the client API (`/api/v1`), the peer protocol (`/p2p/v1`) and the probes.
+
+Handlers only parse, call the service and serialise. One middleware (`door`)
+does, in order: signature verification for `/p2p/` requests (the sender's
+peer id is then `request[PEER]`), the policy door (bans, rate limits) with
+the route's `Operation`, in-flight accounting, and the translation of every
+`NodeError`/validation error into an `ErrorBody` with a stable code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable, Sequence
+
+import pydantic
+from aiohttp import web
+
+from marketplace_node import limits, signing, sync
+from marketplace_node.admin import body
+from marketplace_node.admin.models import Operation
+from marketplace_node.errors import Draining, InvalidInput, NodeError, Unauthenticated
+from marketplace_node.membership import Membership
+from marketplace_node.model import (
+    PACKAGE_KINDS,
+    Announcement,
+    Hello,
+    Model,
+    NodeInfo,
+    PackageDraft,
+    PeerView,
+    Query,
+    ReplicateRequest,
+)
+from marketplace_node.policy.escalation import Offence
+from marketplace_node.search import matches
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+SERVICE = web.AppKey("service", NodeService)
+MEMBERSHIP = web.AppKey("membership", Membership)
+PEER = "marketplace.peer"
+SSE_KEEPALIVE_SECONDS = 15.0
+
+# route name → the operation the policy door charges it to; routes not listed pass freely
+OPERATIONS: dict[str, Operation] = {
+    "put_blob": Operation.PUBLISH,
+    "publish": Operation.PUBLISH,
+    "get_package": Operation.SEARCH,
+    "get_content": Operation.FETCH,
+    "search": Operation.SEARCH,
+    "search_post": Operation.SEARCH,
+    "subscribe": Operation.SUBSCRIBE,
+    "peers": Operation.SEARCH,
+    "status": Operation.SEARCH,
+    "p2p_announce": Operation.GOSSIP,
+    "p2p_hello": Operation.GOSSIP,
+    "p2p_changes": Operation.GOSSIP,
+    "p2p_content": Operation.FETCH,
+    "p2p_replicate": Operation.FETCH,
+}
+LONG_LIVED = frozenset({"subscribe"})
+
+
+def json_response(model: Model | Sequence[Model], status: int = 200) -> web.Response:
+    if isinstance(model, Model):
+        body = model.model_dump_json(by_alias=True)
+    else:
+        body = "[" + ",".join(m.model_dump_json(by_alias=True) for m in model) + "]"
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+@web.middleware
+async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Authenticate peers, admit through the policy door, track drain, count; errors propagate
+    to `http_errors.error_middleware`, which renders them."""
+    route = request.match_info.route.name or ""
+    op = OPERATIONS.get(route)
+    if op is None:
+        return await handler(request)
+    service = request.app[SERVICE]
+    started = time.perf_counter()
+    outcome = "ok"
+    peer_route = route.startswith("p2p_")
+    try:
+        peer = await _authenticate(request, service) if peer_route else None
+        service.enforcer.admit(peer, request.remote or "", op)
+        if peer_route:  # peers keep syncing and fetching from a draining node (hand-off)
+            return await handler(request)
+        if route in LONG_LIVED:
+            if service.draining:
+                raise Draining("this node is draining; retry on another node")
+            return await handler(request)
+        with service.drain.track():
+            return await handler(request)
+    except pydantic.ValidationError as exc:
+        outcome = InvalidInput.code
+        if peer_route:
+            service.enforcer.record(request.get(PEER), request.remote or "", Offence.INVALID_DATA)
+        raise InvalidInput(body.describe(exc)) from None
+    except NodeError as exc:
+        outcome = exc.code
+        raise
+    finally:
+        service.metrics.observe(op, outcome, time.perf_counter() - started)
+
+
+async def _authenticate(request: web.Request, service: NodeService) -> str:
+    body = await request.read()
+    try:
+        peer = signing.verify_request(
+            method=request.method,
+            path=request.rel_url.raw_path,
+            query=request.rel_url.raw_query_string,
+            headers=request.headers,
+            body=body,
+            now_wall=service.clock.wall(),
+            replay=service.replay,
+        )
+    except Unauthenticated:
+        service.enforcer.record(None, request.remote or "", Offence.BAD_SIGNATURE)
+        raise
+    request[PEER] = peer
+    return peer
+
+
+# -- probes ---------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.Response(text="ok")
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready = request.app[SERVICE].ready()
+    return web.Response(text="ready" if ready else "not ready", status=200 if ready else 503)
+
+
+# -- client API -------------------------------------------------------------------
+
+
+async def put_blob(request: web.Request) -> web.Response:
+    digest = request.match_info["digest"]
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidInput("digest must be 64 lower-case hex characters")
+    size = await request.app[SERVICE].blobs.write(
+        request.content.iter_chunked(256 * 1024), digest=digest, max_size=limits.CONTENT_MAX_BYTES
+    )
+    return web.json_response({"digest": digest, "size": size}, status=201)
+
+
+async def publish(request: web.Request) -> web.Response:
+    draft = PackageDraft.model_validate_json(await request.read())
+    return json_response(await request.app[SERVICE].publish(draft), status=201)
+
+
+async def get_package(request: web.Request) -> web.Response:
+    return json_response(request.app[SERVICE].view(request.match_info["id"]))
+
+
+async def get_content(request: web.Request) -> web.FileResponse:
+    path = await request.app[SERVICE].content_path(request.match_info["id"])
+    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream"})
+
+
+def query_from_params(request: web.Request) -> Query:
+    params = request.rel_url.query
+    fields: dict[str, object] = {
+        "keywords": params.getall("q", []),
+        "tags": params.getall("tag", []),
+    }
+    for name, key in (
+        ("category", "category"),
+        ("min_downloads", "minDownloads"),
+        ("limit", "limit"),
+        ("cursor", "cursor"),
+    ):
+        if key in params:
+            fields[name] = params[key]
+    return Query.model_validate(fields)
+
+
+async def search(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    query = query_from_params(request)
+    async with service.enforcer.pending():
+        return json_response(service.search(query))
+
+
+async def search_post(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    query = Query.model_validate_json(await request.read())
+    async with service.enforcer.pending():
+        return json_response(service.search(query))
+
+
+async def peers(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    now = service.clock.monotonic()
+    views = [
+        PeerView(
+            peer_id=p.peer_id,
+            address=p.address,
+            last_seen_seconds_ago=round(max(0.0, now - p.last_seen), 3),
+            reputation=service.reputation.score(p.peer_id),
+            successes=service.reputation.get(p.peer_id).successes,
+            failures=service.reputation.get(p.peer_id).failures,
+        )
+        for p in sorted(service.peers.all(), key=lambda p: p.peer_id)
+    ]
+    return json_response(views)
+
+
+async def status(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    info = NodeInfo(
+        peer_id=service.identity.peer_id,
+        address=service.settings.public_url,
+        fleet=service.settings.fleet,
+        ready=service.ready(),
+        draining=service.draining,
+        packages=len(service.index),
+        peers=len(service.peers),
+        last_seq=service.last_seq,
+    )
+    return json_response(info)
+
+
+async def subscribe(request: web.Request) -> web.StreamResponse:
+    """Server-sent events of package announcements matching the query, resumable by seq."""
+    service = request.app[SERVICE]
+    query = query_from_params(request)
+    raw_cursor = request.headers.get("Last-Event-ID") or request.rel_url.query.get("cursor") or "0"
+    if not raw_cursor.isdigit() or len(raw_cursor) > 19:
+        raise InvalidInput("cursor must be a change sequence number")
+    last = int(raw_cursor)
+    sub = service.hub.open(query)
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+    )
+    try:
+        await response.prepare(request)
+        while True:  # replay from the durable log, then follow live events
+            rows = await service.store.changes_after(last, limits.SYNC_PAGE_MAX)
+            for seq, body in rows:
+                ann = Announcement.model_validate_json(body)
+                if ann.kind in PACKAGE_KINDS and ann.package is not None:
+                    meta = ann.package
+                    if matches(query, meta, service.index.downloads(meta.id)):
+                        await _event(
+                            response,
+                            seq,
+                            "package",
+                            {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)},
+                        )
+                last = seq
+            if len(rows) < limits.SYNC_PAGE_MAX:
+                break
+        while True:
+            try:
+                item = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if item is None:
+                reason = "overflow" if sub.overflowed else "closing"
+                await _event(response, last, reason, {"cursor": last})
+                break
+            seq, meta = item
+            if seq > last:
+                await _event(
+                    response,
+                    seq,
+                    "package",
+                    {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)},
+                )
+                last = seq
+    except (ConnectionResetError, asyncio.CancelledError):
+        raise
+    finally:
+        service.hub.close(sub)
+    with contextlib.suppress(ConnectionResetError):
+        await response.write_eof()
+    return response
+
+
+async def _event(
+    response: web.StreamResponse, seq: int, kind: str, data: dict[str, object]
+) -> None:
+    payload = json.dumps(data, separators=(",", ":"))
+    await response.write(f"id: {seq}\nevent: {kind}\ndata: {payload}\n\n".encode())
+
+
+# -- peer protocol ------------------------------------------------------------------
+
+
+async def p2p_announce(request: web.Request) -> web.Response:
+    service = request.app[SERVICE]
+    ann = Announcement.model_validate_json(await request.read())
+    sender = request[PEER]
+    try:
+        accepted = await service.accept(ann, sender=sender)
+    except Unauthenticated:
+        service.enforcer.record(sender, request.remote or "", Offence.BAD_SIGNATURE)
+        raise
+    return web.json_response({"accepted": accepted}, status=202)
+
+
+async def p2p_hello(request: web.Request) -> web.Response:
+    hello = Hello.model_validate_json(await request.read())
+    return json_response(request.app[MEMBERSHIP].reply(request[PEER], hello))
+
+
+async def p2p_changes(request: web.Request) -> web.Response:
+    params = request.rel_url.query
+    try:
+        after = int(params.get("after", "0"))
+        limit = int(params.get("limit", str(limits.SYNC_PAGE_MAX)))
+    except ValueError as exc:
+        raise InvalidInput("after and limit must be integers") from exc
+    if after < 0 or not 1 <= limit <= limits.SYNC_PAGE_MAX:
+        raise InvalidInput("after >= 0 and 1 <= limit <= SYNC_PAGE_MAX")
+    return json_response(await sync.serve(request.app[SERVICE], after, limit))
+
+
+async def p2p_content(request: web.Request) -> web.StreamResponse:
+    digest = request.match_info["digest"]
+    blobs = request.app[SERVICE].blobs
+    if len(digest) != 64 or not blobs.has(digest):
+        raise web.HTTPNotFound(reason="no such content")
+    return web.FileResponse(
+        blobs.path(digest), headers={"Content-Type": "application/octet-stream"}
+    )
+
+
+async def p2p_replicate(request: web.Request) -> web.Response:
+    req = ReplicateRequest.model_validate_json(await request.read())
+    service = request.app[SERVICE]
+    service.spawn(_replicate(service, req.package_id))
+    return web.json_response({"accepted": True}, status=202)
+
+
+async def _replicate(service: NodeService, package_id: str) -> None:
+    try:
+        await service.replicate(package_id)
+    except NodeError as exc:
+        logger.info("replication of %s failed: %s", package_id, exc.message)
+
+
+def add_routes(app: web.Application) -> None:
+    r = app.router
+    r.add_get("/healthz", healthz, name="healthz")
+    r.add_get("/readyz", readyz, name="readyz")
+    r.add_put("/api/v1/blobs/{digest}", put_blob, name="put_blob")
+    r.add_post("/api/v1/packages", publish, name="publish")
+    r.add_get("/api/v1/packages/{id}", get_package, name="get_package")
+    r.add_get("/api/v1/packages/{id}/content", get_content, name="get_content")
+    r.add_get("/api/v1/search", search, name="search")
+    r.add_post("/api/v1/search", search_post, name="search_post")
+    r.add_get("/api/v1/subscribe", subscribe, name="subscribe")
+    r.add_get("/api/v1/peers", peers, name="peers")
+    r.add_get("/api/v1/status", status, name="status")
+    r.add_post("/p2p/v1/announce", p2p_announce, name="p2p_announce")
+    r.add_post("/p2p/v1/hello", p2p_hello, name="p2p_hello")
+    r.add_get("/p2p/v1/changes", p2p_changes, name="p2p_changes")
+    r.add_get("/p2p/v1/content/{digest}", p2p_content, name="p2p_content")
+    r.add_post("/p2p/v1/replicate", p2p_replicate, name="p2p_replicate")

@@ -1,0 +1,43 @@
+"""Every size, count and time limit of the node in one place, so reviewers and the hardening pass tune one file."""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Package metadata (validated on every boundary: client API, gossip, sync).
+NAME_MAX: Final = 128
+VERSION_MAX: Final = 64
+DESCRIPTION_MAX: Final = 4_096
+CATEGORY_MAX: Final = 64
+TAG_MAX: Final = 64
+TAGS_MAX: Final = 32
+CONTENT_MAX_BYTES: Final = 64 * 1024 * 1024
+DOWNLOADS_MAX: Final = 2**53  # exact in a JSON number and a float
+
+# Queries.
+KEYWORD_MAX: Final = 64
+KEYWORDS_MAX: Final = 16
+QUERY_TAGS_MAX: Final = 16
+PAGE_LIMIT_DEFAULT: Final = 20
+PAGE_LIMIT_MAX: Final = 200
+CURSOR_MAX: Final = 512
+
+# Peer protocol.
+ADDRESS_MAX: Final = 256
+ANNOUNCE_BODY_MAX: Final = 64 * 1024
+CLIENT_JSON_MAX: Final = 256 * 1024
+HOP_LIMIT_MAX: Final = 16
+CLOCK_SKEW_SECONDS: Final = 300.0  # RFC 9421 `created` must lie within now ± this
+NONCE_CACHE_MAX: Final = 200_000  # replay cache entries (bounded memory)
+NONCE_MAX: Final = 64
+SIGNATURE_HEADER_MAX: Final = 1_024
+PEER_EXCHANGE_MAX: Final = 32  # peers returned by one hello
+SYNC_PAGE_MAX: Final = 500
+SEEN_CACHE_MAX: Final = 100_000
+SEEN_CACHE_TTL_SECONDS: Final = 3_600.0
+PROVIDER_TTL_MAX_SECONDS: Final = 24 * 3_600.0
+PROVIDERS_PER_PACKAGE_MAX: Final = 64
+
+# Subscriptions.
+SUBSCRIBER_QUEUE_MAX: Final = 1_024
+SUBSCRIBERS_MAX: Final = 1_024

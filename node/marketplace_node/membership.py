@@ -1,0 +1,96 @@
+"""Peer membership I/O: hello (peer exchange + liveness), joining, stale-peer cleanup.
+
+Every `liveness_interval` the node says hello to each known peer, to every
+configured (bootstrap/member) address not yet in the table, and to a few
+addresses learned by peer exchange. A successful hello records the peer (and
+the peers it knows as candidates); a failed one counts against it, and peers
+that keep failing past `stale_after` are removed. A newly joined peer
+triggers an anti-entropy pull from it, so a (re)started node catches up
+within one round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from cachetools import LRUCache
+
+from marketplace_node import sync
+from marketplace_node.errors import NodeError
+from marketplace_node.model import Hello, HelloReply
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+CANDIDATES_MAX = 256
+CANDIDATES_PER_ROUND = 8
+
+
+class Membership:
+    def __init__(self, service: NodeService) -> None:
+        self.service = service
+        self.candidates: LRUCache[str, None] = LRUCache(maxsize=CANDIDATES_MAX)
+
+    def reply(self, sender: str, hello: Hello) -> HelloReply:
+        """Answer a peer's hello: record it, and share a sample of the peers we know."""
+        svc = self.service
+        svc.peers.seen(
+            sender,
+            hello.address,
+            svc.clock.monotonic(),
+            pinned=hello.address in svc.configured_peers,
+        )
+        known = svc.peers.sample(32, svc.rng, exclude={sender})
+        return HelloReply(
+            peer_id=svc.identity.peer_id,
+            address=svc.settings.public_url,
+            peers=tuple((p.peer_id, p.address) for p in known),
+        )
+
+    async def hello(self, address: str) -> str | None:
+        """Say hello to `address`; the peer id that answered, None on failure."""
+        svc = self.service
+        body = Hello(address=svc.settings.public_url, fleet=svc.settings.fleet).model_dump_json(
+            by_alias=True
+        )
+        try:
+            raw = await svc.client.request("POST", address, "/p2p/v1/hello", body=body.encode())
+            reply = HelloReply.model_validate_json(raw)
+        except (NodeError, ValueError) as exc:
+            logger.debug("hello to %s failed: %s", address, exc)
+            return None
+        if reply.peer_id == svc.identity.peer_id:
+            return None
+        is_new = reply.peer_id not in svc.peers
+        if svc.peers.seen(
+            reply.peer_id, address, svc.clock.monotonic(), pinned=address in svc.configured_peers
+        ):
+            for peer_id, peer_address in reply.peers:
+                if peer_id != svc.identity.peer_id and peer_id not in svc.peers:
+                    self.candidates[peer_address] = None
+            if is_new:
+                svc.spawn(sync.pull(svc, reply.peer_id, address))
+        return reply.peer_id
+
+    async def round(self) -> None:
+        svc = self.service
+        known = {p.address: p.peer_id for p in svc.peers.all()}
+        targets = list(known) + [a for a in svc.configured_peers if a not in known]
+        targets += [a for a in list(self.candidates)[:CANDIDATES_PER_ROUND] if a not in known]
+        targets = [a for a in dict.fromkeys(targets) if a != svc.settings.public_url]
+        answers = await asyncio.gather(*(self.hello(a) for a in targets))
+        for address, answered in zip(targets, answers, strict=True):
+            self.candidates.pop(address, None)
+            if answered is None and address in known:
+                svc.peers.failed(known[address])
+        for peer_id in svc.peers.stale(svc.clock.monotonic()):
+            svc.peers.remove(peer_id)
+            logger.info("removed stale peer %s", peer_id)
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.round()
+            except Exception:
+                logger.exception("membership round failed")
+            await asyncio.sleep(self.service.settings.liveness_interval_seconds)

@@ -1,0 +1,280 @@
+"""Wire models of the client API and the peer protocol, with their limits and canonical signed forms.
+
+Signed documents (a package's metadata, an announcement) are signed over a
+canonical JSON encoding: camelCase keys, sorted, no spaces, UTF-8, integers
+only (no floats, whose text form is ambiguous), prefixed by a domain tag so a
+signature of one kind can never be replayed as another.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+import hashlib
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic.alias_generators import to_camel
+
+from marketplace_node import identity, limits
+
+_SAFE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # no control characters except tab and newline
+Name = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=limits.NAME_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+    ),
+]
+Version = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=limits.VERSION_MAX, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
+    ),
+]
+Label = Annotated[
+    str,
+    StringConstraints(
+        min_length=1, max_length=limits.TAG_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$"
+    ),
+]
+Description = Annotated[
+    str, StringConstraints(max_length=limits.DESCRIPTION_MAX, pattern=_SAFE_TEXT)
+]
+Keyword = Annotated[
+    str,
+    StringConstraints(
+        min_length=1,
+        max_length=limits.KEYWORD_MAX,
+        pattern=r"^[^\x00-\x1f\x7f]*\S[^\x00-\x1f\x7f]*$",
+    ),
+]
+PeerIdStr = Annotated[str, StringConstraints(pattern=identity.PEER_ID_REGEX)]
+Digest = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+PackageId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
+Address = Annotated[
+    str,
+    StringConstraints(
+        max_length=limits.ADDRESS_MAX, pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$"
+    ),
+]
+Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]  # 64 bytes base64
+Nonce = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")]
+
+PACKAGE_DOMAIN = b"marketplace-package-v1\n"
+ANNOUNCEMENT_DOMAIN = b"marketplace-announcement-v1\n"
+
+
+class Model(BaseModel):
+    """camelCase on the wire, unknown fields refused, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, alias_generator=to_camel
+    )
+
+    def wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def canonical(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
+
+
+class PackageMeta(Model):
+    """A package as its publisher signed it: the seed's fields plus content digest, size and signature.
+
+    `downloads` is not here: it is a local statistic no peer can vouch for, so it
+    is kept by each node and never gossiped.
+    """
+
+    name: Name
+    version: Version
+    description: Description = ""
+    category: Label
+    tags: tuple[Label, ...] = Field(default=(), max_length=limits.TAGS_MAX)
+    digest: Digest
+    size: int = Field(ge=0, le=limits.CONTENT_MAX_BYTES)
+    publisher: PeerIdStr
+    signature: Signature
+
+    @property
+    def id(self) -> str:
+        """Self-certifying id: a publisher cannot overwrite another publisher's package."""
+        return package_id(self.publisher, self.name, self.version)
+
+    def signed_bytes(self) -> bytes:
+        return PACKAGE_DOMAIN + canonical(
+            self.model_dump(mode="json", by_alias=True, exclude={"signature"})
+        )
+
+
+def package_id(publisher: str, name: str, version: str) -> str:
+    return hashlib.sha256(f"{publisher}\n{name}\n{version}".encode()).hexdigest()[:32]
+
+
+class AnnouncementKind(enum.StrEnum):
+    PACKAGE = "package"
+    NEW_VERSION = "new_version"
+    PROVIDER_ADDED = "provider_added"
+    PROVIDER_REMOVED = "provider_removed"
+    PEER_LEAVING = "peer_leaving"
+
+
+PACKAGE_KINDS = frozenset({AnnouncementKind.PACKAGE, AnnouncementKind.NEW_VERSION})
+PROVIDER_KINDS = frozenset({AnnouncementKind.PROVIDER_ADDED, AnnouncementKind.PROVIDER_REMOVED})
+
+
+class ProviderRecord(Model):
+    """`peerId` at `address` serves the content of `packageId` for `ttlSeconds` after receipt."""
+
+    package_id: PackageId
+    peer_id: PeerIdStr
+    address: Address
+    ttl_seconds: int = Field(ge=1, le=int(limits.PROVIDER_TTL_MAX_SECONDS))
+
+
+class Announcement(Model):
+    """One gossiped catalogue change, signed by its origin; `hops` is the only unsigned field."""
+
+    kind: AnnouncementKind
+    origin: PeerIdStr
+    created: int = Field(ge=0, le=2**40)
+    nonce: Nonce
+    package: PackageMeta | None = None
+    provider: ProviderRecord | None = None
+    address: Address | None = None
+    signature: Signature
+    hops: int = Field(default=0, ge=0, le=limits.HOP_LIMIT_MAX)
+
+    @model_validator(mode="after")
+    def _payload_matches_kind(self) -> Announcement:
+        has = (self.package is not None, self.provider is not None)
+        if self.kind in PACKAGE_KINDS and has != (True, False):
+            raise ValueError(f"{self.kind} carries exactly a package")
+        if self.kind in PROVIDER_KINDS:
+            if has != (False, True):
+                raise ValueError(f"{self.kind} carries exactly a provider record")
+            assert self.provider is not None
+            if self.provider.peer_id != self.origin:
+                raise ValueError("a peer only announces itself as a provider")
+        if self.kind is AnnouncementKind.PEER_LEAVING and has != (False, False):
+            raise ValueError("peer_leaving carries no payload")
+        return self
+
+    def signed_bytes(self) -> bytes:
+        body = self.model_dump(
+            mode="json", by_alias=True, exclude={"signature", "hops"}, exclude_none=True
+        )
+        return ANNOUNCEMENT_DOMAIN + canonical(body)
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(self.signed_bytes()).hexdigest()
+
+
+class PackageDraft(Model):
+    """What a client asks the node to publish; the node signs it as publisher."""
+
+    name: Name
+    version: Version
+    description: Description = ""
+    category: Label
+    tags: tuple[Label, ...] = Field(default=(), max_length=limits.TAGS_MAX)
+    digest: Digest
+    size: int = Field(ge=0, le=limits.CONTENT_MAX_BYTES)
+
+
+class Query(Model):
+    """The seed's query: any keyword matches name/description/tags (substring, case-insensitive),
+    every tag must match (case-insensitive), exact category, minimum downloads."""
+
+    keywords: tuple[Keyword, ...] = Field(default=(), max_length=limits.KEYWORDS_MAX)
+    tags: tuple[Label, ...] = Field(default=(), max_length=limits.QUERY_TAGS_MAX)
+    category: Label | None = None
+    min_downloads: int | None = Field(default=None, ge=0, le=limits.DOWNLOADS_MAX)
+    limit: int = Field(default=limits.PAGE_LIMIT_DEFAULT, ge=1, le=limits.PAGE_LIMIT_MAX)
+    cursor: str | None = Field(default=None, max_length=limits.CURSOR_MAX)
+
+
+class ProviderView(Model):
+    peer_id: str
+    address: str
+    reputation: float
+
+
+class PackageView(Model):
+    id: str
+    package: PackageMeta
+    downloads: int
+    local: bool
+    providers: tuple[ProviderView, ...] = ()
+
+
+class SearchResult(Model):
+    id: str
+    package: PackageMeta
+    downloads: int
+    score: float | None  # None: not a finite number (ranked last)
+    providers: int
+
+
+class SearchPage(Model):
+    results: tuple[SearchResult, ...]
+    next_cursor: str | None = None
+
+
+class PeerView(Model):
+    peer_id: str
+    address: str
+    last_seen_seconds_ago: float
+    reputation: float
+    successes: int
+    failures: int
+
+
+class Hello(Model):
+    """Peer exchange, signed like every peer request: who I am and where to reach me."""
+
+    address: Address
+    fleet: str = Field(default="", max_length=63)
+
+
+class HelloReply(Model):
+    peer_id: PeerIdStr
+    address: Address
+    peers: tuple[tuple[PeerIdStr, Address], ...] = Field(
+        default=(), max_length=limits.PEER_EXCHANGE_MAX
+    )
+
+
+class ReplicateRequest(Model):
+    """A draining peer asks the receiver to fetch and provide a package it alone serves."""
+
+    package_id: PackageId
+
+
+class Change(Model):
+    seq: int = Field(ge=1)
+    announcement: Announcement
+
+
+class ChangePage(Model):
+    changes: tuple[Change, ...] = Field(max_length=limits.SYNC_PAGE_MAX)
+    last_seq: int = Field(ge=0)
+    head: int = Field(ge=0)  # the serving peer's newest seq
+    more: bool
+
+
+class NodeInfo(Model):
+    peer_id: str
+    address: str
+    fleet: str
+    ready: bool
+    draining: bool
+    packages: int
+    peers: int
+    last_seq: int

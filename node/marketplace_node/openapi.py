@@ -1,0 +1,153 @@
+"""The OpenAPI 3.1 document of the client API and the peer protocol; schemas generated from the pydantic models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from marketplace_node.admin.models import ErrorBody
+from marketplace_node.model import (
+    Announcement,
+    ChangePage,
+    Hello,
+    HelloReply,
+    NodeInfo,
+    PackageDraft,
+    PackageView,
+    PeerView,
+    Query,
+    SearchPage,
+)
+
+MODELS: tuple[type[BaseModel], ...] = (
+    Announcement,
+    ChangePage,
+    ErrorBody,
+    Hello,
+    HelloReply,
+    NodeInfo,
+    PackageDraft,
+    PackageView,
+    PeerView,
+    Query,
+    SearchPage,
+)
+SIGNED: list[dict[str, list[str]]] = [{"rfc9421": []}]
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _op(
+    summary: str,
+    *,
+    ok: str | None = None,
+    body: str | None = None,
+    status: str = "200",
+    signed: bool = False,
+) -> dict[str, Any]:
+    op: dict[str, Any] = {
+        "summary": summary,
+        "responses": {
+            status: {
+                "description": "OK",
+                **({"content": {"application/json": {"schema": _ref(ok)}}} if ok else {}),
+            },
+            "default": {
+                "description": "error",
+                "content": {"application/json": {"schema": _ref("ErrorBody")}},
+            },
+        },
+    }
+    if body:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref(body)}},
+        }
+    if signed:
+        op["security"] = SIGNED
+    return op
+
+
+def paths() -> dict[str, Any]:
+    return {
+        "/healthz": {"get": _op("liveness")},
+        "/readyz": {
+            "get": _op(
+                "ready: listening, store open, joined a peer when peers are configured, not draining"
+            )
+        },
+        "/api/v1/blobs/{digest}": {
+            "put": _op("upload content (raw body) under its SHA-256", status="201")
+        },
+        "/api/v1/packages": {
+            "post": _op(
+                "publish: the node signs the draft as publisher",
+                ok="PackageView",
+                body="PackageDraft",
+                status="201",
+            )
+        },
+        "/api/v1/packages/{id}": {"get": _op("a package with its providers", ok="PackageView")},
+        "/api/v1/packages/{id}/content": {
+            "get": _op("content, fetched from the best provider and verified if not local")
+        },
+        "/api/v1/search": {
+            "get": _op(
+                "search; params q (repeat), tag (repeat), category, minDownloads, limit, cursor",
+                ok="SearchPage",
+            ),
+            "post": _op("search with a Query body", ok="SearchPage", body="Query"),
+        },
+        "/api/v1/subscribe": {
+            "get": _op(
+                "server-sent events of matching packages; resume with Last-Event-ID or cursor"
+            )
+        },
+        "/api/v1/peers": {"get": _op("known peers with reputation")},
+        "/api/v1/status": {"get": _op("node summary", ok="NodeInfo")},
+        "/p2p/v1/announce": {
+            "post": _op(
+                "push one signed announcement", body="Announcement", status="202", signed=True
+            )
+        },
+        "/p2p/v1/hello": {
+            "post": _op("peer exchange and liveness", ok="HelloReply", body="Hello", signed=True)
+        },
+        "/p2p/v1/changes": {
+            "get": _op(
+                "change log page after a sequence number (anti-entropy)",
+                ok="ChangePage",
+                signed=True,
+            )
+        },
+        "/p2p/v1/content/{digest}": {"get": _op("raw content by digest", signed=True)},
+    }
+
+
+def document() -> dict[str, Any]:
+    _, schemas = models_json_schema(
+        [(m, "serialization") for m in MODELS],
+        by_alias=True,
+        ref_template="#/components/schemas/{model}",
+    )
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "marketplace-node", "version": "v1"},
+        "paths": paths(),
+        "components": {
+            "schemas": schemas.get("$defs", {}),
+            "securitySchemes": {
+                "rfc9421": {
+                    "type": "apiKey",
+                    "in": "header",
+                    "name": "Signature",
+                    "description": "RFC 9421 subset, Ed25519, keyid = peer id; see marketplace_node.signing",
+                },
+                "adminToken": {"type": "http", "scheme": "bearer"},
+            },
+        },
+    }

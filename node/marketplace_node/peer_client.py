@@ -1,0 +1,119 @@
+"""Signed requests to other peers over the process's one `aiohttp.ClientSession`.
+
+aiohttp exceptions never leave this module: they become `UpstreamFailed` or
+`UpstreamTimeout`, and a peer's `ErrorBody` answer becomes `UpstreamFailed`
+carrying the peer's code in `details`.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import aiohttp
+from yarl import URL
+
+from marketplace_node import signing
+from marketplace_node.clock import Clock
+from marketplace_node.errors import UpstreamFailed, UpstreamTimeout
+from marketplace_node.identity import Identity
+
+MAX_REPLY_BYTES = 4 * 1024 * 1024
+
+
+class PeerClient:
+    def __init__(
+        self, session: aiohttp.ClientSession, ident: Identity, clock: Clock, *, timeout: float
+    ) -> None:
+        self._session = session
+        self._identity = ident
+        self._clock = clock
+        self._timeout = aiohttp.ClientTimeout(total=timeout)
+
+    def _signed(
+        self, method: str, base_url: str, path: str, params: dict[str, str] | None, body: bytes
+    ) -> tuple[URL, dict[str, str]]:
+        query = urllib.parse.urlencode(sorted((params or {}).items()))
+        headers = signing.sign_request(
+            self._identity,
+            method=method,
+            path=path,
+            query=query,
+            body=body,
+            created=int(self._clock.wall()),
+        )
+        if body:
+            headers["Content-Type"] = "application/json"
+        url = URL(base_url.rstrip("/") + path + (f"?{query}" if query else ""), encoded=True)
+        return url, headers
+
+    async def request(
+        self,
+        method: str,
+        base_url: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        body: bytes = b"",
+    ) -> bytes:
+        """One signed request; the reply body of a 2xx answer."""
+        url, headers = self._signed(method, base_url, path, params, body)
+        try:
+            async with self._session.request(
+                method, url, data=body or None, headers=headers, timeout=self._timeout
+            ) as resp:
+                payload = await resp.content.read(MAX_REPLY_BYTES + 1)
+                _raise_for(resp.status, payload, base_url)
+                if len(payload) > MAX_REPLY_BYTES:
+                    raise UpstreamFailed("peer reply too large", details={"peer": base_url})
+                return payload
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                "peer did not answer in time", details={"peer": base_url}
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(
+                f"peer unreachable: {type(exc).__name__}", details={"peer": base_url}
+            ) from exc
+
+    @asynccontextmanager
+    async def stream(
+        self, base_url: str, path: str, *, timeout: float
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A signed GET whose body is consumed as chunks (content transfer)."""
+        url, headers = self._signed("GET", base_url, path, None, b"")
+        try:
+            async with self._session.get(
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            ) as resp:
+                if resp.status != 200:
+                    _raise_for(resp.status, await resp.content.read(64 * 1024), base_url)
+                yield _chunks(resp)
+        except TimeoutError as exc:
+            raise UpstreamTimeout(
+                "peer did not deliver in time", details={"peer": base_url}
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise UpstreamFailed(
+                f"peer transfer failed: {type(exc).__name__}", details={"peer": base_url}
+            ) from exc
+
+
+async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async for chunk in resp.content.iter_chunked(256 * 1024):
+        yield chunk
+
+
+def _raise_for(status: int, payload: bytes, peer: str) -> None:
+    if 200 <= status < 300:
+        return
+    code = "unknown"
+    try:
+        code = str(json.loads(payload).get("code", "unknown"))[:64]
+    except (ValueError, AttributeError):
+        pass
+    raise UpstreamFailed(
+        f"peer answered {status}", details={"peer": peer, "status": str(status), "code": code}
+    )

@@ -1,0 +1,99 @@
+"""The bounded peer table (pure bookkeeping; the liveness loop lives in `service`).
+
+Pinned peers (bootstrap peers and fleet members from the operator) are never
+evicted for room. When the table is full, a new peer replaces the unpinned
+entry seen least recently, and only if that entry is older than the newcomer's
+sighting; if every entry is pinned the newcomer is refused. A peer whose
+liveness checks fail `max_failures` times in a row and that has not been seen
+for `stale_after` seconds is removed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from marketplace_node.clock import elapsed
+
+
+@dataclass(slots=True)
+class Peer:
+    peer_id: str
+    address: str
+    last_seen: float  # monotonic
+    pinned: bool = False
+    failures: int = 0
+
+
+@dataclass
+class PeerTable:
+    capacity: int
+    max_failures: int = 3
+    stale_after: float = 60.0
+    _peers: dict[str, Peer] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self._peers)
+
+    def __contains__(self, peer_id: object) -> bool:
+        return peer_id in self._peers
+
+    def get(self, peer_id: str) -> Peer | None:
+        return self._peers.get(peer_id)
+
+    def all(self) -> list[Peer]:
+        return list(self._peers.values())
+
+    def address_of(self, peer_id: str) -> str | None:
+        peer = self._peers.get(peer_id)
+        return peer.address if peer else None
+
+    def seen(self, peer_id: str, address: str, now: float, *, pinned: bool = False) -> bool:
+        """Record a sign of life; returns False if the table had no room for a new peer."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.address, peer.last_seen, peer.failures = address, now, 0
+            peer.pinned = peer.pinned or pinned
+            return True
+        if len(self._peers) >= self.capacity and not self._evict_one(pinned=pinned):
+            return False
+        self._peers[peer_id] = Peer(peer_id, address, now, pinned)
+        return True
+
+    def _evict_one(self, *, pinned: bool) -> bool:
+        victims = [p for p in self._peers.values() if not p.pinned]
+        if not victims:
+            return False
+        oldest = min(victims, key=lambda p: (p.last_seen, p.peer_id))
+        del self._peers[oldest.peer_id]
+        return True
+
+    def failed(self, peer_id: str) -> None:
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.failures += 1
+
+    def remove(self, peer_id: str) -> None:
+        self._peers.pop(peer_id, None)
+
+    def repin(self, addresses: Iterable[str]) -> None:
+        """Pin exactly the peers at `addresses` (the current bootstrap/member set)."""
+        wanted = set(addresses)
+        for peer in self._peers.values():
+            peer.pinned = peer.address in wanted
+
+    def stale(self, now: float) -> list[str]:
+        return [
+            p.peer_id
+            for p in self._peers.values()
+            if p.failures >= self.max_failures and elapsed(now, p.last_seen) > self.stale_after
+        ]
+
+    def sample(self, k: int, rng: random.Random, *, exclude: Iterable[str] = ()) -> list[Peer]:
+        """Up to `k` distinct random peers, none of `exclude`; order is the gossip order."""
+        excluded = set(exclude)
+        pool = sorted(
+            (p for p in self._peers.values() if p.peer_id not in excluded), key=lambda p: p.peer_id
+        )
+        return rng.sample(pool, min(k, len(pool)))

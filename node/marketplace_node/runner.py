@@ -1,0 +1,64 @@
+"""Runs one node process: listen, serve, and shut down gracefully on SIGTERM/SIGINT.
+
+On the first signal the node drains (`drain.DrainCoordinator`: readiness
+false, no new client work, in-flight work finishes, hand-offs run — sole
+content replicated to a peer, then the leaving announcement — all within
+`drain_timeout_seconds`); a second signal ends the drain at once. Then the
+app's cleanup stops background tasks and the store, and the process exits 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry
+
+from marketplace_node import app as app_module
+from marketplace_node import identity as identity_module
+from marketplace_node.clock import Clock, SystemClock
+from marketplace_node.config import NodeSettings
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+
+
+def build_service(settings: NodeSettings, clock: Clock | None = None) -> NodeService:
+    key_file = settings.identity_file or settings.data_dir / "identity" / "ed25519.pem"
+    ident = identity_module.load_or_create(key_file)
+    return NodeService(
+        settings,
+        identity=ident,
+        clock=clock or SystemClock(),
+        metrics=NodeMetrics(CollectorRegistry()),
+    )
+
+
+async def serve(settings: NodeSettings) -> None:
+    service = build_service(settings)
+    application = app_module.build_app(service)
+    runner = web.AppRunner(application, handle_signals=False, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    await site.start()
+    logger.info(
+        "node %s listening on %s:%d", service.identity.peer_id, settings.host, settings.port
+    )
+    print(f"READY {service.identity.peer_id} {settings.public_url}", flush=True)
+    signalled = asyncio.Event()
+
+    def on_signal() -> None:
+        service.drain.handle_signal()  # first: drain; second: end the drain now
+        signalled.set()
+
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal)
+    await signalled.wait()
+    logger.info("signal received: draining")
+    await service.drain.wait()
+    await runner.cleanup()
+    logger.info("stopped")

@@ -1,0 +1,453 @@
+"""The node's core: owns the store, index, providers, peers and gossip, and runs the background work.
+
+Routes call these methods and nothing else; every peer-facing input arrives
+here already parsed and (for the peer protocol) with a verified sender.
+Background loops (liveness and peer exchange, anti-entropy, provider
+republish, policy directory) are started by `start()` and cancelled and
+awaited by `stop()`; both are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+
+import aiohttp
+
+from marketplace_node import content, gossip, sealing
+from marketplace_node.admin.models import Members, NodeStatus, PeerInfo
+from marketplace_node.blobs import BlobStore
+from marketplace_node.clock import Clock
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.config import NodeSettings
+from marketplace_node.errors import InvalidInput, NodeError, NotFound
+from marketplace_node.identity import Identity
+from marketplace_node.lifecycle import Lifecycle, State
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.model import (
+    PACKAGE_KINDS,
+    Announcement,
+    AnnouncementKind,
+    PackageDraft,
+    PackageMeta,
+    PackageView,
+    ProviderRecord,
+    ProviderView,
+    Query,
+    ReplicateRequest,
+    SearchPage,
+)
+from marketplace_node.peer_client import PeerClient
+from marketplace_node.peers import PeerTable
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.reputation import ReputationBook
+from marketplace_node.search import SearchIndex
+from marketplace_node.signing import ReplayCache
+from marketplace_node.store import Applied, ProviderRow, Store
+from marketplace_node.subscribe import SubscriptionHub
+
+logger = logging.getLogger(__name__)
+SEND_CONCURRENCY = 64
+
+
+class NodeService:
+    def __init__(
+        self,
+        settings: NodeSettings,
+        *,
+        identity: Identity,
+        clock: Clock,
+        metrics: NodeMetrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.clock = clock
+        self.metrics = metrics
+        self.rng = rng or random.Random()  # noqa: S311 - gossip target choice, not security
+        data = Path(settings.data_dir)
+        self.store = Store(data / "catalogue.sqlite3")
+        self.blobs = BlobStore(data / "blobs")
+        self.index = SearchIndex()
+        self.providers: dict[str, dict[str, ProviderRow]] = {}
+        self.reputation = ReputationBook()
+        self.peers = PeerTable(capacity=settings.max_peers)
+        self.seen = gossip.SeenCache(clock)
+        self.replay = ReplayCache(clock)
+        self.hub = SubscriptionHub()
+        self.enforcer = PolicyEnforcer(clock, node_id=identity.peer_id, metrics=metrics)
+        self.bootstrap: tuple[str, ...] = tuple(settings.bootstrap_peers)
+        self.members: tuple[str, ...] = ()
+        self.last_seq = 0
+        self.drain = DrainCoordinator(clock, timeout=settings.drain_timeout_seconds)
+        self.drain.add_handoff("leaving", self._announce_leaving)
+        self.drain.add_handoff("replicate", self._hand_off_content)
+        self.lifecycle = Lifecycle(on_start=self._on_start, on_stop=self._on_stop)
+        self._session: aiohttp.ClientSession | None = None
+        self._loops: list[Callable[[], Awaitable[None]]] = []
+        self._client: PeerClient | None = None
+        self._tasks: set[asyncio.Task[object]] = set()
+        self._pushes: set[asyncio.Task[object]] = set()
+        self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
+        self._fetches: dict[str, asyncio.Future[None]] = {}
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    async def start(
+        self, session: aiohttp.ClientSession, loops: Iterable[Callable[[], Awaitable[None]]]
+    ) -> None:
+        """Open the store, load the catalogue, start the loops (idempotent, via `Lifecycle`)."""
+        self._session, self._loops = session, list(loops)
+        await self.lifecycle.start()
+
+    async def stop(self) -> None:
+        await self.lifecycle.stop()
+
+    async def _on_start(self) -> None:
+        assert self._session is not None
+        self._client = PeerClient(
+            self._session, self.identity, self.clock, timeout=self.settings.peer_timeout_seconds
+        )
+        await asyncio.to_thread(self.blobs.prepare)
+        await self.store.open()
+        for meta, downloads in await self.store.packages():
+            self.index.upsert(meta, downloads)
+        for row in await self.store.providers(now_wall=self.clock.wall()):
+            self.providers.setdefault(row.package_id, {})[row.peer_id] = row
+        self.last_seq = await self.store.last_seq()
+        for loop in self._loops:
+            self.spawn(loop())
+        logger.info("started: %d packages, change seq %d", len(self.index), self.last_seq)
+
+    async def _on_stop(self) -> None:
+        self.hub.close_all()
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.store.is_open:
+            await self.store.close()
+
+    def spawn(self, coro: Awaitable[object]) -> None:
+        """Run `coro` in the background; `stop()` cancels and awaits it."""
+        task: asyncio.Task[object] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @property
+    def client(self) -> PeerClient:
+        if self._client is None:
+            raise RuntimeError("service not started")
+        return self._client
+
+    @property
+    def draining(self) -> bool:
+        return not self.drain.ready
+
+    @property
+    def in_flight(self) -> int:
+        return self.drain.in_flight
+
+    @property
+    def configured_peers(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys((*self.bootstrap, *self.members)))
+
+    def ready(self) -> bool:
+        joined = len(self.peers) > 0 or not self.configured_peers
+        running = self.lifecycle.state is State.RUNNING
+        return running and self.store.is_open and joined and self.drain.ready
+
+    # -- catalogue ---------------------------------------------------------------
+
+    async def accept(self, ann: Announcement, *, sender: str | None, forward: bool = True) -> bool:
+        """Verify, store, apply and (optionally) forward one announcement; False if already known."""
+        if ann.id in self.seen:
+            self.metrics.announcements.labels("duplicate").inc()
+            return False
+        try:
+            sealing.verify_announcement(ann)
+        except Exception:
+            self.metrics.announcements.labels("invalid").inc()
+            raise
+        applied = await self.store.apply(ann, now_wall=self.clock.wall())
+        self.seen.add(ann.id)
+        if applied is None:
+            self.metrics.announcements.labels("duplicate").inc()
+            return False
+        self.metrics.announcements.labels("new").inc()
+        self._apply(ann, applied)
+        if forward:
+            self.forward(ann, sender=sender)
+        return True
+
+    def _apply(self, ann: Announcement, applied: Applied) -> None:
+        self.last_seq = max(self.last_seq, applied.seq)
+        if ann.kind in PACKAGE_KINDS and ann.package is not None and applied.new_package:
+            self.index.upsert(ann.package)
+            self.hub.publish(applied.seq, ann.package)
+        elif ann.provider is not None and ann.kind is AnnouncementKind.PROVIDER_ADDED:
+            rec = ann.provider
+            current = self.providers.get(rec.package_id, {}).get(rec.peer_id)
+            if current is None or current.updated <= ann.created:
+                row = ProviderRow(
+                    rec.package_id,
+                    rec.peer_id,
+                    rec.address,
+                    self.clock.wall() + rec.ttl_seconds,
+                    ann.created,
+                )
+                self.providers.setdefault(rec.package_id, {})[rec.peer_id] = row
+        elif ann.provider is not None and ann.kind is AnnouncementKind.PROVIDER_REMOVED:
+            self._drop_provider(ann.provider.package_id, ann.provider.peer_id, ann.created)
+        elif ann.kind is AnnouncementKind.PEER_LEAVING:
+            for package_id in list(self.providers):
+                self._drop_provider(package_id, ann.origin, ann.created)
+            self.peers.remove(ann.origin)
+
+    def _drop_provider(self, package_id: str, peer_id: str, created: int) -> None:
+        rows = self.providers.get(package_id, {})
+        row = rows.get(peer_id)
+        if row is not None and row.updated <= created:
+            del rows[peer_id]
+            if not rows:
+                self.providers.pop(package_id, None)
+
+    def forward(self, ann: Announcement, *, sender: str | None) -> None:
+        targets = gossip.forward_targets(
+            ann,
+            self.peers,
+            self.rng,
+            fanout=self.settings.gossip_fanout,
+            hop_limit=self.settings.gossip_hop_limit,
+            sender=sender,
+            self_id=self.identity.peer_id,
+        )
+        if not targets:
+            return
+        body = ann.model_copy(update={"hops": ann.hops + 1}).model_dump_json(by_alias=True).encode()
+        for peer in targets:
+            task = asyncio.ensure_future(self._push(peer.peer_id, peer.address, body))
+            self._tasks.add(task)
+            self._pushes.add(task)
+            task.add_done_callback(self._tasks.discard)
+            task.add_done_callback(self._pushes.discard)
+
+    async def _push(self, peer_id: str, address: str, body: bytes) -> None:
+        async with self._send_slots:
+            try:
+                await self.client.request("POST", address, "/p2p/v1/announce", body=body)
+            except Exception as exc:  # one lost push is repaired by anti-entropy
+                self.metrics.gossip_sent.labels("failed").inc()
+                self.peers.failed(peer_id)
+                logger.debug("push to %s failed: %s", peer_id, exc)
+            else:
+                self.metrics.gossip_sent.labels("ok").inc()
+
+    async def announce(self, kind: AnnouncementKind, **payload: object) -> list[Announcement]:
+        ann = sealing.announce(self.identity, kind, created=int(self.clock.wall()), **payload)  # type: ignore[arg-type]
+        await self.accept(ann, sender=None)
+        return [ann]
+
+    async def publish(self, draft: PackageDraft) -> PackageView:
+        """Sign `draft` as publisher, store it durably with us as provider, and announce both."""
+        path = self.blobs.path(draft.digest)
+        if not await asyncio.to_thread(path.is_file):
+            raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
+        if (await asyncio.to_thread(path.stat)).st_size != draft.size:
+            raise InvalidInput("size does not match the uploaded content")
+        meta = sealing.sign_package(self.identity, draft)
+        kind = (
+            AnnouncementKind.NEW_VERSION
+            if self.index.versions(meta.publisher, meta.name)
+            else AnnouncementKind.PACKAGE
+        )
+        created = int(self.clock.wall())
+        anns = [
+            sealing.announce(self.identity, kind, created=created, package=meta),
+            sealing.announce(
+                self.identity,
+                AnnouncementKind.PROVIDER_ADDED,
+                created=created,
+                provider=self._provider_record(meta.id),
+            ),
+        ]
+        results = await self.store.apply_many(anns, now_wall=self.clock.wall())
+        for ann, applied in zip(anns, results, strict=True):
+            self.seen.add(ann.id)
+            if applied is not None:
+                self._apply(ann, applied)
+                self.forward(ann, sender=None)
+        return self.view(meta.id)
+
+    def _provider_record(self, package_id: str) -> ProviderRecord:
+        return ProviderRecord(
+            package_id=package_id,
+            peer_id=self.identity.peer_id,
+            address=self.settings.public_url,
+            ttl_seconds=self.settings.provider_ttl_seconds,
+        )
+
+    async def republish_loop(self) -> None:
+        """Re-announce ourselves as provider of every local blob, soon after start and then every TTL/3."""
+        await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
+        while True:
+            for package_id in self.index.ids():
+                meta = self.index.get(package_id)
+                if meta is not None and self.blobs.has(meta.digest):
+                    await self.announce(
+                        AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
+                    )
+            await asyncio.sleep(self.settings.provider_ttl_seconds / 3)
+
+    # -- queries -----------------------------------------------------------------
+
+    def provider_score(self, package_id: str) -> float:
+        rows = self.providers.get(package_id)
+        if not rows:
+            return 0.0
+        return max(
+            1.0 if pid == self.identity.peer_id else self.reputation.score(pid) for pid in rows
+        )
+
+    def search(self, query: Query) -> SearchPage:
+        started = self.clock.monotonic()
+        page = self.index.search(query, self.provider_score)
+        self.metrics.search_seconds.observe(max(0.0, self.clock.monotonic() - started))
+        return page.model_copy(
+            update={
+                "results": tuple(
+                    r.model_copy(update={"providers": len(self.providers.get(r.id, {}))})
+                    for r in page.results
+                )
+            }
+        )
+
+    def view(self, package_id: str) -> PackageView:
+        meta = self.index.get(package_id)
+        if meta is None:
+            raise NotFound("no such package", details={"id": package_id})
+        now = self.clock.wall()
+        rows = sorted(self.providers.get(package_id, {}).values(), key=lambda r: r.peer_id)
+        return PackageView(
+            id=package_id,
+            package=meta,
+            downloads=self.index.downloads(package_id),
+            local=self.blobs.has(meta.digest),
+            providers=tuple(
+                ProviderView(
+                    peer_id=r.peer_id,
+                    address=r.address,
+                    reputation=self.reputation.score(r.peer_id),
+                )
+                for r in rows
+                if r.expires_at > now
+            ),
+        )
+
+    def live_providers(self, package_id: str) -> list[content.Provider]:
+        now = self.clock.wall()
+        return [
+            content.Provider(r.peer_id, r.address)
+            for r in self.providers.get(package_id, {}).values()
+            if r.expires_at > now and r.peer_id != self.identity.peer_id
+        ]
+
+    async def content_path(self, package_id: str, *, count_download: bool = True) -> Path:
+        """The local path of a package's verified content, fetching it from providers first if needed."""
+        meta = self.index.get(package_id)
+        if meta is None:
+            raise NotFound("no such package", details={"id": package_id})
+        if not self.blobs.has(meta.digest):
+            pending = self._fetches.get(meta.digest)
+            if pending is None:
+                pending = asyncio.ensure_future(self._fetch(meta))
+                self._fetches[meta.digest] = pending
+                pending.add_done_callback(lambda _: self._fetches.pop(meta.digest, None))
+            await asyncio.shield(pending)
+        if count_download:
+            downloads = await self.store.add_downloads(package_id)
+            self.index.set_downloads(package_id, downloads)
+        return self.blobs.path(meta.digest)
+
+    async def _fetch(self, meta: PackageMeta) -> None:
+        def attempt(a: content.Attempt) -> None:
+            self.metrics.fetches.labels(a.outcome).inc()
+
+        await content.fetch_verified(
+            meta,
+            self.live_providers(meta.id),
+            client=self.client,
+            blobs=self.blobs,
+            book=self.reputation,
+            clock=self.clock,
+            timeout=self.settings.fetch_timeout_seconds,
+            on_attempt=attempt,
+        )
+        await self.announce(
+            AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(meta.id)
+        )
+
+    # -- admin surface and drain ----------------------------------------------------
+
+    async def set_members(self, members: Members) -> None:
+        """The fleet's members (from the operator) become pinned bootstrap peers."""
+        mine = self.settings.public_url
+        self.members = tuple(m.address for m in members.members if m.address != mine)
+        self.peers.repin(self.configured_peers)
+
+    async def status(self) -> NodeStatus:
+        policy = self.enforcer.status
+        return NodeStatus(
+            peer_id=self.identity.peer_id,
+            fleet=self.settings.fleet,
+            peers=[PeerInfo(peer_id=p.peer_id, address=p.address) for p in self.peers.all()],
+            policy_version=policy.version,
+            policy_hash=policy.hash,
+            draining=self.draining,
+            in_flight=self.in_flight,
+            ready=self.ready(),
+            packages=len(self.index),
+        )
+
+    async def _announce_leaving(self) -> int:
+        """Drain hand-off: peers drop our provider records instead of timing out on them."""
+        self.hub.close_all()
+        await self.announce(AnnouncementKind.PEER_LEAVING)
+        await self._settle_pushes()
+        return 0
+
+    async def _hand_off_content(self) -> int:
+        """Drain hand-off: ask a peer to replicate each package only we provide."""
+        sole = [
+            pid
+            for pid, rows in self.providers.items()
+            if set(rows) == {self.identity.peer_id} and pid in self.index
+        ]
+        peers = self.peers.sample(len(self.peers), self.rng)
+        if not sole or not peers:
+            return 0
+        handed = 0
+        for i, package_id in enumerate(sole):
+            peer = peers[i % len(peers)]
+            body = ReplicateRequest(package_id=package_id).model_dump_json(by_alias=True).encode()
+            try:
+                await self.client.request("POST", peer.address, "/p2p/v1/replicate", body=body)
+            except NodeError as exc:
+                logger.info(
+                    "hand-off of %s to %s failed: %s", package_id, peer.peer_id, exc.message
+                )
+                continue
+            handed += 1
+        return handed
+
+    async def replicate(self, package_id: str) -> None:
+        """A draining peer asks us to keep its content available: fetch and provide it."""
+        await self.content_path(package_id, count_download=False)
+
+    async def _settle_pushes(self) -> None:
+        pending = [t for t in self._pushes if not t.done()]
+        if pending:
+            await asyncio.wait(pending, timeout=self.settings.peer_timeout_seconds)

@@ -1,0 +1,238 @@
+"""The durable catalogue: SQLite (WAL, synchronous=FULL) owned by one writer thread.
+
+Every call runs on a single dedicated thread (the connection never leaves it),
+so the event loop never blocks on disk and writes are serialised without
+locks. Tables:
+
+* `changes(seq, ann_id, body)` — every accepted announcement, in order; `seq`
+  is the monotonically increasing change sequence used by sync and subscribe.
+* `packages(id, meta, downloads, seq)` — the catalogue.
+* `providers(package_id, peer_id, address, expires_at, updated)` — who serves
+  what; `expires_at` is wall-clock (it must survive a restart), `updated` is
+  the origin's `created` so an older announcement never overrides a newer one.
+* `kv(key, value)` — sync cursors per peer.
+
+An announcement and its effect commit in one transaction, and with
+synchronous=FULL a commit is on disk before `apply` returns: an acknowledged
+publish survives kill -9, and a crash leaves either the old or the new state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from marketplace_node.model import PACKAGE_KINDS, Announcement, AnnouncementKind, PackageMeta
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS changes (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    ann_id TEXT NOT NULL UNIQUE,
+    body TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS packages (
+    id TEXT PRIMARY KEY,
+    meta TEXT NOT NULL,
+    downloads INTEGER NOT NULL DEFAULT 0,
+    seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS providers (
+    package_id TEXT NOT NULL,
+    peer_id TEXT NOT NULL,
+    address TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    updated INTEGER NOT NULL,
+    PRIMARY KEY (package_id, peer_id)
+);
+CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRow:
+    package_id: str
+    peer_id: str
+    address: str
+    expires_at: float  # wall clock: it must survive a restart
+    updated: int  # origin's `created` of the announcement that set it
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What an accepted announcement changed (None: it was already known)."""
+
+    seq: int
+    new_package: bool
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
+        self._db: sqlite3.Connection | None = None
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        def call() -> T:
+            if self._db is None:
+                raise RuntimeError("store is closed")
+            return fn(self._db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, call)
+
+    async def open(self) -> None:
+        def connect() -> None:
+            self._path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self._path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute("PRAGMA busy_timeout=5000")
+            db.executescript(_SCHEMA)
+            self._db = db
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+
+    async def close(self) -> None:
+        def disconnect() -> None:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+        await asyncio.get_running_loop().run_in_executor(self._executor, disconnect)
+        self._executor.shutdown(wait=True)
+
+    def size_bytes(self) -> int:
+        """Bytes of the database and its WAL (a cheap stat, fine at scrape time)."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.stat(f"{self._path}{suffix}").st_size
+            except OSError:
+                pass
+        return total
+
+    @property
+    def is_open(self) -> bool:
+        return self._db is not None
+
+    async def apply(self, ann: Announcement, *, now_wall: float) -> Applied | None:
+        return (await self.apply_many([ann], now_wall=now_wall))[0]
+
+    async def apply_many(
+        self, anns: Iterable[Announcement], *, now_wall: float
+    ) -> list[Applied | None]:
+        batch = list(anns)
+        return await self._run(lambda db: _apply_all(db, batch, now_wall))
+
+    async def last_seq(self) -> int:
+        return await self._run(
+            lambda db: int(db.execute("SELECT COALESCE(MAX(seq), 0) FROM changes").fetchone()[0])
+        )
+
+    async def changes_after(self, seq: int, limit: int) -> list[tuple[int, str]]:
+        return await self._run(
+            lambda db: db.execute(
+                "SELECT seq, body FROM changes WHERE seq > ? ORDER BY seq LIMIT ?", (seq, limit)
+            ).fetchall()
+        )
+
+    async def packages(self) -> list[tuple[PackageMeta, int]]:
+        rows = await self._run(
+            lambda db: db.execute("SELECT meta, downloads FROM packages").fetchall()
+        )
+        return [(PackageMeta.model_validate_json(meta), downloads) for meta, downloads in rows]
+
+    async def providers(self, *, now_wall: float) -> list[ProviderRow]:
+        rows = await self._run(
+            lambda db: db.execute(
+                "SELECT package_id, peer_id, address, expires_at, updated FROM providers"
+                " WHERE expires_at > ?",
+                (now_wall,),
+            ).fetchall()
+        )
+        return [ProviderRow(*row) for row in rows]
+
+    async def add_downloads(self, package_id: str, count: int = 1) -> int:
+        def bump(db: sqlite3.Connection) -> int:
+            db.execute(
+                "UPDATE packages SET downloads = downloads + ? WHERE id = ?", (count, package_id)
+            )
+            row = db.execute(
+                "SELECT downloads FROM packages WHERE id = ?", (package_id,)
+            ).fetchone()
+            return int(row[0]) if row else 0
+
+        return await self._run(bump)
+
+    async def get_kv(self, key: str) -> str | None:
+        row = await self._run(
+            lambda db: db.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        )
+        return str(row[0]) if row else None
+
+    async def set_kv(self, key: str, value: str) -> None:
+        await self._run(
+            lambda db: db.execute(
+                "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+        )
+
+
+def _apply_all(
+    db: sqlite3.Connection, anns: list[Announcement], now_wall: float
+) -> list[Applied | None]:
+    out: list[Applied | None] = []
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for ann in anns:
+            out.append(_apply_one(db, ann, now_wall))
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    return out
+
+
+def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Applied | None:
+    cur = db.execute(
+        "INSERT OR IGNORE INTO changes(ann_id, body) VALUES(?, ?)",
+        (ann.id, ann.model_dump_json(by_alias=True)),
+    )
+    if cur.rowcount == 0:
+        return None
+    seq = int(cur.lastrowid or 0)
+    new_package = False
+    if ann.kind in PACKAGE_KINDS and ann.package is not None:
+        meta = ann.package
+        cur = db.execute(
+            "INSERT OR IGNORE INTO packages(id, meta, seq) VALUES(?, ?, ?)",
+            (meta.id, meta.model_dump_json(by_alias=True), seq),
+        )
+        new_package = cur.rowcount > 0
+    elif ann.kind is AnnouncementKind.PROVIDER_ADDED and ann.provider is not None:
+        rec = ann.provider
+        db.execute(
+            "INSERT INTO providers(package_id, peer_id, address, expires_at, updated) VALUES(?,?,?,?,?)"
+            " ON CONFLICT(package_id, peer_id) DO UPDATE SET address = excluded.address,"
+            " expires_at = excluded.expires_at, updated = excluded.updated"
+            " WHERE excluded.updated >= providers.updated",
+            (rec.package_id, rec.peer_id, rec.address, now_wall + rec.ttl_seconds, ann.created),
+        )
+    elif ann.kind is AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
+        db.execute(
+            "DELETE FROM providers WHERE package_id = ? AND peer_id = ? AND updated <= ?",
+            (ann.provider.package_id, ann.provider.peer_id, ann.created),
+        )
+    elif ann.kind is AnnouncementKind.PEER_LEAVING:
+        db.execute(
+            "DELETE FROM providers WHERE peer_id = ? AND updated <= ?", (ann.origin, ann.created)
+        )
+    return Applied(seq=seq, new_package=new_package)

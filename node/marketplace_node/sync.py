@@ -1,0 +1,80 @@
+"""Anti-entropy: pull the change log of a peer from our last cursor, page by page.
+
+Each page's announcements are verified exactly like gossip (origin and
+publisher signatures) and applied in order, without forwarding. The cursor
+per peer is persisted, so a restarted node asks only for what it missed; if
+the peer's log is shorter than our cursor (it lost its data) we restart from 0.
+A page containing a forgery marks the peer as misbehaving: it should have
+verified before storing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+
+from marketplace_node import limits
+from marketplace_node.errors import NodeError, Unauthenticated
+from marketplace_node.model import Announcement, Change, ChangePage
+from marketplace_node.policy.escalation import Offence
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+MAX_PAGES_PER_PULL = 1_000
+
+
+async def serve(service: NodeService, after: int, limit: int) -> ChangePage:
+    rows = await service.store.changes_after(after, min(limit, limits.SYNC_PAGE_MAX))
+    changes = tuple(
+        Change(seq=seq, announcement=Announcement.model_validate_json(body)) for seq, body in rows
+    )
+    last = changes[-1].seq if changes else after
+    return ChangePage(
+        changes=changes, last_seq=last, head=service.last_seq, more=last < service.last_seq
+    )
+
+
+async def pull(service: NodeService, peer_id: str, address: str) -> int:
+    """Catch up from one peer; returns how many new announcements were applied."""
+    key = f"cursor:{peer_id}"
+    cursor = int(await service.store.get_kv(key) or 0)
+    applied = 0
+    for _ in range(MAX_PAGES_PER_PULL):
+        try:
+            raw = await service.client.request(
+                "GET",
+                address,
+                "/p2p/v1/changes",
+                params={"after": str(cursor), "limit": str(limits.SYNC_PAGE_MAX)},
+            )
+            page = ChangePage.model_validate_json(raw)
+        except (NodeError, ValueError) as exc:
+            logger.debug("sync from %s failed: %s", peer_id, exc)
+            return applied
+        if page.head < cursor:
+            cursor = 0  # the peer lost its log: start over (dedup makes this safe)
+            continue
+        for change in page.changes:
+            try:
+                if await service.accept(change.announcement, sender=peer_id, forward=False):
+                    applied += 1
+            except Unauthenticated:
+                service.enforcer.record(peer_id, "", Offence.INVALID_DATA)
+        cursor = page.last_seq
+        await service.store.set_kv(key, str(cursor))
+        if not page.more:
+            break
+    if applied:
+        logger.info("caught up %d announcements from %s", applied, peer_id)
+    return applied
+
+
+async def run(service: NodeService) -> None:
+    """Every `sync_interval`, pull from one random peer (repairs lost pushes)."""
+    while True:
+        await asyncio.sleep(service.settings.sync_interval_seconds * (0.5 + random.random()))  # noqa: S311
+        peers = service.peers.all()
+        if peers:
+            peer = service.rng.choice(peers)
+            await pull(service, peer.peer_id, peer.address)
