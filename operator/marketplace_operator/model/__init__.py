@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from marketplace_operator.model import banlist, mnode, ratelimitpolicy
+from marketplace_operator.model import banlist, fleet, mnode, ratelimitpolicy
 from marketplace_operator.model.common import CrdInfo
 
-CRDS: list[CrdInfo] = [mnode.CRD, banlist.CRD, ratelimitpolicy.CRD]
+CRDS: list[CrdInfo] = [mnode.CRD, banlist.CRD, ratelimitpolicy.CRD, fleet.CRD]

@@ -1,0 +1,1 @@
+"""Fleet-paced rolling restarts: the pure planner, its observation and the replacement gate."""
