@@ -44,7 +44,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 SERVICE = web.AppKey("service", NodeService)
 MEMBERSHIP = web.AppKey("membership", Membership)
-PEER = "marketplace.peer"
+PEER = web.RequestKey("peer", str)
 SSE_KEEPALIVE_SECONDS = 15.0
 
 # route name → the operation the policy door charges it to; routes not listed pass freely

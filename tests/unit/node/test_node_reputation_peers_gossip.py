@@ -1,0 +1,112 @@
+"""Pure decisions: reputation, the peer table's eviction rule, gossip targets, subscriptions."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+
+import pytest
+
+from node_factories import package, package_announcement
+
+from marketplace_node import limits
+from marketplace_node.clock import FakeClock
+from marketplace_node.gossip import SeenCache, forward_targets
+from marketplace_node.model import Query
+from marketplace_node.peers import PeerTable
+from marketplace_node.reputation import Reputation, ReputationBook, fallback_order, record_failure, record_success
+from marketplace_node.subscribe import SubscriptionHub
+
+
+def test_failures_lower_and_successes_raise_reputation() -> None:
+    start = Reputation()
+    assert record_failure(start).score < start.score < record_success(start, 0.01).score
+
+
+def test_latency_lowers_reputation() -> None:
+    fast, slow = record_success(Reputation(), 0.01), record_success(Reputation(), 2.0)
+    assert slow.score < fast.score
+
+
+def test_non_finite_latency_is_ignored() -> None:
+    rep = record_success(record_success(Reputation(), 0.1), math.nan)
+    assert math.isfinite(rep.score)
+    assert rep.latency == pytest.approx(0.1)
+
+
+def test_fallback_order_is_total_with_ties_and_nan() -> None:
+    candidates = [("c", 0.5), ("a", 0.5), ("b", math.nan), ("d", 0.9)]
+    assert fallback_order(candidates) == ["d", "a", "c", "b"]
+    assert fallback_order(reversed(candidates)) == ["d", "a", "c", "b"]
+
+
+def test_reputation_book_is_bounded() -> None:
+    book = ReputationBook(maxsize=2)
+    for peer in "abc":
+        book.failure(peer)
+    assert book.get("a") == Reputation()  # forgotten: back to the prior
+    assert book.get("c").failures == 1
+
+
+def test_full_table_evicts_the_least_recently_seen_unpinned_peer() -> None:
+    table = PeerTable(capacity=3)
+    table.seen("pinned", "http://p:1", 0.0, pinned=True)
+    table.seen("old", "http://o:1", 1.0)
+    table.seen("recent", "http://r:1", 5.0)
+    assert table.seen("new", "http://n:1", 6.0)
+    assert {p.peer_id for p in table.all()} == {"pinned", "recent", "new"}
+
+
+def test_a_table_full_of_pinned_peers_refuses_newcomers() -> None:
+    table = PeerTable(capacity=1)
+    table.seen("pinned", "http://p:1", 0.0, pinned=True)
+    assert not table.seen("new", "http://n:1", 1.0)
+    assert "new" not in table
+
+
+def test_stale_needs_both_failures_and_silence() -> None:
+    table = PeerTable(capacity=4, max_failures=2, stale_after=10.0)
+    table.seen("a", "http://a:1", 0.0)
+    table.failed("a")
+    table.failed("a")
+    assert table.stale(5.0) == []
+    assert table.stale(11.0) == ["a"]
+    table.seen("a", "http://a:1", 11.0)
+    assert table.stale(30.0) == []
+
+
+def test_forward_excludes_sender_origin_and_self_and_stops_at_hop_limit() -> None:
+    table = PeerTable(capacity=10)
+    ann = package_announcement(package())
+    for peer in ["s", ann.origin, "me", "x", "y", "z"]:
+        table.seen(peer, f"http://{len(peer)}:1", 0.0)
+    rng = random.Random(1)
+    targets = forward_targets(ann, table, rng, fanout=5, hop_limit=3, sender="s", self_id="me")
+    assert {t.peer_id for t in targets} == {"x", "y", "z"}
+    hopped = ann.model_copy(update={"hops": 3})
+    assert forward_targets(hopped, table, rng, fanout=5, hop_limit=3, sender=None, self_id="me") == []
+
+
+def test_seen_cache_expires() -> None:
+    clock = FakeClock()
+    seen = SeenCache(clock, ttl=10)
+    seen.add("a")
+    assert "a" in seen
+    clock.advance(11)
+    assert "a" not in seen
+
+
+async def test_slow_subscriber_overflows_and_is_told_to_resume() -> None:
+    hub = SubscriptionHub()
+    slow = hub.open(Query())
+    picky = hub.open(Query(keywords=("nomatch",)))
+    for seq in range(1, limits.SUBSCRIBER_QUEUE_MAX + 2):
+        hub.publish(seq, package(f"p{seq}"))
+    assert slow.overflowed and not picky.overflowed
+    drained = []
+    while not slow.queue.empty():
+        drained.append(slow.queue.get_nowait())
+    assert drained[-1] is None  # the end marker: the stream closes with a resumable cursor
+    assert picky.queue.empty()
+    await asyncio.sleep(0)

@@ -1,0 +1,88 @@
+"""The SQLite store and blob store: durability across reopen, idempotence, ordering, crash-safe blobs."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from node_factories import PUBLISHER, package, package_announcement, provider_announcement
+
+from marketplace_node.blobs import BlobStore
+from marketplace_node.errors import IntegrityError, PayloadTooLarge
+from marketplace_node.model import AnnouncementKind
+from marketplace_node.store import Store
+
+
+async def test_applied_announcements_survive_reopen_and_replays_are_ignored(tmp_path: Path) -> None:
+    meta = package()
+    ann = package_announcement(meta)
+    store = Store(tmp_path / "db")
+    await store.open()
+    first = await store.apply(ann, now_wall=0)
+    assert first is not None and first.new_package and first.seq == 1
+    assert await store.apply(ann, now_wall=0) is None
+    await store.close()
+
+    reopened = Store(tmp_path / "db")
+    await reopened.open()
+    assert [m.id for m, _ in await reopened.packages()] == [meta.id]
+    assert await reopened.last_seq() == 1
+    assert [seq for seq, _ in await reopened.changes_after(0, 10)] == [1]
+    await reopened.close()
+
+
+async def test_an_older_provider_announcement_never_overrides_a_newer_one(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    await store.open()
+    pid = package().id
+    await store.apply(provider_announcement(pid, PUBLISHER, created=200), now_wall=0)
+    await store.apply(provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=100), now_wall=0)
+    assert [r.peer_id for r in await store.providers(now_wall=0)] == [PUBLISHER.peer_id]
+    await store.apply(provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=300), now_wall=0)
+    assert await store.providers(now_wall=0) == []
+    await store.close()
+
+
+async def test_provider_records_expire(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    await store.open()
+    await store.apply(provider_announcement(package().id, PUBLISHER), now_wall=1_000)
+    assert len(await store.providers(now_wall=1_059)) == 1
+    assert await store.providers(now_wall=1_061) == []
+    await store.close()
+
+
+async def _chunks(*parts: bytes) -> AsyncIterator[bytes]:
+    for part in parts:
+        yield part
+
+
+async def test_blob_is_kept_only_when_its_digest_matches(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    blobs.prepare()
+    data = b"hello world"
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(IntegrityError):
+        await blobs.write(_chunks(b"hello", b" mars!"), digest=digest, max_size=100)
+    assert not blobs.has(digest)
+    assert list(blobs.root.iterdir()) == []
+    assert await blobs.write(_chunks(b"hello", b" world"), digest=digest, max_size=100) == len(data)
+    assert blobs.path(digest).read_bytes() == data
+
+
+async def test_blob_larger_than_allowed_is_refused_midstream(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "blobs")
+    blobs.prepare()
+    with pytest.raises(PayloadTooLarge):
+        await blobs.write(_chunks(b"x" * 10, b"y" * 10), digest="0" * 64, max_size=15)
+    assert list(blobs.root.iterdir()) == []
+
+
+def test_prepare_removes_leftovers_of_a_crash(tmp_path: Path) -> None:
+    root = tmp_path / "blobs"
+    root.mkdir()
+    (root / "abc.tmp").write_bytes(b"half")
+    BlobStore(root).prepare()
+    assert list(root.iterdir()) == []
