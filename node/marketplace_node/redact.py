@@ -27,8 +27,8 @@ PEER_ID_SHOWN: Final = 16
 _SECRET_WORDS = r"(?:secret|token|passw(?:or)?d|credential|authorization|cookie)"  # noqa: S105
 _SECRET_NAME = re.compile(rf"(?i)(?:{_SECRET_WORDS}|key$)")
 _PEM = re.compile(r"-----BEGIN [A-Z0-9 ]+-----[\s\S]*?(?:-----END [A-Z0-9 ]+-----|\Z)")
-_AUTH = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
-_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
+_AUTH = re.compile(r"(?i)(?<![a-z])(bearer|basic)\s+[A-Za-z0-9._~+/=\-]+")
+_USERINFO = re.compile(r"(?i)([a-z][a-z0-9+.\-]*://)[^/\s@]+@")
 _PAIR = re.compile(
     rf"""(?ix)
     (\b[\w.\-]*(?:{_SECRET_WORDS}[\w.\-]*|key)\b)   # a secret-sounding name

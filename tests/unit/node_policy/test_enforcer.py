@@ -125,8 +125,15 @@ def test_global_limit_applies_across_peers(clock: FakeClock) -> None:
 def test_a_flooder_refused_per_peer_does_not_spend_the_global_budget(clock: FakeClock) -> None:
     door = PolicyEnforcer(clock, node_id=NODE)
     policy = doc(global_=Limit(rate=1, burst=3))
-    door.apply(policy.model_copy(update={"rate_limits": policy.rate_limits.model_copy(
-        update={"escalation": Escalation(threshold=1_000)})}))  # fmt: skip
+    door.apply(
+        policy.model_copy(
+            update={
+                "rate_limits": policy.rate_limits.model_copy(
+                    update={"escalation": Escalation(threshold=1_000)}
+                )
+            }
+        )
+    )
     for _ in range(100):
         with contextlib.suppress(errors.RateLimited):
             door.admit(PEER, IP, Operation.SEARCH)

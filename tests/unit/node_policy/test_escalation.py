@@ -14,8 +14,9 @@ from marketplace_node.policy.escalation import (
     escalate,
 )
 
-POLICY = Escalation(threshold=5, window_seconds=10, first_ban_seconds=60, backoff_factor=2,
-                    max_ban_seconds=600)  # fmt: skip
+POLICY = Escalation(
+    threshold=5, window_seconds=10, first_ban_seconds=60, backoff_factor=2, max_ban_seconds=600
+)
 
 
 def offend(
@@ -100,8 +101,11 @@ def test_never_bans_when_every_window_holds_fewer_than_threshold(times: list[flo
 
 
 @settings(max_examples=300, deadline=None)
-@given(start=st.floats(min_value=0, max_value=1_000), span=st.floats(min_value=0, max_value=10),
-       extra=st.integers(min_value=0, max_value=20))  # fmt: skip
+@given(
+    start=st.floats(min_value=0, max_value=1_000),
+    span=st.floats(min_value=0, max_value=10),
+    extra=st.integers(min_value=0, max_value=20),
+)
 def test_always_bans_twice_the_threshold_within_one_window(
     start: float, span: float, extra: int
 ) -> None:

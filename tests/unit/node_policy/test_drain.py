@@ -1,0 +1,135 @@
+"""Drain: readiness drops at once, new work refused, in-flight work finishes, hand-offs bounded."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from marketplace_node import errors
+from marketplace_node.admin.models import DrainState
+from marketplace_node.clock import FakeClock
+from marketplace_node.drain import DrainCoordinator
+
+
+@pytest.fixture
+def drain() -> DrainCoordinator:
+    return DrainCoordinator(FakeClock(), timeout=2.0)
+
+
+async def test_tracks_work_in_flight(drain: DrainCoordinator) -> None:
+    with drain.track():
+        with drain.track():
+            assert drain.in_flight == 2
+        assert drain.in_flight == 1
+    assert drain.in_flight == 0
+    with pytest.raises(KeyError), drain.track():
+        raise KeyError("handler failed")
+    assert drain.in_flight == 0
+
+
+async def test_drain_refuses_new_work_and_waits_for_in_flight(drain: DrainCoordinator) -> None:
+    finished = asyncio.Event()
+
+    async def request() -> None:
+        with drain.track():
+            await asyncio.sleep(0.05)
+        finished.set()
+
+    task = asyncio.create_task(request())
+    await asyncio.sleep(0)
+    status = drain.drain()
+    assert status.state is DrainState.DRAINING
+    assert status.in_flight == 1
+    assert status.started_at is not None
+    assert not drain.ready
+    with pytest.raises(errors.Draining) as caught, drain.track():
+        pass
+    assert caught.value.retryable
+    assert caught.value.http_status == 503
+    async with asyncio.timeout(5):
+        final = await drain.wait()
+    assert finished.is_set()
+    assert final.state is DrainState.DRAINED
+    await task
+
+
+async def test_hand_offs_run_after_in_flight_and_count_providers(drain: DrainCoordinator) -> None:
+    order: list[str] = []
+
+    async def providers() -> int:
+        order.append("providers")
+        return 7
+
+    async def leaving() -> int:
+        order.append("leaving")
+        return 0
+
+    drain.add_handoff("providers", providers)
+    drain.add_handoff("leaving", leaving)
+    drain.drain()
+    async with asyncio.timeout(5):
+        status = await drain.wait()
+    assert sorted(order) == ["leaving", "providers"]
+    assert status.handed_off_providers == 7
+
+
+async def test_everything_ends_within_the_timeout(drain: DrainCoordinator) -> None:
+    async def stuck_request() -> None:
+        with drain.track():
+            await asyncio.sleep(60)
+
+    async def stuck_handoff() -> int:
+        await asyncio.sleep(60)
+        return 1
+
+    async def failing_handoff() -> int:
+        raise ConnectionError("peer gone")
+
+    request = asyncio.create_task(stuck_request())
+    await asyncio.sleep(0)
+    drain.add_handoff("stuck", stuck_handoff)
+    drain.add_handoff("failing", failing_handoff)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    drain.drain(timeout=0.4)
+    async with asyncio.timeout(5):
+        status = await drain.wait()
+    took = loop.time() - started
+    assert status.state is DrainState.DRAINED
+    assert status.handed_off_providers == 0
+    assert 0.35 <= took < 1.0
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+
+
+async def test_second_signal_ends_the_drain_promptly(drain: DrainCoordinator) -> None:
+    async def stuck_request() -> None:
+        with drain.track():
+            await asyncio.sleep(60)
+
+    request = asyncio.create_task(stuck_request())
+    await asyncio.sleep(0)
+    drain.handle_signal()
+    assert drain.state is DrainState.DRAINING
+    drain.handle_signal()
+    async with asyncio.timeout(0.5):
+        status = await drain.wait()
+    assert status.state is DrainState.DRAINED
+    request.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await request
+
+
+async def test_drain_is_idempotent(drain: DrainCoordinator) -> None:
+    first = drain.drain()
+    second = drain.drain(timeout=100)
+    assert first.started_at == second.started_at
+    async with asyncio.timeout(5):
+        await drain.wait()
+    assert drain.drain().state is DrainState.DRAINED
+
+
+def test_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError):
+        DrainCoordinator(FakeClock(), timeout=0)

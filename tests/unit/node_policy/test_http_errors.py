@@ -1,0 +1,94 @@
+"""The error middleware: stable codes, Retry-After rounded up, nothing leaked from a crash."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.typedefs import Handler
+from marketplace_node import errors, http_errors
+from marketplace_node.admin.models import ErrorBody
+
+Client = TestClient[web.Request, web.Application]
+LEAK = "password=hunter2 at /etc/marketplace/identity/ed25519.pem"
+
+
+def raising(exc: BaseException) -> Handler:
+    async def handler(request: web.Request) -> web.Response:
+        raise exc
+
+    return handler
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Client]:
+    app = web.Application(middlewares=[http_errors.error_middleware])
+    app.router.add_get("/limited", raising(errors.RateLimited("slow down", retry_after=2.01)))
+    app.router.add_get("/pending", raising(errors.TooManyPending("busy", retry_after=0.0)))
+    app.router.add_get("/banned", raising(errors.PeerBanned("banned", details={"reason": "spam"})))
+    app.router.add_get("/draining", raising(errors.Draining("draining")))
+    app.router.add_get("/crash", raising(RuntimeError(LEAK)))
+    app.router.add_post("/big", _read_body)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        yield client
+
+
+async def _read_body(request: web.Request) -> web.Response:
+    await request.read()
+    return web.Response()
+
+
+async def body(response: object) -> ErrorBody:
+    return ErrorBody.model_validate_json(await response.read())  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "code", "retryable", "retry_after"),
+    [
+        ("/limited", 429, "rate_limited", True, "3"),
+        ("/pending", 429, "too_many_pending", True, "1"),
+        ("/banned", 403, "peer_banned", False, None),
+        ("/draining", 503, "draining", True, None),
+        ("/missing", 404, "not_found", False, None),
+    ],
+)
+async def test_errors_map_to_codes(
+    client: Client, path: str, status: int, code: str, retryable: bool, retry_after: str | None
+) -> None:
+    response = await client.get(path)
+    assert response.status == status
+    error = await body(response)
+    assert (error.code, error.retryable) == (code, retryable)
+    assert response.headers.get("Retry-After") == retry_after
+
+
+async def test_details_are_carried(client: Client) -> None:
+    assert (await body(await client.get("/banned"))).details == {"reason": "spam"}
+
+
+async def test_a_crash_is_500_internal_without_details(
+    client: Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR):
+        response = await client.get("/crash")
+    assert response.status == 500
+    text = (await response.read()).decode()
+    assert "hunter2" not in text
+    assert "ed25519" not in text
+    assert (await body(response)).code == "internal"
+    assert "unhandled error in GET /crash" in caplog.text  # the cause is logged, not answered
+
+
+async def test_aiohttp_body_limit_answers_json_413(client: Client) -> None:
+    response = await client.post("/big", data=io.BytesIO(b"x" * (1024**2 + 10)))
+    assert response.status == 413
+    assert (await body(response)).code == "payload_too_large"
+
+
+@pytest.mark.parametrize(("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2")])
+def test_retry_after_is_whole_seconds_rounded_up(seconds: float, header: str) -> None:
+    assert http_errors.retry_after_header(seconds) == header
