@@ -1,0 +1,149 @@
+"""Real node processes on loopback for the multi-node tests: start, stop, kill, restart, call.
+
+Each node runs `marketplace-node run` as a subprocess on its own 127.0.0.x
+address with its own data directory; every wait has a deadline, and
+`NodeCluster.close()` kills every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+CLI = str(Path(sys.executable).with_name("marketplace-node"))
+FAST = {
+    "MARKETPLACE_NODE_LIVENESS_INTERVAL_SECONDS": "0.5",
+    "MARKETPLACE_NODE_SYNC_INTERVAL_SECONDS": "2",
+    "MARKETPLACE_NODE_PEER_TIMEOUT_SECONDS": "2",
+    "MARKETPLACE_NODE_FETCH_TIMEOUT_SECONDS": "5",
+    "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": "5",
+    "MARKETPLACE_NODE_LOG_LEVEL": "INFO",
+}
+
+
+def free_port(host: str) -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.1) -> T:
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+            value = probe()
+            if value:
+                return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(interval)
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def get_json(url: str) -> Any:
+    status, body = http("GET", url)
+    if status != 200:
+        raise ValueError(f"{url}: {status} {body[:200]!r}")
+    return json.loads(body)
+
+
+@dataclass
+class Node:
+    index: int
+    host: str
+    port: int
+    data_dir: Path
+    log: Path
+    bootstrap: list[str]
+    process: subprocess.Popen[bytes] | None = None
+    peer_id: str = ""
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        env = os.environ | FAST | {
+            "MARKETPLACE_NODE_HOST": self.host,
+            "MARKETPLACE_NODE_PORT": str(self.port),
+            "MARKETPLACE_NODE_DATA_DIR": str(self.data_dir),
+            "MARKETPLACE_NODE_BOOTSTRAP_PEERS": ",".join(self.bootstrap),
+        }
+        out = self.log.open("ab")
+        self.process = subprocess.Popen([CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
+        out.close()
+
+    def wait_listening(self) -> None:
+        self.peer_id = wait_for(f"node {self.index} to listen", lambda: get_json(f"{self.url}/api/v1/status")["peerId"])
+
+    def cli(self, *args: str) -> Any:
+        result = subprocess.run([CLI, *args, "--node", self.url], capture_output=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr.decode()
+        return json.loads(result.stdout)
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=10)
+
+    def terminate(self) -> int:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout=30)
+
+
+@dataclass
+class NodeCluster:
+    root: Path
+    nodes: list[Node] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, root: Path, count: int) -> NodeCluster:
+        cluster = cls(root)
+        seed: list[str] = []
+        for i in range(count):
+            host = f"127.0.0.{40 + i}"
+            node = Node(i, host, free_port(host), root / f"node{i}", root / f"node{i}.log", list(seed))
+            cluster.nodes.append(node)
+            if not seed:
+                seed.append(node.url)
+        try:
+            for node in cluster.nodes:
+                node.start()
+            for node in cluster.nodes:
+                node.wait_listening()
+            cluster.wait_meshed()
+        except BaseException:
+            cluster.close()
+            raise
+        return cluster
+
+    def wait_meshed(self, nodes: list[Node] | None = None) -> None:
+        live = nodes or [n for n in self.nodes if n.process and n.process.poll() is None]
+        for node in live:
+            wait_for(f"node {node.index} to know {len(live) - 1} peers", lambda n=node: len(get_json(f"{n.url}/api/v1/peers")) >= len(live) - 1)
+
+    def close(self) -> None:
+        for node in self.nodes:
+            node.kill()
