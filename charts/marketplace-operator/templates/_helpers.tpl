@@ -61,13 +61,13 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 */}}
 {{- define "mpo.namespacedRules" -}}
 - apiGroups: [marketplace.p2p.dev]
-  resources: [marketplacenodes, banlists, ratelimitpolicies]
+  resources: [marketplacenodes, marketplacefleets, banlists, ratelimitpolicies]
   verbs: [get, list, watch, patch, update]
 - apiGroups: [marketplace.p2p.dev]
   resources: [banlists]
   verbs: [create]
 - apiGroups: [marketplace.p2p.dev]
-  resources: [marketplacenodes/status, banlists/status, ratelimitpolicies/status]
+  resources: [marketplacenodes/status, marketplacefleets/status, banlists/status, ratelimitpolicies/status]
   verbs: [get, patch, update]
 - apiGroups: [""]
   resources: [pods]
@@ -118,12 +118,4 @@ cluster-wide peering object when peering in cluster scope.
   resources: [clusterkopfpeerings]
   verbs: [get, list, watch, patch]
 {{- end }}
-{{- end -}}
-
-{{/* A Prometheus duration such as 15m, 1h or 90s as seconds. */}}
-{{- define "mpo.seconds" -}}
-{{- $d := toString . -}}
-{{- $n := regexFind "^[0-9]+" $d | int -}}
-{{- $unit := trimPrefix (toString $n) $d -}}
-{{- $n | mul (get (dict "s" 1 "m" 60 "h" 3600 "d" 86400 "" 1) $unit) -}}
 {{- end -}}
