@@ -31,10 +31,9 @@ class Revision:
     restart: str | None = None
 
     def satisfies(self, desired: Revision) -> bool:
-        """A pod of this revision is what `desired` asks for (no restart token: any will do)."""
-        return self.template_hash == desired.template_hash and (
-            desired.restart is None or self.restart == desired.restart
-        )
+        """A pod of this revision is what `desired` asks for: the hash covers the token too,
+        which is only carried alongside to tell *why* a pod is stale."""
+        return self.template_hash == desired.template_hash
 
 
 @dataclass(frozen=True, slots=True)

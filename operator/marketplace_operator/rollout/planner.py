@@ -9,8 +9,8 @@ second step.
 
 Rules (docs/rollout.md):
 
-- A node needs a new pod when its pod's template hash or restart token differs
-  from the desired one. Nodes without a pod, or whose pod is already being
+- A node needs a new pod when its pod's template hash (which covers the restart
+  token) differs from the desired one. Nodes without a pod, or whose pod is already being
   deleted, are the node reconcile's business (it creates pods), not a step.
 - Unavailable = no pod, pod deleting, failed, not Ready, not joined, draining,
   or being replaced. A step on an available node starts only if the fleet
@@ -113,12 +113,11 @@ def reasons(node: NodeView) -> tuple[Reason, ...]:
     pod = node.pod
     if pod is None or pod.deleting:
         return ()
-    found: list[Reason] = []
-    if pod.revision.template_hash != node.desired.template_hash:
-        found.append(Reason.TEMPLATE_CHANGED)
+    if pod.revision.satisfies(node.desired):
+        return ()
     if node.desired.restart is not None and pod.revision.restart != node.desired.restart:
-        found.append(Reason.RESTART_REQUESTED)
-    return tuple(found)
+        return (Reason.RESTART_REQUESTED,)  # the template may have changed as well
+    return (Reason.TEMPLATE_CHANGED,)
 
 
 def order(nodes: tuple[NodeView, ...]) -> list[NodeView]:

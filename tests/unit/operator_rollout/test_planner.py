@@ -66,15 +66,11 @@ def up_to_date(name: str) -> NodeView:
     [
         (Revision("a"), Revision("a"), ()),
         (Revision("b"), Revision("a"), (planner.Reason.TEMPLATE_CHANGED,)),
-        (Revision("a", "t1"), Revision("a"), (planner.Reason.RESTART_REQUESTED,)),
-        (Revision("a", "t2"), Revision("a", "t1"), (planner.Reason.RESTART_REQUESTED,)),
+        (Revision("b", "t1"), Revision("a"), (planner.Reason.RESTART_REQUESTED,)),
+        (Revision("b", "t2"), Revision("a", "t1"), (planner.Reason.RESTART_REQUESTED,)),
+        (Revision("b", "t1"), Revision("a", "t1"), (planner.Reason.TEMPLATE_CHANGED,)),
         (Revision("a", "t1"), Revision("a", "t1"), ()),
-        (Revision("a"), Revision("a", "t1"), ()),  # removing the annotation restarts nothing
-        (
-            Revision("b", "t1"),
-            Revision("a"),
-            (planner.Reason.TEMPLATE_CHANGED, planner.Reason.RESTART_REQUESTED),
-        ),
+        (Revision("a", "t1"), Revision("a"), ()),  # the hash covers the token
     ],
 )
 def test_reasons(desired: Revision, pod_rev: Revision, expected: tuple[planner.Reason]) -> None:

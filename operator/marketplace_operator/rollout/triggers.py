@@ -1,0 +1,131 @@
+"""What makes a node need a new pod, read from raw API objects into the planner's views.
+
+Three triggers, one mechanism: the core's pod-template hash (`render.pod`) covers the
+resolved image (so a change of the operator's default image moves every node without
+`spec.image`), the settings that shape the pod, and the restart token — the value of
+the MarketplaceNode's `marketplace.p2p.dev/restartedAt` annotation, as
+`kubectl rollout restart` sets it on a Deployment. The pod carries the hash (and the
+token) it was created from, so "stale" is a comparison of two annotations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import Any
+
+from pydantic import ValidationError
+
+from marketplace_operator.model.fleet import (
+    PAUSED_ANNOTATION,
+    RESTARTED_AT_ANNOTATION,
+    MarketplaceFleetSpec,
+    MarketplaceFleetStatus,
+)
+from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.render import names, pod
+from marketplace_operator.rollout.observation import (
+    Drain,
+    FleetSettings,
+    NodeView,
+    PodView,
+    Record,
+    Revision,
+)
+
+Body = Mapping[str, Any]
+TRUE_VALUES = frozenset({"true", "yes", "1", "on"})
+
+
+def _annotations(body: Body) -> Mapping[str, str]:
+    return (body.get("metadata") or {}).get("annotations") or {}
+
+
+def restart_token(mnode: Body) -> str:
+    """The restart request of a MarketplaceNode ("" when none was made)."""
+    return str(_annotations(mnode).get(RESTARTED_AT_ANNOTATION, ""))[:64]
+
+
+def pod_inputs(mnode: Body, *, default_image: str) -> pod.PodInputs:
+    """Everything the node's pod is a function of: spec, resolved image, restart token."""
+    spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
+    return pod.PodInputs(
+        image=spec.image or default_image, spec=spec, restart_token=restart_token(mnode)
+    )
+
+
+def desired_revision(mnode: Body, *, default_image: str) -> Revision:
+    inputs = pod_inputs(mnode, default_image=default_image)
+    return Revision(pod.template_hash(inputs), inputs.restart_token or None)
+
+
+def pod_revision(pod_body: Body) -> Revision:
+    """The revision a pod was created from (its annotations); unknown hash → never current."""
+    notes = _annotations(pod_body)
+    return Revision(
+        str(notes.get(names.TEMPLATE_HASH_ANNOTATION, "")),
+        str(notes[RESTARTED_AT_ANNOTATION]) if RESTARTED_AT_ANNOTATION in notes else None,
+    )
+
+
+def grace(mnode: Body) -> timedelta:
+    """The node's drain timeout plus the pod's margin: the most its drain and exit may take."""
+    spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
+    return timedelta(seconds=spec.drain_timeout_seconds + pod.GRACE_MARGIN_SECONDS)
+
+
+def node_view(
+    mnode: Body, pod_body: Body | None, *, default_image: str, drain: Drain = Drain.UNKNOWN
+) -> NodeView:
+    """One MarketplaceNode and its pod as the planner sees them."""
+    name = str(mnode["metadata"]["name"])
+    desired = desired_revision(mnode, default_image=default_image)
+    if pod_body is None:
+        return NodeView(name, desired, None, grace(mnode))
+    seen = pod_view(dict(pod_body))
+    view = PodView(
+        revision=pod_revision(pod_body),
+        uid=seen.uid,
+        ready=seen.ready,
+        joined=seen.joined,
+        deleting=seen.deleting,
+        failed=seen.phase in {"Failed", "Succeeded"} or seen.stuck_reason is not None,
+        drain=drain,
+    )
+    return NodeView(name, desired, view, grace(mnode))
+
+
+def fleet_spec(fleet: Body | None) -> MarketplaceFleetSpec:
+    return MarketplaceFleetSpec.model_validate((fleet or {}).get("spec") or {})
+
+
+def fleet_settings(fleet: Body | None, *, settle: timedelta) -> FleetSettings:
+    """Settings of a fleet's rollout; a fleet without its object gets the defaults."""
+    spec = fleet_spec(fleet)
+    paused = str(_annotations(fleet or {}).get(PAUSED_ANNOTATION, "")).lower() in TRUE_VALUES
+    return FleetSettings(
+        max_unavailable=spec.max_unavailable,
+        paused=paused,
+        step_timeout=timedelta(seconds=spec.step_timeout_seconds),
+        settle=settle,
+    )
+
+
+def fleet_status(fleet: Body | None) -> MarketplaceFleetStatus:
+    """The fleet's status as written; an unreadable one counts as empty (and is rewritten)."""
+    raw = (fleet or {}).get("status") or {}
+    known = {k: v for k, v in raw.items() if k in _STATUS_FIELDS}
+    try:
+        return MarketplaceFleetStatus.model_validate(known)
+    except ValidationError:
+        return MarketplaceFleetStatus()
+
+
+_STATUS_FIELDS = frozenset(
+    f.alias or n for n, f in MarketplaceFleetStatus.model_fields.items()
+) | frozenset(MarketplaceFleetStatus.model_fields)
+
+
+def record(status: MarketplaceFleetStatus) -> Record:
+    return Record(steps=tuple(status.steps), failures=tuple(status.failures))
