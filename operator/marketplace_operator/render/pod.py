@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from marketplace_operator.model.fleet import RESTARTED_AT_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
 from marketplace_operator.render import names
 
@@ -136,7 +137,11 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
         "metadata": names.metadata(
             names.pod_name(ref.name),
             ref,
-            annotations={names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs)},
+            annotations={
+                names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs),
+                # tells the rollout's plan *why* a pod is stale; the hash covers it already
+                **({RESTARTED_AT_ANNOTATION: inputs.restart_token} if inputs.restart_token else {}),
+            },
         ),
         "spec": {
             "containers": [_container(inputs)],
