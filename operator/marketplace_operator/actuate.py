@@ -1,0 +1,96 @@
+"""Carry out the reconcile plan's actions against the API server, and drain nodes.
+
+The only place that turns `reconcile.node` actions into API calls. Blocking Kubernetes
+calls run in threads. Creation is idempotent (an existing object is not an error),
+deletion is guarded by the uid it was decided for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets as random_tokens
+import time
+from collections.abc import Callable
+from typing import Any
+
+from marketplace_node.admin.models import DrainState
+from marketplace_node.identity import Identity
+
+from marketplace_operator import errors, k8s
+from marketplace_operator.nodeclient import NodeClient
+from marketplace_operator.reconcile import node as plan
+from marketplace_operator.render import names, secrets
+
+log = logging.getLogger(__name__)
+
+RESOURCES: dict[plan.Kind, k8s.Resource] = {
+    plan.Kind.IDENTITY: k8s.SECRETS,
+    plan.Kind.FLEET_ADMIN: k8s.SECRETS,
+    plan.Kind.POLICY_CONFIGMAP: k8s.CONFIGMAPS,
+    plan.Kind.PVC: k8s.PVCS,
+    plan.Kind.SERVICE: k8s.SERVICES,
+    plan.Kind.POD: k8s.PODS,
+}
+
+
+async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str | None:
+    """Carry out one action (not ReplacePod or Conflict); a short log line of what was done."""
+    match action:
+        case plan.Create(kind=kind, body=body):
+            created = await run_blocking(kube.create, RESOURCES[kind], body)
+            return f"created {kind} {body['metadata']['name']}" if created else None
+        case plan.CreateIdentity():
+            identity = Identity.generate()
+            body = secrets.identity_secret(
+                ref, private_key_pem=identity.to_pem(), peer_id=identity.peer_id
+            )
+            created = await run_blocking(kube.create, k8s.SECRETS, body)
+            return f"created identity {identity.peer_id}" if created else None
+        case plan.CreateAdminSecret():
+            body = secrets.admin_secret(ref, token=random_tokens.token_urlsafe(32))
+            created = await run_blocking(kube.create, k8s.SECRETS, body)
+            return (
+                f"created fleet admin Secret {names.admin_secret_name(ref.fleet)}"
+                if created
+                else None
+            )
+        case plan.Patch(kind=kind, name=name, patch=patch, why=why):
+            await run_blocking(kube.patch, RESOURCES[kind], ref.namespace, name, patch)
+            return f"patched {kind} {name} ({why})"
+        case plan.DeletePod(name=name, uid=uid, reason=reason):
+            await run_blocking(kube.delete, k8s.PODS, ref.namespace, name, uid=uid)
+            return f"deleted pod {name} ({reason})"
+        case _:
+            raise ValueError(f"not an action apply() carries out: {action!r}")
+
+
+async def drain(
+    nodes: NodeClient,
+    base: str,
+    token: str,
+    *,
+    deadline_seconds: float,
+    poll: float,
+    stopped: Callable[[], bool] = lambda: False,
+) -> bool:
+    """Ask the node to drain and wait, at most `deadline_seconds`, until it has.
+
+    True when the node reported `drained`; False on timeout. `NodeUnreachable` propagates
+    so the caller can decide (proceed, with an Event).
+    """
+    deadline = time.monotonic() + deadline_seconds
+    state = await nodes.drain(base, token, timeout_seconds=deadline_seconds)
+    while state.state != DrainState.DRAINED:
+        if time.monotonic() >= deadline or stopped():
+            return False
+        await asyncio.sleep(poll)
+        try:
+            state = await nodes.drain_status(base, token)
+        except errors.NodeUnreachable:
+            return True  # it drained and exited between our polls
+    return True

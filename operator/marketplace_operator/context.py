@@ -1,0 +1,53 @@
+"""What every handler shares, built once at startup and passed through kopf's memo."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from marketplace_operator.k8s import Kube
+from marketplace_operator.metrics import Metrics
+from marketplace_operator.model.mnode import Phase
+from marketplace_operator.nodeclient import NodeClient
+from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
+from marketplace_operator.settings import Settings
+
+NodeKey = tuple[str, str]  # (namespace, name)
+ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
+
+
+class Wakeups:
+    """Per-node events that pull a node's control loop out of its sleep early."""
+
+    def __init__(self) -> None:
+        self._events: dict[NodeKey, asyncio.Event] = {}
+
+    def register(self, key: NodeKey) -> asyncio.Event:
+        return self._events.setdefault(key, asyncio.Event())
+
+    def unregister(self, key: NodeKey) -> None:
+        self._events.pop(key, None)
+
+    def wake(self, key: NodeKey) -> None:
+        event = self._events.get(key)
+        if event is not None:
+            event.set()
+
+
+@dataclass
+class Context:
+    settings: Settings
+    kube: Kube
+    nodes: NodeClient
+    metrics: Metrics
+    # The rollout engineer replaces this with the fleet-paced planner's decision.
+    may_replace: ReplaceGate = one_at_a_time
+    wakeups: Wakeups = field(default_factory=Wakeups)
+    phases: dict[NodeKey, Phase] = field(default_factory=dict)
+    # (namespace, fleet) -> (secret uid, token): the admin token, read once per Secret.
+    tokens: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+    # pod uid -> digest of the members last pushed to that pod's node.
+    pushed_members: dict[str, str] = field(default_factory=dict)
+    # (namespace, pod) -> (ip, deleting, uid) as last seen, to tell address changes apart.
+    pod_addresses: dict[NodeKey, tuple[str | None, bool, str]] = field(default_factory=dict)

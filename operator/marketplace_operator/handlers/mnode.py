@@ -1,0 +1,290 @@
+"""kopf wiring for MarketplaceNodes: indexes of the children, one loop per node, the finalizer.
+
+Thin by design: handlers read kopf's indexes into `nodeloop.Views` and hand over to
+`nodeloop`. Every trigger (creation, spec change, resume after a restart, a child's
+event, the poll) ends in the same `reconcile_once`, run by the node's daemon, so two
+reconciles of one node never race. Watches are server-side filtered to our labels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import kopf
+from prometheus_client import start_http_server
+
+from marketplace_operator import actuate, errors, events, nodeloop
+from marketplace_operator.context import Context
+from marketplace_operator.k8s import Kube
+from marketplace_operator.metrics import Metrics
+from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
+from marketplace_operator.model.mnode import PLURAL, MarketplaceNodeSpec
+from marketplace_operator.nodeclient import NodeClient, base_url
+from marketplace_operator.reconcile.fleet import MemberPod
+from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.render import names
+from marketplace_operator.settings import Settings
+
+log = logging.getLogger(__name__)
+
+MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
+_SELECTOR = f"app.kubernetes.io/managed-by={names.MANAGED_BY}"
+_META_KEYS = (
+    "name", "namespace", "uid", "resourceVersion", "labels", "annotations",
+    "ownerReferences", "deletionTimestamp",
+)  # fmt: skip
+
+
+def _trim(body: Mapping[str, Any], *parts: str) -> dict[str, Any]:
+    """What the decisions need of an object, so indexes stay small (never Secret data)."""
+    meta = body.get("metadata", {})
+    out: dict[str, Any] = {"metadata": {k: meta[k] for k in _META_KEYS if meta.get(k) is not None}}
+    for part in parts:
+        if body.get(part) is not None:
+            out[part] = dict(body[part])
+    return out
+
+
+# --- indexes (watch-fed; no listing in the reconcile) ----------------------------------
+
+
+@kopf.index("pods", labels=MANAGED)
+def mnode_pods(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trim(body, "status")}
+
+
+@kopf.index("pods", labels=MANAGED)
+def mnode_fleet_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+    fleet, node = labels.get(names.FLEET_LABEL), labels.get(names.NODE_LABEL)
+    if fleet is None or node is None:
+        return None
+    ports = body.get("spec", {}).get("containers", [{}])[0].get("ports") or [{}]
+    port = int(ports[0].get("containerPort", 7070))
+    return {(namespace, fleet): MemberPod(node=node, pod=pod_view(dict(body)), port=port)}
+
+
+@kopf.index("services", labels=MANAGED)
+def mnode_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trim(body, "spec")}
+
+
+@kopf.index("persistentvolumeclaims", labels=MANAGED)
+def mnode_pvcs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trim(body, "spec")}
+
+
+@kopf.index("secrets", labels=MANAGED)
+def mnode_secrets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trim(body)}
+
+
+@kopf.index("secrets", labels=MANAGED)
+def mnode_peer_ids(
+    namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, **_: Any
+) -> Any:
+    peer_id, node = annotations.get(names.PEER_ID_ANNOTATION), labels.get(names.NODE_LABEL)
+    if peer_id is None or node is None:
+        return None
+    return {(namespace, labels.get(names.FLEET_LABEL, "")): (node, peer_id)}
+
+
+@kopf.index("configmaps", labels=MANAGED)
+def mnode_configmaps(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): _trim(body, "data")}
+
+
+def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store is not None else None
+
+
+def gather(
+    namespace: str | None, name: str, fleet: str, indexes: Mapping[str, kopf.Index[Any, Any]]
+) -> nodeloop.Views:
+    """The node's observed world from the indexes (no API calls)."""
+    peer_ids = dict(indexes["mnode_peer_ids"].get((namespace, fleet)) or ())
+    return nodeloop.Views(
+        pod=_one(indexes["mnode_pods"], (namespace, names.pod_name(name))),
+        service=_one(indexes["mnode_services"], (namespace, names.service_name(name))),
+        pvc=_one(indexes["mnode_pvcs"], (namespace, names.data_pvc_name(name))),
+        identity=_one(indexes["mnode_secrets"], (namespace, names.identity_secret_name(name))),
+        admin_secret=_one(indexes["mnode_secrets"], (namespace, names.admin_secret_name(fleet))),
+        policy_configmap=_one(
+            indexes["mnode_configmaps"], (namespace, names.policy_configmap_name(fleet))
+        ),
+        fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
+        peer_ids=peer_ids,
+    )
+
+
+_INDEXES = (
+    "mnode_pods", "mnode_fleet_pods", "mnode_services", "mnode_pvcs", "mnode_secrets",
+    "mnode_peer_ids", "mnode_configmaps",
+)  # fmt: skip
+
+
+def _indexes(kwargs: Mapping[str, Any]) -> dict[str, kopf.Index[Any, Any]]:
+    return {k: kwargs[k] for k in _INDEXES}
+
+
+def _fleet_of(body: Mapping[str, Any]) -> str:
+    return str((body.get("spec") or {}).get("fleet") or "default")
+
+
+# --- the node's loop ---------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=1.0)
+async def mnode_loop(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    """Runs from creation (or operator start) until deletion starts; `body` is live."""
+    ctx: Context = memo.ctx
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    indexes = _indexes(kwargs)
+    await nodeloop.run(
+        ctx,
+        body,
+        lambda: gather(namespace, name, _fleet_of(body), indexes),
+        stopped=lambda: bool(stopped),
+    )
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+async def mnode_event(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
+    memo.ctx.wakeups.wake((namespace, name))
+
+
+@kopf.on.event("pods", labels=MANAGED)
+async def pod_event(
+    body: kopf.Body,
+    labels: kopf.Labels,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kw: Any,
+) -> None:
+    """Wake the pod's node; when the pod's address changed, wake its whole fleet (members)."""
+    ctx: Context = memo.ctx
+    namespace = str(namespace)
+    node = labels.get(names.NODE_LABEL)
+    if node is not None:
+        ctx.wakeups.wake((namespace, node))
+    view = pod_view(dict(body))
+    address = (view.ip, view.deleting, view.uid) if kw.get("type") != "DELETED" else None
+    seen = ctx.pod_addresses.get((namespace, name))
+    if address == seen:
+        return
+    if address is None:
+        ctx.pod_addresses.pop((namespace, name), None)
+    else:
+        ctx.pod_addresses[(namespace, name)] = address
+    fleet = labels.get(names.FLEET_LABEL)
+    for member in kw["mnode_fleet_pods"].get((namespace, fleet)) or ():
+        ctx.wakeups.wake((namespace, member.node))
+
+
+@kopf.on.event("services", labels=MANAGED)
+@kopf.on.event("persistentvolumeclaims", labels=MANAGED)
+@kopf.on.event("secrets", labels=MANAGED)
+@kopf.on.event("configmaps", labels=MANAGED)
+async def child_event(
+    labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    node = labels.get(names.NODE_LABEL)
+    if node is not None:
+        memo.ctx.wakeups.wake((str(namespace), node))
+
+
+# --- deletion ---------------------------------------------------------------------------
+
+
+@kopf.on.delete(GROUP, VERSION, PLURAL)
+async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
+    """Drain before the children go; an unreachable node does not block deletion."""
+    ctx: Context = memo.ctx
+    namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
+    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
+    desired = nodeloop.desired_of(ctx, body)
+    await nodeloop.report(ctx, body, views, desired)
+    pod = pod_view(views.pod) if views.pod is not None else None
+    if pod is None or pod.ip is None or pod.deleting:
+        return
+    spec = MarketplaceNodeSpec.model_validate(body.get("spec") or {})
+    try:
+        token = await nodeloop.admin_token(ctx, desired.ref, views.admin_secret)
+        drained = await actuate.drain(
+            ctx.nodes,
+            base_url(pod.ip, spec.p2p.port),
+            token,
+            deadline_seconds=spec.drain_timeout_seconds,
+            poll=ctx.settings.drain_poll_seconds,
+        )
+    except errors.OperatorError as exc:
+        events.warning(body, events.Reason.DRAIN_SKIPPED, f"deleting without drain: {exc.message}")
+        return
+    if drained:
+        events.normal(body, events.Reason.DRAINED, f"node {name} drained before deletion")
+    else:
+        events.warning(body, events.Reason.DRAIN_SKIPPED, "drain timed out; deleting anyway")
+
+
+# --- lifecycle --------------------------------------------------------------------------
+
+
+def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
+    """kopf settings: progress in annotations (no kopf fields in status), quiet events,
+    server-side label filters on the children's watches."""
+    prefix = LABEL_PREFIX.rstrip("/")
+    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+        prefix=prefix, key="last-handled-configuration"
+    )
+    settings.persistence.finalizer = f"{prefix}/finalizer"
+    settings.posting.level = logging.WARNING
+    settings.execution.max_workers = cfg.api_threads
+    for plural in ("pods", "services", "persistentvolumeclaims", "secrets", "configmaps"):
+        settings.watching.label_selectors[plural] = _SELECTOR
+    settings.peering.name = cfg.peering_name
+    settings.peering.standalone = cfg.standalone
+
+
+@kopf.on.startup()
+async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    cfg: Settings = memo.settings
+    configure(settings, cfg)
+    asyncio.get_running_loop().set_default_executor(
+        concurrent.futures.ThreadPoolExecutor(cfg.api_threads, thread_name_prefix="kube")
+    )
+    phases: dict[Any, Any] = {}
+    metrics = Metrics(memo.registry, phases=lambda: phases)
+    if cfg.metrics_port:
+        start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
+    memo.ctx = Context(
+        settings=cfg,
+        kube=Kube.from_environment(timeout=cfg.api_timeout_seconds),
+        nodes=NodeClient.create(
+            timeout=cfg.admin_timeout_seconds,
+            concurrency=cfg.admin_concurrency,
+            on_error=metrics.admin_error,
+        ),
+        metrics=metrics,
+        phases=phases,
+    )
+
+
+@kopf.on.cleanup()
+async def stop(memo: kopf.Memo, **_: Any) -> None:
+    ctx: Context | None = getattr(memo, "ctx", None)
+    if ctx is not None:
+        await ctx.nodes.close()
+        ctx.kube.close()
+
+
+def fleet_nodes(index: kopf.Index[Any, Any], namespace: str | None, fleet: str) -> Iterable[str]:
+    """Names of the fleet's members that have a pod (for the policy and rollout handlers)."""
+    return sorted({m.node for m in index.get((namespace, fleet)) or ()})

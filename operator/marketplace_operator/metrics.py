@@ -1,0 +1,62 @@
+"""The operator's Prometheus metrics, on an injected registry (tests use a fresh one)."""
+
+from __future__ import annotations
+
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from marketplace_operator.model.mnode import Phase
+
+
+class _PhaseCollector(Collector):
+    """`managed_nodes{phase}` computed at scrape time from the operator's own view."""
+
+    def __init__(self, phases: Callable[[], Mapping[object, Phase]]) -> None:
+        self._phases = phases
+
+    def collect(self) -> Iterator[Metric]:
+        family = GaugeMetricFamily(
+            "marketplace_operator_managed_nodes", "MarketplaceNodes by phase", labels=["phase"]
+        )
+        counts = Tally(self._phases().values())
+        for phase in Phase:
+            family.add_metric([phase.value], counts.get(phase, 0))
+        yield family
+
+
+class Metrics:
+    def __init__(
+        self, registry: CollectorRegistry, *, phases: Callable[[], Mapping[object, Phase]]
+    ) -> None:
+        self.registry = registry
+        self.reconciliations = Counter(
+            "marketplace_operator_reconciliations",
+            "Reconciliations of MarketplaceNodes by outcome",
+            ["outcome"],
+            registry=registry,
+        )
+        self.reconcile_seconds = Histogram(
+            "marketplace_operator_reconcile_duration_seconds",
+            "Duration of one MarketplaceNode reconciliation by outcome",
+            ["outcome"],
+            registry=registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.admin_errors = Counter(
+            "marketplace_operator_admin_api_errors",
+            "Failed calls to nodes' admin API by operation",
+            ["operation"],
+            registry=registry,
+        )
+        registry.register(_PhaseCollector(phases))
+
+    def observe_reconcile(self, outcome: str, seconds: float) -> None:
+        self.reconciliations.labels(outcome).inc()
+        self.reconcile_seconds.labels(outcome).observe(seconds)
+
+    def admin_error(self, operation: str) -> None:
+        self.admin_errors.labels(operation).inc()

@@ -1,0 +1,389 @@
+"""One MarketplaceNode's control loop: reconcile children, poll the node, gate, status.
+
+`reconcile_once` is the single reconcile every trigger ends in (creation, spec change,
+resume after a restart, a child's event, the periodic poll). It reads the observed
+world from kopf's watch-fed indexes (`Views`), decides with the pure functions of
+`reconcile/`, acts through `actuate`, and is the one writer of the node's status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from marketplace_node.admin.models import Members, NodeStatus
+from pydantic import ValidationError
+
+from marketplace_operator import actuate, errors, events, k8s
+from marketplace_operator.context import Context
+from marketplace_operator.model.common import LABEL_PREFIX
+from marketplace_operator.model.mnode import MarketplaceNodeSpec, MarketplaceNodeStatus, Phase
+from marketplace_operator.nodeclient import base_url
+from marketplace_operator.reconcile import fleet, status
+from marketplace_operator.reconcile import node as plan
+from marketplace_operator.reconcile.observe import PodView, pod_view
+from marketplace_operator.render import configmap, names, pod
+
+log = logging.getLogger(__name__)
+
+RESTART_ANNOTATION = f"{LABEL_PREFIX}restartedAt"
+DEBOUNCE_SECONDS = 0.05
+
+
+@dataclass(frozen=True)
+class Views:
+    """The observed world around one node, as kopf's indexes hold it right now."""
+
+    pod: dict[str, Any] | None = None
+    service: dict[str, Any] | None = None
+    pvc: dict[str, Any] | None = None
+    identity: dict[str, Any] | None = None
+    admin_secret: dict[str, Any] | None = None
+    policy_configmap: dict[str, Any] | None = None
+    fleet: tuple[fleet.MemberPod, ...] = ()
+    peer_ids: Mapping[str, str] = field(default_factory=dict)
+    current_policy_version: int | None = None
+
+    def observed(self) -> plan.Observed:
+        return plan.Observed(
+            pod=self.pod,
+            service=self.service,
+            pvc=self.pvc,
+            identity=self.identity,
+            admin_secret=self.admin_secret,
+            policy_configmap=self.policy_configmap,
+        )
+
+
+@dataclass
+class Outcome:
+    phase: Phase | None = None
+    settled: bool = False
+
+
+def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
+    meta = body["metadata"]
+    spec = MarketplaceNodeSpec.model_validate(body.get("spec") or {})
+    ref = names.NodeRef(
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], fleet=spec.fleet
+    )
+    restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
+    image = spec.image or ctx.settings.default_node_image
+    inputs = pod.PodInputs(image=image, spec=spec, restart_token=restart)
+    return plan.Desired(ref=ref, spec=spec, pod_inputs=inputs, paused=spec.paused)
+
+
+async def admin_token(ctx: Context, ref: names.NodeRef, secret: Mapping[str, Any] | None) -> str:
+    """The fleet's admin token, read from its Secret once per Secret uid."""
+    if secret is None:
+        raise errors.NotFound(f"Secret {names.admin_secret_name(ref.fleet)} not there yet")
+    uid = secret["metadata"]["uid"]
+    cached = ctx.tokens.get((ref.namespace, ref.fleet))
+    if cached is not None and cached[0] == uid:
+        return cached[1]
+    full = await actuate.run_blocking(
+        ctx.kube.get, k8s.SECRETS, ref.namespace, names.admin_secret_name(ref.fleet)
+    )
+    if full is None:
+        raise errors.NotFound("fleet admin Secret vanished")
+    token = base64.b64decode(full["data"][names.ADMIN_TOKEN_KEY]).decode()
+    ctx.tokens[(ref.namespace, ref.fleet)] = (full["metadata"]["uid"], token)
+    return token
+
+
+async def replace_pod(
+    ctx: Context,
+    body: Any,
+    ref: names.NodeRef,
+    current: PodView,
+    *,
+    drain_timeout: float,
+    token: str | None,
+    port: int,
+    stopped: Callable[[], bool] = lambda: False,
+) -> None:
+    """Graceful replacement of one node's pod: drain, then delete it with its grace period.
+
+    The next reconcile creates the new pod. Idempotent: after a crash the drain is simply
+    asked for again. The rollout planner calls this for the step it decided.
+    """
+    if current.ip is not None and token is not None:
+        try:
+            done = await actuate.drain(
+                ctx.nodes,
+                base_url(current.ip, port),
+                token,
+                deadline_seconds=drain_timeout,
+                poll=ctx.settings.drain_poll_seconds,
+                stopped=stopped,
+            )
+            events.normal(
+                body,
+                events.Reason.DRAINED,
+                f"pod {current.name} drained" if done else f"drain of {current.name} timed out",
+            )
+        except (errors.NodeUnreachable, errors.NodeRefused) as exc:
+            events.warning(body, events.Reason.DRAIN_SKIPPED, f"{current.name}: {exc.message}")
+    await actuate.run_blocking(
+        ctx.kube.delete,
+        k8s.PODS,
+        ref.namespace,
+        current.name,
+        uid=current.uid,
+        grace_seconds=int(drain_timeout) + pod.GRACE_MARGIN_SECONDS,
+    )
+    events.normal(body, events.Reason.REPLACED, f"deleted pod {current.name} for replacement")
+
+
+def _previous_status(raw: Mapping[str, Any] | None) -> MarketplaceNodeStatus:
+    try:
+        return MarketplaceNodeStatus.model_validate(dict(raw or {}))
+    except ValidationError:
+        return MarketplaceNodeStatus()
+
+
+def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> dict[str, Any]:
+    """A merge patch from `old` to `new`; empty when nothing changed."""
+    wanted = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    if not wanted.get("connectedPeers"):
+        wanted.pop("connectedPeers", None)
+    have = dict(old or {})
+    patch: dict[str, Any] = {k: v for k, v in wanted.items() if have.get(k) != v}
+    ours = set(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
+    patch.update({k: None for k in have if k in ours and k not in wanted})
+    return patch
+
+
+async def _poll_node(
+    ctx: Context, ref: names.NodeRef, view: PodView | None, port: int, token: str | None
+) -> NodeStatus | None:
+    if view is None or view.ip is None or view.deleting or token is None:
+        return None
+    if view.phase != "Running":
+        return None
+    try:
+        return await ctx.nodes.status(base_url(view.ip, port), token)
+    except (errors.NodeUnreachable, errors.NodeRefused) as exc:
+        log.debug("%s/%s: status poll failed: %s", ref.namespace, ref.name, exc)
+        return None
+
+
+async def _sync_members(
+    ctx: Context,
+    ref: names.NodeRef,
+    views: Views,
+    view: PodView | None,
+    *,
+    port: int,
+    token: str | None,
+) -> None:
+    """Tell the node its fleet's members (once per change), and keep members.json current."""
+    current = fleet.members(views.fleet, views.peer_ids)
+    digest = fleet.members_digest(current)
+    cm = views.policy_configmap
+    if cm is not None and fleet.leader(m.node for m in views.fleet) == ref.name:
+        text = configmap.members_json(current)
+        if (cm.get("data") or {}).get(names.MEMBERS_KEY) != text:
+            patch = {"data": {names.MEMBERS_KEY: text}}
+            await actuate.run_blocking(
+                ctx.kube.patch, k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch
+            )
+    if view is None or view.ip is None or token is None or view.phase != "Running":
+        return
+    if ctx.pushed_members.get(view.uid) == digest:
+        return
+    others = [m for m in current if m.name != ref.name]
+    try:
+        await ctx.nodes.put_members(base_url(view.ip, port), token, Members(members=others))
+    except (errors.NodeUnreachable, errors.NodeRefused):
+        return  # not up yet; the next pass retries
+    ctx.pushed_members[view.uid] = digest
+
+
+async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: bool) -> None:
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    condition = {
+        "type": names.JOINED_CONDITION,
+        "status": "True" if joined else "False",
+        "reason": "Joined" if joined else "NotJoined",
+        "message": "serving, connected to its fleet and on the current policy"
+        if joined
+        else "not yet connected to its fleet or not on the current policy",
+        "lastTransitionTime": now,
+    }
+    with contextlib.suppress(errors.NotFound):  # the pod went away meanwhile
+        await actuate.run_blocking(
+            ctx.kube.patch,
+            k8s.PODS,
+            ref.namespace,
+            view.name,
+            {"status": {"conditions": [condition]}},
+            sub="status",
+            content_type=k8s.STRATEGIC,
+        )
+
+
+async def reconcile_once(
+    ctx: Context, body: Mapping[str, Any], views: Views, *, stopped: Callable[[], bool]
+) -> Outcome:
+    """Bring one node's children in line, report on it, and say whether it has settled."""
+    desired = desired_of(ctx, body)
+    ref = desired.ref
+    port = desired.spec.p2p.port
+    conflicts: list[str] = []
+    replacing: str | None = None
+    for action in plan.plan(desired, views.observed()):
+        if isinstance(action, plan.Conflict):
+            conflicts.append(f"{action.kind}/{action.name}")
+        elif isinstance(action, plan.ReplacePod):
+            replacing = action.reason
+            if views.pod is not None and ctx.may_replace(views.fleet, ref.name):
+                await _write_status(ctx, body, views, desired, replacing=replacing)
+                token = await _token_or_none(ctx, ref, views)
+                events.normal(body, events.Reason.REPLACING, f"{action.reason}: replacing pod")
+                await replace_pod(
+                    ctx, body, ref, pod_view(views.pod),
+                    drain_timeout=desired.spec.drain_timeout_seconds,
+                    token=token, port=port, stopped=stopped,
+                )  # fmt: skip
+            else:
+                replacing = f"{action.reason}, waiting for the fleet"
+        else:
+            done = await actuate.apply(ctx.kube, ref, action)
+            if done:
+                log.info("%s/%s: %s", ref.namespace, ref.name, done)
+    return await _write_status(
+        ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts)
+    )
+
+
+async def _token_or_none(ctx: Context, ref: names.NodeRef, views: Views) -> str | None:
+    try:
+        return await admin_token(ctx, ref, views.admin_secret)
+    except errors.NotFound:
+        return None
+
+
+async def report(
+    ctx: Context,
+    body: Mapping[str, Any],
+    views: Views,
+    desired: plan.Desired,
+    *,
+    replacing: str | None = None,
+    conflicts: tuple[str, ...] = (),
+) -> Outcome:
+    """Poll the node, keep its gate and members current, and write its status (if changed)."""
+    return await _write_status(ctx, body, views, desired, replacing=replacing, conflicts=conflicts)
+
+
+async def _write_status(
+    ctx: Context,
+    body: Mapping[str, Any],
+    views: Views,
+    desired: plan.Desired,
+    *,
+    replacing: str | None = None,
+    conflicts: tuple[str, ...] = (),
+) -> Outcome:
+    ref = desired.ref
+    port = desired.spec.p2p.port
+    view = pod_view(views.pod) if views.pod is not None else None
+    token = await _token_or_none(ctx, ref, views)
+    node = await _poll_node(ctx, ref, view, port, token)
+    if not desired.paused:
+        await _sync_members(ctx, ref, views, view, port=port, token=token)
+    if view is not None and view.ip is not None and not view.deleting:
+        others = sum(1 for m in views.fleet if m.node != ref.name and m.pod.ip is not None)
+        joined = status.joined(
+            node,
+            fleet_peer_ids=[v for k, v in views.peer_ids.items() if k != ref.name],
+            other_members=others,
+            current_policy_version=views.current_policy_version,
+        )
+        if joined != view.joined:
+            await _set_gate(ctx, ref, view, joined)
+    raw_old = body.get("status")
+    previous = _previous_status(raw_old)
+    identity_annotations = ((views.identity or {}).get("metadata") or {}).get("annotations") or {}
+    new = status.build_status(
+        previous,
+        status.StatusInputs(
+            generation=int(body["metadata"].get("generation", 0)),
+            pod=view,
+            desired_hash=pod.template_hash(desired.pod_inputs),
+            node=node,
+            peer_id=identity_annotations.get(names.PEER_ID_ANNOTATION),
+            paused=desired.paused,
+            deleting=body["metadata"].get("deletionTimestamp") is not None,
+            replacing=replacing,
+            conflicts=conflicts,
+            current_policy_version=views.current_policy_version,
+        ),
+        now=datetime.now(UTC),
+    )
+    patch = _status_patch(raw_old, new)
+    if patch:
+        await actuate.run_blocking(
+            ctx.kube.patch, k8s.MNODES, ref.namespace, ref.name, {"status": patch}, sub="status"
+        )
+    if new.phase is not None and new.phase != previous.phase:
+        text = f"{previous.phase or 'New'} -> {new.phase}: {new.message or ''}"
+        if new.phase is Phase.DEGRADED:
+            events.warning(body, events.Reason.DEGRADED, text)
+        else:
+            events.normal(body, events.Reason.PHASE_CHANGED, text)
+    if new.phase is not None:
+        ctx.phases[(ref.namespace, ref.name)] = new.phase
+    return Outcome(phase=new.phase, settled=new.phase in {Phase.READY, Phase.PAUSED})
+
+
+async def run(
+    ctx: Context,
+    body: Mapping[str, Any],
+    views: Callable[[], Views],
+    *,
+    stopped: Callable[[], bool],
+) -> None:
+    """The node's loop until kopf stops it: reconcile, then sleep until woken or due."""
+    meta = body["metadata"]
+    key = (meta["namespace"], meta["name"])
+    wake = ctx.wakeups.register(key)
+    try:
+        while not stopped():
+            wake.clear()
+            started = time.monotonic()
+            outcome = "error"
+            settled = False
+            try:
+                result = await reconcile_once(ctx, body, views(), stopped=stopped)
+                outcome, settled = "ok", result.settled
+            except errors.OperatorError as exc:
+                outcome = "retry" if exc.retriable else "error"
+                log.warning("%s/%s: reconcile failed: %s", *key, exc.message)
+                if not exc.retriable:
+                    events.warning(body, events.Reason.RECONCILE_FAILED, exc.message)
+            finally:
+                ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
+            interval = (
+                ctx.settings.poll_interval_seconds
+                if settled
+                else ctx.settings.startup_poll_interval_seconds
+            )
+            interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
+            try:
+                await asyncio.wait_for(wake.wait(), timeout=interval)
+                await asyncio.sleep(DEBOUNCE_SECONDS)
+            except TimeoutError:
+                pass
+    finally:
+        ctx.wakeups.unregister(key)
+        ctx.phases.pop(key, None)

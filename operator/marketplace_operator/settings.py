@@ -1,0 +1,55 @@
+"""Operator configuration: environment (`MARKETPLACE_OPERATOR_*`) and flags, validated once."""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_NODE_IMAGE = "ghcr.io/marketplace-fleet/node:0.1.0"
+
+
+class Settings(BaseSettings):
+    """Built once in `__main__` and passed down; nothing reads the environment elsewhere."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MARKETPLACE_OPERATOR_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    namespaces: list[str] = Field(
+        default_factory=list,
+        description="Namespaces to watch; empty with all_namespaces unset: 'default'.",
+    )
+    all_namespaces: bool = Field(default=False, description="Watch every namespace.")
+    default_node_image: str = Field(default=DEFAULT_NODE_IMAGE, min_length=1, max_length=512)
+    poll_interval_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="Admin status poll of a settled node."
+    )
+    startup_poll_interval_seconds: float = Field(
+        default=0.5, gt=0, le=60, description="Poll of a node that is not yet joined."
+    )
+    admin_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    admin_concurrency: int = Field(default=32, ge=1, le=1024)
+    api_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    api_threads: int = Field(
+        default=16, ge=2, le=256, description="Threads for blocking API calls."
+    )
+    drain_poll_seconds: float = Field(default=0.5, gt=0, le=30)
+    liveness_endpoint: str | None = Field(default="http://127.0.0.1:8080/healthz")
+    metrics_address: str = Field(default="127.0.0.1")
+    metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables /metrics.")
+    standalone: bool = Field(
+        default=True,
+        description="No peering. Set false (with kopf's peering CRDs installed) for standby HA.",
+    )
+    peering_name: str = Field(default="marketplace-operator", min_length=1, max_length=63)
+    log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
+
+    @model_validator(mode="after")
+    def _one_scope(self) -> Settings:
+        if self.all_namespaces and self.namespaces:
+            raise ValueError("give namespaces or all_namespaces, not both")
+        return self
+
+    @property
+    def watched_namespaces(self) -> list[str]:
+        return self.namespaces or ([] if self.all_namespaces else ["default"])
