@@ -23,7 +23,7 @@ import enum
 import ipaddress
 import re
 from datetime import datetime, timedelta
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 from marketplace_node.admin.models import PEER_ID_PATTERN
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -216,14 +216,15 @@ class BanListSpec(CrdModel):
 
 
 class BanList(CrdModel):
-    """A BanList as the operator reads it: identity, creation time and spec."""
+    """A BanList as the operator reads it: identity, creation time, spec and last status."""
 
     namespace: str
     name: str
     created: datetime
+    uid: str = ""
     generation: int = 0
     spec: BanListSpec = Field(default_factory=BanListSpec)
-    auto: bool = False  # the operator-owned list of a fleet's local bans
+    status: dict[str, Any] = Field(default_factory=dict)
 
 
 MAX_LAGGING_LISTED: Final = 10

@@ -10,6 +10,8 @@ one the node accepts.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import ConfigDict, Field, model_validator
 
 from marketplace_operator.model.banlist import (
@@ -126,12 +128,14 @@ class RateLimitPolicySpec(CrdModel):
 
 
 class RateLimitPolicy(CrdModel):
-    """A RateLimitPolicy as the operator reads it: identity and spec."""
+    """A RateLimitPolicy as the operator reads it: identity, spec and last status."""
 
     namespace: str
     name: str
+    uid: str = ""
     generation: int = 0
     spec: RateLimitPolicySpec = Field(default_factory=RateLimitPolicySpec)
+    status: dict[str, Any] = Field(default_factory=dict)
 
 
 class RateLimitPolicyStatus(PolicyObjectStatus):

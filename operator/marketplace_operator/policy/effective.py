@@ -45,6 +45,7 @@ class PolicyContent(BaseModel):
 
 class ProblemKind(enum.StrEnum):
     LIMITS_CONFLICT = "LimitsConflict"
+    INVALID_OBJECT = "InvalidObject"
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,375 @@
+"""kopf wiring for fleet policy: indexes and event handlers only, plus the worker's adapters.
+
+BanLists and RateLimitPolicies are watched with `@kopf.index` and `@kopf.on.event`
+only. Neither stores anything on the object, so kopf never writes its
+last-handled-configuration annotation, which would outgrow the 256 KiB
+annotation limit on a list of 2,000 bans (kopf issue #1087). kopf calls event
+handlers only once every index is fully populated, so the first round never
+sees half a fleet's BanLists (which would briefly lift bans).
+
+Events only mark fleets dirty; `policy.worker.PolicyWorker` (one asyncio task,
+plus resync and local-ban collection loops) does the work. The worker is
+started on the first event, when the core handlers' startup has built
+`memo.ctx` (the Kube adapter, the node client, the metrics registry).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import kopf
+from marketplace_node.clock import SystemClock, to_datetime
+from pydantic import ValidationError
+
+from marketplace_operator import errors, k8s
+from marketplace_operator.context import Context
+from marketplace_operator.model.banlist import BanList, BanListSpec
+from marketplace_operator.model.common import API_VERSION, GROUP, LABEL_PREFIX, VERSION, rfc3339
+from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
+from marketplace_operator.nodeclient import base_url
+from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.propagate import NodeTarget
+from marketplace_operator.policy.settings import PolicySettings
+from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
+from marketplace_operator.policy.worker import (
+    FleetKey,
+    InvalidObject,
+    ObjectRef,
+    PolicyWorker,
+    auto_banlist_name,
+)
+from marketplace_operator.render import names
+
+log = logging.getLogger(__name__)
+
+BANLISTS = k8s.Resource("banlists", GROUP, VERSION)
+RATELIMITPOLICIES = k8s.Resource("ratelimitpolicies", GROUP, VERSION)
+EVENTS = k8s.Resource("events")
+AUTO_LABEL = f"{LABEL_PREFIX}auto"
+_MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
+
+
+# --- parsing objects into the pure models ----------------------------------------------
+
+
+def _created(meta: Mapping[str, Any]) -> datetime:
+    raw = meta.get("creationTimestamp")
+    return datetime.fromisoformat(raw.replace("Z", "+00:00")) if raw else to_datetime(0)
+
+
+def _ref(plural: str, meta: Mapping[str, Any]) -> ObjectRef:
+    return ObjectRef(
+        plural, meta["namespace"], meta["name"], meta.get("uid", ""), int(meta.get("generation", 0))
+    )
+
+
+def _invalid(plural: str, body: Mapping[str, Any], exc: ValidationError) -> InvalidObject:
+    fleet = (body.get("spec") or {}).get("fleet", "*")
+    first = exc.errors(include_url=False, include_input=False)[:3]
+    message = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in first)
+    return InvalidObject(_ref(plural, body["metadata"]), str(fleet), message[:1000])
+
+
+def parse_banlist(body: Mapping[str, Any]) -> BanList | InvalidObject:
+    meta = body["metadata"]
+    try:
+        return BanList(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            created=_created(meta),
+            generation=int(meta.get("generation", 0)),
+            spec=BanListSpec.model_validate(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+        )
+    except ValidationError as exc:
+        return _invalid("banlists", body, exc)
+
+
+def parse_policy(body: Mapping[str, Any]) -> RateLimitPolicy | InvalidObject:
+    meta = body["metadata"]
+    try:
+        return RateLimitPolicy(
+            namespace=meta["namespace"],
+            name=meta["name"],
+            uid=meta.get("uid", ""),
+            generation=int(meta.get("generation", 0)),
+            spec=RateLimitPolicySpec.model_validate(body.get("spec") or {}),
+            status=dict(body.get("status") or {}),
+        )
+    except ValidationError as exc:
+        return _invalid("ratelimitpolicies", body, exc)
+
+
+# --- indexes -----------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, "banlists")
+def policy_banlists(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    return {namespace: parse_banlist(dict(body))}
+
+
+@kopf.index(GROUP, VERSION, "ratelimitpolicies")
+def policy_ratelimitpolicies(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    return {namespace: parse_policy(dict(body))}
+
+
+@dataclass
+class IndexInputs:
+    """The worker's `Inputs`, read from kopf's live indexes (no API calls)."""
+
+    banlist_index: kopf.Index[Any, Any]
+    policy_index: kopf.Index[Any, Any]
+    pod_index: kopf.Index[Any, Any]
+
+    def banlists(self, namespace: str) -> Sequence[BanList]:
+        found = self.banlist_index.get(namespace) or ()
+        return sorted((b for b in found if isinstance(b, BanList)), key=lambda b: b.name)
+
+    def policies(self, namespace: str) -> Sequence[RateLimitPolicy]:
+        found = self.policy_index.get(namespace) or ()
+        return sorted((p for p in found if isinstance(p, RateLimitPolicy)), key=lambda p: p.name)
+
+    def invalid(self, namespace: str) -> Sequence[InvalidObject]:
+        found = [
+            *(self.banlist_index.get(namespace) or ()),
+            *(self.policy_index.get(namespace) or ()),
+        ]
+        return [i for i in found if isinstance(i, InvalidObject)]
+
+    def nodes(self, key: FleetKey) -> Sequence[NodeTarget]:
+        targets = []
+        for member in self.pod_index.get((key.namespace, key.fleet)) or ():
+            pod = member.pod
+            if pod.ip is None or pod.deleting or pod.phase in {"Failed", "Succeeded"}:
+                continue
+            targets.append(NodeTarget(member.node, pod.uid, base_url(pod.ip, member.port)))
+        return sorted(targets, key=lambda t: t.name)
+
+    def fleets(self) -> Collection[FleetKey]:
+        return {
+            FleetKey(str(ns), str(fleet)) for (ns, fleet), pods in self.pod_index.items() if pods
+        }
+
+
+# --- the Kubernetes side of the worker --------------------------------------------------
+
+
+@dataclass
+class KubeCluster:
+    """The worker's `Cluster` port over the one Kube adapter (blocking; run in threads)."""
+
+    kube: k8s.Kube
+    tokens: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
+
+    def _configmap(self, key: FleetKey) -> dict[str, Any]:
+        found = self.kube.get(k8s.CONFIGMAPS, key.namespace, names.policy_configmap_name(key.fleet))
+        if found is None:
+            raise errors.NotFound(f"ConfigMap {names.policy_configmap_name(key.fleet)} not found")
+        return found
+
+    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+        return from_annotations(self._configmap(key)["metadata"].get("annotations"))
+
+    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None:
+        self.kube.patch(
+            k8s.CONFIGMAPS, key.namespace, names.policy_configmap_name(key.fleet), patch
+        )
+
+    def admin_token(self, key: FleetKey) -> str:
+        secret = self.kube.get(k8s.SECRETS, key.namespace, names.admin_secret_name(key.fleet))
+        if secret is None:
+            raise errors.NotFound(f"Secret {names.admin_secret_name(key.fleet)} not found")
+        return base64.b64decode(secret["data"][names.ADMIN_TOKEN_KEY]).decode()
+
+    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
+        name = auto_banlist_name(key.fleet)
+        spec = {"fleet": key.fleet, "entries": entries}
+        try:
+            self.kube.patch(BANLISTS, key.namespace, name, {"spec": spec})
+            return
+        except errors.NotFound:
+            pass
+        owner = self._configmap(key)["metadata"]
+        self.kube.create(
+            BANLISTS,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "BanList",
+                "metadata": {
+                    "name": name,
+                    "namespace": key.namespace,
+                    "labels": {**names.fleet_labels(key.fleet), AUTO_LABEL: "true"},
+                    "annotations": {
+                        f"{LABEL_PREFIX}description": (
+                            "Bans decided by the fleet's nodes, spread by the operator; "
+                            "lift one with an allow entry in your own BanList."
+                        )
+                    },
+                    "ownerReferences": [
+                        {
+                            "apiVersion": "v1",
+                            "kind": "ConfigMap",
+                            "name": owner["name"],
+                            "uid": owner["uid"],
+                        }
+                    ],
+                },
+                "spec": spec,
+            },
+        )
+
+    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        resource = BANLISTS if ref.plural == "banlists" else RATELIMITPOLICIES
+        try:
+            self.kube.patch(resource, ref.namespace, ref.name, {"status": status}, sub="status")
+        except errors.NotFound:
+            return  # deleted meanwhile
+
+    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None:
+        now = rfc3339(to_datetime(SystemClock().wall()))
+        kind = "BanList" if ref.plural == "banlists" else "RateLimitPolicy"
+        self.kube.create(
+            EVENTS,
+            {
+                "apiVersion": "v1",
+                "kind": "Event",
+                "metadata": {"generateName": f"{ref.name}.", "namespace": ref.namespace},
+                "involvedObject": {
+                    "apiVersion": API_VERSION,
+                    "kind": kind,
+                    "name": ref.name,
+                    "namespace": ref.namespace,
+                    "uid": ref.uid,
+                },
+                "reason": reason,
+                "message": message[:1024],
+                "type": "Warning" if warning else "Normal",
+                "firstTimestamp": now,
+                "lastTimestamp": now,
+                "count": 1,
+                "source": {"component": names.MANAGED_BY},
+            },
+        )
+
+
+# --- the runtime: one worker, started on the first event --------------------------------
+
+
+@dataclass
+class PolicyRuntime:
+    worker: PolicyWorker
+    tasks: list[asyncio.Task[None]]
+    generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
+    pods: dict[tuple[str, str], tuple[str | None, bool, str]] = field(default_factory=dict)
+
+
+@dataclass
+class PolicyHolder:
+    """Put in the operator's memo at startup; kopf gives each object a shallow copy of the
+    memo, so the runtime must live in a shared mutable holder, not in a memo attribute."""
+
+    runtime: PolicyRuntime | None = None
+
+
+@kopf.on.startup()
+async def policy_start(memo: kopf.Memo, **_: Any) -> None:
+    memo.policy = PolicyHolder()
+
+
+def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime:
+    holder: PolicyHolder = memo.policy
+    if holder.runtime is not None:
+        return holder.runtime
+    ctx: Context = memo.ctx
+    inputs = IndexInputs(
+        kwargs["policy_banlists"], kwargs["policy_ratelimitpolicies"], kwargs["mnode_fleet_pods"]
+    )
+    worker = PolicyWorker(
+        inputs=inputs,
+        cluster=KubeCluster(ctx.kube),
+        client=ctx.nodes,
+        metrics=PolicyMetrics(memo.registry),
+        settings=PolicySettings(),
+        clock=SystemClock(),
+    )
+    tasks = [
+        asyncio.create_task(worker.run(), name="policy worker"),
+        asyncio.create_task(worker.resync_forever(), name="policy resync"),
+        asyncio.create_task(worker.collect_forever(), name="local-ban collection"),
+    ]
+    runtime = PolicyRuntime(worker, tasks)
+    holder.runtime = runtime
+    for key in inputs.fleets():
+        worker.mark(key)
+    return runtime
+
+
+@kopf.on.event(GROUP, VERSION, "banlists")
+@kopf.on.event(GROUP, VERSION, "ratelimitpolicies")
+async def policy_object_event(
+    *,
+    type: str | None,
+    body: kopf.Body,
+    resource: kopf.Resource,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A spec change (generation) or a deletion marks the namespace's fleets dirty."""
+    runtime = _runtime(memo, kwargs)
+    key = (resource.plural, str(namespace), name)
+    generation = int(body.get("metadata", {}).get("generation", 0))
+    if type == "DELETED":
+        runtime.generations.pop(key, None)
+    elif runtime.generations.get(key) == generation:
+        return  # only the status changed (our own write)
+    else:
+        runtime.generations[key] = generation
+    runtime.worker.mark_namespace(str(namespace))
+
+
+@kopf.on.event("pods", labels=_MANAGED)
+async def policy_pod_event(
+    *,
+    type: str | None,
+    body: kopf.Body,
+    labels: kopf.Labels,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A node's pod got, changed or lost its address: its fleet needs a round."""
+    runtime = _runtime(memo, kwargs)
+    fleet = labels.get(names.FLEET_LABEL)
+    if fleet is None:
+        return
+    status, meta = body.get("status") or {}, body.get("metadata") or {}
+    address = (status.get("podIP"), meta.get("deletionTimestamp") is not None, meta.get("uid", ""))
+    pod_key = (str(namespace), name)
+    if type == "DELETED":
+        runtime.pods.pop(pod_key, None)
+    elif runtime.pods.get(pod_key) == address:
+        return
+    else:
+        runtime.pods[pod_key] = address
+    runtime.worker.mark(FleetKey(str(namespace), fleet))
+
+
+@kopf.on.cleanup()
+async def policy_stop(memo: kopf.Memo, **_: Any) -> None:
+    holder: PolicyHolder | None = getattr(memo, "policy", None)
+    runtime = holder.runtime if holder is not None else None
+    if runtime is None:
+        return
+    for task in runtime.tasks:
+        task.cancel()
+    await asyncio.gather(*runtime.tasks, return_exceptions=True)

@@ -1,0 +1,506 @@
+"""The fleet-policy worker: recompute, persist, push, report — one round per dirty fleet.
+
+Asyncio orchestration over injected ports: `Inputs` (the watch-fed view of
+BanLists, RateLimitPolicies and node pods; kopf indexes in production),
+`Cluster` (blocking Kubernetes calls, run in threads) and a `PolicyClient`
+(the nodes' admin API). No kopf, aiohttp or kubernetes import here.
+
+A round for one fleet (`_round`):
+1. compute the effective policy from the current inputs (pure); if it cannot
+   apply, report on the objects at fault and change nothing anywhere;
+2. pick the version (`next_version`: same hash keeps it; new content gets
+   one more than both the stored version and any version a node reported);
+3. write a new version to the fleet ConfigMap FIRST — the version is in the
+   API before any node sees it, so a restarted operator never goes back, and
+   a (re)starting node reads the current policy from its mounted volume;
+4. push to every node not known to have this version (bounded, retried);
+5. write the status of every BanList and RateLimitPolicy of the namespace
+   that changed (one writer, on difference).
+
+Rounds are triggered through a `Mailbox` (coalescing), by object and pod
+events, by the resync loop (which re-reads every node's applied version, so a
+node that missed a push converges) and by the local-ban collection loop
+(which maintains the fleet's auto BanList).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any, Protocol
+
+from marketplace_node.clock import Clock, to_datetime
+from pydantic import ValidationError
+
+from marketplace_operator import errors
+from marketplace_operator.model.banlist import BanList, BanListEntry
+from marketplace_operator.model.common import Condition
+from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
+from marketplace_operator.policy import autoban, propagate
+from marketplace_operator.policy.coalesce import Mailbox
+from marketplace_operator.policy.effective import Effective, Problem, ProblemKind, effective_policy
+from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.propagate import NodeTarget, PolicyClient, RetryPolicy
+from marketplace_operator.policy.settings import PolicySettings
+from marketplace_operator.policy.status import FleetView, object_status
+from marketplace_operator.policy.versioning import PolicyVersion, content_hash, next_version, stamp
+from marketplace_operator.render.policy import PolicyTooLarge, configmap_patch, render_policy
+
+log = logging.getLogger(__name__)
+
+AUTO_SUFFIX = "-auto"
+
+
+def auto_banlist_name(fleet: str) -> str:
+    return f"{fleet}{AUTO_SUFFIX}"
+
+
+@dataclass(frozen=True, order=True)
+class FleetKey:
+    namespace: str
+    fleet: str
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A BanList or RateLimitPolicy to write status or Events to."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class InvalidObject:
+    """An object the API server accepted but the operator cannot read; blocks its fleets."""
+
+    ref: ObjectRef
+    fleet: str
+    message: str
+
+
+class Inputs(Protocol):
+    def banlists(self, namespace: str) -> Sequence[BanList]: ...
+    def policies(self, namespace: str) -> Sequence[RateLimitPolicy]: ...
+    def invalid(self, namespace: str) -> Sequence[InvalidObject]: ...
+    def nodes(self, key: FleetKey) -> Sequence[NodeTarget]: ...
+    def fleets(self) -> Collection[FleetKey]: ...
+
+
+class Cluster(Protocol):
+    """Blocking Kubernetes calls; the worker runs them in threads."""
+
+    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+        """The stored version; raises errors.NotFound if the fleet ConfigMap does not exist."""
+        ...
+
+    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None: ...
+    def admin_token(self, key: FleetKey) -> str: ...
+    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None: ...
+    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None: ...
+    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None: ...
+
+
+_UNREAD = PolicyVersion(-1, "")
+
+
+@dataclass
+class FleetState:
+    """What the worker knows about one fleet; all of it can be rebuilt from the API and nodes."""
+
+    stored: PolicyVersion | None = _UNREAD
+    floor: int = 0
+    applied: dict[NodeTarget, int] = field(default_factory=dict)
+    token: str | None = None
+    problem: str | None = None
+    blamed: tuple[str, ...] = ()  # names of the objects the problem is about
+    changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
+
+
+def _conditions(status: dict[str, Any]) -> list[Condition]:
+    found = []
+    for raw in status.get("conditions") or []:
+        try:
+            found.append(Condition.model_validate(raw))
+        except ValidationError:
+            continue
+    return found
+
+
+def _without_nulls(status: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in status.items() if v is not None}
+
+
+class PolicyWorker:
+    def __init__(
+        self,
+        *,
+        inputs: Inputs,
+        cluster: Cluster,
+        client: PolicyClient,
+        metrics: PolicyMetrics,
+        settings: PolicySettings,
+        clock: Clock,
+        rng: random.Random | None = None,
+    ) -> None:
+        self._inputs = inputs
+        self._cluster = cluster
+        self._client = client
+        self._metrics = metrics
+        self._settings = settings
+        self._clock = clock
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+        self._retry = RetryPolicy(
+            attempts=settings.attempts,
+            base_delay=settings.retry_base_seconds,
+            max_delay=settings.retry_max_seconds,
+        )
+        self._mailbox: Mailbox[FleetKey] = Mailbox(
+            quiet=settings.gather_seconds, min_interval=settings.min_interval_seconds
+        )
+        self._wakeup = asyncio.Event()
+        self._marked_at: dict[FleetKey, float] = {}
+        self._fleets: dict[FleetKey, FleetState] = {}
+        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
+        self._reported: dict[tuple[str, str, str], str] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    # --- triggers --------------------------------------------------------------------
+
+    def mark(self, key: FleetKey) -> None:
+        now = self._clock.monotonic()
+        self._marked_at.setdefault(key, now)
+        self._mailbox.mark(key, now)
+        self._wakeup.set()
+
+    def mark_namespace(self, namespace: str) -> None:
+        """A BanList or RateLimitPolicy changed: every fleet of its namespace may be affected."""
+        for key in self._inputs.fleets():
+            if key.namespace == namespace:
+                self.mark(key)
+
+    def state(self, key: FleetKey) -> FleetState:
+        return self._fleets.setdefault(key, FleetState())
+
+    # --- loops -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Start due rounds until cancelled; at most one round per fleet at a time."""
+        try:
+            while True:
+                self._wakeup.clear()
+                for key in self._mailbox.take_due(self._clock.monotonic()):
+                    task = asyncio.create_task(self._guarded_round(key), name=f"policy {key}")
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                due = self._mailbox.next_due()
+                timeout = None if due is None else max(0.0, due - self._clock.monotonic())
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), timeout)
+        finally:
+            for task in list(self._tasks):
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def resync_forever(self) -> None:
+        """Re-read every node's applied version, then let a round push to whoever is behind."""
+        while True:
+            await asyncio.sleep(self._settings.resync_seconds)
+            for key in list(self._inputs.fleets()):
+                await self._guarded(self.resync(key), f"resync {key}")
+
+    async def collect_forever(self) -> None:
+        """Turn the nodes' local bans into the fleets' auto BanLists."""
+        while True:
+            await asyncio.sleep(self._settings.collect_seconds)
+            for key in list(self._inputs.fleets()):
+                await self._guarded(self.collect(key), f"local bans {key}")
+
+    async def _guarded(self, work: Any, what: str) -> None:
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except errors.OperatorError as exc:
+            log.warning("%s failed: %s", what, exc.message)
+        except Exception:
+            log.exception("%s failed unexpectedly", what)
+
+    async def _guarded_round(self, key: FleetKey) -> None:
+        try:
+            await self._guarded(self.round(key), f"policy round {key}")
+        finally:
+            self._mailbox.done(key)
+            self._wakeup.set()
+
+    # --- one round -------------------------------------------------------------------
+
+    async def round(self, key: FleetKey) -> None:
+        marked_at = self._marked_at.pop(key, self._clock.monotonic())
+        fleet = self.state(key)
+        nodes = list(self._inputs.nodes(key))
+        effective = self._compute(key)
+        if effective.content is None:
+            await self._set_problem(key, effective)
+            await self._write_statuses(key.namespace)
+            return
+        if fleet.stored == _UNREAD:
+            try:
+                fleet.stored = await asyncio.to_thread(self._cluster.read_version, key)
+            except errors.NotFound:
+                log.info("fleet %s has no policy ConfigMap yet; waiting for its first node", key)
+                return
+        digest = content_hash(effective.content)
+        version = next_version(fleet.stored, digest, floor=fleet.floor)
+        doc = stamp(effective.content, version)
+        if version != fleet.stored:
+            try:
+                patch = configmap_patch(doc)
+            except PolicyTooLarge as exc:
+                blamed = effective.ban_lists + effective.rate_limit_policies
+                await self._set_problem(key, effective, message=str(exc), blamed=blamed)
+                await self._write_statuses(key.namespace)
+                return
+            await asyncio.to_thread(self._cluster.write_policy, key, patch)
+            fleet.stored = version
+            fleet.changed_at = marked_at if fleet.changed_at is None else fleet.changed_at
+            self._observe_size(key, doc.version, len(doc.bans), render_policy(doc).stored_bytes)
+        await self._clear_problem(key)
+        await self._push(key, nodes, doc)
+        self._observe_convergence(key, nodes, version)
+        await self._write_statuses(key.namespace)
+
+    def _compute(self, key: FleetKey) -> Effective:
+        invalid = [i for i in self._inputs.invalid(key.namespace) if i.fleet in ("*", key.fleet)]
+        if invalid:
+            message = "; ".join(f"{i.ref.plural}/{i.ref.name}: {i.message}" for i in invalid)
+            problem = Problem(
+                ProblemKind.INVALID_OBJECT, message, tuple(i.ref.name for i in invalid)
+            )
+            return Effective(content=None, problems=(problem,))
+        return effective_policy(
+            key.fleet,
+            banlists=self._inputs.banlists(key.namespace),
+            ratelimitpolicies=self._inputs.policies(key.namespace),
+            now=to_datetime(self._clock.wall()),
+        )
+
+    async def _push(self, key: FleetKey, nodes: list[NodeTarget], doc: Any) -> None:
+        fleet = self.state(key)
+        fleet.applied = {n: v for n, v in fleet.applied.items() if n in nodes}
+        behind = [n for n in nodes if fleet.applied.get(n) != doc.version]
+        if not behind:
+            return
+        if fleet.token is None:
+            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+        self._metrics.pushes.labels(key.namespace, key.fleet).inc(len(behind))
+        outcomes = await propagate.push_all(
+            self._client,
+            behind,
+            fleet.token,
+            doc,
+            parallelism=self._settings.parallelism,
+            retry=self._retry,
+            rng=self._rng,
+        )
+        for outcome in outcomes:
+            if outcome.applied is not None:
+                fleet.applied[outcome.node] = outcome.applied
+                continue
+            self._metrics.push_failures.labels(key.namespace, outcome.node.name).inc()
+            log.warning(
+                "policy v%s not applied by %s: %s", doc.version, outcome.node.name, outcome.error
+            )
+            if outcome.unauthorized:
+                fleet.token = None
+            if outcome.node_version is not None and outcome.node_version >= doc.version:
+                # The node is ahead (the stored version was lost): issue a version above it.
+                fleet.floor = max(fleet.floor, outcome.node_version)
+                self.mark(key)
+
+    def _observe_convergence(
+        self, key: FleetKey, nodes: list[NodeTarget], version: PolicyVersion
+    ) -> None:
+        fleet = self.state(key)
+        if fleet.changed_at is None:
+            return
+        if all(fleet.applied.get(n) == version.version for n in nodes):
+            lag = max(0.0, self._clock.monotonic() - fleet.changed_at)
+            self._metrics.propagation_seconds.observe(lag)
+            fleet.changed_at = None
+
+    def _observe_size(self, key: FleetKey, version: int, bans: int, stored: int) -> None:
+        labels = (key.namespace, key.fleet)
+        self._metrics.version.labels(*labels).set(version)
+        self._metrics.bans.labels(*labels).set(bans)
+        self._metrics.policy_bytes.labels(*labels).set(stored)
+
+    # --- problems and status ---------------------------------------------------------
+
+    async def _set_problem(
+        self,
+        key: FleetKey,
+        effective: Effective,
+        *,
+        message: str | None = None,
+        blamed: tuple[str, ...] | None = None,
+    ) -> None:
+        fleet = self.state(key)
+        problem = effective.problems[0] if effective.problems else None
+        fleet.problem = message or (problem.message if problem else "cannot apply")
+        fleet.blamed = blamed if blamed is not None else (problem.objects if problem else ())
+        log.warning("fleet %s policy not applied: %s", key, fleet.problem)
+
+    async def _clear_problem(self, key: FleetKey) -> None:
+        fleet = self.state(key)
+        fleet.problem, fleet.blamed = None, ()
+
+    def _views(self, namespace: str, selects: Any) -> tuple[list[FleetView], str | None]:
+        views, problems = [], []
+        for key in sorted(self._inputs.fleets()):
+            if key.namespace != namespace or not selects(key.fleet):
+                continue
+            fleet = self.state(key)
+            stored = None if fleet.stored in (None, _UNREAD) else fleet.stored
+            version = None if stored is None else stored.version
+            nodes = self._inputs.nodes(key)
+            views.append(
+                FleetView(
+                    fleet=key.fleet,
+                    version=version,
+                    nodes=tuple(n.name for n in nodes),
+                    converged=tuple(
+                        n.name
+                        for n in nodes
+                        if version is not None and fleet.applied.get(n, -1) >= version
+                    ),
+                )
+            )
+            if fleet.problem is not None:
+                problems.append((key.fleet, fleet))
+        return views, None if not problems else "; ".join(
+            f"fleet {name}: {f.problem}" for name, f in problems
+        )
+
+    async def _write_statuses(self, namespace: str) -> None:
+        now = to_datetime(self._clock.wall())
+        jobs: list[tuple[ObjectRef, dict[str, Any], str | None]] = []
+        for bl in self._inputs.banlists(namespace):
+            ref = ObjectRef("banlists", namespace, bl.name, bl.uid, bl.generation)
+            expired = sum(
+                1 for e in bl.spec.entries if (x := e.expiry(bl.created)) is not None and x <= now
+            )
+            extra: dict[str, Any] = {"entries": len(bl.spec.entries), "expiredEntries": expired}
+            jobs.append((ref, *self._status_for(ref, bl.spec.selects, bl.status, extra, now)))
+        for rlp in self._inputs.policies(namespace):
+            ref = ObjectRef("ratelimitpolicies", namespace, rlp.name, rlp.uid, rlp.generation)
+            extra = {"limits": ",".join(rlp.spec.fields_set()) or "none"}
+            jobs.append((ref, *self._status_for(ref, rlp.spec.selects, rlp.status, extra, now)))
+        for bad in self._inputs.invalid(namespace):
+            status = object_status(
+                generation=bad.ref.generation,
+                fleets=[],
+                problem=bad.message,
+                previous_conditions=[],
+                now=now,
+            )
+            jobs.append((bad.ref, status, bad.message))
+        for ref, status, problem in jobs:
+            await self._write_status(ref, status, problem)
+
+    def _status_for(
+        self,
+        ref: ObjectRef,
+        selects: Any,
+        live: dict[str, Any],
+        extra: dict[str, Any],
+        now: Any,
+    ) -> tuple[dict[str, Any], str | None]:
+        views, fleet_problem = self._views(ref.namespace, selects)
+        blamed = any(ref.name in self.state(FleetKey(ref.namespace, v.fleet)).blamed for v in views)
+        problem = fleet_problem if blamed else None
+        previous = self._written.get((ref.plural, ref.namespace, ref.name), live)
+        status = object_status(
+            generation=ref.generation,
+            fleets=views,
+            problem=problem,
+            previous_conditions=_conditions(previous),
+            now=now,
+            extra=extra,
+        )
+        return status, problem
+
+    async def _write_status(
+        self, ref: ObjectRef, status: dict[str, Any], problem: str | None
+    ) -> None:
+        key = (ref.plural, ref.namespace, ref.name)
+        if self._written.get(key) == _without_nulls(status):
+            return
+        await asyncio.to_thread(self._cluster.write_status, ref, status)
+        self._written[key] = _without_nulls(status)
+        if problem is not None and self._reported.get(key) != problem:
+            self._reported[key] = problem
+            await asyncio.to_thread(
+                self._cluster.event, ref, reason="CannotApply", message=problem, warning=True
+            )
+        elif problem is None:
+            self._reported.pop(key, None)
+
+    # --- resync and local bans -------------------------------------------------------
+
+    async def resync(self, key: FleetKey) -> None:
+        """Learn every reachable node's applied version; mark the fleet if one is behind."""
+        fleet = self.state(key)
+        nodes = list(self._inputs.nodes(key))
+        if not nodes or fleet.stored in (None, _UNREAD):
+            self.mark(key)
+            return
+        if fleet.token is None:
+            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+        versions = await propagate.applied_versions(
+            self._client, nodes, fleet.token, parallelism=self._settings.parallelism
+        )
+        for node, version in versions.items():
+            if version is None:
+                fleet.applied.pop(node, None)
+            else:
+                fleet.applied[node] = version
+        assert fleet.stored is not None
+        if any(fleet.applied.get(n) != fleet.stored.version for n in nodes):
+            self.mark(key)
+
+    async def collect(self, key: FleetKey) -> None:
+        """One round of local-ban collection into the fleet's auto BanList."""
+        nodes = list(self._inputs.nodes(key))
+        fleet = self.state(key)
+        if not nodes:
+            return
+        if fleet.token is None:
+            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+        reports = await propagate.collect_local_bans(
+            self._client, nodes, fleet.token, parallelism=self._settings.parallelism
+        )
+        name = auto_banlist_name(key.fleet)
+        current = next((b for b in self._inputs.banlists(key.namespace) if b.name == name), None)
+        previous: list[BanListEntry] = list(current.spec.entries) if current else []
+        entries = autoban.auto_entries(
+            reports,
+            previous,
+            now=to_datetime(self._clock.wall()),
+            fleet_size=len(nodes),
+            threshold=self._settings.autoban_threshold,
+            capacity=self._settings.autoban_capacity,
+            max_ttl=timedelta(seconds=self._settings.autoban_max_ttl_seconds),
+        )
+        self._metrics.set_auto_bans(key.namespace, key.fleet, autoban.bans_by_reason(entries))
+        dumped = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in entries]
+        before = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in previous]
+        if dumped != before or (current is None and dumped):
+            await asyncio.to_thread(self._cluster.write_auto_banlist, key, dumped)
