@@ -6,8 +6,14 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from marketplace_operator.model.fleet import RolloutFailure, RolloutPhase, RolloutStep, StepPhase
-from marketplace_operator.rollout import planner
+from marketplace_operator.model.fleet import (
+    MarketplaceFleetStatus,
+    RolloutFailure,
+    RolloutPhase,
+    RolloutStep,
+    StepPhase,
+)
+from marketplace_operator.rollout import planner, status
 from marketplace_operator.rollout.observation import (
     Drain,
     FleetSettings,
@@ -371,3 +377,40 @@ def test_a_duplicate_step_in_the_record_is_collapsed() -> None:
     rec = Record(steps=(step("a"), step("a")))
     d = planner.plan(fleet(node("a"), node("b"), record=rec), T0)
     assert [s.node for s in d.record.steps] == ["a"]
+
+
+# --- the status written for a decision -----------------------------------------------------------
+
+
+def test_status_carries_the_record_the_plan_and_conditions() -> None:
+    d = planner.plan(fleet(node("a"), node("b"), up_to_date("c")), T0)
+    st = status.build(MarketplaceFleetStatus(), d, now=T0, generation=3)
+    assert [s.node for s in st.steps] == ["a"]
+    assert [p.node for p in st.plan] == ["b"]
+    assert (st.nodes, st.updated, st.unavailable, st.pending, st.current) == (3, 1, 1, 1, "a")
+    progressing = {c.type: c for c in st.conditions}["Progressing"]
+    assert (progressing.status, progressing.reason) == ("True", "RollingOut")
+    assert "1/3 nodes updated" in progressing.message
+    assert {c.type: c for c in st.conditions}["Degraded"].status == "False"
+    # a later, unchanged status keeps the transition time
+    later = status.build(st, d, now=T0 + timedelta(minutes=5), generation=3)
+    assert later == st
+    patch = status.as_patch(st)["status"]
+    assert isinstance(patch, dict)
+    assert patch["steps"][0]["phaseSince"] == "2026-01-01T00:00:00Z"
+
+
+def test_status_of_a_failed_rollout_is_degraded() -> None:
+    rec = Record(
+        failures=(
+            RolloutFailure(
+                node="a", target_hash="new", reason="PodNotReady", message="boom", since=T0
+            ),
+        )
+    )
+    d = planner.plan(fleet(node("a", p=pod(NEW, ready=False)), node("b"), record=rec), T0)
+    st = status.build(MarketplaceFleetStatus(), d, now=T0, generation=1)
+    conds = {c.type: c for c in st.conditions}
+    assert (conds["Degraded"].status, conds["Degraded"].reason) == ("True", "PodNotReady")
+    assert "a: boom" in conds["Degraded"].message
+    assert (conds["Progressing"].status, conds["Progressing"].reason) == ("False", "StepFailed")
