@@ -97,6 +97,10 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             out["maxProperties"] = out.pop("maxItems")
     if "items" in schema:
         out["items"] = structural(schema["items"], defs)
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        # JSON Schema's numeric `gt`/`lt` bound is OpenAPI v3.0's boolean flag on min/max.
+        if isinstance(out.get(bound), int | float) and not isinstance(out[bound], bool):
+            out[limit], out[bound] = out[bound], True
     if out.get("type") == "object" and isinstance(out.get("default"), dict) and "properties" in out:
         out["default"] = {}  # the children's own defaults fill it in
     return _ordered(out)
