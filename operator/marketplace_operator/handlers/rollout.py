@@ -1,0 +1,306 @@
+"""kopf wiring of the fleet rollout: one loop per MarketplaceFleet — observe, plan, record, act.
+
+Each pass reads the fleet object (settings, pause, the rollout's record) from the API,
+its MarketplaceNodes and pods from kopf's watch-fed indexes, and each draining node's
+drain state from its admin API; `rollout.planner.plan` decides; the decision's record
+is written to the fleet's status *before* its actions are carried out, so an operator
+killed at any moment resumes from the record and never has two steps where it decided
+one. Pods are deleted with a uid precondition, so a stale decision cannot touch a newer
+pod. The node reconcile (handlers/mnode.py) creates every replacement pod; its gate
+(`rollout.gate.may_replace`) leaves replacing stale pods to this loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import kopf
+from marketplace_node.admin.models import DrainState
+
+from marketplace_operator import actuate, errors, k8s, nodeloop
+from marketplace_operator.context import Context
+from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
+from marketplace_operator.model.fleet import KIND as FLEET_KIND
+from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
+from marketplace_operator.model.fleet import RolloutPhase, StepPhase
+from marketplace_operator.model.mnode import DEFAULT_FLEET, MarketplaceNodeSpec
+from marketplace_operator.model.mnode import KIND as MNODE_KIND
+from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
+from marketplace_operator.nodeclient import base_url
+from marketplace_operator.render import names, pdb
+from marketplace_operator.rollout import gate, planner, status, triggers
+from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
+
+log = logging.getLogger(__name__)
+
+MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
+IDLE_SECONDS = 10.0
+_DRAIN = {
+    DrainState.SERVING: Drain.SERVING,
+    DrainState.DRAINING: Drain.DRAINING,
+    DrainState.DRAINED: Drain.DRAINED,
+}
+
+
+def _key(namespace: str, fleet: str) -> tuple[str, str]:
+    """The fleet loop's wake-up key; `/` cannot occur in a node name, so keys never clash."""
+    return (namespace, f"{FLEET_PLURAL}/{fleet}")
+
+
+# --- indexes ----------------------------------------------------------------------------
+
+
+@kopf.index(GROUP, VERSION, MNODE_PLURAL)
+def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+    """MarketplaceNodes by (namespace, fleet): what each should run."""
+    meta = body.get("metadata", {})
+    spec = dict(body.get("spec") or {})
+    slim = {
+        "metadata": {
+            k: meta[k]
+            for k in ("name", "namespace", "uid", "annotations", "deletionTimestamp")
+            if meta.get(k) is not None
+        },
+        "spec": spec,
+    }
+    return {(namespace, spec.get("fleet") or DEFAULT_FLEET): slim}
+
+
+@kopf.index(GROUP, VERSION, FLEET_PLURAL)
+def rollout_fleets(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+    return {(namespace, name): True}
+
+
+# --- wake-ups and fleet objects ---------------------------------------------------------
+
+
+@kopf.on.event("pods", labels=MANAGED)
+async def rollout_pod_event(
+    labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> None:
+    """A pod of the fleet changed (readiness, deletion): re-plan now, not at the next tick."""
+    fleet = labels.get(names.FLEET_LABEL)
+    if fleet is not None and hasattr(memo, "ctx"):
+        memo.ctx.wakeups.wake(_key(str(namespace), fleet))
+
+
+@kopf.on.event(GROUP, VERSION, MNODE_PLURAL)
+async def rollout_mnode_event(body: kopf.Body, namespace: str | None, memo: Any, **kw: Any) -> None:
+    """Every fleet gets a MarketplaceFleet (all defaults) to hold its rollout's record."""
+    if not hasattr(memo, "ctx"):
+        return
+    ctx: Context = memo.ctx
+    fleet = str((body.get("spec") or {}).get("fleet") or DEFAULT_FLEET)
+    ctx.wakeups.wake(_key(str(namespace), fleet))
+    if (namespace, fleet) in kw["rollout_fleets"]:
+        return
+    created = {
+        "apiVersion": API_VERSION,
+        "kind": FLEET_KIND,
+        "metadata": {"name": fleet, "namespace": namespace, "labels": dict(MANAGED)},
+        "spec": {},
+    }
+    try:
+        await actuate.run_blocking(ctx.kube.create, k8s.FLEETS, created)
+    except errors.OperatorError as exc:
+        log.warning("%s: cannot create MarketplaceFleet %s: %s", namespace, fleet, exc.message)
+
+
+@kopf.on.startup()
+async def rollout_startup(memo: kopf.Memo, **_: Any) -> None:
+    """Replacing stale pods is this loop's job: the node reconcile's gate defers to it."""
+    if not hasattr(memo, "ctx"):
+        raise kopf.TemporaryError("waiting for the operator context", delay=0.1)
+    memo.ctx.may_replace = gate.may_replace
+
+
+# --- the fleet's loop -------------------------------------------------------------------
+
+
+@kopf.daemon(GROUP, VERSION, FLEET_PLURAL, cancellation_timeout=1.0)
+async def rollout_loop(
+    stopped: kopf.DaemonStopped, body: kopf.Body, memo: kopf.Memo, **kwargs: Any
+) -> None:
+    ctx: Context = memo.ctx
+    namespace, fleet = body["metadata"]["namespace"], body["metadata"]["name"]
+    wake = ctx.wakeups.register(_key(namespace, fleet))
+    ensured_pdb: int | None = None
+    try:
+        while not stopped:
+            wake.clear()
+            busy = False
+            try:
+                busy, budget = await run_once(ctx, namespace, fleet, kwargs)
+                if budget is not None and budget != ensured_pdb:
+                    await ensure_pdb(ctx, namespace, fleet, budget)
+                    ensured_pdb = budget
+            except errors.OperatorError as exc:
+                log.warning("fleet %s/%s: rollout pass failed: %s", namespace, fleet, exc.message)
+            interval = ctx.settings.rollout_interval_seconds if busy else IDLE_SECONDS
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=interval)
+    finally:
+        ctx.wakeups.unregister(_key(namespace, fleet))
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What one pass over a fleet works with: the context and the indexed observation."""
+
+    ctx: Context
+    namespace: str
+    fleet: str
+    indexes: Mapping[str, Any]
+    mnodes: Mapping[str, dict[str, Any]]  # by name
+    pods: Mapping[str, dict[str, Any] | None]  # by node name
+
+    @classmethod
+    def gather(cls, ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]) -> _Pass:
+        mnodes = {
+            m["metadata"]["name"]: m
+            for m in indexes["rollout_mnodes"].get((namespace, fleet)) or ()
+        }
+        pods = {n: _one(indexes["mnode_pods"], (namespace, names.pod_name(n))) for n in mnodes}
+        return cls(ctx, namespace, fleet, indexes, dict(sorted(mnodes.items())), pods)
+
+    def address(self, node: str) -> str | None:
+        ip = ((self.pods.get(node) or {}).get("status") or {}).get("podIP")
+        spec = MarketplaceNodeSpec.model_validate(self.mnodes[node].get("spec") or {})
+        return base_url(ip, spec.p2p.port) if ip else None
+
+    async def token(self) -> str | None:
+        ref = names.NodeRef(name="", namespace=self.namespace, uid="", fleet=self.fleet)
+        secret = _one(
+            self.indexes["mnode_secrets"], (self.namespace, names.admin_secret_name(self.fleet))
+        )
+        try:
+            return await nodeloop.admin_token(self.ctx, ref, secret)
+        except errors.KubeError:
+            return None
+
+    async def drain_states(self, wanted: set[str]) -> dict[str, Drain]:
+        """Drain states of the nodes being drained (only those: hundreds of nodes stay cheap)."""
+        token = await self.token() if wanted else None
+        out: dict[str, Drain] = {}
+        for node in sorted(wanted & set(self.mnodes)):
+            address = self.address(node)
+            if address is None or token is None:
+                continue
+            try:
+                state = await self.ctx.nodes.drain_status(address, token)
+            except (errors.NodeUnreachable, errors.NodeRefused):
+                continue
+            out[node] = _DRAIN[state.state]
+        return out
+
+    def node_view(self, node: str, drain: Drain | None) -> NodeView:
+        mnode, pod = self.mnodes[node], self.pods[node]
+        image = self.ctx.settings.default_node_image
+        view = triggers.node_view(mnode, pod, default_image=image, drain=drain or Drain.UNKNOWN)
+        if mnode["metadata"].get("deletionTimestamp") and view.pod is not None:
+            # Being deleted: its finalizer drains it; never a rollout step, still counted.
+            return NodeView(view.name, view.pod.revision, view.pod, view.grace)
+        return view
+
+    async def act(self, action: planner.Action) -> None:
+        pod = self.pods.get(action.node)
+        if pod is None or pod["metadata"].get("uid") != action.pod_uid:
+            return  # the observation moved on; the next pass decides again
+        if isinstance(action, planner.DeletePod):
+            await actuate.run_blocking(
+                self.ctx.kube.delete,
+                k8s.PODS,
+                self.namespace,
+                names.pod_name(action.node),
+                uid=action.pod_uid,
+                grace_seconds=int(action.grace_seconds),
+            )
+            self.ctx.wakeups.wake((self.namespace, action.node))  # its reconcile makes the new pod
+            return
+        address, token = self.address(action.node), await self.token()
+        if address is None or token is None:
+            return
+        try:
+            await self.ctx.nodes.drain(address, token, timeout_seconds=action.timeout_seconds)
+        except (errors.NodeUnreachable, errors.NodeRefused) as exc:
+            log.info("fleet %s/%s: drain of %s: %s", self.namespace, self.fleet, action.node, exc)
+
+
+def _one(index: Any, key: Any) -> Any:
+    store = index.get(key)
+    return next(iter(store), None) if store is not None else None
+
+
+async def run_once(
+    ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]
+) -> tuple[bool, int | None]:
+    """One pass: (still busy?, the fleet's maxUnavailable for its PDB)."""
+    fleet_body = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
+    if fleet_body is None:
+        return False, None
+    previous = triggers.fleet_status(fleet_body)
+    seen = _Pass.gather(ctx, namespace, fleet, indexes)
+    drains = await seen.drain_states(
+        {s.node for s in previous.steps if s.phase == StepPhase.DRAINING}
+    )
+    view = FleetView(
+        fleet=fleet,
+        nodes=tuple(seen.node_view(n, drains.get(n)) for n in seen.mnodes),
+        settings=triggers.fleet_settings(
+            fleet_body, settle=timedelta(seconds=ctx.settings.rollout_settle_seconds)
+        ),
+        record=triggers.record(previous),
+    )
+    now = datetime.now(UTC)
+    decision = planner.plan(view, now)
+    new = status.build(
+        previous, decision, now=now, generation=fleet_body["metadata"].get("generation")
+    )
+    if new != previous:  # the record first: acting on an unwritten decision could repeat it
+        await actuate.run_blocking(
+            ctx.kube.patch, k8s.FLEETS, namespace, fleet, status.as_patch(new), sub="status"
+        )
+    for action in decision.actions:
+        await seen.act(action)
+    _emit(fleet_body, seen.mnodes, decision.notes)
+    busy = bool(decision.record.steps) or decision.phase == RolloutPhase.WAITING
+    return busy, triggers.fleet_spec(fleet_body).max_unavailable
+
+
+def _emit(
+    fleet_body: Mapping[str, Any],
+    by_name: Mapping[str, dict[str, Any]],
+    notes: tuple[planner.Note, ...],
+) -> None:
+    """Events on the fleet and, for a node's step, on that MarketplaceNode too."""
+    for note in notes:
+        kind = "Warning" if note.warning else "Normal"
+        _event(dict(fleet_body), kind, note)
+        mnode = by_name.get(note.node or "")
+        if mnode is not None:
+            target = {"apiVersion": API_VERSION, "kind": MNODE_KIND, "metadata": mnode["metadata"]}
+            _event(target, kind, note)
+
+
+def _event(target: Any, kind: str, note: planner.Note) -> None:
+    kopf.event(target, type=kind, reason=note.reason, message=note.message[:1024])
+
+
+async def ensure_pdb(ctx: Context, namespace: str, fleet: str, budget: int) -> None:
+    """The fleet's PodDisruptionBudget exists with `maxUnavailable` = the rollout's budget."""
+    owner = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
+    uid = owner["metadata"]["uid"] if owner is not None else None
+    wanted = pdb.pdb(fleet, namespace=namespace, max_unavailable=budget, owner_uid=uid)
+    have = await actuate.run_blocking(ctx.kube.get, k8s.PDBS, namespace, pdb.pdb_name(fleet))
+    if have is None:
+        await actuate.run_blocking(ctx.kube.create, k8s.PDBS, wanted)
+    elif pdb.drifted(have, wanted):
+        await actuate.run_blocking(
+            ctx.kube.patch, k8s.PDBS, namespace, pdb.pdb_name(fleet), {"spec": wanted["spec"]}
+        )
