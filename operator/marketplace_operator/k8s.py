@@ -46,6 +46,8 @@ PVCS = Resource("persistentvolumeclaims")
 SECRETS = Resource("secrets")
 CONFIGMAPS = Resource("configmaps")
 MNODES = Resource("marketplacenodes", GROUP, VERSION)
+FLEETS = Resource("marketplacefleets", GROUP, VERSION)
+PDBS = Resource("poddisruptionbudgets", "policy", "v1")
 
 
 def _translate(status: int, body: bytes | str | None) -> errors.KubeError:
@@ -78,9 +80,12 @@ class Kube:
         self._timeout = timeout
 
     @classmethod
-    def from_environment(cls, *, timeout: float = 10.0) -> Kube:
-        """In-cluster config if present, else KUBECONFIG / ~/.kube/config."""
+    def from_environment(cls, *, timeout: float = 10.0, kubeconfig: str | None = None) -> Kube:
+        """`kubeconfig` if given, else in-cluster config if present, else KUBECONFIG."""
         configuration = client.Configuration()
+        if kubeconfig is not None:
+            config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
+            return cls(client.ApiClient(configuration), timeout=timeout)
         try:
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except config.ConfigException:

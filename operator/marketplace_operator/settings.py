@@ -34,6 +34,16 @@ class Settings(BaseSettings):
         default=16, ge=2, le=256, description="Threads for blocking API calls."
     )
     drain_poll_seconds: float = Field(default=0.5, gt=0, le=30)
+    rollout_settle_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Rollout: how long a drained pod stays unready before it is deleted, "
+        "so load balancers watching EndpointSlices stop sending to it.",
+    )
+    rollout_interval_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="Rollout: re-plan interval while a step runs."
+    )
     liveness_endpoint: str | None = Field(default="http://127.0.0.1:8080/healthz")
     metrics_address: str = Field(default="127.0.0.1")
     metrics_port: int = Field(default=9090, ge=0, le=65535, description="0 disables /metrics.")
