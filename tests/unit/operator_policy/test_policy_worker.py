@@ -1,0 +1,420 @@
+"""The worker's rounds against fakes of its ports: order of effects, versions, problems, resync.
+
+The fakes are at the worker's own ports (Inputs, Cluster, PolicyClient); the fake
+node applies rollback protection exactly as the node's admin API does (409 for
+an older version, or for the same version with other content).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from marketplace_node.admin.models import (
+    LocalBan,
+    LocalBans,
+    NodeStatus,
+    PolicyApplied,
+    PolicyDocument,
+)
+from marketplace_node.clock import FakeClock, SystemClock
+from marketplace_operator import errors
+from marketplace_operator.model.banlist import BanList, BanListSpec
+from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
+from marketplace_operator.policy.effective import effective_policy
+from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.propagate import NodeTarget
+from marketplace_operator.policy.settings import PolicySettings
+from marketplace_operator.policy.versioning import PolicyVersion, content_hash, from_annotations
+from marketplace_operator.policy.worker import FleetKey, InvalidObject, ObjectRef, PolicyWorker
+from prometheus_client import CollectorRegistry
+
+KEY = FleetKey("ns", "blue")
+PEER = "peerAAAAAAAA"
+START = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
+
+
+def target(i: int) -> NodeTarget:
+    return NodeTarget(f"node-{i}", f"uid-{i}", f"http://127.1.0.{i}:7070")
+
+
+@dataclass
+class Inputs:
+    banlist_objs: list[BanList] = field(default_factory=list)
+    policy_objs: list[RateLimitPolicy] = field(default_factory=list)
+    invalid_objs: list[InvalidObject] = field(default_factory=list)
+    node_list: list[NodeTarget] = field(default_factory=lambda: [target(1), target(2)])
+
+    def banlists(self, namespace: str) -> Sequence[BanList]:
+        return self.banlist_objs
+
+    def policies(self, namespace: str) -> Sequence[RateLimitPolicy]:
+        return self.policy_objs
+
+    def invalid(self, namespace: str) -> Sequence[InvalidObject]:
+        return self.invalid_objs
+
+    def nodes(self, key: FleetKey) -> Sequence[NodeTarget]:
+        return self.node_list
+
+    def fleets(self) -> Collection[FleetKey]:
+        return {KEY}
+
+
+@dataclass
+class Cluster:
+    log: list[str]
+    annotations: dict[str, str] | None = field(default_factory=dict)
+    statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
+    events: list[tuple[str, str]] = field(default_factory=list)
+    auto: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+        if self.annotations is None:
+            raise errors.NotFound("no ConfigMap")
+        return from_annotations(self.annotations)
+
+    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None:
+        assert self.annotations is not None
+        self.annotations.update(patch["metadata"]["annotations"])
+        self.log.append(
+            f"configmap v{patch['metadata']['annotations']['marketplace.p2p.dev/policy-version']}"
+        )
+
+    def admin_token(self, key: FleetKey) -> str:
+        return "t0ken"
+
+    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
+        self.auto.append(entries)
+
+    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+        self.statuses[ref.name] = status
+
+    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None:
+        self.events.append((ref.name, reason))
+
+
+class Nodes:
+    """Nodes with rollback protection, each with an applied (version, hash)."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+        self.applied: dict[str, tuple[int, str]] = {}
+        self.down: set[str] = set()
+        self.local: dict[str, list[LocalBan]] = {}
+
+    async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
+        if base in self.down:
+            raise errors.NodeUnreachable("connection refused")
+        current = self.applied.get(base)
+        if current is not None and (
+            policy.version < current[0]
+            or (policy.version == current[0] and policy.hash != current[1])
+        ):
+            raise errors.NodeRefused("stale", status=409, code="stale_policy")
+        self.applied[base] = (policy.version, policy.hash)
+        self.log.append(f"push {base.removeprefix('http://')} v{policy.version}")
+        return PolicyApplied(version=policy.version, hash=policy.hash)
+
+    async def status(self, base: str, token: str) -> NodeStatus:
+        if base in self.down:
+            raise errors.NodeUnreachable("connection refused")
+        current = self.applied.get(base)
+        return NodeStatus(peer_id="p", policy_version=current[0] if current else None)
+
+    async def local_bans(self, base: str, token: str) -> LocalBans:
+        return LocalBans(peer_id="p", bans=self.local.get(base, []))
+
+
+SETTINGS = PolicySettings(attempts=2, retry_base_seconds=0.001, retry_max_seconds=0.002)
+
+
+@dataclass
+class World:
+    inputs: Inputs
+    cluster: Cluster
+    nodes: Nodes
+    clock: FakeClock
+    registry: CollectorRegistry
+    log: list[str]
+
+    def worker(self, *, clock: Any = None, settings: PolicySettings = SETTINGS) -> PolicyWorker:
+        """A fresh worker (as after an operator restart), with a fresh metrics registry."""
+        self.registry = CollectorRegistry()
+        return PolicyWorker(
+            inputs=self.inputs,
+            cluster=self.cluster,
+            client=self.nodes,
+            metrics=PolicyMetrics(self.registry),
+            settings=settings,
+            clock=clock or self.clock,
+            rng=random.Random(3),
+        )
+
+    def versions(self) -> list[int]:
+        return sorted(v for v, _ in self.nodes.applied.values())
+
+
+@pytest.fixture
+def world() -> World:
+    log: list[str] = []
+    return World(
+        Inputs(),
+        Cluster(log),
+        Nodes(log),
+        FakeClock(wall=START.timestamp()),
+        CollectorRegistry(),
+        log,
+    )
+
+
+def banlist(name: str, *peers: str, fleet: str = "*", generation: int = 1) -> BanList:
+    spec = BanListSpec.model_validate({"fleet": fleet, "entries": [{"peerId": p} for p in peers]})
+    return BanList(
+        namespace="ns",
+        name=name,
+        uid=f"uid-{name}",
+        created=START,
+        generation=generation,
+        spec=spec,
+    )
+
+
+async def test_configmap_is_written_before_any_push_and_every_node_converges(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    assert world.log[0] == "configmap v1"
+    assert sorted(world.log[1:]) == ["push 127.1.0.1:7070 v1", "push 127.1.0.2:7070 v1"]
+    status = world.cluster.statuses["spam"]
+    assert status["fleetPolicyVersion"] == 1
+    assert status["convergedNodes"] == "2/2"
+    assert status["entries"] == 1
+    conditions = {c["type"]: c for c in status["conditions"]}
+    assert conditions["Ready"]["status"] == "True"
+    assert conditions["PolicyConverged"]["status"] == "True"
+    assert (
+        world.registry.get_sample_value(
+            "marketplace_operator_policy_bans", {"namespace": "ns", "fleet": "blue"}
+        )
+        == 1
+    )
+    assert (
+        world.registry.get_sample_value("marketplace_operator_policy_propagation_seconds_count")
+        == 1
+    )
+
+
+async def test_an_unchanged_policy_is_neither_rewritten_nor_pushed_again(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.log.clear()
+    statuses = dict(world.cluster.statuses)
+    world.cluster.statuses.clear()
+    await worker.round(KEY)
+    assert world.log == []
+    assert world.cluster.statuses == {}  # status unchanged: not written again
+    assert statuses
+
+
+async def test_a_change_gets_the_next_version(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.inputs.banlist_objs = [banlist("spam", PEER, "peerBBBBBBBB", generation=2)]
+    await worker.round(KEY)
+    assert world.versions() == [2, 2]
+    assert world.cluster.annotations is not None
+    assert world.cluster.annotations["marketplace.p2p.dev/policy-version"] == "2"
+
+
+async def test_a_restarted_operator_keeps_the_version_and_never_goes_back(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    await world.worker().round(KEY)
+    world.inputs.banlist_objs = [banlist("spam", PEER, "peerBBBBBBBB", generation=2)]
+    await world.worker().round(KEY)  # a second operator process (fresh memory)
+    world.log.clear()
+    restarted = world.worker()
+    await restarted.round(KEY)
+    assert sorted(world.log) == ["push 127.1.0.1:7070 v2", "push 127.1.0.2:7070 v2"]
+    assert world.versions() == [2, 2]  # idempotent re-push of the same version, nothing older
+
+
+async def test_a_lost_configmap_version_is_overtaken_from_the_nodes_answers(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    for node in world.inputs.node_list:
+        world.nodes.applied[node.base_url] = (5, "sha256:other")
+    worker = world.worker()
+    await worker.round(KEY)  # issues v1: both nodes answer 409 with their version 5
+    assert world.versions() == [5, 5]
+    await worker.round(KEY)
+    assert world.versions() == [6, 6]
+    assert world.cluster.annotations is not None
+    assert world.cluster.annotations["marketplace.p2p.dev/policy-version"] == "6"
+
+
+async def test_limits_that_cannot_apply_change_nothing_and_are_reported(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.log.clear()
+    world.inputs.policy_objs = [
+        RateLimitPolicy(
+            namespace="ns",
+            name="short-max",
+            uid="u1",
+            generation=1,
+            spec=RateLimitPolicySpec.model_validate(
+                {"priority": 5, "escalation": {"maxBanSeconds": 30}}
+            ),
+        ),
+        RateLimitPolicy(
+            namespace="ns",
+            name="long-first",
+            uid="u2",
+            generation=1,
+            spec=RateLimitPolicySpec.model_validate({"escalation": {"firstBanSeconds": 600}}),
+        ),
+    ]
+    await worker.round(KEY)
+    await worker.round(KEY)
+    assert world.log == []  # no ConfigMap write, no push
+    assert world.versions() == [1, 1]
+    ready = {c["type"]: c for c in world.cluster.statuses["short-max"]["conditions"]}["Ready"]
+    assert ready["status"] == "False"
+    assert "firstBanSeconds must not exceed maxBanSeconds" in ready["message"]
+    assert sorted(world.cluster.events) == [
+        ("long-first", "CannotApply"),
+        ("short-max", "CannotApply"),
+    ]
+    spam_ready = {c["type"]: c for c in world.cluster.statuses["spam"]["conditions"]}["Ready"]
+    assert spam_ready["status"] == "True"  # not at fault
+
+
+async def test_an_object_the_operator_cannot_read_blocks_its_fleet(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.log.clear()
+    world.inputs.invalid_objs = [
+        InvalidObject(ObjectRef("banlists", "ns", "weird", "u9", 3), "blue", "entries.0: bad")
+    ]
+    world.inputs.banlist_objs = []
+    await worker.round(KEY)
+    assert world.log == []  # the bans of "spam" were not lifted on any node
+    assert world.cluster.events == [("weird", "CannotApply")]
+
+
+async def test_no_configmap_yet_means_no_push(world: World) -> None:
+    world.cluster.annotations = None
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    await world.worker().round(KEY)
+    assert world.log == []
+
+
+async def test_a_node_that_was_down_converges_on_resync(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    down = world.inputs.node_list[1].base_url
+    world.nodes.down.add(down)
+    worker = world.worker()
+    await worker.round(KEY)
+    status = world.cluster.statuses["spam"]
+    assert status["convergedNodes"] == "1/2"
+    converged = {c["type"]: c for c in status["conditions"]}["PolicyConverged"]
+    assert converged["status"] == "False"
+    assert "lagging: node-2" in converged["message"]
+    assert (
+        world.registry.get_sample_value(
+            "marketplace_operator_policy_push_failures_total", {"namespace": "ns", "node": "node-2"}
+        )
+        == 1
+    )
+    world.nodes.down.clear()
+    await worker.resync(KEY)
+    await worker.round(KEY)
+    assert world.versions() == [1, 1]
+    assert world.cluster.statuses["spam"]["convergedNodes"] == "2/2"
+
+
+async def test_a_node_that_restarted_empty_is_noticed_by_resync(world: World) -> None:
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    del world.nodes.applied[world.inputs.node_list[0].base_url]
+    world.log.clear()
+    await worker.round(KEY)
+    assert world.log == []  # the worker still believes node-1 has v1
+    await worker.resync(KEY)
+    await worker.round(KEY)
+    assert world.log == ["push 127.1.0.1:7070 v1"]
+
+
+async def test_local_bans_become_the_auto_banlist_once(world: World) -> None:
+    ban = LocalBan(
+        peer_id=PEER,
+        reason="rate_limited",
+        offences=4,
+        banned_at=START - timedelta(seconds=5),
+        expires_at=START + timedelta(minutes=10),
+    )
+    world.nodes.local[world.inputs.node_list[0].base_url] = [ban]
+    worker = world.worker()
+    await worker.collect(KEY)
+    (entries,) = world.cluster.auto
+    assert entries[0]["peerId"] == PEER
+    assert entries[0]["provenance"]["nodes"] == ["node-1"]
+    assert entries[0]["provenance"]["offences"] == 4
+    # The auto list now exists with those entries: the next collection writes nothing.
+    auto = BanList(
+        namespace="ns",
+        name="blue-auto",
+        created=START,
+        generation=1,
+        spec=BanListSpec.model_validate({"fleet": "blue", "entries": entries}),
+    )
+    world.inputs.banlist_objs = [auto]
+    await worker.collect(KEY)
+    assert len(world.cluster.auto) == 1
+    assert (
+        world.registry.get_sample_value(
+            "marketplace_operator_auto_bans",
+            {"namespace": "ns", "fleet": "blue", "reason": "rate_limited"},
+        )
+        == 1
+    )
+
+
+async def test_a_burst_of_changes_costs_few_pushes(world: World) -> None:
+    settings = PolicySettings(gather_seconds=0.005, min_interval_seconds=0.05)
+    worker = world.worker(clock=SystemClock(), settings=settings)
+    runner = asyncio.create_task(worker.run())
+    loop = asyncio.get_running_loop()
+    try:
+        began = loop.time()
+        for i in range(100):
+            peers = [f"peer{j:08d}" for j in range(i + 1)]
+            world.inputs.banlist_objs = [banlist("spam", *peers, generation=i + 1)]
+            worker.mark(KEY)
+            await asyncio.sleep(0.001)
+        burst = loop.time() - began
+        final = effective_policy(
+            "blue", banlists=world.inputs.banlist_objs, ratelimitpolicies=[], now=datetime.now(UTC)
+        )
+        assert final.content is not None
+        want = content_hash(final.content)
+        async with asyncio.timeout(5):
+            while {h for _, h in world.nodes.applied.values()} != {want}:  # noqa: ASYNC110 - bounded
+                await asyncio.sleep(0.01)
+    finally:
+        runner.cancel()
+        await asyncio.gather(runner, return_exceptions=True)
+    rounds = int((world.cluster.annotations or {})["marketplace.p2p.dev/policy-version"])
+    assert rounds <= burst / settings.min_interval_seconds + 2
+    pushes = [line for line in world.log if line.startswith("push")]
+    assert len(pushes) == 2 * rounds  # one push per node per round, not per change
