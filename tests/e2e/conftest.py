@@ -1,0 +1,130 @@
+"""Shared end-to-end fixtures: a cluster, the CRDs, a namespace per test, the operator.
+
+Reusable by every operator test (core, policy, rollout):
+
+- `kubeconfig` / `kube` / `kubectl`: the cluster in $KUBECONFIG, else the local one
+  (`hack/cluster.sh up`, idempotent);
+- `crds`: every CRD in crds/ applied and Established;
+- `namespace`: a fresh namespace per test, torn down without leaving stuck finalizers;
+- `operator`: an `OperatorProcess` (the real `marketplace-operator` console script) watching
+  that namespace, with `start()`, `stop()`, `kill()` (SIGKILL) and `restart()`;
+- `wait_for(...)`: poll a predicate with a deadline, failing with what was last seen;
+- `mnode_body(...)`, `mnode_ready(...)`, `condition(...)`: MarketplaceNode helpers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from e2e_helpers import ROOT, Kubectl, OperatorProcess
+from marketplace_operator import errors, k8s
+
+pytestmark = pytest.mark.cluster
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if Path(str(item.fspath)).is_relative_to(Path(__file__).parent):
+            item.add_marker(pytest.mark.cluster)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    if os.environ.get("KUBECONFIG"):
+        return os.environ["KUBECONFIG"]
+    subprocess.run([str(ROOT / "hack" / "cluster.sh"), "up"], check=True, timeout=600)
+    out = subprocess.run(
+        [str(ROOT / "hack" / "cluster.sh"), "kubeconfig"],
+        check=True, capture_output=True, text=True, timeout=30,
+    )  # fmt: skip
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def kube(kubeconfig: str) -> Iterator[k8s.Kube]:
+    client = k8s.Kube.from_environment(kubeconfig=kubeconfig)
+    yield client
+    client.close()
+
+
+def _kubectl_path(kubeconfig: str) -> str:
+    local = Path(kubeconfig).parent / "bin" / "kubectl"
+    return str(local) if local.exists() else "kubectl"
+
+
+@pytest.fixture(scope="session")
+def kubectl(kubeconfig: str) -> Kubectl:
+    """`kubectl(*args, input=None, check=True)`: run kubectl against the test cluster."""
+    binary = _kubectl_path(kubeconfig)
+
+    def run(
+        *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, "--kubeconfig", kubeconfig, *args],
+            input=input, capture_output=True, text=True, timeout=120, check=check,
+        )  # fmt: skip
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def crds(kubectl: Kubectl) -> list[str]:
+    files = sorted((ROOT / "crds").glob("*.yaml"))
+    names = []
+    for f in files:
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        names.append(kubectl("get", "-f", str(f), "-o", "name").stdout.strip())
+    for name in names:
+        kubectl("wait", "--for=condition=Established", name, "--timeout=60s")
+    return names
+
+
+@pytest.fixture
+def namespace(
+    kube: k8s.Kube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
+    kubectl("create", "namespace", name)
+    yield name
+    # With the operator gone, MarketplaceNode finalizers would hold the namespace forever.
+    for mnode in kube.list(k8s.MNODES, name):
+        with contextlib.suppress(errors.NotFound):
+            kube.patch(
+                k8s.MNODES, name, mnode["metadata"]["name"], {"metadata": {"finalizers": None}}
+            )
+    kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def operator_factory(
+    kubeconfig: str, namespace: str, tmp_path: Path
+) -> Iterator[Callable[..., OperatorProcess]]:
+    """Make (unstarted) operator processes for this test's namespace; all stopped at teardown."""
+    made: list[OperatorProcess] = []
+
+    def make(*extra: str) -> OperatorProcess:
+        op = OperatorProcess(
+            kubeconfig=kubeconfig, namespace=namespace, log_dir=tmp_path, extra=list(extra)
+        )
+        made.append(op)
+        return op
+
+    yield make
+    for op in made:
+        op.stop()
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProcess:
+    """One running operator watching `namespace`."""
+    op = operator_factory()
+    op.start()
+    return op

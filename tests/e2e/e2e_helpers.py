@@ -1,0 +1,169 @@
+"""Helpers for end-to-end tests (imported by conftest.py and the tests): waiting with a
+deadline, the operator as a child process, MarketplaceNode shorthands."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+import urllib3
+from marketplace_operator import errors, k8s
+
+ROOT = Path(__file__).resolve().parents[2]
+VENV_BIN = ROOT / ".venv" / "bin"
+T = TypeVar("T")
+Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+
+
+def wait_for(
+    probe: Callable[[], T | None],
+    *,
+    timeout: float,
+    interval: float = 0.2,
+    what: str = "condition",
+) -> T:
+    """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            result = probe()
+        except errors.OperatorError as exc:  # API hiccups while things change
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class OperatorProcess:
+    """The real operator as a child process, for start/stop/SIGKILL scenarios."""
+
+    def __init__(self, *, kubeconfig: str, namespace: str, log_dir: Path, extra: list[str]) -> None:
+        self.kubeconfig = kubeconfig
+        self.namespace = namespace
+        self.log_dir = log_dir
+        self.extra = extra
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.runs = 0
+        self.liveness_port = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.log_dir / f"operator-{self.runs}.log"
+
+    def logs(self) -> str:
+        return "".join(
+            (self.log_dir / f"operator-{i}.log").read_text(errors="replace")
+            for i in range(1, self.runs + 1)
+        )
+
+    def start(self, *, timeout: float = 60) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.runs += 1
+        self.liveness_port = free_port()
+        env = {**os.environ, "KUBECONFIG": self.kubeconfig, "PYTHONUNBUFFERED": "1"}
+        with self.log_path.open("wb") as log:
+            self.proc = subprocess.Popen(
+                [
+                    str(VENV_BIN / "marketplace-operator"),
+                    "--namespace", self.namespace,
+                    "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
+                    "--metrics-port", "0",
+                    *self.extra,
+                ],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
+            )  # fmt: skip
+        http = urllib3.PoolManager()
+
+        def alive() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                pytest.fail(f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
+            try:
+                url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+                return http.request("GET", url, timeout=1.0, retries=False).status == 200
+            except urllib3.exceptions.HTTPError:
+                return False
+
+        wait_for(alive, timeout=timeout, what="the operator's liveness endpoint")
+
+    def stop(self, *, timeout: float = 30) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def kill(self) -> None:
+        """SIGKILL: no cleanup, no finalizer removal, nothing flushed."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def restart(self) -> None:
+        self.kill()
+        self.start()
+
+
+# --- MarketplaceNode helpers ---------------------------------------------------------------
+
+
+def mnode_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "marketplace.p2p.dev/v1alpha1",
+        "kind": "MarketplaceNode",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    }
+
+
+def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_:
+            return dict(c)
+    return None
+
+
+def mnode_ready(kube: k8s.Kube, namespace: str, name: str) -> dict[str, Any] | None:
+    """The MarketplaceNode if its Ready condition is True for its current generation."""
+    obj = kube.get(k8s.MNODES, namespace, name)
+    ready = condition(obj, "Ready")
+    if obj is None or ready is None or ready["status"] != "True":
+        return None
+    if obj["status"].get("observedGeneration") != obj["metadata"]["generation"]:
+        return None
+    return obj
+
+
+def wait_ready(
+    kube: k8s.Kube, namespace: str, names: list[str], *, timeout: float = 90
+) -> list[dict[str, Any]]:
+    """Wait until every named MarketplaceNode is Ready; their objects."""
+    out = []
+    for name in names:
+
+        def probe(name: str = name) -> dict[str, Any] | None:
+            return mnode_ready(kube, namespace, name)
+
+        out.append(wait_for(probe, timeout=timeout, what=f"MarketplaceNode {name} Ready"))
+    return out
