@@ -255,7 +255,7 @@ async def reconcile_once(
                     token=token, port=port, stopped=stopped,
                 )  # fmt: skip
             else:
-                replacing = f"{action.reason}, waiting for the fleet"
+                replacing = "WaitingForFleetRollout"  # a Condition reason: CamelCase
         else:
             done = await actuate.apply(ctx.kube, ref, action)
             if done:
