@@ -7,18 +7,10 @@ from typing import Any
 
 from marketplace_operator.render import names
 
-# Waiting reasons that mean "this will not get better by itself".
-STUCK_REASONS = frozenset(
-    {
-        "CrashLoopBackOff",
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "InvalidImageName",
-        "CreateContainerConfigError",
-        "CreateContainerError",
-        "RunContainerError",
-    }
-)
+# Waiting reasons on the way to running; any other (CrashLoopBackOff, ErrImagePull,
+# ImagePullBackOff, CreateContainerConfigError, a local kubelet's ImageNotMapped …)
+# means the container will not run without a change.
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
 CRASH_RESTARTS = 3
 
 
@@ -44,7 +36,7 @@ class PodView:
     @property
     def stuck_reason(self) -> str | None:
         """Why the node cannot run, if it cannot: a stuck waiting state or a crash loop."""
-        if self.waiting_reason in STUCK_REASONS:
+        if self.waiting_reason is not None and self.waiting_reason not in STARTING_REASONS:
             return self.waiting_reason
         if self.restarts >= CRASH_RESTARTS and not self.containers_ready:
             return "CrashLoopBackOff"

@@ -259,6 +259,22 @@ HASH = pod.template_hash(desired().pod_inputs)
             "False",
         ),
         (
+            status.StatusInputs(
+                1, view(ready=False, joined=False, waiting="ContainerCreating"), HASH
+            ),
+            Phase.STARTING,
+            "False",
+            "False",
+            "True",
+        ),
+        (
+            status.StatusInputs(1, view(ready=False, waiting="ImagePullBackOff"), HASH),
+            Phase.DEGRADED,
+            "False",
+            "True",
+            "False",
+        ),
+        (
             status.StatusInputs(1, view(), HASH, replacing="PodTemplateChanged"),
             Phase.REPLACING,
             "True",
