@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -90,7 +91,8 @@ def crds(kubectl: Kubectl) -> list[str]:
 def namespace(
     kube: k8s.Kube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
 ) -> Iterator[str]:
-    base = request.node.name.lower().replace("_", "-")[:40].strip("-")
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40]
+    base = base.strip("-")
     name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", name)
     yield name
