@@ -1,0 +1,253 @@
+"""Cost of the policy door (bans + rate limits) per request, and its memory under 1M identities.
+
+Three measurements, bounded in time (well under two minutes together):
+
+1. `admit()` alone: microseconds per call with a realistic policy (thousands
+   of fleet bans over many prefix lengths, many known peers).
+2. HTTP: requests per second of an in-process aiohttp app on loopback, a bare
+   handler against the same handler behind the error middleware, the door
+   (`admit`), the drain tracker and the pending-query cap. Target: at least
+   70 % of the bare throughput.
+3. Memory: distinct peer ids (and addresses) hitting the keyed limiter, the
+   escalation tracker and the local ban table. Their caps keep the tables at
+   a fixed size once full: a traced run just past the caps measures what the
+   full tables hold (tracemalloc), then one million identities run untraced
+   and we report the resident-set growth; both against `MEMORY_BOUND_MIB`.
+
+Run: `.venv/bin/python -m bench policy` or `.venv/bin/python bench/bench_policy.py`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import gc
+import ipaddress
+import resource
+import statistics
+import sys
+import time
+import tracemalloc
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from aiohttp.typedefs import Handler
+from marketplace_node import errors, http_errors
+from marketplace_node.admin.models import (
+    BanEntry,
+    Escalation,
+    Limit,
+    Operation,
+    PolicyDocument,
+    RateLimits,
+)
+from marketplace_node.clock import SystemClock
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence
+
+MEMORY_BOUND_MIB = 128
+"""Documented bound for the policy tables under 1M identities at the default caps
+(100,000 limiter keys, 100,000 offenders, 10,000 local bans)."""
+HTTP_TARGET_RATIO = 0.70
+DISTINCT_IDS = 1_000_000
+TRACED_IDS = 120_000  # just past the caps: the tables are full and stay that size
+MEMORY_BUDGET_SECONDS = 60.0  # the 1M run stops early (and says so) on a very busy machine
+HTTP_REQUESTS = 4_000
+HTTP_CONCURRENCY = 32
+HTTP_ROUNDS = 3
+
+
+def realistic_policy(version: int = 1) -> PolicyDocument:
+    """2,000 peer bans and 2,000 CIDR bans over 12 prefix lengths, IPv4 and IPv6."""
+    expires = datetime.now(tz=UTC) + timedelta(hours=1)
+    bans = [BanEntry(peer_id=f"banned-peer-{i:08d}", expires_at=expires) for i in range(2_000)]
+    for i in range(2_000):
+        plen = (8, 12, 16, 20, 24, 28, 32)[i % 7]
+        net = ipaddress.ip_network((f"100.{i % 250}.{i // 250}.0", plen), strict=False)
+        bans.append(BanEntry(cidr=str(net), reason="bench"))
+    for i in range(500):
+        plen = (32, 48, 56, 64, 128)[i % 5]
+        net = ipaddress.ip_network((f"2001:db8:{i:x}::", plen), strict=False)
+        bans.append(BanEntry(cidr=str(net), reason="bench6"))
+    limits = RateLimits(
+        per_peer={op: Limit(rate=1_000_000, burst=1_000_000) for op in Operation},
+        global_=Limit(rate=1_000_000, burst=1_000_000),
+        max_pending_queries=100_000,
+    )
+    return PolicyDocument(version=version, bans=bans, rate_limits=limits)
+
+
+def bench_admit() -> float:
+    """Microseconds per `admit()` for known peers on unbanned addresses."""
+    door = PolicyEnforcer(SystemClock(), node_id="bench-node-0000")
+    door.apply(realistic_policy())
+    peers = [f"honest-peer-{i:06d}" for i in range(10_000)]
+    addresses = [f"10.{i // 250 % 250}.{i % 250}.7" for i in range(10_000)]
+    n = 300_000
+    admit = door.admit
+    start = time.perf_counter()
+    for i in range(n):
+        j = i % 10_000
+        admit(peers[j], addresses[j], Operation.SEARCH)
+    per_call = (time.perf_counter() - start) / n * 1e6
+    print(f"admit(): {per_call:.2f} us/call ({n} calls, 4,500 fleet bans, 10,000 peers)")
+    return per_call
+
+
+def build_app(*, guarded: bool) -> web.Application:
+    async def search(request: web.Request) -> web.Response:
+        return web.json_response({"results": [], "total": 0})
+
+    if not guarded:
+        app = web.Application()
+        app.router.add_get("/api/v1/search", search)
+        return app
+    door = PolicyEnforcer(SystemClock(), node_id="bench-node-0000")
+    door.apply(realistic_policy())
+    drain = DrainCoordinator(SystemClock(), timeout=5)
+
+    @web.middleware
+    async def policy_door(request: web.Request, handler: Handler) -> web.StreamResponse:
+        peer = request.headers.get("X-Peer")
+        door.admit(peer, request.remote or "", Operation.SEARCH)
+        with drain.track():
+            async with door.pending():
+                return await handler(request)
+
+    app = web.Application(middlewares=[http_errors.error_middleware, policy_door])
+    app.router.add_get("/api/v1/search", search)
+    return app
+
+
+async def throughput(app: web.Application) -> float:
+    """Requests per second through a bounded client loop against `app` on loopback."""
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    url = str(server.make_url("/api/v1/search"))
+    connector = aiohttp.TCPConnector(limit=HTTP_CONCURRENCY)
+    try:
+        async with aiohttp.ClientSession(connector=connector) as session:
+            remaining = HTTP_REQUESTS
+            failures = 0
+
+            async def worker(n: int) -> None:
+                nonlocal remaining, failures
+                headers = {"X-Peer": f"honest-peer-{n:06d}"}
+                while remaining > 0:
+                    remaining -= 1
+                    async with session.get(url, headers=headers) as response:
+                        await response.read()
+                        failures += response.status != 200
+
+            start = time.perf_counter()
+            async with asyncio.timeout(60):
+                await asyncio.gather(*(worker(n) for n in range(HTTP_CONCURRENCY)))
+            elapsed = time.perf_counter() - start
+            if failures:
+                raise RuntimeError(f"{failures} requests failed")
+            return HTTP_REQUESTS / elapsed
+    finally:
+        await server.close()
+
+
+async def bench_http() -> float:
+    bare: list[float] = []
+    guarded: list[float] = []
+    for _ in range(HTTP_ROUNDS):  # interleaved, so machine noise hits both alike
+        bare.append(await throughput(build_app(guarded=False)))
+        guarded.append(await throughput(build_app(guarded=True)))
+    b, g = statistics.median(bare), statistics.median(guarded)
+    ratio = g / b
+    verdict = "ok" if ratio >= HTTP_TARGET_RATIO else "BELOW TARGET"
+    print(
+        f"HTTP: bare {b:,.0f} req/s, with door+drain+pending {g:,.0f} req/s, "
+        f"ratio {ratio:.2f} (target >= {HTTP_TARGET_RATIO:.2f}: {verdict}); "
+        f"median of {HTTP_ROUNDS} rounds of {HTTP_REQUESTS} requests, {HTTP_CONCURRENCY} clients"
+    )
+    return ratio
+
+
+def rss_mib() -> float:
+    """Resident set size now (Linux `/proc`), falling back to the peak from getrusage."""
+    try:
+        with open("/proc/self/statm") as statm:
+            pages = int(statm.read().split()[1])
+        return pages * resource.getpagesize() / 2**20
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def flood(door: PolicyEnforcer, count: int, *, budget: float) -> tuple[int, float]:
+    """`count` distinct identities through the door; stops early past `budget` seconds."""
+    start = time.perf_counter()
+    for i in range(count):
+        peer = f"peer-{i:012d}"
+        address = f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}"
+        door.admit(peer, address, Operation.SEARCH)  # a limiter entry per peer
+        door.record(peer, address, Offence.MALFORMED_REQUEST)  # an offender per peer
+        if i % 4 == 0:  # a quarter come without identity: keyed and banned by address
+            with contextlib.suppress(errors.NodeError):
+                door.admit(None, address, Operation.FETCH)
+            door.record(None, address, Offence.INVALID_DATA)
+        if i % 10_000 == 0 and time.perf_counter() - start > budget:
+            return i + 1, time.perf_counter() - start
+    return count, time.perf_counter() - start
+
+
+def flood_door() -> PolicyEnforcer:
+    door = PolicyEnforcer(SystemClock(), node_id="bench-node-0000")
+    limits = RateLimits(
+        per_peer={op: Limit(rate=1, burst=1) for op in Operation},
+        global_=Limit(rate=1_000_000, burst=1_000_000),
+        escalation=Escalation(threshold=3, window_seconds=60),
+    )
+    door.apply(PolicyDocument(version=1, rate_limits=limits))
+    return door
+
+
+def bench_memory() -> float:
+    """RSS growth under 1M identities (untraced, first), then the traced size of full tables."""
+    gc.collect()
+    rss_before = rss_mib()
+    door = flood_door()
+    done, elapsed = flood(door, DISTINCT_IDS, budget=MEMORY_BUDGET_SECONDS)
+    grown = rss_mib() - rss_before
+    status = door.status
+    cut = "" if done == DISTINCT_IDS else f" (time budget reached after {done:,})"
+    print(
+        f"memory, 1M: {done:,} distinct peers (+{done // 4:,} anonymous) in {elapsed:.1f} s{cut}; "
+        f"RSS {rss_before:.0f} -> {rss_before + grown:.0f} MiB (+{grown:.1f}); the tables "
+        f"stayed at their caps: limiter keys {status.limiter_keys:,}, offenders "
+        f"{status.offenders:,}, local bans {status.local_bans:,}"
+    )
+    del door
+    gc.collect()
+    tracemalloc.start()
+    door = flood_door()
+    traced_ids, _ = flood(door, TRACED_IDS, budget=MEMORY_BUDGET_SECONDS / 2.5)
+    current, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    peak_mib = peak / 2**20
+    print(
+        f"memory, traced: {traced_ids:,} identities fill the tables to their caps: "
+        f"{current / 2**20:.1f} MiB held, peak {peak_mib:.1f} MiB "
+        f"(bound {MEMORY_BOUND_MIB} MiB)"
+    )
+    return max(peak_mib, grown)
+
+
+def main() -> int:
+    print("== policy door: cost per request and memory ==")
+    per_call = bench_admit()
+    ratio = asyncio.run(bench_http())
+    peak = bench_memory()
+    ok = ratio >= HTTP_TARGET_RATIO and peak <= MEMORY_BOUND_MIB
+    print(f"summary: admit {per_call:.2f} us, http ratio {ratio:.2f}, memory {peak:.1f} MiB")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
