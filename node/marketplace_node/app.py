@@ -1,4 +1,4 @@
-"""Assembles the aiohttp application: routes, the door middleware, metrics, OpenAPI, admin, and the service lifecycle."""
+"""Assembles the aiohttp application: routes, door, metrics, OpenAPI, admin, service lifecycle."""
 
 from __future__ import annotations
 
@@ -9,14 +9,13 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
-
 from pydantic import SecretStr
 
 from marketplace_node import http_api, http_errors, limits, openapi, sync
 from marketplace_node.admin import routes
 from marketplace_node.admin.backend import NodeAdmin
-from marketplace_node.config import NodeSettings
 from marketplace_node.admin.models import Members, PolicyDocument
+from marketplace_node.config import NodeSettings
 from marketplace_node.membership import Membership
 from marketplace_node.metrics import Snapshot, SnapshotCollector, StateCollector
 from marketplace_node.policy.watch import PolicyDirWatcher
@@ -80,7 +79,7 @@ def _add_admin(app: web.Application, service: NodeService) -> None:
 
 
 def admin_token(settings: NodeSettings) -> SecretStr | None:
-    """The admin bearer token: the token file wins over the setting; None refuses all admin calls."""
+    """The admin bearer token: the file wins over the setting; None refuses all admin calls."""
     if settings.admin_token_file is not None:
         try:
             token = settings.admin_token_file.read_text().strip()

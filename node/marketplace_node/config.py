@@ -45,7 +45,8 @@ class NodeSettings(BaseSettings):
     drain_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
-    gossip_fanout: int = Field(default=5, ge=1, le=32)
+    gossip_origin_fanout: int = Field(default=32, ge=1, le=256)
+    gossip_fanout: int = Field(default=3, ge=1, le=32)
     gossip_hop_limit: int = Field(default=6, ge=1, le=limits.HOP_LIMIT_MAX)
     provider_ttl_seconds: int = Field(default=3_600, ge=10, le=int(limits.PROVIDER_TTL_MAX_SECONDS))
     liveness_interval_seconds: float = Field(default=5.0, gt=0, le=600)

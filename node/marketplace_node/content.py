@@ -45,7 +45,7 @@ async def fetch_verified(
     blobs: BlobStore,
     book: ReputationBook,
     clock: Clock,
-    timeout: float,
+    transfer_seconds: float,
     on_attempt: Callable[[Attempt], None] = lambda _: None,
 ) -> Provider:
     """Store `meta`'s content locally from the first provider that delivers it intact."""
@@ -56,7 +56,9 @@ async def fetch_verified(
         started = clock.monotonic()
         try:
             async with client.stream(
-                provider.address, f"/p2p/v1/content/{meta.digest}", timeout=timeout
+                provider.address,
+                f"/p2p/v1/content/{meta.digest}",
+                transfer_seconds=transfer_seconds,
             ) as chunks:
                 size = await blobs.write(chunks, digest=meta.digest, max_size=meta.size)
             if size != meta.size:  # unreachable with a matching digest; kept as a guard

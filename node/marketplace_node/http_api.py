@@ -37,7 +37,7 @@ from marketplace_node.model import (
 )
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.search import matches
-from marketplace_node.service import NodeService
+from marketplace_node.service import ANNOUNCEMENT_ID, NodeService
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -126,6 +126,7 @@ async def _authenticate(request: web.Request, service: NodeService) -> str:
         service.enforcer.record(None, request.remote or "", Offence.BAD_SIGNATURE)
         raise
     request[PEER] = peer
+    service.peers.touch(peer, service.clock.monotonic())
     return peer
 
 
@@ -301,8 +302,13 @@ async def _event(
 
 async def p2p_announce(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
-    ann = Announcement.model_validate_json(await request.read())
     sender = request[PEER]
+    if request.headers.get(ANNOUNCEMENT_ID, "") in service.seen:
+        # An unverified hint is safe here: it can only make us skip a body whose id we
+        # already hold; an unseen or lying id falls through to full verification.
+        service.metrics.announcements.labels("duplicate").inc()
+        return web.json_response({"accepted": False}, status=202)
+    ann = Announcement.model_validate_json(await request.read())
     try:
         accepted = await service.accept(ann, sender=sender)
     except Unauthenticated:

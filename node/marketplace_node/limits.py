@@ -1,4 +1,4 @@
-"""Every size, count and time limit of the node in one place, so reviewers and the hardening pass tune one file."""
+"""Every size, count and time limit of the node in one place, so tuning touches one file."""
 
 from __future__ import annotations
 

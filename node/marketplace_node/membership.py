@@ -1,8 +1,11 @@
 """Peer membership I/O: hello (peer exchange + liveness), joining, stale-peer cleanup.
 
-Every `liveness_interval` the node says hello to each known peer, to every
-configured (bootstrap/member) address not yet in the table, and to a few
-addresses learned by peer exchange. A successful hello records the peer (and
+Every `liveness_interval` the node says hello to every configured
+(bootstrap/member) address not yet in the table, to a few addresses learned
+by peer exchange, and to the `PROBES_PER_ROUND` known peers silent the
+longest (any verified request from a peer also counts as a sign of life), so
+the liveness cost per round is bounded whatever the table size. A successful
+hello records the peer (and
 the peers it knows as candidates); a failed one counts against it, and peers
 that keep failing past `stale_after` are removed. A newly joined peer
 triggers an anti-entropy pull from it, so a (re)started node catches up
@@ -24,6 +27,7 @@ from marketplace_node.service import NodeService
 logger = logging.getLogger(__name__)
 CANDIDATES_MAX = 256
 CANDIDATES_PER_ROUND = 8
+PROBES_PER_ROUND = 8
 
 
 class Membership:
@@ -75,7 +79,11 @@ class Membership:
     async def round(self) -> None:
         svc = self.service
         known = {p.address: p.peer_id for p in svc.peers.all()}
-        targets = list(known) + [a for a in svc.configured_peers if a not in known]
+        now = svc.clock.monotonic()
+        quiet = svc.peers.least_recently_seen(
+            PROBES_PER_ROUND, before=now - svc.settings.liveness_interval_seconds
+        )
+        targets = [p.address for p in quiet] + [a for a in svc.configured_peers if a not in known]
         targets += [a for a in list(self.candidates)[:CANDIDATES_PER_ROUND] if a not in known]
         targets = [a for a in dict.fromkeys(targets) if a != svc.settings.public_url]
         answers = await asyncio.gather(*(self.hello(a) for a in targets))

@@ -1,4 +1,4 @@
-"""Wire models of the client API and the peer protocol, with their limits and canonical signed forms.
+"""Wire models of the client API and the peer protocol: limits and canonical signed forms.
 
 Signed documents (a package's metadata, an announcement) are signed over a
 canonical JSON encoding: camelCase keys, sorted, no spaces, UTF-8, integers
@@ -85,7 +85,7 @@ def b64(raw: bytes) -> str:
 
 
 class PackageMeta(Model):
-    """A package as its publisher signed it: the seed's fields plus content digest, size and signature.
+    """A package as its publisher signed it: the seed's fields, content digest, size, signature.
 
     `downloads` is not here: it is a local statistic no peer can vouch for, so it
     is kept by each node and never gossiped.
@@ -138,7 +138,11 @@ class ProviderRecord(Model):
 
 
 class Announcement(Model):
-    """One gossiped catalogue change, signed by its origin; `hops` is the only unsigned field."""
+    """One gossiped catalogue change, signed by its origin; `hops` is the only unsigned field.
+
+    A package announcement may carry the origin's provider record, so one
+    message both publishes a package and says where its content is.
+    """
 
     kind: AnnouncementKind
     origin: PeerIdStr
@@ -153,8 +157,13 @@ class Announcement(Model):
     @model_validator(mode="after")
     def _payload_matches_kind(self) -> Announcement:
         has = (self.package is not None, self.provider is not None)
-        if self.kind in PACKAGE_KINDS and has != (True, False):
-            raise ValueError(f"{self.kind} carries exactly a package")
+        if self.kind in PACKAGE_KINDS:
+            if self.package is None:
+                raise ValueError(f"{self.kind} carries a package")
+            if self.provider is not None and (
+                self.provider.package_id != self.package.id or self.provider.peer_id != self.origin
+            ):
+                raise ValueError("a package announcement may only name its origin as provider")
         if self.kind in PROVIDER_KINDS:
             if has != (False, True):
                 raise ValueError(f"{self.kind} carries exactly a provider record")

@@ -1,4 +1,4 @@
-"""The OpenAPI 3.1 document of the client API and the peer protocol; schemas generated from the pydantic models."""
+"""The OpenAPI 3.1 document of the client API and peer protocol; schemas from the models."""
 
 from __future__ import annotations
 
@@ -77,7 +77,8 @@ def paths() -> dict[str, Any]:
         "/healthz": {"get": _op("liveness")},
         "/readyz": {
             "get": _op(
-                "ready: listening, store open, joined a peer when peers are configured, not draining"
+                "ready: listening, store open, joined a peer when peers are configured, "
+                "not draining"
             )
         },
         "/api/v1/blobs/{digest}": {
@@ -145,7 +146,8 @@ def document() -> dict[str, Any]:
                     "type": "apiKey",
                     "in": "header",
                     "name": "Signature",
-                    "description": "RFC 9421 subset, Ed25519, keyid = peer id; see marketplace_node.signing",
+                    "description": "RFC 9421 subset, Ed25519, keyid = peer id "
+                    "(see marketplace_node.signing)",
                 },
                 "adminToken": {"type": "http", "scheme": "bearer"},
             },

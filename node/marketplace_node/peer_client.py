@@ -7,6 +7,7 @@ carrying the peer's code in `details`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -57,9 +58,11 @@ class PeerClient:
         *,
         params: dict[str, str] | None = None,
         body: bytes = b"",
+        headers: dict[str, str] | None = None,
     ) -> bytes:
-        """One signed request; the reply body of a 2xx answer."""
-        url, headers = self._signed(method, base_url, path, params, body)
+        """One signed request (extra `headers` are not signed: hints only); the 2xx reply body."""
+        url, signed = self._signed(method, base_url, path, params, body)
+        headers = signed | (headers or {})
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, timeout=self._timeout
@@ -80,13 +83,13 @@ class PeerClient:
 
     @asynccontextmanager
     async def stream(
-        self, base_url: str, path: str, *, timeout: float
+        self, base_url: str, path: str, *, transfer_seconds: float
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """A signed GET whose body is consumed as chunks (content transfer)."""
         url, headers = self._signed("GET", base_url, path, None, b"")
         try:
             async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+                url, headers=headers, timeout=aiohttp.ClientTimeout(total=transfer_seconds)
             ) as resp:
                 if resp.status != 200:
                     _raise_for(resp.status, await resp.content.read(64 * 1024), base_url)
@@ -110,10 +113,8 @@ def _raise_for(status: int, payload: bytes, peer: str) -> None:
     if 200 <= status < 300:
         return
     code = "unknown"
-    try:
+    with contextlib.suppress(ValueError, AttributeError):
         code = str(json.loads(payload).get("code", "unknown"))[:64]
-    except (ValueError, AttributeError):
-        pass
     raise UpstreamFailed(
         f"peer answered {status}", details={"peer": peer, "status": str(status), "code": code}
     )

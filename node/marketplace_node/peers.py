@@ -69,6 +69,17 @@ class PeerTable:
         del self._peers[oldest.peer_id]
         return True
 
+    def touch(self, peer_id: str, now: float) -> None:
+        """Any verified request from a known peer is a sign of life."""
+        peer = self._peers.get(peer_id)
+        if peer is not None:
+            peer.last_seen, peer.failures = now, 0
+
+    def least_recently_seen(self, k: int, *, before: float) -> list[Peer]:
+        """Up to `k` peers not seen since `before`, the longest silent first (liveness probes)."""
+        quiet = [p for p in self._peers.values() if p.last_seen < before]
+        return sorted(quiet, key=lambda p: (p.last_seen, p.peer_id))[:k]
+
     def failed(self, peer_id: str) -> None:
         peer = self._peers.get(peer_id)
         if peer is not None:

@@ -1,4 +1,4 @@
-"""Signing and checking the two signed documents: package metadata (by its publisher) and announcements (by their origin)."""
+"""Signing and checking package metadata (by its publisher) and announcements (by their origin)."""
 
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ class SearchIndex:
         self._versions.setdefault((meta.publisher, meta.name), set()).add(meta.version)
 
     def versions(self, publisher: str, name: str) -> frozenset[str]:
-        """Versions of `name` by `publisher` in the catalogue (to tell new packages from new versions)."""
+        """Versions of `name` by `publisher` (tells a new package from a new version)."""
         return frozenset(self._versions.get((publisher, name), ()))
 
     def set_downloads(self, package_id: str, downloads: int) -> None:

@@ -1,4 +1,4 @@
-"""The node's core: owns the store, index, providers, peers and gossip, and runs the background work.
+"""The node's core: owns store, index, providers, peers and gossip; runs the background work.
 
 Routes call these methods and nothing else; every peer-facing input arrives
 here already parsed and (for the peer protocol) with a verified sender.
@@ -21,8 +21,8 @@ from marketplace_node import content, gossip, sealing
 from marketplace_node.admin.models import Members, NodeStatus, PeerInfo
 from marketplace_node.blobs import BlobStore
 from marketplace_node.clock import Clock
-from marketplace_node.drain import DrainCoordinator
 from marketplace_node.config import NodeSettings
+from marketplace_node.drain import DrainCoordinator
 from marketplace_node.errors import InvalidInput, NodeError, NotFound
 from marketplace_node.identity import Identity
 from marketplace_node.lifecycle import Lifecycle, State
@@ -51,6 +51,7 @@ from marketplace_node.subscribe import SubscriptionHub
 
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 64
+ANNOUNCEMENT_ID = "Announcement-Id"  # hint that lets a receiver skip parsing a duplicate
 
 
 class NodeService:
@@ -163,7 +164,12 @@ class NodeService:
     # -- catalogue ---------------------------------------------------------------
 
     async def accept(self, ann: Announcement, *, sender: str | None, forward: bool = True) -> bool:
-        """Verify, store, apply and (optionally) forward one announcement; False if already known."""
+        """Verify, forward, store and apply one announcement; False if already known.
+
+        Forwarding happens right after verification, before the durable
+        commit: the next hop does not wait for our disk, and nothing we
+        forward is unverified.
+        """
         if ann.id in self.seen:
             self.metrics.announcements.labels("duplicate").inc()
             return False
@@ -172,15 +178,15 @@ class NodeService:
         except Exception:
             self.metrics.announcements.labels("invalid").inc()
             raise
-        applied = await self.store.apply(ann, now_wall=self.clock.wall())
         self.seen.add(ann.id)
+        if forward:
+            self.forward(ann, sender=sender)
+        applied = await self.store.apply(ann, now_wall=self.clock.wall())
         if applied is None:
             self.metrics.announcements.labels("duplicate").inc()
             return False
         self.metrics.announcements.labels("new").inc()
         self._apply(ann, applied)
-        if forward:
-            self.forward(ann, sender=sender)
         return True
 
     def _apply(self, ann: Announcement, applied: Applied) -> None:
@@ -188,7 +194,7 @@ class NodeService:
         if ann.kind in PACKAGE_KINDS and ann.package is not None and applied.new_package:
             self.index.upsert(ann.package)
             self.hub.publish(applied.seq, ann.package)
-        elif ann.provider is not None and ann.kind is AnnouncementKind.PROVIDER_ADDED:
+        if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
             rec = ann.provider
             current = self.providers.get(rec.package_id, {}).get(rec.peer_id)
             if current is None or current.updated <= ann.created:
@@ -200,9 +206,9 @@ class NodeService:
                     ann.created,
                 )
                 self.providers.setdefault(rec.package_id, {})[rec.peer_id] = row
-        elif ann.provider is not None and ann.kind is AnnouncementKind.PROVIDER_REMOVED:
+        elif ann.provider is not None:
             self._drop_provider(ann.provider.package_id, ann.provider.peer_id, ann.created)
-        elif ann.kind is AnnouncementKind.PEER_LEAVING:
+        if ann.kind is AnnouncementKind.PEER_LEAVING:
             for package_id in list(self.providers):
                 self._drop_provider(package_id, ann.origin, ann.created)
             self.peers.remove(ann.origin)
@@ -216,11 +222,13 @@ class NodeService:
                 self.providers.pop(package_id, None)
 
     def forward(self, ann: Announcement, *, sender: str | None) -> None:
+        """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying."""
+        origin = ann.origin == self.identity.peer_id and ann.hops == 0
         targets = gossip.forward_targets(
             ann,
             self.peers,
             self.rng,
-            fanout=self.settings.gossip_fanout,
+            fanout=self.settings.gossip_origin_fanout if origin else self.settings.gossip_fanout,
             hop_limit=self.settings.gossip_hop_limit,
             sender=sender,
             self_id=self.identity.peer_id,
@@ -229,16 +237,22 @@ class NodeService:
             return
         body = ann.model_copy(update={"hops": ann.hops + 1}).model_dump_json(by_alias=True).encode()
         for peer in targets:
-            task = asyncio.ensure_future(self._push(peer.peer_id, peer.address, body))
+            task = asyncio.ensure_future(self._push(peer.peer_id, peer.address, body, ann.id))
             self._tasks.add(task)
             self._pushes.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(self._pushes.discard)
 
-    async def _push(self, peer_id: str, address: str, body: bytes) -> None:
+    async def _push(self, peer_id: str, address: str, body: bytes, ann_id: str) -> None:
         async with self._send_slots:
             try:
-                await self.client.request("POST", address, "/p2p/v1/announce", body=body)
+                await self.client.request(
+                    "POST",
+                    address,
+                    "/p2p/v1/announce",
+                    body=body,
+                    headers={ANNOUNCEMENT_ID: ann_id},
+                )
             except Exception as exc:  # one lost push is repaired by anti-entropy
                 self.metrics.gossip_sent.labels("failed").inc()
                 self.peers.failed(peer_id)
@@ -264,22 +278,18 @@ class NodeService:
             if self.index.versions(meta.publisher, meta.name)
             else AnnouncementKind.PACKAGE
         )
-        created = int(self.clock.wall())
-        anns = [
-            sealing.announce(self.identity, kind, created=created, package=meta),
-            sealing.announce(
-                self.identity,
-                AnnouncementKind.PROVIDER_ADDED,
-                created=created,
-                provider=self._provider_record(meta.id),
-            ),
-        ]
-        results = await self.store.apply_many(anns, now_wall=self.clock.wall())
-        for ann, applied in zip(anns, results, strict=True):
-            self.seen.add(ann.id)
-            if applied is not None:
-                self._apply(ann, applied)
-                self.forward(ann, sender=None)
+        ann = sealing.announce(
+            self.identity,
+            kind,
+            created=int(self.clock.wall()),
+            package=meta,
+            provider=self._provider_record(meta.id),
+        )
+        self.seen.add(ann.id)
+        applied = await self.store.apply(ann, now_wall=self.clock.wall())
+        if applied is not None:  # durable from here: only now is the publish acknowledged
+            self._apply(ann, applied)
+            self.forward(ann, sender=None)
         return self.view(meta.id)
 
     def _provider_record(self, package_id: str) -> ProviderRecord:
@@ -291,7 +301,7 @@ class NodeService:
         )
 
     async def republish_loop(self) -> None:
-        """Re-announce ourselves as provider of every local blob, soon after start and then every TTL/3."""
+        """Re-announce us as provider of each local blob: soon after start, then every TTL/3."""
         await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
         while True:
             for package_id in self.index.ids():
@@ -356,7 +366,7 @@ class NodeService:
         ]
 
     async def content_path(self, package_id: str, *, count_download: bool = True) -> Path:
-        """The local path of a package's verified content, fetching it from providers first if needed."""
+        """The local path of a package's verified content, fetched from providers if needed."""
         meta = self.index.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
@@ -383,7 +393,7 @@ class NodeService:
             blobs=self.blobs,
             book=self.reputation,
             clock=self.clock,
-            timeout=self.settings.fetch_timeout_seconds,
+            transfer_seconds=self.settings.fetch_timeout_seconds,
             on_attempt=attempt,
         )
         await self.announce(

@@ -8,7 +8,8 @@ is wire-compatible with RFC 9421 for what it covers.
 Every peer request carries (RFC 9421 §2, §4; RFC 9530 for the digest)::
 
     Content-Digest: sha-256=:<base64 sha256(body)>:
-    Signature-Input: sig1=("@method" "@path" "@query" "content-digest");created=<unix s>;nonce="<hex>";keyid="<peer id>";alg="ed25519"
+    Signature-Input: sig1=("@method" "@path" "@query" "content-digest")
+        ;created=<unix s>;nonce="<hex>";keyid="<peer id>";alg="ed25519"   (one line on the wire)
     Signature: sig1=:<base64 Ed25519 signature of the signature base>:
 
 The signature base is the RFC 9421 one: one `"<component>": <value>` line per

@@ -20,6 +20,7 @@ publish survives kill -9, and a crash leaves either the old or the new state.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -112,10 +113,8 @@ class Store:
         """Bytes of the database and its WAL (a cheap stat, fine at scrape time)."""
         total = 0
         for suffix in ("", "-wal"):
-            try:
+            with contextlib.suppress(OSError):
                 total += os.stat(f"{self._path}{suffix}").st_size
-            except OSError:
-                pass
         return total
 
     @property
@@ -180,7 +179,8 @@ class Store:
     async def set_kv(self, key: str, value: str) -> None:
         await self._run(
             lambda db: db.execute(
-                "INSERT INTO kv(key, value) VALUES(?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                "INSERT INTO kv(key, value) VALUES(?, ?)"
+                " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
         )
@@ -217,21 +217,22 @@ def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Ap
             (meta.id, meta.model_dump_json(by_alias=True), seq),
         )
         new_package = cur.rowcount > 0
-    elif ann.kind is AnnouncementKind.PROVIDER_ADDED and ann.provider is not None:
+    if ann.kind is not AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
         rec = ann.provider
         db.execute(
-            "INSERT INTO providers(package_id, peer_id, address, expires_at, updated) VALUES(?,?,?,?,?)"
+            "INSERT INTO providers(package_id, peer_id, address, expires_at, updated)"
+            " VALUES(?, ?, ?, ?, ?)"
             " ON CONFLICT(package_id, peer_id) DO UPDATE SET address = excluded.address,"
             " expires_at = excluded.expires_at, updated = excluded.updated"
             " WHERE excluded.updated >= providers.updated",
             (rec.package_id, rec.peer_id, rec.address, now_wall + rec.ttl_seconds, ann.created),
         )
-    elif ann.kind is AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
+    if ann.kind is AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
         db.execute(
             "DELETE FROM providers WHERE package_id = ? AND peer_id = ? AND updated <= ?",
             (ann.provider.package_id, ann.provider.peer_id, ann.created),
         )
-    elif ann.kind is AnnouncementKind.PEER_LEAVING:
+    if ann.kind is AnnouncementKind.PEER_LEAVING:
         db.execute(
             "DELETE FROM providers WHERE peer_id = ? AND updated <= ?", (ann.origin, ann.created)
         )

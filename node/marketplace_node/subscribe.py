@@ -1,4 +1,4 @@
-"""Live catalogue subscriptions: a bounded queue per subscriber, fed by accepted package announcements.
+"""Live catalogue subscriptions: a bounded queue per subscriber, fed by accepted packages.
 
 Slow-subscriber policy: a subscriber's queue holds `SUBSCRIBER_QUEUE_MAX`
 events; when a new event finds it full, the subscriber is marked overflowed
@@ -50,7 +50,7 @@ class SubscriptionHub:
         self._subscribers.discard(sub)
 
     def close_all(self) -> None:
-        """Wake every stream with an end marker (drain/shutdown); they end with a resumable cursor."""
+        """Wake every stream with an end marker (drain, shutdown); each ends with its cursor."""
         for sub in self._subscribers:
             _wake(sub)
 

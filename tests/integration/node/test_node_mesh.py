@@ -1,25 +1,55 @@
-"""Five real node processes on loopback: publish, gossip, search, fetch, failover, restart, subscribe, forgery."""
+"""Five real node processes on loopback: gossip, search, fetch, failover, restart, subscribe."""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import socket
+import sys
 import time
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 
-from node_cluster import Node, NodeCluster, get_json, http, wait_for
-
+import pytest
 from marketplace_node import identity, sealing, signing
 from marketplace_node.model import AnnouncementKind, PackageDraft
+from marketplace_node.testing import Node, NodeCluster, get_json, http, wait_for
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NodeCluster]:
+    """Five nodes, all bootstrapped from the first, meshed; every process killed afterwards."""
+    started = NodeCluster.start(tmp_path, 5)
+    try:
+        yield started
+    finally:
+        started.close()
+        for node in started.nodes:
+            if node.log.exists():
+                sys.stderr.write(
+                    f"--- node {node.index} log tail ---\n{node.log.read_text()[-3000:]}\n"
+                )
 
 
 def publish(node: Node, tmp: Path, name: str, content: bytes, **extra: str) -> str:
     path = tmp / f"{name}.bin"
     path.write_bytes(content)
-    args = ["publish", str(path), "--name", name, "--version", extra.get("version", "1.0"), "--category", "tools",
-            "--description", extra.get("description", f"{name} package"), "--tag", "demo"]
+    args = [
+        "publish",
+        str(path),
+        "--name",
+        name,
+        "--version",
+        extra.get("version", "1.0"),
+        "--category",
+        "tools",
+        "--description",
+        extra.get("description", f"{name} package"),
+        "--tag",
+        "demo",
+    ]
     return str(node.cli(*args)["id"])
 
 
@@ -28,16 +58,26 @@ def search_ids(node: Node, *keywords: str) -> list[str]:
     return [r["id"] for r in get_json(f"{node.url}/api/v1/search?{query}")["results"]]
 
 
+def finds(node: Node, keyword: str, package_id: str) -> bool:
+    return package_id in search_ids(node, keyword)
+
+
 def providers(node: Node, package_id: str) -> dict[str, float]:
     view = get_json(f"{node.url}/api/v1/packages/{package_id}")
     return {p["peerId"]: p["reputation"] for p in view["providers"]}
 
 
-def test_published_package_is_found_and_fetched_everywhere(cluster: NodeCluster, tmp_path: Path) -> None:
+def test_published_package_is_found_and_fetched_everywhere(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
     content = b"the quick brown fox" * 100
     package_id = publish(cluster.nodes[3], tmp_path, "foxtool", content)
     for node in cluster.nodes:
-        wait_for(f"node {node.index} to find the package", lambda n=node: package_id in search_ids(n, "FOX"), timeout=10)
+        wait_for(
+            f"node {node.index} to find the package",
+            functools.partial(finds, node, "FOX", package_id),
+            timeout=10,
+        )
     for node in cluster.nodes:
         if node is cluster.nodes[3]:
             continue
@@ -47,13 +87,15 @@ def test_published_package_is_found_and_fetched_everywhere(cluster: NodeCluster,
         assert result["digest"] == hashlib.sha256(content).hexdigest()
 
 
-def test_dead_and_tampering_providers_are_skipped_and_lose_reputation(cluster: NodeCluster, tmp_path: Path) -> None:
+def test_dead_and_tampering_providers_are_skipped_and_lose_reputation(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
     by_id = sorted(cluster.nodes, key=lambda n: n.peer_id)
     dead, tampering, good, fetcher = by_id[0], by_id[1], by_id[2], by_id[3]
     content = b"precious bytes" * 1000
     package_id = publish(good, tmp_path, "precious", content)
     for node in (dead, tampering):
-        wait_for("catalogue to spread", lambda n=node: package_id in search_ids(n, "precious"))
+        wait_for("catalogue to spread", functools.partial(finds, node, "precious", package_id))
         node.cli("fetch", package_id, "--output", str(tmp_path / f"copy{node.index}"))
     wait_for("fetcher to see three providers", lambda: len(providers(fetcher, package_id)) == 3)
     blob = tampering.data_dir / "blobs" / hashlib.sha256(content).hexdigest()
@@ -72,7 +114,9 @@ def test_dead_and_tampering_providers_are_skipped_and_lose_reputation(cluster: N
     assert 'marketplace_node_fetches_total{outcome="failed"} 1.0' in metrics
 
 
-def test_restarted_node_keeps_what_it_acknowledged_and_catches_up(cluster: NodeCluster, tmp_path: Path) -> None:
+def test_restarted_node_keeps_what_it_acknowledged_and_catches_up(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
     victim, other = cluster.nodes[2], cluster.nodes[4]
     acknowledged = publish(victim, tmp_path, "durable", b"must survive")
     victim.kill()  # kill -9 right after the acknowledgement
@@ -82,16 +126,23 @@ def test_restarted_node_keeps_what_it_acknowledged_and_catches_up(cluster: NodeC
     victim.wait_listening()
     assert acknowledged in search_ids(victim, "durable")
     for package_id in missed:
-        wait_for("restarted node to catch up", lambda p=package_id: p in search_ids(victim, "missed"), timeout=10)
+        wait_for(
+            "restarted node to catch up",
+            functools.partial(finds, victim, "missed", package_id),
+            timeout=10,
+        )
     assert time.monotonic() - started < 10
     content = get_json(f"{victim.url}/api/v1/packages/{acknowledged}")
     assert content["local"] is True
 
 
-def _sse_events(node: Node, query: str, last_event_id: str | None, want: int, timeout: float = 10.0) -> list[tuple[str, dict[str, object]]]:
-    """Read `want` package events from the node's SSE stream with a raw socket (deadline-bounded)."""
+def _sse_events(
+    node: Node, query: str, last_event_id: str | None, want: int, timeout: float = 10.0
+) -> list[tuple[str, dict[str, object]]]:
+    """Read `want` package events from the node's SSE stream over a raw socket, with a deadline."""
     sock = socket.create_connection((node.host, node.port), timeout=timeout)
-    headers = f"GET /api/v1/subscribe?{query} HTTP/1.1\r\nHost: {node.host}\r\nAccept: text/event-stream\r\n"
+    headers = f"GET /api/v1/subscribe?{query} HTTP/1.1\r\nHost: {node.host}\r\n"
+    headers += "Accept: text/event-stream\r\n"
     if last_event_id is not None:
         headers += f"Last-Event-ID: {last_event_id}\r\n"
     sock.sendall((headers + "\r\n").encode())
@@ -103,7 +154,11 @@ def _sse_events(node: Node, query: str, last_event_id: str | None, want: int, ti
             buffer += sock.recv(65536)
             while b"\n\n" in buffer:
                 block, buffer = buffer.split(b"\n\n", 1)
-                fields = dict(line.split(": ", 1) for line in block.decode().splitlines() if ": " in line and not line.startswith(":"))
+                fields = dict(
+                    line.split(": ", 1)
+                    for line in block.decode().splitlines()
+                    if ": " in line and not line.startswith(":")
+                )
                 if fields.get("event") == "package":
                     events.append((fields["id"], json.loads(fields["data"])))
     finally:
@@ -111,7 +166,9 @@ def _sse_events(node: Node, query: str, last_event_id: str | None, want: int, ti
     return events
 
 
-def test_subscriber_sees_remote_publish_and_resumes_without_loss(cluster: NodeCluster, tmp_path: Path) -> None:
+def test_subscriber_sees_remote_publish_and_resumes_without_loss(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
     watcher, publisher = cluster.nodes[1], cluster.nodes[4]
     first = publish(publisher, tmp_path, "streamy1", b"1")
     events = _sse_events(watcher, "q=streamy", None, want=1)
@@ -120,7 +177,7 @@ def test_subscriber_sees_remote_publish_and_resumes_without_loss(cluster: NodeCl
     later = [publish(publisher, tmp_path, f"streamy{i}", str(i).encode()) for i in (2, 3)]
     publish(publisher, tmp_path, "unrelated", b"u")
     for package_id in later:
-        wait_for("gossip to the watcher", lambda p=package_id: p in search_ids(watcher, "streamy"))
+        wait_for("gossip to the watcher", functools.partial(finds, watcher, "streamy", package_id))
     resumed = _sse_events(watcher, "q=streamy", cursor, want=2)
     assert [e[1]["id"] for e in resumed] == later
 
@@ -132,24 +189,48 @@ def test_forged_announcement_and_forged_request_are_refused(cluster: NodeCluster
     draft = PackageDraft(name="trusted", version="1.0", category="tools", digest="0" * 64, size=1)
     genuine = sealing.sign_package(victim, draft)
     tampered = genuine.model_copy(update={"description": "now with malware"})
-    ann = sealing.announce(mallory, AnnouncementKind.PACKAGE, created=int(time.time()), package=tampered)
+    ann = sealing.announce(
+        mallory, AnnouncementKind.PACKAGE, created=int(time.time()), package=tampered
+    )
     body = ann.model_dump_json(by_alias=True).encode()
-    headers = signing.sign_request(mallory, method="POST", path="/p2p/v1/announce", body=body, created=int(time.time()))
-    status, answer = http("POST", f"{target.url}/p2p/v1/announce", body, headers | {"Content-Type": "application/json"})
-    assert status == 401 and json.loads(answer)["code"] == "bad_signature"
+    headers = signing.sign_request(
+        mallory, method="POST", path="/p2p/v1/announce", body=body, created=int(time.time())
+    )
+    status, answer = http(
+        "POST",
+        f"{target.url}/p2p/v1/announce",
+        body,
+        headers | {"Content-Type": "application/json"},
+    )
+    assert (status, json.loads(answer)["code"]) == (401, "bad_signature")
 
-    honest = sealing.announce(mallory, AnnouncementKind.PACKAGE, created=int(time.time()), package=genuine)
+    honest = sealing.announce(
+        mallory, AnnouncementKind.PACKAGE, created=int(time.time()), package=genuine
+    )
     honest_body = honest.model_dump_json(by_alias=True).encode()
-    forged_headers = signing.sign_request(mallory, method="POST", path="/p2p/v1/announce", body=b"{}", created=int(time.time()))
+    forged_headers = signing.sign_request(
+        mallory, method="POST", path="/p2p/v1/announce", body=b"{}", created=int(time.time())
+    )
     status, answer = http("POST", f"{target.url}/p2p/v1/announce", honest_body, forged_headers)
-    assert status == 401 and json.loads(answer)["code"] == "bad_signature"
-    stale_headers = signing.sign_request(mallory, method="POST", path="/p2p/v1/announce", body=honest_body, created=int(time.time()) - 3600)
+    assert (status, json.loads(answer)["code"]) == (401, "bad_signature")
+    stale_headers = signing.sign_request(
+        mallory,
+        method="POST",
+        path="/p2p/v1/announce",
+        body=honest_body,
+        created=int(time.time()) - 3600,
+    )
     status, answer = http("POST", f"{target.url}/p2p/v1/announce", honest_body, stale_headers)
-    assert status == 401 and json.loads(answer)["code"] == "stale_request"
+    assert (status, json.loads(answer)["code"]) == (401, "stale_request")
     assert search_ids(target, "trusted") == []
 
 
 def test_sigterm_drains_and_exits_cleanly(cluster: NodeCluster) -> None:
     leaving, observer = cluster.nodes[4], cluster.nodes[0]
     assert leaving.terminate() == 0
-    wait_for("observer to drop the leaving peer", lambda: leaving.peer_id not in {p["peerId"] for p in get_json(f"{observer.url}/api/v1/peers")})
+    wait_for(
+        "observer to drop the leaving peer",
+        lambda: (
+            leaving.peer_id not in {p["peerId"] for p in get_json(f"{observer.url}/api/v1/peers")}
+        ),
+    )

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pydantic
 import pytest
-
 from marketplace_node.config import load
 
 

@@ -1,4 +1,4 @@
-"""The HTTP layer in process: probes, the signed peer door, forged and replayed requests, error bodies."""
+"""The HTTP layer in process: probes, the signed peer door, forgeries, replays, error bodies."""
 
 from __future__ import annotations
 
@@ -9,28 +9,37 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from node_factories import package, package_announcement
-from prometheus_client import CollectorRegistry
-
 from marketplace_node import app, identity, sealing, signing
 from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
+from marketplace_node.testing import package, package_announcement
+from prometheus_client import CollectorRegistry
+from pydantic import SecretStr
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[TestServer, NodeService]]:
-    settings = NodeSettings(data_dir=tmp_path, port=0, admin_token="s3cret")  # type: ignore[arg-type]
-    service = NodeService(settings, identity=identity.Identity.generate(), clock=SystemClock(), metrics=NodeMetrics(CollectorRegistry()))
+    settings = NodeSettings(data_dir=tmp_path, port=0, admin_token=SecretStr("s3cret"))
+    service = NodeService(
+        settings,
+        identity=identity.Identity.generate(),
+        clock=SystemClock(),
+        metrics=NodeMetrics(CollectorRegistry()),
+    )
     server = TestServer(app.build_app(service), host="127.0.0.1")
     await server.start_server()
     yield server, service
     await server.close()
 
 
-def signed(ident: identity.Identity, method: str, path: str, body: bytes = b"", query: str = "") -> dict[str, str]:
-    headers = signing.sign_request(ident, method=method, path=path, query=query, body=body, created=int(SystemClock().wall()))
+def signed(
+    ident: identity.Identity, method: str, path: str, body: bytes = b"", query: str = ""
+) -> dict[str, str]:
+    headers = signing.sign_request(
+        ident, method=method, path=path, query=query, body=body, created=int(SystemClock().wall())
+    )
     return headers | {"Content-Type": "application/json"}
 
 
@@ -40,7 +49,8 @@ async def test_probes_and_documents(node: tuple[TestServer, NodeService]) -> Non
         assert (await http.get(server.make_url("/healthz"))).status == 200
         assert (await http.get(server.make_url("/readyz"))).status == 200  # no peers configured
         spec = await (await http.get(server.make_url("/openapi.json"))).json()
-        assert "/p2p/v1/announce" in spec["paths"] and "Announcement" in spec["components"]["schemas"]
+        assert "/p2p/v1/announce" in spec["paths"]
+        assert "Announcement" in spec["components"]["schemas"]
         metrics = await (await http.get(server.make_url("/metrics"))).text()
         assert "marketplace_node_catalogue_packages" in metrics
 
@@ -55,7 +65,9 @@ async def test_unsigned_peer_request_is_refused(node: tuple[TestServer, NodeServ
     assert len(service.index) == 0
 
 
-async def test_signed_announcement_is_stored_and_a_replay_refused(node: tuple[TestServer, NodeService]) -> None:
+async def test_signed_announcement_is_stored_and_a_replay_refused(
+    node: tuple[TestServer, NodeService],
+) -> None:
     server, service = node
     peer = identity.Identity.generate()
     meta = package("goodpkg")
@@ -63,52 +75,100 @@ async def test_signed_announcement_is_stored_and_a_replay_refused(node: tuple[Te
     headers = signed(peer, "POST", "/p2p/v1/announce", body)
     async with aiohttp.ClientSession() as http:
         resp = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=headers)
-        assert resp.status == 202 and (await resp.json())["accepted"] is True
+        assert (resp.status, (await resp.json())["accepted"]) == (202, True)
         again = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=headers)
-        assert again.status == 401 and (await again.json())["code"] == "replayed_request"
+        assert (again.status, (await again.json())["code"]) == (401, "replayed_request")
     assert service.index.get(meta.id) == meta
 
 
-async def test_forged_announcement_in_a_validly_signed_request_is_refused(node: tuple[TestServer, NodeService]) -> None:
+async def test_forged_announcement_in_a_validly_signed_request_is_refused(
+    node: tuple[TestServer, NodeService],
+) -> None:
     server, service = node
     peer = identity.Identity.generate()
     genuine = package_announcement(package("victim"))
-    forged = genuine.model_copy(update={"package": genuine.package.model_copy(update={"description": "evil"})})  # type: ignore[union-attr]
+    assert genuine.package is not None
+    forged = genuine.model_copy(
+        update={"package": genuine.package.model_copy(update={"description": "evil"})}
+    )
     body = forged.model_dump_json(by_alias=True).encode()
     async with aiohttp.ClientSession() as http:
-        resp = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=signed(peer, "POST", "/p2p/v1/announce", body))
-        assert resp.status == 401 and (await resp.json())["code"] == "bad_signature"
-    assert len(service.index) == 0 and forged.id not in service.seen
-    assert service.metrics.registry.get_sample_value("marketplace_node_announcements_total", {"outcome": "invalid"}) == 1.0
+        resp = await http.post(
+            server.make_url("/p2p/v1/announce"),
+            data=body,
+            headers=signed(peer, "POST", "/p2p/v1/announce", body),
+        )
+        assert (resp.status, (await resp.json())["code"]) == (401, "bad_signature")
+    assert len(service.index) == 0
+    assert forged.id not in service.seen
+    assert (
+        service.metrics.registry.get_sample_value(
+            "marketplace_node_announcements_total", {"outcome": "invalid"}
+        )
+        == 1.0
+    )
 
 
-async def test_malformed_peer_body_is_a_400_with_a_code(node: tuple[TestServer, NodeService]) -> None:
+async def test_malformed_peer_body_is_a_400_with_a_code(
+    node: tuple[TestServer, NodeService],
+) -> None:
     server, _ = node
     peer = identity.Identity.generate()
     body = b'{"kind": "package"}'
     async with aiohttp.ClientSession() as http:
-        resp = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=signed(peer, "POST", "/p2p/v1/announce", body))
-        assert resp.status == 400 and (await resp.json())["code"] == "invalid_input"
+        resp = await http.post(
+            server.make_url("/p2p/v1/announce"),
+            data=body,
+            headers=signed(peer, "POST", "/p2p/v1/announce", body),
+        )
+        assert (resp.status, (await resp.json())["code"]) == (400, "invalid_input")
 
 
-async def test_publish_then_search_and_page_through_the_api(node: tuple[TestServer, NodeService]) -> None:
+async def test_publish_then_search_and_page_through_the_api(
+    node: tuple[TestServer, NodeService],
+) -> None:
     server, service = node
     content = b"some bytes"
     digest = hashlib.sha256(content).hexdigest()
     async with aiohttp.ClientSession() as http:
-        missing = await http.post(server.make_url("/api/v1/packages"), json={"name": "a", "version": "1", "category": "c", "digest": digest, "size": 10})
+        missing = await http.post(
+            server.make_url("/api/v1/packages"),
+            json={"name": "a", "version": "1", "category": "c", "digest": digest, "size": 10},
+        )
         assert missing.status == 400
-        assert (await http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=content)).status == 201
+        assert (
+            await http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=content)
+        ).status == 201
         for version in ("1", "2"):
-            resp = await http.post(server.make_url("/api/v1/packages"), json={"name": "a", "version": version, "category": "c", "digest": digest, "size": 10})
+            resp = await http.post(
+                server.make_url("/api/v1/packages"),
+                json={
+                    "name": "a",
+                    "version": version,
+                    "category": "c",
+                    "digest": digest,
+                    "size": 10,
+                },
+            )
             assert resp.status == 201
-        page = await (await http.get(server.make_url("/api/v1/search"), params={"q": "A", "limit": "1"})).json()
-        assert len(page["results"]) == 1 and page["nextCursor"]
-        rest = await (await http.get(server.make_url("/api/v1/search"), params={"q": "a", "limit": "1", "cursor": page["nextCursor"]})).json()
-        assert len(rest["results"]) == 1 and rest["results"][0]["id"] != page["results"][0]["id"]
+        page = await (
+            await http.get(server.make_url("/api/v1/search"), params={"q": "A", "limit": "1"})
+        ).json()
+        assert len(page["results"]) == 1
+        assert page["nextCursor"]
+        rest = await (
+            await http.get(
+                server.make_url("/api/v1/search"),
+                params={"q": "a", "limit": "1", "cursor": page["nextCursor"]},
+            )
+        ).json()
+        assert len(rest["results"]) == 1
+        assert rest["results"][0]["id"] != page["results"][0]["id"]
         bad = await http.get(server.make_url("/api/v1/search"), params={"limit": "0"})
-        assert bad.status == 400 and (await bad.json())["code"] == "invalid_input"
-        got = await http.get(server.make_url(f"/api/v1/packages/{page['results'][0]['id']}/content"))
+        assert (bad.status, (await bad.json())["code"]) == (400, "invalid_input")
+        got = await http.get(
+            server.make_url(f"/api/v1/packages/{page['results'][0]['id']}/content")
+        )
         assert await got.read() == content
     kinds = [body for _, body in await service.store.changes_after(0, 10)]
     assert any('"new_version"' in k for k in kinds)
@@ -119,10 +179,16 @@ async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, Nod
     server, service = node
     async with aiohttp.ClientSession() as http:
         assert (await http.get(server.make_url("/admin/v1/status"))).status == 401
-        resp = await http.get(server.make_url("/admin/v1/status"), headers={"Authorization": "Bearer s3cret"})
-        assert resp.status == 200 and (await resp.json())["peerId"] == service.identity.peer_id
+        resp = await http.get(
+            server.make_url("/admin/v1/status"), headers={"Authorization": "Bearer s3cret"}
+        )
+        assert (resp.status, (await resp.json())["peerId"]) == (200, service.identity.peer_id)
         members = {"members": [{"address": "http://127.0.0.9:1"}]}
-        resp = await http.put(server.make_url("/admin/v1/members"), json=members, headers={"Authorization": "Bearer s3cret"})
+        resp = await http.put(
+            server.make_url("/admin/v1/members"),
+            json=members,
+            headers={"Authorization": "Bearer s3cret"},
+        )
         assert resp.status == 204
     assert service.configured_peers == ("http://127.0.0.9:1",)
     assert not service.ready()  # peers configured, none joined

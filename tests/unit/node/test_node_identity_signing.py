@@ -8,10 +8,15 @@ from pathlib import Path
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
 from marketplace_node import identity, signing
 from marketplace_node.clock import FakeClock
-from marketplace_node.errors import BadSignature, InvalidInput, ReplayedRequest, StaleRequest, Unauthenticated
+from marketplace_node.errors import (
+    BadSignature,
+    InvalidInput,
+    ReplayedRequest,
+    StaleRequest,
+    Unauthenticated,
+)
 
 NOW = 1_700_000_000
 
@@ -40,13 +45,35 @@ def test_load_or_create_persists_with_private_mode(tmp_path: Path) -> None:
 
 
 def _signed(ident: identity.Identity, **kw: object) -> dict[str, str]:
-    args: dict[str, object] = {"method": "POST", "path": "/p2p/v1/announce", "query": "", "body": b"{}", "created": NOW}
+    args: dict[str, object] = {
+        "method": "POST",
+        "path": "/p2p/v1/announce",
+        "query": "",
+        "body": b"{}",
+        "created": NOW,
+    }
     args.update(kw)
     return signing.sign_request(ident, **args)  # type: ignore[arg-type]
 
 
-def _verify(headers: dict[str, str], replay: signing.ReplayCache, *, body: bytes = b"{}", path: str = "/p2p/v1/announce", now: float = NOW, query: str = "") -> str:
-    return signing.verify_request(method="POST", path=path, query=query, headers=headers, body=body, now_wall=now, replay=replay)
+def _verify(
+    headers: dict[str, str],
+    replay: signing.ReplayCache,
+    *,
+    body: bytes = b"{}",
+    path: str = "/p2p/v1/announce",
+    now: float = NOW,
+    query: str = "",
+) -> str:
+    return signing.verify_request(
+        method="POST",
+        path=path,
+        query=query,
+        headers=headers,
+        body=body,
+        now_wall=now,
+        replay=replay,
+    )
 
 
 def test_a_signed_request_verifies_once_then_is_a_replay() -> None:
@@ -68,7 +95,9 @@ def test_a_signed_request_verifies_once_then_is_a_replay() -> None:
         ({"now": NOW - 301}, StaleRequest),
     ],
 )
-def test_tampered_or_stale_requests_are_refused(change: dict[str, object], error: type[Exception]) -> None:
+def test_tampered_or_stale_requests_are_refused(
+    change: dict[str, object], error: type[Exception]
+) -> None:
     replay = signing.ReplayCache(FakeClock())
     with pytest.raises(error):
         _verify(_signed(identity.Identity.generate()), replay, **change)  # type: ignore[arg-type]
@@ -106,7 +135,11 @@ def test_replay_memory_expires_after_the_window() -> None:
     replay.check_and_add("k", "n")
 
 
-@given(st.dictionaries(st.sampled_from(["Signature-Input", "Signature", "Content-Digest"]), st.text(max_size=300)))
+@given(
+    st.dictionaries(
+        st.sampled_from(["Signature-Input", "Signature", "Content-Digest"]), st.text(max_size=300)
+    )
+)
 def test_arbitrary_headers_only_ever_fail_as_unauthenticated(headers: dict[str, str]) -> None:
     with pytest.raises(Unauthenticated):
         _verify(headers, signing.ReplayCache(FakeClock()))

@@ -7,16 +7,20 @@ import math
 import random
 
 import pytest
-
-from node_factories import package, package_announcement
-
 from marketplace_node import limits
 from marketplace_node.clock import FakeClock
 from marketplace_node.gossip import SeenCache, forward_targets
 from marketplace_node.model import Query
 from marketplace_node.peers import PeerTable
-from marketplace_node.reputation import Reputation, ReputationBook, fallback_order, record_failure, record_success
+from marketplace_node.reputation import (
+    Reputation,
+    ReputationBook,
+    fallback_order,
+    record_failure,
+    record_success,
+)
 from marketplace_node.subscribe import SubscriptionHub
+from marketplace_node.testing import package, package_announcement
 
 
 def test_failures_lower_and_successes_raise_reputation() -> None:
@@ -85,7 +89,9 @@ def test_forward_excludes_sender_origin_and_self_and_stops_at_hop_limit() -> Non
     targets = forward_targets(ann, table, rng, fanout=5, hop_limit=3, sender="s", self_id="me")
     assert {t.peer_id for t in targets} == {"x", "y", "z"}
     hopped = ann.model_copy(update={"hops": 3})
-    assert forward_targets(hopped, table, rng, fanout=5, hop_limit=3, sender=None, self_id="me") == []
+    assert (
+        forward_targets(hopped, table, rng, fanout=5, hop_limit=3, sender=None, self_id="me") == []
+    )
 
 
 def test_seen_cache_expires() -> None:
@@ -103,7 +109,8 @@ async def test_slow_subscriber_overflows_and_is_told_to_resume() -> None:
     picky = hub.open(Query(keywords=("nomatch",)))
     for seq in range(1, limits.SUBSCRIBER_QUEUE_MAX + 2):
         hub.publish(seq, package(f"p{seq}"))
-    assert slow.overflowed and not picky.overflowed
+    assert slow.overflowed
+    assert not picky.overflowed
     drained = []
     while not slow.queue.empty():
         drained.append(slow.queue.get_nowait())

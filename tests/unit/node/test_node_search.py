@@ -1,4 +1,4 @@
-"""The search index: the seed's semantics exactly (checked against a brute-force filter), ranking, pagination."""
+"""The search index: the seed's semantics (against a brute-force filter), ranking, pages."""
 
 from __future__ import annotations
 
@@ -6,10 +6,9 @@ import math
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from node_factories import package
-
 from marketplace_node.model import PackageMeta, Query
 from marketplace_node.search import SearchIndex, matches, rank
+from marketplace_node.testing import package
 
 WORDS = ["web", "framework", "http", "json", "Parser", "fast", "db", "sql-lite", "tool", "Web2"]
 
@@ -21,7 +20,11 @@ def no_reputation(_: str) -> float:
 def catalogue() -> st.SearchStrategy[list[tuple[PackageMeta, int]]]:
     meta = st.builds(
         lambda i, name, desc, tags, cat: package(
-            f"{name}{i}", "1.0", description=" ".join(desc), tags=tuple(dict.fromkeys(tags)), category=cat
+            f"{name}{i}",
+            "1.0",
+            description=" ".join(desc),
+            tags=tuple(dict.fromkeys(tags)),
+            category=cat,
         ),
         st.integers(0, 10_000),
         st.sampled_from(["alpha", "web", "Json", "x"]),
@@ -29,12 +32,16 @@ def catalogue() -> st.SearchStrategy[list[tuple[PackageMeta, int]]]:
         st.lists(st.sampled_from(["cli", "Net", "db", "web"]), max_size=3),
         st.sampled_from(["tools", "libs"]),
     )
-    return st.lists(st.tuples(meta, st.integers(0, 1_000)), max_size=25, unique_by=lambda p: p[0].id)
+    return st.lists(
+        st.tuples(meta, st.integers(0, 1_000)), max_size=25, unique_by=lambda p: p[0].id
+    )
 
 
 queries = st.builds(
     Query,
-    keywords=st.lists(st.sampled_from(["web", "WEB", "son", "sql-l", "e", "fast db", "zz", "++"]), max_size=2).map(tuple),
+    keywords=st.lists(
+        st.sampled_from(["web", "WEB", "son", "sql-l", "e", "fast db", "zz", "++"]), max_size=2
+    ).map(tuple),
     tags=st.lists(st.sampled_from(["cli", "net", "DB"]), max_size=2).map(tuple),
     category=st.none() | st.sampled_from(["tools", "libs"]),
     min_downloads=st.none() | st.integers(0, 1_000),
@@ -44,7 +51,9 @@ queries = st.builds(
 
 @settings(max_examples=200, deadline=None)
 @given(catalogue(), queries)
-def test_index_answers_exactly_the_seed_semantics(packages: list[tuple[PackageMeta, int]], query: Query) -> None:
+def test_index_answers_exactly_the_seed_semantics(
+    packages: list[tuple[PackageMeta, int]], query: Query
+) -> None:
     index = SearchIndex()
     for meta, downloads in packages:
         index.upsert(meta, downloads)
@@ -54,7 +63,9 @@ def test_index_answers_exactly_the_seed_semantics(packages: list[tuple[PackageMe
 
 @settings(max_examples=50, deadline=None)
 @given(catalogue(), st.integers(1, 4))
-def test_pages_cover_everything_once_in_rank_order(packages: list[tuple[PackageMeta, int]], limit: int) -> None:
+def test_pages_cover_everything_once_in_rank_order(
+    packages: list[tuple[PackageMeta, int]], limit: int
+) -> None:
     index = SearchIndex()
     for meta, downloads in packages:
         index.upsert(meta, downloads)
@@ -94,7 +105,14 @@ def test_name_hits_outrank_description_hits_and_popularity_breaks_near_ties() ->
 
 
 def test_ranking_is_total_and_deterministic_with_nan_and_ties() -> None:
-    scored = [(math.nan, "b"), (1.0, "d"), (math.inf, "e"), (1.0, "a"), (-math.inf, "c"), (math.nan, "a0")]
+    scored = [
+        (math.nan, "b"),
+        (1.0, "d"),
+        (math.inf, "e"),
+        (1.0, "a"),
+        (-math.inf, "c"),
+        (math.nan, "a0"),
+    ]
     for order in (scored, list(reversed(scored)), sorted(scored, key=lambda p: p[1])):
         # finite scores first (descending); NaN and ±inf all rank lowest, by id
         assert [p[1] for p in rank(order)] == ["a", "d", "a0", "b", "c", "e"]

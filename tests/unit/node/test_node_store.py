@@ -1,4 +1,4 @@
-"""The SQLite store and blob store: durability across reopen, idempotence, ordering, crash-safe blobs."""
+"""SQLite store and blob store: durability across reopen, idempotence, ordering, safe blobs."""
 
 from __future__ import annotations
 
@@ -7,12 +7,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from node_factories import PUBLISHER, package, package_announcement, provider_announcement
-
 from marketplace_node.blobs import BlobStore
 from marketplace_node.errors import IntegrityError, PayloadTooLarge
 from marketplace_node.model import AnnouncementKind
 from marketplace_node.store import Store
+from marketplace_node.testing import PUBLISHER, package, package_announcement, provider_announcement
 
 
 async def test_applied_announcements_survive_reopen_and_replays_are_ignored(tmp_path: Path) -> None:
@@ -21,7 +20,8 @@ async def test_applied_announcements_survive_reopen_and_replays_are_ignored(tmp_
     store = Store(tmp_path / "db")
     await store.open()
     first = await store.apply(ann, now_wall=0)
-    assert first is not None and first.new_package and first.seq == 1
+    assert first is not None
+    assert (first.new_package, first.seq) == (True, 1)
     assert await store.apply(ann, now_wall=0) is None
     await store.close()
 
@@ -38,9 +38,15 @@ async def test_an_older_provider_announcement_never_overrides_a_newer_one(tmp_pa
     await store.open()
     pid = package().id
     await store.apply(provider_announcement(pid, PUBLISHER, created=200), now_wall=0)
-    await store.apply(provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=100), now_wall=0)
+    await store.apply(
+        provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=100),
+        now_wall=0,
+    )
     assert [r.peer_id for r in await store.providers(now_wall=0)] == [PUBLISHER.peer_id]
-    await store.apply(provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=300), now_wall=0)
+    await store.apply(
+        provider_announcement(pid, PUBLISHER, kind=AnnouncementKind.PROVIDER_REMOVED, created=300),
+        now_wall=0,
+    )
     assert await store.providers(now_wall=0) == []
     await store.close()
 

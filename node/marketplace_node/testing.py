@@ -1,13 +1,17 @@
-"""Real node processes on loopback for the multi-node tests: start, stop, kill, restart, call.
+"""Test utilities for the node, like `aiohttp.test_utils`: signed fixtures and real node processes.
 
-Each node runs `marketplace-node run` as a subprocess on its own 127.0.0.x
-address with its own data directory; every wait has a deadline, and
-`NodeCluster.close()` kills every process it started.
+* `package()`, `package_announcement()`, `provider_announcement()` build
+  validly signed documents for unit tests.
+* `NodeCluster` runs `marketplace-node run` subprocesses on their own
+  127.0.0.x addresses with their own data directories, waits with deadlines,
+  and kills every process it started on `close()` (multi-node tests, bench).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import hashlib
 import json
 import os
 import signal
@@ -21,6 +25,59 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+from marketplace_node import identity, sealing
+from marketplace_node.model import (
+    Announcement,
+    AnnouncementKind,
+    PackageDraft,
+    PackageMeta,
+    ProviderRecord,
+)
+
+PUBLISHER = identity.Identity.generate()
+
+
+def package(
+    name: str = "pkg",
+    version: str = "1.0",
+    *,
+    description: str = "",
+    category: str = "tools",
+    tags: tuple[str, ...] = (),
+    content: bytes = b"content",
+    publisher: identity.Identity = PUBLISHER,
+) -> PackageMeta:
+    draft = PackageDraft(
+        name=name,
+        version=version,
+        description=description,
+        category=category,
+        tags=tags,
+        digest=hashlib.sha256(content).hexdigest(),
+        size=len(content),
+    )
+    return sealing.sign_package(publisher, draft)
+
+
+def package_announcement(
+    meta: PackageMeta, origin: identity.Identity = PUBLISHER, created: int = 100
+) -> Announcement:
+    return sealing.announce(origin, AnnouncementKind.PACKAGE, created=created, package=meta)
+
+
+def provider_announcement(
+    package_id: str,
+    origin: identity.Identity,
+    *,
+    kind: AnnouncementKind = AnnouncementKind.PROVIDER_ADDED,
+    created: int = 100,
+) -> Announcement:
+    record = ProviderRecord(
+        package_id=package_id, peer_id=origin.peer_id, address="http://127.0.0.1:1", ttl_seconds=60
+    )
+    return sealing.announce(origin, kind, created=created, provider=record)
+
 
 T = TypeVar("T")
 CLI = str(Path(sys.executable).with_name("marketplace-node"))
@@ -40,7 +97,9 @@ def free_port(host: str) -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.1) -> T:
+def wait_for(
+    what: str, probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.1
+) -> T:
     deadline = time.monotonic() + timeout
     while True:
         with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
@@ -52,10 +111,14 @@ def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 15.0, in
         time.sleep(interval)
 
 
-def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310
+def http(
+    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    request = urllib.request.Request(  # noqa: S310 - loopback URLs built by this module
+        url, data=body, method=method, headers=headers or {}
+    )
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - as above
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -84,21 +147,29 @@ class Node:
         return f"http://{self.host}:{self.port}"
 
     def start(self) -> None:
-        env = os.environ | FAST | {
-            "MARKETPLACE_NODE_HOST": self.host,
-            "MARKETPLACE_NODE_PORT": str(self.port),
-            "MARKETPLACE_NODE_DATA_DIR": str(self.data_dir),
-            "MARKETPLACE_NODE_BOOTSTRAP_PEERS": ",".join(self.bootstrap),
-        }
+        env = (
+            os.environ
+            | FAST
+            | {
+                "MARKETPLACE_NODE_HOST": self.host,
+                "MARKETPLACE_NODE_PORT": str(self.port),
+                "MARKETPLACE_NODE_DATA_DIR": str(self.data_dir),
+                "MARKETPLACE_NODE_BOOTSTRAP_PEERS": ",".join(self.bootstrap),
+            }
+        )
         out = self.log.open("ab")
         self.process = subprocess.Popen([CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
         out.close()
 
     def wait_listening(self) -> None:
-        self.peer_id = wait_for(f"node {self.index} to listen", lambda: get_json(f"{self.url}/api/v1/status")["peerId"])
+        self.peer_id = wait_for(
+            f"node {self.index} to listen", lambda: get_json(f"{self.url}/api/v1/status")["peerId"]
+        )
 
     def cli(self, *args: str) -> Any:
-        result = subprocess.run([CLI, *args, "--node", self.url], capture_output=True, timeout=60, check=False)
+        result = subprocess.run(
+            [CLI, *args, "--node", self.url], capture_output=True, timeout=60, check=False
+        )
         assert result.returncode == 0, result.stderr.decode()
         return json.loads(result.stdout)
 
@@ -113,6 +184,10 @@ class Node:
         return self.process.wait(timeout=30)
 
 
+def _knows(node: Node, peers: int) -> bool:
+    return len(get_json(f"{node.url}/api/v1/peers")) >= peers
+
+
 @dataclass
 class NodeCluster:
     root: Path
@@ -124,7 +199,9 @@ class NodeCluster:
         seed: list[str] = []
         for i in range(count):
             host = f"127.0.0.{40 + i}"
-            node = Node(i, host, free_port(host), root / f"node{i}", root / f"node{i}.log", list(seed))
+            node = Node(
+                i, host, free_port(host), root / f"node{i}", root / f"node{i}.log", list(seed)
+            )
             cluster.nodes.append(node)
             if not seed:
                 seed.append(node.url)
@@ -142,7 +219,10 @@ class NodeCluster:
     def wait_meshed(self, nodes: list[Node] | None = None) -> None:
         live = nodes or [n for n in self.nodes if n.process and n.process.poll() is None]
         for node in live:
-            wait_for(f"node {node.index} to know {len(live) - 1} peers", lambda n=node: len(get_json(f"{n.url}/api/v1/peers")) >= len(live) - 1)
+            wait_for(
+                f"node {node.index} to know {len(live) - 1} peers",
+                functools.partial(_knows, node, len(live) - 1),
+            )
 
     def close(self) -> None:
         for node in self.nodes:
