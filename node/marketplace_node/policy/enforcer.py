@@ -127,6 +127,20 @@ class PolicyEnforcer:
                 self._metrics.rate_limited(op, "global")
             raise errors.RateLimited("the node is at its request limit", retry_after=retry_after)
 
+    def screen(self, ip: str, op: Operation) -> None:
+        """Refuse a banned network before any costly work (reading a body, checking a
+        signature); charges no limit, so `admit()` must still follow with the peer id."""
+        address = _address(ip)
+        if address is None:
+            return
+        now = self._clock.monotonic()
+        for layer, table in (("fleet", self._policy.bans), ("local", self._local)):
+            ban = table.address(address, now)
+            if ban is not None:
+                if self._metrics is not None:
+                    self._metrics.refused_banned(op, layer)
+                raise errors.PeerBanned("this address is banned", details={"reason": ban.reason})
+
     def _banned(
         self, policy: CompiledPolicy, peer_id: str | None, ip: str, now: float
     ) -> tuple[str, bans_.Ban] | None:

@@ -157,6 +157,19 @@ def test_fleet_bans_by_peer_id_and_cidr(clock: FakeClock, enforcer: PolicyEnforc
     enforcer.admit(HONEST, "8.8.8.8", Operation.SEARCH)
 
 
+def test_screen_refuses_banned_networks_without_charging_limits(
+    enforcer: PolicyEnforcer,
+) -> None:
+    enforcer.apply(doc(2).model_copy(update={"bans": [BanEntry(cidr="10.0.0.0/8")]}))
+    with pytest.raises(errors.PeerBanned):
+        enforcer.screen("10.200.0.1", Operation.GOSSIP)
+    for _ in range(10):
+        enforcer.screen("192.0.2.1", Operation.SEARCH)
+    enforcer.admit(PEER, "192.0.2.1", Operation.SEARCH)  # the burst of 2 is untouched
+    enforcer.admit(PEER, "192.0.2.1", Operation.SEARCH)
+    enforcer.screen("unix-socket", Operation.SEARCH)
+
+
 def test_policy_ban_expires_on_the_monotonic_clock(
     clock: FakeClock, enforcer: PolicyEnforcer
 ) -> None:
