@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import hashlib
 import json
 import math
@@ -114,6 +115,8 @@ def bench_index(packages: list[tuple[PackageMeta, int]], qs: list[Query]) -> flo
     for meta, downloads in packages:
         index.upsert(meta, downloads)
     build = time.perf_counter() - started
+    gc.collect()
+    gc.freeze()  # as the node does once its catalogue is loaded (see NodeService._on_start)
     latencies = []
     hits = 0
     for query in qs:

@@ -10,6 +10,7 @@ awaited by `stop()`; both are idempotent.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import random
 from collections.abc import Awaitable, Callable, Iterable
@@ -119,6 +120,11 @@ class NodeService:
         for row in await self.store.providers(now_wall=self.clock.wall()):
             self.providers.setdefault(row.package_id, {})[row.peer_id] = row
         self.last_seq = await self.store.last_seq()
+        # The catalogue just loaded lives as long as the process: move it out of the
+        # collector's sight, or every full collection walks all of it (a 90 ms pause
+        # at 10,000 packages, the p99 of search).
+        gc.collect()
+        gc.freeze()
         for loop in self._loops:
             self.spawn(loop())
         logger.info("started: %d packages, change seq %d", len(self.index), self.last_seq)
