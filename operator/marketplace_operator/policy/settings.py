@@ -19,6 +19,9 @@ class PolicySettings(BaseSettings):
     attempts: int = Field(default=4, ge=1, le=20, description="Attempts per node per push.")
     retry_base_seconds: float = Field(default=0.05, gt=0, le=10)
     retry_max_seconds: float = Field(default=1.0, gt=0, le=60)
+    retry_round_seconds: float = Field(
+        default=1.0, gt=0, le=600, description="Next round after a node did not acknowledge."
+    )
     resync_seconds: float = Field(
         default=10.0, gt=0, le=3_600, description="Re-check every node's applied version."
     )

@@ -310,10 +310,12 @@ class PolicyWorker:
             retry=self._retry,
             rng=self._rng,
         )
+        unreached = False
         for outcome in outcomes:
             if outcome.applied is not None:
                 fleet.applied[outcome.node] = outcome.applied
                 continue
+            unreached = True
             self._metrics.push_failures.labels(key.namespace, outcome.node.name).inc()
             log.warning(
                 "policy v%s not applied by %s: %s", doc.version, outcome.node.name, outcome.error
@@ -324,6 +326,12 @@ class PolicyWorker:
                 # The node is ahead (the stored version was lost): issue a version above it.
                 fleet.floor = max(fleet.floor, outcome.node_version)
                 self.mark(key)
+        if unreached:
+            # A node that is starting (pod IP before the process listens) or briefly down:
+            # try again soon rather than waiting for the resync.
+            asyncio.get_running_loop().call_later(
+                self._settings.retry_round_seconds, self.mark, key
+            )
 
     def _observe_convergence(
         self, key: FleetKey, nodes: list[NodeTarget], version: PolicyVersion
