@@ -88,7 +88,10 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
     outcome = "ok"
     peer_route = route.startswith("p2p_")
     try:
-        peer = await _authenticate(request, service) if peer_route else None
+        peer = None
+        if peer_route:
+            service.enforcer.screen(request.remote or "", op)  # banned networks pay nothing more
+            peer = await _authenticate(request, service)
         service.enforcer.admit(peer, request.remote or "", op)
         if peer_route:  # peers keep syncing and fetching from a draining node (hand-off)
             return await handler(request)

@@ -17,6 +17,7 @@ import aiohttp
 from yarl import URL
 
 from marketplace_node import signing
+from marketplace_node.breaker import Breakers
 from marketplace_node.clock import Clock
 from marketplace_node.errors import UpstreamFailed, UpstreamTimeout
 from marketplace_node.identity import Identity
@@ -25,10 +26,20 @@ MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 
 class PeerClient:
+    """Signs, sends, and keeps a circuit breaker per peer address (`breaker.Breakers`):
+    a peer that keeps failing is refused at once for a while instead of costing a timeout."""
+
     def __init__(
-        self, session: aiohttp.ClientSession, ident: Identity, clock: Clock, *, timeout: float
+        self,
+        session: aiohttp.ClientSession,
+        ident: Identity,
+        clock: Clock,
+        *,
+        timeout: float,
+        breakers: Breakers | None = None,
     ) -> None:
         self._session = session
+        self.breakers = breakers or Breakers(clock)
         self._identity = ident
         self._clock = clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -63,23 +74,34 @@ class PeerClient:
         """One signed request (extra `headers` are not signed: hints only); the 2xx reply body."""
         url, signed = self._signed(method, base_url, path, params, body)
         headers = signed | (headers or {})
+        self.breakers.check(base_url)
         try:
             async with self._session.request(
                 method, url, data=body or None, headers=headers, timeout=self._timeout
             ) as resp:
                 payload = await resp.content.read(MAX_REPLY_BYTES + 1)
-                _raise_for(resp.status, payload, base_url)
-                if len(payload) > MAX_REPLY_BYTES:
-                    raise UpstreamFailed("peer reply too large", details={"peer": base_url})
-                return payload
         except TimeoutError as exc:
+            self.breakers.failure(base_url)
             raise UpstreamTimeout(
                 "peer did not answer in time", details={"peer": base_url}
             ) from exc
         except aiohttp.ClientError as exc:
+            self.breakers.failure(base_url)
             raise UpstreamFailed(
                 f"peer unreachable: {type(exc).__name__}", details={"peer": base_url}
             ) from exc
+        self._health(base_url, resp.status)
+        _raise_for(resp.status, payload, base_url)
+        if len(payload) > MAX_REPLY_BYTES:
+            raise UpstreamFailed("peer reply too large", details={"peer": base_url})
+        return payload
+
+    def _health(self, base_url: str, status: int) -> None:
+        """A 5xx is the peer's trouble; a 4xx is an answer (it is alive and refused us)."""
+        if status >= 500:
+            self.breakers.failure(base_url)
+        else:
+            self.breakers.success(base_url)
 
     @asynccontextmanager
     async def stream(
@@ -87,18 +109,22 @@ class PeerClient:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """A signed GET whose body is consumed as chunks (content transfer)."""
         url, headers = self._signed("GET", base_url, path, None, b"")
+        self.breakers.check(base_url)
         try:
             async with self._session.get(
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=transfer_seconds)
             ) as resp:
+                self._health(base_url, resp.status)
                 if resp.status != 200:
                     _raise_for(resp.status, await resp.content.read(64 * 1024), base_url)
                 yield _chunks(resp)
         except TimeoutError as exc:
+            self.breakers.failure(base_url)
             raise UpstreamTimeout(
                 "peer did not deliver in time", details={"peer": base_url}
             ) from exc
         except aiohttp.ClientError as exc:
+            self.breakers.failure(base_url)
             raise UpstreamFailed(
                 f"peer transfer failed: {type(exc).__name__}", details={"peer": base_url}
             ) from exc

@@ -44,6 +44,7 @@ from marketplace_node.model import (
 from marketplace_node.peer_client import PeerClient
 from marketplace_node.peers import PeerTable
 from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.journal import LocalBanJournal
 from marketplace_node.reputation import ReputationBook
 from marketplace_node.search import SearchIndex
 from marketplace_node.signing import ReplayCache
@@ -80,7 +81,10 @@ class NodeService:
         self.seen = gossip.SeenCache(clock)
         self.replay = ReplayCache(clock)
         self.hub = SubscriptionHub()
-        self.enforcer = PolicyEnforcer(clock, node_id=identity.peer_id, metrics=metrics)
+        self.ban_journal = LocalBanJournal(data / "local-bans.jsonl", clock=clock)
+        self.enforcer = PolicyEnforcer(
+            clock, node_id=identity.peer_id, metrics=metrics, on_local_ban=self.ban_journal.append
+        )
         self.bootstrap: tuple[str, ...] = tuple(settings.bootstrap_peers)
         self.members: tuple[str, ...] = ()
         self.last_seq = 0
@@ -115,6 +119,7 @@ class NodeService:
         )
         await asyncio.to_thread(self.blobs.prepare)
         await self.store.open()
+        self.enforcer.restore_local_bans(await asyncio.to_thread(self.ban_journal.load))
         for meta, downloads in await self.store.packages():
             self.index.upsert(meta, downloads)
         for row in await self.store.providers(now_wall=self.clock.wall()):
