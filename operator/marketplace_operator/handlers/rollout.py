@@ -27,8 +27,8 @@ from marketplace_operator import actuate, errors, k8s, nodeloop
 from marketplace_operator.context import Context
 from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
 from marketplace_operator.model.fleet import KIND as FLEET_KIND
+from marketplace_operator.model.fleet import LEAVING_ANNOTATION, RolloutPhase, StepPhase
 from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
-from marketplace_operator.model.fleet import RolloutPhase, StepPhase
 from marketplace_operator.model.mnode import DEFAULT_FLEET, MarketplaceNodeSpec
 from marketplace_operator.model.mnode import KIND as MNODE_KIND
 from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
@@ -212,6 +212,9 @@ class _Pass:
         pod = self.pods.get(action.node)
         if pod is None or pod["metadata"].get("uid") != action.pod_uid:
             return  # the observation moved on; the next pass decides again
+        if isinstance(action, planner.MarkLeaving):
+            await self.mark_leaving(action)
+            return
         if isinstance(action, planner.DeletePod):
             await actuate.run_blocking(
                 self.ctx.kube.delete,
@@ -230,6 +233,35 @@ class _Pass:
             await self.ctx.nodes.drain(address, token, timeout_seconds=action.timeout_seconds)
         except (errors.NodeUnreachable, errors.NodeRefused) as exc:
             log.info("fleet %s/%s: drain of %s: %s", self.namespace, self.fleet, action.node, exc)
+
+    async def mark_leaving(self, action: planner.MarkLeaving) -> None:
+        """Annotate the pod leaving (the node loop then keeps its gate off) and turn the gate
+        off now; the uid in both patches is a precondition: a newer pod is never touched."""
+        name = names.pod_name(action.node)
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        gate_off = {
+            "type": names.JOINED_CONDITION,
+            "status": "False",
+            "reason": "Leaving",
+            "message": "taken out of service by the fleet rollout before its drain",
+            "lastTransitionTime": stamp,
+        }
+        meta = {"uid": action.pod_uid, "annotations": {LEAVING_ANNOTATION: stamp}}
+        try:
+            await actuate.run_blocking(
+                self.ctx.kube.patch, k8s.PODS, self.namespace, name, {"metadata": meta}
+            )
+            await actuate.run_blocking(
+                self.ctx.kube.patch,
+                k8s.PODS,
+                self.namespace,
+                name,
+                {"metadata": {"uid": action.pod_uid}, "status": {"conditions": [gate_off]}},
+                sub="status",
+                content_type=k8s.STRATEGIC,
+            )
+        except (errors.NotFound, errors.Conflict, errors.Invalid) as exc:
+            log.info("fleet %s/%s: %s not marked: %s", self.namespace, self.fleet, name, exc)
 
 
 def _one(index: Any, key: Any) -> Any:

@@ -35,6 +35,8 @@ KIND: Final = "MarketplaceFleet"
 PLURAL: Final = "marketplacefleets"
 PAUSED_ANNOTATION: Final = f"{LABEL_PREFIX}paused"
 """`"true"` on a MarketplaceFleet stops its rollout after the current step."""
+LEAVING_ANNOTATION: Final = f"{LABEL_PREFIX}leaving"
+"""On a pod the rollout is taking out: its `joined` gate stays off (the node loop keeps it so)."""
 RESTARTED_AT_ANNOTATION: Final = f"{LABEL_PREFIX}restartedAt"
 """On a MarketplaceNode: a new value asks for a new pod (as `kubectl rollout restart`)."""
 
@@ -68,8 +70,10 @@ class MarketplaceFleetSpec(CamelModel):
 
 
 class StepPhase(enum.StrEnum):
-    """Where one node's replacement is: draining the old pod, or replacing it."""
+    """Where one node's replacement is: taking the old pod out of load balancers (its
+    `joined` readiness gate turned off), draining it, or replacing it."""
 
+    LEAVING = "Leaving"
     DRAINING = "Draining"
     REPLACING = "Replacing"
 
@@ -78,7 +82,7 @@ class RolloutStep(CamelModel):
     """One node being replaced, recorded before anything is done to it (crash-safe)."""
 
     node: str = Field(max_length=253, description="The MarketplaceNode being replaced.")
-    phase: StepPhase = Field(description="Draining the old pod, or Replacing it.")
+    phase: StepPhase = Field(description="Leaving (out of load balancers), Draining, Replacing.")
     target_hash: str = Field(max_length=64, description="Pod-template hash the node is moving to.")
     target_restart: str | None = Field(
         default=None, max_length=64, description="restartedAt value the new pod answers."

@@ -46,6 +46,7 @@ class PodView:
     joined: bool = True
     deleting: bool = False
     failed: bool = False
+    leaving: bool = False  # marked by the rollout: its gate stays off until it is replaced
     drain: Drain = Drain.UNKNOWN
 
     @property
@@ -56,6 +57,7 @@ class PodView:
             and self.joined
             and not self.deleting
             and not self.failed
+            and not self.leaving
             and self.drain in (Drain.SERVING, Drain.UNKNOWN)
         )
 

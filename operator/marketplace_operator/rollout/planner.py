@@ -17,9 +17,12 @@ Rules (docs/rollout.md):
   stays within `maxUnavailable`; a step on an already-unavailable node costs
   nothing and may always start. At most `maxUnavailable` steps run at once.
 - Order: unavailable nodes first, then by name.
-- A step drains the pod through the admin API, waits until it is drained and
-  unready (plus `settle`, for load balancers to notice), deletes the pod, and
-  waits for the replacement to be Ready and joined. If that takes longer than
+- A step first takes the pod out of load balancers: it is marked leaving and its
+  `joined` readiness gate turned off, so the pod turns unready while the node
+  still serves; `settle` after that (for EndpointSlice watchers to notice), the
+  node is drained through its admin API (it refuses new work from then on), and
+  once drained the pod is deleted; the step then waits for the replacement to be
+  Ready and joined. A pod once marked leaving is always replaced. If that takes longer than
   the grace period plus `stepTimeout`, the step fails: the rollout records a
   failure and starts nothing more until the failed node's spec changes or the
   node recovers on its own.
@@ -60,6 +63,15 @@ class Reason(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class MarkLeaving:
+    """Mark pod `pod_uid` of `node` leaving and turn off its `joined` gate, so it turns
+    unready and load balancers stop sending to it before it refuses new work."""
+
+    node: str
+    pod_uid: str
+
+
+@dataclass(frozen=True, slots=True)
 class DrainNode:
     """Ask the pod `pod_uid` of `node` to drain (idempotent): it stops taking work and hands
     off its records. The uid keeps a stale decision from draining a newer pod."""
@@ -79,7 +91,7 @@ class DeletePod:
     grace_seconds: float
 
 
-Action = DrainNode | DeletePod
+Action = MarkLeaving | DrainNode | DeletePod
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +180,22 @@ def _replace_failure(node: NodeView) -> tuple[str, str]:
     return "PodNotAvailable", "the replacement pod is draining"
 
 
+def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime) -> _Outcome:
+    pod = node.pod
+    if pod is None or pod.deleting or pod.failed:
+        moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
+        return _Outcome(step=moved)
+    if pod.leaving and not pod.ready:
+        if now < step.phase_since + settings.settle:
+            return _Outcome(step=step, waiting=f"{node.name}: letting load balancers drop it")
+        moved = step.model_copy(update={"phase": StepPhase.DRAINING, "phase_since": now})
+        return _Outcome(step=moved)
+    if now >= step.phase_since + node.grace + settings.step_timeout:
+        return _failure(step, "LeaveRefused", "the pod stayed Ready with its gate off", now)
+    action = MarkLeaving(node.name, pod.uid)
+    return _Outcome(step=step, action=action, waiting=f"{node.name}: taking it out of service")
+
+
 def _draining(
     step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime
 ) -> _Outcome:
@@ -199,7 +227,12 @@ def _replacing(
     step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime
 ) -> _Outcome:
     pod = node.pod
-    fresh = node.on_target and pod is not None and pod.drain in (Drain.SERVING, Drain.UNKNOWN)
+    fresh = (
+        node.on_target
+        and pod is not None
+        and not pod.leaving
+        and pod.drain in (Drain.SERVING, Drain.UNKNOWN)
+    )
     if fresh and node.available:
         return _Outcome(step=None, notes=(Note("NodeReplaced", "Ready and joined", node.name),))
     if now >= step.phase_since + node.grace + settings.step_timeout:
@@ -213,10 +246,8 @@ def _replacing(
         return _Outcome(step=step, waiting=f"{node.name}: old pod terminating")
     if fresh:
         return _Outcome(step=step, waiting=f"{node.name}: waiting for Ready and joined")
-    if now >= step.phase_since + settings.settle:
-        action = DeletePod(node.name, pod.uid, node.grace.total_seconds())
-        return _Outcome(step=step, action=action, waiting=f"{node.name}: deleting the old pod")
-    return _Outcome(step=step, waiting=f"{node.name}: letting load balancers drop the node")
+    action = DeletePod(node.name, pod.uid, node.grace.total_seconds())
+    return _Outcome(step=step, action=action, waiting=f"{node.name}: deleting the old pod")
 
 
 def _advance(
@@ -227,14 +258,18 @@ def _advance(
         return _Outcome(step=None, notes=(Note("RolloutStepDropped", f"{step.node} is gone"),))
     notes: tuple[Note, ...] = ()
     step = _retarget(step, node.desired)
-    for _ in range(3):  # Draining → Replacing → done is the longest chain
-        stage = _draining if step.phase == StepPhase.DRAINING else _replacing
+    for _ in range(4):  # Leaving → Draining → Replacing → done is the longest chain
+        stage = {
+            StepPhase.LEAVING: _leaving,
+            StepPhase.DRAINING: _draining,
+            StepPhase.REPLACING: _replacing,
+        }[step.phase]
         out = stage(step, node, settings, now)
         notes += out.notes
         if out.step is None or out.step == step:
             return replace(out, notes=notes)
         step = out.step
-    return _Outcome(step=step, notes=notes)  # pragma: no cover - the chain is at most two moves
+    return _Outcome(step=step, notes=notes)  # pragma: no cover - the chain is at most three moves
 
 
 def _resolved(failure: RolloutFailure, node: NodeView | None) -> bool:
@@ -247,7 +282,7 @@ def _resolved(failure: RolloutFailure, node: NodeView | None) -> bool:
 
 def _start(node: NodeView, now: datetime) -> tuple[RolloutStep, Note]:
     why = [str(r) for r in reasons(node)]
-    phase = StepPhase.DRAINING if node.available else StepPhase.REPLACING
+    phase = StepPhase.LEAVING if node.available else StepPhase.REPLACING
     step = RolloutStep(
         node=node.name,
         phase=phase,

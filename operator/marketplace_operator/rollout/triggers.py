@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from marketplace_operator.model.fleet import (
+    LEAVING_ANNOTATION,
     PAUSED_ANNOTATION,
     RESTARTED_AT_ANNOTATION,
     MarketplaceFleetSpec,
@@ -91,6 +92,7 @@ def node_view(
         joined=seen.joined,
         deleting=seen.deleting,
         failed=seen.phase in {"Failed", "Succeeded"} or seen.stuck_reason is not None,
+        leaving=LEAVING_ANNOTATION in _annotations(pod_body),
         drain=drain,
     )
     return NodeView(name, desired, view, grace(mnode))

@@ -23,7 +23,7 @@ from marketplace_operator.rollout.observation import (
     Record,
     Revision,
 )
-from marketplace_operator.rollout.planner import DeletePod, DrainNode
+from marketplace_operator.rollout.planner import DeletePod, DrainNode, MarkLeaving
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 OLD = Revision("old")
@@ -110,16 +110,51 @@ def test_idle_fleet_is_complete_and_does_nothing() -> None:
     assert (d.updated, d.unavailable, d.pending) == (2, 0, 0)
 
 
-def test_first_step_is_recorded_and_drains_the_first_node_by_name() -> None:
+def test_first_step_is_recorded_and_takes_the_first_node_out_of_service() -> None:
     d = planner.plan(fleet(node("b"), node("a"), up_to_date("c")), T0)
     assert d.phase == RolloutPhase.PROGRESSING
-    assert [(s.node, s.phase) for s in d.record.steps] == [("a", StepPhase.DRAINING)]
+    assert [(s.node, s.phase) for s in d.record.steps] == [("a", StepPhase.LEAVING)]
     assert d.record.steps[0].reasons == ["TemplateChanged"]
-    assert d.actions == (DrainNode("a", "uid-old", 30.0),)
+    assert d.actions == (MarkLeaving("a", "uid-old"),)
     assert [e.node for e in d.plan] == ["b"]
     assert d.unavailable == 1
-    assert d.blocked_by == "a: draining"
+    assert d.blocked_by == "a: taking it out of service"
     assert [n.reason for n in d.notes] == ["RolloutStepStarted"]
+
+
+def test_leaving_is_asked_again_until_the_pod_is_unready() -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    marked_but_ready = node("a", p=pod(leaving=True))
+    d = planner.plan(fleet(marked_but_ready, record=rec), T0 + timedelta(seconds=5))
+    assert d.actions == (MarkLeaving("a", "uid-old"),)
+    assert d.record == rec
+
+
+def test_an_unready_leaving_pod_is_drained_after_settle() -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    out = node("a", p=pod(leaving=True, ready=False))
+    d = planner.plan(fleet(out, record=rec), T0 + timedelta(milliseconds=500))
+    assert d.actions == ()
+    assert "load balancers" in (d.blocked_by or "")
+    now = T0 + timedelta(seconds=1)
+    d = planner.plan(fleet(out, record=rec), now)
+    (s,) = d.record.steps
+    assert (s.phase, s.phase_since) == (StepPhase.DRAINING, now)
+    assert d.actions == (DrainNode("a", "uid-old", 30.0),)
+
+
+def test_a_pod_that_never_leaves_fails_the_step() -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    stubborn = node("a", p=pod(leaving=True))
+    d = planner.plan(fleet(stubborn, record=rec), T0 + GRACE + SETTINGS.step_timeout)
+    assert [f.reason for f in d.record.failures] == ["LeaveRefused"]
+    assert d.actions == ()
+
+
+def test_a_leaving_pod_that_vanishes_moves_on_to_replacing() -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    d = planner.plan(fleet(NodeView("a", NEW, None, GRACE), record=rec), T0)
+    assert d.record.steps[0].phase == StepPhase.REPLACING
 
 
 def test_draining_node_is_asked_again_until_it_reports_draining() -> None:
@@ -140,18 +175,15 @@ def test_drained_but_still_ready_waits_for_readiness_to_drop() -> None:
     assert d.actions == ()
 
 
-def test_drained_and_unready_moves_to_replacing_then_deletes_after_settle() -> None:
+def test_drained_and_unready_moves_to_replacing_and_deletes() -> None:
     rec = Record(steps=(step("a"),))
-    drained = node("a", p=pod(drain=Drain.DRAINED, ready=False))
+    drained = node("a", p=pod(drain=Drain.DRAINED, ready=False, leaving=True))
     now = T0 + timedelta(seconds=5)
     d = planner.plan(fleet(drained, record=rec), now)
     (s,) = d.record.steps
     assert (s.phase, s.phase_since, s.started_at) == (StepPhase.REPLACING, now, T0)
-    assert d.actions == ()  # load balancers get `settle` to drop the node
-    assert "load balancers" in (d.blocked_by or "")
-    d2 = planner.plan(fleet(drained, record=d.record), now + timedelta(seconds=1))
-    assert d2.actions == (DeletePod("a", "uid-old", 30.0),)
-    assert d2.record == d.record
+    assert d.actions == (DeletePod("a", "uid-old", 30.0),)
+    assert [n.reason for n in d.notes] == ["NodeDrained"]
 
 
 def test_a_node_that_keeps_serving_is_not_deleted_and_halts_the_rollout() -> None:
@@ -194,8 +226,8 @@ def test_replacing_waits_for_the_new_pod(p: PodView | None, waiting: str) -> Non
 def test_new_pod_ready_and_joined_completes_the_step_and_starts_the_next() -> None:
     rec = Record(steps=(step("a", StepPhase.REPLACING),))
     d = planner.plan(fleet(node("a", p=pod(NEW, uid="u2")), node("b"), record=rec), T0)
-    assert [(s.node, s.phase) for s in d.record.steps] == [("b", StepPhase.DRAINING)]
-    assert d.actions == (DrainNode("b", "uid-old", 30.0),)
+    assert [(s.node, s.phase) for s in d.record.steps] == [("b", StepPhase.LEAVING)]
+    assert d.actions == (MarkLeaving("b", "uid-old"),)
     assert [n.reason for n in d.notes] == ["NodeReplaced", "RolloutStepStarted"]
 
 
@@ -211,7 +243,7 @@ def test_a_drained_pod_on_the_desired_revision_is_still_replaced() -> None:
     """The spec reverted while the old pod drained: a drained pod never serves again."""
     rec = Record(steps=(step("a", StepPhase.REPLACING),))
     drained = node("a", p=pod(NEW, drain=Drain.DRAINED, ready=False))
-    d = planner.plan(fleet(drained, record=rec), T0 + timedelta(seconds=2))
+    d = planner.plan(fleet(drained, record=rec), T0)
     assert d.actions == (DeletePod("a", "uid-new", 30.0),)
 
 
@@ -229,15 +261,16 @@ def test_node_deleted_during_its_step_drops_the_step() -> None:
     assert [s.node for s in d.record.steps] == ["b"]
 
 
-def test_an_unavailable_node_skips_draining() -> None:
+def test_an_unavailable_node_is_deleted_without_leaving_or_draining() -> None:
     d = planner.plan(fleet(node("a", p=pod(ready=False, joined=False))), T0)
     assert d.record.steps[0].phase == StepPhase.REPLACING
-    assert d.actions == ()  # deleted after `settle`
-    d = planner.plan(
-        fleet(node("a", p=pod(ready=False, joined=False)), record=d.record),
-        T0 + timedelta(seconds=1),
-    )
     assert d.actions == (DeletePod("a", "uid-old", 30.0),)
+
+
+def test_a_leaving_pod_on_the_desired_revision_is_still_replaced() -> None:
+    rec = Record(steps=(step("a", StepPhase.REPLACING),))
+    marked = node("a", p=pod(NEW, leaving=True, ready=False))
+    assert planner.plan(fleet(marked, record=rec), T0).actions == (DeletePod("a", "uid-new", 30.0),)
 
 
 # --- the budget ------------------------------------------------------------------------------
@@ -360,7 +393,7 @@ def test_pause_during_a_step_keeps_progressing() -> None:
     rec = Record(steps=(step("a"),))
     d = planner.plan(fleet(node("a"), node("b"), record=rec, paused=True), T0)
     assert d.phase == RolloutPhase.PROGRESSING
-    assert d.actions == (DrainNode("a", "uid-old", 30.0),)
+    assert d.actions == (DrainNode("a", "uid-old", 30.0),)  # the running step goes on
 
 
 # --- the record --------------------------------------------------------------------------------

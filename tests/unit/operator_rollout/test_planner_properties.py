@@ -134,7 +134,8 @@ class SimPod:
     rev: Revision
     uid: str
     ready_at: int | None  # tick when Ready and joined (None: never, it crash-loops)
-    drain_at: int | None = None  # tick when drained (readiness drops then)
+    leave_at: int | None = None  # tick when its gate went off (readiness drops then)
+    drain_at: int | None = None  # tick when drained
     gone_at: int | None = None  # tick when a deleted pod disappears
 
 
@@ -152,6 +153,7 @@ class Cluster:
         }
         self.deleted_uids: list[str] = []
         self.deleted_while_serving: list[str] = []
+        self.drained_while_serving: list[str] = []
 
     def _new_pod(self, name: str, rev: Revision, delay: int) -> SimPod:
         self.serial += 1
@@ -165,15 +167,17 @@ class Cluster:
             return NodeView(name, self.desired[name], None, grace)
         up = p.ready_at is not None and p.ready_at <= self.t
         drained = p.drain_at is not None and p.drain_at <= self.t
+        out = p.leave_at is not None and p.leave_at <= self.t
         drain = (
             Drain.SERVING if p.drain_at is None else Drain.DRAINED if drained else Drain.DRAINING
         )
         pod = PodView(
             p.rev,
             p.uid,
-            ready=up and not drained,
-            joined=up,
+            ready=up and not drained and not out,
+            joined=up and not out,
             deleting=p.gone_at is not None,
+            leaving=p.leave_at is not None,
             drain=drain,
         )
         return NodeView(name, self.desired[name], pod, grace)
@@ -182,12 +186,18 @@ class Cluster:
         p = self.pods[action.node]
         if p is None or p.uid != action.pod_uid:
             return  # the uid precondition of the real API
-        if isinstance(action, planner.DrainNode):
+        view = self.view(action.node).pod
+        serving = view is not None and view.ready
+        if isinstance(action, planner.MarkLeaving):
+            if p.leave_at is None:
+                p.leave_at = self.t + self.rng.randint(0, 2)
+        elif isinstance(action, planner.DrainNode):
+            if serving:
+                self.drained_while_serving.append(p.uid)  # clients would see refusals
             if p.drain_at is None:
                 p.drain_at = self.t + self.rng.randint(0, 4)
         elif p.gone_at is None:
-            pod = self.view(action.node).pod
-            if pod is not None and pod.ready:
+            if serving:
                 self.deleted_while_serving.append(p.uid)
             p.gone_at = self.t + self.rng.randint(0, 4)
             self.deleted_uids.append(p.uid)
@@ -262,7 +272,8 @@ def test_a_rollout_completes_within_budget_and_monotonically(
     assert updated == sorted(updated), "a node once updated was never taken down again"
     assert pending == sorted(pending, reverse=True), "the work left never grows"
     assert sorted(run.cluster.deleted_uids) == sorted(run.initial_uids.values())  # each once
-    assert run.cluster.deleted_while_serving == []  # drained and unready first
+    assert run.cluster.deleted_while_serving == []  # out of service and drained first
+    assert run.cluster.drained_while_serving == []  # out of load balancers before refusing
     assert all(s <= budget for s in (len(d.record.steps) for d in run.decisions))
 
 
