@@ -25,6 +25,7 @@ from pydantic import ValidationError
 from marketplace_operator import actuate, errors, events, k8s
 from marketplace_operator.context import Context
 from marketplace_operator.model.common import LABEL_PREFIX
+from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.reconcile import fleet, status
@@ -309,6 +310,11 @@ async def _write_status(
             other_members=others,
             current_policy_version=views.current_policy_version,
         )
+        # A pod the fleet rollout is taking out of service keeps its gate off (rollout/).
+        leaving = LEAVING_ANNOTATION in (
+            (views.pod or {}).get("metadata", {}).get("annotations") or {}
+        )
+        joined = joined and not leaving
         if joined != view.joined:
             await _set_gate(ctx, ref, view, joined)
     raw_old = body.get("status")
