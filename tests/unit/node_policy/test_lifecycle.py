@@ -142,3 +142,7 @@ async def test_drain_only_from_running() -> None:
     assert state(life) is State.DRAINING
     await life.stop()
     assert state(life) is State.STOPPED
+
+
+async def test_loops_run_in_asyncio_debug_mode() -> None:
+    assert asyncio.get_running_loop().get_debug()
