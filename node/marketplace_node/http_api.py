@@ -69,10 +69,14 @@ LONG_LIVED = frozenset({"subscribe"})
 
 def json_response(model: Model | Sequence[Model], status: int = 200) -> web.Response:
     if isinstance(model, Model):
-        body = model.model_dump_json(by_alias=True)
+        body = model.__pydantic_serializer__.to_json(model, by_alias=True)
     else:
-        body = "[" + ",".join(m.model_dump_json(by_alias=True) for m in model) + "]"
-    return web.Response(text=body, status=status, content_type="application/json")
+        body = (
+            b"["
+            + b",".join(m.__pydantic_serializer__.to_json(m, by_alias=True) for m in model)
+            + b"]"
+        )
+    return web.Response(body=body, status=status, content_type="application/json")
 
 
 @web.middleware

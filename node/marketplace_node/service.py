@@ -87,6 +87,7 @@ class NodeService:
         )
         self.bootstrap: tuple[str, ...] = tuple(settings.bootstrap_peers)
         self.members: tuple[str, ...] = ()
+        self._configured = self.bootstrap
         self.last_seq = 0
         self.drain = DrainCoordinator(clock, timeout=settings.drain_timeout_seconds)
         self.drain.add_handoff("leaving", self._announce_leaving)
@@ -165,7 +166,8 @@ class NodeService:
 
     @property
     def configured_peers(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys((*self.bootstrap, *self.members)))
+        """Bootstrap peers and fleet members, in order, without duplicates (pinned peers)."""
+        return self._configured
 
     def ready(self) -> bool:
         joined = len(self.peers) > 0 or not self.configured_peers
@@ -417,6 +419,7 @@ class NodeService:
         """The fleet's members (from the operator) become pinned bootstrap peers."""
         mine = self.settings.public_url
         self.members = tuple(m.address for m in members.members if m.address != mine)
+        self._configured = tuple(dict.fromkeys((*self.bootstrap, *self.members)))
         self.peers.repin(self.configured_peers)
 
     async def status(self) -> NodeStatus:
