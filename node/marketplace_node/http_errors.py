@@ -4,19 +4,23 @@
 up, for rate limits); aiohttp's own HTTP exceptions (404, 405, 413 from
 `client_max_size`) get the same JSON shape; anything unexpected becomes a
 500 `internal` that says nothing about its cause, while the cause is logged
-(redacted by the log formatter). Review MAJOR-5, MINOR-1, MINOR-7.
+(redacted by the log formatter). Review MAJOR-5, MINOR-1, MINOR-7. Being the
+outermost middleware, it also binds each request's log context
+(`request_id`, method, path), echoing the id in `X-Request-Id`.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
+import secrets
 from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from marketplace_node import errors
+from marketplace_node import errors, logs
 from marketplace_node.admin.models import ErrorBody
 
 logger = logging.getLogger(__name__)
@@ -35,6 +39,14 @@ _CODES: Final = {
     429: errors.RateLimited.code,
 }
 _KEPT_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")
+REQUEST_ID: Final = "X-Request-Id"
+_REQUEST_ID_FORM: Final = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id(request: web.Request) -> str:
+    """The caller's `X-Request-Id` when well-formed (so a trace spans nodes), else a new one."""
+    given = request.headers.get(REQUEST_ID, "")
+    return given if _REQUEST_ID_FORM.match(given) else secrets.token_hex(8)
 
 
 def retry_after_header(seconds: float) -> str:
@@ -68,6 +80,16 @@ def _http_error_response(exc: web.HTTPException) -> web.Response:
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost middleware: binds the request's log context, renders every failure."""
+    rid = request_id(request)
+    with logs.bind(request_id=rid, method=request.method, path=request.path):
+        response = await _render_errors(request, handler)
+    if not response.prepared:
+        response.headers.setdefault(REQUEST_ID, rid)
+    return response
+
+
+async def _render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except errors.NodeError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import AsyncIterator
 
@@ -10,7 +11,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
-from marketplace_node import errors, http_errors
+from marketplace_node import errors, http_errors, logs
 from marketplace_node.admin.models import ErrorBody
 
 Client = TestClient[web.Request, web.Application]
@@ -92,3 +93,31 @@ async def test_aiohttp_body_limit_answers_json_413(client: Client) -> None:
 @pytest.mark.parametrize(("seconds", "header"), [(0.0, "1"), (0.2, "1"), (1.0, "1"), (1.01, "2")])
 def test_retry_after_is_whole_seconds_rounded_up(seconds: float, header: str) -> None:
     assert http_errors.retry_after_header(seconds) == header
+
+
+async def test_request_context_reaches_log_lines_and_the_id_is_echoed() -> None:
+    lines: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            lines.append(logs.JsonFormatter().format(record))
+
+    async def handler(request: web.Request) -> web.Response:
+        logging.getLogger("test.context").warning("handling")
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[http_errors.error_middleware])
+    app.router.add_get("/work", handler)
+    collector = Collect()
+    logging.getLogger("test.context").addHandler(collector)
+    try:
+        async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+            given = await client.get("/work", headers={"X-Request-Id": "trace-42"})
+            fresh = await client.get("/work", headers={"X-Request-Id": "bad id; with spaces"})
+    finally:
+        logging.getLogger("test.context").removeHandler(collector)
+    assert given.headers["X-Request-Id"] == "trace-42"
+    assert len(fresh.headers["X-Request-Id"]) == 16
+    first, second = (json.loads(line) for line in lines)
+    assert (first["request_id"], first["method"], first["path"]) == ("trace-42", "GET", "/work")
+    assert second["request_id"] == fresh.headers["X-Request-Id"]
