@@ -110,14 +110,36 @@ def parse_policy(body: Mapping[str, Any]) -> RateLimitPolicy | InvalidObject:
 # --- indexes -----------------------------------------------------------------------------
 
 
+def _cached(
+    memo: kopf.Memo, body: Mapping[str, Any], parse: Any
+) -> BanList | RateLimitPolicy | InvalidObject:
+    """Parse the spec once per generation (kopf's per-object memo): our own status writes
+    come back as events of the same generation and must not re-parse 2,000 entries."""
+    meta = body["metadata"]
+    key = (meta.get("uid"), meta.get("generation"))
+    cached = getattr(memo, "policy_parsed", None)
+    if cached is not None and cached[0] == key:
+        parsed = cached[1]
+    else:
+        parsed = parse(body)
+        memo.policy_parsed = (key, parsed)
+    if isinstance(parsed, InvalidObject):
+        return parsed
+    return parsed.model_copy(update={"status": dict(body.get("status") or {})})  # type: ignore[no-any-return]
+
+
 @kopf.index(GROUP, VERSION, "banlists")
-def policy_banlists(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-    return {namespace: parse_banlist(dict(body))}
+def policy_banlists(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: _cached(memo, dict(body), parse_banlist)}
 
 
 @kopf.index(GROUP, VERSION, "ratelimitpolicies")
-def policy_ratelimitpolicies(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
-    return {namespace: parse_policy(dict(body))}
+def policy_ratelimitpolicies(
+    body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
+) -> dict[Any, Any]:
+    return {namespace: _cached(memo, dict(body), parse_policy)}
 
 
 @dataclass

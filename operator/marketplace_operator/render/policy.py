@@ -72,13 +72,15 @@ def render_policy(doc: PolicyDocument) -> RenderedPolicy:
     return rendered
 
 
-def configmap_patch(doc: PolicyDocument) -> dict[str, Any]:
+def configmap_patch(
+    doc: PolicyDocument, *, rendered: RenderedPolicy | None = None
+) -> dict[str, Any]:
     """A JSON merge patch writing the policy and its version annotations, nothing else.
 
     The members list and the object's labels and owners belong to the node
     reconciler (render/configmap.py); this patch leaves them alone.
     """
-    rendered = render_policy(doc)
+    rendered = rendered or render_policy(doc)
     version = PolicyVersion(version=doc.version, hash=doc.hash)
     return {
         "metadata": {"annotations": to_annotations(version)},
