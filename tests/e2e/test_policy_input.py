@@ -3,6 +3,7 @@ and large (10,000 bans across five BanLists)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -112,7 +113,7 @@ def test_limits_that_cannot_merge_change_nothing_and_are_reported(
         return cond if cond is not None and cond["status"] == "False" else None
 
     for name in ("short-max", "long-first"):
-        cond = wait_for(lambda name=name: refused(name), timeout=15, what=f"{name} Ready=False")
+        cond = wait_for(functools.partial(refused, name), timeout=15, what=f"{name} Ready=False")
         assert cond["reason"] == "CannotApply"
         assert "firstBanSeconds must not exceed maxBanSeconds" in cond["message"]
 
