@@ -22,7 +22,12 @@ KCM_PORT="${KCM_PORT:-10257}"
 SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
 KUBELET_PORT="${KUBELET_PORT:-10250}"
 NODE_NAME="${NODE_NAME:-local-node}"
-POD_CIDR="${POD_CIDR:-127.1.0.0/16}"
+# Pods get loopback IPs from POD_CIDR: 127.1.0.0/16 for the default cluster; a
+# cluster in another CLUSTER_DIR gets its own /16 (from a hash of the path),
+# so pods of side-by-side clusters never share an address.
+if [[ "$dir" == "$root/.cluster" ]]; then default_cidr=127.1.0.0/16
+else default_cidr="127.$((2 + 0x$(printf %s "$dir" | sha256sum | cut -c1-4) % 250)).0.0/16"; fi
+POD_CIDR="${POD_CIDR:-$default_cidr}"
 # The real kubelet starts crash back-off at 10 s; 1 s keeps the dev loop and tests quick.
 KUBELET_INITIAL_BACKOFF_SECONDS="${KUBELET_INITIAL_BACKOFF_SECONDS:-1}"
 SERVICE_CIDR=10.96.0.0/12
@@ -149,7 +154,7 @@ start() {
   local name="$1"; shift
   if alive "$pids/$name.pid"; then return 0; fi
   log "starting $name"
-  setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null 9>&- &
   local pid=$!
   local start_time=""
   for _ in 1 2 3 4 5; do start_time="$(starttime "$pid")"; [[ -n "$start_time" ]] && break; sleep 0.05; done
@@ -183,16 +188,31 @@ tail_logs() {
   done
 }
 
+# wait_for WHAT CHECK...: poll CHECK until it passes; fail loudly, with the logs'
+# tails, at the deadline or as soon as a started component has died.
 wait_for() {
   local what="$1"; shift
-  local deadline=$((SECONDS + UP_TIMEOUT))
+  local deadline=$((SECONDS + UP_TIMEOUT)) f
   until "$@" >/dev/null 2>&1; do
+    for f in "$pids"/*.pid; do
+      if ! alive "$f"; then
+        tail_logs
+        die "$(basename "$f" .pid) exited while waiting for $what (logs above, all in $logs)"
+      fi
+    done
     if ((SECONDS >= deadline)); then
       tail_logs
       die "timed out after ${UP_TIMEOUT}s waiting for $what (logs above, all in $logs)"
     fi
     sleep 0.3
   done
+}
+
+# Serialise up and down: several engineers and test runs share one cluster.
+# (Components are started with fd 9 closed, so they never hold the lock.)
+lock() {
+  exec 9>>"$dir/lock"
+  flock -w 120 9 || log "WARNING: $dir/lock is still held after 120 s; going on without it"
 }
 
 api_ready() {
@@ -277,6 +297,8 @@ up() {
     LOCAL_KUBELET_INITIAL_BACKOFF_SECONDS="$KUBELET_INITIAL_BACKOFF_SECONDS" \
     "$root/.venv/bin/local-kubelet"
   wait_for "node $NODE_NAME to be Ready" node_ready
+  # Pods need their namespace's service account, which a controller creates.
+  wait_for "the default service account" "$bin/kubectl" --kubeconfig "$kubeconfig" get serviceaccount default
 
   log "cluster up in $((SECONDS - t0)) s; state in $dir"
   cat >&2 <<EOF
@@ -291,6 +313,7 @@ EOF
 down() {
   # The kubelet first, so that it restarts nothing; then the pods' processes;
   # then the control plane in reverse order of start.
+  stop "$pids/operator.pid"  # started by hack/up.sh (make up); first, while the API still answers
   stop "$pids/kubelet.pid"
   local f
   for f in "$pids"/pods/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
@@ -311,8 +334,8 @@ status() {
 }
 
 case "${1:-}" in
-  up) up ;;
-  down) down ;;
+  up) lock; up ;;
+  down) lock; down ;;
   status) status ;;
   kubeconfig) echo "$kubeconfig" ;;
   *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;

@@ -191,7 +191,7 @@ class ProjectedSecret(_Api):
 class VolumeProjection(_Api):
     secret: ProjectedSecret | None = None
     config_map: ProjectedSecret | None = None
-    downward_api: DownwardApiVolume | None = None
+    downward_api: DownwardApiVolume | None = Field(default=None, alias="downwardAPI")
     service_account_token: ServiceAccountTokenProjection | None = None
 
 
@@ -218,7 +218,7 @@ class Volume(_Api):
     name: str
     secret: SecretVolume | None = None
     config_map: ConfigMapVolume | None = None
-    downward_api: DownwardApiVolume | None = None
+    downward_api: DownwardApiVolume | None = Field(default=None, alias="downwardAPI")
     projected: ProjectedVolume | None = None
     empty_dir: EmptyDirVolume | None = None
     host_path: HostPathVolume | None = None

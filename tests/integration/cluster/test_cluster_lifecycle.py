@@ -1,0 +1,108 @@
+"""`hack/cluster.sh up` and `down` on a second, private cluster: down leaves no process behind.
+
+It runs in a temporary CLUSTER_DIR on other ports and another pod CIDR, so the
+shared dev cluster that other tests use keeps running.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[3]
+CLUSTER = str(ROOT / "hack" / "cluster.sh")
+
+POD = """
+apiVersion: v1
+kind: Pod
+metadata: {name: sleeper, namespace: default}
+spec:
+  terminationGracePeriodSeconds: 30
+  containers:
+  - name: main
+    image: python:3.11-slim
+    command:
+    - python
+    - -c
+    - "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
+"""
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on right now (the kernel's pick of ephemeral ports)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def recorded_pids(pid_dir: Path) -> list[int]:
+    return [int(f.read_text().split()[0]) for f in pid_dir.rglob("*.pid")]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead for our purposes; it only waits for its parent to reap it.
+    stat = Path(f"/proc/{pid}/stat")
+    return stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def processes_mentioning(text: str) -> list[int]:
+    """PIDs whose command line or environment mention `text` (the cluster's directory)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            blob = (proc / "cmdline").read_bytes() + (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in blob and alive(int(proc.name)):
+            found.append(int(proc.name))
+    return found
+
+
+@pytest.mark.timeout(400)
+def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
+    state = tmp_path / "cluster"
+    names = ["API_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT", "SCHEDULER_PORT"]
+    env = {
+        **os.environ,
+        **dict(zip([*names, "KUBELET_PORT"], map(str, free_ports(len(names) + 1)), strict=True)),
+        "CLUSTER_DIR": str(state),
+        # Another pod CIDR than the shared cluster's 127.1.0.0/16, so pod IPs never clash.
+        "POD_CIDR": f"127.{random.randint(100, 250)}.0.0/16",
+        "NODE_NAME": "second-node",
+    }
+    env.pop("KUBECONFIG", None)
+    try:
+        subprocess.run([CLUSTER, "up"], env=env, check=True, timeout=240, capture_output=True)
+        kubectl = [str(state / "bin" / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
+        subprocess.run([*kubectl, "apply", "-f", "-"], input=POD.encode(), check=True, timeout=30)
+        deadline = time.monotonic() + 60
+        while not list((state / "pids" / "pods").glob("*.pid")):
+            assert time.monotonic() < deadline, "the pod's process never started"
+            time.sleep(0.2)
+        pids = recorded_pids(state / "pids")
+        assert len(pids) == 6  # etcd, apiserver, controller-manager, scheduler, kubelet, the pod
+        assert all(alive(pid) for pid in pids)
+    finally:
+        subprocess.run([CLUSTER, "down"], env=env, check=True, timeout=120, capture_output=True)
+    assert [pid for pid in pids if alive(pid)] == []
+    assert processes_mentioning(str(state)) == []
+    assert list((state / "pids").rglob("*.pid")) == []

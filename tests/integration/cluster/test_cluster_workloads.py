@@ -1,0 +1,307 @@
+"""Pods really run on the local cluster: readiness, IPs, restarts, deletion, GC, logs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+pytestmark = pytest.mark.cluster
+
+ROOT = Path(__file__).resolve().parents[3]
+Wait = Callable[..., Any]
+
+
+def python_pod(name: str, script: str, **spec: Any) -> dict[str, Any]:
+    """A pod running `python -c script` with the pod's IP in $POD_IP."""
+    container: dict[str, Any] = {
+        "name": "main",
+        "image": "python:3.11-slim",
+        "command": ["python", "-u", "-c", script],
+        "env": [{"name": "POD_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}}],
+    }
+    container.update(spec.pop("container", {}))
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [container], **spec},
+    }
+
+
+def host_dir(path: Path) -> dict[str, Any]:
+    """A hostPath volume `out` for results the test reads directly."""
+    return {"name": "out", "hostPath": {"path": str(path), "type": "DirectoryOrCreate"}}
+
+
+def pod_gone(core: Any, namespace: str, name: str) -> bool:
+    try:
+        core.read_namespaced_pod(name, namespace)
+    except client.ApiException as exc:
+        return bool(exc.status == 404)
+    return False
+
+
+def test_deployment_of_http_server_gets_ready_and_answers_on_its_pod_ip(
+    api_client: Any, core: Any, namespace: str, wait: Wait
+) -> None:
+    apps: Any = client.AppsV1Api(api_client)
+    labels = {"app": "web"}
+    apps.create_namespaced_deployment(
+        namespace,
+        body={
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 1,
+                "selector": {"matchLabels": labels},
+                "template": {
+                    "metadata": {"labels": labels},
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "python:3.11-slim",
+                                "command": ["python", "-m", "http.server", "--bind", "$(POD_IP)"],
+                                "args": ["8080"],
+                                "env": [
+                                    {
+                                        "name": "POD_IP",
+                                        "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                                    }
+                                ],
+                                "readinessProbe": {
+                                    "httpGet": {"path": "/", "port": 8080},
+                                    "periodSeconds": 1,
+                                },
+                            }
+                        ]
+                    },
+                },
+            },
+        },
+    )
+    wait(
+        lambda: (
+            (apps.read_namespaced_deployment("web", namespace).status.available_replicas or 0) >= 1
+        ),
+        timeout=60,
+        what="the deployment to become available",
+    )
+    pod = core.list_namespaced_pod(namespace, label_selector="app=web").items[0]
+    ip = pod.status.pod_ip
+    assert ip.startswith("127.")
+    assert ip != "127.0.0.1"
+    ready = {c.type: c.status for c in pod.status.conditions}
+    assert ready["Ready"] == "True"
+    assert ready["ContainersReady"] == "True"
+    with urllib.request.urlopen(f"http://{ip}:8080/", timeout=5) as response:
+        assert response.status == 200
+    # The server listens on its own pod IP only, not on the node's address.
+    with pytest.raises(OSError):
+        urllib.request.urlopen("http://127.0.0.1:8080/", timeout=2)
+
+
+SIGTERM_RECORDER = """
+import os, pathlib, signal, sys, time
+out = pathlib.Path("/out")
+def on_term(*_):
+    (out / "signal").write_text("SIGTERM")
+    if os.environ["EXIT_ON_TERM"] == "1":
+        sys.exit(0)
+signal.signal(signal.SIGTERM, on_term)
+(out / "pid").write_text(str(os.getpid()))
+while True:
+    time.sleep(0.05)
+"""
+
+
+def _recorder(name: str, tmp_path: Path, *, exit_on_term: bool) -> dict[str, Any]:
+    return python_pod(
+        name,
+        SIGTERM_RECORDER,
+        container={
+            "env": [{"name": "EXIT_ON_TERM", "value": "1" if exit_on_term else "0"}],
+            "volumeMounts": [{"name": "out", "mountPath": "/out"}],
+        },
+        volumes=[host_dir(tmp_path)],
+        terminationGracePeriodSeconds=30,
+    )
+
+
+def test_deleting_a_pod_delivers_sigterm_and_removes_it(
+    core: Any, namespace: str, tmp_path: Path, wait: Wait
+) -> None:
+    core.create_namespaced_pod(namespace, body=_recorder("term", tmp_path, exit_on_term=True))
+    wait((tmp_path / "pid").exists, timeout=60, what="the container to start")
+    pid = int((tmp_path / "pid").read_text())
+    started = time.monotonic()
+    core.delete_namespaced_pod("term", namespace)
+    wait(lambda: pod_gone(core, namespace, "term"), timeout=30, what="the pod object to go")
+    assert (tmp_path / "signal").read_text() == "SIGTERM"
+    # It exited on SIGTERM, so the 30 s grace period was not waited out.
+    assert time.monotonic() - started < 15
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_a_container_ignoring_sigterm_is_killed_after_the_grace_period(
+    core: Any, namespace: str, tmp_path: Path, wait: Wait
+) -> None:
+    core.create_namespaced_pod(namespace, body=_recorder("stubborn", tmp_path, exit_on_term=False))
+    wait((tmp_path / "pid").exists, timeout=60, what="the container to start")
+    pid = int((tmp_path / "pid").read_text())
+    grace = 4
+    started = time.monotonic()
+    core.delete_namespaced_pod("stubborn", namespace, grace_period_seconds=grace)
+    wait((tmp_path / "signal").exists, timeout=10, what="SIGTERM to arrive")
+    os.kill(pid, 0)  # still alive after SIGTERM
+    wait(lambda: pod_gone(core, namespace, "stubborn"), timeout=30, what="the pod object to go")
+    elapsed = time.monotonic() - started
+    assert grace - 0.5 <= elapsed < grace + 10, elapsed
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+
+
+def test_garbage_collector_deletes_dependents_of_a_deleted_owner(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    owner = core.create_namespaced_config_map(namespace, body={"metadata": {"name": "owner"}})
+    dependent = python_pod("dependent", "import time; time.sleep(3600)")
+    dependent["metadata"]["ownerReferences"] = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": owner.metadata.uid}
+    ]
+    core.create_namespaced_pod(namespace, body=dependent)
+    core.create_namespaced_config_map(
+        namespace,
+        body={
+            "metadata": {
+                "name": "dependent-cm",
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": "owner",
+                        "uid": owner.metadata.uid,
+                    }
+                ],
+            }
+        },
+    )
+    wait(
+        lambda: core.read_namespaced_pod("dependent", namespace).status.phase == "Running",
+        timeout=60,
+        what="the dependent pod to run",
+    )
+    core.delete_namespaced_config_map("owner", namespace, propagation_policy="Background")
+    wait(lambda: pod_gone(core, namespace, "dependent"), timeout=60, what="GC of the pod")
+    names = [cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items]
+    assert "dependent-cm" not in names
+
+
+def _status(core: Any, namespace: str, name: str) -> Any:
+    statuses = core.read_namespaced_pod(name, namespace).status.container_statuses or []
+    return statuses[0] if statuses else None
+
+
+def test_crashing_container_restarts_with_back_off(core: Any, namespace: str, wait: Wait) -> None:
+    core.create_namespaced_pod(namespace, body=python_pod("crash", "import sys; sys.exit(3)"))
+    seen_backoff = wait(
+        lambda: (
+            (s := _status(core, namespace, "crash"))
+            and s.state.waiting
+            and s.state.waiting.reason == "CrashLoopBackOff"
+            and s
+        ),
+        timeout=60,
+        what="CrashLoopBackOff",
+    )
+    assert seen_backoff.last_state.terminated.exit_code == 3
+    wait(
+        lambda: (s := _status(core, namespace, "crash")) and s.restart_count >= 2,
+        timeout=60,
+        what="two restarts",
+    )
+
+
+def test_failing_liveness_probe_restarts_the_container(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    pod = python_pod(
+        "unlive",
+        "import time; print('up', flush=True); time.sleep(3600)",
+        container={
+            "livenessProbe": {
+                "tcpSocket": {"port": 9},
+                "periodSeconds": 1,
+                "failureThreshold": 2,
+            }
+        },
+        terminationGracePeriodSeconds=2,
+    )
+    core.create_namespaced_pod(namespace, body=pod)
+    status = wait(
+        lambda: (s := _status(core, namespace, "unlive")) and s.restart_count >= 1 and s,
+        timeout=60,
+        what="a liveness restart",
+    )
+    assert status.last_state.terminated is not None
+
+
+def test_ready_waits_for_readiness_gates(core: Any, namespace: str, wait: Wait) -> None:
+    gate = "marketplace.p2p.dev/joined"
+    pod = python_pod(
+        "gated", "import time; time.sleep(3600)", readinessGates=[{"conditionType": gate}]
+    )
+    core.create_namespaced_pod(namespace, body=pod)
+
+    def conditions() -> dict[str, str]:
+        found = core.read_namespaced_pod("gated", namespace).status.conditions or []
+        return {c.type: c.status for c in found}
+
+    wait(lambda: conditions().get("ContainersReady") == "True", timeout=60, what="containers")
+    time.sleep(1)
+    assert conditions()["Ready"] == "False"
+    core.patch_namespaced_pod_status(
+        "gated",
+        namespace,
+        body={"status": {"conditions": [{"type": gate, "status": "True"}]}},
+        _content_type="application/strategic-merge-patch+json",
+    )
+    wait(lambda: conditions().get("Ready") == "True", timeout=30, what="Ready after the gate")
+    assert conditions()[gate] == "True"
+
+
+def kubectl() -> str:
+    bin_dir = subprocess.run(
+        [str(ROOT / "hack" / "build-k8s.sh")], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    return str(Path(bin_dir) / "kubectl")
+
+
+def test_kubectl_logs_returns_container_output(
+    core: Any, namespace: str, kubeconfig: Path, wait: Wait
+) -> None:
+    script = "import os, time; print('hello from', os.environ['HOSTNAME']); time.sleep(3600)"
+    core.create_namespaced_pod(namespace, body=python_pod("talker", script))
+    wait(
+        lambda: core.read_namespaced_pod("talker", namespace).status.phase == "Running",
+        timeout=60,
+        what="the pod to run",
+    )
+
+    def logs() -> str:
+        return subprocess.run(
+            [kubectl(), "--kubeconfig", str(kubeconfig), "-n", namespace, "logs", "talker"],
+            capture_output=True,
+            text=True,
+            check=False,
+        ).stdout
+
+    assert "hello from talker" in wait(logs, timeout=30, what="the log line")
