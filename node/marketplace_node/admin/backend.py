@@ -45,7 +45,7 @@ class NodeAdmin:
         return await self._status()
 
     async def apply_policy(self, doc: PolicyDocument) -> PolicyApplied:
-        applied = self._enforcer.apply(doc)
+        applied = await self._enforcer.apply_async(doc)
         if self._on_policy is not None:
             await self._on_policy(applied)
         return applied

@@ -42,13 +42,18 @@ def policy_hash(doc: PolicyDocument) -> str:
 
 
 def compile_policy(
-    doc: PolicyDocument | None, *, now_monotonic: float, now_wall: float
+    doc: PolicyDocument | None,
+    *,
+    now_monotonic: float,
+    now_wall: float,
+    digest: str | None = None,
 ) -> CompiledPolicy:
+    """Pure (no I/O, no clock reads): safe to run in a worker thread for large documents."""
     limits = _DEFAULTS if doc is None else doc.rate_limits
     per_peer = {op: Rate.of(limits.per_peer.get(op, _DEFAULTS.per_peer[op])) for op in Operation}
     return CompiledPolicy(
         version=None if doc is None else doc.version,
-        hash="" if doc is None else policy_hash(doc),
+        hash="" if doc is None else (digest or policy_hash(doc)),
         per_peer=MappingProxyType(per_peer),
         global_rate=Rate.of(limits.global_),
         max_pending=limits.max_pending_queries,

@@ -13,6 +13,7 @@ before it spends the global budget that honest peers share.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import heapq
 import ipaddress
@@ -219,14 +220,45 @@ class PolicyEnforcer:
     # -- policy -----------------------------------------------------------------
 
     def apply(self, doc: PolicyDocument) -> PolicyApplied:
-        """Swap in a new policy atomically; refuses older versions (`StalePolicy`)."""
+        """Swap in a new policy atomically; refuses older versions (`StalePolicy`).
+
+        Compiles on the calling thread: fine for small documents and tests; the
+        admin API and the policy watcher use `apply_async` instead.
+        """
         digest = policy_hash(doc)
         change = check_version(self._policy.version, self._policy.hash, doc.version, digest)
         if change is Change.APPLY:
             clock = self._clock
-            self._policy = compile_policy(
-                doc, now_monotonic=clock.monotonic(), now_wall=clock.wall()
+            compiled = compile_policy(
+                doc, now_monotonic=clock.monotonic(), now_wall=clock.wall(), digest=digest
             )
+            return self._swap(doc, digest, compiled)
+        return PolicyApplied(version=doc.version, hash=digest)
+
+    async def apply_async(self, doc: PolicyDocument) -> PolicyApplied:
+        """`apply()` with hashing and compiling in a worker thread: 50,000 bans take about a
+        second of CPU, which must not stall every request on the event loop (MAJOR-8)."""
+        digest = await asyncio.to_thread(policy_hash, doc)
+        change = check_version(self._policy.version, self._policy.hash, doc.version, digest)
+        if change is Change.UNCHANGED:
+            return PolicyApplied(version=doc.version, hash=digest)
+        clock = self._clock
+        compiled = await asyncio.to_thread(
+            functools.partial(
+                compile_policy,
+                doc,
+                now_monotonic=clock.monotonic(),
+                now_wall=clock.wall(),
+                digest=digest,
+            )
+        )
+        return self._swap(doc, digest, compiled)
+
+    def _swap(self, doc: PolicyDocument, digest: str, compiled: CompiledPolicy) -> PolicyApplied:
+        # Checked again: another document may have been applied while this one compiled.
+        change = check_version(self._policy.version, self._policy.hash, doc.version, digest)
+        if change is Change.APPLY:
+            self._policy = compiled
             if self._metrics is not None:
                 self._metrics.policy_applied(doc.version)
         return PolicyApplied(version=doc.version, hash=digest)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import threading
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from marketplace_node import errors
@@ -18,7 +21,9 @@ from marketplace_node.admin.models import (
 )
 from marketplace_node.clock import FakeClock
 from marketplace_node.metrics import NodeMetrics
-from marketplace_node.policy.compiled import Change, check_version, policy_hash
+from marketplace_node.policy import compiled as compiled_module
+from marketplace_node.policy import enforcer as enforcer_module
+from marketplace_node.policy.compiled import Change, CompiledPolicy, check_version, policy_hash
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.escalation import Offence
 from prometheus_client import CollectorRegistry
@@ -329,3 +334,41 @@ def test_enforcer_reports_to_metrics(clock: FakeClock) -> None:
     assert value("marketplace_node_rate_limited_total", operation="search", scope="peer") == 1
     assert value("marketplace_node_bans_issued_total", reason="invalid_data") == 1
     assert door.active_bans_by_reason() == {("fleet", ""): 1, ("local", "invalid_data"): 1}
+
+
+# -- applying off the event loop ------------------------------------------------------
+
+
+async def test_apply_async_compiles_in_a_thread_with_the_same_rules(clock: FakeClock) -> None:
+    door = PolicyEnforcer(clock, node_id=NODE)
+    applied = await door.apply_async(doc(2).model_copy(update={"bans": [BanEntry(peer_id=PEER)]}))
+    assert applied.version == 2
+    with pytest.raises(errors.PeerBanned):
+        door.admit(PEER, IP, Operation.SEARCH)
+    again = await door.apply_async(doc(2).model_copy(update={"bans": [BanEntry(peer_id=PEER)]}))
+    assert again == applied
+    with pytest.raises(errors.StalePolicy):
+        await door.apply_async(doc(1))
+
+
+async def test_a_document_overtaken_while_compiling_is_refused(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    door = PolicyEnforcer(clock, node_id=NODE)
+    started, release = threading.Event(), threading.Event()
+    real = compiled_module.compile_policy
+
+    def slow(document: PolicyDocument | None, **kwargs: Any) -> CompiledPolicy:
+        if document is not None and document.version == 2:
+            started.set()
+            release.wait(5)
+        return real(document, **kwargs)
+
+    monkeypatch.setattr(enforcer_module, "compile_policy", slow)
+    task = asyncio.create_task(door.apply_async(doc(2)))
+    assert await asyncio.to_thread(started.wait, 5)
+    door.apply(doc(3))  # lands while version 2 is still compiling
+    release.set()
+    with pytest.raises(errors.StalePolicy):
+        await task
+    assert door.status.version == 3
