@@ -104,7 +104,5 @@ class PeerTable:
     def sample(self, k: int, rng: random.Random, *, exclude: Iterable[str] = ()) -> list[Peer]:
         """Up to `k` distinct random peers, none of `exclude`; order is the gossip order."""
         excluded = set(exclude)
-        pool = sorted(
-            (p for p in self._peers.values() if p.peer_id not in excluded), key=lambda p: p.peer_id
-        )
+        pool = [p for p in self._peers.values() if p.peer_id not in excluded]  # insertion order
         return rng.sample(pool, min(k, len(pool)))
