@@ -69,9 +69,19 @@ class EnforcerStatus:
     offenders: int = 0  # escalation histories (bounded by its capacity)
 
 
-@functools.lru_cache(maxsize=16_384)
-def _address(ip: str) -> bans_.IpAddress | None:
-    return bans_.parse_ip(ip)
+ADDRESS_CACHE: Final = 16_384
+"""Parsed source addresses remembered per enforcer (parsing costs more than the rest of admit)."""
+
+IPV6_CLIENT_PREFIX: Final = 64
+"""An anonymous IPv6 client is one /64: a single host usually holds a whole /64, so limiting
+or banning one /128 would let it rotate through 2^64 identities."""
+
+
+def client_network(address: bans_.IpAddress) -> bans_.IpNetwork:
+    """The network an anonymous client is limited and banned as: /32 for IPv4, /64 for IPv6."""
+    if isinstance(address, ipaddress.IPv4Address):
+        return ipaddress.IPv4Network(address)
+    return ipaddress.IPv6Network((address, IPV6_CLIENT_PREFIX), strict=False)
 
 
 class PolicyEnforcer:
@@ -100,6 +110,8 @@ class PolicyEnforcer:
         self._local_capacity = local_ban_capacity
         self._pending = 0
         self._slot = _PendingSlot(self)
+        self._address = functools.lru_cache(maxsize=ADDRESS_CACHE)(bans_.parse_ip)
+        self._client_key = functools.lru_cache(maxsize=ADDRESS_CACHE)(self._anonymous_key)
 
     # -- the door ---------------------------------------------------------------
 
@@ -113,7 +125,7 @@ class PolicyEnforcer:
             if self._metrics is not None:
                 self._metrics.refused_banned(op, layer)
             raise errors.PeerBanned("this peer is banned", details={"reason": ban.reason})
-        key = peer_id if peer_id is not None else ip
+        key = peer_id if peer_id is not None else self._client_key(ip)
         allowed, retry_after = self._limiter.check((op, key), now, policy.per_peer[op])
         if not allowed:
             if self._metrics is not None:
@@ -131,7 +143,7 @@ class PolicyEnforcer:
     def screen(self, ip: str, op: Operation) -> None:
         """Refuse a banned network before any costly work (reading a body, checking a
         signature); charges no limit, so `admit()` must still follow with the peer id."""
-        address = _address(ip)
+        address = self._address(ip)
         if address is None:
             return
         now = self._clock.monotonic()
@@ -141,6 +153,12 @@ class PolicyEnforcer:
                 if self._metrics is not None:
                     self._metrics.refused_banned(op, layer)
                 raise errors.PeerBanned("this address is banned", details={"reason": ban.reason})
+
+    def _anonymous_key(self, ip: str) -> str:
+        address = self._address(ip)
+        if address is None:
+            return ip
+        return str(address) if address.version == 4 else str(client_network(address))
 
     def _banned(
         self, policy: CompiledPolicy, peer_id: str | None, ip: str, now: float
@@ -153,7 +171,7 @@ class PolicyEnforcer:
             ban = self._local.peer(peer_id, now)
             if ban is not None:
                 return "local", ban
-        address = _address(ip)
+        address = self._address(ip)
         if address is None:
             return None
         ban = policy.bans.address(address, now)
@@ -171,16 +189,16 @@ class PolicyEnforcer:
     def record(self, peer_id: str | None, ip: str, offence: Offence) -> BanDecision | None:
         """Count a violation; when it escalates, ban locally (peer id, else the address)."""
         now = self._clock.monotonic()
-        key = peer_id if peer_id is not None else ip
+        key = peer_id if peer_id is not None else self._client_key(ip)
         decision = self._offenders.record(key, offence, self._policy.escalation, now)
         if decision is None:
             return None
         network = None
         if peer_id is None:
-            address = _address(ip)
+            address = self._address(ip)
             if address is None:
                 return None  # nothing to ban: no identity and no address
-            network = ipaddress.ip_network(address)
+            network = client_network(address)
         ban = bans_.Ban(
             peer_id=peer_id,
             network=network,

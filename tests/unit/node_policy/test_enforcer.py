@@ -117,6 +117,19 @@ def test_unauthenticated_requests_are_limited_by_address(enforcer: PolicyEnforce
     enforcer.admit(None, "10.1.2.4", Operation.SEARCH)
 
 
+def test_anonymous_ipv6_clients_are_limited_and_banned_per_64(enforcer: PolicyEnforcer) -> None:
+    enforcer.admit(None, "2001:db8:1:2::1", Operation.SEARCH)
+    enforcer.admit(None, "2001:db8:1:2::ffff", Operation.SEARCH)
+    with pytest.raises(errors.RateLimited):  # another address of the same /64
+        enforcer.admit(None, "2001:db8:1:2:abcd::9", Operation.SEARCH)
+    enforcer.admit(None, "2001:db8:1:3::1", Operation.SEARCH)  # the next /64 is someone else
+    enforcer.record(None, "2001:db8:1:2::7", Offence.LOW_REPUTATION)
+    (ban,) = enforcer.local_bans().bans
+    assert ban.cidr == "2001:db8:1:2::/64"
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(PEER, "2001:db8:1:2::99", Operation.FETCH)
+
+
 def test_global_limit_applies_across_peers(clock: FakeClock) -> None:
     door = PolicyEnforcer(clock, node_id=NODE)
     door.apply(doc(global_=Limit(rate=1, burst=3)))
