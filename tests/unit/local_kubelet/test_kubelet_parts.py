@@ -1,0 +1,133 @@
+"""Small pure parts: the pod IP pool, probe thresholds, provisioner decisions, log tails, model."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import pytest
+from local_kubelet import ips, logserver, probes, provisioner
+from local_kubelet.model import ContainerPort, Pod, Probe
+
+
+def test_pool_gives_each_owner_one_stable_address_and_reuses_released_ones() -> None:
+    pool = ips.IpPool(ipaddress.IPv4Network("127.1.0.0/30"))  # .0-.3: .1 .2 .3 usable
+    a = pool.allocate("a")
+    assert pool.allocate("a") == a
+    b = pool.allocate("b")
+    c = pool.allocate("c")
+    assert len({a, b, c}) == 3
+    assert "127.1.0.0" not in {a, b, c}
+    with pytest.raises(ips.PoolExhaustedError):
+        pool.allocate("d")
+    pool.release("b")
+    assert pool.allocate("d") == b
+
+
+def test_pool_honours_the_address_a_pod_already_reports() -> None:
+    pool = ips.IpPool(ipaddress.IPv4Network("127.1.0.0/16"))
+    assert pool.allocate("a", prefer="127.1.4.4") == "127.1.4.4"
+    assert pool.allocate("b", prefer="127.1.4.4") != "127.1.4.4"
+    assert pool.allocate("c", prefer="10.0.0.1") != "10.0.0.1"
+    assert pool.allocate("d", prefer="127.1.9.255") != "127.1.9.255"
+
+
+def test_probe_verdict_flips_only_at_the_thresholds() -> None:
+    tracker = probes.ProbeTracker(Probe(successThreshold=2, failureThreshold=3), verdict=False)
+    assert [
+        tracker.observe(ok) for ok in (True, True, False, False, True, False, False, False)
+    ] == [
+        False,
+        True,
+        True,
+        True,
+        True,
+        True,
+        True,
+        False,
+    ]
+
+
+def test_named_and_numbered_probe_ports() -> None:
+    ports = [ContainerPort(name="http", containerPort=7070)]
+    assert probes.resolve_port("http", ports) == 7070
+    assert probes.resolve_port(8080, ports) == 8080
+    assert probes.resolve_port("9090", ports) == 9090
+    with pytest.raises(ValueError, match="grpc"):
+        probes.resolve_port("grpc", ports)
+
+
+def claim(**spec: object) -> dict[str, object]:
+    return {
+        "metadata": {"name": "data", "namespace": "ns", "uid": "u1"},
+        "spec": {
+            "storageClassName": "local-dir",
+            "resources": {"requests": {"storage": "2Gi"}},
+            **spec,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+def test_provisioner_serves_only_unbound_claims_of_its_class() -> None:
+    assert provisioner.wants_volume(claim())
+    assert not provisioner.wants_volume(claim(storageClassName="other"))
+    assert not provisioner.wants_volume(claim(volumeName="pv-1"))
+
+
+def test_provisioned_volume_is_pre_bound_to_its_claim_under_the_base_dir() -> None:
+    volume = provisioner.volume_for(claim(), Path("/state/volumes"))
+    assert volume["spec"]["claimRef"]["uid"] == "u1"
+    assert volume["spec"]["capacity"] == {"storage": "2Gi"}
+    assert volume["spec"]["hostPath"]["path"] == "/state/volumes/ns_data_u1"
+    assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
+    released = {**volume, "status": {"phase": "Released"}}
+    assert provisioner.reclaimable(released)
+    assert not provisioner.reclaimable({**volume, "status": {"phase": "Bound"}})
+
+
+@pytest.mark.parametrize(
+    ("lines", "limit", "expected"),
+    [
+        (None, None, b"a\nb\nc\n"),
+        (2, None, b"b\nc\n"),
+        (0, None, b""),
+        (None, 3, b"\nc\n"),
+        (2, 2, b"c\n"),
+    ],
+)
+def test_log_tail(lines: int | None, limit: int | None, expected: bytes) -> None:
+    assert logserver.tail_bytes(b"a\nb\nc\n", lines, limit) == expected
+
+
+def test_model_reads_the_api_spelling_of_acronym_fields() -> None:
+    pod = Pod.model_validate(
+        {
+            "metadata": {"name": "p"},
+            "spec": {
+                "containers": [{"name": "c"}],
+                "volumes": [
+                    {
+                        "name": "d",
+                        "downwardAPI": {
+                            "items": [{"path": "x", "fieldRef": {"fieldPath": "metadata.name"}}]
+                        },
+                    },
+                    {
+                        "name": "p",
+                        "projected": {
+                            "sources": [
+                                {"downwardAPI": {"items": []}},
+                                {"serviceAccountToken": {"path": "token"}},
+                            ]
+                        },
+                    },
+                ],
+            },
+            "status": {"podIP": "127.1.0.2", "podIPs": [{"ip": "127.1.0.2"}]},
+        }
+    )
+    assert pod.spec.volumes[0].downward_api is not None
+    assert pod.spec.volumes[1].projected is not None
+    assert pod.spec.volumes[1].projected.sources[0].downward_api is not None
+    assert pod.status.pod_ip == "127.1.0.2"
