@@ -23,6 +23,13 @@ if [[ -x "$bin/k8s-bundle" ]]; then
 fi
 
 mkdir -p "$bin"
+# One build at a time per key: a concurrent caller waits for it, then reuses it.
+exec 9>"$cache/$key.lock"
+flock 9
+if [[ -x "$bin/k8s-bundle" ]]; then
+  echo "$bin"
+  exit 0
+fi
 minor="${KUBERNETES_VERSION#v1.}"; minor="${minor%%.*}"
 pkg=k8s.io/component-base/version
 ldflags="-s -w \

@@ -311,11 +311,17 @@ EOF
 }
 
 down() {
-  # The kubelet first, so that it restarts nothing; then the pods' processes;
-  # then the control plane in reverse order of start.
-  stop "$pids/operator.pid"  # started by hack/up.sh (make up); first, while the API still answers
-  stop "$pids/kubelet.pid"
+  # First what others recorded here (hack/up.sh's operator), while the API
+  # still answers; then the kubelet, so that it restarts nothing; then the
+  # pods' processes; then the control plane in reverse order of start.
   local f
+  for f in "$pids"/*.pid; do
+    case "$(basename "$f" .pid)" in
+      etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) ;;
+      *) stop "$f" ;;
+    esac
+  done
+  stop "$pids/kubelet.pid"
   for f in "$pids"/pods/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
   for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop "$pids/$name.pid"
