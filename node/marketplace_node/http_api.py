@@ -352,17 +352,10 @@ async def p2p_content(request: web.Request) -> web.StreamResponse:
 
 
 async def p2p_replicate(request: web.Request) -> web.Response:
+    """A draining peer hands us a package only it provides: answer once we hold and provide it."""
     req = ReplicateRequest.model_validate_json(await request.read())
-    service = request.app[SERVICE]
-    service.spawn(_replicate(service, req.package_id))
-    return web.json_response({"accepted": True}, status=202)
-
-
-async def _replicate(service: NodeService, package_id: str) -> None:
-    try:
-        await service.replicate(package_id)
-    except NodeError as exc:
-        logger.info("replication of %s failed: %s", package_id, exc.message)
+    await request.app[SERVICE].replicate(req.package_id)
+    return web.json_response({"replicated": True})
 
 
 def add_routes(app: web.Application) -> None:

@@ -18,6 +18,7 @@ from marketplace_node.model import (
     PackageView,
     PeerView,
     Query,
+    ReplicateRequest,
     SearchPage,
 )
 
@@ -32,6 +33,7 @@ MODELS: tuple[type[BaseModel], ...] = (
     PackageView,
     PeerView,
     Query,
+    ReplicateRequest,
     SearchPage,
 )
 SIGNED: list[dict[str, list[str]]] = [{"rfc9421": []}]
@@ -126,6 +128,13 @@ def paths() -> dict[str, Any]:
             )
         },
         "/p2p/v1/content/{digest}": {"get": _op("raw content by digest", signed=True)},
+        "/p2p/v1/replicate": {
+            "post": _op(
+                "a draining sole provider hands a package over: fetch it, then provide it",
+                body="ReplicateRequest",
+                signed=True,
+            )
+        },
     }
 
 

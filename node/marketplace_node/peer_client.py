@@ -70,14 +70,20 @@ class PeerClient:
         params: dict[str, str] | None = None,
         body: bytes = b"",
         headers: dict[str, str] | None = None,
+        within: float | None = None,
     ) -> bytes:
-        """One signed request (extra `headers` are not signed: hints only); the 2xx reply body."""
+        """One signed request; the 2xx reply body. Extra `headers` are not signed (hints
+        only); `within` overrides the default timeout (seconds) for slow calls."""
         url, signed = self._signed(method, base_url, path, params, body)
         headers = signed | (headers or {})
         self.breakers.check(base_url)
         try:
             async with self._session.request(
-                method, url, data=body or None, headers=headers, timeout=self._timeout
+                method,
+                url,
+                data=body or None,
+                headers=headers,
+                timeout=self._timeout if within is None else aiohttp.ClientTimeout(total=within),
             ) as resp:
                 payload = await resp.content.read(MAX_REPLY_BYTES + 1)
         except TimeoutError as exc:

@@ -90,8 +90,7 @@ class NodeService:
         self._configured = self.bootstrap
         self.last_seq = 0
         self.drain = DrainCoordinator(clock, timeout=settings.drain_timeout_seconds)
-        self.drain.add_handoff("leaving", self._announce_leaving)
-        self.drain.add_handoff("replicate", self._hand_off_content)
+        self.drain.add_handoff("leave", self._leave)
         self.lifecycle = Lifecycle(on_start=self._on_start, on_stop=self._on_stop)
         self._session: aiohttp.ClientSession | None = None
         self._loops: list[Callable[[], Awaitable[None]]] = []
@@ -436,12 +435,15 @@ class NodeService:
             packages=len(self.index),
         )
 
-    async def _announce_leaving(self) -> int:
-        """Drain hand-off: peers drop our provider records instead of timing out on them."""
+    async def _leave(self) -> int:
+        """Drain hand-off, in this order: content only we hold goes to peers (while our
+        provider records still point at us), then `peer_leaving` makes peers drop those
+        records instead of timing out on them. Returns the packages handed off."""
         self.hub.close_all()
+        handed = await self._hand_off_content()
         await self.announce(AnnouncementKind.PEER_LEAVING)
         await self._settle_pushes()
-        return 0
+        return handed
 
     async def _hand_off_content(self) -> int:
         """Drain hand-off: ask a peer to replicate each package only we provide."""
@@ -458,7 +460,13 @@ class NodeService:
             peer = peers[i % len(peers)]
             body = ReplicateRequest(package_id=package_id).model_dump_json(by_alias=True).encode()
             try:
-                await self.client.request("POST", peer.address, "/p2p/v1/replicate", body=body)
+                await self.client.request(
+                    "POST",
+                    peer.address,
+                    "/p2p/v1/replicate",
+                    body=body,
+                    within=self.settings.fetch_timeout_seconds,
+                )
             except NodeError as exc:
                 logger.info(
                     "hand-off of %s to %s failed: %s", package_id, peer.peer_id, exc.message

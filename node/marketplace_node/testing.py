@@ -141,6 +141,7 @@ class Node:
     bootstrap: list[str]
     process: subprocess.Popen[bytes] | None = None
     peer_id: str = ""
+    env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -156,6 +157,7 @@ class Node:
                 "MARKETPLACE_NODE_DATA_DIR": str(self.data_dir),
                 "MARKETPLACE_NODE_BOOTSTRAP_PEERS": ",".join(self.bootstrap),
             }
+            | self.env
         )
         out = self.log.open("ab")
         self.process = subprocess.Popen([CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
@@ -215,6 +217,19 @@ class NodeCluster:
             cluster.close()
             raise
         return cluster
+
+    def add(self, *, bootstrap: list[str], env: dict[str, str] | None = None) -> Node:
+        """Start one more node (e.g. configured only through its policy directory)."""
+        i = len(self.nodes)
+        host = f"127.0.0.{40 + i}"
+        node = Node(
+            i, host, free_port(host), self.root / f"node{i}", self.root / f"node{i}.log", bootstrap
+        )
+        node.env = env or {}
+        self.nodes.append(node)
+        node.start()
+        node.wait_listening()
+        return node
 
     def wait_meshed(self, nodes: list[Node] | None = None) -> None:
         live = nodes or [n for n in self.nodes if n.process and n.process.poll() is None]

@@ -234,3 +234,36 @@ def test_sigterm_drains_and_exits_cleanly(cluster: NodeCluster) -> None:
             leaving.peer_id not in {p["peerId"] for p in get_json(f"{observer.url}/api/v1/peers")}
         ),
     )
+
+
+def test_drained_sole_provider_hands_its_content_to_a_peer(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
+    leaving, reader = cluster.nodes[2], cluster.nodes[0]
+    content = b"only one copy" * 100
+    package_id = publish(leaving, tmp_path, "solecopy", content)
+    wait_for("catalogue to spread", functools.partial(finds, reader, "solecopy", package_id))
+    assert leaving.terminate() == 0  # drain: replicate to a peer, then announce leaving
+
+    def others_provide() -> bool:
+        return bool(providers(reader, package_id).keys() - {leaving.peer_id})
+
+    wait_for("a peer to take over as provider", others_provide)
+    assert leaving.peer_id not in providers(reader, package_id)
+    out = tmp_path / "after-drain"
+    reader.cli("fetch", package_id, "--output", str(out))
+    assert out.read_bytes() == content
+
+
+def test_members_file_in_the_policy_dir_joins_the_fleet(
+    cluster: NodeCluster, tmp_path: Path
+) -> None:
+    known = publish(cluster.nodes[1], tmp_path, "beforejoin", b"x")
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    members = {"members": [{"address": cluster.nodes[0].url}, {"address": cluster.nodes[3].url}]}
+    (policy / "members.json").write_text(json.dumps(members))
+    newcomer = cluster.add(bootstrap=[], env={"MARKETPLACE_NODE_POLICY_DIR": str(policy)})
+    wait_for("the newcomer to join", lambda: len(get_json(f"{newcomer.url}/api/v1/peers")) >= 5)
+    wait_for("the newcomer to sync", functools.partial(finds, newcomer, "beforejoin", known))
+    assert http("GET", f"{newcomer.url}/readyz")[0] == 200
