@@ -1,0 +1,102 @@
+"""Anti-entropy against a fake peer log: paging, cursors, a peer that lost its log, forgeries."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from marketplace_node import identity, sync
+from marketplace_node.clock import FakeClock
+from marketplace_node.config import NodeSettings
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.model import Announcement, Change, ChangePage
+from marketplace_node.service import NodeService
+from marketplace_node.testing import package, package_announcement
+from prometheus_client import CollectorRegistry
+
+PAGE = 2
+
+
+class FakePeerLog:
+    """Serves a change log in pages of `PAGE`, as `GET /p2p/v1/changes` would."""
+
+    def __init__(self, announcements: list[Announcement]) -> None:
+        self.log = list(announcements)
+        self.asked: list[int] = []
+
+    async def request(
+        self, method: str, address: str, path: str, *, params: dict[str, str]
+    ) -> bytes:
+        after = int(params["after"])
+        self.asked.append(after)
+        page = [Change(seq=i + 1, announcement=a) for i, a in enumerate(self.log)][
+            after : after + PAGE
+        ]
+        last = page[-1].seq if page else after
+        head = len(self.log)
+        return (
+            ChangePage(changes=tuple(page), last_seq=last, head=head, more=last < head)
+            .model_dump_json(by_alias=True)
+            .encode()
+        )
+
+
+@pytest.fixture
+async def service(tmp_path: Path) -> AsyncIterator[NodeService]:
+    svc = NodeService(
+        NodeSettings(data_dir=tmp_path),
+        identity=identity.Identity.generate(),
+        clock=FakeClock(),
+        metrics=NodeMetrics(CollectorRegistry()),
+    )
+    await svc.store.open()
+    yield svc
+    await svc.store.close()
+
+
+def announcements(n: int, prefix: str = "pkg") -> list[Announcement]:
+    return [package_announcement(package(f"{prefix}{i}")) for i in range(n)]
+
+
+async def test_pull_pages_through_and_resumes_from_its_cursor(service: NodeService) -> None:
+    peer = FakePeerLog(announcements(5))
+    service._client = peer  # type: ignore[assignment]
+    assert await sync.pull(service, "peer", "http://peer:1") == 5
+    assert peer.asked == [0, 2, 4]
+    assert len(service.index) == 5
+
+    peer.log += announcements(1, prefix="later")
+    peer.asked.clear()
+    assert await sync.pull(service, "peer", "http://peer:1") == 1
+    assert peer.asked == [5]
+
+
+async def test_a_peer_that_lost_its_log_is_read_again_from_the_start(service: NodeService) -> None:
+    await service.store.set_kv("cursor:peer", "40")
+    peer = FakePeerLog(announcements(3))
+    service._client = peer  # type: ignore[assignment]
+    assert await sync.pull(service, "peer", "http://peer:1") == 3
+    assert peer.asked[:2] == [40, 0]
+
+
+async def test_a_forged_change_is_skipped_and_counted_against_the_peer(
+    service: NodeService,
+) -> None:
+    good = announcements(2)
+    assert good[0].package is not None
+    forged = good[0].model_copy(
+        update={"package": good[0].package.model_copy(update={"description": "evil"})}
+    )
+    peer = FakePeerLog([forged, good[1]])
+    service._client = peer  # type: ignore[assignment]
+    assert await sync.pull(service, "peer", "http://peer:1") == 1
+    assert [meta.name for meta in (service.index.get(i) for i in service.index.ids()) if meta] == [
+        "pkg1"
+    ]
+    assert (
+        service.metrics.registry.get_sample_value(
+            "marketplace_node_announcements_total", {"outcome": "invalid"}
+        )
+        == 1.0
+    )
