@@ -10,12 +10,16 @@ A round for one fleet (`_round`):
    apply, report on the objects at fault and change nothing anywhere;
 2. pick the version (`next_version`: same hash keeps it; new content gets
    one more than both the stored version and any version a node reported);
-3. write a new version to the fleet ConfigMap FIRST — the version is in the
-   API before any node sees it, so a restarted operator never goes back, and
-   a (re)starting node reads the current policy from its mounted volume;
-4. push to every node not known to have this version (bounded, retried);
-5. write the status of every BanList and RateLimitPolicy of the namespace
-   that changed (one writer, on difference).
+3. write a new version to the fleet ConfigMap (which a (re)starting node reads
+   from its mounted volume, and a restarted operator reads its version from)
+   and, at the same time, push to every node not known to have this version
+   (bounded, retried). Concurrent, because a loaded API server takes 20-400 ms
+   per write while the nodes are one loopback hop away; still never backwards,
+   because a version a node holds is never re-issued for other content: the
+   node answers 409 and its version becomes the `floor` of the next one;
+4. then, apart from the fleet's next round, write the status of every
+   BanList and RateLimitPolicy of the namespace that changed (one writer, on
+   difference).
 
 Rounds are triggered through a `Mailbox` (coalescing), by object and pod
 events, by the resync loop (which re-reads every node's applied version, so a
@@ -29,10 +33,10 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Collection, Sequence
+from collections.abc import Awaitable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from marketplace_node.admin.models import PolicyDocument
 from marketplace_node.clock import Clock, to_datetime
@@ -53,6 +57,7 @@ from marketplace_operator.policy.versioning import PolicyVersion, content_hash, 
 from marketplace_operator.render.policy import PolicyTooLarge, configmap_patch, render_policy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 AUTO_SUFFIX = "-auto"
 
@@ -278,8 +283,11 @@ class PolicyWorker:
                 return
         computed = self._clock.monotonic()
         digest = await asyncio.to_thread(content_hash, effective.content)
-        version = next_version(fleet.stored, digest, floor=fleet.floor)
+        version = next_version(
+            fleet.stored, digest, floor=max([fleet.floor, *fleet.applied.values()])
+        )
         doc = stamp(effective.content, version)
+        patch: dict[str, Any] | None = None
         if version != fleet.stored:
             try:
                 patch, stored_bytes = await asyncio.to_thread(_render, doc)
@@ -287,14 +295,18 @@ class PolicyWorker:
                 blamed = effective.ban_lists + effective.rate_limit_policies
                 await self._set_problem(key, effective, message=str(exc), blamed=blamed)
                 return
-            await asyncio.to_thread(self._cluster.write_policy, key, patch)
-            fleet.stored = version
             fleet.changed_at = marked_at if fleet.changed_at is None else fleet.changed_at
             self._observe_size(key, doc.version, len(doc.bans), stored_bytes)
-        persisted = self._clock.monotonic()
         await self._clear_problem(key)
-        pushed = await self._push(key, nodes, doc)
-        done = self._clock.monotonic()
+        computed = self._clock.monotonic()
+        # The ConfigMap write and the pushes run together (a loaded API server takes 20-400 ms
+        # to write; the nodes are a loopback hop away). Still never backwards: a crash before
+        # the write lands re-issues this number for this hash (nodes answer "unchanged"), or
+        # for new content, which nodes refuse with 409 and their version lifts `floor`.
+        (written_ms, _), (pushed_ms, pushed) = await asyncio.gather(
+            self._timed(self._persist(key, version, patch)),
+            self._timed(self._push(key, nodes, doc)),
+        )
         self._observe_convergence(key, nodes, version)
         if pushed or version.version != (fleet.logged or 0):
             fleet.logged = version.version
@@ -303,9 +315,31 @@ class PolicyWorker:
                 "fleet %s/%s: policy v%d (%d bans) on %d/%d nodes; "
                 "compute %.0f ms, configmap %.0f ms, push to %d %.0f ms",
                 key.namespace, key.fleet, version.version, len(doc.bans), acked, len(nodes),
-                (computed - marked_at) * 1000, (persisted - computed) * 1000, pushed,
-                (done - persisted) * 1000,
+                (computed - marked_at) * 1000, written_ms, pushed, pushed_ms,
             )  # fmt: skip
+
+    async def _timed(self, work: Awaitable[T]) -> tuple[float, T]:
+        started = self._clock.monotonic()
+        result = await work
+        return (self._clock.monotonic() - started) * 1000, result
+
+    async def _persist(
+        self, key: FleetKey, version: PolicyVersion, patch: dict[str, Any] | None
+    ) -> None:
+        """Store a new version in the fleet ConfigMap; on failure the next round retries."""
+        if patch is None:
+            return
+        try:
+            await asyncio.to_thread(self._cluster.write_policy, key, patch)
+        except errors.OperatorError as exc:
+            log.warning(
+                "fleet %s: writing policy v%d failed: %s", key, version.version, exc.message
+            )
+            asyncio.get_running_loop().call_later(
+                self._settings.retry_round_seconds, self.mark, key
+            )
+            return
+        self.state(key).stored = version
 
     def _snapshot(
         self, key: FleetKey

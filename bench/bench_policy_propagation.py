@@ -1,0 +1,472 @@
+"""Fleet-policy propagation: a BanList change to enforcement on every node, three ways.
+
+On one fleet of `BENCH_POLICY_NODES` (default 50) real node processes, in one run:
+
+1. push — the operator (ConfigMap first, then `PUT /admin/v1/policy` to every node);
+2. ConfigMap volume only — the operator stopped; the same document written to the
+   fleet ConfigMap, which the kubelet projects into each pod and the node re-reads.
+   The local kubelet refreshes projected ConfigMaps on a watch event (so the
+   *measured* number is optimistic); a real kubelet refreshes them on its periodic
+   sync, default `syncFrequency` 1 min (Kubernetes docs, "Mounted ConfigMaps are
+   updated automatically"): the *modelled* number adds a sync phase spread
+   uniformly over 0-60 s across nodes and trials;
+3. direct watch — the operator stopped; one informer per node (a watch on BanLists
+   held by this process, one connection per node, as if every node held API
+   credentials), each recomputing the policy and applying it to its own node.
+
+"Enforcement" is a signed peer request from the banned identity answered with 403
+`peer_banned`, polled on every node every `POLL` seconds (the resolution). A change
+is a JSON merge patch of a BanList through the API (not a `kubectl` process, whose
+start-up would dominate). Reported: p50/p99 of the time until *every* node refuses,
+and of single nodes; ratios against the targets (push p99 < 0.5 s; at least 100 times faster than
+the ConfigMap path; within 1.5 times direct watch). Then 10,000 bans in five BanLists:
+convergence time and the operator's RSS.
+
+Run: `make bench` (or `KUBECONFIG=… .venv/bin/python -m bench policy_propagation`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import aiohttp
+import urllib3
+from kubernetes import client, config, watch
+from marketplace_node import signing
+from marketplace_node.identity import Identity
+from marketplace_operator import errors, k8s
+from marketplace_operator.handlers.policy import BANLISTS, parse_banlist
+from marketplace_operator.model.banlist import BanList
+from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
+from marketplace_operator.policy.effective import effective_policy
+from marketplace_operator.policy.versioning import PolicyVersion, content_hash, stamp
+from marketplace_operator.render.policy import configmap_patch
+
+ROOT = Path(__file__).resolve().parents[1]
+N = int(os.environ.get("BENCH_POLICY_NODES", "50"))
+TRIALS = int(os.environ.get("BENCH_POLICY_TRIALS", "15"))
+FLEET = "bench"
+POLL = 0.02
+KUBELET_SYNC_SECONDS = 60.0
+TARGET_P99 = 0.5
+TARGET_VS_CONFIGMAP = 100.0
+TARGET_VS_WATCH = 1.5
+PATH = "/p2p/v1/changes"
+QUERY = "after=0&limit=1"
+
+
+# --- the fleet --------------------------------------------------------------------------
+
+
+def _kubectl(*args: str) -> None:
+    local = ROOT / ".cluster" / "bin" / "kubectl"
+    subprocess.run(
+        [str(local) if local.exists() else "kubectl", *args],
+        check=True, capture_output=True, timeout=120,
+    )  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Operator:
+    namespace: str
+    log_dir: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        log = (self.log_dir / f"bench-policy-operator-{self.namespace}.log").open("ab")
+        port = _free_port()
+        self.proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/marketplace-operator"), "-n", self.namespace,
+             "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        )  # fmt: skip
+        http = urllib3.PoolManager()
+        _wait("operator liveness", lambda: _alive(http, port), deadline=60)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def rss_mib(self) -> float:
+        assert self.proc is not None
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def _alive(http: urllib3.PoolManager, port: int) -> bool:
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        return http.request("GET", url, timeout=1.0, retries=False).status == 200
+    except urllib3.exceptions.HTTPError:
+        return False
+
+
+def _wait(what: str, probe: Callable[[], Any], *, deadline: float) -> float:
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > deadline:
+            raise TimeoutError(f"{what} not reached within {deadline}s")
+        time.sleep(0.2)
+    return time.monotonic() - started
+
+
+def _serving_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:
+    http = urllib3.PoolManager(maxsize=8)
+    ips = {}
+    for pod in kube.list(k8s.PODS, namespace):
+        ip = (pod.get("status") or {}).get("podIP")
+        if not ip or pod["metadata"].get("deletionTimestamp"):
+            continue
+        with contextlib.suppress(urllib3.exceptions.HTTPError):
+            url = f"http://{ip}:7070/healthz"
+            if http.request("GET", url, timeout=1.0, retries=False).status == 200:
+                ips[pod["metadata"]["name"]] = ip
+    return ips
+
+
+def _make_fleet(kube: k8s.Kube, namespace: str) -> dict[str, str]:
+    for i in range(N):
+        kube.create(
+            k8s.MNODES,
+            {
+                "apiVersion": API_VERSION,
+                "kind": "MarketplaceNode",
+                "metadata": {"name": f"n{i:02d}", "namespace": namespace},
+                "spec": {"fleet": FLEET},
+            },
+        )
+    found: dict[str, str] = {}
+
+    def all_up() -> bool:
+        found.update(_serving_ips(kube, namespace))
+        return len(found) >= N
+
+    took = _wait(f"{N} node processes serving", all_up, deadline=900)
+    print(f"fleet of {N} nodes serving after {took:.0f} s")
+    return found
+
+
+def _cleanup(kube: k8s.Kube, namespace: str) -> None:
+    for obj in kube.list(k8s.MNODES, namespace):
+        with contextlib.suppress(errors.NotFound):
+            kube.patch(
+                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
+            )
+    with contextlib.suppress(errors.NotFound):
+        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+# --- measuring enforcement ----------------------------------------------------------------
+
+
+async def _refused(session: aiohttp.ClientSession, ip: str, ident: Identity) -> bool:
+    headers = signing.sign_request(
+        ident, method="GET", path=PATH, query=QUERY, created=int(time.time())
+    )
+    try:
+        async with session.get(f"http://{ip}:7070{PATH}?{QUERY}", headers=headers) as resp:
+            if resp.status != 403:
+                return False
+            return bool((await resp.json()).get("code") == "peer_banned")
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+async def _enforcement(
+    ips: dict[str, str], ident: Identity, started: float, *, deadline: float
+) -> dict[str, float]:
+    """Seconds from `started` (monotonic) until each node refuses `ident`."""
+    timeout = aiohttp.ClientTimeout(total=2.0)
+    connector = aiohttp.TCPConnector(limit=len(ips) + 4)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
+
+        async def one(ip: str) -> float:
+            while time.monotonic() - started < deadline:
+                if await _refused(session, ip, ident):
+                    return time.monotonic() - started
+                await asyncio.sleep(POLL)
+            return float("inf")
+
+        names = list(ips)
+        times = await asyncio.gather(*(one(ips[n]) for n in names))
+        return dict(zip(names, times, strict=True))
+
+
+@dataclass
+class Samples:
+    fleet: list[float] = field(default_factory=list)  # per trial: every node refuses
+    node: list[float] = field(default_factory=list)  # per trial and node
+
+    def add(self, per_node: dict[str, float]) -> None:
+        self.fleet.append(max(per_node.values()))
+        self.node.extend(per_node.values())
+
+
+def _pct(values: list[float], q: float) -> float:
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def _trials(
+    label: str, ips: dict[str, str], change: Callable[[Identity], None], *, deadline: float
+) -> Samples:
+    samples = Samples()
+    for _ in range(TRIALS):
+        ident = Identity.generate()
+        started = time.monotonic()
+        change(ident)
+        samples.add(asyncio.run(_enforcement(ips, ident, started, deadline=deadline)))
+        time.sleep(0.3)
+    print(
+        f"{label:<28} every node: p50 {_pct(samples.fleet, 50) * 1000:7.0f} ms"
+        f"  p99 {_pct(samples.fleet, 99) * 1000:7.0f} ms"
+        f"   single node: p50 {_pct(samples.node, 50) * 1000:6.0f} ms"
+        f"  p99 {_pct(samples.node, 99) * 1000:6.0f} ms"
+    )
+    return samples
+
+
+# --- the three paths ------------------------------------------------------------------------
+
+
+class BanListWriter:
+    """Grows one BanList by one peer per change, through the API."""
+
+    def __init__(self, kube: k8s.Kube, namespace: str) -> None:
+        self.kube, self.namespace, self.peers = kube, namespace, list[str]()
+        kube.create(BANLISTS, _banlist(namespace, "bench", []))
+
+    def add(self, ident: Identity) -> None:
+        self.peers.append(ident.peer_id)
+        entries = [{"peerId": p, "reason": "bench"} for p in self.peers]
+        self.kube.patch(BANLISTS, self.namespace, "bench", {"spec": {"entries": entries}})
+
+
+def _banlist(namespace: str, name: str, peers: list[str]) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "BanList",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"fleet": FLEET, "entries": [{"peerId": p, "reason": "bench"} for p in peers]},
+    }
+
+
+class ConfigMapOnly:
+    """Writes the policy to the fleet ConfigMap exactly as the operator does, and nothing else."""
+
+    def __init__(self, kube: k8s.Kube, namespace: str, writer: BanListWriter) -> None:
+        self.kube, self.namespace, self.writer = kube, namespace, writer
+        cm = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy") or {}
+        annotations = cm.get("metadata", {}).get("annotations") or {}
+        self.version = int(annotations.get("marketplace.p2p.dev/policy-version", "0"))
+
+    def add(self, ident: Identity) -> None:
+        self.writer.peers.append(ident.peer_id)
+        self.version += 1
+        body = _banlist(self.namespace, "bench", self.writer.peers)
+        body["metadata"]["creationTimestamp"] = datetime.now(UTC).isoformat()
+        doc = _document([parse_banlist(body)], self.version)  # type: ignore[list-item]
+        self.kube.patch(k8s.CONFIGMAPS, self.namespace, f"{FLEET}-policy", configmap_patch(doc))
+
+
+def _document(banlists: list[BanList], version: int) -> Any:
+    effective = effective_policy(
+        FLEET, banlists=banlists, ratelimitpolicies=[], now=datetime.now(UTC)
+    )
+    assert effective.content is not None
+    return stamp(effective.content, PolicyVersion(version, content_hash(effective.content)))
+
+
+class Informers:
+    """One BanList watch per node, each applying the recomputed policy to its own node.
+
+    The stand-in for "every node watches the API server": N watch connections, N
+    independent caches and computations; the admin PUT to the node over loopback
+    stands in for the node applying the policy in process.
+    """
+
+    def __init__(self, namespace: str, ips: dict[str, str], token: str, base: int) -> None:
+        configuration = client.Configuration()
+        config.load_kube_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        configuration.connection_pool_maxsize = len(ips) + 8
+        self.api = client.CustomObjectsApi(client.ApiClient(configuration))
+        self.namespace, self.ips, self.token = namespace, ips, token
+        self.http = urllib3.PoolManager(maxsize=len(ips) + 8)
+        self.stopping = threading.Event()
+        self.versions = dict.fromkeys(ips, base + 1_000)  # above anything the operator issued
+        self.threads = [
+            threading.Thread(target=self._run, args=(name,), daemon=True, name=f"informer {name}")
+            for name in ips
+        ]
+        self.ready = threading.Barrier(len(ips) + 1)
+
+    def start(self) -> None:
+        for thread in self.threads:
+            thread.start()
+        self.ready.wait(120)
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for thread in self.threads:
+            thread.join(15)
+
+    def _run(self, name: str) -> None:
+        cache: dict[str, BanList] = {}
+        listed = cast(
+            "dict[str, Any]",
+            self.api.list_namespaced_custom_object(GROUP, VERSION, self.namespace, "banlists"),
+        )
+        for item in listed["items"]:
+            cache[item["metadata"]["name"]] = parse_banlist(item)  # type: ignore[assignment]
+        rv = listed["metadata"]["resourceVersion"]
+        self.ready.wait(120)
+        while not self.stopping.is_set():
+            stream = watch.Watch().stream(  # type: ignore[no-untyped-call]
+                self.api.list_namespaced_custom_object, GROUP, VERSION, self.namespace,
+                "banlists", resource_version=rv, timeout_seconds=2,
+            )  # fmt: skip
+            for event in stream:
+                obj = event["object"]
+                rv = obj["metadata"]["resourceVersion"]
+                if event["type"] == "DELETED":
+                    cache.pop(obj["metadata"]["name"], None)
+                else:
+                    cache[obj["metadata"]["name"]] = parse_banlist(obj)  # type: ignore[assignment]
+                self._apply(name, list(cache.values()))
+
+    def _apply(self, name: str, banlists: list[BanList]) -> None:
+        self.versions[name] += 1
+        doc = _document(banlists, self.versions[name])
+        self.http.request(
+            "PUT", f"http://{self.ips[name]}:7070/admin/v1/policy",
+            body=doc.model_dump_json(by_alias=True).encode(),
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+            timeout=5.0, retries=False,
+        )  # fmt: skip
+
+
+def _token(kube: k8s.Kube, namespace: str) -> str:
+    secret = kube.get(k8s.SECRETS, namespace, f"{FLEET}-admin")
+    assert secret is not None
+    return base64.b64decode(secret["data"]["token"]).decode()
+
+
+def _big_lists(namespace: str, target: Identity) -> list[dict[str, Any]]:
+    lists = []
+    for part in range(5):
+        peers = [f"bulk{part}x{i:07d}" for i in range(2000)]
+        if part == 4:
+            peers[-1] = target.peer_id
+        lists.append(_banlist(namespace, f"bulk-{part}", peers))
+    return lists
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def _report(push: Samples, cm: Samples, watched: Samples) -> int:
+    phase = [((i * 0.618_034) % 1.0) * KUBELET_SYNC_SECONDS for i in range(len(cm.node))]
+    modelled_nodes = [t + p for t, p in zip(cm.node, phase, strict=True)]
+    per_trial = len(cm.node) // max(1, len(cm.fleet))
+    modelled_fleet = [
+        max(modelled_nodes[i : i + per_trial]) for i in range(0, len(modelled_nodes), per_trial)
+    ]
+    sync = f"{KUBELET_SYNC_SECONDS:.0f}"
+    print(
+        f"{'ConfigMap, real kubelet':<28} every node: p50 {_pct(modelled_fleet, 50):7.1f} s "
+        f"  p99 {_pct(modelled_fleet, 99):7.1f} s    (modelled: measured + 0-{sync} s sync phase)"
+    )
+    p99 = _pct(push.fleet, 99)
+    vs_cm_local = _pct(cm.fleet, 50) / _pct(push.fleet, 50)
+    vs_cm = _pct(modelled_fleet, 50) / _pct(push.fleet, 50)
+    vs_watch = _pct(push.fleet, 99) / _pct(watched.fleet, 99)
+    print(f"push p99 every node: {p99 * 1000:.0f} ms (target < {TARGET_P99 * 1000:.0f} ms)")
+    print(f"ConfigMap(local kubelet) / push, p50: {vs_cm_local:6.1f}x")
+    target_cm = f"{TARGET_VS_CONFIGMAP:.0f}"
+    print(f"ConfigMap(real kubelet) / push, p50:  {vs_cm:6.1f}x (target >= {target_cm}x)")
+    print(f"push / direct watch, p99:             {vs_watch:6.2f}x (target <= {TARGET_VS_WATCH}x)")
+    met = p99 < TARGET_P99 and vs_cm >= TARGET_VS_CONFIGMAP and vs_watch <= TARGET_VS_WATCH
+    return 0 if met else 1
+
+
+def _large(kube: k8s.Kube, namespace: str, ips: dict[str, str], operator: Operator) -> None:
+    target = Identity.generate()
+    started = time.monotonic()
+    for body in _big_lists(namespace, target):
+        kube.create(BANLISTS, body)
+    per_node = asyncio.run(_enforcement(ips, target, started, deadline=300))
+    print(
+        f"10,000 bans in 5 BanLists: every node of {len(ips)} enforcing after "
+        f"{max(per_node.values()):.2f} s; operator RSS {operator.rss_mib():.0f} MiB"
+    )
+
+
+def main() -> int:
+    if not os.environ.get("KUBECONFIG"):
+        print("bench_policy_propagation: KUBECONFIG is not set (run through `make bench`)")
+        return 1
+    kube = k8s.Kube.from_environment()
+    namespace = f"bench-policy-{uuid.uuid4().hex[:5]}"
+    for f in sorted((ROOT / "crds").glob("*.yaml")):
+        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+    operator = Operator(namespace, Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".cluster")))
+    try:
+        operator.start()
+        ips = _make_fleet(kube, namespace)
+        writer = BanListWriter(kube, namespace)
+        time.sleep(2)
+        push = _trials("push (operator)", ips, writer.add, deadline=30)
+        operator_rss = operator.rss_mib()
+        operator.stop()
+        cm = _trials("ConfigMap, local kubelet", ips, ConfigMapOnly(kube, namespace, writer).add,
+                     deadline=120)  # fmt: skip
+        informers = Informers(namespace, ips, _token(kube, namespace), base=10_000)
+        informers.start()
+        try:
+            watched = _trials("direct watch (per node)", ips, writer.add, deadline=30)
+        finally:
+            informers.stop()
+        print(f"operator RSS with {len(ips)} nodes: {operator_rss:.0f} MiB")
+        verdict = _report(push, cm, watched)
+        operator.start()  # versions above the informers': it reads nodes' 409s and overtakes
+        _large(kube, namespace, ips, operator)
+        return verdict
+    finally:
+        operator.stop()
+        _cleanup(kube, namespace)
+        kube.close()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
