@@ -64,7 +64,7 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
   resources: [marketplacenodes, marketplacefleets, banlists, ratelimitpolicies]
   verbs: [get, list, watch, patch, update]
 - apiGroups: [marketplace.p2p.dev]
-  resources: [banlists]
+  resources: [banlists, marketplacefleets]
   verbs: [create]
 - apiGroups: [marketplace.p2p.dev]
   resources: [marketplacenodes/status, marketplacefleets/status, banlists/status, ratelimitpolicies/status]

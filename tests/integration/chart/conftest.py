@@ -12,8 +12,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import subprocess
+import uuid
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -150,13 +152,17 @@ def _free_ports(count: int) -> list[int]:
 
 
 @pytest.fixture(scope="session")
-def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+def chart_cluster() -> Iterator[Cluster]:
     """A disposable cluster for the chart: CHART_TEST_KUBECONFIG, else a private local one."""
     given = os.environ.get("CHART_TEST_KUBECONFIG")
     if given:
         yield Cluster(Path(given), Path(os.environ.get("KUBECTL", "kubectl")))
         return
-    state = tmp_path_factory.mktemp("chart-cluster")
+    # Not under /tmp: a pod that mounts an emptyDir at /tmp (the operator's does)
+    # would hide the kubelet's volume sources beneath it from its own bind mounts.
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    state = cache / "marketplace-fleet" / "chart-test-clusters" / uuid.uuid4().hex[:8]
+    state.mkdir(parents=True)
     api, etcd, peer, kcm, sched, kubelet = _free_ports(6)
     env = {
         "CLUSTER_DIR": str(state),
@@ -174,7 +180,8 @@ def chart_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
         run([script, "up"], env=env, timeout=300)
         yield Cluster(state / "kubeconfig", state / "bin" / "kubectl")
     finally:
-        run([script, "down"], env=env, check=False, timeout=120)
+        run([script, "down"], env=env, check=False, timeout=240)
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
