@@ -50,6 +50,16 @@ class Sample:
     unavailable: tuple[str, ...]
 
 
+@dataclass(frozen=True)
+class PodEvent:
+    at: float  # time.monotonic()
+    name: str
+    uid: str
+    ready: bool
+    deleting: bool
+    gone: bool
+
+
 @dataclass
 class PodState:
     uid: str
@@ -69,6 +79,7 @@ class FleetWatch:
         self.pods: dict[str, PodState] = {}
         self.samples: list[Sample] = []
         self.uids_seen: dict[str, list[str]] = {}  # pod name -> every uid, in order
+        self.events: list[PodEvent] = []
         self._api = client.CoreV1Api(api_client(kubeconfig))
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -104,6 +115,16 @@ class FleetWatch:
 
     def _apply(self, pod: Any, deleted: bool = False) -> None:
         name = pod.metadata.name
+        self.events.append(
+            PodEvent(
+                time.monotonic(),
+                name,
+                pod.metadata.uid,
+                _ready(pod) and not deleted,
+                pod.metadata.deletion_timestamp is not None,
+                deleted,
+            )
+        )
         if deleted:
             self.pods.pop(name, None)
             return

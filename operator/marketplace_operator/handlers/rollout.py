@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -68,6 +68,11 @@ def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any
             if meta.get(k) is not None
         },
         "spec": spec,
+        "status": {  # membership, for the planner's "would it un-join someone" check
+            k: (body.get("status") or {})[k]
+            for k in ("peerId", "connectedPeers", "peers")
+            if (body.get("status") or {}).get(k) is not None
+        },
     }
     return {(namespace, spec.get("fleet") or DEFAULT_FLEET): slim}
 
@@ -205,7 +210,7 @@ class _Pass:
         view = triggers.node_view(mnode, pod, default_image=image, drain=drain or Drain.UNKNOWN)
         if mnode["metadata"].get("deletionTimestamp") and view.pod is not None:
             # Being deleted: its finalizer drains it; never a rollout step, still counted.
-            return NodeView(view.name, view.pod.revision, view.pod, view.grace)
+            return replace(view, desired=view.pod.revision)
         return view
 
     async def act(self, action: planner.Action) -> None:

@@ -71,6 +71,11 @@ class NodeView:
     pod: PodView | None
     grace: timedelta = timedelta(seconds=30)
     """The node's drain timeout: the most a drain, and then the pod's termination, may take."""
+    peer_id: str | None = None
+    peers: frozenset[str] | None = None
+    """Peer ids the node is connected to (from its status); None when unknown."""
+    peer_count: int = 0
+    """How many peers it has; more than `len(peers)` when the status lists only the first."""
 
     @property
     def available(self) -> bool:

@@ -16,6 +16,9 @@ Rules (docs/rollout.md):
   or being replaced. A step on an available node starts only if the fleet
   stays within `maxUnavailable`; a step on an already-unavailable node costs
   nothing and may always start. At most `maxUnavailable` steps run at once.
+- Membership: a step on an available node waits while some other node in service
+  is connected (by peer id) only to fleet members that would then be out — taking
+  its last peer would un-join it. "Ready" is not taken for "re-joined".
 - Order: unavailable nodes first, then by name.
 - A step first takes the pod out of load balancers: it is marked leaving and its
   `joined` readiness gate turned off, so the pod turns unready while the node
@@ -332,6 +335,21 @@ def _carry_over(fleet: FleetView, draft: _Draft, now: datetime) -> None:
             draft.take(_advance(step, by_name.get(step.node), fleet.settings, now))
 
 
+def _isolates(candidate: NodeView, nodes: tuple[NodeView, ...], out: set[str]) -> str | None:
+    """A node in service whose every known fleet peer would be out with `candidate` gone."""
+    fleet_ids = {n.peer_id for n in nodes if n.peer_id is not None}
+    gone = {n.peer_id for n in nodes if n.name in out or n.name == candidate.name} - {None}
+    for node in nodes:
+        if node.name == candidate.name or node.name in out or not node.available:
+            continue
+        if node.peers is None or node.peer_count > len(node.peers):
+            continue  # unknown, or more peers than listed: not isolated by one node
+        linked = node.peers & fleet_ids
+        if linked and linked <= gone:
+            return node.name
+    return None
+
+
 def _start_steps(
     fleet: FleetView, draft: _Draft, queue: list[NodeView], unavailable: set[str], now: datetime
 ) -> str | None:
@@ -352,6 +370,11 @@ def _start_steps(
             return (
                 f"{len(unavailable)} of maxUnavailable {settings.max_unavailable} "
                 f"nodes unavailable ({out_now})"
+            )
+        lonely = _isolates(node, fleet.nodes, unavailable) if costs else None
+        if lonely is not None:
+            return (
+                f"{lonely} is connected only to nodes that would be out; waiting for it to re-join"
             )
         step, note = _start(node, now)
         draft.notes.append(note)

@@ -11,6 +11,7 @@ token) it was created from, so "stale" is a comparison of two annotations.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -82,8 +83,19 @@ def node_view(
     """One MarketplaceNode and its pod as the planner sees them."""
     name = str(mnode["metadata"]["name"])
     desired = desired_revision(mnode, default_image=default_image)
+    status = mnode.get("status") or {}
+    listed = status.get("connectedPeers")
+    base = NodeView(
+        name,
+        desired,
+        None,
+        grace(mnode),
+        peer_id=status.get("peerId"),
+        peers=frozenset(map(str, listed)) if listed is not None else None,
+        peer_count=int(status.get("peers") or 0),
+    )
     if pod_body is None:
-        return NodeView(name, desired, None, grace(mnode))
+        return base
     seen = pod_view(dict(pod_body))
     view = PodView(
         revision=pod_revision(pod_body),
@@ -95,7 +107,7 @@ def node_view(
         leaving=LEAVING_ANNOTATION in _annotations(pod_body),
         drain=drain,
     )
-    return NodeView(name, desired, view, grace(mnode))
+    return replace(base, pod=view)
 
 
 def fleet_spec(fleet: Body | None) -> MarketplaceFleetSpec:

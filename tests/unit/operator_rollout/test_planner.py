@@ -447,3 +447,46 @@ def test_status_of_a_failed_rollout_is_degraded() -> None:
     assert (conds["Degraded"].status, conds["Degraded"].reason) == ("True", "PodNotReady")
     assert "a: boom" in conds["Degraded"].message
     assert (conds["Progressing"].status, conds["Progressing"].reason) == ("False", "StepFailed")
+
+
+# --- membership ---------------------------------------------------------------------------------
+
+
+def member(name: str, peers: set[str] | None, p: PodView | None = None, count: int = 0) -> NodeView:
+    got = p if p is not None else pod()
+    listed = frozenset(peers) if peers is not None else None
+    n = count or (len(peers) if peers is not None else 0)
+    return NodeView(name, NEW, got, GRACE, peer_id=f"id-{name}", peers=listed, peer_count=n)
+
+
+def test_a_step_waits_while_it_would_take_a_nodes_last_peer() -> None:
+    nodes = (
+        member("a", {"id-c"}),
+        member("b", {"id-c"}, pod(NEW)),  # updated, but connected only to "a"'s neighbour c
+        member("c", {"id-a", "id-b"}),
+    )
+    d = planner.plan(fleet(*nodes), T0)
+    assert [s.node for s in d.record.steps] == ["a"]  # a is not anyone's only peer
+    rec = Record()
+    lonely = (
+        member("a", {"id-b"}, pod(NEW)),
+        member("b", {"id-a"}),
+        member("c", {"id-b"}, pod(NEW)),
+    )
+    d = planner.plan(fleet(*lonely, record=rec), T0)
+    assert d.record == Record()
+    assert d.actions == ()
+    assert d.blocked_by is not None
+    assert "connected only to nodes that would be out" in d.blocked_by
+
+
+def test_unknown_or_truncated_peer_lists_do_not_block() -> None:
+    unknown = (member("a", None, pod(NEW)), member("b", {"id-a"}))
+    assert planner.plan(fleet(*unknown), T0).record.steps[0].node == "b"
+    truncated = (member("a", {"id-b"}, pod(NEW), count=40), member("b", {"id-a"}))
+    assert planner.plan(fleet(*truncated), T0).record.steps[0].node == "b"
+
+
+def test_peers_outside_the_fleet_do_not_count_as_membership() -> None:
+    nodes = (member("a", {"id-b", "stranger"}, pod(NEW)), member("b", {"id-a"}))
+    assert planner.plan(fleet(*nodes), T0).actions == ()

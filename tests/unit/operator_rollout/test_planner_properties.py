@@ -73,6 +73,8 @@ def fleets(draw: st.DrawFn) -> FleetView:
             draw(st.sampled_from(REVS)),
             draw(st.none() | pods),
             timedelta(seconds=draw(st.integers(1, 60))),
+            peer_id=f"id-{name}",
+            peers=draw(st.none() | st.frozensets(st.sampled_from([f"id-{n}" for n in NAMES]))),
         )
         for name in names
     )
@@ -119,11 +121,23 @@ def test_never_takes_an_available_node_beyond_the_budget(fleet: FleetView, now: 
         assert not decision.record.failures
     if started:
         assert len(decision.record.steps) <= budget
+    out = {n.name for n in fleet.nodes if not n.available} | {s.node for s in decision.record.steps}
+    gone = {by_name[n].peer_id for n in out if n in by_name}
+    for node in fleet.nodes:  # nobody in service loses its last fleet peer to a new step
+        if not taken or node.name in out or not node.peers:
+            continue
+        linked = node.peers & {n.peer_id for n in fleet.nodes}
+        assert not linked or not linked <= gone or linked <= already_out_ids(fleet), node
     for action in decision.actions:
         pod = by_name[action.node].pod
         assert pod is not None
         assert action.pod_uid == pod.uid  # acts on the pod it saw, never a newer one
         assert action.node in {s.node for s in decision.record.steps}  # recorded before acting
+
+
+def already_out_ids(fleet: FleetView) -> set[str | None]:
+    out = {n.name for n in fleet.nodes if not n.available} | {s.node for s in fleet.record.steps}
+    return {n.peer_id for n in fleet.nodes if n.name in out}
 
 
 # --- whole rollouts, simulated -------------------------------------------------------------------

@@ -1,0 +1,244 @@
+"""Rollout benchmark: restart 10 nodes under client load — our fleet rollout vs a StatefulSet.
+
+Both fleets run the same node image with the same drain timeout on the same cluster, one
+after the other, under the same load (searches at a fixed rate, sent only to ready pods,
+one connection per request; `tests/e2e/loadgen.py`). Ours: 10 MarketplaceNodes restarted
+with the `restartedAt` annotation. Theirs: a 10-replica StatefulSet whose pod template gets
+a new annotation (what `kubectl rollout restart` does), replaced by its RollingUpdate.
+
+Reported: wall time of each rollout, failed client requests, and for ours the per-node
+breakdown from pod watch events — out of service → old pod deleted (settle + drain),
+deleted → new pod (termination + creation), new pod → Ready and joined (start), and the
+gap to the next node's step — with the overhead beyond drain and start (settle +
+termination/creation + gap). Targets: zero failed requests for ours; overhead <= 1 s per
+node. Needs KUBECONFIG (``make bench`` sets it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from marketplace_operator import errors, k8s
+from marketplace_operator.settings import DEFAULT_NODE_IMAGE, Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # the load generator is shared with the e2e tests
+
+import loadgen  # noqa: E402
+import rollout_helpers  # noqa: E402
+
+N = 10
+RATE = 30.0
+DRAIN = rollout_helpers.DRAIN_SECONDS
+STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
+TARGET_OVERHEAD_SECONDS = 1.0
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait(what: str, probe: Any, *, deadline: float) -> float:
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > deadline:
+            raise TimeoutError(f"{what} not reached within {deadline}s")
+        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def _statefulset(namespace: str, fleet: str) -> dict[str, Any]:
+    labels = {"app.kubernetes.io/name": "marketplace-node", loadgen.FLEET_LABEL: fleet}
+    probe = {
+        "httpGet": {"path": "/readyz", "port": 7070},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    env = {
+        "MARKETPLACE_NODE_PORT": "7070",
+        "MARKETPLACE_NODE_DATA_DIR": "/var/lib/marketplace",
+        "MARKETPLACE_NODE_FLEET": fleet,
+        "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": str(DRAIN),
+    }
+    container = {
+        "name": "node",
+        "image": DEFAULT_NODE_IMAGE,
+        "env": [
+            {
+                "name": "MARKETPLACE_NODE_HOST",
+                "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+            },
+            *({"name": k, "value": v} for k, v in env.items()),
+        ],
+        "ports": [{"name": "p2p", "containerPort": 7070}],
+        "readinessProbe": probe,
+        "volumeMounts": [{"name": "data", "mountPath": "/var/lib/marketplace"}],
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": fleet, "namespace": namespace},
+        "spec": {
+            "replicas": N,
+            "serviceName": fleet,
+            "podManagementPolicy": "Parallel",
+            "updateStrategy": {"type": "RollingUpdate"},
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": DRAIN + 10,
+                    "containers": [container],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _sts_done(kube: k8s.Kube, namespace: str, name: str, generation: int) -> bool:
+    st = (kube.get(STATEFULSETS, namespace, name) or {}).get("status") or {}
+    return bool(
+        st.get("observedGeneration", 0) >= generation
+        and st.get("updatedReplicas") == N
+        and st.get("readyReplicas") == N
+        and st.get("currentRevision") == st.get("updateRevision")
+    )
+
+
+def _under_load(
+    kubeconfig: str, namespace: str, fleet: str, members: list[str], trigger: Any, done: Any
+) -> tuple[float, loadgen.LoadReport, loadgen.FleetWatch]:
+    with loadgen.FleetWatch(kubeconfig, namespace, fleet, members) as watch:
+        with loadgen.LoadGenerator(
+            watch.ready_addresses, package_id=None, keyword="bench", rate=RATE
+        ) as load:
+            time.sleep(2)
+            started = time.monotonic()
+            trigger()
+            took = _wait(f"the rollout of {fleet}", done, deadline=600) + 0.0
+            took = time.monotonic() - started
+            time.sleep(2)
+        return took, load.report, watch
+
+
+def _breakdown(watch: loadgen.FleetWatch, old: dict[str, str], settle: float) -> dict[str, float]:
+    """Mean seconds per node of each part of a step, from the pod watch's events."""
+    parts: dict[str, list[float]] = {"out_to_deleted": [], "deleted_to_new": [], "start": []}
+    windows = []
+    for name, old_uid in old.items():
+        mine = [e for e in watch.events if e.name == name]
+        t_out = next(e.at for e in mine if e.uid == old_uid and not e.ready)
+        t_del = next(e.at for e in mine if e.uid == old_uid and (e.deleting or e.gone))
+        t_new = next(e.at for e in mine if e.uid != old_uid)
+        t_ready = next(e.at for e in mine if e.uid != old_uid and e.ready)
+        parts["out_to_deleted"].append(t_del - t_out)
+        parts["deleted_to_new"].append(t_new - t_del)
+        parts["start"].append(t_ready - t_new)
+        windows.append((t_out, t_ready))
+    windows.sort()
+    gaps = [nxt[0] - prev[1] for prev, nxt in zip(windows, windows[1:], strict=False)]
+    out = {k: statistics.mean(v) for k, v in parts.items()}
+    out["gap"] = statistics.mean(gaps) if gaps else 0.0
+    out["overhead"] = settle + out["deleted_to_new"] + out["gap"]
+    return out
+
+
+def _cleanup(kube: k8s.Kube, namespace: str) -> None:
+    for obj in kube.list(k8s.MNODES, namespace):
+        with contextlib.suppress(errors.KubeError):
+            kube.patch(
+                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
+            )
+    with contextlib.suppress(errors.KubeError):
+        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+def main() -> int:
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        print("bench_rollout: KUBECONFIG is not set (run through `make bench`)")
+        return 1
+    kube = k8s.Kube.from_environment()
+    run = uuid.uuid4().hex[:5]
+    ns_op, ns_sts = f"bench-roll-{run}", f"bench-sts-{run}"
+    for ns in (ns_op, ns_sts):
+        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
+    log = (log_dir / f"bench-rollout-{run}.log").open("wb")
+    operator = subprocess.Popen(
+        [str(ROOT / ".venv/bin/marketplace-operator"), "-n", ns_op, "--metrics-port", "0",
+         "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        names = rollout_helpers.make_fleet(kube, ns_op, "roll", N, ready_timeout=300)
+        old = rollout_helpers.pod_uids(kube, ns_op, names)
+        ours, ours_report, ours_watch = _under_load(
+            kubeconfig, ns_op, "roll", names,
+            lambda: rollout_helpers.request_restart(kube, ns_op, names),
+            lambda: rollout_helpers.rollout_complete(kube, ns_op, "roll", N)
+            and all(
+                (kube.get(k8s.PODS, ns_op, n) or {}).get("metadata", {}).get("uid") not in (None, old[n])
+                for n in names
+            ),
+        )  # fmt: skip
+        parts = _breakdown(ours_watch, old, Settings().rollout_settle_seconds)
+        worst_ours = len(ours_watch.most_unavailable().unavailable)
+        _cleanup(kube, ns_op)
+
+        kube.create(STATEFULSETS, _statefulset(ns_sts, "sts"))
+        pods = [f"sts-{i}" for i in range(N)]
+        _wait("the StatefulSet ready", lambda: _sts_done(kube, ns_sts, "sts", 1), deadline=300)
+        stamp = datetime.now(UTC).isoformat()
+        patch = {"spec": {"template": {"metadata": {"annotations": {"restartedAt": stamp}}}}}
+        theirs, theirs_report, theirs_watch = _under_load(
+            kubeconfig, ns_sts, "sts", pods,
+            lambda: kube.patch(STATEFULSETS, ns_sts, "sts", patch),
+            lambda: _sts_done(kube, ns_sts, "sts", 2),
+        )  # fmt: skip
+        worst_theirs = len(theirs_watch.most_unavailable().unavailable)
+    finally:
+        for ns in (ns_op, ns_sts):
+            _cleanup(kube, ns)
+        operator.send_signal(signal.SIGTERM)
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+        log.close()
+        kube.close()
+
+    print(f"rolling restart of {N} nodes under {RATE:.0f} searches/s to ready pods:")
+    print(f"  ours (MarketplaceFleet):      {ours:6.1f} s, {len(ours_report.failures):3d} failed of "
+          f"{ours_report.total} requests, at most {worst_ours} node(s) unavailable")  # fmt: skip
+    print(f"  StatefulSet RollingUpdate:    {theirs:6.1f} s, {len(theirs_report.failures):3d} failed "
+          f"of {theirs_report.total} requests, at most {worst_theirs} node(s) unavailable")  # fmt: skip
+    print(f"  ours per node (mean): out of service -> deleted {parts['out_to_deleted']:.2f} s "
+          f"(settle + drain), deleted -> new pod {parts['deleted_to_new']:.2f} s, "
+          f"new pod -> Ready+joined {parts['start']:.2f} s, gap to next step {parts['gap']:.2f} s")  # fmt: skip
+    print(f"  ours overhead beyond drain and start: {parts['overhead']:.2f} s per node "
+          f"(target <= {TARGET_OVERHEAD_SECONDS}; includes the configured settle)")  # fmt: skip
+    for f in theirs_report.failures[:5]:
+        print(f"    StatefulSet failure: {f.error[:120]}")
+    sys.stdout.flush()
+    ok = not ours_report.failures and parts["overhead"] <= TARGET_OVERHEAD_SECONDS
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
