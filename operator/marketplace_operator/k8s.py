@@ -80,9 +80,14 @@ class Kube:
         self._timeout = timeout
 
     @classmethod
-    def from_environment(cls, *, timeout: float = 10.0, kubeconfig: str | None = None) -> Kube:
-        """`kubeconfig` if given, else in-cluster config if present, else KUBECONFIG."""
+    def from_environment(
+        cls, *, timeout: float = 10.0, kubeconfig: str | None = None, connections: int = 32
+    ) -> Kube:
+        """`kubeconfig` if given, else in-cluster config if present, else KUBECONFIG.
+
+        `connections` sizes the HTTP pool to the threads that call concurrently."""
         configuration = client.Configuration()
+        configuration.connection_pool_maxsize = connections
         if kubeconfig is not None:
             config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
             return cls(client.ApiClient(configuration), timeout=timeout)

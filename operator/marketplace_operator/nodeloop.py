@@ -241,9 +241,11 @@ async def reconcile_once(
     port = desired.spec.p2p.port
     conflicts: list[str] = []
     replacing: str | None = None
-    for action in plan.plan(desired, views.observed()):
+    for action in plan.plan(desired, views.observed(), now=datetime.now(UTC)):
         if isinstance(action, plan.Conflict):
             conflicts.append(f"{action.kind}/{action.name}")
+        elif isinstance(action, plan.WaitForVolume):
+            continue  # the claim's own watch event wakes this loop
         elif isinstance(action, plan.ReplacePod):
             replacing = action.reason
             if views.pod is not None and ctx.may_replace(views.fleet, ref.name):

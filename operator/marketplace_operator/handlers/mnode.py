@@ -35,7 +35,7 @@ MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
 _SELECTOR = f"app.kubernetes.io/managed-by={names.MANAGED_BY}"
 _META_KEYS = (
     "name", "namespace", "uid", "resourceVersion", "labels", "annotations",
-    "ownerReferences", "deletionTimestamp",
+    "ownerReferences", "deletionTimestamp", "creationTimestamp",
 )  # fmt: skip
 
 
@@ -74,7 +74,7 @@ def mnode_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) 
 
 @kopf.index("persistentvolumeclaims", labels=MANAGED)
 def mnode_pvcs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): _trim(body, "spec")}
+    return {(namespace, name): _trim(body, "spec", "status")}
 
 
 @kopf.index("secrets", labels=MANAGED)
@@ -266,7 +266,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
     memo.ctx = Context(
         settings=cfg,
-        kube=Kube.from_environment(timeout=cfg.api_timeout_seconds),
+        kube=Kube.from_environment(timeout=cfg.api_timeout_seconds, connections=cfg.api_threads),
         nodes=NodeClient.create(
             timeout=cfg.admin_timeout_seconds,
             concurrency=cfg.admin_concurrency,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
@@ -24,6 +25,9 @@ class Kind(enum.StrEnum):
     PVC = "pvc"
     SERVICE = "service"
     POD = "pod"
+
+
+PVC_BIND_GRACE = timedelta(seconds=10)
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,13 @@ class ReplacePod:
 
 
 @dataclass(frozen=True)
+class WaitForVolume:
+    """The pod waits for its claim to be bound; nothing to do but look again soon."""
+
+    claim: str
+
+
+@dataclass(frozen=True)
 class Conflict:
     """An object with our name belongs to someone else: report it, touch nothing."""
 
@@ -77,7 +88,16 @@ class Conflict:
     owner_uid: str
 
 
-Action = Create | CreateIdentity | CreateAdminSecret | Patch | DeletePod | ReplacePod | Conflict
+Action = (
+    Create
+    | CreateIdentity
+    | CreateAdminSecret
+    | Patch
+    | DeletePod
+    | ReplacePod
+    | WaitForVolume
+    | Conflict
+)
 
 
 @dataclass(frozen=True)
@@ -174,9 +194,31 @@ def needs_replacement(view: PodView, desired_hash: str) -> str | None:
     return None
 
 
-def _plan_pod(desired: Desired, observed: dict[str, Any] | None) -> list[Action]:
-    if observed is None:
+def volume_ready(claim: dict[str, Any] | None, now: datetime) -> bool:
+    """May the pod be created? Once its claim is Bound — a pod created earlier is marked
+    unschedulable and the scheduler may retry it only minutes later — or once the claim
+    has waited `PVC_BIND_GRACE` unbound, as a WaitForFirstConsumer class makes it wait
+    for a pod."""
+    if claim is None:
+        return False
+    if (claim.get("status") or {}).get("phase") == "Bound":
+        return True
+    created = claim.get("metadata", {}).get("creationTimestamp")
+    if created is None:
+        return False
+    born = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    return now - born >= PVC_BIND_GRACE
+
+
+def _plan_pod(desired: Desired, observed: Observed, now: datetime) -> list[Action]:
+    if observed.pod is None:
+        if not volume_ready(observed.pvc, now):
+            return [WaitForVolume(names.data_pvc_name(desired.ref.name))]
         return [Create(Kind.POD, pod.pod(desired.ref, desired.pod_inputs))]
+    return _plan_existing_pod(desired, observed.pod)
+
+
+def _plan_existing_pod(desired: Desired, observed: dict[str, Any]) -> list[Action]:
     ownership = _ownership(Kind.POD, observed, desired.ref)
     if any(isinstance(a, Conflict) for a in ownership):
         return ownership
@@ -191,11 +233,12 @@ def _plan_pod(desired: Desired, observed: dict[str, Any] | None) -> list[Action]
     return ownership
 
 
-def plan(desired: Desired, observed: Observed) -> list[Action]:
+def plan(desired: Desired, observed: Observed, *, now: datetime) -> list[Action]:
     """Actions in dependency order: fleet objects, identity, volume, service, pod.
 
     A paused node plans nothing. The pod is planned even while its Secrets are being
-    created in the same pass: the kubelet waits for mounted objects to appear.
+    created in the same pass (the kubelet waits for mounted objects to appear), but not
+    before its data volume is bound (see `volume_ready`).
     """
     if desired.paused:
         return []
@@ -206,5 +249,5 @@ def plan(desired: Desired, observed: Observed) -> list[Action]:
         actions += _ownership(Kind.IDENTITY, observed.identity, desired.ref)
     actions += _plan_pvc(desired, observed.pvc)
     actions += _plan_service(desired, observed.service)
-    actions += _plan_pod(desired, observed.pod)
+    actions += _plan_pod(desired, observed, now)
     return actions

@@ -67,7 +67,7 @@ def existing(d: node.Desired, **pod_fields: Any) -> node.Observed:
     return node.Observed(
         pod=p,
         service=service.service(d.ref, d.spec),
-        pvc=pvc.data_pvc(d.ref, d.spec),
+        pvc={**pvc.data_pvc(d.ref, d.spec), "status": {"phase": "Bound"}},
         identity=secrets.identity_secret(d.ref, private_key_pem=b"k", peer_id="mpx"),
         admin_secret=secrets.admin_secret(d.ref, token="t"),
         policy_configmap=configmap.policy_configmap(d.ref, members="{}"),
@@ -83,31 +83,59 @@ def kinds(actions: list[node.Action]) -> list[str]:
 
 
 def test_empty_world_creates_everything_in_dependency_order() -> None:
-    assert kinds(node.plan(desired(), node.Observed())) == [
+    assert kinds(node.plan(desired(), node.Observed(), now=NOW)) == [
         "CreateAdminSecret",
         "Create:policy-configmap",
         "CreateIdentity",
         "Create:pvc",
         "Create:service",
-        "Create:pod",
+        "WaitForVolume",
     ]
+
+
+def claim(*, phase: str, age: timedelta) -> dict[str, Any]:
+    born = (NOW - age).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {
+        **pvc.data_pvc(REF, spec()),
+        "status": {"phase": phase},
+        "metadata": {**pvc.data_pvc(REF, spec())["metadata"], "creationTimestamp": born},
+    }
+
+
+@pytest.mark.parametrize(
+    ("phase", "age", "creates_pod"),
+    [
+        ("Bound", timedelta(seconds=0), True),
+        ("Pending", timedelta(seconds=1), False),
+        ("Pending", node.PVC_BIND_GRACE - timedelta(seconds=1), False),
+        ("Pending", node.PVC_BIND_GRACE, True),  # e.g. WaitForFirstConsumer: needs the pod
+    ],
+)
+def test_pod_waits_for_its_volume_to_bind(phase: str, age: timedelta, creates_pod: bool) -> None:
+    d = desired()
+    world = node.Observed(
+        **{**existing(d).__dict__, "pod": None, "pvc": claim(phase=phase, age=age)}
+    )
+    assert kinds(node.plan(d, world, now=NOW)) == (
+        ["Create:pod"] if creates_pod else ["WaitForVolume"]
+    )
 
 
 def test_converged_world_plans_nothing() -> None:
     d = desired()
-    assert node.plan(d, existing(d)) == []
+    assert node.plan(d, existing(d), now=NOW) == []
 
 
 def test_paused_plans_nothing_even_with_children_missing() -> None:
-    assert node.plan(desired(paused=True), node.Observed()) == []
+    assert node.plan(desired(paused=True), node.Observed(), now=NOW) == []
 
 
 def test_identity_present_is_never_recreated_and_missing_one_is_created_once() -> None:
     d = desired()
     world = existing(d)
-    assert not any(isinstance(a, node.CreateIdentity) for a in node.plan(d, world))
+    assert not any(isinstance(a, node.CreateIdentity) for a in node.plan(d, world, now=NOW))
     gone = node.Observed(**{**world.__dict__, "identity": None})
-    assert [a for a in node.plan(d, gone)] == [node.CreateIdentity()]
+    assert [a for a in node.plan(d, gone, now=NOW)] == [node.CreateIdentity()]
 
 
 @pytest.mark.parametrize(
@@ -122,22 +150,22 @@ def test_identity_present_is_never_recreated_and_missing_one_is_created_once() -
 )
 def test_pod_decisions(change: dict[str, Any], expected: str | None) -> None:
     d = desired()
-    assert kinds(node.plan(d, existing(d, **change))) == ([expected] if expected else [])
+    assert kinds(node.plan(d, existing(d, **change), now=NOW)) == ([expected] if expected else [])
 
 
 def test_spec_change_that_shapes_the_pod_replaces_it_and_one_that_does_not_only_patches() -> None:
     old = desired()
     world = existing(old)
-    assert kinds(node.plan(desired(spec(p2p={"maxPeers": 3})), world)) == ["ReplacePod"]
+    assert kinds(node.plan(desired(spec(p2p={"maxPeers": 3})), world, now=NOW)) == ["ReplacePod"]
     grown = desired(spec(storage={"size": "2Gi"}))
-    (patch,) = node.plan(grown, world)
+    (patch,) = node.plan(grown, world, now=NOW)
     assert isinstance(patch, node.Patch)
     assert patch.patch == {"spec": {"resources": {"requests": {"storage": "2Gi"}}}}
 
 
 def test_port_change_patches_the_service_and_replaces_the_pod() -> None:
     world = existing(desired())
-    actions = node.plan(desired(spec(p2p={"port": 7100})), world)
+    actions = node.plan(desired(spec(p2p={"port": 7100})), world, now=NOW)
     assert kinds(actions) == ["Patch:service", "ReplacePod"]
 
 
@@ -146,7 +174,7 @@ def test_unowned_child_with_our_labels_is_adopted_and_a_foreign_one_is_a_conflic
     world = existing(d)
     assert world.service is not None
     orphan = {**world.service, "metadata": {**world.service["metadata"], "ownerReferences": []}}
-    (adopt,) = node.plan(d, node.Observed(**{**world.__dict__, "service": orphan}))
+    (adopt,) = node.plan(d, node.Observed(**{**world.__dict__, "service": orphan}), now=NOW)
     assert isinstance(adopt, node.Patch)
     assert adopt.why == "adopt"
     assert adopt.patch["metadata"]["ownerReferences"][0]["uid"] == REF.uid
@@ -155,7 +183,7 @@ def test_unowned_child_with_our_labels_is_adopted_and_a_foreign_one_is_a_conflic
         "ownerReferences": [{"uid": "x", "controller": True}],
     }
     foreign = {**world.service, "metadata": foreign_meta}
-    (conflict,) = node.plan(d, node.Observed(**{**world.__dict__, "service": foreign}))
+    (conflict,) = node.plan(d, node.Observed(**{**world.__dict__, "service": foreign}), now=NOW)
     assert conflict == node.Conflict(node.Kind.SERVICE, "n1", "x")
 
 
@@ -167,7 +195,7 @@ def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
         spec=d.spec,
         pod_inputs=d.pod_inputs,
     )
-    patches = [a for a in node.plan(other, world) if isinstance(a, node.Patch)]
+    patches = [a for a in node.plan(other, world, now=NOW) if isinstance(a, node.Patch)]
     assert {p.kind for p in patches if p.why == "add-fleet-owner"} == {
         node.Kind.FLEET_ADMIN,
         node.Kind.POLICY_CONFIGMAP,

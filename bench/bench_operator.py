@@ -1,0 +1,201 @@
+"""Operator benchmark: 20 MarketplaceNodes to all Ready, next to a 20-replica Deployment.
+
+Both run the same node image on the same cluster in the same run, one after the other
+(the machine is small). "Ready" for a MarketplaceNode means serving *and* joined to its
+fleet (the readiness gate); the Deployment's pods only need their readiness probe, so the
+ratio prices membership. Also reported: the operator's RSS with the 20 nodes. Target:
+ratio <= 1.2. Needs KUBECONFIG (``make bench`` sets it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from marketplace_operator import errors, k8s
+from marketplace_operator.model.common import API_VERSION
+from marketplace_operator.settings import DEFAULT_NODE_IMAGE
+
+ROOT = Path(__file__).resolve().parents[1]
+N = 20
+TARGET_RATIO = 1.2
+DEADLINE = 300.0
+DEPLOYMENTS = k8s.Resource("deployments", "apps", "v1")
+
+
+def _kubectl(*args: str) -> None:
+    local = ROOT / ".cluster" / "bin" / "kubectl"
+    binary = str(local) if local.exists() else "kubectl"
+    subprocess.run([binary, *args], check=True, capture_output=True, timeout=120)
+
+
+def _wait(what: str, probe: Any, *, deadline: float = DEADLINE) -> float:
+    """Seconds until `probe()` is true (polling every 50 ms); raise after `deadline`."""
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > deadline:
+            raise TimeoutError(f"{what} not reached within {deadline}s")
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _deployment(namespace: str) -> dict[str, Any]:
+    labels = {"app": "bench-node"}
+    probe = {
+        "httpGet": {"path": "/readyz", "port": 7070},
+        "periodSeconds": 1,
+        "failureThreshold": 1,
+    }
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "bench-node", "namespace": namespace},
+        "spec": {
+            "replicas": N,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "node",
+                            "image": DEFAULT_NODE_IMAGE,
+                            "env": [
+                                {
+                                    "name": "MARKETPLACE_NODE_HOST",
+                                    "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
+                                },
+                                {"name": "MARKETPLACE_NODE_PORT", "value": "7070"},
+                                {
+                                    "name": "MARKETPLACE_NODE_DATA_DIR",
+                                    "value": "/var/lib/marketplace",
+                                },
+                                {"name": "MARKETPLACE_NODE_FLEET", "value": "bench"},
+                            ],
+                            "readinessProbe": probe,
+                            "volumeMounts": [{"name": "data", "mountPath": "/var/lib/marketplace"}],
+                        }
+                    ],
+                    "volumes": [{"name": "data", "emptyDir": {}}],
+                },
+            },
+        },
+    }
+
+
+def _mnode(name: str, namespace: str) -> dict[str, Any]:
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "MarketplaceNode",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"fleet": "bench"},
+    }
+
+
+def _ready_mnodes(kube: k8s.Kube, namespace: str) -> int:
+    count = 0
+    for obj in kube.list(k8s.MNODES, namespace):
+        for cond in (obj.get("status") or {}).get("conditions") or []:
+            if cond["type"] == "Ready" and cond["status"] == "True":
+                count += 1
+    return count
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _cleanup(kube: k8s.Kube, namespace: str) -> None:
+    for obj in kube.list(k8s.MNODES, namespace):
+        with contextlib.suppress(errors.KubeError):
+            kube.patch(
+                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
+            )
+    with contextlib.suppress(errors.KubeError):
+        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+def _pods_gone(kube: k8s.Kube, namespace: str) -> bool:
+    return not kube.list(k8s.PODS, namespace)
+
+
+def main() -> int:
+    if not os.environ.get("KUBECONFIG"):
+        print("bench_operator: KUBECONFIG is not set (run through `make bench`)")
+        return 1
+    kube = k8s.Kube.from_environment()
+    run = uuid.uuid4().hex[:5]
+    ns_deploy, ns_op = f"bench-deploy-{run}", f"bench-operator-{run}"
+    for f in sorted((ROOT / "crds").glob("*.yaml")):
+        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        _kubectl("wait", "--for=condition=Established", "-f", str(f), "--timeout=60s")
+    for ns in (ns_deploy, ns_op):
+        kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
+    log = (
+        Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".cluster")) / f"bench-operator-{run}.log"
+    ).open("wb")
+    port = _free_port()
+    operator = subprocess.Popen(
+        [str(ROOT / ".venv/bin/marketplace-operator"), "-n", ns_op, "--metrics-port", "0",
+         "--liveness", f"http://127.0.0.1:{port}/healthz"],
+        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+    )  # fmt: skip
+    try:
+        time.sleep(3)  # the operator's start-up is not what is measured
+        kube.create(DEPLOYMENTS, _deployment(ns_deploy))
+        t_deploy = _wait(
+            f"{N} Deployment replicas ready",
+            lambda: (
+                (kube.get(DEPLOYMENTS, ns_deploy, "bench-node") or {})
+                .get("status", {})
+                .get("readyReplicas", 0)
+                >= N
+            ),
+        )
+        kube.delete(DEPLOYMENTS, ns_deploy, "bench-node")
+        _wait("the Deployment's pods gone", lambda: _pods_gone(kube, ns_deploy))
+
+        started = time.monotonic()
+        for i in range(N):
+            kube.create(k8s.MNODES, _mnode(f"bench-{i:02d}", ns_op))
+        _wait(f"{N} MarketplaceNodes Ready", lambda: _ready_mnodes(kube, ns_op) >= N)
+        t_operator = time.monotonic() - started
+        rss = _rss_mib(operator.pid)
+    finally:
+        for ns in (ns_op, ns_deploy):
+            _cleanup(kube, ns)
+        operator.send_signal(signal.SIGTERM)
+        try:
+            operator.wait(30)
+        except subprocess.TimeoutExpired:
+            operator.kill()
+        log.close()
+        kube.close()
+    ratio = t_operator / t_deploy
+    print(f"{N} MarketplaceNodes all Ready (joined): {t_operator:6.2f} s")
+    print(f"{N}-replica Deployment all ready:        {t_deploy:6.2f} s")
+    print(f"ratio operator/Deployment:               {ratio:6.2f}  (target <= {TARGET_RATIO})")
+    print(f"operator RSS with {N} nodes:              {rss:6.1f} MiB")
+    sys.stdout.flush()
+    return 0 if ratio <= TARGET_RATIO else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
