@@ -17,6 +17,7 @@ node. Needs KUBECONFIG (``make bench`` sets it).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import signal
 import socket
@@ -151,11 +152,19 @@ def _breakdown(watch: loadgen.FleetWatch, old: dict[str, str], settle: float) ->
         parts["start"].append(t_ready - t_new)
         windows.append((t_out, t_ready))
     windows.sort()
-    gaps = [nxt[0] - prev[1] for prev, nxt in zip(windows, windows[1:], strict=False)]
+    gaps = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(windows)]
     out = {k: statistics.mean(v) for k, v in parts.items()}
     out["gap"] = statistics.mean(gaps) if gaps else 0.0
     out["overhead"] = settle + out["deleted_to_new"] + out["gap"]
     return out
+
+
+def _all_new(kube: k8s.Kube, namespace: str, old: dict[str, str]) -> bool:
+    for name, uid in old.items():
+        pod = kube.get(k8s.PODS, namespace, name)
+        if pod is None or pod["metadata"]["uid"] == uid:
+            return False
+    return True
 
 
 def _cleanup(kube: k8s.Kube, namespace: str) -> None:
@@ -192,10 +201,7 @@ def main() -> int:
             kubeconfig, ns_op, "roll", names,
             lambda: rollout_helpers.request_restart(kube, ns_op, names),
             lambda: rollout_helpers.rollout_complete(kube, ns_op, "roll", N)
-            and all(
-                (kube.get(k8s.PODS, ns_op, n) or {}).get("metadata", {}).get("uid") not in (None, old[n])
-                for n in names
-            ),
+            and _all_new(kube, ns_op, old),
         )  # fmt: skip
         parts = _breakdown(ours_watch, old, Settings().rollout_settle_seconds)
         worst_ours = len(ours_watch.most_unavailable().unavailable)
@@ -224,15 +230,23 @@ def main() -> int:
         kube.close()
 
     print(f"rolling restart of {N} nodes under {RATE:.0f} searches/s to ready pods:")
-    print(f"  ours (MarketplaceFleet):      {ours:6.1f} s, {len(ours_report.failures):3d} failed of "
-          f"{ours_report.total} requests, at most {worst_ours} node(s) unavailable")  # fmt: skip
-    print(f"  StatefulSet RollingUpdate:    {theirs:6.1f} s, {len(theirs_report.failures):3d} failed "
-          f"of {theirs_report.total} requests, at most {worst_theirs} node(s) unavailable")  # fmt: skip
-    print(f"  ours per node (mean): out of service -> deleted {parts['out_to_deleted']:.2f} s "
-          f"(settle + drain), deleted -> new pod {parts['deleted_to_new']:.2f} s, "
-          f"new pod -> Ready+joined {parts['start']:.2f} s, gap to next step {parts['gap']:.2f} s")  # fmt: skip
-    print(f"  ours overhead beyond drain and start: {parts['overhead']:.2f} s per node "
-          f"(target <= {TARGET_OVERHEAD_SECONDS}; includes the configured settle)")  # fmt: skip
+    for label, took, report, worst in (
+        ("ours (MarketplaceFleet)", ours, ours_report, worst_ours),
+        ("StatefulSet RollingUpdate", theirs, theirs_report, worst_theirs),
+    ):
+        print(
+            f"  {label:27s} {took:6.1f} s, {len(report.failures):3d} failed of "
+            f"{report.total} requests, at most {worst} node(s) unavailable"
+        )
+    print(
+        f"  ours per node (mean): out of service -> deleted {parts['out_to_deleted']:.2f} s"
+        f" (settle + drain), deleted -> new pod {parts['deleted_to_new']:.2f} s,"
+        f" new pod -> Ready+joined {parts['start']:.2f} s, gap to next {parts['gap']:.2f} s"
+    )
+    print(
+        f"  ours overhead beyond drain and start: {parts['overhead']:.2f} s per node"
+        f" (target <= {TARGET_OVERHEAD_SECONDS}; includes the configured settle)"
+    )
     for f in theirs_report.failures[:5]:
         print(f"    StatefulSet failure: {f.error[:120]}")
     sys.stdout.flush()
