@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import SecretStr
 
-from marketplace_node import http_api, http_errors, limits, openapi, sync
+from marketplace_node import handoff, http_api, http_errors, limits, openapi, sync
 from marketplace_node.admin import routes
 from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.admin.models import Members, PolicyDocument
@@ -51,6 +51,7 @@ def build_app(service: NodeService) -> web.Application:
         client_max_size=limits.CLIENT_JSON_MAX,
     )
     app[http_api.SERVICE] = service
+    service.drain.add_handoff("leave", lambda: handoff.leave(service))
     membership = Membership(service)
     app[http_api.MEMBERSHIP] = membership
     http_api.add_routes(app)

@@ -24,7 +24,7 @@ from marketplace_node.blobs import BlobStore
 from marketplace_node.clock import Clock
 from marketplace_node.config import NodeSettings
 from marketplace_node.drain import DrainCoordinator
-from marketplace_node.errors import InvalidInput, NodeError, NotFound
+from marketplace_node.errors import InvalidInput, NotFound
 from marketplace_node.identity import Identity
 from marketplace_node.lifecycle import Lifecycle, State
 from marketplace_node.metrics import NodeMetrics
@@ -38,17 +38,17 @@ from marketplace_node.model import (
     ProviderRecord,
     ProviderView,
     Query,
-    ReplicateRequest,
     SearchPage,
 )
 from marketplace_node.peer_client import PeerClient
 from marketplace_node.peers import PeerTable
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.journal import LocalBanJournal
+from marketplace_node.providers import ProviderRow, ProviderTable
 from marketplace_node.reputation import ReputationBook
 from marketplace_node.search import SearchIndex
 from marketplace_node.signing import ReplayCache
-from marketplace_node.store import Applied, ProviderRow, Store
+from marketplace_node.store import Applied, Store
 from marketplace_node.subscribe import SubscriptionHub
 
 logger = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ class NodeService:
         self.store = Store(data / "catalogue.sqlite3")
         self.blobs = BlobStore(data / "blobs")
         self.index = SearchIndex()
-        self.providers: dict[str, dict[str, ProviderRow]] = {}
+        self.providers = ProviderTable()
         self.reputation = ReputationBook()
         self.peers = PeerTable(capacity=settings.max_peers)
         self.seen = gossip.SeenCache(clock)
@@ -90,7 +90,6 @@ class NodeService:
         self._configured = self.bootstrap
         self.last_seq = 0
         self.drain = DrainCoordinator(clock, timeout=settings.drain_timeout_seconds)
-        self.drain.add_handoff("leave", self._leave)
         self.lifecycle = Lifecycle(on_start=self._on_start, on_stop=self._on_stop)
         self._session: aiohttp.ClientSession | None = None
         self._loops: list[Callable[[], Awaitable[None]]] = []
@@ -122,8 +121,7 @@ class NodeService:
         self.enforcer.restore_local_bans(await asyncio.to_thread(self.ban_journal.load))
         for meta, downloads in await self.store.packages():
             self.index.upsert(meta, downloads)
-        for row in await self.store.providers(now_wall=self.clock.wall()):
-            self.providers.setdefault(row.package_id, {})[row.peer_id] = row
+        self.providers.load(await self.store.providers(now_wall=self.clock.wall()))
         self.last_seq = await self.store.last_seq()
         # The catalogue just loaded lives as long as the process: move it out of the
         # collector's sight, or every full collection walks all of it (a 90 ms pause
@@ -208,30 +206,15 @@ class NodeService:
             self.hub.publish(applied.seq, ann.package)
         if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
             rec = ann.provider
-            current = self.providers.get(rec.package_id, {}).get(rec.peer_id)
-            if current is None or current.updated <= ann.created:
-                row = ProviderRow(
-                    rec.package_id,
-                    rec.peer_id,
-                    rec.address,
-                    self.clock.wall() + rec.ttl_seconds,
-                    ann.created,
-                )
-                self.providers.setdefault(rec.package_id, {})[rec.peer_id] = row
+            expires = self.clock.wall() + rec.ttl_seconds
+            self.providers.set(
+                ProviderRow(rec.package_id, rec.peer_id, rec.address, expires, ann.created)
+            )
         elif ann.provider is not None:
-            self._drop_provider(ann.provider.package_id, ann.provider.peer_id, ann.created)
+            self.providers.drop(ann.provider.package_id, ann.provider.peer_id, ann.created)
         if ann.kind is AnnouncementKind.PEER_LEAVING:
-            for package_id in list(self.providers):
-                self._drop_provider(package_id, ann.origin, ann.created)
+            self.providers.drop_peer(ann.origin, ann.created)
             self.peers.remove(ann.origin)
-
-    def _drop_provider(self, package_id: str, peer_id: str, created: int) -> None:
-        rows = self.providers.get(package_id, {})
-        row = rows.get(peer_id)
-        if row is not None and row.updated <= created:
-            del rows[peer_id]
-            if not rows:
-                self.providers.pop(package_id, None)
 
     def forward(self, ann: Announcement, *, sender: str | None) -> None:
         """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying."""
@@ -327,12 +310,12 @@ class NodeService:
     # -- queries -----------------------------------------------------------------
 
     def provider_score(self, package_id: str) -> float:
-        rows = self.providers.get(package_id)
-        if not rows:
+        """Reputation of the best provider (our own copy counts 1.0; none: 0.0)."""
+        peers = self.providers.peers_of(package_id)
+        if not peers:
             return 0.0
-        return max(
-            1.0 if pid == self.identity.peer_id else self.reputation.score(pid) for pid in rows
-        )
+        mine = self.identity.peer_id
+        return max(1.0 if pid == mine else self.reputation.score(pid) for pid in peers)
 
     def search(self, query: Query) -> SearchPage:
         started = self.clock.monotonic()
@@ -341,7 +324,7 @@ class NodeService:
         return page.model_copy(
             update={
                 "results": tuple(
-                    r.model_copy(update={"providers": len(self.providers.get(r.id, {}))})
+                    r.model_copy(update={"providers": self.providers.count(r.id)})
                     for r in page.results
                 )
             }
@@ -351,8 +334,7 @@ class NodeService:
         meta = self.index.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
-        now = self.clock.wall()
-        rows = sorted(self.providers.get(package_id, {}).values(), key=lambda r: r.peer_id)
+        rows = self.providers.live(package_id, self.clock.wall())
         return PackageView(
             id=package_id,
             package=meta,
@@ -365,16 +347,14 @@ class NodeService:
                     reputation=self.reputation.score(r.peer_id),
                 )
                 for r in rows
-                if r.expires_at > now
             ),
         )
 
     def live_providers(self, package_id: str) -> list[content.Provider]:
-        now = self.clock.wall()
         return [
             content.Provider(r.peer_id, r.address)
-            for r in self.providers.get(package_id, {}).values()
-            if r.expires_at > now and r.peer_id != self.identity.peer_id
+            for r in self.providers.live(package_id, self.clock.wall())
+            if r.peer_id != self.identity.peer_id
         ]
 
     async def content_path(self, package_id: str, *, count_download: bool = True) -> Path:
@@ -435,51 +415,12 @@ class NodeService:
             packages=len(self.index),
         )
 
-    async def _leave(self) -> int:
-        """Drain hand-off, in this order: content only we hold goes to peers (while our
-        provider records still point at us), then `peer_leaving` makes peers drop those
-        records instead of timing out on them. Returns the packages handed off."""
-        self.hub.close_all()
-        handed = await self._hand_off_content()
-        await self.announce(AnnouncementKind.PEER_LEAVING)
-        await self._settle_pushes()
-        return handed
-
-    async def _hand_off_content(self) -> int:
-        """Drain hand-off: ask a peer to replicate each package only we provide."""
-        sole = [
-            pid
-            for pid, rows in self.providers.items()
-            if set(rows) == {self.identity.peer_id} and pid in self.index
-        ]
-        peers = self.peers.sample(len(self.peers), self.rng)
-        if not sole or not peers:
-            return 0
-        handed = 0
-        for i, package_id in enumerate(sole):
-            peer = peers[i % len(peers)]
-            body = ReplicateRequest(package_id=package_id).model_dump_json(by_alias=True).encode()
-            try:
-                await self.client.request(
-                    "POST",
-                    peer.address,
-                    "/p2p/v1/replicate",
-                    body=body,
-                    within=self.settings.fetch_timeout_seconds,
-                )
-            except NodeError as exc:
-                logger.info(
-                    "hand-off of %s to %s failed: %s", package_id, peer.peer_id, exc.message
-                )
-                continue
-            handed += 1
-        return handed
-
     async def replicate(self, package_id: str) -> None:
         """A draining peer asks us to keep its content available: fetch and provide it."""
         await self.content_path(package_id, count_download=False)
 
-    async def _settle_pushes(self) -> None:
+    async def settle_pushes(self) -> None:
+        """Wait (bounded) for the gossip pushes in flight, e.g. the leaving announcement."""
         pending = [t for t in self._pushes if not t.done()]
         if pending:
             await asyncio.wait(pending, timeout=self.settings.peer_timeout_seconds)

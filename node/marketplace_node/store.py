@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from marketplace_node.model import PACKAGE_KINDS, Announcement, AnnouncementKind, PackageMeta
+from marketplace_node.providers import ProviderRow
 
 T = TypeVar("T")
 
@@ -55,15 +56,6 @@ CREATE TABLE IF NOT EXISTS providers (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-
-
-@dataclass(frozen=True, slots=True)
-class ProviderRow:
-    package_id: str
-    peer_id: str
-    address: str
-    expires_at: float  # wall clock: it must survive a restart
-    updated: int  # origin's `created` of the announcement that set it
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ from marketplace_node.clock import FakeClock
 from marketplace_node.gossip import SeenCache, forward_targets
 from marketplace_node.model import Query
 from marketplace_node.peers import PeerTable
+from marketplace_node.providers import ProviderRow, ProviderTable
 from marketplace_node.reputation import (
     Reputation,
     ReputationBook,
@@ -117,3 +118,33 @@ async def test_slow_subscriber_overflows_and_is_told_to_resume() -> None:
     assert drained[-1] is None  # the end marker: the stream closes with a resumable cursor
     assert picky.queue.empty()
     await asyncio.sleep(0)
+
+
+def _row(peer: str, updated: int, package: str = "p", expires: float = 100.0) -> ProviderRow:
+    return ProviderRow(package, peer, f"http://{peer}:1", expires, updated)
+
+
+def test_provider_records_converge_whatever_the_arrival_order() -> None:
+    events = [("set", _row("a", 1)), ("drop", "a", 2), ("set", _row("a", 3)), ("set", _row("b", 1))]
+    outcomes = set()
+    for order in (events, list(reversed(events)), [events[2], events[0], events[3], events[1]]):
+        table = ProviderTable()
+        for event in order:
+            if event[0] == "set":
+                table.set(event[1])  # type: ignore[arg-type]
+            else:
+                table.drop("p", event[1], event[2])  # type: ignore[arg-type]
+        outcomes.add(tuple((r.peer_id, r.updated) for r in table.live("p", 0.0)))
+    assert outcomes == {(("a", 3), ("b", 1))}
+
+
+def test_expired_records_are_not_live_and_sole_providers_are_found() -> None:
+    table = ProviderTable()
+    table.set(_row("a", 1, expires=10.0))
+    table.set(_row("a", 1, package="q"))
+    table.set(_row("b", 1, package="q"))
+    assert table.live("p", 11.0) == []
+    assert table.sole("a") == ["p"]
+    table.drop_peer("a", 5)
+    assert table.peers_of("q") == {"b"}
+    assert table.count("p") == 0

@@ -1,0 +1,63 @@
+"""Provider records in memory (pure): which peers serve which package, until when.
+
+A record carries the origin's `created` time of the announcement that set it;
+an older announcement never overrides or removes a newer record, so
+out-of-order gossip and anti-entropy replays converge to the same table (the
+store applies the same rule in SQL). Expiry is wall-clock because records
+are persisted and must expire across restarts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderRow:
+    package_id: str
+    peer_id: str
+    address: str
+    expires_at: float  # wall clock: it must survive a restart
+    updated: int  # origin's `created` of the announcement that set it
+
+
+@dataclass
+class ProviderTable:
+    _rows: dict[str, dict[str, ProviderRow]] = field(default_factory=dict)
+
+    def load(self, rows: Iterable[ProviderRow]) -> None:
+        for row in rows:
+            self.set(row)
+
+    def set(self, row: ProviderRow) -> None:
+        current = self._rows.get(row.package_id, {}).get(row.peer_id)
+        if current is None or current.updated <= row.updated:
+            self._rows.setdefault(row.package_id, {})[row.peer_id] = row
+
+    def drop(self, package_id: str, peer_id: str, created: int) -> None:
+        rows = self._rows.get(package_id, {})
+        row = rows.get(peer_id)
+        if row is not None and row.updated <= created:
+            del rows[peer_id]
+            if not rows:
+                del self._rows[package_id]
+
+    def drop_peer(self, peer_id: str, created: int) -> None:
+        for package_id in list(self._rows):
+            self.drop(package_id, peer_id, created)
+
+    def live(self, package_id: str, now_wall: float) -> list[ProviderRow]:
+        """Unexpired records of a package, by peer id."""
+        rows = self._rows.get(package_id, {}).values()
+        return sorted((r for r in rows if r.expires_at > now_wall), key=lambda r: r.peer_id)
+
+    def peers_of(self, package_id: str) -> frozenset[str]:
+        return frozenset(self._rows.get(package_id, ()))
+
+    def count(self, package_id: str) -> int:
+        return len(self._rows.get(package_id, ()))
+
+    def sole(self, peer_id: str) -> list[str]:
+        """Packages whose only provider is `peer_id` (what a draining node must hand off)."""
+        return sorted(pid for pid, rows in self._rows.items() if rows.keys() == {peer_id})
