@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from marketplace_operator import nodeloop
 from marketplace_operator.model.fleet import PAUSED_ANNOTATION, RESTARTED_AT_ANNOTATION
 from marketplace_operator.render import names, pod
 from marketplace_operator.rollout import triggers
@@ -174,3 +176,15 @@ def test_fleet_status_round_trips_and_ignores_foreign_fields() -> None:
     dumped = status.model_dump(mode="json", by_alias=True, exclude_none=True)
     assert triggers.fleet_status({"status": dumped}) == status
     assert triggers.fleet_status({"status": {"steps": "garbage"}}).steps == []
+
+
+@pytest.mark.parametrize("restart", [None, "2026-01-01T00:00:00Z"])
+@pytest.mark.parametrize("image", ["", "example.org/node:pinned"])
+def test_the_rollout_wants_the_hash_the_node_reconcile_renders(
+    restart: str | None, image: str
+) -> None:
+    """Two readers of one MarketplaceNode must agree on its pod, or a step never completes."""
+    node = mnode(image=image, restart=restart)
+    ctx = SimpleNamespace(settings=SimpleNamespace(default_node_image=DEFAULT))
+    theirs = pod.template_hash(nodeloop.desired_of(ctx, node).pod_inputs)  # type: ignore[arg-type]
+    assert triggers.desired_revision(node, default_image=DEFAULT).template_hash == theirs
