@@ -3,8 +3,9 @@
 The limit is checked against `Content-Length` up front and again while
 streaming (a client may lie or use chunked encoding). aiohttp inflates
 gzip and deflate bodies as they stream in, so the streaming check counts
-inflated bytes and a compression bomb costs us at most `limit` bytes. Validation errors become `InvalidInput` with the first few
-locations and messages, never the offending input itself.
+inflated bytes and a compression bomb costs us at most `limit` bytes.
+Validation errors become `InvalidInput` with the first few locations and
+messages, never the offending input itself.
 """
 
 from __future__ import annotations

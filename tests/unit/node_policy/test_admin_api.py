@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import hmac
+import io
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -294,3 +295,15 @@ async def test_unknown_routes_and_methods_answer_json(client: Client) -> None:
     assert wrong.status == 405
     assert (await error_of(wrong)).code == "method_not_allowed"
     assert "PUT" in wrong.headers["Allow"]
+
+
+async def test_large_policies_pass_a_root_app_with_a_small_body_limit(node: Node) -> None:
+    app = web.Application(client_max_size=256 * 1024)  # the node's client API limit
+    routes.add_admin_routes(app, node.admin, SecretStr(TOKEN))
+    bans = [{"peerId": f"peer-{i:012d}", "reason": "r" * 40} for i in range(20_000)]
+    data = policy(7, bans=bans)
+    assert len(data) > 2 * 1024 * 1024
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        response = await client.put("/admin/v1/policy", data=io.BytesIO(data), headers=AUTH)
+        assert response.status == 200
+    assert node.enforcer.status.fleet_bans == 20_000
