@@ -132,11 +132,19 @@ def _alive(http: urllib3.PoolManager, port: int) -> bool:
 
 def _wait(what: str, probe: Callable[[], Any], *, deadline: float) -> float:
     started = time.monotonic()
-    while not probe():
+    while not _quietly(probe):
         if time.monotonic() - started > deadline:
             raise TimeoutError(f"{what} not reached within {deadline}s")
         time.sleep(0.2)
     return time.monotonic() - started
+
+
+def _quietly(probe: Callable[[], Any]) -> Any:
+    """A probe's answer; an overloaded API server's timeout is "not yet", not a failure."""
+    try:
+        return probe()
+    except errors.Unavailable:
+        return None
 
 
 def _serving_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:

@@ -24,6 +24,7 @@ from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
 from marketplace_operator.model.mnode import PLURAL, MarketplaceNodeSpec
 from marketplace_operator.nodeclient import NodeClient, base_url
+from marketplace_operator.policy import versioning
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names
@@ -115,6 +116,9 @@ def gather(
         admin_secret=_one(indexes["mnode_secrets"], (namespace, names.admin_secret_name(fleet))),
         policy_configmap=_one(
             indexes["mnode_configmaps"], (namespace, names.policy_configmap_name(fleet))
+        ),
+        current_policy_version=versioning.current_version(
+            _one(indexes["mnode_configmaps"], (namespace, names.policy_configmap_name(fleet)))
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,

@@ -15,7 +15,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 from marketplace_node.admin.models import PolicyDocument
 
@@ -84,3 +84,11 @@ def from_annotations(annotations: Mapping[str, str] | None) -> PolicyVersion | N
     if not raw_version.isdigit() or not digest.startswith(HASH_PREFIX):
         return None
     return PolicyVersion(version=int(raw_version), hash=digest)
+
+
+def current_version(configmap: Mapping[str, Any] | None) -> int | None:
+    """The fleet's current policy version from its ConfigMap (for the node's joined gate)."""
+    if configmap is None:
+        return None
+    found = from_annotations((configmap.get("metadata") or {}).get("annotations"))
+    return None if found is None else found.version

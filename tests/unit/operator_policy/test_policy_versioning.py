@@ -13,6 +13,7 @@ from marketplace_operator.policy.versioning import (
     VERSION_ANNOTATION,
     PolicyVersion,
     content_hash,
+    current_version,
     from_annotations,
     next_version,
     stamp,
@@ -96,3 +97,10 @@ def test_stamp_builds_the_wire_document() -> None:
     assert again.version == 5
     assert again.bans == [BAN]
     assert again.hash == content_hash(content)
+
+
+def test_current_version_reads_the_configmap() -> None:
+    assert current_version(None) is None
+    assert current_version({"metadata": {}}) is None
+    cm = {"metadata": {"annotations": to_annotations(PolicyVersion(12, "sha256:abc"))}}
+    assert current_version(cm) == 12
