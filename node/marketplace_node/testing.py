@@ -84,7 +84,7 @@ CLI = str(Path(sys.executable).with_name("marketplace-node"))
 FAST = {
     "MARKETPLACE_NODE_LIVENESS_INTERVAL_SECONDS": "0.5",
     "MARKETPLACE_NODE_SYNC_INTERVAL_SECONDS": "2",
-    "MARKETPLACE_NODE_PEER_TIMEOUT_SECONDS": "2",
+    "MARKETPLACE_NODE_PEER_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_FETCH_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_LOG_LEVEL": "INFO",
@@ -98,7 +98,7 @@ def free_port(host: str) -> int:
 
 
 def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float = 15.0, interval: float = 0.1
+    what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1
 ) -> T:
     deadline = time.monotonic() + timeout
     while True:
@@ -164,8 +164,10 @@ class Node:
         out.close()
 
     def wait_listening(self) -> None:
-        self.peer_id = wait_for(
-            f"node {self.index} to listen", lambda: get_json(f"{self.url}/api/v1/status")["peerId"]
+        self.peer_id = wait_for(  # generous: the machine may be shared and busy
+            f"node {self.index} to listen",
+            lambda: get_json(f"{self.url}/api/v1/status")["peerId"],
+            timeout=90,
         )
 
     def cli(self, *args: str) -> Any:
@@ -237,6 +239,7 @@ class NodeCluster:
             wait_for(
                 f"node {node.index} to know {len(live) - 1} peers",
                 functools.partial(_knows, node, len(live) - 1),
+                timeout=60,
             )
 
     def close(self) -> None:
