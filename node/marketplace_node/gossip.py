@@ -36,6 +36,10 @@ class SeenCache:
     def add(self, announcement_id: str) -> None:
         self._seen[announcement_id] = True
 
+    def discard(self, announcement_id: str) -> None:
+        """Forget an id (its storing failed), so a later copy is accepted again."""
+        self._seen.pop(announcement_id, None)
+
 
 def forward_targets(
     ann: Announcement,

@@ -22,7 +22,13 @@ from aiohttp import web
 from marketplace_node import limits, signing, sync
 from marketplace_node.admin import body
 from marketplace_node.admin.models import Operation
-from marketplace_node.errors import Draining, InvalidInput, NodeError, Unauthenticated
+from marketplace_node.errors import (
+    Draining,
+    InvalidInput,
+    NodeError,
+    PayloadTooLarge,
+    Unauthenticated,
+)
 from marketplace_node.membership import Membership
 from marketplace_node.model import (
     PACKAGE_KINDS,
@@ -118,7 +124,12 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
 
 
 async def _authenticate(request: web.Request, service: NodeService) -> str:
+    declared = request.content_length
+    if declared is not None and declared > limits.ANNOUNCE_BODY_MAX:
+        raise PayloadTooLarge("peer request body too large")
     body = await request.read()
+    if len(body) > limits.ANNOUNCE_BODY_MAX:
+        raise PayloadTooLarge("peer request body too large")
     try:
         peer = signing.verify_request(
             method=request.method,

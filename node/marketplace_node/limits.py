@@ -24,7 +24,7 @@ CURSOR_MAX: Final = 512
 
 # Peer protocol.
 ADDRESS_MAX: Final = 256
-ANNOUNCE_BODY_MAX: Final = 64 * 1024
+ANNOUNCE_BODY_MAX: Final = 64 * 1024  # any peer request body (announce, hello, replicate)
 CLIENT_JSON_MAX: Final = 256 * 1024
 HOP_LIMIT_MAX: Final = 16
 CLOCK_SKEW_SECONDS: Final = 300.0  # RFC 9421 `created` must lie within now ± this

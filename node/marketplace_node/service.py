@@ -191,7 +191,11 @@ class NodeService:
         self.seen.add(ann.id)
         if forward:
             self.forward(ann, sender=sender)
-        applied = await self.store.apply(ann, now_wall=self.clock.wall())
+        try:
+            applied = await self.store.apply(ann, now_wall=self.clock.wall())
+        except BaseException:
+            self.seen.discard(ann.id)  # not stored: a later copy (or sync) must get in
+            raise
         if applied is None:
             self.metrics.announcements.labels("duplicate").inc()
             return False

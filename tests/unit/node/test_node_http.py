@@ -9,7 +9,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, identity, sealing, signing
+from marketplace_node import app, identity, limits, sealing, signing
 from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
@@ -192,3 +192,18 @@ async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, Nod
         assert resp.status == 204
     assert service.configured_peers == ("http://127.0.0.9:1",)
     assert not service.ready()  # peers configured, none joined
+
+
+async def test_oversized_peer_body_is_refused(
+    node: tuple[TestServer, NodeService],
+) -> None:
+    server, _ = node
+    body = b"x" * (limits.ANNOUNCE_BODY_MAX + 1)
+    peer = identity.Identity.generate()
+    async with aiohttp.ClientSession() as http:
+        resp = await http.post(
+            server.make_url("/p2p/v1/announce"),
+            data=body,
+            headers=signed(peer, "POST", "/p2p/v1/announce", body),
+        )
+        assert (resp.status, (await resp.json())["code"]) == (413, "payload_too_large")
