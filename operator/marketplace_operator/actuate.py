@@ -59,8 +59,11 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
                 if created
                 else None
             )
-        case plan.Patch(kind=kind, name=name, patch=patch, why=why):
-            await run_blocking(kube.patch, RESOURCES[kind], ref.namespace, name, patch)
+        case plan.Patch(kind=kind, name=name, patch=patch, why=why, strategic=strategic):
+            content_type = k8s.STRATEGIC if strategic else k8s.MERGE
+            await run_blocking(
+                kube.patch, RESOURCES[kind], ref.namespace, name, patch, content_type=content_type
+            )
             return f"patched {kind} {name} ({why})"
         case plan.DeletePod(name=name, uid=uid, reason=reason):
             await run_blocking(kube.delete, k8s.PODS, ref.namespace, name, uid=uid)

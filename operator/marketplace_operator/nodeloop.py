@@ -241,11 +241,13 @@ async def reconcile_once(
     port = desired.spec.p2p.port
     conflicts: list[str] = []
     replacing: str | None = None
-    for action in plan.plan(desired, views.observed(), now=datetime.now(UTC)):
+    actions = plan.plan(desired, views.observed(), now=datetime.now(UTC))
+    await _apply_concurrently(ctx, ref, [a for a in actions if _independent(a)])
+    for action in actions:
+        if _independent(action) or isinstance(action, plan.WaitForVolume):
+            continue  # done above / the claim's own watch event wakes this loop
         if isinstance(action, plan.Conflict):
             conflicts.append(f"{action.kind}/{action.name}")
-        elif isinstance(action, plan.WaitForVolume):
-            continue  # the claim's own watch event wakes this loop
         elif isinstance(action, plan.ReplacePod):
             replacing = action.reason
             if views.pod is not None and ctx.may_replace(views.fleet, ref.name):
@@ -260,12 +262,33 @@ async def reconcile_once(
             else:
                 replacing = "WaitingForFleetRollout"  # a Condition reason: CamelCase
         else:
-            done = await actuate.apply(ctx.kube, ref, action)
-            if done:
-                log.info("%s/%s: %s", ref.namespace, ref.name, done)
+            await _apply_logged(ctx, ref, action)
     return await _write_status(
         ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts)
     )
+
+
+def _independent(action: plan.Action) -> bool:
+    """Actions on the node's other children: they do not depend on each other."""
+    if isinstance(action, plan.Create | plan.Patch):
+        return action.kind is not plan.Kind.POD
+    return isinstance(action, plan.CreateIdentity | plan.CreateAdminSecret)
+
+
+async def _apply_logged(ctx: Context, ref: names.NodeRef, action: plan.Action) -> None:
+    done = await actuate.apply(ctx.kube, ref, action)
+    if done:
+        log.info("%s/%s: %s", ref.namespace, ref.name, done)
+
+
+async def _apply_concurrently(ctx: Context, ref: names.NodeRef, actions: list[plan.Action]) -> None:
+    """Apply independent actions at once (each is one API call); re-raise the first error."""
+    results = await asyncio.gather(
+        *(_apply_logged(ctx, ref, a) for a in actions), return_exceptions=True
+    )
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
 
 
 async def _token_or_none(ctx: Context, ref: names.NodeRef, views: Views) -> str | None:

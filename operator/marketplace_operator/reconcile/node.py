@@ -48,10 +48,14 @@ class CreateAdminSecret:
 
 @dataclass(frozen=True)
 class Patch:
+    """A merge patch; `strategic` for list merges by key (ownerReferences by uid), which
+    adds to what is there on the server instead of replacing what we last saw."""
+
     kind: Kind
     name: str
     patch: dict[str, Any]
     why: str
+    strategic: bool = False
 
 
 @dataclass(frozen=True)
@@ -128,8 +132,8 @@ def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Acti
         return []
     labels = obj.get("metadata", {}).get("labels") or {}
     if owner is None and labels.get(names.NODE_LABEL) == ref.name:
-        refs = [*(obj["metadata"].get("ownerReferences") or []), names.owner_reference(ref)]
-        return [Patch(kind, name, {"metadata": {"ownerReferences": refs}}, "adopt")]
+        patch = {"metadata": {"ownerReferences": [names.owner_reference(ref)]}}
+        return [Patch(kind, name, patch, "adopt", strategic=True)]
     return [Conflict(kind, name, owner or "")]
 
 
@@ -138,8 +142,8 @@ def _shared_owner(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[A
     refs = obj.get("metadata", {}).get("ownerReferences") or []
     if any(r.get("uid") == ref.uid for r in refs):
         return []
-    patch = {"metadata": {"ownerReferences": [*refs, names.owner_reference(ref, controller=False)]}}
-    return [Patch(kind, obj["metadata"]["name"], patch, "add-fleet-owner")]
+    patch = {"metadata": {"ownerReferences": [names.owner_reference(ref, controller=False)]}}
+    return [Patch(kind, obj["metadata"]["name"], patch, "add-fleet-owner", strategic=True)]
 
 
 def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:

@@ -177,6 +177,7 @@ def test_unowned_child_with_our_labels_is_adopted_and_a_foreign_one_is_a_conflic
     (adopt,) = node.plan(d, node.Observed(**{**world.__dict__, "service": orphan}), now=NOW)
     assert isinstance(adopt, node.Patch)
     assert adopt.why == "adopt"
+    assert adopt.strategic
     assert adopt.patch["metadata"]["ownerReferences"][0]["uid"] == REF.uid
     foreign_meta = {
         **world.service["metadata"],
@@ -202,8 +203,10 @@ def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
     }
     for p in patches:
         if p.why == "add-fleet-owner":
-            uids = [r["uid"] for r in p.patch["metadata"]["ownerReferences"]]
-            assert uids == ["uid-1", "uid-2"]
+            # a strategic merge by uid: appended on the server, never a stale whole list
+            assert p.strategic
+            assert [r["uid"] for r in p.patch["metadata"]["ownerReferences"]] == ["uid-2"]
+            assert p.patch["metadata"]["ownerReferences"][0]["controller"] is False
 
 
 # --- joined -------------------------------------------------------------------------------
