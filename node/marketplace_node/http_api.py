@@ -113,8 +113,8 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             return await handler(request)
     except pydantic.ValidationError as exc:
         outcome = InvalidInput.code
-        if peer_route:
-            service.enforcer.record(request.get(PEER), request.remote or "", Offence.INVALID_DATA)
+        offence = Offence.INVALID_DATA if peer_route else Offence.MALFORMED_REQUEST
+        service.enforcer.record(request.get(PEER), request.remote or "", offence)
         raise InvalidInput(body.describe(exc)) from None
     except NodeError as exc:
         outcome = exc.code

@@ -43,6 +43,7 @@ from marketplace_node.model import (
 from marketplace_node.peer_client import PeerClient
 from marketplace_node.peers import PeerTable
 from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence
 from marketplace_node.policy.journal import LocalBanJournal
 from marketplace_node.providers import ProviderRow, ProviderTable
 from marketplace_node.reputation import ReputationBook
@@ -381,6 +382,8 @@ class NodeService:
     async def _fetch(self, meta: PackageMeta) -> None:
         def attempt(a: content.Attempt) -> None:
             self.metrics.fetches.labels(a.outcome).inc()
+            if a.outcome == "integrity":  # served bytes that contradict signed metadata
+                self.enforcer.record(a.peer_id, "", Offence.INVALID_DATA)
 
         await content.fetch_verified(
             meta,
