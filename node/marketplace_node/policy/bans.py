@@ -19,6 +19,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Final
 
+import pydantic
+
 from marketplace_node.admin.models import BanEntry, LocalBan
 from marketplace_node.clock import to_datetime
 
@@ -189,21 +191,31 @@ def fleet_bans(entries: Iterable[BanEntry], *, now_monotonic: float, now_wall: f
 
 
 def to_records(bans: Iterable[Ban], *, now_monotonic: float, now_wall: float) -> list[LocalBan]:
-    """Active bans as records with an absolute expiry: monotonic time dies with the process."""
-    return [
-        LocalBan(
-            peer_id=ban.peer_id,
-            cidr=None if ban.network is None else str(ban.network),
-            reason=ban.reason,
-            offences=max(1, ban.offences),
-            banned_at=to_datetime(ban.banned_at),
-            expires_at=wall_from_deadline(
-                ban.deadline, now_monotonic=now_monotonic, now_wall=now_wall
-            ),
-        )
-        for ban in bans
-        if ban.active(now_monotonic)
-    ]
+    """Active bans as records with an absolute expiry: monotonic time dies with the process.
+
+    A ban whose target does not fit the wire model (a peer id of another
+    form) stays enforced here but is left out of the records.
+    """
+    records = []
+    for ban in bans:
+        if not ban.active(now_monotonic):
+            continue
+        try:
+            records.append(
+                LocalBan(
+                    peer_id=ban.peer_id,
+                    cidr=None if ban.network is None else str(ban.network),
+                    reason=ban.reason,
+                    offences=max(1, ban.offences),
+                    banned_at=to_datetime(ban.banned_at),
+                    expires_at=wall_from_deadline(
+                        ban.deadline, now_monotonic=now_monotonic, now_wall=now_wall
+                    ),
+                )
+            )
+        except pydantic.ValidationError:
+            continue
+    return records
 
 
 def from_records(

@@ -187,18 +187,38 @@ class PolicyEnforcer:
     # -- escalation -------------------------------------------------------------
 
     def record(self, peer_id: str | None, ip: str, offence: Offence) -> BanDecision | None:
-        """Count a violation; when it escalates, ban locally (peer id, else the address)."""
+        """Count a violation; when it escalates, ban locally (peer id, else the network).
+
+        A banned peer id also counts against its network (`BANNED_IDENTITY`):
+        identities are free to mint, so a network whose identities keep getting
+        banned is banned itself.
+        """
         now = self._clock.monotonic()
-        key = peer_id if peer_id is not None else self._client_key(ip)
-        decision = self._offenders.record(key, offence, self._policy.escalation, now)
-        if decision is None:
-            return None
-        network = None
         if peer_id is None:
-            address = self._address(ip)
-            if address is None:
-                return None  # nothing to ban: no identity and no address
-            network = client_network(address)
+            return self._escalate_network(ip, offence, now)
+        decision = self._offenders.record(peer_id, offence, self._policy.escalation, now)
+        if decision is not None:
+            self._ban(peer_id, None, decision, now)
+            self._escalate_network(ip, Offence.BANNED_IDENTITY, now)
+        return decision
+
+    def _escalate_network(self, ip: str, offence: Offence, now: float) -> BanDecision | None:
+        address = self._address(ip)
+        if address is None:
+            return None  # no identity and no address: nothing to count against
+        key = self._client_key(ip)
+        decision = self._offenders.record(key, offence, self._policy.escalation, now)
+        if decision is not None:
+            self._ban(None, client_network(address), decision, now)
+        return decision
+
+    def _ban(
+        self,
+        peer_id: str | None,
+        network: bans_.IpNetwork | None,
+        decision: BanDecision,
+        now: float,
+    ) -> None:
         ban = bans_.Ban(
             peer_id=peer_id,
             network=network,
@@ -212,9 +232,8 @@ class PolicyEnforcer:
         if self._metrics is not None:
             self._metrics.ban_issued(decision.reason.value)
         if self._on_local_ban is not None:
-            (record,) = bans_.to_records([ban], now_monotonic=now, now_wall=self._clock.wall())
-            self._on_local_ban(record)
-        return decision
+            for record in bans_.to_records([ban], now_monotonic=now, now_wall=self._clock.wall()):
+                self._on_local_ban(record)
 
     def _add_local(self, ban: bans_.Ban, now: float) -> None:
         if len(self._local) >= self._local_capacity:

@@ -11,7 +11,10 @@ commits `2 * threshold` within one window. Reaching the threshold bans for
 Weights: a rate-limit hit is 1 violation (honest clients overshoot now and
 then); a malformed request 2; invalid data or a bad signature 5 (no honest
 peer sends forged or corrupt data); low reputation bans at once, since the
-reputation system has already averaged over many observations.
+reputation system has already averaged over many observations. A peer id
+being banned counts a third of the threshold against its network (/32 or
+/64), so the third banned identity minted on one network bans the network:
+identities cost nothing to make, networks do.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ class Offence(enum.StrEnum):
     INVALID_DATA = "invalid_data"
     BAD_SIGNATURE = "bad_signature"
     LOW_REPUTATION = "low_reputation"
+    BANNED_IDENTITY = "banned_identity"  # counted against a network when one of its peers is banned
 
 
 WEIGHTS: Final[dict[Offence, float]] = {
@@ -45,8 +49,14 @@ WEIGHTS: Final[dict[Offence, float]] = {
 }
 
 
+IDENTITIES_PER_NETWORK_BAN: Final = 3
+"""Banned peer ids from one network (within the window) that ban the network itself."""
+
+
 def weight(offence: Offence, policy: Escalation) -> float:
     """How many violations one offence counts for; low reputation fills the bucket."""
+    if offence is Offence.BANNED_IDENTITY:
+        return policy.threshold / IDENTITIES_PER_NETWORK_BAN
     return WEIGHTS.get(offence, float(policy.threshold))
 
 

@@ -270,6 +270,18 @@ def test_an_anonymous_offender_is_banned_by_address(enforcer: PolicyEnforcer) ->
         enforcer.admit(HONEST, IP, Operation.SEARCH)
 
 
+def test_a_network_minting_banned_identities_is_banned_itself(enforcer: PolicyEnforcer) -> None:
+    for i in range(2):
+        enforcer.record(f"sybil-{i:012d}", IP, Offence.BAD_SIGNATURE)  # weight 5, threshold 3
+    enforcer.admit("sybil-999999999999", IP, Operation.SEARCH)  # two banned ids: not yet
+    enforcer.record("sybil-000000000002", IP, Offence.BAD_SIGNATURE)
+    reasons = {(b.peer_id, b.cidr, b.reason) for b in enforcer.local_bans().bans}
+    assert (None, "10.1.2.3/32", "banned_identity") in reasons
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit("sybil-999999999999", IP, Operation.SEARCH)
+    enforcer.admit(HONEST, "10.1.2.4", Operation.SEARCH)  # the neighbour is not affected
+
+
 def test_local_bans_are_reported_for_persistence_and_restored(clock: FakeClock) -> None:
     saved: list[LocalBan] = []
     door = PolicyEnforcer(clock, node_id=NODE, on_local_ban=saved.append)
@@ -294,7 +306,7 @@ def test_local_bans_are_bounded(clock: FakeClock) -> None:
     door.apply(doc())
     for i in range(10):
         clock.advance(1)
-        door.record(f"peer-{i:012d}", IP, Offence.LOW_REPUTATION)
+        door.record(f"peer-{i:012d}", f"10.0.0.{i}", Offence.LOW_REPUTATION)
     assert door.status.local_bans == 3
     kept = {b.peer_id for b in door.local_bans().bans}
     assert kept == {"peer-000000000007", "peer-000000000008", "peer-000000000009"}
