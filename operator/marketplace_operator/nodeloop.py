@@ -152,15 +152,20 @@ def _previous_status(raw: Mapping[str, Any] | None) -> MarketplaceNodeStatus:
 
 
 def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> dict[str, Any]:
-    """A merge patch from `old` to `new`; empty when nothing changed."""
-    wanted = new.model_dump(mode="json", by_alias=True, exclude_none=True)
-    if not wanted.get("connectedPeers"):
-        wanted.pop("connectedPeers", None)
-    have = dict(old or {})
+    """A merge patch from `old` to `new`; empty when nothing changed. Empty lists count
+    as absent on both sides, and fields that are not ours are left alone."""
+    wanted = {
+        k: v
+        for k, v in new.model_dump(mode="json", by_alias=True, exclude_none=True).items()
+        if v != []
+    }
+    have = {k: v for k, v in (old or {}).items() if v is not None and v != []}
     patch: dict[str, Any] = {k: v for k, v in wanted.items() if have.get(k) != v}
-    ours = set(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
-    patch.update({k: None for k in have if k in ours and k not in wanted})
+    patch.update({k: None for k in have if k in _STATUS_FIELDS and k not in wanted})
     return patch
+
+
+_STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
 
 
 async def _poll_node(

@@ -1,0 +1,160 @@
+"""The operator's edges without a cluster: status patches, settings, metrics, the admin client."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from marketplace_node.admin.models import DrainState, Member, Members
+from marketplace_operator import actuate, errors, nodeloop
+from marketplace_operator.metrics import Metrics
+from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
+from marketplace_operator.nodeclient import NodeClient, base_url
+from marketplace_operator.settings import Settings
+from prometheus_client import CollectorRegistry
+from pydantic import ValidationError
+
+# --- the status patch ------------------------------------------------------------------
+
+
+def test_status_patch_is_empty_when_nothing_changed() -> None:
+    new = MarketplaceNodeStatus(phase=Phase.READY, peers=2, pod_ip="127.1.0.4")
+    stored = new.model_dump(mode="json", by_alias=True, exclude_none=True)
+    assert nodeloop._status_patch(stored, new) == {}
+
+
+def test_status_patch_sets_changes_and_clears_what_went_away() -> None:
+    old = {"phase": "Ready", "podIP": "127.1.0.4", "podName": "n1", "peers": 2, "kopf": {"x": 1}}
+    new = MarketplaceNodeStatus(phase=Phase.PENDING, peers=2)
+    assert nodeloop._status_patch(old, new) == {"phase": "Pending", "podIP": None, "podName": None}
+
+
+def test_previous_status_tolerates_foreign_fields() -> None:
+    assert nodeloop._previous_status({"phase": "Ready", "somethingElse": 1}).phase is None
+    assert nodeloop._previous_status({"phase": "Ready"}).phase is Phase.READY
+
+
+# --- settings --------------------------------------------------------------------------
+
+
+def test_settings_from_environment_and_scope(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MARKETPLACE_OPERATOR_NAMESPACES", '["a", "b"]')
+    monkeypatch.setenv("MARKETPLACE_OPERATOR_POLL_INTERVAL_SECONDS", "2.5")
+    settings = Settings()
+    assert settings.watched_namespaces == ["a", "b"]
+    assert settings.poll_interval_seconds == 2.5
+    assert Settings(namespaces=[]).watched_namespaces == ["default"]
+    assert Settings(namespaces=[], all_namespaces=True).watched_namespaces == []
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"namespaces": ["a"], "all_namespaces": True},
+        {"poll_interval_seconds": 0},
+        {"log_level": "LOUD"},
+        {"no_such_setting": 1},
+    ],
+)
+def test_settings_refuse_nonsense(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        Settings(**bad)
+
+
+# --- metrics ---------------------------------------------------------------------------
+
+
+def test_metrics_count_outcomes_and_phases_at_scrape_time() -> None:
+    registry = CollectorRegistry()
+    phases: dict[Any, Phase] = {("ns", "a"): Phase.READY, ("ns", "b"): Phase.READY}
+    metrics = Metrics(registry, phases=lambda: phases)
+    metrics.observe_reconcile("ok", 0.2)
+    metrics.observe_reconcile("retry", 1.0)
+    metrics.admin_error("status")
+    got = registry.get_sample_value
+    assert got("marketplace_operator_reconciliations_total", {"outcome": "ok"}) == 1
+    assert got("marketplace_operator_reconcile_duration_seconds_count", {"outcome": "retry"}) == 1
+    assert got("marketplace_operator_admin_api_errors_total", {"operation": "status"}) == 1
+    assert got("marketplace_operator_managed_nodes", {"phase": "Ready"}) == 2
+    phases[("ns", "b")] = Phase.DEGRADED
+    assert got("marketplace_operator_managed_nodes", {"phase": "Ready"}) == 1
+    assert got("marketplace_operator_managed_nodes", {"phase": "Degraded"}) == 1
+
+
+# --- the admin API client against a real HTTP server on loopback ------------------------
+
+
+@pytest.fixture
+async def fake_node(unused_tcp_port: int) -> AsyncIterator[dict[str, Any]]:
+    seen: dict[str, Any] = {"members": None, "auth": []}
+
+    async def status(request: web.Request) -> web.Response:
+        seen["auth"].append(request.headers.get("Authorization"))
+        if request.headers.get("Authorization") != "Bearer s3cret":
+            body = {"code": "unauthenticated", "message": "no", "retryable": False, "details": {}}
+            return web.json_response(body, status=401)
+        return web.json_response({"peerId": "mpself00", "peers": [], "ready": True})
+
+    async def members(request: web.Request) -> web.Response:
+        seen["members"] = await request.json()
+        return web.Response(status=204)
+
+    async def drain(_: web.Request) -> web.Response:
+        return web.json_response({"state": "draining", "inFlight": 1}, status=202)
+
+    async def drain_status(_: web.Request) -> web.Response:
+        return web.json_response({"state": "drained", "inFlight": 0})
+
+    app = web.Application()
+    app.router.add_get("/admin/v1/status", status)
+    app.router.add_put("/admin/v1/members", members)
+    app.router.add_post("/admin/v1/drain", drain)
+    app.router.add_get("/admin/v1/drain", drain_status)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+    seen["base"] = base_url("127.0.0.1", unused_tcp_port)
+    yield seen
+    await runner.cleanup()
+
+
+async def test_admin_client_calls_and_translates_errors(fake_node: dict[str, Any]) -> None:
+    failures: list[str] = []
+    client = NodeClient.create(timeout=2.0, on_error=failures.append)
+    try:
+        base = fake_node["base"]
+        status = await client.status(base, "s3cret")
+        assert status.peer_id == "mpself00"
+        assert status.ready
+        with pytest.raises(errors.NodeRefused) as refused:
+            await client.status(base, "wrong")
+        assert refused.value.code == "unauthenticated"
+        assert refused.value.status == 401
+        await client.put_members(
+            base, "s3cret", Members(members=[Member(address="http://x:1", name="b")])
+        )
+        assert fake_node["members"] == {
+            "members": [{"address": "http://x:1", "peerId": None, "name": "b"}]
+        }
+        drain = await client.drain(base, "s3cret", timeout_seconds=5)
+        assert drain.state is DrainState.DRAINING
+        assert (await client.drain_status(base, "s3cret")).state is DrainState.DRAINED
+        with pytest.raises(errors.NodeUnreachable):
+            await client.status("http://127.0.0.1:9", "s3cret")
+        assert failures == ["status", "status"]
+        assert "Bearer s3cret" in fake_node["auth"]
+    finally:
+        await client.close()
+
+
+async def test_drain_waits_until_drained(fake_node: dict[str, Any]) -> None:
+    client = NodeClient.create(timeout=2.0)
+    try:
+        done = await actuate.drain(
+            client, fake_node["base"], "s3cret", deadline_seconds=5, poll=0.01
+        )
+        assert done is True
+    finally:
+        await client.close()
