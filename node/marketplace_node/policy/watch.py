@@ -126,10 +126,12 @@ class PolicyDirWatcher:
         changed = False
         path = policy_file(self._directory)
         if path is not None and self._changed("policy", path):
-            changed |= await self._deliver(read_policy, self._on_policy)
+            changed |= await self._deliver(f"policy:{path.name}", read_policy, self._on_policy)
         members = self._directory / MEMBERS_FILE
         if self._on_members is not None and self._changed("members", members):
-            changed |= await self._deliver(read_members, self._on_members)
+            changed |= await self._deliver(
+                f"members:{MEMBERS_FILE}", read_members, self._on_members
+            )
         return changed
 
     def _changed(self, what: str, path: Path) -> bool:
@@ -141,7 +143,7 @@ class PolicyDirWatcher:
         return True
 
     async def _deliver(
-        self, read: Callable[[Path], D | None], callback: Callable[[D], object]
+        self, key: str, read: Callable[[Path], D | None], callback: Callable[[D], object]
     ) -> bool:
         try:
             doc = await asyncio.to_thread(read, self._directory)
@@ -150,16 +152,27 @@ class PolicyDirWatcher:
             result = callback(doc)
             if inspect.isawaitable(result):
                 await result
-        except errors.StalePolicy as exc:
-            logger.info("mounted policy not applied: %s", exc.message)
+        except OSError as exc:
+            self._seen.pop(key, None)  # maybe caught mid-swap: read it again next time
+            logger.warning("%s unreadable: %s", key, exc.strerror)
             return False
-        except (errors.NodeError, OSError) as exc:
-            logger.warning("mounted policy directory unreadable: %s", exc)
+        except errors.StalePolicy as exc:
+            logger.info("%s not applied: %s", key, exc.message)
+            return False
+        except errors.NodeError as exc:  # invalid, too large, or a conflicting version
+            logger.warning("%s not applied (%s): %s", key, exc.code, exc.message)
             return False
         return True
 
     async def run(self) -> None:
-        """Poll until cancelled (run it as a background task; cancel it on stop)."""
+        """Poll until cancelled (run it as a background task; cancel it on stop).
+
+        A failure of one poll is logged and the next poll goes ahead: a bug in
+        a callback must not end the watching for the rest of the process.
+        """
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:
+                logger.exception("polling %s failed", self._directory)
             await asyncio.sleep(self._period)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gzip
 import os
 from pathlib import Path
@@ -106,7 +108,7 @@ async def test_watcher_skips_broken_and_stale_files(
     watcher = watch.PolicyDirWatcher(tmp_path, on_policy=refuse_old)
     (tmp_path / "policy.json").write_text("{not json")
     assert not await watcher.poll_once()
-    assert "unreadable" in caplog.text
+    assert "invalid_input" in caplog.text
     configmap_free = tmp_path / "policy.json"
     configmap_free.unlink()
     write_doc(configmap_free, 2)
@@ -126,3 +128,51 @@ async def test_watcher_awaits_async_callbacks(tmp_path: Path) -> None:
     write_doc(tmp_path / "policy.json", 9)
     assert await watch.PolicyDirWatcher(tmp_path, on_policy=on_policy).poll_once()
     assert got == [9]
+
+
+async def test_run_survives_a_failing_callback(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    calls: list[int] = []
+    delivered = asyncio.Event()
+
+    def flaky(doc: PolicyDocument) -> None:
+        calls.append(doc.version)
+        delivered.set()
+        if len(calls) == 1:
+            raise RuntimeError("bug in a callback")
+
+    write_doc(tmp_path / "policy.json", 1)
+    watcher = watch.PolicyDirWatcher(tmp_path, on_policy=flaky, period=0.01)
+    task = asyncio.create_task(watcher.run())
+    try:
+        async with asyncio.timeout(5):
+            await delivered.wait()
+            delivered.clear()
+            (tmp_path / "policy.json").unlink()
+            write_doc(tmp_path / "policy.json", 22)
+            await delivered.wait()
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert calls == [1, 22]
+    assert "bug in a callback" in caplog.text
+
+
+async def test_a_read_error_is_retried_on_the_next_poll(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    got: list[int] = []
+    write_doc(tmp_path / "policy.json", 4)
+    watcher = watch.PolicyDirWatcher(tmp_path, on_policy=lambda d: got.append(d.version))
+    real = watch.read_policy
+
+    def vanishing(directory: Path) -> PolicyDocument | None:
+        raise FileNotFoundError(2, "No such file or directory")
+
+    monkeypatch.setattr(watch, "read_policy", vanishing)
+    assert not await watcher.poll_once()
+    monkeypatch.setattr(watch, "read_policy", real)
+    assert await watcher.poll_once()  # same file, not skipped as already seen
+    assert got == [4]
