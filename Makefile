@@ -62,8 +62,20 @@ test-e2e: venv ## end-to-end tests; against KUBECONFIG if set, else the local cl
 	@if [[ -z "$${KUBECONFIG:-}" ]]; then $(MAKE) -s cluster; export KUBECONFIG=$$(hack/cluster.sh kubeconfig); fi; \
 	pytest tests/e2e $(PYTEST_ARGS)
 
+.PHONY: helm
+helm: ## install helm (cached) and print its path
+	@hack/helm.sh
+
+.PHONY: images
+images: venv ## build the node and operator container images (debootstrap base + buildah, cached)
+	@hack/images.sh
+
+.PHONY: test-images
+test-images: images cluster ## run each image under containerd and check it reports healthy
+	MARKETPLACE_TEST_IMAGES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration/images $(PYTEST_ARGS)
+
 .PHONY: test
-test: lint test-unit test-integration test-e2e ## everything: lint, unit, integration, end-to-end
+test: lint test-unit test-integration test-e2e test-images ## everything: lint, unit, integration, end-to-end, images
 
 .PHONY: bench
 bench: cluster ## benchmarks, printing numbers and ratios
