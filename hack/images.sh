@@ -43,7 +43,8 @@ source_tag() {
 
 ensure_debs() {
   local missing=() cmd pkg
-  for pair in debootstrap:debootstrap buildah:buildah; do
+  # containerd and runc run the images (tests/integration/images/).
+  for pair in debootstrap:debootstrap buildah:buildah ctr:containerd runc:runc; do
     cmd="${pair%%:*}" pkg="${pair##*:}"
     command -v "$cmd" >/dev/null || missing+=("$pkg")
   done

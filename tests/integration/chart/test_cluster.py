@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import yaml
 from kubernetes import client, config
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from .conftest import CHART, ROOT, VALUE_SETS, Cluster, Helm, docs
 
@@ -187,8 +187,8 @@ def test_install_upgrade_with_a_new_crd_field_and_uninstall(
 
 def _token_client(cluster: Cluster, token: str) -> client.CoreV1Api:
     """A client that authenticates only with the ServiceAccount's token."""
-    cfg = client.Configuration()
-    config.load_kube_config(config_file=str(cluster.kubeconfig), client_configuration=cfg)
+    loaded = config.new_client_from_config(config_file=str(cluster.kubeconfig))  # type: ignore[no-untyped-call]
+    cfg = loaded.configuration
     cfg.cert_file = cfg.key_file = None
     cfg.api_key = {"authorization": f"Bearer {token}"}
     return client.CoreV1Api(client.ApiClient(cfg))
@@ -239,7 +239,9 @@ def test_namespaced_scope_cannot_read_secrets_elsewhere(
             "create", "token", f"{release}-marketplace-operator", "-n", ns, "--duration=10m"
         ).stdout.strip()
         api = _token_client(prerequisites, token)
-        assert api.read_namespaced_secret("probe", "fleet-a").data["token"]
+        allowed = api.read_namespaced_secret("probe", "fleet-a")
+        assert allowed.data is not None
+        assert allowed.data["token"]
         for call in (
             lambda: api.read_namespaced_secret("probe", "fleet-b"),
             lambda: api.list_namespaced_secret("fleet-b"),
@@ -248,6 +250,6 @@ def test_namespaced_scope_cannot_read_secrets_elsewhere(
             with pytest.raises(ApiException) as denied:
                 call()
             assert denied.value.status == 403
-            assert "forbidden" in json.loads(denied.value.body)["message"]
+            assert "forbidden" in json.loads(str(denied.value.body))["message"]
     finally:
         cluster_helm("uninstall", release, "-n", ns, "--wait", check=False)

@@ -38,13 +38,19 @@ def operator(cluster_helm: Helm, chart_cluster: Cluster) -> Iterator[Cluster]:
     for ns in (NAMESPACE, FLEET_NS):
         chart_cluster.kubectl_run("create", "namespace", ns, check=False)
     cluster_helm(
-        "install", RELEASE, str(CHART), "-n", NAMESPACE, "--take-ownership",
+        "install",
+        RELEASE,
+        str(CHART),
+        "-n",
+        NAMESPACE,
+        "--take-ownership",
         values={
             "image": {"repository": f"{IMAGES}/operator", "tag": "dev"},
             "nodeImage": {"repository": f"{IMAGES}/node", "tag": "dev"},
-            "scope": "namespaced", "watchNamespaces": [FLEET_NS],
+            "scope": "namespaced",
+            "watchNamespaces": [FLEET_NS],
         },
-    )  # fmt: skip
+    )
     try:
         chart_cluster.kubectl_run(
             "rollout", "status", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE, "--timeout=120s"
@@ -69,13 +75,26 @@ def test_operator_pod_runs_with_the_charts_service_account(operator: Cluster) ->
 def test_operator_pod_reconciles_a_node_to_ready_without_forbidden_calls(
     operator: Cluster,
 ) -> None:
-    operator.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump({
-        "apiVersion": "marketplace.p2p.dev/v1alpha1", "kind": "MarketplaceNode",
-        "metadata": {"name": "n1", "namespace": FLEET_NS}, "spec": {},
-    }))  # fmt: skip
-    _wait(operator, timeout=120, what="MarketplaceNode n1 Ready",
-          check=f"mnode n1 -n {FLEET_NS} -o jsonpath="
-                '{.status.conditions[?(@.type=="Ready")].status}')  # fmt: skip
+    operator.kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(
+            {
+                "apiVersion": "marketplace.p2p.dev/v1alpha1",
+                "kind": "MarketplaceNode",
+                "metadata": {"name": "n1", "namespace": FLEET_NS},
+                "spec": {},
+            }
+        ),
+    )
+    _wait(
+        operator,
+        timeout=120,
+        what="MarketplaceNode n1 Ready",
+        check=f"mnode n1 -n {FLEET_NS} -o jsonpath="
+        '{.status.conditions[?(@.type=="Ready")].status}',
+    )
     pod = operator.get("pod", "n1", "-n", FLEET_NS)
     assert pod["spec"]["containers"][0]["image"] == f"{IMAGES}/node:dev"  # the chart's default
     logs = operator.kubectl_run("logs", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE).stdout
