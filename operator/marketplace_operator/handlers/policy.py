@@ -34,16 +34,11 @@ from marketplace_operator.model.common import API_VERSION, GROUP, LABEL_PREFIX, 
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.ports import FleetKey, InvalidObject, ObjectRef, auto_banlist_name
 from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
-from marketplace_operator.policy.worker import (
-    FleetKey,
-    InvalidObject,
-    ObjectRef,
-    PolicyWorker,
-    auto_banlist_name,
-)
+from marketplace_operator.policy.worker import PolicyWorker
 from marketplace_operator.render import names
 
 log = logging.getLogger(__name__)

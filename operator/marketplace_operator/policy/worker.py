@@ -17,7 +17,7 @@ A round for one fleet (`_round`):
    per write while the nodes are one loopback hop away; still never backwards,
    because a version a node holds is never re-issued for other content: the
    node answers 409 and its version becomes the `floor` of the next one;
-4. then, apart from the fleet's next round, write the status of every
+4. then, apart from the fleet's next round, write (`policy.reporting`) the status of every
    BanList and RateLimitPolicy of the namespace that changed (one writer, on
    difference).
 
@@ -33,122 +33,43 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Collection, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable
 from datetime import timedelta
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from marketplace_node.admin.models import PolicyDocument
 from marketplace_node.clock import Clock, to_datetime
-from pydantic import ValidationError
 
 from marketplace_operator import errors
 from marketplace_operator.model.banlist import BanList, BanListEntry
-from marketplace_operator.model.common import Condition
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
 from marketplace_operator.policy import autoban, propagate
 from marketplace_operator.policy.coalesce import Mailbox
 from marketplace_operator.policy.effective import Effective, Problem, ProblemKind, effective_policy
 from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.ports import (
+    UNREAD,
+    Cluster,
+    FleetKey,
+    FleetState,
+    Inputs,
+    InvalidObject,
+    auto_banlist_name,
+)
 from marketplace_operator.policy.propagate import NodeTarget, PolicyClient, RetryPolicy
+from marketplace_operator.policy.reporting import StatusReporter
 from marketplace_operator.policy.settings import PolicySettings
-from marketplace_operator.policy.status import FleetView, object_status
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, next_version, stamp
 from marketplace_operator.render.policy import PolicyTooLarge, configmap_patch, render_policy
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-AUTO_SUFFIX = "-auto"
-
-
-def auto_banlist_name(fleet: str) -> str:
-    return f"{fleet}{AUTO_SUFFIX}"
-
-
-@dataclass(frozen=True, order=True)
-class FleetKey:
-    namespace: str
-    fleet: str
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """A BanList or RateLimitPolicy to write status or Events to."""
-
-    plural: str
-    namespace: str
-    name: str
-    uid: str
-    generation: int
-
-
-@dataclass(frozen=True)
-class InvalidObject:
-    """An object the API server accepted but the operator cannot read; blocks its fleets."""
-
-    ref: ObjectRef
-    fleet: str
-    message: str
-
-
-class Inputs(Protocol):
-    def banlists(self, namespace: str) -> Sequence[BanList]: ...
-    def policies(self, namespace: str) -> Sequence[RateLimitPolicy]: ...
-    def invalid(self, namespace: str) -> Sequence[InvalidObject]: ...
-    def nodes(self, key: FleetKey) -> Sequence[NodeTarget]: ...
-    def fleets(self) -> Collection[FleetKey]: ...
-
-
-class Cluster(Protocol):
-    """Blocking Kubernetes calls; the worker runs them in threads."""
-
-    def read_version(self, key: FleetKey) -> PolicyVersion | None:
-        """The stored version; raises errors.NotFound if the fleet ConfigMap does not exist."""
-        ...
-
-    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None: ...
-    def admin_token(self, key: FleetKey) -> str: ...
-    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None: ...
-    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None: ...
-    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None: ...
-
-
-_UNREAD = PolicyVersion(-1, "")
-
-
-@dataclass
-class FleetState:
-    """What the worker knows about one fleet; all of it can be rebuilt from the API and nodes."""
-
-    stored: PolicyVersion | None = _UNREAD
-    floor: int = 0
-    applied: dict[NodeTarget, int] = field(default_factory=dict)
-    token: str | None = None
-    problem: str | None = None
-    blamed: tuple[str, ...] = ()  # names of the objects the problem is about
-    changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
-    logged: int | None = None  # last version reported in the log
-
 
 def _render(doc: PolicyDocument) -> tuple[dict[str, Any], int]:
     """The ConfigMap patch and the stored size, rendered once."""
     rendered = render_policy(doc)
     return configmap_patch(doc, rendered=rendered), rendered.stored_bytes
-
-
-def _conditions(status: dict[str, Any]) -> list[Condition]:
-    found = []
-    for raw in status.get("conditions") or []:
-        try:
-            found.append(Condition.model_validate(raw))
-        except ValidationError:
-            continue
-    return found
-
-
-def _without_nulls(status: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in status.items() if v is not None}
 
 
 class PolicyWorker:
@@ -181,11 +102,10 @@ class PolicyWorker:
         self._wakeup = asyncio.Event()
         self._marked_at: dict[FleetKey, float] = {}
         self._fleets: dict[FleetKey, FleetState] = {}
-        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._reported: dict[tuple[str, str, str], str] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._status_running: set[str] = set()
-        self._status_dirty: set[str] = set()
+        self._reporter = StatusReporter(
+            inputs=inputs, cluster=cluster, clock=clock, state=self.state
+        )
 
     # --- triggers --------------------------------------------------------------------
 
@@ -255,14 +175,14 @@ class PolicyWorker:
             self._mailbox.done(key)
             self._wakeup.set()
         # Status writes of big objects are slow; the fleet is free for its next round meanwhile.
-        await self._guarded(self.write_statuses(key.namespace), f"status {key.namespace}")
+        await self._guarded(self._reporter.write_statuses(key.namespace), f"status {key.namespace}")
 
     # --- one round -------------------------------------------------------------------
 
     async def round(self, key: FleetKey) -> None:
         """Apply the fleet's policy, then write the statuses of its namespace."""
         await self.apply(key)
-        await self.write_statuses(key.namespace)
+        await self._reporter.write_statuses(key.namespace)
 
     async def apply(self, key: FleetKey) -> None:
         """Compute, persist and push the fleet's policy (statuses are written separately)."""
@@ -273,9 +193,9 @@ class PolicyWorker:
         # CPU-bound for big lists (10,000 bans: ~0.1 s): off the event loop.
         effective = await asyncio.to_thread(self._compute, key, *inputs)
         if effective.content is None:
-            await self._set_problem(key, effective)
+            self._set_problem(key, effective)
             return
-        if fleet.stored == _UNREAD:
+        if fleet.stored == UNREAD:
             try:
                 fleet.stored = await asyncio.to_thread(self._cluster.read_version, key)
             except errors.NotFound:
@@ -293,11 +213,11 @@ class PolicyWorker:
                 patch, stored_bytes = await asyncio.to_thread(_render, doc)
             except PolicyTooLarge as exc:
                 blamed = effective.ban_lists + effective.rate_limit_policies
-                await self._set_problem(key, effective, message=str(exc), blamed=blamed)
+                self._set_problem(key, effective, message=str(exc), blamed=blamed)
                 return
             fleet.changed_at = marked_at if fleet.changed_at is None else fleet.changed_at
             self._observe_size(key, doc.version, len(doc.bans), stored_bytes)
-        await self._clear_problem(key)
+        self._clear_problem(key)
         computed = self._clock.monotonic()
         # The ConfigMap write and the pushes run together (a loaded API server takes 20-400 ms
         # to write; the nodes are a loopback hop away). Still never backwards: a crash before
@@ -432,9 +352,7 @@ class PolicyWorker:
         self._metrics.bans.labels(*labels).set(bans)
         self._metrics.policy_bytes.labels(*labels).set(stored)
 
-    # --- problems and status ---------------------------------------------------------
-
-    async def _set_problem(
+    def _set_problem(
         self,
         key: FleetKey,
         effective: Effective,
@@ -442,121 +360,16 @@ class PolicyWorker:
         message: str | None = None,
         blamed: tuple[str, ...] | None = None,
     ) -> None:
+        """Remember why the fleet's policy cannot apply, and whom to blame (for the statuses)."""
         fleet = self.state(key)
         problem = effective.problems[0] if effective.problems else None
         fleet.problem = message or (problem.message if problem else "cannot apply")
         fleet.blamed = blamed if blamed is not None else (problem.objects if problem else ())
         log.warning("fleet %s policy not applied: %s", key, fleet.problem)
 
-    async def _clear_problem(self, key: FleetKey) -> None:
+    def _clear_problem(self, key: FleetKey) -> None:
         fleet = self.state(key)
         fleet.problem, fleet.blamed = None, ()
-
-    def _views(self, namespace: str, selects: Any) -> tuple[list[FleetView], str | None]:
-        views, problems = [], []
-        for key in sorted(self._inputs.fleets()):
-            if key.namespace != namespace or not selects(key.fleet):
-                continue
-            fleet = self.state(key)
-            stored = None if fleet.stored in (None, _UNREAD) else fleet.stored
-            version = None if stored is None else stored.version
-            nodes = self._inputs.nodes(key)
-            views.append(
-                FleetView(
-                    fleet=key.fleet,
-                    version=version,
-                    nodes=tuple(n.name for n in nodes),
-                    converged=tuple(
-                        n.name
-                        for n in nodes
-                        if version is not None and fleet.applied.get(n, -1) >= version
-                    ),
-                )
-            )
-            if fleet.problem is not None:
-                problems.append((key.fleet, fleet))
-        return views, None if not problems else "; ".join(
-            f"fleet {name}: {f.problem}" for name, f in problems
-        )
-
-    async def write_statuses(self, namespace: str) -> None:
-        """Write every changed status of the namespace; concurrent calls coalesce into one pass
-        that starts after the running one, so the last pass always sees the latest state."""
-        if namespace in self._status_running:
-            self._status_dirty.add(namespace)
-            return
-        self._status_running.add(namespace)
-        try:
-            self._status_dirty.add(namespace)
-            while namespace in self._status_dirty:
-                self._status_dirty.discard(namespace)
-                await self._write_statuses(namespace)
-        finally:
-            self._status_running.discard(namespace)
-
-    async def _write_statuses(self, namespace: str) -> None:
-        now = to_datetime(self._clock.wall())
-        jobs: list[tuple[ObjectRef, dict[str, Any], str | None]] = []
-        for bl in self._inputs.banlists(namespace):
-            ref = ObjectRef("banlists", namespace, bl.name, bl.uid, bl.generation)
-            expired = sum(
-                1 for e in bl.spec.entries if (x := e.expiry(bl.created)) is not None and x <= now
-            )
-            extra: dict[str, Any] = {"entries": len(bl.spec.entries), "expiredEntries": expired}
-            jobs.append((ref, *self._status_for(ref, bl.spec.selects, bl.status, extra, now)))
-        for rlp in self._inputs.policies(namespace):
-            ref = ObjectRef("ratelimitpolicies", namespace, rlp.name, rlp.uid, rlp.generation)
-            extra = {"limits": ",".join(rlp.spec.fields_set()) or "none"}
-            jobs.append((ref, *self._status_for(ref, rlp.spec.selects, rlp.status, extra, now)))
-        for bad in self._inputs.invalid(namespace):
-            status = object_status(
-                generation=bad.ref.generation,
-                fleets=[],
-                problem=bad.message,
-                previous_conditions=[],
-                now=now,
-            )
-            jobs.append((bad.ref, status, bad.message))
-        for ref, status, problem in jobs:
-            await self._write_status(ref, status, problem)
-
-    def _status_for(
-        self,
-        ref: ObjectRef,
-        selects: Any,
-        live: dict[str, Any],
-        extra: dict[str, Any],
-        now: Any,
-    ) -> tuple[dict[str, Any], str | None]:
-        views, fleet_problem = self._views(ref.namespace, selects)
-        blamed = any(ref.name in self.state(FleetKey(ref.namespace, v.fleet)).blamed for v in views)
-        problem = fleet_problem if blamed else None
-        previous = self._written.get((ref.plural, ref.namespace, ref.name), live)
-        status = object_status(
-            generation=ref.generation,
-            fleets=views,
-            problem=problem,
-            previous_conditions=_conditions(previous),
-            now=now,
-            extra=extra,
-        )
-        return status, problem
-
-    async def _write_status(
-        self, ref: ObjectRef, status: dict[str, Any], problem: str | None
-    ) -> None:
-        key = (ref.plural, ref.namespace, ref.name)
-        if self._written.get(key) == _without_nulls(status):
-            return
-        await asyncio.to_thread(self._cluster.write_status, ref, status)
-        self._written[key] = _without_nulls(status)
-        if problem is not None and self._reported.get(key) != problem:
-            self._reported[key] = problem
-            await asyncio.to_thread(
-                self._cluster.event, ref, reason="CannotApply", message=problem, warning=True
-            )
-        elif problem is None:
-            self._reported.pop(key, None)
 
     # --- resync and local bans -------------------------------------------------------
 
@@ -564,7 +377,7 @@ class PolicyWorker:
         """Learn every reachable node's applied version; mark the fleet if one is behind."""
         fleet = self.state(key)
         nodes = list(self._inputs.nodes(key))
-        if not nodes or fleet.stored in (None, _UNREAD):
+        if not nodes or fleet.stored in (None, UNREAD):
             self.mark(key)
             return
         if fleet.token is None:

@@ -28,10 +28,11 @@ from marketplace_operator.model.banlist import BanList, BanListSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
 from marketplace_operator.policy.effective import effective_policy
 from marketplace_operator.policy.metrics import PolicyMetrics
+from marketplace_operator.policy.ports import FleetKey, InvalidObject, ObjectRef
 from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, from_annotations
-from marketplace_operator.policy.worker import FleetKey, InvalidObject, ObjectRef, PolicyWorker
+from marketplace_operator.policy.worker import PolicyWorker
 from prometheus_client import CollectorRegistry
 
 KEY = FleetKey("ns", "blue")

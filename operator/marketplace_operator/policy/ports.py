@@ -1,0 +1,88 @@
+"""The worker's ports and shared state: what it reads, what it writes, what it remembers.
+
+Protocols, not implementations: `handlers/policy.py` implements them over kopf's
+indexes and the Kube adapter; the unit tests over plain fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from marketplace_operator.model.banlist import BanList
+from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
+from marketplace_operator.policy.propagate import NodeTarget
+from marketplace_operator.policy.versioning import PolicyVersion
+
+AUTO_SUFFIX = "-auto"
+
+
+def auto_banlist_name(fleet: str) -> str:
+    return f"{fleet}{AUTO_SUFFIX}"
+
+
+@dataclass(frozen=True, order=True)
+class FleetKey:
+    namespace: str
+    fleet: str
+
+
+@dataclass(frozen=True)
+class ObjectRef:
+    """A BanList or RateLimitPolicy to write status or Events to."""
+
+    plural: str
+    namespace: str
+    name: str
+    uid: str
+    generation: int
+
+
+@dataclass(frozen=True)
+class InvalidObject:
+    """An object the API server accepted but the operator cannot read; blocks its fleets."""
+
+    ref: ObjectRef
+    fleet: str
+    message: str
+
+
+class Inputs(Protocol):
+    def banlists(self, namespace: str) -> Sequence[BanList]: ...
+    def policies(self, namespace: str) -> Sequence[RateLimitPolicy]: ...
+    def invalid(self, namespace: str) -> Sequence[InvalidObject]: ...
+    def nodes(self, key: FleetKey) -> Sequence[NodeTarget]: ...
+    def fleets(self) -> Collection[FleetKey]: ...
+
+
+class Cluster(Protocol):
+    """Blocking Kubernetes calls; the worker runs them in threads."""
+
+    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+        """The stored version; raises errors.NotFound if the fleet ConfigMap does not exist."""
+        ...
+
+    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None: ...
+    def admin_token(self, key: FleetKey) -> str: ...
+    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None: ...
+    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None: ...
+    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None: ...
+
+
+UNREAD = PolicyVersion(-1, "")
+"""`FleetState.stored` before the ConfigMap was read (None: read, no version yet)."""
+
+
+@dataclass
+class FleetState:
+    """What the worker knows about one fleet; all of it can be rebuilt from the API and nodes."""
+
+    stored: PolicyVersion | None = UNREAD
+    floor: int = 0
+    applied: dict[NodeTarget, int] = field(default_factory=dict)
+    token: str | None = None
+    problem: str | None = None
+    blamed: tuple[str, ...] = ()  # names of the objects the problem is about
+    changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
+    logged: int | None = None  # last version reported in the log
