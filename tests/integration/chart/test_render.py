@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 from .conftest import CHART, ROOT, VALUE_SETS, Helm, run
 
 KEEP = "helm.sh/resource-policy"
+ARGO = "argocd.argoproj.io/sync-options"
 
 
 def by_kind(objs: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
@@ -231,6 +232,7 @@ def test_chart_crds_are_crds_dir_plus_keep(helm: Helm) -> None:
         crd = yaml.safe_load(path.read_text())
         got = rendered[crd["metadata"]["name"]]
         assert got["metadata"]["annotations"].pop(KEEP) == "keep"
+        assert got["metadata"]["annotations"].pop(ARGO) == "Prune=false,Delete=false"
         if not got["metadata"]["annotations"]:
             del got["metadata"]["annotations"]
         assert got == crd, path.name
@@ -281,3 +283,32 @@ def test_schema_rejects_bad_values_with_a_clear_message(
     assert done.returncode != 0
     assert "values don't meet the specifications of the schema" in done.stderr
     assert message in done.stderr, done.stderr
+
+
+def _gitops(name: str) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all((ROOT / "docs" / "gitops" / name).read_text()) if d]
+
+
+def test_gitops_examples_point_at_the_chart_with_valid_values(helm: Helm) -> None:
+    (operator_app, fleet_app) = _gitops("argocd-application.yaml")
+    source = operator_app["spec"]["source"]
+    assert (ROOT / source["path"] / "Chart.yaml").is_file()
+    assert (ROOT / fleet_app["spec"]["source"]["path"]).is_dir()
+    assert "ServerSideApply=true" in operator_app["spec"]["syncPolicy"]["syncOptions"]
+    argo_objs = helm.template(source["helm"]["valuesObject"])
+    assert one(argo_objs, "Deployment")["spec"]["replicas"] == 2
+
+    (release,) = [d for d in _gitops("flux-helmrelease.yaml") if d["kind"] == "HelmRelease"]
+    chart = release["spec"]["chart"]["spec"]["chart"]
+    assert (ROOT / chart / "Chart.yaml").is_file()
+    flux_objs = helm.template(release["spec"]["values"])
+    assert one(flux_objs, "PrometheusRule")
+
+    (health,) = _gitops("argocd-health.yaml")
+    kinds = {key.rsplit("_", 1)[1] for key in health["data"]}
+    served = {
+        crd["spec"]["names"]["kind"]
+        for crd in by_kind(helm.template({}), "CustomResourceDefinition")
+        if crd["spec"]["group"] == "marketplace.p2p.dev"
+    }
+    assert kinds <= served
