@@ -78,6 +78,8 @@ class Membership:
 
     async def round(self) -> None:
         svc = self.service
+        if svc.draining:
+            return  # a hello after our `peer_leaving` would make peers add us back
         known = {p.address: p.peer_id for p in svc.peers.all()}
         now = svc.clock.monotonic()
         quiet = svc.peers.least_recently_seen(

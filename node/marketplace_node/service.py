@@ -58,6 +58,8 @@ ANNOUNCEMENT_ID = "Announcement-Id"  # hint that lets a receiver skip parsing a 
 
 
 class NodeService:
+    """One node: catalogue, peers, gossip, content; `http_api` and `admin` are its only callers."""
+
     def __init__(
         self,
         settings: NodeSettings,
