@@ -33,6 +33,10 @@ cluster-down: ## stop the local cluster (only the processes it started)
 kubeconfig: ## print the admin kubeconfig path: export KUBECONFIG=$$(make -s kubeconfig)
 	@hack/cluster.sh kubeconfig
 
+.PHONY: kind-up
+kind-up: ## for Docker users: a kind cluster with the images and chart (KUBECONFIG=$$(hack/kind-up.sh kubeconfig))
+	@hack/kind-up.sh
+
 .PHONY: up
 up: cluster ## the main job: local cluster, the operator and a sample fleet
 	@hack/up.sh

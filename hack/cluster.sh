@@ -6,6 +6,7 @@
 #   hack/cluster.sh up          # start what is not running; wait for /readyz and a Ready node
 #   hack/cluster.sh down        # stop every process it recorded (and the pods' processes)
 #   hack/cluster.sh status      # which recorded processes are alive
+#   hack/cluster.sh restart-kubelet  # pick up kubelet changes (its pods restart too)
 #   hack/cluster.sh kubeconfig  # print the admin kubeconfig's absolute path
 #
 # Several clusters can run side by side: set CLUSTER_DIR and the ports below.
@@ -211,7 +212,7 @@ wait_for() {
 # Serialise up and down: several engineers and test runs share one cluster.
 # (Components are started with fd 9 closed, so they never hold the lock.)
 lock() {
-  exec 9>>"$dir/lock"
+  exec 9>>"$dir/up.lock"
   flock -w 120 9 || log "WARNING: $dir/lock is still held after 120 s; going on without it"
 }
 
@@ -341,8 +342,9 @@ status() {
 
 case "${1:-}" in
   up) lock; up ;;
+  restart-kubelet) lock; stop "$pids/kubelet.pid"; up ;;  # after changing hack/local_kubelet
   down) lock; down ;;
   status) status ;;
   kubeconfig) echo "$kubeconfig" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|restart-kubelet" >&2; exit 2 ;;
 esac

@@ -76,6 +76,7 @@ class ContainerRunner:
         self._stopping = asyncio.Event()
         self._exited = asyncio.Event()
         self._liveness_failed = False
+        self._liveness_kill: asyncio.Task[None] | None = None
 
     def view(self) -> ContainerView:
         return ContainerView(
@@ -145,11 +146,13 @@ class ContainerRunner:
         self.ready = self.spec.readiness_probe is None and self.started
         self._set(Running(started_at))
         watchers = asyncio.create_task(self._probe_all())
-        code = await self._process.wait()
+        try:
+            code = await self._process.wait()
+        finally:
+            watchers.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchers
         self._exited.set()
-        watchers.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchers
         finished = now()
         self.ready = False
         reason = "Completed" if code == 0 else "Error"
@@ -206,7 +209,7 @@ class ContainerRunner:
         if not ok and not self._liveness_failed:
             log.info("%s/%s: liveness probe failed", self._config.pod_key, self.spec.name)
             self._liveness_failed = True
-            asyncio.get_running_loop().create_task(self._terminate())
+            self._liveness_kill = asyncio.get_running_loop().create_task(self._terminate())
             return True
         return False
 

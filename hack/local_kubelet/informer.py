@@ -21,11 +21,13 @@ async def inform(
     *,
     params: Mapping[str, str] | None = None,
     retry_seconds: float = 1.0,
+    on_list: Callable[[list[JSON]], None] | None = None,
 ) -> None:
     """Forever: list (every item as ADDED, vanished ones as DELETED), then watch.
 
     Relists after a 410 Gone or any error, so a restarted API server or an
-    expired resourceVersion only delays events, never loses them.
+    expired resourceVersion only delays events, never loses them. `on_list`
+    sees each whole listing before its events.
     """
     query = dict(params or {})
     known: dict[str, JSON] = {}
@@ -33,6 +35,8 @@ async def inform(
         try:
             listing = await kube.request("GET", path, params=query or None)
             items = {item["metadata"]["uid"]: item for item in listing.get("items", [])}
+            if on_list is not None:
+                on_list(list(items.values()))
             for uid in set(known) - set(items):
                 await handler("DELETED", known.pop(uid))
             for uid, item in items.items():

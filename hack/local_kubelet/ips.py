@@ -44,5 +44,15 @@ class IpPool:
                 return str(candidate)
         raise PoolExhaustedError(f"no free address in {self._network}")
 
+    def reserve(self, owner: str, address: str) -> None:
+        """Keep an address a pod already reports for it (a restarted kubelet's pods)."""
+        if address not in self._by_owner.values():
+            try:
+                usable = self._usable(ipaddress.IPv4Address(address))
+            except ValueError:
+                usable = False
+            if usable:
+                self._by_owner.setdefault(owner, address)
+
     def release(self, owner: str) -> None:
         self._by_owner.pop(owner, None)

@@ -75,23 +75,37 @@ class Kube:
         self.server = server.rstrip("/")
         self._tls = tls
         self._session: aiohttp.ClientSession | None = None
+        self._watch_session: aiohttp.ClientSession | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: Path) -> Kube:
         return cls(*load_kubeconfig(path))
 
+    def _new_session(self, limit: int) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=self._tls, limit=limit),
+            headers={"User-Agent": "local-kubelet"},
+        )
+
     @property
     def session(self) -> aiohttp.ClientSession:
+        """Pool for short requests."""
         if self._session is None:
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(ssl=self._tls, limit=32),
-                headers={"User-Agent": "local-kubelet"},
-            )
+            self._session = self._new_session(64)
         return self._session
 
+    @property
+    def watch_session(self) -> aiohttp.ClientSession:
+        """Pool for watches: each holds its connection for minutes, so it has no cap
+        (sharing a capped pool with requests starves them once watches fill it)."""
+        if self._watch_session is None:
+            self._watch_session = self._new_session(0)
+        return self._watch_session
+
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+        for session in (self._session, self._watch_session):
+            if session is not None:
+                await session.close()
 
     async def request(
         self,
@@ -147,7 +161,7 @@ class Kube:
             "timeoutSeconds": str(timeout_seconds),
         }
         try:
-            async with self.session.get(
+            async with self.watch_session.get(
                 self.server + path,
                 params=query,
                 timeout=aiohttp.ClientTimeout(total=timeout_seconds + 30, sock_read=None),

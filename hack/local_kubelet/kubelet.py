@@ -91,6 +91,17 @@ class Kubelet:
                 )
             )
 
+    async def close(self) -> None:
+        """Stop every pod worker and watch (before the HTTP sessions close).
+
+        The container processes live on: the next kubelet run, or
+        `cluster.sh down`, ends them.
+        """
+        tasks = [*self._tasks.values(), *self._object_watches.values()]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
     def locate_log(self, namespace: str, pod: str, container: str, previous: bool) -> Path | None:
         for worker in self.workers.values():
             meta = worker.pod.metadata
@@ -109,12 +120,20 @@ class Kubelet:
             for runner in worker.runners
         )
 
+    def reserve_ips(self, pods: list[JSON]) -> None:
+        """Before any worker allocates, keep each listed pod's reported IP for it."""
+        for pod in pods:
+            address = pod.get("status", {}).get("podIP")
+            if address and not pod["spec"].get("hostNetwork"):
+                self._deps.ips.reserve(pod["metadata"]["uid"], address)
+
     async def run(self) -> None:
         await inform(
             self._kube,
             "/api/v1/pods",
             self.on_pod,
             params={"fieldSelector": f"spec.nodeName={self._settings.node_name}"},
+            on_list=self.reserve_ips,
         )
 
 
@@ -160,6 +179,7 @@ async def main(settings: Settings) -> None:
                 kubelet.run(),
             )
         finally:
+            await kubelet.close()
             with contextlib.suppress(Exception):
                 await web_runner.cleanup()
             await kube.close()

@@ -59,6 +59,7 @@ class PodWorker:
         self._gone = False
         self.runners: list[ContainerRunner] = []
         self.init_runners: list[ContainerRunner] = []
+        self._runner_tasks: list[asyncio.Task[None]] = []
         self._sandbox_ready = False
         self._initialized = not pod.spec.init_containers
         self._sandbox_message = ""
@@ -188,9 +189,10 @@ class PodWorker:
                 await self._sync_volumes()
             await self._shut_down()
         finally:
-            status_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await status_task
+            tasks = [status_task, *self._runner_tasks]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             self._deps.ips.release(self.uid)
 
     async def _sync_volumes(self) -> None:
@@ -219,6 +221,7 @@ class PodWorker:
             runner = self._runner(spec, init_policy)
             self.init_runners.append(runner)
             task = asyncio.create_task(runner.run())
+            self._runner_tasks.append(task)
             while not task.done():
                 await asyncio.wait({task}, timeout=1.0)
                 if self._deleting():
@@ -232,6 +235,7 @@ class PodWorker:
         self._initialized = True
         self.runners = [self._runner(spec, policy) for spec in self.pod.spec.containers]
         tasks = [asyncio.create_task(r.run()) for r in self.runners]
+        self._runner_tasks.extend(tasks)
         while not self._deleting() and not all(t.done() for t in tasks):
             await self._wait_change(self._deps.settings.resync_seconds)
             await self._sync_volumes()

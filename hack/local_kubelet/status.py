@@ -171,7 +171,9 @@ def pod_status(
     body: dict[str, Any] = {
         "phase": phase(views),
         "hostIP": host_ip,
-        "hostIPs": [{"ip": host_ip}],
+        # `$patch: replace`: podIPs and hostIPs merge by key in a strategic
+        # merge patch, which would keep a stale address beside the new one.
+        "hostIPs": [{"ip": host_ip}, {"$patch": "replace"}],
         "startTime": rfc3339(start_time),
         "conditions": conditions(
             pod, views, sandbox_ready=sandbox_ready, initialized=initialized, now=now
@@ -182,5 +184,5 @@ def pod_status(
         body["initContainerStatuses"] = [container_status(v) for v in init_views]
     if pod_ip:
         body["podIP"] = pod_ip
-        body["podIPs"] = [{"ip": pod_ip}]
+        body["podIPs"] = [{"ip": pod_ip}, {"$patch": "replace"}]
     return body

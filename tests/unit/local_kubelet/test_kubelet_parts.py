@@ -32,6 +32,15 @@ def test_pool_honours_the_address_a_pod_already_reports() -> None:
     assert pool.allocate("d", prefer="127.1.9.255") != "127.1.9.255"
 
 
+def test_reserved_addresses_go_to_their_pods_only() -> None:
+    pool = ips.IpPool(ipaddress.IPv4Network("127.1.0.0/16"))
+    pool.reserve("old", "127.1.0.1")
+    assert pool.allocate("new") != "127.1.0.1"
+    assert pool.allocate("old", prefer="127.1.0.1") == "127.1.0.1"
+    pool.reserve("other", "127.1.0.1")  # taken: ignored
+    assert pool.allocate("other") != "127.1.0.1"
+
+
 def test_probe_verdict_flips_only_at_the_thresholds() -> None:
     tracker = probes.ProbeTracker(Probe(successThreshold=2, failureThreshold=3), verdict=False)
     assert [

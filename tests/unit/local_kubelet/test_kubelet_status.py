@@ -135,7 +135,8 @@ def test_pod_status_reports_ip_restarts_and_container_states() -> None:
         now=T1,
     )
     assert body["podIP"] == "127.1.0.9"
-    assert body["podIPs"] == [{"ip": "127.1.0.9"}]
+    # The whole list is replaced, never merged with a previous address.
+    assert body["podIPs"] == [{"ip": "127.1.0.9"}, {"$patch": "replace"}]
     assert body["startTime"] == "2026-01-01T00:00:00Z"
     (entry,) = body["containerStatuses"]
     assert entry["restartCount"] == 2
