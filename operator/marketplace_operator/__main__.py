@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import secrets
 from typing import Any
 
 import kopf
@@ -35,6 +36,8 @@ def _parse(argv: list[str] | None) -> dict[str, Any]:
         help="stand by behind another replica (kopf peering) instead of running standalone",
     )  # fmt: skip
     parser.add_argument("--peering-name")
+    parser.add_argument("--peering-priority", type=int)
+    parser.add_argument("--peering-lifetime", type=int, dest="peering_lifetime_seconds")
     parser.add_argument("--log-level", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     args = vars(parser.parse_args(argv))
     return {k: v for k, v in args.items() if v is not None}
@@ -60,6 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         standalone=settings.standalone,
         # a peering name makes kopf's peering mandatory: only when standing by for HA
         peering_name=None if settings.standalone else settings.peering_name,
+        # replicas of equal priority would all pause: a random one unless configured
+        priority=settings.peering_priority
+        if settings.peering_priority is not None
+        else secrets.randbelow(2**31),
         liveness_endpoint=settings.liveness_endpoint,
         memo=kopf.Memo(settings=settings, registry=CollectorRegistry()),
     )

@@ -52,6 +52,14 @@ class Settings(BaseSettings):
         description="No peering. Set false (with kopf's peering CRDs installed) for standby HA.",
     )
     peering_name: str = Field(default="marketplace-operator", min_length=1, max_length=63)
+    peering_priority: int | None = Field(
+        default=None,
+        ge=0,
+        description="The highest live priority acts, the others stand by; unset: random.",
+    )
+    peering_lifetime_seconds: int = Field(
+        default=60, ge=2, le=3600, description="How long a silent replica counts as alive."
+    )
     log_level: str = Field(default="INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
 
     @model_validator(mode="after")

@@ -81,7 +81,7 @@ def crds(kubectl: Kubectl) -> list[str]:
     names = []
     for f in files:
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        names.append(kubectl("get", "-f", str(f), "-o", "name").stdout.strip())
+        names += kubectl("get", "-f", str(f), "-o", "name").stdout.split()
     for name in names:
         kubectl("wait", "--for=condition=Established", name, "--timeout=60s")
     return names
@@ -114,7 +114,11 @@ def operator_factory(
 
     def make(*extra: str) -> OperatorProcess:
         op = OperatorProcess(
-            kubeconfig=kubeconfig, namespace=namespace, log_dir=tmp_path, extra=list(extra)
+            kubeconfig=kubeconfig,
+            namespace=namespace,
+            log_dir=tmp_path,
+            extra=list(extra),
+            name=f"operator{len(made)}",
         )
         made.append(op)
         return op

@@ -55,7 +55,16 @@ def free_port() -> int:
 class OperatorProcess:
     """The real operator as a child process, for start/stop/SIGKILL scenarios."""
 
-    def __init__(self, *, kubeconfig: str, namespace: str, log_dir: Path, extra: list[str]) -> None:
+    def __init__(
+        self,
+        *,
+        kubeconfig: str,
+        namespace: str,
+        log_dir: Path,
+        extra: list[str],
+        name: str = "operator",
+    ) -> None:
+        self.name = name
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_dir = log_dir
@@ -66,11 +75,11 @@ class OperatorProcess:
 
     @property
     def log_path(self) -> Path:
-        return self.log_dir / f"operator-{self.runs}.log"
+        return self.log_dir / f"{self.name}-{self.runs}.log"
 
     def logs(self) -> str:
         return "".join(
-            (self.log_dir / f"operator-{i}.log").read_text(errors="replace")
+            (self.log_dir / f"{self.name}-{i}.log").read_text(errors="replace")
             for i in range(1, self.runs + 1)
         )
 

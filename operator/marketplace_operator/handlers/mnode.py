@@ -255,6 +255,7 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
         settings.watching.label_selectors[plural] = _SELECTOR
     settings.peering.name = cfg.peering_name
     settings.peering.standalone = cfg.standalone
+    settings.peering.lifetime = cfg.peering_lifetime_seconds
 
 
 @kopf.on.startup()
