@@ -305,3 +305,30 @@ def test_kubectl_logs_returns_container_output(
         ).stdout
 
     assert "hello from talker" in wait(logs, timeout=30, what="the log line")
+
+
+def test_an_unmapped_image_waits_with_reason_image_not_mapped(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    body = python_pod("unmapped", "pass")
+    body["spec"]["containers"][0]["image"] = "registry.example/nginx:1.27"
+    core.create_namespaced_pod(namespace, body=body)
+    waiting = wait(
+        lambda: (s := _status(core, namespace, "unmapped")) and s.state.waiting,
+        timeout=60,
+        what="the container to wait",
+    )
+    assert waiting.reason == "ImageNotMapped"
+    assert "nginx" in waiting.message
+    assert core.read_namespaced_pod("unmapped", namespace).status.phase == "Pending"
+
+
+def test_host_network_pods_get_the_node_address(core: Any, namespace: str, wait: Wait) -> None:
+    body = python_pod("hostnet", "import time; time.sleep(3600)", hostNetwork=True)
+    core.create_namespaced_pod(namespace, body=body)
+    pod = wait(
+        lambda: (p := core.read_namespaced_pod("hostnet", namespace)).status.pod_ip and p,
+        timeout=60,
+        what="a pod IP",
+    )
+    assert pod.status.pod_ip == pod.status.host_ip == "127.0.0.1"
