@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from marketplace_operator.context import Context
 from marketplace_operator.model.banlist import BanList, BanListSpec
 from marketplace_operator.model.common import API_VERSION, GROUP, LABEL_PREFIX, VERSION, rfc3339
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
-from marketplace_operator.nodeclient import base_url
+from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy.metrics import PolicyMetrics
 from marketplace_operator.policy.ports import FleetKey, InvalidObject, ObjectRef, auto_banlist_name
 from marketplace_operator.policy.propagate import NodeTarget
@@ -283,6 +284,8 @@ class KubeCluster:
 class PolicyRuntime:
     worker: PolicyWorker
     tasks: list[asyncio.Task[None]]
+    client: NodeClient
+    executor: concurrent.futures.ThreadPoolExecutor
     generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
     pods: dict[tuple[str, str], tuple[str | None, bool, str]] = field(default_factory=dict)
 
@@ -305,23 +308,33 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime:
     if holder.runtime is not None:
         return holder.runtime
     ctx: Context = memo.ctx
+    settings = PolicySettings()
     inputs = IndexInputs(
         kwargs["policy_banlists"], kwargs["policy_ratelimitpolicies"], kwargs["mnode_fleet_pods"]
+    )
+    # Its own threads and admin-API session: with hundreds of nodes, the node loops keep the
+    # shared pool and the shared session's slots busy, and a ban must not queue behind them.
+    executor = concurrent.futures.ThreadPoolExecutor(4, thread_name_prefix="policy")
+    client = NodeClient.create(
+        timeout=ctx.settings.admin_timeout_seconds,
+        concurrency=settings.parallelism,
+        on_error=ctx.metrics.admin_error,
     )
     worker = PolicyWorker(
         inputs=inputs,
         cluster=KubeCluster(ctx.kube),
-        client=ctx.nodes,
+        client=client,
         metrics=PolicyMetrics(memo.registry),
-        settings=PolicySettings(),
+        settings=settings,
         clock=SystemClock(),
+        executor=executor,
     )
     tasks = [
         asyncio.create_task(worker.run(), name="policy worker"),
         asyncio.create_task(worker.resync_forever(), name="policy resync"),
         asyncio.create_task(worker.collect_forever(), name="local-ban collection"),
     ]
-    runtime = PolicyRuntime(worker, tasks)
+    runtime = PolicyRuntime(worker, tasks, client, executor)
     holder.runtime = runtime
     for key in inputs.fleets():
         worker.mark(key)
@@ -390,3 +403,5 @@ async def policy_stop(memo: kopf.Memo, **_: Any) -> None:
     for task in runtime.tasks:
         task.cancel()
     await asyncio.gather(*runtime.tasks, return_exceptions=True)
+    await runtime.client.close()
+    runtime.executor.shutdown(wait=False, cancel_futures=True)

@@ -8,8 +8,8 @@ object), and a problem is announced by one Warning Event per distinct message.
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from marketplace_node.clock import Clock, to_datetime
@@ -49,11 +49,13 @@ class StatusReporter:
         cluster: Cluster,
         clock: Clock,
         state: Callable[[FleetKey], FleetState],
+        blocking: Callable[..., Awaitable[Any]],
     ) -> None:
         self._inputs = inputs
         self._cluster = cluster
         self._clock = clock
         self.state = state
+        self._blocking = blocking
         self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
         self._reported: dict[tuple[str, str, str], str] = {}
         self._running: set[str] = set()
@@ -155,12 +157,14 @@ class StatusReporter:
         key = (ref.plural, ref.namespace, ref.name)
         if self._written.get(key) == _without_nulls(status):
             return
-        await asyncio.to_thread(self._cluster.write_status, ref, status)
+        await self._blocking(self._cluster.write_status, ref, status)
         self._written[key] = _without_nulls(status)
         if problem is not None and self._reported.get(key) != problem:
             self._reported[key] = problem
-            await asyncio.to_thread(
-                self._cluster.event, ref, reason="CannotApply", message=problem, warning=True
+            await self._blocking(
+                functools.partial(
+                    self._cluster.event, ref, reason="CannotApply", message=problem, warning=True
+                )
             )
         elif problem is None:
             self._reported.pop(key, None)

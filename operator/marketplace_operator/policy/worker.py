@@ -30,10 +30,12 @@ node that missed a push converges) and by the local-ban collection loop
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
+import functools
 import logging
 import random
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -65,6 +67,13 @@ from marketplace_operator.render.policy import PolicyTooLarge, configmap_patch, 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
+INLINE_ENTRIES = 1_000
+"""Below this many entries, computing, hashing and rendering take under ~10 ms: inline."""
+
+
+def _size(inputs: tuple[list[Any], list[BanList], list[Any], float]) -> int:
+    return sum(len(b.spec.entries) for b in inputs[1])
+
 
 def _render(doc: PolicyDocument) -> tuple[dict[str, Any], int]:
     """The ConfigMap patch and the stored size, rendered once."""
@@ -83,8 +92,12 @@ class PolicyWorker:
         settings: PolicySettings,
         clock: Clock,
         rng: random.Random | None = None,
+        executor: concurrent.futures.Executor | None = None,
     ) -> None:
+        """`executor` runs blocking API calls and big computations; give the worker its own,
+        so that a thread pool saturated by other controllers does not delay policy."""
         self._inputs = inputs
+        self._executor = executor
         self._cluster = cluster
         self._client = client
         self._metrics = metrics
@@ -104,8 +117,19 @@ class PolicyWorker:
         self._fleets: dict[FleetKey, FleetState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reporter = StatusReporter(
-            inputs=inputs, cluster=cluster, clock=clock, state=self.state
+            inputs=inputs, cluster=cluster, clock=clock, state=self.state, blocking=self._blocking
         )
+
+    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a blocking call on the worker's executor."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+
+    async def _cpu(self, fn: Callable[..., T], *args: Any, size: int) -> T:
+        """Run a pure computation inline when small (no thread hop), else on the executor."""
+        if size < INLINE_ENTRIES:
+            return fn(*args)
+        return await self._blocking(fn, *args)
 
     # --- triggers --------------------------------------------------------------------
 
@@ -191,18 +215,18 @@ class PolicyWorker:
         nodes = list(self._inputs.nodes(key))
         inputs = self._snapshot(key)
         # CPU-bound for big lists (10,000 bans: ~0.1 s): off the event loop.
-        effective = await asyncio.to_thread(self._compute, key, *inputs)
+        effective = await self._cpu(self._compute, key, *inputs, size=_size(inputs))
         if effective.content is None:
             self._set_problem(key, effective)
             return
         if fleet.stored == UNREAD:
             try:
-                fleet.stored = await asyncio.to_thread(self._cluster.read_version, key)
+                fleet.stored = await self._blocking(self._cluster.read_version, key)
             except errors.NotFound:
                 log.info("fleet %s has no policy ConfigMap yet; waiting for its first node", key)
                 return
         computed = self._clock.monotonic()
-        digest = await asyncio.to_thread(content_hash, effective.content)
+        digest = await self._cpu(content_hash, effective.content, size=len(effective.content.bans))
         version = next_version(
             fleet.stored, digest, floor=max([fleet.floor, *fleet.applied.values()])
         )
@@ -210,7 +234,7 @@ class PolicyWorker:
         patch: dict[str, Any] | None = None
         if version != fleet.stored:
             try:
-                patch, stored_bytes = await asyncio.to_thread(_render, doc)
+                patch, stored_bytes = await self._cpu(_render, doc, size=len(doc.bans))
             except PolicyTooLarge as exc:
                 blamed = effective.ban_lists + effective.rate_limit_policies
                 self._set_problem(key, effective, message=str(exc), blamed=blamed)
@@ -250,7 +274,7 @@ class PolicyWorker:
         if patch is None:
             return
         try:
-            await asyncio.to_thread(self._cluster.write_policy, key, patch)
+            await self._blocking(self._cluster.write_policy, key, patch)
         except errors.OperatorError as exc:
             log.warning(
                 "fleet %s: writing policy v%d failed: %s", key, version.version, exc.message
@@ -299,7 +323,7 @@ class PolicyWorker:
         if not behind:
             return 0
         if fleet.token is None:
-            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+            fleet.token = await self._blocking(self._cluster.admin_token, key)
         self._metrics.pushes.labels(key.namespace, key.fleet).inc(len(behind))
         outcomes = await propagate.push_all(
             self._client,
@@ -381,7 +405,7 @@ class PolicyWorker:
             self.mark(key)
             return
         if fleet.token is None:
-            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+            fleet.token = await self._blocking(self._cluster.admin_token, key)
         versions = await propagate.applied_versions(
             self._client, nodes, fleet.token, parallelism=self._settings.parallelism
         )
@@ -401,7 +425,7 @@ class PolicyWorker:
         if not nodes:
             return
         if fleet.token is None:
-            fleet.token = await asyncio.to_thread(self._cluster.admin_token, key)
+            fleet.token = await self._blocking(self._cluster.admin_token, key)
         reports = await propagate.collect_local_bans(
             self._client, nodes, fleet.token, parallelism=self._settings.parallelism
         )
@@ -421,4 +445,4 @@ class PolicyWorker:
         dumped = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in entries]
         before = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in previous]
         if dumped != before or (current is None and dumped):
-            await asyncio.to_thread(self._cluster.write_auto_banlist, key, dumped)
+            await self._blocking(self._cluster.write_auto_banlist, key, dumped)
