@@ -90,9 +90,7 @@ class Provenance(CrdModel):
         max_length=16,
         description="MarketplaceNodes that banned the peer locally (first 16, sorted).",
     )
-    node_count: int = Field(
-        ge=0, alias="nodeCount", description="How many nodes reported the ban."
-    )
+    node_count: int = Field(ge=0, alias="nodeCount", description="How many nodes reported the ban.")
     first_seen: datetime | None = Field(
         default=None, alias="firstSeen", description="Earliest local ban among the nodes."
     )
