@@ -11,6 +11,7 @@ outermost middleware, it also binds each request's log context
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 import re
@@ -18,7 +19,7 @@ import secrets
 from typing import Final
 
 from aiohttp import web
-from aiohttp.typedefs import Handler
+from aiohttp.typedefs import Handler, Middleware
 
 from marketplace_node import errors, logs
 from marketplace_node.admin.models import ErrorBody
@@ -103,3 +104,34 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(errors.NodeError("internal error"))
+
+
+def tarpit_middleware(seconds: float = 1.0, *, max_held: int = 256) -> Middleware:
+    """Answer a banned peer only after `seconds` (place it inside `error_middleware`).
+
+    A flooding client's workers then wait instead of sending, so its request
+    rate drops to about its concurrency per `seconds`, and honest clients keep
+    the event loop. At most `max_held` answers are held at once (beyond that
+    they go out at once), so the tarpit cannot be turned into an exhaustion of
+    connections. Only bans are delayed: an honest client is never banned, but
+    may overshoot a rate limit now and then.
+    """
+    if seconds < 0 or max_held < 0:
+        raise ValueError("the tarpit needs non-negative seconds and max_held")
+    held = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal held
+        try:
+            return await handler(request)
+        except errors.PeerBanned:
+            if held < max_held:
+                held += 1
+                try:
+                    await asyncio.sleep(seconds)
+                finally:
+                    held -= 1
+            raise
+
+    return middleware

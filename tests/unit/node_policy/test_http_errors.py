@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -121,3 +122,35 @@ async def test_request_context_reaches_log_lines_and_the_id_is_echoed() -> None:
     first, second = (json.loads(line) for line in lines)
     assert (first["request_id"], first["method"], first["path"]) == ("trace-42", "GET", "/work")
     assert second["request_id"] == fresh.headers["X-Request-Id"]
+
+
+async def test_tarpit_delays_banned_answers_up_to_a_cap() -> None:
+    app = web.Application(
+        middlewares=[http_errors.error_middleware, http_errors.tarpit_middleware(0.3, max_held=2)]
+    )
+    app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
+    app.router.add_get("/limited", raising(errors.RateLimited("slow", retry_after=1)))
+    loop = asyncio.get_running_loop()
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        started = loop.time()
+        answers = await asyncio.gather(*(client.get("/banned") for _ in range(4)))
+        took = loop.time() - started
+        assert [a.status for a in answers] == [403] * 4
+        assert 0.25 <= took < 2.0
+        quick = loop.time()
+        assert (await client.get("/limited")).status == 429  # limits are not tarpitted
+        assert loop.time() - quick < 0.25
+
+
+async def test_tarpit_answers_at_once_beyond_its_cap() -> None:
+    app = web.Application(
+        middlewares=[http_errors.error_middleware, http_errors.tarpit_middleware(5, max_held=0)]
+    )
+    app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client, asyncio.timeout(2):
+        assert (await client.get("/banned")).status == 403
+
+
+def test_tarpit_arguments_are_checked() -> None:
+    with pytest.raises(ValueError):
+        http_errors.tarpit_middleware(-1)
