@@ -296,6 +296,9 @@ up() {
     LOCAL_KUBELET_TLS_KEY="$pki/kubelet-serving.key" \
     LOCAL_KUBELET_CLIENT_CA="$pki/ca.crt" \
     LOCAL_KUBELET_INITIAL_BACKOFF_SECONDS="$KUBELET_INITIAL_BACKOFF_SECONDS" \
+    ${KUBELET_MAX_PODS:+LOCAL_KUBELET_MAX_PODS="$KUBELET_MAX_PODS"} \
+    ${KUBELET_CPU:+LOCAL_KUBELET_CPU="$KUBELET_CPU"} \
+    ${KUBELET_MEMORY:+LOCAL_KUBELET_MEMORY="$KUBELET_MEMORY"} \
     "$root/.venv/bin/local-kubelet"
   wait_for "node $NODE_NAME to be Ready" node_ready
   # Pods need their namespace's service account, which a controller creates.

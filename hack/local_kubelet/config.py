@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 from datetime import timedelta
 from pathlib import Path
 
@@ -40,6 +41,14 @@ class Settings(BaseSettings):
     heartbeat_seconds: float = 10.0
     resync_seconds: float = 10.0
     max_pods: int = 110
+    # The Node's capacity; default: this machine's. Nothing enforces it (no
+    # cgroups), so a larger figure only lets the scheduler place more pods.
+    cpu: str | None = None
+    memory: str | None = None
+
+    @property
+    def cpu_capacity(self) -> str:
+        return self.cpu or str(os.cpu_count() or 1)
 
     @property
     def initial_backoff(self) -> timedelta:

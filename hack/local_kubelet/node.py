@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import platform
 from datetime import UTC, datetime
 from typing import Any
@@ -56,8 +55,8 @@ def node_object(settings: Settings) -> dict[str, Any]:
 def node_status(settings: Settings, now: datetime, since: datetime) -> dict[str, Any]:
     """Capacity, addresses, the kubelet endpoint and conditions of a healthy node."""
     capacity = {
-        "cpu": str(os.cpu_count() or 1),
-        "memory": f"{memory_bytes() // 1024}Ki",
+        "cpu": settings.cpu_capacity,
+        "memory": settings.memory or f"{memory_bytes() // 1024}Ki",
         "pods": str(settings.max_pods),
         "ephemeral-storage": "100Gi",
     }

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,7 +109,7 @@ class PodWorker:
             api_host=self._deps.kube.server.split("//", 1)[1].rsplit(":", 1)[0],
             api_port=int(self._deps.kube.server.rsplit(":", 1)[1]),
             base_env=self._deps.base_env,
-            node_cpu=str(os.cpu_count() or 1),
+            node_cpu=self._deps.settings.cpu_capacity,
         )
 
     async def _env_objects(
