@@ -332,3 +332,40 @@ def test_host_network_pods_get_the_node_address(core: Any, namespace: str, wait:
         what="a pod IP",
     )
     assert pod.status.pod_ip == pod.status.host_ip == "127.0.0.1"
+
+
+def test_exec_readiness_probe_and_pre_stop_hook_run_inside_the_container(
+    core: Any, namespace: str, tmp_path: Path, wait: Wait
+) -> None:
+    """Both see the container's mounts: /out exists only in its mount namespace."""
+    body = _recorder("hooks", tmp_path, exit_on_term=True)
+    container = body["spec"]["containers"][0]
+    container["readinessProbe"] = {
+        "exec": {
+            "command": [
+                "python",
+                "-c",
+                "import os, sys; sys.exit(not os.path.exists('/out/ready'))",
+            ]
+        },
+        "periodSeconds": 1,
+    }
+    container["lifecycle"] = {
+        "preStop": {
+            "exec": {"command": ["python", "-c", "open('/out/pre-stop', 'w').write('ran')"]}
+        }
+    }
+    core.create_namespaced_pod(namespace, body=body)
+    wait((tmp_path / "pid").exists, timeout=60, what="the container to start")
+    time.sleep(2)
+    assert not core.read_namespaced_pod("hooks", namespace).status.container_statuses[0].ready
+    (tmp_path / "ready").write_text("")
+    wait(
+        lambda: core.read_namespaced_pod("hooks", namespace).status.container_statuses[0].ready,
+        timeout=30,
+        what="readiness from the exec probe",
+    )
+    core.delete_namespaced_pod("hooks", namespace)
+    wait(lambda: pod_gone(core, namespace, "hooks"), timeout=30, what="the pod object to go")
+    assert (tmp_path / "pre-stop").read_text() == "ran"
+    assert (tmp_path / "signal").read_text() == "SIGTERM"
