@@ -56,47 +56,47 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" }}
 
 {{/*
 Every API call the operator makes, by resource, with the verbs it uses and
-nothing more. Namespaced resources only: the same list goes into the
+nothing more (read from operator/marketplace_operator: kopf's watches and
+indexes need list+watch, its finalizers and progress annotations patch; the
+rest is k8s.Kube.get/create/patch/delete in actuate.py, nodeloop.py and
+handlers/). Namespaced resources only: the same list goes into the
 ClusterRole (scope cluster) or into one Role per watched namespace.
 */}}
 {{- define "mpo.namespacedRules" -}}
 - apiGroups: [marketplace.p2p.dev]
-  resources: [marketplacenodes, marketplacefleets, banlists, ratelimitpolicies]
-  verbs: [get, list, watch, patch, update]
+  resources: [marketplacenodes, ratelimitpolicies]
+  verbs: [list, watch, patch]
 - apiGroups: [marketplace.p2p.dev]
-  resources: [banlists, marketplacefleets]
-  verbs: [create]
+  resources: [banlists]
+  verbs: [list, watch, create, patch]
+- apiGroups: [marketplace.p2p.dev]
+  resources: [marketplacefleets]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [marketplace.p2p.dev]
   resources: [marketplacenodes/status, marketplacefleets/status, banlists/status, ratelimitpolicies/status]
-  verbs: [get, patch, update]
+  verbs: [patch]
 - apiGroups: [""]
   resources: [pods]
-  verbs: [get, list, watch, create, delete, patch]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [pods/status]
-  verbs: [get, patch]
+  verbs: [patch]
 - apiGroups: [""]
-  resources: [services, configmaps, persistentvolumeclaims]
-  verbs: [get, list, watch, create, patch, update, delete]
+  resources: [services, persistentvolumeclaims]
+  verbs: [list, watch, create, patch]
 - apiGroups: [""]
-  resources: [secrets]
-  verbs: [get, list, watch, create, patch, update]
+  resources: [configmaps, secrets]
+  verbs: [get, list, watch, create, patch]
 - apiGroups: [""]
   resources: [events]
-  verbs: [create, patch]
-- apiGroups: [events.k8s.io]
-  resources: [events]
-  verbs: [create, patch]
+  verbs: [create]
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
-  verbs: [get, list, watch, create, patch, update, delete]
-- apiGroups: [discovery.k8s.io]
-  resources: [endpointslices]
-  verbs: [get, list, watch]
+  verbs: [get, create, patch]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "namespaced") }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 {{- end }}
 {{- end -}}
 
@@ -109,13 +109,13 @@ cluster-wide peering object when peering in cluster scope.
 {{- define "mpo.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 - apiGroups: [""]
   resources: [namespaces]
-  verbs: [get, list, watch]
+  verbs: [list, watch]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "cluster") }}
 - apiGroups: [kopf.dev]
   resources: [clusterkopfpeerings]
-  verbs: [get, list, watch, patch]
+  verbs: [list, watch, patch]
 {{- end }}
 {{- end -}}

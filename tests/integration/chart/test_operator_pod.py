@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import yaml
 
-from .conftest import CHART, Cluster, Helm
+from .conftest import CHART, ROOT, Cluster, Helm
 
 pytestmark = pytest.mark.cluster
 
@@ -72,31 +72,84 @@ def test_operator_pod_runs_with_the_charts_service_account(operator: Cluster) ->
     assert ready["Ready"] == "True"  # kopf's liveness endpoint answered the probes
 
 
-def test_operator_pod_reconciles_a_node_to_ready_without_forbidden_calls(
-    operator: Cluster,
-) -> None:
-    operator.kubectl_run(
-        "apply",
-        "-f",
-        "-",
-        stdin=yaml.safe_dump(
-            {
-                "apiVersion": "marketplace.p2p.dev/v1alpha1",
-                "kind": "MarketplaceNode",
-                "metadata": {"name": "n1", "namespace": FLEET_NS},
-                "spec": {},
-            }
-        ),
-    )
+def _ready(cluster: Cluster, name: str, *, timeout: float = 150) -> None:
     _wait(
-        operator,
-        timeout=120,
-        what="MarketplaceNode n1 Ready",
-        check=f"mnode n1 -n {FLEET_NS} -o jsonpath="
+        cluster,
+        timeout=timeout,
+        what=f"MarketplaceNode {name} Ready",
+        check=f"mnode {name} -n {FLEET_NS} -o jsonpath="
         '{.status.conditions[?(@.type=="Ready")].status}',
     )
-    pod = operator.get("pod", "n1", "-n", FLEET_NS)
+
+
+def _pod_uid(cluster: Cluster, name: str) -> str:
+    uid: str = cluster.get("pod", name, "-n", FLEET_NS)["metadata"]["uid"]
+    return uid
+
+
+def test_operator_pod_runs_a_fleet_through_its_life_without_forbidden_calls(
+    operator: Cluster,
+) -> None:
+    """Create, policy, rolling restart and deletion: every API call the operator makes
+    in a fleet's life, made with the chart's RBAC; none may be refused."""
+    operator.kubectl_run("apply", "-n", FLEET_NS, "-f", str(ROOT / "examples" / "fleet.yaml"))
+    for name in ("market-a", "market-b", "market-c"):
+        _ready(operator, name)
+    # the per-fleet objects the operator creates, not only the nodes' children
+    assert operator.get("marketplacefleets", "-n", FLEET_NS)["items"]
+    assert operator.get("poddisruptionbudgets", "-n", FLEET_NS)["items"]
+    pod = operator.get("pod", "market-a", "-n", FLEET_NS)
     assert pod["spec"]["containers"][0]["image"] == f"{IMAGES}/node:dev"  # the chart's default
+
+    policies = [
+        {
+            "apiVersion": "marketplace.p2p.dev/v1alpha1",
+            "kind": "BanList",
+            "metadata": {"name": "spammers", "namespace": FLEET_NS},
+            "spec": {"fleet": "demo", "entries": [{"cidr": "203.0.113.0/24", "reason": "spam"}]},
+        },
+        {
+            "apiVersion": "marketplace.p2p.dev/v1alpha1",
+            "kind": "RateLimitPolicy",
+            "metadata": {"name": "strict", "namespace": FLEET_NS},
+            "spec": {"fleet": "demo", "perPeer": {"search": {"rate": 5, "burst": 10}}},
+        },
+    ]
+    operator.kubectl_run("apply", "-f", "-", stdin=yaml.safe_dump_all(policies))
+    for kind, name in (("banlist", "spammers"), ("ratelimitpolicy", "strict")):
+        _wait(
+            operator,
+            timeout=60,
+            what=f"{kind} {name} converged on the fleet",
+            check=f"{kind} {name} -n {FLEET_NS} -o jsonpath="
+            '{.status.conditions[?(@.type=="PolicyConverged")].status}',
+        )
+
+    before = _pod_uid(operator, "market-b")
+    operator.kubectl_run(
+        "annotate",
+        "--overwrite",
+        "-n",
+        FLEET_NS,
+        "mnode/market-b",
+        "marketplace.p2p.dev/restartedAt=chart-test",
+    )
+    deadline = time.monotonic() + 150
+    while _pod_uid_or_none(operator, "market-b") in (before, None):
+        if time.monotonic() > deadline:
+            pytest.fail("market-b's pod was not replaced after the restart request")
+        time.sleep(1)
+    _ready(operator, "market-b")
+
+    operator.kubectl_run("delete", "mnode", "market-c", "-n", FLEET_NS, "--timeout=90s")
+
     logs = operator.kubectl_run("logs", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE).stdout
     forbidden = [line for line in logs.splitlines() if "forbidden" in line.lower()]
     assert not forbidden, "\n".join(forbidden[:5])
+
+
+def _pod_uid_or_none(cluster: Cluster, name: str) -> str | None:
+    done = cluster.kubectl_run(
+        "get", "pod", name, "-n", FLEET_NS, "-o", "jsonpath={.metadata.uid}", check=False
+    )
+    return done.stdout.strip() or None

@@ -106,7 +106,7 @@ def test_ha_runs_two_peered_replicas_with_a_pdb(helm: Helm) -> None:
     assert {
         "apiGroups": ["kopf.dev"],
         "resources": ["clusterkopfpeerings"],
-        "verbs": ["get", "list", "watch", "patch"],
+        "verbs": ["list", "watch", "patch"],
     } in cluster_rules
     affinity = deploy["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
     assert affinity["preferredDuringSchedulingIgnoredDuringExecution"]
