@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pydantic
 from aiohttp import web
@@ -37,6 +37,7 @@ from marketplace_node.model import (
     Model,
     NodeInfo,
     PackageDraft,
+    PackageMeta,
     PeerView,
     Query,
     ReplicateRequest,
@@ -44,6 +45,7 @@ from marketplace_node.model import (
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.search import matches
 from marketplace_node.service import ANNOUNCEMENT_ID, NodeService
+from marketplace_node.subscribe import Subscriber
 
 logger = logging.getLogger(__name__)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -251,56 +253,25 @@ async def status(request: web.Request) -> web.Response:
 
 
 async def subscribe(request: web.Request) -> web.StreamResponse:
-    """Server-sent events of package announcements matching the query, resumable by seq."""
+    """Server-sent events of package announcements matching the query, resumable by seq.
+
+    The subscriber is registered before the replay, so nothing published
+    during the replay is lost; live events at or below the replayed cursor
+    are skipped, so nothing is sent twice.
+    """
     service = request.app[SERVICE]
     query = query_from_params(request)
     raw_cursor = request.headers.get("Last-Event-ID") or request.rel_url.query.get("cursor") or "0"
     if not raw_cursor.isdigit() or len(raw_cursor) > 19:
         raise InvalidInput("cursor must be a change sequence number")
-    last = int(raw_cursor)
     sub = service.hub.open(query)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
     )
     try:
         await response.prepare(request)
-        while True:  # replay from the durable log, then follow live events
-            rows = await service.store.changes_after(last, limits.SYNC_PAGE_MAX)
-            for seq, body in rows:
-                ann = Announcement.model_validate_json(body)
-                if ann.kind in PACKAGE_KINDS and ann.package is not None:
-                    meta = ann.package
-                    if matches(query, meta, service.index.downloads(meta.id)):
-                        await _event(
-                            response,
-                            seq,
-                            "package",
-                            {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)},
-                        )
-                last = seq
-            if len(rows) < limits.SYNC_PAGE_MAX:
-                break
-        while True:
-            try:
-                item = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE_SECONDS)
-            except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
-            if item is None:
-                reason = "overflow" if sub.overflowed else "closing"
-                await _event(response, last, reason, {"cursor": last})
-                break
-            seq, meta = item
-            if seq > last:
-                await _event(
-                    response,
-                    seq,
-                    "package",
-                    {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)},
-                )
-                last = seq
-    except (ConnectionResetError, asyncio.CancelledError):
-        raise
+        last = await _replay(response, service, query, int(raw_cursor))
+        await _follow(response, sub, last)
     finally:
         service.hub.close(sub)
     with contextlib.suppress(ConnectionResetError):
@@ -308,8 +279,48 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     return response
 
 
+async def _replay(
+    response: web.StreamResponse, service: NodeService, query: Query, after: int
+) -> int:
+    """Send the matching packages of the durable log after `after`; the last seq read."""
+    last = after
+    while True:
+        rows = await service.store.changes_after(last, limits.SYNC_PAGE_MAX)
+        for seq, raw in rows:
+            ann = Announcement.model_validate_json(raw)
+            meta = ann.package if ann.kind in PACKAGE_KINDS else None
+            if meta is not None and matches(query, meta, service.index.downloads(meta.id)):
+                await _package_event(response, seq, meta)
+            last = seq
+        if len(rows) < limits.SYNC_PAGE_MAX:
+            return last
+
+
+async def _follow(response: web.StreamResponse, sub: Subscriber, last: int) -> None:
+    """Send live events until the hub ends the stream (overflow, drain), with keep-alives."""
+    while True:
+        try:
+            item = await asyncio.wait_for(sub.queue.get(), SSE_KEEPALIVE_SECONDS)
+        except TimeoutError:
+            await response.write(b": keepalive\n\n")
+            continue
+        if item is None:
+            reason = "overflow" if sub.overflowed else "closing"
+            await _event(response, last, reason, {"cursor": last})
+            return
+        seq, meta = item
+        if seq > last:
+            await _package_event(response, seq, meta)
+            last = seq
+
+
+async def _package_event(response: web.StreamResponse, seq: int, meta: PackageMeta) -> None:
+    data = {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)}
+    await _event(response, seq, "package", data)
+
+
 async def _event(
-    response: web.StreamResponse, seq: int, kind: str, data: dict[str, object]
+    response: web.StreamResponse, seq: int, kind: str, data: Mapping[str, object]
 ) -> None:
     payload = json.dumps(data, separators=(",", ":"))
     await response.write(f"id: {seq}\nevent: {kind}\ndata: {payload}\n\n".encode())
