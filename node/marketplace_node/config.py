@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -62,9 +62,19 @@ class NodeSettings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    @model_validator(mode="after")
+    def _reachable(self) -> NodeSettings:
+        if self.advertise_url is None and self.host in ("0.0.0.0", "::", ""):  # noqa: S104
+            raise ValueError("listening on all addresses needs advertise_url (the URL peers use)")
+        return self
+
     @property
     def public_url(self) -> str:
-        return self.advertise_url or f"http://{self.host}:{self.port}"
+        """The base URL peers reach us at (IPv6 hosts bracketed)."""
+        if self.advertise_url:
+            return self.advertise_url
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @classmethod
     def settings_customise_sources(

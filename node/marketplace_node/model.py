@@ -55,7 +55,8 @@ PackageId = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{32}$")]
 Address = Annotated[
     str,
     StringConstraints(
-        max_length=limits.ADDRESS_MAX, pattern=r"^https?://[A-Za-z0-9.\-]+(:[0-9]{1,5})?$"
+        max_length=limits.ADDRESS_MAX,
+        pattern=r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.\-]+)(:[0-9]{1,5})?$",  # IPv6 bracketed
     ),
 ]
 Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]  # 64 bytes base64

@@ -12,6 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from marketplace_node import limits
+
 
 @dataclass(frozen=True, slots=True)
 class ProviderRow:
@@ -24,16 +26,30 @@ class ProviderRow:
 
 @dataclass
 class ProviderTable:
+    """Bounded per package: a new provider beyond `per_package` replaces the record that
+    expires soonest, if the newcomer outlives it (bounded memory whatever peers announce)."""
+
+    per_package: int = limits.PROVIDERS_PER_PACKAGE_MAX
     _rows: dict[str, dict[str, ProviderRow]] = field(default_factory=dict)
 
     def load(self, rows: Iterable[ProviderRow]) -> None:
         for row in rows:
             self.set(row)
 
-    def set(self, row: ProviderRow) -> None:
-        current = self._rows.get(row.package_id, {}).get(row.peer_id)
-        if current is None or current.updated <= row.updated:
-            self._rows.setdefault(row.package_id, {})[row.peer_id] = row
+    def set(self, row: ProviderRow) -> bool:
+        """Record `row` unless a newer record or a full, longer-lived table wins; True if kept."""
+        rows = self._rows.setdefault(row.package_id, {})
+        current = rows.get(row.peer_id)
+        if current is not None:
+            if current.updated > row.updated:
+                return False
+        elif len(rows) >= self.per_package:
+            soonest = min(rows.values(), key=lambda r: (r.expires_at, r.peer_id))
+            if soonest.expires_at >= row.expires_at:
+                return False
+            del rows[soonest.peer_id]
+        rows[row.peer_id] = row
+        return True
 
     def drop(self, package_id: str, peer_id: str, created: int) -> None:
         rows = self._rows.get(package_id, {})
@@ -55,8 +71,20 @@ class ProviderTable:
     def peers_of(self, package_id: str) -> frozenset[str]:
         return frozenset(self._rows.get(package_id, ()))
 
-    def count(self, package_id: str) -> int:
-        return len(self._rows.get(package_id, ()))
+    def count(self, package_id: str, now_wall: float) -> int:
+        return sum(r.expires_at > now_wall for r in self._rows.get(package_id, {}).values())
+
+    def prune(self, now_wall: float) -> int:
+        """Forget expired records; returns how many."""
+        gone = 0
+        for package_id in list(self._rows):
+            rows = self._rows[package_id]
+            for peer_id in [p for p, r in rows.items() if r.expires_at <= now_wall]:
+                del rows[peer_id]
+                gone += 1
+            if not rows:
+                del self._rows[package_id]
+        return gone
 
     def sole(self, peer_id: str) -> list[str]:
         """Packages whose only provider is `peer_id` (what a draining node must hand off)."""

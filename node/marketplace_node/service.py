@@ -306,6 +306,8 @@ class NodeService:
         """Re-announce us as provider of each local blob: soon after start, then every TTL/3."""
         await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
         while True:
+            self.providers.prune(self.clock.wall())
+            await self.store.prune_providers(now_wall=self.clock.wall())
             for package_id in self.index.ids():
                 meta = self.index.get(package_id)
                 if meta is not None and self.blobs.has(meta.digest):
@@ -325,13 +327,13 @@ class NodeService:
         return max(1.0 if pid == mine else self.reputation.score(pid) for pid in peers)
 
     def search(self, query: Query) -> SearchPage:
-        started = self.clock.monotonic()
+        started, now = self.clock.monotonic(), self.clock.wall()
         page = self.index.search(query, self.provider_score)
         self.metrics.search_seconds.observe(max(0.0, self.clock.monotonic() - started))
         return page.model_copy(
             update={
                 "results": tuple(
-                    r.model_copy(update={"providers": self.providers.count(r.id)})
+                    r.model_copy(update={"providers": self.providers.count(r.id, now)})
                     for r in page.results
                 )
             }

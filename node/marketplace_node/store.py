@@ -150,6 +150,14 @@ class Store:
         )
         return [ProviderRow(*row) for row in rows]
 
+    async def prune_providers(self, *, now_wall: float) -> int:
+        """Delete expired provider records; returns how many."""
+        return await self._run(
+            lambda db: (
+                db.execute("DELETE FROM providers WHERE expires_at <= ?", (now_wall,)).rowcount
+            )
+        )
+
     async def add_downloads(self, package_id: str, count: int = 1) -> int:
         def bump(db: sqlite3.Connection) -> int:
             db.execute(

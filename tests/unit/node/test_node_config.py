@@ -33,3 +33,12 @@ def test_invalid_settings_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_secrets_do_not_print(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETPLACE_NODE_ADMIN_TOKEN", "hunter2")
     assert "hunter2" not in repr(load(None, {}))
+
+
+def test_listening_everywhere_needs_an_advertised_url() -> None:
+    with pytest.raises(pydantic.ValidationError):
+        load(None, {"host": "0.0.0.0"})
+    assert load(None, {"host": "0.0.0.0", "advertise_url": "http://10.0.0.5:7070"}).public_url == (
+        "http://10.0.0.5:7070"
+    )
+    assert load(None, {"host": "fd00::5", "port": 7070}).public_url == "http://[fd00::5]:7070"

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from marketplace_node import identity, limits, sealing
 from marketplace_node.errors import BadSignature
-from marketplace_node.model import Announcement, AnnouncementKind, PackageMeta, Query
+from marketplace_node.model import Announcement, AnnouncementKind, Hello, PackageMeta, Query
 from marketplace_node.testing import PUBLISHER, package, package_announcement, provider_announcement
 
 
@@ -113,3 +113,23 @@ def test_announcement_decoder_only_raises_validation_errors(raw: bytes) -> None:
 def test_announcement_validator_on_arbitrary_json(value: object) -> None:
     with contextlib.suppress(pydantic.ValidationError):
         Announcement.model_validate({"kind": "package", "package": value})
+
+
+@pytest.mark.parametrize(
+    ("address", "ok"),
+    [
+        ("http://127.1.0.5:7070", True),
+        ("http://[fd00::5]:7070", True),
+        ("https://node-a.example:443", True),
+        ("ftp://127.0.0.1:1", False),
+        ("http://127.0.0.1:1/path", False),
+        ("http://user@127.0.0.1:1", False),
+    ],
+)
+def test_peer_addresses(address: str, ok: bool) -> None:
+    body = {"address": address}
+    if ok:
+        assert Hello.model_validate(body).address == address
+    else:
+        with pytest.raises(pydantic.ValidationError):
+            Hello.model_validate(body)

@@ -147,4 +147,15 @@ def test_expired_records_are_not_live_and_sole_providers_are_found() -> None:
     assert table.sole("a") == ["p"]
     table.drop_peer("a", 5)
     assert table.peers_of("q") == {"b"}
-    assert table.count("p") == 0
+    assert table.count("p", 0.0) == 0
+
+
+def test_a_full_package_keeps_the_longest_lived_providers() -> None:
+    table = ProviderTable(per_package=2)
+    assert table.set(_row("a", 1, expires=10.0))
+    assert table.set(_row("b", 1, expires=20.0))
+    assert not table.set(_row("c", 1, expires=5.0))  # would expire first: refused
+    assert table.set(_row("d", 1, expires=30.0))  # replaces "a", the soonest to expire
+    assert table.peers_of("p") == {"b", "d"}
+    assert table.prune(25.0) == 1
+    assert table.peers_of("p") == {"d"}
