@@ -8,8 +8,7 @@ from typing import Final
 NAME_MAX: Final = 128
 VERSION_MAX: Final = 64
 DESCRIPTION_MAX: Final = 4_096
-CATEGORY_MAX: Final = 64
-TAG_MAX: Final = 64
+TAG_MAX: Final = 64  # also categories (same label syntax)
 TAGS_MAX: Final = 32
 CONTENT_MAX_BYTES: Final = 64 * 1024 * 1024
 DOWNLOADS_MAX: Final = 2**53  # exact in a JSON number and a float

@@ -46,7 +46,7 @@ _COVERED = "(" + " ".join(f'"{c}"' for c in COMPONENTS) + ")"
 _INPUT_RE = re.compile(
     r'^sig1=\("@method" "@path" "@query" "content-digest"\)'
     r";created=(?P<created>[0-9]{1,12})"
-    r';nonce="(?P<nonce>[0-9a-f]{16,64})"'
+    rf';nonce="(?P<nonce>[0-9a-f]{{16,{limits.NONCE_MAX}}})"'
     r';keyid="(?P<keyid>[a-z0-9]{8,128})"'
     r';alg="ed25519"$'
 )
