@@ -9,7 +9,7 @@
 # downloaded, never installed; the binary is checked against HELM_SHA256.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-# shellcheck source=versions.env
+# shellcheck source=hack/versions.env
 source "$here/versions.env"
 
 cache="${MARKETPLACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-fleet}"

@@ -24,7 +24,7 @@ suite=bookworm
 base_packages=python3,python3-venv
 base_ref="localhost/marketplace-fleet/base:$suite-$(echo "$suite $base_packages" | sha256sum | cut -c1-8)"
 # What the wheel is built from (setuptools finds packages under node, operator, hack).
-image_inputs="pyproject.toml README.md node operator hack/local_kubelet"
+image_inputs=(pyproject.toml README.md node operator hack/local_kubelet)
 python="$root/.venv/bin/python"
 [[ -x "$python" ]] || python="$(command -v python3)"
 
@@ -36,7 +36,7 @@ source_tag() {
   local version files
   version="$(sed -n 's/^version = "\(.*\)"/\1/p' "$root/pyproject.toml" | head -1)"
   files="$(cd "$root" && git ls-files --cached --others --exclude-standard -- \
-    $image_inputs images | sort -u)"
+    "${image_inputs[@]}" images | sort -u)"
   echo "$version-dev.$( (cd "$root" && echo "$base_ref" && xargs -r sha256sum <<<"$files") \
     | sha256sum | cut -c1-12)"
 }
@@ -82,7 +82,7 @@ make_context() {
   rm -rf "$ctx"
   mkdir -p "$ctx/wheelhouse" "$ctx/src"
   # A clean copy, so no stale build/ directory of the checkout leaks in.
-  (cd "$root" && git ls-files -z --cached --others --exclude-standard -- $image_inputs \
+  (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "${image_inputs[@]}" \
     | tar --null --files-from=- -c) | tar -x -C "$ctx/src"
   "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
     --wheel-dir "$ctx/wheelhouse" "$ctx/src" >&2
