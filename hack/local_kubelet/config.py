@@ -39,7 +39,8 @@ class Settings(BaseSettings):
     max_backoff_seconds: float = Field(default=300.0, gt=0)
     lease_seconds: int = 40
     heartbeat_seconds: float = 10.0
-    resync_seconds: float = 10.0
+    # Watches bring Secret/ConfigMap changes at once; the resync is a safety net.
+    resync_seconds: float = 30.0
     max_pods: int = 110
     # The Node's capacity; default: this machine's. Nothing enforces it (no
     # cgroups), so a larger figure only lets the scheduler place more pods.

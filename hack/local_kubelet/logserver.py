@@ -40,8 +40,15 @@ def make_app(locate: LogLocator, still_running: Callable[[Path], bool]) -> web.A
         info = request.match_info
         previous = request.query.get("previous") in ("true", "1")
         path = locate(info["namespace"], info["pod"], info["container"], previous)
-        if path is None or not path.exists():
-            raise web.HTTPNotFound(text=f"no logs for container {info['container']!r}\n")
+        if path is None:
+            raise web.HTTPNotFound(
+                text=f'container "{info["container"]}" of pod "{info["pod"]}" is not on this node\n'
+            )
+        if not path.exists():
+            # What a kubelet answers, and kubectl shows, before the first start.
+            raise web.HTTPBadRequest(
+                text=f'container "{info["container"]}" in pod "{info["pod"]}" is waiting to start\n'
+            )
         data = path.read_bytes()
         body = tail_bytes(data, _int(request, "tailLines"), _int(request, "limitBytes"))
         if request.query.get("follow") not in ("true", "1"):
