@@ -38,7 +38,11 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ann_id TEXT NOT NULL UNIQUE,
-    body TEXT NOT NULL
+    body TEXT NOT NULL,
+    kind TEXT NOT NULL DEFAULT '',
+    peer TEXT,
+    package TEXT,
+    created INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS packages (
     id TEXT PRIMARY KEY,
@@ -56,6 +60,16 @@ CREATE TABLE IF NOT EXISTS providers (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
+_CHANGES_COLUMNS = {  # added after the first release: migrated in place by `open()`
+    "kind": "TEXT NOT NULL DEFAULT ''",
+    "peer": "TEXT",
+    "package": "TEXT",
+    "created": "INTEGER NOT NULL DEFAULT 0",
+}
+_INDEXES = """
+CREATE INDEX IF NOT EXISTS changes_provider ON changes(peer, package) WHERE peer IS NOT NULL;
+"""
+_PROVIDER_KINDS = ("provider_added", "provider_removed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +102,11 @@ class Store:
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
             db.executescript(_SCHEMA)
+            present = {row[1] for row in db.execute("PRAGMA table_info(changes)")}
+            for column, decl in _CHANGES_COLUMNS.items():
+                if column not in present:
+                    db.execute(f"ALTER TABLE changes ADD COLUMN {column} {decl}")
+            db.executescript(_INDEXES)
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
@@ -202,13 +221,16 @@ def _apply_all(
 
 
 def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Applied | None:
+    subject = _provider_subject(ann)
     cur = db.execute(
-        "INSERT OR IGNORE INTO changes(ann_id, body) VALUES(?, ?)",
-        (ann.id, ann.model_dump_json(by_alias=True)),
+        "INSERT OR IGNORE INTO changes(ann_id, body, kind, peer, package, created)"
+        " VALUES(?, ?, ?, ?, ?, ?)",
+        (ann.id, ann.model_dump_json(by_alias=True), ann.kind.value, *subject, ann.created),
     )
     if cur.rowcount == 0:
         return None
     seq = int(cur.lastrowid or 0)
+    _compact(db, ann, subject)
     new_package = False
     if ann.kind in PACKAGE_KINDS and ann.package is not None:
         meta = ann.package
@@ -237,3 +259,37 @@ def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Ap
             "DELETE FROM providers WHERE peer_id = ? AND updated <= ?", (ann.origin, ann.created)
         )
     return Applied(seq=seq, new_package=new_package)
+
+
+def _provider_subject(ann: Announcement) -> tuple[str | None, str | None]:
+    """(peer, package) of announcements that only carry provider state, else (None, None)."""
+    if ann.kind.value in _PROVIDER_KINDS and ann.provider is not None:
+        return ann.provider.peer_id, ann.provider.package_id
+    if ann.kind is AnnouncementKind.PEER_LEAVING:
+        return ann.origin, ""
+    return None, None
+
+
+def _compact(
+    db: sqlite3.Connection, ann: Announcement, subject: tuple[str | None, str | None]
+) -> None:
+    """Keep the change log bounded: only the newest provider-state announcement per
+    (peer, package) stays (republishing every TTL/3 would otherwise grow it forever), and a
+    peer's `peer_leaving` supersedes all of its older provider announcements. Package
+    announcements are never removed. Gaps in `seq` are fine for sync and subscribe."""
+    peer, package = subject
+    if peer is None:
+        return
+    newest = db.execute(
+        "SELECT seq FROM changes WHERE peer = ? AND package = ?"
+        " ORDER BY created DESC, seq DESC LIMIT 1",
+        (peer, package),
+    ).fetchone()[0]
+    db.execute(
+        "DELETE FROM changes WHERE peer = ? AND package = ? AND seq != ?", (peer, package, newest)
+    )
+    if ann.kind is AnnouncementKind.PEER_LEAVING:
+        db.execute(
+            "DELETE FROM changes WHERE peer = ? AND package != '' AND created <= ?",
+            (peer, ann.created),
+        )

@@ -25,13 +25,16 @@ MAX_PAGES_PER_PULL = 1_000
 
 
 async def serve(service: NodeService, after: int, limit: int) -> ChangePage:
-    rows = await service.store.changes_after(after, min(limit, limits.SYNC_PAGE_MAX))
+    """One page of our change log after `after`. `more` means "the page was full": the log
+    has gaps (compaction), so comparing with the newest seq could promise rows that are gone."""
+    page_size = min(limit, limits.SYNC_PAGE_MAX)
+    rows = await service.store.changes_after(after, page_size)
     changes = tuple(
         Change(seq=seq, announcement=Announcement.model_validate_json(body)) for seq, body in rows
     )
     last = changes[-1].seq if changes else after
     return ChangePage(
-        changes=changes, last_seq=last, head=service.last_seq, more=last < service.last_seq
+        changes=changes, last_seq=last, head=service.last_seq, more=len(changes) == page_size
     )
 
 

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from marketplace_node import identity, sealing
 from marketplace_node.blobs import BlobStore
 from marketplace_node.errors import IntegrityError, PayloadTooLarge
-from marketplace_node.model import AnnouncementKind
+from marketplace_node.model import Announcement, AnnouncementKind
 from marketplace_node.store import Store
 from marketplace_node.testing import PUBLISHER, package, package_announcement, provider_announcement
 
@@ -92,3 +94,39 @@ def test_prepare_removes_leftovers_of_a_crash(tmp_path: Path) -> None:
     (root / "abc.tmp").write_bytes(b"half")
     BlobStore(root).prepare()
     assert list(root.iterdir()) == []
+
+
+async def test_the_change_log_keeps_only_the_newest_provider_state(tmp_path: Path) -> None:
+    store = Store(tmp_path / "db")
+    await store.open()
+    meta = package("kept")
+    other = identity.Identity.generate()
+    await store.apply(package_announcement(meta), now_wall=0)
+    for created in (100, 300, 200):  # republished, one copy arriving late
+        await store.apply(provider_announcement(meta.id, other, created=created), now_wall=0)
+    kinds = [Announcement.model_validate_json(b) for _, b in await store.changes_after(0, 100)]
+    assert [(a.kind, a.created) for a in kinds] == [
+        (AnnouncementKind.PACKAGE, 100),
+        (AnnouncementKind.PROVIDER_ADDED, 300),
+    ]
+    leaving = sealing.announce(other, AnnouncementKind.PEER_LEAVING, created=400)
+    await store.apply(leaving, now_wall=0)
+    kinds = [Announcement.model_validate_json(b) for _, b in await store.changes_after(0, 100)]
+    assert [a.kind for a in kinds] == [AnnouncementKind.PACKAGE, AnnouncementKind.PEER_LEAVING]
+    assert await store.providers(now_wall=0) == []
+    await store.close()
+
+
+async def test_an_old_database_is_migrated_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " ann_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL)"
+    )
+    old.commit()
+    old.close()
+    store = Store(path)
+    await store.open()
+    assert await store.apply(package_announcement(package("after")), now_wall=0) is not None
+    await store.close()

@@ -12,7 +12,7 @@ from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Announcement, Change, ChangePage
 from marketplace_node.service import NodeService
-from marketplace_node.testing import package, package_announcement
+from marketplace_node.testing import package, package_announcement, provider_announcement
 from prometheus_client import CollectorRegistry
 
 PAGE = 2
@@ -36,7 +36,7 @@ class FakePeerLog:
         last = page[-1].seq if page else after
         head = len(self.log)
         return (
-            ChangePage(changes=tuple(page), last_seq=last, head=head, more=last < head)
+            ChangePage(changes=tuple(page), last_seq=last, head=head, more=len(page) == PAGE)
             .model_dump_json(by_alias=True)
             .encode()
         )
@@ -100,3 +100,24 @@ async def test_a_forged_change_is_skipped_and_counted_against_the_peer(
         )
         == 1.0
     )
+
+
+async def test_serving_a_compacted_log_pages_through_its_gaps_and_ends(
+    service: NodeService,
+) -> None:
+    other = identity.Identity.generate()
+    meta = package("gappy")
+    await service.accept(package_announcement(meta), sender=None, forward=False)
+    for created in (300, 100, 200):  # the late, older copies are compacted away at once
+        await service.accept(
+            provider_announcement(meta.id, other, created=created), sender=None, forward=False
+        )
+    seen, after = [], 0
+    for _ in range(10):
+        page = await sync.serve(service, after, 1)
+        seen += [c.seq for c in page.changes]
+        after = page.last_seq
+        if not page.more:
+            break
+    assert len(seen) == 2  # the package and the newest provider state
+    assert not page.more
