@@ -2,15 +2,15 @@
 
 On one fleet of `BENCH_POLICY_NODES` (default 50) real node processes, in one run:
 
-1. push — the operator (ConfigMap first, then `PUT /admin/v1/policy` to every node);
-2. ConfigMap volume only — the operator stopped; the same document written to the
+1. push — the operator (ConfigMap write and `PUT /admin/v1/policy` to every node at once);
+2. ConfigMap volume only — the operator's policy path off; the same document written to the
    fleet ConfigMap, which the kubelet projects into each pod and the node re-reads.
    The local kubelet refreshes projected ConfigMaps on a watch event (so the
    *measured* number is optimistic); a real kubelet refreshes them on its periodic
    sync, default `syncFrequency` 1 min (Kubernetes docs, "Mounted ConfigMaps are
    updated automatically"): the *modelled* number adds a sync phase spread
    uniformly over 0-60 s across nodes and trials;
-3. direct watch — the operator stopped; one informer per node (a watch on BanLists
+3. direct watch — the operator's policy path off; one informer per node (a watch on BanLists
    held by this process, one connection per node, as if every node held API
    credentials), each recomputing the policy and applying it to its own node.
 
@@ -93,13 +93,16 @@ class Operator:
     log_dir: Path
     proc: subprocess.Popen[bytes] | None = None
 
-    def start(self) -> None:
+    def start(self, *, policy: bool = True) -> None:
+        """Start the operator; `policy=False` runs it with fleet policy off (the baselines keep
+        the node reconcilers' load, only the policy path is absent)."""
         log = (self.log_dir / f"bench-policy-operator-{self.namespace}.log").open("ab")
         port = _free_port()
+        env = {**os.environ, "MARKETPLACE_OPERATOR_POLICY_ENABLED": "true" if policy else "false"}
         self.proc = subprocess.Popen(
             [str(ROOT / ".venv/bin/marketplace-operator"), "-n", self.namespace,
              "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{port}/healthz"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
         )  # fmt: skip
         http = urllib3.PoolManager()
         _wait("operator liveness", lambda: _alive(http, port), deadline=60)
@@ -457,6 +460,7 @@ def main() -> int:
         push = _trials("push (operator)", ips, writer.add, deadline=30)
         operator_rss = operator.rss_mib()
         operator.stop()
+        operator.start(policy=False)
         cm = _trials("ConfigMap, local kubelet", ips, ConfigMapOnly(kube, namespace, writer).add,
                      deadline=120)  # fmt: skip
         informers = Informers(namespace, ips, _token(kube, namespace), base=10_000)
@@ -467,6 +471,7 @@ def main() -> int:
             informers.stop()
         print(f"operator RSS with {len(ips)} nodes: {operator_rss:.0f} MiB")
         verdict = _report(push, cm, watched)
+        operator.stop()
         operator.start()  # versions above the informers': it reads nodes' 409s and overtakes
         _large(kube, namespace, ips, operator)
         return verdict

@@ -295,20 +295,22 @@ class PolicyHolder:
     """Put in the operator's memo at startup; kopf gives each object a shallow copy of the
     memo, so the runtime must live in a shared mutable holder, not in a memo attribute."""
 
+    settings: PolicySettings
     runtime: PolicyRuntime | None = None
 
 
 @kopf.on.startup()
 async def policy_start(memo: kopf.Memo, **_: Any) -> None:
-    memo.policy = PolicyHolder()
+    memo.policy = PolicyHolder(PolicySettings())
 
 
-def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime:
+def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None:
+    """The running worker, started on first use; None when fleet policy is disabled."""
     holder: PolicyHolder = memo.policy
-    if holder.runtime is not None:
+    if holder.runtime is not None or not holder.settings.enabled:
         return holder.runtime
     ctx: Context = memo.ctx
-    settings = PolicySettings()
+    settings = holder.settings
     inputs = IndexInputs(
         kwargs["policy_banlists"], kwargs["policy_ratelimitpolicies"], kwargs["mnode_fleet_pods"]
     )
@@ -355,6 +357,8 @@ async def policy_object_event(
 ) -> None:
     """A spec change (generation) or a deletion marks the namespace's fleets dirty."""
     runtime = _runtime(memo, kwargs)
+    if runtime is None:
+        return
     key = (resource.plural, str(namespace), name)
     generation = int(body.get("metadata", {}).get("generation", 0))
     if type == "DELETED":
@@ -380,7 +384,7 @@ async def policy_pod_event(
     """A node's pod got, changed or lost its address: its fleet needs a round."""
     runtime = _runtime(memo, kwargs)
     fleet = labels.get(names.FLEET_LABEL)
-    if fleet is None:
+    if runtime is None or fleet is None:
         return
     status, meta = body.get("status") or {}, body.get("metadata") or {}
     address = (status.get("podIP"), meta.get("deletionTimestamp") is not None, meta.get("uid", ""))

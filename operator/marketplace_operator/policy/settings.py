@@ -9,6 +9,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class PolicySettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MARKETPLACE_OPERATOR_POLICY_", extra="forbid")
 
+    enabled: bool = Field(
+        default=True,
+        description="Run fleet policy (push, ConfigMap, auto bans); off leaves policy to others.",
+    )
     gather_seconds: float = Field(
         default=0.005, ge=0, le=5, description="Wait after a first change to gather more."
     )
