@@ -165,7 +165,9 @@ class PodWorker:
             grace_seconds=float(self.pod.spec.termination_grace_period_seconds),
             session=self._deps.session,
         )
-        return ContainerRunner(container, config, plan=plan, notify=self._notify)
+        runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
+        runner.restart_count = restarts_before(self.pod, container.name)
+        return runner
 
     # --- the life cycle ------------------------------------------------------------
 
@@ -327,3 +329,19 @@ class PodWorker:
             if not self._gone and not await self._patch_status():
                 await asyncio.sleep(1.0)
                 self._dirty.set()
+
+
+def restarts_before(pod: Pod, container: str) -> int:
+    """Where the restart count goes on when a restarted kubelet restarts a container.
+
+    The pod's status still shows the earlier kubelet's container; if it ever
+    ran, starting it again is one more restart, as a user reading the count expects.
+    """
+    for entry in pod.status.container_statuses:
+        if entry.get("name") != container:
+            continue
+        state = entry.get("state") or {}
+        ran = "running" in state or "terminated" in state or entry.get("lastState")
+        count = int(entry.get("restartCount", 0))
+        return count + 1 if ran else count
+    return 0

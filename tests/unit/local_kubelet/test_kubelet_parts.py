@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from local_kubelet import ips, logserver, probes, provisioner
 from local_kubelet.model import ContainerPort, Pod, Probe
+from local_kubelet.pod_worker import restarts_before
 
 
 def test_pool_gives_each_owner_one_stable_address_and_reuses_released_ones() -> None:
@@ -140,3 +141,25 @@ def test_model_reads_the_api_spelling_of_acronym_fields() -> None:
     assert pod.spec.volumes[1].projected is not None
     assert pod.spec.volumes[1].projected.sources[0].downward_api is not None
     assert pod.status.pod_ip == "127.1.0.2"
+
+
+def test_a_restarted_kubelet_continues_the_restart_count() -> None:
+    def with_status(*entries: dict[str, object]) -> Pod:
+        return Pod.model_validate(
+            {
+                "metadata": {"name": "p"},
+                "spec": {"containers": [{"name": "c"}]},
+                "status": {"containerStatuses": list(entries)},
+            }
+        )
+
+    assert restarts_before(with_status(), "c") == 0
+    waiting = {
+        "name": "c",
+        "restartCount": 0,
+        "state": {"waiting": {"reason": "ContainerCreating"}},
+    }
+    assert restarts_before(with_status(waiting), "c") == 0
+    running = {"name": "c", "restartCount": 2, "state": {"running": {}}}
+    assert restarts_before(with_status(running), "c") == 3
+    assert restarts_before(with_status(running), "other") == 0
