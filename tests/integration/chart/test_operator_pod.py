@@ -153,3 +153,83 @@ def _pod_uid_or_none(cluster: Cluster, name: str) -> str | None:
         "get", "pod", name, "-n", FLEET_NS, "-o", "jsonpath={.metadata.uid}", check=False
     )
     return done.stdout.strip() or None
+
+
+HA_RELEASE, HA_NAMESPACE, HA_FLEET_NS = "mpo-ha", "mp-ha", "fleet-ha"
+
+
+def _peers(cluster: Cluster) -> list[str]:
+    """Replica pod names in the KopfPeering, highest priority (the active one) first."""
+    peering = cluster.get("kopfpeering", "marketplace-operator", "-n", HA_FLEET_NS)
+    status: dict[str, dict[str, int]] = peering.get("status") or {}
+    return [name for name, _ in sorted(status.items(), key=lambda kv: -kv[1]["priority"])]
+
+
+def _mentions(cluster: Cluster, pod: str, text: str) -> int:
+    logs = cluster.kubectl_run("logs", pod, "-n", HA_NAMESPACE).stdout
+    return sum(text in line for line in logs.splitlines() if "aiohttp.access" not in line)
+
+
+def _node(cluster: Cluster, name: str) -> None:
+    cluster.kubectl_run(
+        "apply",
+        "-f",
+        "-",
+        stdin=yaml.safe_dump(
+            {
+                "apiVersion": "marketplace.p2p.dev/v1alpha1",
+                "kind": "MarketplaceNode",
+                "metadata": {"name": name, "namespace": HA_FLEET_NS},
+                "spec": {},
+            }
+        ),
+    )
+    _wait(
+        cluster,
+        timeout=120,
+        what=f"MarketplaceNode {name} Ready",
+        check=f"mnode {name} -n {HA_FLEET_NS} -o jsonpath="
+        '{.status.conditions[?(@.type=="Ready")].status}',
+    )
+
+
+def test_ha_one_replica_acts_and_the_standby_takes_over(
+    cluster_helm: Helm, chart_cluster: Cluster
+) -> None:
+    for ns in (HA_NAMESPACE, HA_FLEET_NS):
+        chart_cluster.kubectl_run("create", "namespace", ns, check=False)
+    cluster_helm(
+        "install",
+        HA_RELEASE,
+        str(CHART),
+        "-n",
+        HA_NAMESPACE,
+        "--take-ownership",
+        "--wait",
+        values={
+            "image": {"repository": f"{IMAGES}/operator", "tag": "dev"},
+            "nodeImage": {"repository": f"{IMAGES}/node", "tag": "dev"},
+            "ha": {"enabled": True},
+            "scope": "namespaced",
+            "watchNamespaces": [HA_FLEET_NS],
+        },
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while len(peers := _peers(chart_cluster)) < 2:
+            if time.monotonic() > deadline:
+                pytest.fail(f"both replicas did not join the peering: {peers}")
+            time.sleep(1)
+        active, standby = peers[:2]
+        _node(chart_cluster, "before")
+        assert _mentions(chart_cluster, active, "before") > 0
+        assert _mentions(chart_cluster, standby, "before") == 0  # standing by, not acting
+
+        chart_cluster.kubectl_run("delete", "pod", active, "-n", HA_NAMESPACE, "--wait=true")
+        _node(chart_cluster, "after")
+        assert _mentions(chart_cluster, standby, "after") > 0  # took over
+    finally:
+        chart_cluster.kubectl_run(
+            "delete", "marketplacenodes", "--all", "-n", HA_FLEET_NS, "--timeout=60s", check=False
+        )
+        cluster_helm("uninstall", HA_RELEASE, "-n", HA_NAMESPACE, "--wait", check=False)
