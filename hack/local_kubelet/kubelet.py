@@ -35,6 +35,9 @@ class Kubelet:
         self._deps = deps
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        # Pods whose worker finished (deleted, waiting only for finalizers):
+        # later events for them start nothing.
+        self._finished: set[str] = set()
         # (namespace, kind, name) -> the watch task keeping it fresh
         self._object_watches: dict[tuple[str, str, str], asyncio.Task[None]] = {}
 
@@ -43,8 +46,11 @@ class Kubelet:
         uid = pod.metadata.uid
         worker = self.workers.get(uid)
         if kind == "DELETED":
+            self._finished.discard(uid)
             if worker is not None:
                 worker.gone()
+            return
+        if uid in self._finished:
             return
         if worker is not None:
             worker.update(pod)
@@ -61,6 +67,8 @@ class Kubelet:
         self.workers.pop(uid, None)
         if task is not None and not task.cancelled() and task.exception() is not None:
             log.error("pod worker %s crashed", uid, exc_info=task.exception())
+        elif task is not None and not task.cancelled():
+            self._finished.add(uid)
         self._sync_object_watches()
 
     def _sync_object_watches(self) -> None:

@@ -60,6 +60,9 @@ class PodWorker:
         self.init_runners: list[ContainerRunner] = []
         self._runner_tasks: list[asyncio.Task[None]] = []
         self._sandbox_ready = False
+        # Set once this worker starts the pod: only then is the status ours to
+        # write (a terminal pod seen after a kubelet restart keeps its status).
+        self._owns_status = False
         self._initialized = not pod.spec.init_containers
         self._sandbox_message = ""
         self._start_time = _now()
@@ -204,6 +207,10 @@ class PodWorker:
             log.warning("%s: volumes: %s", self.pod.key, exc)
 
     async def _run_pod(self) -> None:
+        if self._deleting():
+            return
+        self._owns_status = True
+        self._dirty.set()
         while not self._deleting():
             try:
                 await self._deps.volumes.sync(self.pod, self._context(), self._volumes)
@@ -262,7 +269,8 @@ class PodWorker:
         self._deps.volumes.remove(self.uid)
         if self._gone:
             return
-        await self._patch_status()
+        if self._owns_status:
+            await self._patch_status()
         meta = self.pod.metadata
         path = f"/api/v1/namespaces/{meta.namespace}/pods/{meta.name}"
         body = {"gracePeriodSeconds": 0, "preconditions": {"uid": meta.uid}}
@@ -326,7 +334,7 @@ class PodWorker:
             await self._dirty.wait()
             await asyncio.sleep(STATUS_DEBOUNCE_SECONDS)
             self._dirty.clear()
-            if not self._gone and not await self._patch_status():
+            if self._owns_status and not self._gone and not await self._patch_status():
                 await asyncio.sleep(1.0)
                 self._dirty.set()
 
