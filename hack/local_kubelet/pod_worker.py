@@ -54,7 +54,6 @@ class PodWorker:
         self._deps = deps
         self._changed = asyncio.Event()
         self._dirty = asyncio.Event()
-        self._refresh = asyncio.Event()
         self._gone = False
         self.runners: list[ContainerRunner] = []
         self.init_runners: list[ContainerRunner] = []
@@ -65,7 +64,11 @@ class PodWorker:
         self._owns_status = False
         self._initialized = not pod.spec.init_containers
         self._sandbox_message = ""
-        self._start_time = _now()
+        # A restarted kubelet keeps the start time the pod already reports.
+        reported = pod.status.start_time
+        self._start_time = (
+            datetime.fromisoformat(reported.replace("Z", "+00:00")) if reported else _now()
+        )
         self._last_status: dict[str, Any] | None = None
         self._volumes = PodVolumes(root=deps.volumes.pod_dir(pod.metadata.uid))
         host_network = pod.spec.host_network
@@ -90,7 +93,6 @@ class PodWorker:
 
     def refresh_volumes(self) -> None:
         """A Secret or ConfigMap the pod shows changed."""
-        self._refresh.set()
         self._changed.set()
 
     def gone(self) -> None:
@@ -190,7 +192,8 @@ class PodWorker:
                 await self._run_pod()
             while not self._deleting():
                 await self._wait_change(self._deps.settings.resync_seconds)
-                await self._sync_volumes()
+                if self._owns_status and not all(r.done for r in self.runners):
+                    await self._sync_volumes()
             await self._shut_down()
         finally:
             tasks = [status_task, *self._runner_tasks]
@@ -200,7 +203,6 @@ class PodWorker:
             self._deps.ips.release(self.uid)
 
     async def _sync_volumes(self) -> None:
-        self._refresh.clear()
         try:
             await self._deps.volumes.sync(self.pod, self._context(), self._volumes)
         except (VolumeError, KubeError) as exc:
