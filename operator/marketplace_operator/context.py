@@ -49,5 +49,7 @@ class Context:
     tokens: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     # pod uid -> digest of the members last pushed to that pod's node.
     pushed_members: dict[str, str] = field(default_factory=dict)
+    # StorageClass name -> its volumeBindingMode (None: could not read it).
+    binding_modes: dict[str, str | None] = field(default_factory=dict)
     # (namespace, pod) -> (ip, deleting, uid) as last seen, to tell address changes apart.
     pod_addresses: dict[NodeKey, tuple[str | None, bool, str]] = field(default_factory=dict)

@@ -9,16 +9,14 @@ import kopf
 
 
 class Reason(enum.StrEnum):
-    CREATED = "Created"
+    CHANGED = "ChildChanged"  # a child created, adopted, patched or deleted
     PHASE_CHANGED = "PhaseChanged"
     REPLACING = "Replacing"
     REPLACED = "PodDeleted"
     DRAINED = "Drained"
     DRAIN_SKIPPED = "DrainSkipped"
     DEGRADED = "Degraded"
-    CONFLICT = "OwnershipConflict"
     RECONCILE_FAILED = "ReconcileFailed"
-    NODE_UNREACHABLE = "NodeUnreachable"
 
 
 def normal(body: Any, reason: Reason, message: str) -> None:

@@ -29,10 +29,13 @@ class Resource:
     plural: str
     group: str = ""
     version: str = "v1"
+    namespaced: bool = True
 
     def path(self, namespace: str, name: str | None = None, sub: str | None = None) -> str:
+        """REST path; `namespace` is ignored for cluster-scoped resources."""
         base = f"/api/{self.version}" if not self.group else f"/apis/{self.group}/{self.version}"
-        path = f"{base}/namespaces/{namespace}/{self.plural}"
+        scope = f"/namespaces/{namespace}" if self.namespaced else ""
+        path = f"{base}{scope}/{self.plural}"
         if name is not None:
             path += f"/{name}"
         if sub is not None:
@@ -46,6 +49,7 @@ PVCS = Resource("persistentvolumeclaims")
 SECRETS = Resource("secrets")
 CONFIGMAPS = Resource("configmaps")
 MNODES = Resource("marketplacenodes", GROUP, VERSION)
+STORAGECLASSES = Resource("storageclasses", "storage.k8s.io", "v1", namespaced=False)
 FLEETS = Resource("marketplacefleets", GROUP, VERSION)
 PDBS = Resource("poddisruptionbudgets", "policy", "v1")
 

@@ -53,8 +53,9 @@ class Views:
     peer_ids: Mapping[str, str] = field(default_factory=dict)
     current_policy_version: int | None = None
 
-    def observed(self) -> plan.Observed:
+    def observed(self, binding_mode: str | None = None) -> plan.Observed:
         return plan.Observed(
+            binding_mode=binding_mode,
             pod=self.pod,
             service=self.service,
             pvc=self.pvc,
@@ -246,8 +247,9 @@ async def reconcile_once(
     port = desired.spec.p2p.port
     conflicts: list[str] = []
     replacing: str | None = None
-    actions = plan.plan(desired, views.observed(), now=datetime.now(UTC))
-    await _apply_concurrently(ctx, ref, [a for a in actions if _independent(a)])
+    binding = await _binding_mode(ctx, views.pvc) if views.pod is None else None
+    actions = plan.plan(desired, views.observed(binding), now=datetime.now(UTC))
+    await _apply_concurrently(ctx, body, ref, [a for a in actions if _independent(a)])
     for action in actions:
         if _independent(action) or isinstance(action, plan.WaitForVolume):
             continue  # done above / the claim's own watch event wakes this loop
@@ -267,10 +269,24 @@ async def reconcile_once(
             else:
                 replacing = "WaitingForFleetRollout"  # a Condition reason: CamelCase
         else:
-            await _apply_logged(ctx, ref, action)
+            await _apply_logged(ctx, body, ref, action)
     return await _write_status(
         ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts)
     )
+
+
+async def _binding_mode(ctx: Context, claim: Mapping[str, Any] | None) -> str | None:
+    """The claim's StorageClass `volumeBindingMode`, read once per class; None if unknown."""
+    name = ((claim or {}).get("spec") or {}).get("storageClassName")
+    if not name:
+        return None
+    if name not in ctx.binding_modes:
+        try:
+            sc = await actuate.run_blocking(ctx.kube.get, k8s.STORAGECLASSES, "", name)
+        except errors.KubeError:  # e.g. not allowed to read classes: fall back to the grace
+            sc = None
+        ctx.binding_modes[name] = (sc or {}).get("volumeBindingMode")
+    return ctx.binding_modes[name]
 
 
 def _independent(action: plan.Action) -> bool:
@@ -280,16 +296,21 @@ def _independent(action: plan.Action) -> bool:
     return isinstance(action, plan.CreateIdentity | plan.CreateAdminSecret)
 
 
-async def _apply_logged(ctx: Context, ref: names.NodeRef, action: plan.Action) -> None:
+async def _apply_logged(
+    ctx: Context, body: Mapping[str, Any], ref: names.NodeRef, action: plan.Action
+) -> None:
     done = await actuate.apply(ctx.kube, ref, action)
     if done:
         log.info("%s/%s: %s", ref.namespace, ref.name, done)
+        events.normal(body, events.Reason.CHANGED, done)
 
 
-async def _apply_concurrently(ctx: Context, ref: names.NodeRef, actions: list[plan.Action]) -> None:
+async def _apply_concurrently(
+    ctx: Context, body: Mapping[str, Any], ref: names.NodeRef, actions: list[plan.Action]
+) -> None:
     """Apply independent actions at once (each is one API call); re-raise the first error."""
     results = await asyncio.gather(
-        *(_apply_logged(ctx, ref, a) for a in actions), return_exceptions=True
+        *(_apply_logged(ctx, body, ref, a) for a in actions), return_exceptions=True
     )
     for result in results:
         if isinstance(result, BaseException):

@@ -122,6 +122,7 @@ class Observed:
     identity: dict[str, Any] | None = None
     admin_secret: dict[str, Any] | None = None
     policy_configmap: dict[str, Any] | None = None
+    binding_mode: str | None = None  # volumeBindingMode of the claim's StorageClass, if known
 
 
 def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
@@ -198,15 +199,19 @@ def needs_replacement(view: PodView, desired_hash: str) -> str | None:
     return None
 
 
-def volume_ready(claim: dict[str, Any] | None, now: datetime) -> bool:
+def volume_ready(
+    claim: dict[str, Any] | None, now: datetime, *, binding_mode: str | None = None
+) -> bool:
     """May the pod be created? Once its claim is Bound — a pod created earlier is marked
-    unschedulable and the scheduler may retry it only minutes later — or once the claim
-    has waited `PVC_BIND_GRACE` unbound, as a WaitForFirstConsumer class makes it wait
-    for a pod."""
+    unschedulable and the scheduler may retry it only minutes later — except that a
+    WaitForFirstConsumer class binds only for a pod: then at once. When the class's mode is
+    unknown, after the claim has waited `PVC_BIND_GRACE` unbound."""
     if claim is None:
         return False
     if (claim.get("status") or {}).get("phase") == "Bound":
         return True
+    if binding_mode is not None:
+        return binding_mode == "WaitForFirstConsumer"
     created = claim.get("metadata", {}).get("creationTimestamp")
     if created is None:
         return False
@@ -216,7 +221,7 @@ def volume_ready(claim: dict[str, Any] | None, now: datetime) -> bool:
 
 def _plan_pod(desired: Desired, observed: Observed, now: datetime) -> list[Action]:
     if observed.pod is None:
-        if not volume_ready(observed.pvc, now):
+        if not volume_ready(observed.pvc, now, binding_mode=observed.binding_mode):
             return [WaitForVolume(names.data_pvc_name(desired.ref.name))]
         return [Create(Kind.POD, pod.pod(desired.ref, desired.pod_inputs))]
     return _plan_existing_pod(desired, observed.pod)

@@ -111,7 +111,9 @@ def claim(*, phase: str, age: timedelta) -> dict[str, Any]:
         ("Pending", node.PVC_BIND_GRACE, True),  # e.g. WaitForFirstConsumer: needs the pod
     ],
 )
-def test_pod_waits_for_its_volume_to_bind(phase: str, age: timedelta, creates_pod: bool) -> None:
+def test_pod_waits_for_its_volume_to_bind_when_the_class_is_unknown(
+    phase: str, age: timedelta, creates_pod: bool
+) -> None:
     d = desired()
     world = node.Observed(
         **{**existing(d).__dict__, "pod": None, "pvc": claim(phase=phase, age=age)}
@@ -207,6 +209,25 @@ def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
             assert p.strategic
             assert [r["uid"] for r in p.patch["metadata"]["ownerReferences"]] == ["uid-2"]
             assert p.patch["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+@pytest.mark.parametrize(
+    ("mode", "phase", "creates_pod"),
+    [
+        ("Immediate", "Pending", False),
+        ("Immediate", "Bound", True),
+        ("WaitForFirstConsumer", "Pending", True),
+    ],
+)
+def test_binding_mode_decides_without_a_grace(mode: str, phase: str, creates_pod: bool) -> None:
+    d = desired()
+    old_claim = claim(phase=phase, age=node.PVC_BIND_GRACE * 10)
+    world = node.Observed(
+        **{**existing(d).__dict__, "pod": None, "pvc": old_claim, "binding_mode": mode}
+    )
+    assert kinds(node.plan(d, world, now=NOW)) == (
+        ["Create:pod"] if creates_pod else ["WaitForVolume"]
+    )
 
 
 # --- joined -------------------------------------------------------------------------------
