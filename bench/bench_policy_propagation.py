@@ -150,6 +150,18 @@ def _quietly(probe: Callable[[], Any]) -> Any:
         return None
 
 
+def _retrying(call: Callable[[], Any], *, attempts: int = 5) -> Any:
+    """An API call retried on timeouts (creates are idempotent: AlreadyExists is None)."""
+    for attempt in range(attempts):
+        try:
+            return call()
+        except errors.Unavailable:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0)
+    return None
+
+
 def _serving_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:
     http = urllib3.PoolManager(maxsize=8)
     ips = {}
@@ -434,7 +446,7 @@ def _large(kube: k8s.Kube, namespace: str, ips: dict[str, str], operator: Operat
     target = Identity.generate()
     started = time.monotonic()
     for body in _big_lists(namespace, target):
-        kube.create(BANLISTS, body)
+        _retrying(lambda body=body: kube.create(BANLISTS, body))  # type: ignore[misc]
     per_node = asyncio.run(_enforcement(ips, target, started, deadline=300))
     print(
         f"10,000 bans in 5 BanLists: every node of {len(ips)} enforcing after "
