@@ -361,7 +361,7 @@ async def bench_gossip(root: Path) -> float:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         started = time.monotonic()
         for url in urls:
-            await wait_ok(http, f"{url}/readyz")
+            await wait_ok(http, f"{url}/readyz", within=180)  # 20 interpreters starting at once
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             sizes = []
