@@ -170,14 +170,34 @@ def container_env(
     return env
 
 
-def container_mounts(container: Container, volume_dirs: Mapping[str, str]) -> tuple[Mount, ...]:
-    """Bind mounts for the container's volumeMounts, from volume name to host dir."""
+# The rest of a container's filesystem is the host's: a mount over one of these
+# (or over the checkout, where the virtualenv lives) would hide what it runs on.
+SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/proc", "/sys", "/dev")
+
+
+def _hides(mount_path: str, keep: Path) -> bool:
+    path = PurePosixPath(mount_path)
+    return str(path) in SYSTEM_DIRS or PurePosixPath(keep).is_relative_to(path)
+
+
+def container_mounts(
+    container: Container, volume_dirs: Mapping[str, str], *, keep: Path = Path("/")
+) -> tuple[Mount, ...]:
+    """Bind mounts for the container's volumeMounts, from volume name to host dir.
+
+    `keep` (the checkout) and system directories may not be mounted over.
+    """
     mounts: list[Mount] = []
     for vm in container.volume_mounts:
         if vm.name not in volume_dirs:
             raise ContainerConfigError(f"volumeMount {vm.name!r} names no volume of the pod")
         if not PurePosixPath(vm.mount_path).is_absolute():
             raise ContainerConfigError(f"mountPath {vm.mount_path!r} is not absolute")
+        if _hides(vm.mount_path, keep):
+            raise ContainerConfigError(
+                f"mountPath {vm.mount_path!r} would hide {keep} or a system directory, which "
+                "the local kubelet's containers share with the host; choose another path"
+            )
         source = Path(volume_dirs[vm.name])
         if vm.sub_path:
             sub = PurePosixPath(vm.sub_path)
@@ -212,6 +232,6 @@ def plan(
         container=container.name,
         argv=tuple(argv),
         env=env,
-        mounts=container_mounts(container, volume_dirs),
+        mounts=container_mounts(container, volume_dirs, keep=root),
         working_dir=container.working_dir or None,
     )

@@ -369,3 +369,59 @@ def test_exec_readiness_probe_and_pre_stop_hook_run_inside_the_container(
     wait(lambda: pod_gone(core, namespace, "hooks"), timeout=30, what="the pod object to go")
     assert (tmp_path / "pre-stop").read_text() == "ran"
     assert (tmp_path / "signal").read_text() == "SIGTERM"
+
+
+def test_init_containers_run_first_and_share_empty_dirs(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    body = python_pod(
+        "init",
+        "print(open('/seed/seed').read(), flush=True); import time; time.sleep(3600)",
+        container={"volumeMounts": [{"name": "work", "mountPath": "/seed"}]},
+        volumes=[{"name": "work", "emptyDir": {}}],
+        initContainers=[
+            {
+                "name": "seed",
+                "image": "python:3.11-slim",
+                "command": ["python", "-c", "open('/seed/seed', 'w').write('seeded')"],
+                "volumeMounts": [{"name": "work", "mountPath": "/seed"}],
+            }
+        ],
+    )
+    core.create_namespaced_pod(namespace, body=body)
+    pod = wait(
+        lambda: (p := core.read_namespaced_pod("init", namespace)).status.phase == "Running" and p,
+        timeout=60,
+        what="the pod to run",
+    )
+    (seed,) = pod.status.init_container_statuses
+    assert seed.state.terminated.exit_code == 0
+    assert {c.type: c.status for c in pod.status.conditions}["Initialized"] == "True"
+    wait(
+        lambda: "seeded" in core.read_namespaced_pod_log("init", namespace, container="main"),
+        timeout=30,
+        what="the main container to read what the init container wrote",
+    )
+
+
+def test_a_failed_init_container_fails_a_never_restarting_pod(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    body = python_pod(
+        "badinit",
+        "print('must not run')",
+        restartPolicy="Never",
+        initContainers=[
+            {"name": "fail", "image": "python:3.11-slim", "command": ["python", "-c", "exit(4)"]}
+        ],
+    )
+    core.create_namespaced_pod(namespace, body=body)
+    pod = wait(
+        lambda: (
+            (p := core.read_namespaced_pod("badinit", namespace)).status.phase == "Failed" and p
+        ),
+        timeout=60,
+        what="the pod to fail",
+    )
+    assert pod.status.init_container_statuses[0].state.terminated.exit_code == 4
+    assert pod.status.container_statuses[0].state.waiting.reason == "Init:Error"

@@ -188,6 +188,9 @@ def test_mounts_bind_volume_dirs_at_mount_paths_with_subpaths_and_read_only() ->
         {"name": "nope", "mountPath": "/x"},
         {"name": "data", "mountPath": "relative"},
         {"name": "data", "mountPath": "/x", "subPath": "../escape"},
+        {"name": "data", "mountPath": "/repo"},  # the checkout: venv and code live there
+        {"name": "data", "mountPath": "/"},
+        {"name": "data", "mountPath": "/usr"},
     ],
 )
 def test_bad_mounts_are_config_errors(mount: dict[str, str]) -> None:
