@@ -109,6 +109,9 @@ def ctr(images: Images) -> Iterator[Ctr]:
             if daemon.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"containerd did not start: {(state / 'containerd.log').read_text()}")
             time.sleep(0.1)
+        current = {images.node, images.operator}
+        for stale in set(tool("images", "ls", "--quiet").stdout.split()) - current:
+            tool("images", "rm", stale)  # containerd collects their layers
         for archive in images.archives:
             tool("images", "import", str(archive), timeout=300)
         yield tool
