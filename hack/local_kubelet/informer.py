@@ -55,6 +55,11 @@ async def inform(
                         known[uid] = obj
                     await handler(kind, obj)
         except KubeError as exc:
-            if not exc.gone:
+            if exc.status == 403:
+                # The Node authorizer grants a Secret only while a pod of this
+                # node uses it: expected around pod creation and deletion.
+                log.info("watch %s forbidden for now; retrying", path)
+                await asyncio.sleep(retry_seconds * 2)
+            elif not exc.gone:
                 log.warning("watch %s failed (%s); relisting in %.0fs", path, exc, retry_seconds)
                 await asyncio.sleep(retry_seconds)
