@@ -1,14 +1,16 @@
 """Operator benchmark: 20 MarketplaceNodes to all Ready, next to a 20-replica Deployment.
 
 Both run the same node image on the same cluster in the same run, one after the other
-(the machine is small). "Ready" for a MarketplaceNode means serving *and* joined to its
-fleet (the readiness gate); the Deployment's pods only need their readiness probe, so the
-ratio prices membership. Also reported: the operator's RSS with the 20 nodes. Target:
+(the machine is small). A StatefulSet with the same per-node claims is shown as well: the
+Deployment's pods have no volume to provision, the MarketplaceNodes do. "Ready" for a
+MarketplaceNode means serving *and* joined to its fleet (the readiness gate); the
+Deployment's pods only need their readiness probe, so the ratio prices membership. Also reported: the operator's RSS with the 20 nodes. Target:
 ratio <= 1.2. Needs KUBECONFIG (``make bench`` sets it).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import signal
@@ -29,6 +31,7 @@ N = 20
 TARGET_RATIO = 1.2
 DEADLINE = 300.0
 DEPLOYMENTS = k8s.Resource("deployments", "apps", "v1")
+STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
 
 
 def _kubectl(*args: str) -> None:
@@ -93,6 +96,33 @@ def _deployment(namespace: str) -> dict[str, Any]:
                     "volumes": [{"name": "data", "emptyDir": {}}],
                 },
             },
+        },
+    }
+
+
+def _statefulset(namespace: str) -> dict[str, Any]:
+    """The Deployment's pods with the MarketplaceNode's storage: one 1Gi claim each."""
+    template = _deployment(namespace)["spec"]["template"]
+    template["spec"]["volumes"] = []
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "bench-node", "namespace": namespace},
+        "spec": {
+            "replicas": N,
+            "serviceName": "bench-node",
+            "podManagementPolicy": "Parallel",
+            "selector": {"matchLabels": {"app": "bench-node"}},
+            "template": template,
+            "volumeClaimTemplates": [
+                {
+                    "metadata": {"name": "data"},
+                    "spec": {
+                        "accessModes": ["ReadWriteOnce"],
+                        "resources": {"requests": {"storage": "1Gi"}},
+                    },
+                }
+            ],
         },
     }
 
@@ -193,10 +223,27 @@ def main() -> int:
         kube.delete(DEPLOYMENTS, ns_deploy, "bench-node")
         _wait("the Deployment's pods gone", lambda: _pods_gone(kube, ns_deploy))
 
+        kube.create(STATEFULSETS, _statefulset(ns_deploy))
+        t_sts = _wait(
+            f"{N} StatefulSet replicas ready",
+            lambda: (
+                (kube.get(STATEFULSETS, ns_deploy, "bench-node") or {})
+                .get("status", {})
+                .get("readyReplicas", 0)
+                >= N
+            ),
+        )
+        kube.delete(STATEFULSETS, ns_deploy, "bench-node")
+        _wait("the StatefulSet's pods gone", lambda: _pods_gone(kube, ns_deploy))
+
         started = time.monotonic()
-        for i in range(N):
-            kube.create(k8s.MNODES, _mnode(f"bench-{i:02d}", ns_op))
-        milestones: dict[str, float] = {}
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:  # as `kubectl apply` of a list
+            list(
+                pool.map(
+                    lambda i: kube.create(k8s.MNODES, _mnode(f"bench-{i:02d}", ns_op)), range(N)
+                )
+            )
+        milestones: dict[str, float] = {"MarketplaceNodes created": time.monotonic() - started}
 
         def progress() -> bool:
             now = time.monotonic() - started
@@ -222,6 +269,9 @@ def main() -> int:
     print(f"{N} MarketplaceNodes all Ready (joined): {t_operator:6.2f} s")
     print(f"{N}-replica Deployment all ready:        {t_deploy:6.2f} s")
     print(f"ratio operator/Deployment:               {ratio:6.2f}  (target <= {TARGET_RATIO})")
+    print(
+        f"20-replica StatefulSet, same 1Gi claims: {t_sts:6.2f} s  (ratio {t_operator / t_sts:.2f})"
+    )
     print(f"operator RSS with {N} nodes:              {rss:6.1f} MiB")
     for name, at in sorted(milestones.items(), key=lambda kv: kv[1]):
         print(f"  all {name + ':':34s} {at:6.2f} s")
