@@ -4,8 +4,9 @@ Both run the same node image on the same cluster in the same run, one after the 
 (the machine is small). A StatefulSet with the same per-node claims is shown as well: the
 Deployment's pods have no volume to provision, the MarketplaceNodes do. "Ready" for a
 MarketplaceNode means serving *and* joined to its fleet (the readiness gate); the
-Deployment's pods only need their readiness probe, so the ratio prices membership. Also reported: the operator's RSS with the 20 nodes. Target:
-ratio <= 1.2. Needs KUBECONFIG (``make bench`` sets it).
+Deployment's pods only need their readiness probe, so the ratio prices membership. Also
+reported: the operator's RSS with the 20 nodes. Target: ratio <= 1.2. Needs KUBECONFIG
+(``make bench`` sets it).
 """
 
 from __future__ import annotations
