@@ -95,6 +95,12 @@ def test_operator_pod_runs_a_fleet_through_its_life_without_forbidden_calls(
     operator.kubectl_run("apply", "-n", FLEET_NS, "-f", str(ROOT / "examples" / "fleet.yaml"))
     for name in ("market-a", "market-b", "market-c"):
         _ready(operator, name)
+    # GitOps: the user's manifests, applied again or diffed, show no drift once reconciled
+    fleet = str(ROOT / "examples" / "fleet.yaml")
+    drift = operator.kubectl_run("diff", "-n", FLEET_NS, "-f", fleet, check=False)
+    assert drift.returncode == 0, drift.stdout + drift.stderr
+    again = operator.kubectl_run("apply", "-n", FLEET_NS, "-f", fleet).stdout
+    assert again.count("unchanged") == 3, again
     # the per-fleet objects the operator creates, not only the nodes' children
     assert operator.get("marketplacefleets", "-n", FLEET_NS)["items"]
     assert operator.get("poddisruptionbudgets", "-n", FLEET_NS)["items"]
