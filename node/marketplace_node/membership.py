@@ -20,7 +20,7 @@ import logging
 from cachetools import LRUCache
 
 from marketplace_node import sync
-from marketplace_node.errors import NodeError
+from marketplace_node.errors import Forbidden, NodeError
 from marketplace_node.model import Hello, HelloReply
 from marketplace_node.service import NodeService
 
@@ -36,8 +36,13 @@ class Membership:
         self.candidates: LRUCache[str, None] = LRUCache(maxsize=CANDIDATES_MAX)
 
     def reply(self, sender: str, hello: Hello) -> HelloReply:
-        """Answer a peer's hello: record it, and share a sample of the peers we know."""
+        """Answer a peer's hello: record it, and share a sample of the peers we know.
+
+        Fleets do not mix: a hello naming another fleet is refused (403), so a
+        misconfigured bootstrap list cannot merge two fleets' catalogues."""
         svc = self.service
+        if hello.fleet != svc.settings.fleet:
+            raise Forbidden("peer belongs to another fleet", details={"fleet": hello.fleet})
         svc.peers.seen(
             sender,
             hello.address,
@@ -48,6 +53,7 @@ class Membership:
         return HelloReply(
             peer_id=svc.identity.peer_id,
             address=svc.settings.public_url,
+            fleet=svc.settings.fleet,
             peers=tuple((p.peer_id, p.address) for p in known),
         )
 
@@ -63,8 +69,8 @@ class Membership:
         except (NodeError, ValueError) as exc:
             logger.debug("hello to %s failed: %s", address, exc)
             return None
-        if reply.peer_id == svc.identity.peer_id:
-            return None
+        if reply.peer_id == svc.identity.peer_id or reply.fleet not in ("", svc.settings.fleet):
+            return None  # ourselves, or another fleet ("": a peer too old to say)
         is_new = reply.peer_id not in svc.peers
         if svc.peers.seen(
             reply.peer_id, address, svc.clock.monotonic(), pinned=address in svc.configured_peers

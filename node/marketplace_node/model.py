@@ -256,6 +256,7 @@ class Hello(Model):
 class HelloReply(Model):
     peer_id: PeerIdStr
     address: Address
+    fleet: str = Field(default="", max_length=63)
     peers: tuple[tuple[PeerIdStr, Address], ...] = Field(
         default=(), max_length=limits.PEER_EXCHANGE_MAX
     )

@@ -13,6 +13,7 @@ from marketplace_node import app, identity, limits, sealing, signing
 from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
+from marketplace_node.model import Hello
 from marketplace_node.service import NodeService
 from marketplace_node.testing import package, package_announcement
 from prometheus_client import CollectorRegistry
@@ -207,3 +208,18 @@ async def test_oversized_peer_body_is_refused(
             headers=signed(peer, "POST", "/p2p/v1/announce", body),
         )
         assert (resp.status, (await resp.json())["code"]) == (413, "payload_too_large")
+
+
+async def test_hello_from_another_fleet_is_refused(node: tuple[TestServer, NodeService]) -> None:
+    server, service = node
+    peer = identity.Identity.generate()
+    async with aiohttp.ClientSession() as http:
+        for fleet, expected in (("other", 403), ("default", 200)):
+            body = Hello(address="http://127.0.0.9:1", fleet=fleet).model_dump_json().encode()
+            resp = await http.post(
+                server.make_url("/p2p/v1/hello"),
+                data=body,
+                headers=signed(peer, "POST", "/p2p/v1/hello", body),
+            )
+            assert resp.status == expected
+    assert [p.peer_id for p in service.peers.all()] == [peer.peer_id]
