@@ -68,7 +68,8 @@ class Views:
 @dataclass
 class Outcome:
     phase: Phase | None = None
-    settled: bool = False
+    # Only the node itself can say when it joined (no watch tells): poll it soon.
+    joining: bool = False
 
 
 def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
@@ -241,7 +242,7 @@ async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: boo
 async def reconcile_once(
     ctx: Context, body: Mapping[str, Any], views: Views, *, stopped: Callable[[], bool]
 ) -> Outcome:
-    """Bring one node's children in line, report on it, and say whether it has settled."""
+    """Bring one node's children in line, report on it, and say whether it is joining."""
     desired = desired_of(ctx, body)
     ref = desired.ref
     port = desired.spec.p2p.port
@@ -400,7 +401,8 @@ async def _write_status(
             events.normal(body, events.Reason.PHASE_CHANGED, text)
     if new.phase is not None:
         ctx.phases[(ref.namespace, ref.name)] = new.phase
-    return Outcome(phase=new.phase, settled=new.phase in {Phase.READY, Phase.PAUSED})
+    joining = view is not None and view.phase == "Running" and not view.ready and not view.deleting
+    return Outcome(phase=new.phase, joining=joining)
 
 
 async def run(
@@ -419,10 +421,10 @@ async def run(
             wake.clear()
             started = time.monotonic()
             outcome = "error"
-            settled = False
+            joining = False
             try:
                 result = await reconcile_once(ctx, body, views(), stopped=stopped)
-                outcome, settled = "ok", result.settled
+                outcome, joining = "ok", result.joining
             except errors.OperatorError as exc:
                 outcome = "retry" if exc.retriable else "error"
                 log.warning("%s/%s: reconcile failed: %s", *key, exc.message)
@@ -430,10 +432,11 @@ async def run(
                     events.warning(body, events.Reason.RECONCILE_FAILED, exc.message)
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
+            # Everything but the node's own progress arrives as a watch event (a wakeup).
             interval = (
-                ctx.settings.poll_interval_seconds
-                if settled
-                else ctx.settings.startup_poll_interval_seconds
+                ctx.settings.startup_poll_interval_seconds
+                if joining
+                else ctx.settings.poll_interval_seconds
             )
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
             try:

@@ -22,10 +22,10 @@ class Settings(BaseSettings):
     all_namespaces: bool = Field(default=False, description="Watch every namespace.")
     default_node_image: str = Field(default=DEFAULT_NODE_IMAGE, min_length=1, max_length=512)
     poll_interval_seconds: float = Field(
-        default=5.0, gt=0, le=300, description="Admin status poll of a settled node."
+        default=5.0, gt=0, le=300, description="Resync of a node (changes arrive as watch events)."
     )
     startup_poll_interval_seconds: float = Field(
-        default=0.5, gt=0, le=60, description="Poll of a node that is not yet joined."
+        default=0.5, gt=0, le=60, description="Admin status poll of a running node not yet joined."
     )
     admin_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     admin_concurrency: int = Field(default=32, ge=1, le=1024)
