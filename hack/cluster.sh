@@ -6,7 +6,7 @@
 #   hack/cluster.sh up          # start what is not running; wait for /readyz and a Ready node
 #   hack/cluster.sh down        # stop every process it recorded (and the pods' processes)
 #   hack/cluster.sh status      # which recorded processes are alive
-#   hack/cluster.sh restart-kubelet  # pick up kubelet changes (its pods restart too)
+#   hack/cluster.sh restart-kubelet  # pick up kubelet changes; running pods are adopted
 #   hack/cluster.sh kubeconfig  # print the admin kubeconfig's absolute path
 #
 # Several clusters can run side by side: set CLUSTER_DIR and the ports below.

@@ -71,7 +71,8 @@ class ContainerRunner:
         self.started = False
         self.done = False
         self._crashes = 0
-        self._process: runtime.Process | None = None
+        self._process: runtime.Handle | None = None
+        self._adopt: tuple[runtime.Adopted, datetime] | None = None
         self._env: dict[str, str] = {}
         self._stopping = asyncio.Event()
         self._exited = asyncio.Event()
@@ -90,6 +91,11 @@ class ContainerRunner:
             done=self.done,
             pid=self._process.pid if self._process else None,
         )
+
+    def adopt(self, process: runtime.Adopted, started_at: datetime, restart_count: int) -> None:
+        """Take over a process an earlier kubelet run started, instead of a first start."""
+        self._adopt = (process, started_at)
+        self.restart_count = restart_count
 
     def log_file(self, attempt: int) -> Path:
         return self._config.log_dir / self.spec.name / f"{attempt}.log"
@@ -137,11 +143,20 @@ class ContainerRunner:
         self._env = dict(plan.env)
         self._exited.clear()
         self._liveness_failed = False
-        started_at = now()
-        self._process = await runtime.launch(
-            plan, log_file=self.log_file(self.restart_count), pid_file=self._config.pid_file
-        )
-        log.info("%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid)
+        if self._adopt is not None:
+            self._process, started_at = self._adopt
+            self._adopt = None
+            log.info(
+                "%s/%s adopted: pid %d", self._config.pod_key, self.spec.name, self._process.pid
+            )
+        else:
+            started_at = now()
+            self._process = await runtime.launch(
+                plan, log_file=self.log_file(self.restart_count), pid_file=self._config.pid_file
+            )
+            log.info(
+                "%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid
+            )
         self.started = self.spec.startup_probe is None
         self.ready = self.spec.readiness_probe is None and self.started
         self._set(Running(started_at))
@@ -269,4 +284,6 @@ class ContainerRunner:
     async def stop(self, grace: float) -> None:
         """Stop for good (pod deletion): no more restarts."""
         self._stopping.set()
+        if self._adopt is not None:  # never got to take it over
+            self._adopt[0].signal(signal.SIGKILL)
         await self._terminate(grace)

@@ -7,6 +7,7 @@ import contextlib
 import logging
 import os
 import shutil
+import signal
 from collections.abc import Callable
 from pathlib import Path
 
@@ -128,8 +129,12 @@ class Kubelet:
             for runner in worker.runners
         )
 
-    def reserve_ips(self, pods: list[JSON]) -> None:
-        """Before any worker allocates, keep each listed pod's reported IP for it."""
+    def on_pod_list(self, pods: list[JSON]) -> None:
+        """Before any worker starts: kill processes of pods no longer here, keep IPs."""
+        uids = {pod["metadata"]["uid"] for pod in pods}
+        leftovers = self._deps.leftovers
+        for key in [k for k in leftovers if k.split("_", 1)[0] not in uids]:
+            leftovers.pop(key).signal(signal.SIGKILL)
         for pod in pods:
             address = pod.get("status", {}).get("podIP")
             if address and not pod["spec"].get("hostNetwork"):
@@ -141,7 +146,7 @@ class Kubelet:
             "/api/v1/pods",
             self.on_pod,
             params={"fieldSelector": f"spec.nodeName={self._settings.node_name}"},
-            on_list=self.reserve_ips,
+            on_list=self.on_pod_list,
         )
 
 
@@ -159,9 +164,9 @@ def which_in(venv_bin: Path) -> Callable[[str], str | None]:
 
 async def main(settings: Settings) -> None:
     """Run until cancelled."""
-    killed = runtime.kill_leftovers(settings.pid_dir)
-    if killed:
-        log.info("killed %d container processes left by an earlier run", killed)
+    leftovers = runtime.recorded(settings.pid_dir)
+    if leftovers:
+        log.info("found %d container processes of an earlier run to adopt", len(leftovers))
     kube = Kube.from_kubeconfig(settings.kubeconfig)
     admin = Kube.from_kubeconfig(settings.admin_kubeconfig)
     async with aiohttp.ClientSession() as session:
@@ -175,6 +180,7 @@ async def main(settings: Settings) -> None:
             session=session,
             which=which_in(settings.venv_bin),
             base_env={"PATH": path, "HOME": "/root", "LANG": "C.UTF-8"},
+            leftovers=leftovers,
         )
         kubelet = Kubelet(settings, kube, deps)
         app = logserver.make_app(kubelet.locate_log, kubelet.log_is_live)

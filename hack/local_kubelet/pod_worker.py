@@ -6,15 +6,16 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import signal
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from local_kubelet import images, podspec, projection, status
+from local_kubelet import images, podspec, projection, runtime, status
 from local_kubelet.config import Settings
 from local_kubelet.container import ContainerRunner, RunnerConfig
 from local_kubelet.ips import IpPool
@@ -40,6 +41,8 @@ class Deps:
     session: aiohttp.ClientSession
     which: Callable[[str], str | None]
     base_env: dict[str, str]
+    # Container processes of an earlier kubelet run, by `<pod uid>_<container>`.
+    leftovers: dict[str, runtime.Adopted] = field(default_factory=dict)
 
 
 def _now() -> datetime:
@@ -172,7 +175,18 @@ class PodWorker:
         )
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)
+        leftover = self._deps.leftovers.pop(f"{self.uid}_{container.name}", None)
+        running = running_since(self.pod, container.name)
+        if leftover is not None and running is not None:
+            runner.adopt(leftover, running[0], running[1])
+        elif leftover is not None:
+            leftover.signal(signal.SIGKILL)
         return runner
+
+    def _kill_leftovers(self) -> None:
+        """End what an earlier kubelet run left of this pod and nobody adopted."""
+        for key in [k for k in self._deps.leftovers if k.startswith(f"{self.uid}_")]:
+            self._deps.leftovers.pop(key).signal(signal.SIGKILL)
 
     # --- the life cycle ------------------------------------------------------------
 
@@ -227,7 +241,12 @@ class PodWorker:
         self._notify()
         policy = self.pod.spec.restart_policy
         init_policy = "Never" if policy == "Never" else "OnFailure"
-        for spec in self.pod.spec.init_containers:
+        # After a kubelet restart, a pod that was past its init containers keeps running.
+        conditions = {c.type: c.status for c in self.pod.status.conditions}
+        resumed = conditions.get("Initialized") == "True" and any(
+            f"{self.uid}_{c.name}" in self._deps.leftovers for c in self.pod.spec.containers
+        )
+        for spec in [] if resumed else self.pod.spec.init_containers:
             runner = self._runner(spec, init_policy)
             self.init_runners.append(runner)
             task = asyncio.create_task(runner.run())
@@ -244,6 +263,7 @@ class PodWorker:
                 return
         self._initialized = True
         self.runners = [self._runner(spec, policy) for spec in self.pod.spec.containers]
+        self._kill_leftovers()
         tasks = [asyncio.create_task(r.run()) for r in self.runners]
         self._runner_tasks.extend(tasks)
         while not self._deleting() and not all(t.done() for t in tasks):
@@ -268,6 +288,7 @@ class PodWorker:
         )
         log.info("%s: stopping (grace %gs)", self.pod.key, grace)
         await asyncio.gather(*(r.stop(grace) for r in [*self.init_runners, *self.runners]))
+        self._kill_leftovers()
         self._deps.volumes.remove(self.uid)
         if self._gone:
             return
@@ -355,3 +376,13 @@ def restarts_before(pod: Pod, container: str) -> int:
         count = int(entry.get("restartCount", 0))
         return count + 1 if ran else count
     return 0
+
+
+def running_since(pod: Pod, container: str) -> tuple[datetime, int] | None:
+    """(startedAt, restartCount) of a container the pod's status shows running."""
+    for entry in pod.status.container_statuses:
+        started = (entry.get("state") or {}).get("running", {}).get("startedAt")
+        if entry.get("name") == container and started:
+            moment = datetime.fromisoformat(started.replace("Z", "+00:00"))
+            return moment, int(entry.get("restartCount", 0))
+    return None

@@ -55,6 +55,70 @@ class Process:
             kill_group(self.pid, sig)
 
 
+@dataclass
+class Adopted:
+    """A container process started by an earlier kubelet run, not our child.
+
+    Its exit status cannot be read (only a parent can), so an exit is
+    reported as 137, as kubelets report a container whose status was lost.
+    """
+
+    pid: int
+    start: str
+    pid_file: Path
+
+    async def wait(self) -> int:
+        """Wait for exit through a pidfd (readable once the process has ended)."""
+        try:
+            fd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            fd = -1
+        if fd >= 0:
+            try:
+                if start_time(self.pid) == self.start:
+                    loop = asyncio.get_running_loop()
+                    exited: asyncio.Future[None] = loop.create_future()
+
+                    def readable() -> None:
+                        if not exited.done():
+                            exited.set_result(None)
+
+                    loop.add_reader(fd, readable)
+                    try:
+                        await exited
+                    finally:
+                        loop.remove_reader(fd)
+            finally:
+                os.close(fd)
+        kill_group(self.pid, signal.SIGKILL)
+        self.pid_file.unlink(missing_ok=True)
+        return 137
+
+    def signal(self, sig: int) -> None:
+        if start_time(self.pid) == self.start:
+            kill_group(self.pid, sig)
+
+
+Handle = Process | Adopted
+
+
+def recorded(pid_dir: Path) -> dict[str, Adopted]:
+    """Live container processes of an earlier run, by pid-file stem `<pod uid>_<container>`."""
+    found: dict[str, Adopted] = {}
+    for pid_file in pid_dir.glob("*.pid"):
+        with contextlib.suppress(ValueError, OSError):
+            pid_text, _, start = pid_file.read_text().strip().partition(" ")
+            pid = int(pid_text)
+            if start and start_time(pid) == start:
+                found[pid_file.stem] = Adopted(pid, start, pid_file)
+                continue
+            # Gone (or the PID was reused): only the rest of its group may remain.
+            if start_time(pid) is None:
+                kill_group(pid, signal.SIGKILL)
+        pid_file.unlink(missing_ok=True)
+    return found
+
+
 async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path) -> Process:
     """Start the container: unshare a mount namespace, bind mounts, exec the command."""
     spec = {
@@ -89,18 +153,3 @@ def record_pid(pid_file: Path, pid: int) -> None:
     """Write `PID STARTTIME` so that cluster.sh can stop the process group after us."""
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.write_text(f"{pid} {start_time(pid) or ''}\n")
-
-
-def kill_leftovers(pid_dir: Path) -> int:
-    """SIGKILL container processes recorded by an earlier kubelet run; how many."""
-    killed = 0
-    for pid_file in pid_dir.glob("*.pid"):
-        with contextlib.suppress(ValueError, OSError):
-            pid_text, _, recorded = pid_file.read_text().strip().partition(" ")
-            pid = int(pid_text)
-            current = start_time(pid)
-            if current is None or current == recorded:
-                kill_group(pid, signal.SIGKILL)
-                killed += 1
-        pid_file.unlink(missing_ok=True)
-    return killed

@@ -98,6 +98,13 @@ def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
         while not list((state / "pids" / "pods").glob("*.pid")):
             assert time.monotonic() < deadline, "the pod's process never started"
             time.sleep(0.2)
+        (pod_pid_file,) = (state / "pids" / "pods").glob("*.pid")
+        pod_record = pod_pid_file.read_text()
+        # A new kubelet adopts the running container instead of restarting it.
+        subprocess.run(
+            [CLUSTER, "restart-kubelet"], env=env, check=True, timeout=120, capture_output=True
+        )
+        assert pod_pid_file.read_text() == pod_record
         pids = recorded_pids(state / "pids")
         assert len(pids) == 6  # etcd, apiserver, controller-manager, scheduler, kubelet, the pod
         assert all(alive(pid) for pid in pids)
