@@ -77,8 +77,21 @@ def serving(ip: str) -> bool:
         return False
 
 
-def apply(kubectl: Kubectl, namespace: str, obj: dict[str, Any]) -> None:
-    kubectl("apply", "--server-side", "-n", namespace, "-f", "-", input=yaml.safe_dump(obj))
+TRANSIENT = ("timeout", "Timeout", "connection refused", "unable to handle", "etcdserver")
+
+
+def apply(kubectl: Kubectl, namespace: str, obj: dict[str, Any], *, attempts: int = 3) -> None:
+    """Server-side apply; retried when the (shared, loaded) API server times out."""
+    for attempt in range(attempts):
+        done = kubectl(
+            "apply", "--server-side", "-n", namespace, "-f", "-",
+            input=yaml.safe_dump(obj), check=False,
+        )  # fmt: skip
+        if done.returncode == 0:
+            return
+        if attempt == attempts - 1 or not any(t in done.stderr for t in TRANSIENT):
+            pytest.fail(f"kubectl apply failed: {done.stderr}")
+        time.sleep(1)
 
 
 def banlist(name: str, *peers: str, fleet: str = FLEET) -> dict[str, Any]:
