@@ -72,7 +72,7 @@ class ContainerRunner:
         self.done = False
         self._crashes = 0
         self._process: runtime.Handle | None = None
-        self._adopt: tuple[runtime.Adopted, datetime] | None = None
+        self._adopt: tuple[runtime.Adopted, datetime, bool] | None = None
         self._env: dict[str, str] = {}
         self._stopping = asyncio.Event()
         self._exited = asyncio.Event()
@@ -92,10 +92,17 @@ class ContainerRunner:
             pid=self._process.pid if self._process else None,
         )
 
-    def adopt(self, process: runtime.Adopted, started_at: datetime, restart_count: int) -> None:
-        """Take over a process an earlier kubelet run started, instead of a first start."""
-        self._adopt = (process, started_at)
+    def adopt(
+        self, process: runtime.Adopted, *, started_at: datetime, restart_count: int, ready: bool
+    ) -> None:
+        """Take over a process an earlier kubelet run started, instead of a first start.
+
+        Readiness carries over until the probes say otherwise, so a kubelet
+        restart does not flap the pod's Ready condition.
+        """
+        self._adopt = (process, started_at, ready)
         self.restart_count = restart_count
+        self.state, self.started, self.ready = Running(started_at), True, ready
 
     def log_file(self, attempt: int) -> Path:
         return self._config.log_dir / self.spec.name / f"{attempt}.log"
@@ -144,11 +151,12 @@ class ContainerRunner:
         self._exited.clear()
         self._liveness_failed = False
         if self._adopt is not None:
-            self._process, started_at = self._adopt
+            self._process, started_at, was_ready = self._adopt
             self._adopt = None
             log.info(
                 "%s/%s adopted: pid %d", self._config.pod_key, self.spec.name, self._process.pid
             )
+            self.started, self.ready = True, was_ready
         else:
             started_at = now()
             self._process = await runtime.launch(
@@ -157,8 +165,8 @@ class ContainerRunner:
             log.info(
                 "%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid
             )
-        self.started = self.spec.startup_probe is None
-        self.ready = self.spec.readiness_probe is None and self.started
+            self.started = self.spec.startup_probe is None
+            self.ready = self.spec.readiness_probe is None and self.started
         self._set(Running(started_at))
         watchers = asyncio.create_task(self._probe_all())
         try:
@@ -198,11 +206,13 @@ class ContainerRunner:
 
     async def _probe_all(self) -> None:
         spec = self.spec
-        if spec.startup_probe is not None:
+        if spec.startup_probe is not None and not self.started:
             await self._probe_loop(spec.startup_probe, self._on_startup, until_verdict=True)
         tasks = []
         if spec.readiness_probe is not None:
-            tasks.append(self._probe_loop(spec.readiness_probe, self._on_readiness))
+            tasks.append(
+                self._probe_loop(spec.readiness_probe, self._on_readiness, initial=self.ready)
+            )
         if spec.liveness_probe is not None:
             tasks.append(self._probe_loop(spec.liveness_probe, self._on_liveness, initial=True))
         await asyncio.gather(*tasks)

@@ -65,6 +65,11 @@ class PodWorker:
         # Set once this worker starts the pod: only then is the status ours to
         # write (a terminal pod seen after a kubelet restart keeps its status).
         self._owns_status = False
+        # A pod whose containers an earlier kubelet run left running: its status
+        # stays as it is until runners hold the adopted processes.
+        self._resuming = any(
+            f"{pod.metadata.uid}_{c.name}" in deps.leftovers for c in pod.spec.containers
+        )
         self._initialized = not pod.spec.init_containers
         self._sandbox_message = ""
         # A restarted kubelet keeps the start time the pod already reports.
@@ -178,7 +183,8 @@ class PodWorker:
         leftover = self._deps.leftovers.pop(f"{self.uid}_{container.name}", None)
         running = running_since(self.pod, container.name)
         if leftover is not None and running is not None:
-            runner.adopt(leftover, running[0], running[1])
+            started_at, restart_count, ready = running
+            runner.adopt(leftover, started_at=started_at, restart_count=restart_count, ready=ready)
         elif leftover is not None:
             leftover.signal(signal.SIGKILL)
         return runner
@@ -357,6 +363,8 @@ class PodWorker:
             await self._dirty.wait()
             await asyncio.sleep(STATUS_DEBOUNCE_SECONDS)
             self._dirty.clear()
+            if self._resuming and not self.runners:
+                continue
             if self._owns_status and not self._gone and not await self._patch_status():
                 await asyncio.sleep(1.0)
                 self._dirty.set()
@@ -378,11 +386,11 @@ def restarts_before(pod: Pod, container: str) -> int:
     return 0
 
 
-def running_since(pod: Pod, container: str) -> tuple[datetime, int] | None:
-    """(startedAt, restartCount) of a container the pod's status shows running."""
+def running_since(pod: Pod, container: str) -> tuple[datetime, int, bool] | None:
+    """(startedAt, restartCount, ready) of a container the pod's status shows running."""
     for entry in pod.status.container_statuses:
         started = (entry.get("state") or {}).get("running", {}).get("startedAt")
         if entry.get("name") == container and started:
             moment = datetime.fromisoformat(started.replace("Z", "+00:00"))
-            return moment, int(entry.get("restartCount", 0))
+            return moment, int(entry.get("restartCount", 0)), bool(entry.get("ready"))
     return None
