@@ -1,23 +1,20 @@
 #!/usr/bin/env bash
-# `make up`, once the cluster runs: install the CRDs, start the operator in the background
-# (watching $NAMESPACE only, so end-to-end tests can run their own operators side by side),
-# apply the sample fleet from examples/, wait until every MarketplaceNode is Ready, show them.
+# `make up`, once the cluster runs: install the operator with the Helm chart (CRDs, RBAC,
+# the operator as a pod under the local kubelet with its own ServiceAccount token; watching
+# $NAMESPACE only, so end-to-end tests can run their own operators side by side), apply
+# the sample fleet from examples/, wait until every MarketplaceNode is Ready, show them.
 #
-#   hack/up.sh              # idempotent: an operator already running is kept
-#   RESTART=1 hack/up.sh    # restart the operator (e.g. after changing its code)
+#   hack/up.sh              # idempotent: helm upgrade --install
+#   RESTART=1 hack/up.sh    # restart the operator pod (e.g. after changing its code)
 #
-# The operator's PID is recorded in $CLUSTER_DIR/pids/operator.pid (the format of
-# hack/cluster.sh: "pid starttime") and its log is $CLUSTER_DIR/operator/operator.log.
+# Operator log: kubectl -n marketplace-system logs deploy/marketplace-operator
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 dir="${CLUSTER_DIR:-$root/.cluster}"
 NAMESPACE="${NAMESPACE:-marketplace}"
 READY_TIMEOUT="${READY_TIMEOUT:-180}"
-LIVENESS_PORT="${OPERATOR_LIVENESS_PORT:-8080}"
-METRICS_PORT="${OPERATOR_METRICS_PORT:-9090}"
-pidfile="$dir/pids/operator.pid"
-opdir="$dir/operator"
+pidfile="$dir/pids/operator.pid"  # an operator process started by an older `make up`
 
 log() { printf '[up] %s\n' "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
@@ -45,44 +42,19 @@ stop_operator() {
   rm -f "$pidfile"
 }
 
-log "installing CRDs"
-for f in "$root"/crds/*.yaml; do k apply --server-side --force-conflicts -f "$f" >/dev/null; done
-for f in "$root"/crds/*.yaml; do
-  k wait --for=condition=Established --timeout=60s -f "$f" >/dev/null
-done
-
-k get namespace "$NAMESPACE" >/dev/null 2>&1 || k create namespace "$NAMESPACE" >/dev/null
-
-[[ -n "${RESTART:-}" ]] && stop_operator
-mkdir -p "$opdir" "$(dirname "$pidfile")"
-if alive; then
-  log "operator already running (pid $(cut -d' ' -f1 "$pidfile"))"
-else
-  log "starting the operator for namespace $NAMESPACE (log: $opdir/operator.log)"
-  KUBECONFIG="$KUBECONFIG" setsid "$root/.venv/bin/marketplace-operator" \
-    --namespace "$NAMESPACE" \
-    --liveness "http://127.0.0.1:$LIVENESS_PORT/healthz" \
-    --metrics-port "$METRICS_PORT" \
-    >>"$opdir/operator.log" 2>&1 </dev/null &
-  pid=$!
-  start=""
-  for _ in 1 2 3 4 5; do start="$(starttime "$pid")"; [[ -n "$start" ]] && break; sleep 0.05; done
-  echo "$pid $start" >"$pidfile"
-  cp "$pidfile" "$opdir/operator.pid"
-  deadline=$((SECONDS + 60))
-  until curl -fsS "http://127.0.0.1:$LIVENESS_PORT/healthz" >/dev/null 2>&1; do
-    alive || { tail -n 30 "$opdir/operator.log" >&2; die "the operator exited"; }
-    ((SECONDS < deadline)) || die "the operator is not live after 60s (log: $opdir/operator.log)"
-    sleep 0.3
-  done
-fi
+# The operator runs as a pod under the local kubelet, installed by the Helm chart with
+# its own ServiceAccount token and RBAC (namespaced scope, watching $NAMESPACE only);
+# the chart also installs and upgrades the CRDs. RESTART=1 restarts the pod.
+stop_operator  # it would act beside the pod
+log "installing the operator with the chart into namespace $NAMESPACE"
+NAMESPACE="$NAMESPACE" RESTART="${RESTART:-}" "$root/hack/chart-up.sh"
 
 log "applying examples/ to namespace $NAMESPACE"
 k apply -n "$NAMESPACE" -f "$root/examples/" >/dev/null
 log "waiting (at most ${READY_TIMEOUT}s) until every MarketplaceNode is Ready"
 if ! k wait --for=condition=Ready mnode --all -n "$NAMESPACE" --timeout="${READY_TIMEOUT}s" >/dev/null; then
   k get mnode -n "$NAMESPACE" -o wide >&2 || true
-  die "not all MarketplaceNodes became Ready (operator log: $opdir/operator.log)"
+  die "not all MarketplaceNodes became Ready (operator log: kubectl -n marketplace-system logs deploy/marketplace-operator)"
 fi
 k get mnode -n "$NAMESPACE" -o wide
 cat <<EOF2
