@@ -8,10 +8,11 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 from pydantic import SecretStr
 
-from marketplace_node import handoff, http_api, http_errors, limits, openapi, sync
+from marketplace_node import deadlines, handoff, http_api, http_errors, limits, openapi, sync
 from marketplace_node.admin import routes
 from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.admin.models import Members, PolicyDocument
@@ -23,6 +24,7 @@ from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
+REQUEST_DEADLINE_SECONDS = 30.0  # any request not listed in `_deadlines`
 
 
 def _snapshot(service: NodeService) -> Snapshot:
@@ -47,7 +49,12 @@ def _state(service: NodeService) -> dict[str, float]:
 
 def build_app(service: NodeService) -> web.Application:
     app = web.Application(
-        middlewares=[http_errors.error_middleware, http_api.door],
+        middlewares=[
+            http_errors.error_middleware,
+            http_errors.tarpit_middleware(),  # banned peers wait for their answer
+            _deadlines(service.settings),
+            http_api.door,
+        ],
         client_max_size=limits.CLIENT_JSON_MAX,
     )
     app[http_api.SERVICE] = service
@@ -67,6 +74,22 @@ def build_app(service: NodeService) -> web.Application:
     _add_admin(app, service)
     app.cleanup_ctx.append(lambda a: _lifecycle(a, service, membership))
     return app
+
+
+def _deadlines(settings: NodeSettings) -> Middleware:
+    """Every request ends within its deadline (review MAJOR-6); streams are bounded by their
+    own transfer timeouts instead, and calls that fetch from a peer get the fetch timeout."""
+    fetching = settings.fetch_timeout_seconds + settings.peer_timeout_seconds
+    return deadlines.deadline_middleware(
+        REQUEST_DEADLINE_SECONDS,
+        per_route={
+            "subscribe": None,
+            "get_content": None,
+            "p2p_content": None,
+            "put_blob": None,
+            "p2p_replicate": fetching,
+        },
+    )
 
 
 def _add_admin(app: web.Application, service: NodeService) -> None:
@@ -112,8 +135,8 @@ async def _lifecycle(
 
 
 def _policy_watcher(service: NodeService, directory: Path) -> PolicyDirWatcher:
-    def on_policy(doc: PolicyDocument) -> None:
-        service.enforcer.apply(doc)
+    async def on_policy(doc: PolicyDocument) -> None:
+        await service.enforcer.apply_async(doc)  # compiled off the event loop
 
     async def on_members(members: Members) -> None:
         await service.set_members(members)

@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from marketplace_node.admin import openapi as admin_openapi
 from marketplace_node.admin.models import ErrorBody
 from marketplace_node.model import (
     Announcement,
@@ -140,14 +141,14 @@ def paths() -> dict[str, Any]:
 
 def document() -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in MODELS],
+        [(m, "serialization") for m in (*MODELS, *admin_openapi.MODELS)],
         by_alias=True,
         ref_template="#/components/schemas/{model}",
     )
     return {
         "openapi": "3.1.0",
         "info": {"title": "marketplace-node", "version": "v1"},
-        "paths": paths(),
+        "paths": paths() | admin_openapi.PATHS,
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {
