@@ -199,11 +199,13 @@ def _make_fleet(kube: k8s.Kube, namespace: str) -> dict[str, str]:
 
 
 def _cleanup(kube: k8s.Kube, namespace: str) -> None:
-    for obj in kube.list(k8s.MNODES, namespace):
-        with contextlib.suppress(errors.NotFound):
-            kube.patch(
-                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
-            )
+    """Delete the namespace; with the operator gone, its finalizers would hold it forever."""
+    for resource in (k8s.MNODES, k8s.FLEETS):
+        for obj in kube.list(resource, namespace):
+            with contextlib.suppress(errors.NotFound):
+                kube.patch(
+                    resource, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
+                )
     with contextlib.suppress(errors.NotFound):
         kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
 

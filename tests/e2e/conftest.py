@@ -96,12 +96,14 @@ def namespace(
     name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", name)
     yield name
-    # With the operator gone, MarketplaceNode finalizers would hold the namespace forever.
-    for mnode in kube.list(k8s.MNODES, name):
-        with contextlib.suppress(errors.NotFound):
-            kube.patch(
-                k8s.MNODES, name, mnode["metadata"]["name"], {"metadata": {"finalizers": None}}
-            )
+    # With the operator gone, MarketplaceNode (and MarketplaceFleet) finalizers would hold
+    # the namespace forever.
+    for resource in (k8s.MNODES, k8s.FLEETS):
+        for obj in kube.list(resource, name):
+            with contextlib.suppress(errors.NotFound):
+                kube.patch(
+                    resource, name, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
+                )
     kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
