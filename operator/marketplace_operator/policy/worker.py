@@ -140,10 +140,19 @@ class PolicyWorker:
         self._wakeup.set()
 
     def mark_namespace(self, namespace: str) -> None:
-        """A BanList or RateLimitPolicy changed: every fleet of its namespace may be affected."""
-        for key in self._inputs.fleets():
-            if key.namespace == namespace:
-                self.mark(key)
+        """A BanList or RateLimitPolicy changed: every fleet of its namespace may be affected.
+
+        With no fleet there, no round runs; the objects still get a status (`NoNodes`).
+        """
+        keys = [key for key in self._inputs.fleets() if key.namespace == namespace]
+        for key in keys:
+            self.mark(key)
+        if not keys:
+            task = asyncio.get_running_loop().create_task(
+                self._guarded(self._reporter.write_statuses(namespace), f"status {namespace}")
+            )
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
     def state(self, key: FleetKey) -> FleetState:
         return self._fleets.setdefault(key, FleetState())
