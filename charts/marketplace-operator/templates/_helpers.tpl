@@ -101,7 +101,7 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 {{- end -}}
 
 {{/*
-Cluster-scoped reads kopf makes in both scopes: the CRDs (so that an upgraded
+Cluster-scoped reads in both scopes: the CRDs (so that an upgraded
 CRD is noticed without a restart) and, in namespaced scope, the namespaces
 (so that a watched namespace created later is picked up). Plus the
 cluster-wide peering object when peering in cluster scope.
@@ -113,6 +113,11 @@ cluster-wide peering object when peering in cluster scope.
 - apiGroups: [""]
   resources: [namespaces]
   verbs: [list, watch]
+# The volume binding mode of a claim's StorageClass decides whether the
+# operator waits for the claim to bind before it creates the pod.
+- apiGroups: [storage.k8s.io]
+  resources: [storageclasses]
+  verbs: [get]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "cluster") }}
 - apiGroups: [kopf.dev]
   resources: [clusterkopfpeerings]
