@@ -11,6 +11,7 @@ from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.nodeclient import NodeClient
 from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
+from marketplace_operator.reconcile.gate import PollMemory
 from marketplace_operator.settings import Settings
 
 NodeKey = tuple[str, str]  # (namespace, name)
@@ -53,3 +54,5 @@ class Context:
     binding_modes: dict[str, str | None] = field(default_factory=dict)
     # (namespace, pod) -> (ip, deleting, uid) as last seen, to tell address changes apart.
     pod_addresses: dict[NodeKey, tuple[str | None, bool, str]] = field(default_factory=dict)
+    # (namespace, node) -> its pod's status-poll history, for the `joined` gate's hysteresis.
+    polls: dict[NodeKey, PollMemory] = field(default_factory=dict)

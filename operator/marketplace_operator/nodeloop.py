@@ -28,7 +28,7 @@ from marketplace_operator.model.common import LABEL_PREFIX
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import base_url
-from marketplace_operator.reconcile import fleet, status
+from marketplace_operator.reconcile import fleet, gate, status
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
 from marketplace_operator.render import configmap, names, pod
@@ -356,17 +356,29 @@ async def _write_status(
         await _sync_members(ctx, ref, views, view, port=port, token=token)
     if view is not None and view.ip is not None and not view.deleting:
         others = sum(1 for m in views.fleet if m.node != ref.name and m.pod.ip is not None)
-        joined = status.joined(
-            node,
-            fleet_peer_ids=[v for k, v in views.peer_ids.items() if k != ref.name],
-            other_members=others,
-            current_policy_version=views.current_policy_version,
+        key = (ref.namespace, ref.name)
+        now = time.monotonic()
+        memory = ctx.polls.get(key)
+        if memory is None or memory.pod_uid != view.uid:
+            memory = gate.PollMemory.fresh(view.uid, now)
+        joined, ctx.polls[key] = gate.decide(
+            gate.GateInputs(
+                node=node,
+                gate_on=view.joined,
+                # A pod the fleet rollout is taking out of service keeps its gate off.
+                leaving=LEAVING_ANNOTATION
+                in ((views.pod or {}).get("metadata", {}).get("annotations") or {}),
+                fleet_peer_ids=[v for k, v in views.peer_ids.items() if k != ref.name],
+                other_members=others,
+                current_policy_version=views.current_policy_version,
+            ),
+            memory,
+            now=now,
+            tolerance=gate.Tolerance(
+                failures=ctx.settings.gate_poll_failures,
+                silence=ctx.settings.gate_silence_seconds,
+            ),
         )
-        # A pod the fleet rollout is taking out of service keeps its gate off (rollout/).
-        leaving = LEAVING_ANNOTATION in (
-            (views.pod or {}).get("metadata", {}).get("annotations") or {}
-        )
-        joined = joined and not leaving
         if joined != view.joined:
             await _set_gate(ctx, ref, view, joined)
     raw_old = body.get("status")
@@ -447,3 +459,4 @@ async def run(
     finally:
         ctx.wakeups.unregister(key)
         ctx.phases.pop(key, None)
+        ctx.polls.pop(key, None)

@@ -27,6 +27,18 @@ class Settings(BaseSettings):
     startup_poll_interval_seconds: float = Field(
         default=0.5, gt=0, le=60, description="Admin status poll of a running node not yet joined."
     )
+    gate_poll_failures: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Consecutive failed status polls before a joined node's gate turns off.",
+    )
+    gate_silence_seconds: float = Field(
+        default=15.0,
+        gt=0,
+        le=600,
+        description="Time without an answered status poll before a joined node's gate turns off.",
+    )
     admin_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     admin_concurrency: int = Field(default=32, ge=1, le=1024)
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=300)

@@ -1,0 +1,77 @@
+"""The `joined` readiness gate with hysteresis against failed status polls.
+
+A single failed admin poll says little about the node (a slow machine, a busy event
+loop): turning the gate off for it makes a healthy pod briefly unready, which the fleet
+rollout and the PodDisruptionBudget then count as unavailable. So an unanswered poll
+turns an ON gate off only after `failures` consecutive ones or `silence` without any
+answer. Everything the node *says* takes effect at once: not ready, draining, no fleet
+peers, behind on policy, and a pod the rollout marked leaving.
+
+The memory is per pod and kept in the operator's memory only. After an operator
+restart it starts as "answered just now, no failures": an ON gate is not turned off
+merely because the operator restarted, and an OFF gate still needs an answer to turn on.
+A crashed node is not kept in service by this: its readiness probe fails at the kubelet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from dataclasses import dataclass
+
+from marketplace_node.admin.models import NodeStatus
+
+from marketplace_operator.reconcile.status import joined
+
+
+@dataclass(frozen=True, slots=True)
+class Tolerance:
+    """How much silence from a joined node is tolerated before its gate goes off."""
+
+    failures: int = 3
+    silence: float = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class PollMemory:
+    """One pod's recent poll history: consecutive failures and the last answer (monotonic s)."""
+
+    pod_uid: str
+    failures: int
+    last_answer: float
+
+    @classmethod
+    def fresh(cls, pod_uid: str, now: float) -> PollMemory:
+        """What an operator that has not polled this pod yet assumes (see module docstring)."""
+        return cls(pod_uid=pod_uid, failures=0, last_answer=now)
+
+
+@dataclass(frozen=True, slots=True)
+class GateInputs:
+    node: NodeStatus | None  # None: the poll failed or could not be made
+    gate_on: bool  # the pod's gate condition as observed now
+    leaving: bool  # marked `marketplace.p2p.dev/leaving` by the rollout
+    fleet_peer_ids: Collection[str] = ()
+    other_members: int = 0
+    current_policy_version: int | None = None
+
+
+def decide(
+    inp: GateInputs, memory: PollMemory, *, now: float, tolerance: Tolerance
+) -> tuple[bool, PollMemory]:
+    """The gate to set and the updated memory; pure (`now` is a monotonic reading)."""
+    if inp.node is not None:
+        remembered = PollMemory(pod_uid=memory.pod_uid, failures=0, last_answer=now)
+        verdict = joined(
+            inp.node,
+            fleet_peer_ids=inp.fleet_peer_ids,
+            other_members=inp.other_members,
+            current_policy_version=inp.current_policy_version,
+        )
+        return verdict and not inp.leaving, remembered
+    failed = PollMemory(
+        pod_uid=memory.pod_uid, failures=memory.failures + 1, last_answer=memory.last_answer
+    )
+    tolerated = (
+        failed.failures < tolerance.failures and now - failed.last_answer < tolerance.silence
+    )
+    return inp.gate_on and tolerated and not inp.leaving, failed
