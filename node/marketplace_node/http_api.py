@@ -24,6 +24,7 @@ from marketplace_node.admin import body
 from marketplace_node.admin.models import Operation
 from marketplace_node.errors import (
     Draining,
+    IntegrityError,
     InvalidInput,
     NodeError,
     PayloadTooLarge,
@@ -169,9 +170,14 @@ async def put_blob(request: web.Request) -> web.Response:
     digest = request.match_info["digest"]
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise InvalidInput("digest must be 64 lower-case hex characters")
-    size = await request.app[SERVICE].blobs.write(
-        request.content.iter_chunked(256 * 1024), digest=digest, max_size=limits.CONTENT_MAX_BYTES
-    )
+    try:
+        size = await request.app[SERVICE].blobs.write(
+            request.content.iter_chunked(256 * 1024),
+            digest=digest,
+            max_size=limits.CONTENT_MAX_BYTES,
+        )
+    except IntegrityError as exc:  # the client's upload, not a peer's: its mistake, a 400
+        raise InvalidInput("the body does not hash to the digest in the path") from exc
     return web.json_response({"digest": digest, "size": size}, status=201)
 
 

@@ -1,0 +1,46 @@
+"""Regressions found by the API fuzz (`tests/integration/node/test_fuzz_api.py`), in process."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+from marketplace_node import app, identity
+from marketplace_node.admin.models import ErrorBody
+from marketplace_node.clock import SystemClock
+from marketplace_node.config import NodeSettings
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.service import NodeService
+from prometheus_client import CollectorRegistry
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
+    service = NodeService(
+        NodeSettings(data_dir=tmp_path, port=0),
+        identity=identity.Identity.generate(),
+        clock=SystemClock(),
+        metrics=NodeMetrics(CollectorRegistry()),
+    )
+    started = TestServer(app.build_app(service), host="127.0.0.1")
+    await started.start_server()
+    yield started
+    await started.close()
+
+
+@pytest.mark.parametrize("body", [b"", b"not the content"])
+async def test_an_upload_that_does_not_match_its_digest_is_the_clients_400(
+    server: TestServer, body: bytes
+) -> None:
+    """Was a 502 `integrity_error` (retryable, blaming an upstream) for the client's own bytes."""
+    digest = hashlib.sha256(b"the content").hexdigest()
+    async with aiohttp.ClientSession() as http:
+        async with http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=body) as resp:
+            error = ErrorBody.model_validate_json(await resp.read())
+            assert (resp.status, error.code, error.retryable) == (400, "invalid_input", False)
+        async with http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=b"the content") as ok:
+            assert ok.status == 201
