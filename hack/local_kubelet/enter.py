@@ -1,9 +1,14 @@
 """Inside a container's fresh mount namespace: bind its volumes, then exec its command.
 
 Run as `unshare --mount --propagation private -- python -I -m local_kubelet.enter SPEC`
-where SPEC is JSON {"mounts": [[source, target, read_only], ...], "workdir", "argv"}.
-The process keeps its PID through both execs, so the kubelet signals the
-container itself.
+where SPEC is JSON {"mounts": [[source, target, read_only], ...], "keep": [path, ...],
+"workdir", "argv"}. The process keeps its PID through both execs, so the kubelet
+signals the container itself.
+
+Every source and kept path is opened (O_PATH) before the first mount and bound
+from its /proc/self/fd link, so a mount over a parent directory (an emptyDir at
+/tmp) can hide neither a later mount's source nor the checkout, which is bound
+back inside it.
 """
 
 from __future__ import annotations
@@ -26,13 +31,30 @@ def _mountpoint(source: Path, target: Path) -> None:
         target.touch()
 
 
+def _handle(path: str) -> str:
+    """A path to `path` that stays valid whatever is mounted over it later."""
+    return f"/proc/{os.getpid()}/fd/{os.open(path, os.O_PATH)}"
+
+
+def _bind(source: str, target: Path) -> None:
+    # --no-canonicalize: resolving the /proc fd link to a path name would find
+    # whatever is mounted at that name now, not the directory the fd holds.
+    subprocess.run(["mount", "--no-canonicalize", "--bind", source, str(target)], check=True)
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
-    for source, target, read_only in spec["mounts"]:
-        _mountpoint(Path(source), Path(target))
-        subprocess.run(["mount", "--bind", source, target], check=True)
+    mounts = [(_handle(src), Path(dst), ro) for src, dst, ro in spec["mounts"]]
+    keep = [(Path(k), _handle(k)) for k in spec.get("keep", []) if os.path.exists(k)]
+    for source, target, read_only in mounts:
+        _mountpoint(Path(source), target)
+        _bind(source, target)
+        for kept, handle in keep:
+            if kept.is_relative_to(target) and kept != target:
+                kept.mkdir(parents=True, exist_ok=True)
+                _bind(handle, kept)
         if read_only:
-            subprocess.run(["mount", "-o", "remount,bind,ro", target], check=True)
+            subprocess.run(["mount", "-o", "remount,bind,ro", str(target)], check=True)
     if spec.get("workdir"):
         Path(spec["workdir"]).mkdir(parents=True, exist_ok=True)
         os.chdir(spec["workdir"])

@@ -38,6 +38,7 @@ class ProcessPlan:
     env: Mapping[str, str]
     mounts: tuple[Mount, ...] = ()
     working_dir: str | None = None
+    keep: tuple[str, ...] = ()  # host paths that stay visible under any mount (the checkout)
 
 
 @dataclass(frozen=True)
@@ -171,13 +172,15 @@ def container_env(
 
 
 # The rest of a container's filesystem is the host's: a mount over one of these
-# (or over the checkout, where the virtualenv lives) would hide what it runs on.
+# (or onto the checkout itself, where the virtualenv lives) would hide what it
+# runs on. A mount over a parent of the checkout (an emptyDir at /tmp while the
+# checkout is /tmp/ci/repo) is fine: `enter` binds the checkout back inside it.
 SYSTEM_DIRS = ("/", "/bin", "/sbin", "/lib", "/lib64", "/usr", "/etc", "/proc", "/sys", "/dev")
 
 
 def _hides(mount_path: str, keep: Path) -> bool:
     path = PurePosixPath(mount_path)
-    return str(path) in SYSTEM_DIRS or PurePosixPath(keep).is_relative_to(path)
+    return str(path) in SYSTEM_DIRS or PurePosixPath(keep) == path
 
 
 def container_mounts(
@@ -185,7 +188,7 @@ def container_mounts(
 ) -> tuple[Mount, ...]:
     """Bind mounts for the container's volumeMounts, from volume name to host dir.
 
-    `keep` (the checkout) and system directories may not be mounted over.
+    Nothing may be mounted onto `keep` (the checkout) or a system directory.
     """
     mounts: list[Mount] = []
     for vm in container.volume_mounts:
@@ -234,4 +237,5 @@ def plan(
         env=env,
         mounts=container_mounts(container, volume_dirs, keep=root),
         working_dir=container.working_dir or None,
+        keep=(str(root),),
     )

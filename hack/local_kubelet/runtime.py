@@ -124,6 +124,7 @@ async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path) -> Proces
     spec = {
         "mounts": [[m.source, m.target, m.read_only] for m in plan.mounts],
         "workdir": plan.working_dir,
+        "keep": list(plan.keep),
         "argv": list(plan.argv),
     }
     log_file.parent.mkdir(parents=True, exist_ok=True)

@@ -188,7 +188,7 @@ def test_mounts_bind_volume_dirs_at_mount_paths_with_subpaths_and_read_only() ->
         {"name": "nope", "mountPath": "/x"},
         {"name": "data", "mountPath": "relative"},
         {"name": "data", "mountPath": "/x", "subPath": "../escape"},
-        {"name": "data", "mountPath": "/repo"},  # the checkout: venv and code live there
+        {"name": "data", "mountPath": "/repo"},  # onto the checkout: venv and code live there
         {"name": "data", "mountPath": "/"},
         {"name": "data", "mountPath": "/usr"},
     ],
@@ -197,3 +197,19 @@ def test_bad_mounts_are_config_errors(mount: dict[str, str]) -> None:
     pod = make_pod({"command": ["python"], "volumeMounts": [mount]})
     with pytest.raises(podspec.ContainerConfigError):
         make_plan(pod, dirs={"data": "/host/data"})
+
+
+def test_a_mount_over_a_parent_of_the_checkout_keeps_the_checkout() -> None:
+    pod = make_pod({"command": ["python"], "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}]})
+    plan = podspec.plan(
+        pod,
+        pod.spec.containers[0],
+        CTX,
+        table=TABLE,
+        root=Path("/tmp/ci/repo"),
+        which=lambda name: f"/venv/bin/{name}",
+        objects={},
+        volume_dirs={"tmp": "/host/tmp"},
+    )
+    assert plan.mounts == (podspec.Mount("/host/tmp", "/tmp", False),)
+    assert plan.keep == ("/tmp/ci/repo",)
