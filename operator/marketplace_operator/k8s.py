@@ -52,6 +52,7 @@ MNODES = Resource("marketplacenodes", GROUP, VERSION)
 STORAGECLASSES = Resource("storageclasses", "storage.k8s.io", "v1", namespaced=False)
 FLEETS = Resource("marketplacefleets", GROUP, VERSION)
 PDBS = Resource("poddisruptionbudgets", "policy", "v1")
+ENDPOINTSLICES = Resource("endpointslices", "discovery.k8s.io", "v1")
 
 
 def _translate(status: int, body: bytes | str | None) -> errors.KubeError:

@@ -50,8 +50,9 @@ class Settings(BaseSettings):
         default=1.0,
         ge=0,
         le=60,
-        description="Rollout: how long a drained pod stays unready before it is deleted, "
-        "so load balancers watching EndpointSlices stop sending to it.",
+        description="Rollout: the longest an unready leaving pod waits to be dropped from "
+        "its EndpointSlices before its drain (it moves on as soon as no slice lists it "
+        "as ready; this bound applies when they still do, or cannot be read).",
     )
     rollout_interval_seconds: float = Field(
         default=0.25, gt=0, le=60, description="Rollout: re-plan interval while a step runs."

@@ -93,6 +93,9 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 - apiGroups: [policy]
   resources: [poddisruptionbudgets]
   verbs: [get, create, patch]
+- apiGroups: [discovery.k8s.io]
+  resources: [endpointslices]
+  verbs: [list]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "namespaced") }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
 IDLE_SECONDS = 10.0
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on a Service's EndpointSlices
 _DRAIN = {
     DrainState.SERVING: Drain.SERVING,
     DrainState.DRAINING: Drain.DRAINING,
@@ -204,10 +205,29 @@ class _Pass:
             out[node] = _DRAIN[state.state]
         return out
 
-    def node_view(self, node: str, drain: Drain | None) -> NodeView:
+    async def routed_states(self, wanted: set[str]) -> dict[str, bool]:
+        """Whether the EndpointSlices still route to each leaving node's pod (only those);
+        a node whose slices cannot be read is left out: the planner then waits `settle`."""
+        out: dict[str, bool] = {}
+        for node in sorted(wanted & set(self.mnodes)):
+            ip = ((self.pods.get(node) or {}).get("status") or {}).get("podIP")
+            service = {SERVICE_NAME_LABEL: names.service_name(node)}
+            try:
+                slices = await actuate.run_blocking(
+                    self.ctx.kube.list, k8s.ENDPOINTSLICES, self.namespace, labels=service
+                )
+            except errors.KubeError as exc:  # e.g. no RBAC for slices: fall back to settle
+                log.debug("fleet %s/%s: slices of %s: %s", self.namespace, self.fleet, node, exc)
+                continue
+            out[node] = triggers.routed(slices, ip)
+        return out
+
+    def node_view(self, node: str, drain: Drain | None, routed: bool | None = None) -> NodeView:
         mnode, pod = self.mnodes[node], self.pods[node]
         image = self.ctx.settings.default_node_image
-        view = triggers.node_view(mnode, pod, default_image=image, drain=drain or Drain.UNKNOWN)
+        view = triggers.node_view(
+            mnode, pod, default_image=image, drain=drain or Drain.UNKNOWN, routed=routed
+        )
         if mnode["metadata"].get("deletionTimestamp") and view.pod is not None:
             # Being deleted: its finalizer drains it; never a rollout step, still counted.
             return replace(view, desired=view.pod.revision)
@@ -286,9 +306,12 @@ async def run_once(
     drains = await seen.drain_states(
         {s.node for s in previous.steps if s.phase == StepPhase.DRAINING}
     )
+    routes = await seen.routed_states(
+        {s.node for s in previous.steps if s.phase == StepPhase.LEAVING}
+    )
     view = FleetView(
         fleet=fleet,
-        nodes=tuple(seen.node_view(n, drains.get(n)) for n in seen.mnodes),
+        nodes=tuple(seen.node_view(n, drains.get(n), routes.get(n)) for n in seen.mnodes),
         settings=triggers.fleet_settings(
             fleet_body, settle=timedelta(seconds=ctx.settings.rollout_settle_seconds)
         ),
@@ -305,6 +328,8 @@ async def run_once(
         )
     for action in decision.actions:
         await seen.act(action)
+    if decision.rejoining is not None:  # its reconcile polls it and reports its new peers
+        ctx.wakeups.wake((namespace, decision.rejoining))
     _emit(fleet_body, seen.mnodes, decision.notes)
     busy = bool(decision.record.steps) or decision.phase == RolloutPhase.WAITING
     return busy, triggers.fleet_spec(fleet_body).max_unavailable

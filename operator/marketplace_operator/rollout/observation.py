@@ -48,6 +48,9 @@ class PodView:
     failed: bool = False
     leaving: bool = False  # marked by the rollout: its gate stays off until it is replaced
     drain: Drain = Drain.UNKNOWN
+    routed: bool | None = None
+    """Listed as a ready endpoint in an EndpointSlice (what load balancers act on): True;
+    listed as ready nowhere: False; not known (slices not read): None."""
 
     @property
     def available(self) -> bool:
@@ -97,8 +100,8 @@ class FleetSettings:
     paused: bool = False
     step_timeout: timedelta = timedelta(seconds=300)
     settle: timedelta = timedelta(seconds=1)
-    """How long a drained pod stays unready before deletion, so load balancers watching
-    EndpointSlices have stopped sending to it (readiness is observed, then this passes)."""
+    """The longest an unready leaving pod waits to be dropped from the EndpointSlices
+    before its drain; it moves on at once when no slice lists it as ready any more."""
 
     def __post_init__(self) -> None:
         if self.max_unavailable < 1:

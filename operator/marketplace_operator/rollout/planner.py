@@ -22,7 +22,8 @@ Rules (docs/rollout.md):
 - Order: unavailable nodes first, then by name.
 - A step first takes the pod out of load balancers: it is marked leaving and its
   `joined` readiness gate turned off, so the pod turns unready while the node
-  still serves; `settle` after that (for EndpointSlice watchers to notice), the
+  still serves; once no EndpointSlice lists it as ready any more (or at the latest
+  `settle` after the step started, when the slices cannot be read), the
   node is drained through its admin API (it refuses new work from then on), and
   once drained the pod is deleted; the step then waits for the replacement to be
   Ready and joined. A pod once marked leaving is always replaced. If that takes longer than
@@ -121,6 +122,10 @@ class Decision:
     nodes: int
     updated: int
     unavailable: int
+    rejoining: str | None = None
+    """A node whose new connections the next step waits to see: only its own status
+    reports them, so the caller refreshes that node's status now rather than at its
+    periodic poll."""
 
 
 def reasons(node: NodeView) -> tuple[Reason, ...]:
@@ -189,7 +194,7 @@ def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: da
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)
     if pod.leaving and not pod.ready:
-        if now < step.phase_since + settings.settle:
+        if pod.routed is not False and now < step.phase_since + settings.settle:
             return _Outcome(step=step, waiting=f"{node.name}: letting load balancers drop it")
         moved = step.model_copy(update={"phase": StepPhase.DRAINING, "phase_since": now})
         return _Outcome(step=moved)
@@ -308,6 +313,7 @@ class _Draft:
     actions: list[Action] = field(default_factory=list)
     notes: list[Note] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
+    rejoining: str | None = None
 
     def take(self, out: _Outcome) -> None:
         self.notes.extend(out.notes)
@@ -373,6 +379,7 @@ def _start_steps(
             )
         lonely = _isolates(node, fleet.nodes, unavailable) if costs else None
         if lonely is not None:
+            draft.rejoining = lonely
             return (
                 f"{lonely} is connected only to nodes that would be out; waiting for it to re-join"
             )
@@ -429,4 +436,5 @@ def plan(fleet: FleetView, now: datetime) -> Decision:
         nodes=len(fleet.nodes),
         updated=sum(1 for n in fleet.nodes if n.on_target and n.available),
         unavailable=len(unavailable),
+        rejoining=draft.rejoining,
     )

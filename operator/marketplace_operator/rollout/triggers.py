@@ -10,7 +10,7 @@ token) it was created from, so "stale" is a comparison of two annotations.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
 from typing import Any
@@ -78,7 +78,12 @@ def grace(mnode: Body) -> timedelta:
 
 
 def node_view(
-    mnode: Body, pod_body: Body | None, *, default_image: str, drain: Drain = Drain.UNKNOWN
+    mnode: Body,
+    pod_body: Body | None,
+    *,
+    default_image: str,
+    drain: Drain = Drain.UNKNOWN,
+    routed: bool | None = None,
 ) -> NodeView:
     """One MarketplaceNode and its pod as the planner sees them."""
     name = str(mnode["metadata"]["name"])
@@ -106,6 +111,7 @@ def node_view(
         failed=seen.phase in {"Failed", "Succeeded"} or seen.stuck_reason is not None,
         leaving=LEAVING_ANNOTATION in _annotations(pod_body),
         drain=drain,
+        routed=routed,
     )
     return replace(base, pod=view)
 
@@ -143,3 +149,17 @@ _STATUS_FIELDS = frozenset(
 
 def record(status: MarketplaceFleetStatus) -> Record:
     return Record(steps=tuple(status.steps), failures=tuple(status.failures))
+
+
+def routed(slices: Iterable[Body], pod_ip: str | None) -> bool:
+    """Does any EndpointSlice list `pod_ip` as a ready endpoint? (An absent `ready` means
+    ready, as the EndpointSlice API defines it.) No slices at all, e.g. addresses the
+    slice controller does not publish, means no load balancer routes to it through them."""
+    if pod_ip is None:
+        return False
+    for piece in slices:
+        for endpoint in piece.get("endpoints") or ():
+            ready = (endpoint.get("conditions") or {}).get("ready")
+            if pod_ip in (endpoint.get("addresses") or ()) and ready is not False:
+                return True
+    return False

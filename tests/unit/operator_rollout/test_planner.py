@@ -143,6 +143,32 @@ def test_an_unready_leaving_pod_is_drained_after_settle() -> None:
     assert d.actions == (DrainNode("a", "uid-old", 30.0),)
 
 
+@pytest.mark.parametrize(
+    ("routed", "after", "drains"),
+    [
+        (False, timedelta(0), True),  # dropped from the slices: drain at once
+        (None, timedelta(milliseconds=100), False),  # slices unknown: wait for settle
+        (True, timedelta(milliseconds=900), False),  # still routed: wait ...
+        (True, timedelta(seconds=1), True),  # ... but at most settle
+    ],
+)
+def test_an_unready_leaving_pod_is_drained_once_load_balancers_dropped_it(
+    routed: bool | None, after: timedelta, drains: bool
+) -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    out = node("a", p=pod(leaving=True, ready=False, routed=routed))
+    d = planner.plan(fleet(out, record=rec), T0 + after)
+    assert (d.actions == (DrainNode("a", "uid-old", 30.0),)) is drains
+    assert d.record.steps[0].phase == (StepPhase.DRAINING if drains else StepPhase.LEAVING)
+
+
+def test_a_ready_pod_is_not_drained_even_when_unrouted() -> None:
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    still_ready = node("a", p=pod(leaving=True, ready=True, routed=False))
+    d = planner.plan(fleet(still_ready, record=rec), T0 + timedelta(seconds=5))
+    assert d.actions == (MarkLeaving("a", "uid-old"),)
+
+
 def test_a_pod_that_never_leaves_fails_the_step() -> None:
     rec = Record(steps=(step("a", StepPhase.LEAVING),))
     stubborn = node("a", p=pod(leaving=True))
@@ -467,6 +493,7 @@ def test_a_step_waits_while_it_would_take_a_nodes_last_peer() -> None:
     )
     d = planner.plan(fleet(*nodes), T0)
     assert [s.node for s in d.record.steps] == ["a"]  # a is not anyone's only peer
+    assert d.rejoining is None
     rec = Record()
     lonely = (
         member("a", {"id-b"}, pod(NEW)),
@@ -478,6 +505,7 @@ def test_a_step_waits_while_it_would_take_a_nodes_last_peer() -> None:
     assert d.actions == ()
     assert d.blocked_by is not None
     assert "connected only to nodes that would be out" in d.blocked_by
+    assert d.rejoining in {"a", "c"}  # whose status the caller refreshes now
 
 
 def test_unknown_or_truncated_peer_lists_do_not_block() -> None:

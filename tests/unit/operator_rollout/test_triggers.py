@@ -188,3 +188,28 @@ def test_the_rollout_wants_the_hash_the_node_reconcile_renders(
     ctx = SimpleNamespace(settings=SimpleNamespace(default_node_image=DEFAULT))
     theirs = pod.template_hash(nodeloop.desired_of(ctx, node).pod_inputs)  # type: ignore[arg-type]
     assert triggers.desired_revision(node, default_image=DEFAULT).template_hash == theirs
+
+
+def _slice(*endpoints: tuple[str, bool | None]) -> dict[str, Any]:
+    def one(ip: str, ready: bool | None) -> dict[str, Any]:
+        conditions = {} if ready is None else {"ready": ready}
+        return {"addresses": [ip], "conditions": conditions}
+
+    return {"endpoints": [one(ip, ready) for ip, ready in endpoints]}
+
+
+@pytest.mark.parametrize(
+    ("slices", "ip", "expected"),
+    [
+        ([], "10.0.0.1", False),  # no slices (e.g. loopback addresses are not published)
+        ([_slice(("10.0.0.1", True))], "10.0.0.1", True),
+        ([_slice(("10.0.0.1", None))], "10.0.0.1", True),  # absent `ready` means ready
+        ([_slice(("10.0.0.1", False))], "10.0.0.1", False),
+        ([_slice(("10.0.0.2", True))], "10.0.0.1", False),
+        ([_slice(("10.0.0.1", False)), _slice(("10.0.0.1", True))], "10.0.0.1", True),
+        ([_slice(("10.0.0.1", True))], None, False),
+        ([{"endpoints": None}], "10.0.0.1", False),
+    ],
+)
+def test_routed(slices: list[dict[str, Any]], ip: str | None, expected: bool) -> None:
+    assert triggers.routed(slices, ip) is expected
