@@ -36,6 +36,7 @@ SEEN_CACHE_MAX: Final = 100_000
 SEEN_CACHE_TTL_SECONDS: Final = 3_600.0
 PROVIDER_TTL_MAX_SECONDS: Final = 24 * 3_600.0
 PROVIDERS_PER_PACKAGE_MAX: Final = 64
+PROVIDER_PACKAGES_MAX: Final = 100_000  # packages with provider records held in memory
 
 # Subscriptions.
 SUBSCRIBER_QUEUE_MAX: Final = 1_024

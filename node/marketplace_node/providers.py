@@ -9,6 +9,7 @@ are persisted and must expire across restarts.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -27,10 +28,21 @@ class ProviderRow:
 @dataclass
 class ProviderTable:
     """Bounded per package: a new provider beyond `per_package` replaces the record that
-    expires soonest, if the newcomer outlives it (bounded memory whatever peers announce)."""
+    expires soonest, if the newcomer outlives it (bounded memory whatever peers announce).
+
+    Bounded in packages too: any peer may announce records for content ids we have never
+    heard of, so beyond `max_packages` the package whose records were set least recently
+    is forgotten (its rows stay in the store). Providers re-announce their records well
+    within the TTL, so live packages keep moving to the young end.
+    """
 
     per_package: int = limits.PROVIDERS_PER_PACKAGE_MAX
-    _rows: dict[str, dict[str, ProviderRow]] = field(default_factory=dict)
+    max_packages: int = limits.PROVIDER_PACKAGES_MAX
+    _rows: OrderedDict[str, dict[str, ProviderRow]] = field(default_factory=OrderedDict)
+
+    def __len__(self) -> int:
+        """Packages with provider records held."""
+        return len(self._rows)
 
     def load(self, rows: Iterable[ProviderRow]) -> None:
         for row in rows:
@@ -38,7 +50,13 @@ class ProviderTable:
 
     def set(self, row: ProviderRow) -> bool:
         """Record `row` unless a newer record or a full, longer-lived table wins; True if kept."""
-        rows = self._rows.setdefault(row.package_id, {})
+        rows = self._rows.get(row.package_id)
+        if rows is None:
+            while len(self._rows) >= self.max_packages:
+                self._rows.popitem(last=False)
+            rows = self._rows[row.package_id] = {}
+        else:
+            self._rows.move_to_end(row.package_id)
         current = rows.get(row.peer_id)
         if current is not None:
             if current.updated > row.updated:

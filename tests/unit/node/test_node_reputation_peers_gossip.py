@@ -159,3 +159,17 @@ def test_a_full_package_keeps_the_longest_lived_providers() -> None:
     assert table.peers_of("p") == {"b", "d"}
     assert table.prune(25.0) == 1
     assert table.peers_of("p") == {"d"}
+
+
+def test_provider_records_of_too_many_packages_forget_the_least_recently_set() -> None:
+    table = ProviderTable(max_packages=3)
+    for pid in ("p1", "p2", "p3"):
+        table.set(_row("a", 1, package=pid))
+    table.set(_row("b", 2, package="p1"))  # a re-announced package moves to the young end
+    table.set(_row("a", 1, package="p4"))  # a fourth evicts p2, the least recently set
+    assert len(table) == 3
+    assert table.peers_of("p2") == frozenset()
+    assert table.peers_of("p1") == {"a", "b"}
+    for i in range(1_000):
+        table.set(_row("a", 1, package=f"flood-{i}"))
+    assert len(table) == 3
