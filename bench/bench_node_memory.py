@@ -145,7 +145,7 @@ def tables(service: NodeService, breakers: Breakers) -> list[tuple[str, int, int
         ("offenders (escalation)", status.offenders, DEFAULT_OFFENDER_CAPACITY),
         ("local bans", status.local_bans, DEFAULT_LOCAL_BAN_CAPACITY),
         ("peer table", len(service.peers), service.settings.max_peers),
-        ("reputation book", len(service.reputation._book), service.reputation._book.maxsize),
+        ("reputation book", len(service.reputation._book), int(service.reputation._book.maxsize)),
         ("circuit breakers", len(breakers), DEFAULT_CAPACITY),
         ("replay cache (nonces)", len(service.replay._seen), limits.NONCE_CACHE_MAX),
         ("gossip seen-cache", len(service.seen._seen), limits.SEEN_CACHE_MAX),

@@ -20,8 +20,9 @@ import json
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from typing import Any
 
 import pytest
@@ -82,7 +83,7 @@ class Schemas:
         kind = schema.get("type")
         if isinstance(kind, list):
             return st.one_of([self.valid({**schema, "type": t}) for t in kind])
-        maker = {
+        makers: dict[str, Callable[[dict[str, Any]], st.SearchStrategy[Any]]] = {
             "string": self._string,
             "integer": self._integer,
             "number": self._number,
@@ -90,15 +91,16 @@ class Schemas:
             "null": lambda _: st.none(),
             "array": self._array,
             "object": self._object,
-        }.get(kind or "", lambda _: json_values())
-        return maker(schema)
+        }
+        return makers.get(kind or "", self._any)(schema)
+
+    def _any(self, schema: dict[str, Any]) -> st.SearchStrategy[Any]:
+        return json_values()
 
     def _string(self, schema: dict[str, Any]) -> st.SearchStrategy[str]:
         lo, hi = schema.get("minLength", 0), min(schema.get("maxLength", 80), 300)
         if schema.get("format") == "date-time":
-            return st.datetimes(timezones=st.just(__import__("datetime").UTC)).map(
-                lambda d: d.isoformat()
-            )
+            return st.datetimes(timezones=st.just(UTC)).map(lambda d: d.isoformat())
         if "pattern" in schema:
             return st.from_regex(schema["pattern"], fullmatch=True).filter(
                 lambda s: lo <= len(s) <= hi
