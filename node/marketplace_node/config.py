@@ -7,6 +7,7 @@ passed down; nothing reads the environment anywhere else.
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -41,6 +42,11 @@ class NodeSettings(BaseSettings):
     policy_dir: Path | None = None
     fleet: str = Field(default="default", max_length=63)
     bootstrap_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Where peer addresses may point: with networks set, only IP literals inside them
+    # are called (no DNS), so a peer cannot aim us at another service (SSRF).
+    peer_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list
+    )
     max_peers: int = Field(default=64, ge=1, le=10_000)
     drain_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
@@ -55,7 +61,7 @@ class NodeSettings(BaseSettings):
     fetch_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
     client_connection_limit: int = Field(default=100, ge=1, le=10_000)
 
-    @field_validator("bootstrap_peers", mode="before")
+    @field_validator("bootstrap_peers", "peer_networks", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

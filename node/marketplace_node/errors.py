@@ -98,6 +98,13 @@ class UpstreamFailed(NodeError):
     retryable = True
 
 
+class DestinationRefused(UpstreamFailed):
+    """A peer address outside the networks this node may call (SSRF guard)."""
+
+    code = "destination_refused"
+    retryable = False
+
+
 class UpstreamTimeout(UpstreamFailed, TimeoutError):
     code = "upstream_timeout"
     http_status = 504

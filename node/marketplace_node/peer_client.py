@@ -8,6 +8,7 @@ carrying the peer's code in `details`.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import urllib.parse
 from collections.abc import AsyncIterator
@@ -19,10 +20,34 @@ from yarl import URL
 from marketplace_node import signing
 from marketplace_node.breaker import Breakers
 from marketplace_node.clock import Clock
-from marketplace_node.errors import UpstreamFailed, UpstreamTimeout
+from marketplace_node.errors import DestinationRefused, UpstreamFailed, UpstreamTimeout
 from marketplace_node.identity import Identity
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def check_destination(base_url: str, networks: tuple[Network, ...]) -> None:
+    """Refuse a peer address outside `networks` (empty: any). Pure.
+
+    With networks set, the host must be an IP literal inside one of them: a
+    name would need DNS, and a peer-supplied name or address must not aim the
+    node at anything but its fleet.
+    """
+    if not networks:
+        return
+    host = urllib.parse.urlsplit(base_url).hostname or ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise DestinationRefused(
+            "peer address is not an IP literal", details={"peer": base_url[:80]}
+        ) from None
+    if not any(address in net for net in networks):
+        raise DestinationRefused(
+            "peer address outside the allowed networks", details={"peer": base_url[:80]}
+        )
 
 
 class PeerClient:
@@ -37,8 +62,10 @@ class PeerClient:
         *,
         timeout: float,
         breakers: Breakers | None = None,
+        networks: tuple[Network, ...] = (),
     ) -> None:
         self._session = session
+        self._networks = networks
         self.breakers = breakers or Breakers(clock)
         self._identity = ident
         self._clock = clock
@@ -74,6 +101,7 @@ class PeerClient:
     ) -> bytes:
         """One signed request; the 2xx reply body. Extra `headers` are not signed (hints
         only); `within` overrides the default timeout (seconds) for slow calls."""
+        check_destination(base_url, self._networks)
         url, signed = self._signed(method, base_url, path, params, body)
         headers = signed | (headers or {})
         self.breakers.check(base_url)
@@ -114,6 +142,7 @@ class PeerClient:
         self, base_url: str, path: str, *, transfer_seconds: float
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         """A signed GET whose body is consumed as chunks (content transfer)."""
+        check_destination(base_url, self._networks)
         url, headers = self._signed("GET", base_url, path, None, b"")
         self.breakers.check(base_url)
         try:

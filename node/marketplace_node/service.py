@@ -117,7 +117,11 @@ class NodeService:
     async def _on_start(self) -> None:
         assert self._session is not None
         self._client = PeerClient(
-            self._session, self.identity, self.clock, timeout=self.settings.peer_timeout_seconds
+            self._session,
+            self.identity,
+            self.clock,
+            timeout=self.settings.peer_timeout_seconds,
+            networks=tuple(self.settings.peer_networks),
         )
         await asyncio.to_thread(self.blobs.prepare)
         await self.store.open()

@@ -88,6 +88,8 @@ FAST = {
     "MARKETPLACE_NODE_FETCH_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_LOG_LEVEL": "INFO",
+    # Test nodes call loopback peers only, whatever a test (or a fuzzer) tells them.
+    "MARKETPLACE_NODE_PEER_NETWORKS": "127.0.0.0/8",
 }
 
 
