@@ -7,6 +7,7 @@ import random
 import time
 
 import loadgen
+import pytest
 from e2e_helpers import OperatorProcess
 from marketplace_operator import k8s
 from rollout_helpers import (
@@ -21,6 +22,9 @@ TRIALS = 20
 SIZE = 3
 
 
+# 20 trials of ~16 s each outgrow the suite's default 300 s; every wait inside
+# still has its own deadline (150 s per rollout), this only bounds the whole.
+@pytest.mark.timeout(1200)
 def test_operator_killed_mid_rollout_resumes_safely(
     kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess
 ) -> None:
