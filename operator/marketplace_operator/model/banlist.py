@@ -34,6 +34,7 @@ from marketplace_operator.model.common import (
     CrdInfo,
     PrinterColumn,
     cel,
+    conditions_field,
     validations,
 )
 
@@ -270,11 +271,8 @@ class PolicyObjectStatus(CrdModel):
         max_length=MAX_FLEETS_LISTED,
         description=f"Per selected fleet (first {MAX_FLEETS_LISTED} by name).",
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=8,
-        description="Ready and PolicyConverged (Kubernetes API conventions).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    conditions: list[Condition] = conditions_field(
+        max_length=8, description="Ready and PolicyConverged (Kubernetes API conventions)."
     )
 
 

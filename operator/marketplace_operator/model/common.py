@@ -103,6 +103,16 @@ class Condition(CamelModel):
     )
 
 
+def conditions_field(*, max_length: int, description: str) -> Any:
+    """A status `conditions` list, merged by `type` under server-side apply (API conventions)."""
+    return Field(
+        default_factory=list,
+        max_length=max_length,
+        description=description,
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+
+
 def rfc3339(moment: datetime) -> str:
     """An aware datetime as the API server writes it: UTC, seconds, `Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -29,6 +29,7 @@ from marketplace_operator.model.common import (
     CrdInfo,
     PrinterColumn,
     cel,
+    conditions_field,
 )
 
 KIND: Final = "MarketplaceFleet"
@@ -167,11 +168,8 @@ class MarketplaceFleetStatus(CamelModel):
         description=f"Nodes still to be replaced, in order (first {MAX_PLAN_ENTRIES}).",
     )
     pending: int = Field(default=0, ge=0, description="How many nodes still need a new pod.")
-    conditions: list[Condition] = Field(
-        default_factory=list,
-        max_length=8,
-        description="Progressing and Degraded (API conventions).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    conditions: list[Condition] = conditions_field(
+        max_length=8, description="Progressing and Degraded (API conventions)."
     )
 
 

@@ -15,6 +15,7 @@ from marketplace_operator.model.common import (
     PrinterColumn,
     Quantity,
     cel,
+    conditions_field,
     validations,
 )
 
@@ -190,11 +191,9 @@ class MarketplaceNodeStatus(CamelModel):
     message: str | None = Field(
         default=None, max_length=1024, description="Human-readable summary of the phase."
     )
-    conditions: list[Condition] = Field(
-        default_factory=list,
+    conditions: list[Condition] = conditions_field(
         max_length=16,
         description="Ready, Progressing, PolicyApplied and Degraded (API conventions).",
-        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
 
 
