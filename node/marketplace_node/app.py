@@ -51,7 +51,8 @@ def build_app(service: NodeService) -> web.Application:
     app = web.Application(
         middlewares=[
             http_errors.error_middleware,
-            http_errors.tarpit_middleware(),  # banned peers wait for their answer
+            # banned peers wait for their answer, as long as the applied policy says
+            http_errors.tarpit_middleware(lambda: service.enforcer.tarpit_seconds),
             _deadlines(service.settings),
             http_api.door,
         ],

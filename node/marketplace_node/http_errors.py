@@ -16,6 +16,7 @@ import logging
 import math
 import re
 import secrets
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
@@ -106,18 +107,20 @@ async def _render_errors(request: web.Request, handler: Handler) -> web.StreamRe
         return error_response(errors.NodeError("internal error"))
 
 
-def tarpit_middleware(seconds: float = 1.0, *, max_held: int = 256) -> Middleware:
-    """Answer a banned peer only after `seconds` (place it inside `error_middleware`).
+def tarpit_middleware(delay: Callable[[], float], *, max_held: int = 256) -> Middleware:
+    """Answer a banned peer only after `delay()` seconds (place it inside `error_middleware`).
 
     A flooding client's workers then wait instead of sending, so its request
-    rate drops to about its concurrency per `seconds`, and honest clients keep
-    the event loop. At most `max_held` answers are held at once (beyond that
+    rate drops to about its concurrency per delay, and honest clients keep
+    the event loop. `delay` is read per held answer, so the fleet's policy
+    (`escalation.tarpitSeconds`) takes effect as soon as it is applied; 0
+    answers at once. At most `max_held` answers are held at once (beyond that
     they go out at once), so the tarpit cannot be turned into an exhaustion of
     connections. Only bans are delayed: an honest client is never banned, but
     may overshoot a rate limit now and then.
     """
-    if seconds < 0 or max_held < 0:
-        raise ValueError("the tarpit needs non-negative seconds and max_held")
+    if max_held < 0:
+        raise ValueError("the tarpit needs a non-negative max_held")
     held = 0
 
     @web.middleware
@@ -126,7 +129,8 @@ def tarpit_middleware(seconds: float = 1.0, *, max_held: int = 256) -> Middlewar
         try:
             return await handler(request)
         except errors.PeerBanned:
-            if held < max_held:
+            seconds = delay()
+            if seconds > 0 and held < max_held:
                 held += 1
                 try:
                     await asyncio.sleep(seconds)

@@ -305,6 +305,11 @@ class PolicyEnforcer:
         return self._policy
 
     @property
+    def tarpit_seconds(self) -> float:
+        """How long a banned peer's answer is held, by the policy applied now."""
+        return self._policy.escalation.tarpit_seconds
+
+    @property
     def status(self) -> EnforcerStatus:
         policy = self._policy
         return EnforcerStatus(

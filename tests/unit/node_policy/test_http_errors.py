@@ -6,14 +6,16 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiohttp.typedefs import Handler
 from marketplace_node import errors, http_errors, logs
-from marketplace_node.admin.models import ErrorBody
+from marketplace_node.admin.models import ErrorBody, Escalation, PolicyDocument, RateLimits
+from marketplace_node.clock import FakeClock
+from marketplace_node.policy.enforcer import PolicyEnforcer
 
 Client = TestClient[web.Request, web.Application]
 LEAK = "password=hunter2 at /etc/marketplace/identity/ed25519.pem"
@@ -125,9 +127,8 @@ async def test_request_context_reaches_log_lines_and_the_id_is_echoed() -> None:
 
 
 async def test_tarpit_delays_banned_answers_up_to_a_cap() -> None:
-    app = web.Application(
-        middlewares=[http_errors.error_middleware, http_errors.tarpit_middleware(0.3, max_held=2)]
-    )
+    tarpit = http_errors.tarpit_middleware(lambda: 0.3, max_held=2)
+    app = web.Application(middlewares=[http_errors.error_middleware, tarpit])
     app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
     app.router.add_get("/limited", raising(errors.RateLimited("slow", retry_after=1)))
     loop = asyncio.get_running_loop()
@@ -143,14 +144,53 @@ async def test_tarpit_delays_banned_answers_up_to_a_cap() -> None:
 
 
 async def test_tarpit_answers_at_once_beyond_its_cap() -> None:
-    app = web.Application(
-        middlewares=[http_errors.error_middleware, http_errors.tarpit_middleware(5, max_held=0)]
-    )
+    tarpit = http_errors.tarpit_middleware(lambda: 5.0, max_held=0)
+    app = web.Application(middlewares=[http_errors.error_middleware, tarpit])
     app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client, asyncio.timeout(2):
         assert (await client.get("/banned")).status == 403
 
 
+def _tarpit_policy(version: int, seconds: float) -> PolicyDocument:
+    escalation = Escalation(tarpit_seconds=seconds)
+    return PolicyDocument(version=version, rate_limits=RateLimits(escalation=escalation))
+
+
+async def test_tarpit_delay_follows_the_applied_policy() -> None:
+    enforcer = PolicyEnforcer(FakeClock(), node_id="node-self-000000")
+    assert enforcer.tarpit_seconds == 1.0  # the built-in default, before any policy
+    tarpit = http_errors.tarpit_middleware(lambda: enforcer.tarpit_seconds)
+    app = web.Application(middlewares=[http_errors.error_middleware, tarpit])
+    app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
+    loop = asyncio.get_running_loop()
+
+    async def answer_time() -> float:
+        started = loop.time()
+        assert (await client.get("/banned")).status == 403
+        return loop.time() - started
+
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client, asyncio.timeout(5):
+        enforcer.apply(_tarpit_policy(1, 0.4))
+        assert await answer_time() >= 0.35
+        enforcer.apply(_tarpit_policy(2, 0.0))  # same app, no restart
+        assert await answer_time() < 0.2
+        enforcer.apply(_tarpit_policy(3, 0.4))
+        assert await answer_time() >= 0.35
+
+
+async def test_a_zero_delay_answers_without_yielding_to_the_loop() -> None:
+    request = make_mocked_request("GET", "/banned")
+    handler = raising(errors.PeerBanned("banned"))
+    held = http_errors.tarpit_middleware(lambda: 0.01)(request, handler)
+    assert isinstance(held, Coroutine)
+    held.send(None)  # a real delay suspends at the sleep
+    held.close()
+    immediate = http_errors.tarpit_middleware(lambda: 0.0)(request, handler)
+    assert isinstance(immediate, Coroutine)
+    with pytest.raises(errors.PeerBanned):
+        immediate.send(None)  # one step to the answer: no sleep, not even sleep(0)
+
+
 def test_tarpit_arguments_are_checked() -> None:
     with pytest.raises(ValueError):
-        http_errors.tarpit_middleware(-1)
+        http_errors.tarpit_middleware(lambda: 1.0, max_held=-1)
