@@ -71,6 +71,16 @@ class EscalationSpec(CrdModel):
     max_ban_seconds: float | None = Field(
         default=None, gt=0, le=MAX_SECONDS, alias="maxBanSeconds", description="Longest ban."
     )
+    tarpit_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=30,
+        alias="tarpitSeconds",
+        description=(
+            "Seconds a banned peer waits for its refusal, which slows a banned client's retries;"
+            " 0 answers at once. Node default 1."
+        ),
+    )
 
     @model_validator(mode="after")
     def _first_within_max(self) -> EscalationSpec:

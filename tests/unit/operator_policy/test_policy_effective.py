@@ -340,6 +340,54 @@ def test_precedence(policies: list[RateLimitPolicy], winner: str) -> None:
     assert limits.max_pending_queries == {"a": 1, "b": 2}[winner]
 
 
+@pytest.mark.parametrize(
+    ("policies", "seconds", "winner"),
+    [
+        ([], 1.0, None),  # no policy sets it: the node default
+        (
+            [
+                policy("a", priority=1, escalation={"tarpitSeconds": 5}),
+                policy("b", priority=2, escalation={"tarpitSeconds": 0}),
+            ],
+            0.0,  # zero is a value, not "unset": it wins like any other
+            "b",
+        ),
+        (
+            [
+                policy("a", fleet="*", escalation={"tarpitSeconds": 0}),
+                policy("b", fleet="blue", escalation={"tarpitSeconds": 2.5}),
+            ],
+            2.5,
+            "b",
+        ),
+        (
+            [
+                policy("b", escalation={"tarpitSeconds": 3}),
+                policy("a", escalation={"tarpitSeconds": 0.5}),
+            ],
+            0.5,
+            "a",
+        ),
+        # a stronger policy that sets other escalation leaves leaves this one to the weaker
+        (
+            [
+                policy("a", priority=9, escalation={"threshold": 5}),
+                policy("b", escalation={"tarpitSeconds": 0}),
+            ],
+            0.0,
+            "b",
+        ),
+    ],
+)
+def test_tarpit_seconds_merge_by_precedence(
+    policies: list[RateLimitPolicy], seconds: float, winner: str | None
+) -> None:
+    limits, sources, _ = merge_limits("blue", policies)
+    assert limits is not None
+    assert limits.escalation.tarpit_seconds == seconds
+    assert sources.get("escalation.tarpitSeconds") == winner
+
+
 def test_a_merge_that_cannot_apply_is_a_problem_and_no_content() -> None:
     """Each policy is valid alone; merged, firstBan > maxBan: blame both, apply nothing."""
     a = policy("short-max", priority=10, escalation={"maxBanSeconds": 30})

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from marketplace_node.admin.models import Escalation
 from marketplace_operator import crdgen
 from marketplace_operator.model import banlist, ratelimitpolicy
 from marketplace_operator.model.banlist import (
@@ -113,11 +115,39 @@ def test_escalation_first_ban_must_not_exceed_max() -> None:
         {"maxPendingQueries": 0},
         {"priority": 1001},
         {"escalation": {"backoffFactor": 0.5}},
+        {"escalation": {"tarpitSeconds": -0.5}},
+        {"escalation": {"tarpitSeconds": 31}},
     ],
 )
 def test_invalid_rate_limit_policies_are_refused(spec: dict[str, Any]) -> None:
     with pytest.raises(ValidationError):
         RateLimitPolicySpec.model_validate(spec)
+
+
+@pytest.mark.parametrize("seconds", [-0.01, 0, 0.25, 30, 30.01])
+def test_tarpit_bounds_match_the_node(seconds: float) -> None:
+    """A tarpitSeconds the API server would accept is one every node accepts, and back."""
+
+    def accepts(validate: Callable[[], object]) -> bool:
+        try:
+            validate()
+        except ValidationError:
+            return False
+        return True
+
+    by_operator = accepts(
+        lambda: RateLimitPolicySpec.model_validate({"escalation": {"tarpitSeconds": seconds}})
+    )
+    by_node = accepts(lambda: Escalation.model_validate({"tarpitSeconds": seconds}))
+    assert by_operator == by_node == (0 <= seconds <= 30)
+
+
+def test_crd_bounds_tarpit_seconds_and_explains_it() -> None:
+    schema = crdgen.openapi_schema(ratelimitpolicy.CRD)
+    escalation = schema["properties"]["spec"]["properties"]["escalation"]["properties"]
+    tarpit = escalation["tarpitSeconds"]
+    assert (tarpit["minimum"], tarpit["maximum"]) == (0, 30)
+    assert "retries" in tarpit["description"]
 
 
 def test_fields_set_names_what_a_policy_sets() -> None:
