@@ -15,7 +15,11 @@ On one fleet of `BENCH_POLICY_NODES` (default 50) real node processes, in one ru
    credentials), each recomputing the policy and applying it to its own node.
 
 "Enforcement" is a signed peer request from the banned identity answered with 403
-`peer_banned`, polled on every node every `POLL` seconds (the resolution). A change
+`peer_banned`, polled on every node every `POLL` seconds (the resolution). Before the
+trials the fleet gets a RateLimitPolicy with `escalation.tarpitSeconds: 0`, enforced by all
+three paths alike: the probe measures when the refusal is *decided*, and the node's
+deliberate hold of a banned peer's answer (1 s by default) would add a constant second to
+every measurement. A change
 is a JSON merge patch of a BanList through the API (not a `kubectl` process, whose
 start-up would dominate). Reported: p50/p99 of the time until *every* node refuses,
 and of single nodes; ratios against the targets (push p99 < 0.5 s; at least 100 times faster than
@@ -50,9 +54,15 @@ from kubernetes import client, config, watch
 from marketplace_node import signing
 from marketplace_node.identity import Identity
 from marketplace_operator import errors, k8s
-from marketplace_operator.handlers.policy import BANLISTS, parse_banlist
+from marketplace_operator.handlers.policy import (
+    BANLISTS,
+    RATELIMITPOLICIES,
+    parse_banlist,
+    parse_policy,
+)
 from marketplace_operator.model.banlist import BanList
 from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
+from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
 from marketplace_operator.policy.effective import effective_policy
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, stamp
 from marketplace_operator.render.policy import configmap_patch
@@ -61,6 +71,7 @@ ROOT = Path(__file__).resolve().parents[1]
 N = int(os.environ.get("BENCH_POLICY_NODES", "50"))
 TRIALS = int(os.environ.get("BENCH_POLICY_TRIALS", "15"))
 FLEET = "bench"
+NO_TARPIT = "bench-no-tarpit"
 POLL = 0.02
 KUBELET_SYNC_SECONDS = 60.0
 TARGET_P99 = 0.5
@@ -311,6 +322,7 @@ class ConfigMapOnly:
 
     def __init__(self, kube: k8s.Kube, namespace: str, writer: BanListWriter) -> None:
         self.kube, self.namespace, self.writer = kube, namespace, writer
+        self.policies = [_rate_limit_policy(p) for p in kube.list(RATELIMITPOLICIES, namespace)]
         cm = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy") or {}
         annotations = cm.get("metadata", {}).get("annotations") or {}
         self.version = int(annotations.get("marketplace.p2p.dev/policy-version", "0"))
@@ -320,13 +332,30 @@ class ConfigMapOnly:
         self.version += 1
         body = _banlist(self.namespace, "bench", self.writer.peers)
         body["metadata"]["creationTimestamp"] = datetime.now(UTC).isoformat()
-        doc = _document([parse_banlist(body)], self.version)  # type: ignore[list-item]
+        doc = _document([parse_banlist(body)], self.policies, self.version)  # type: ignore[list-item]
         self.kube.patch(k8s.CONFIGMAPS, self.namespace, f"{FLEET}-policy", configmap_patch(doc))
 
 
-def _document(banlists: list[BanList], version: int) -> Any:
+def _no_tarpit(namespace: str) -> dict[str, Any]:
+    """The bench fleet's RateLimitPolicy: banned peers answered at once (module docstring)."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "RateLimitPolicy",
+        "metadata": {"name": NO_TARPIT, "namespace": namespace},
+        "spec": {"fleet": FLEET, "escalation": {"tarpitSeconds": 0}},
+    }
+
+
+def _rate_limit_policy(body: dict[str, Any]) -> RateLimitPolicy:
+    parsed = parse_policy(body)
+    if not isinstance(parsed, RateLimitPolicy):
+        raise ValueError(f"RateLimitPolicy {body['metadata']['name']} is invalid: {parsed}")
+    return parsed
+
+
+def _document(banlists: list[BanList], policies: list[RateLimitPolicy], version: int) -> Any:
     effective = effective_policy(
-        FLEET, banlists=banlists, ratelimitpolicies=[], now=datetime.now(UTC)
+        FLEET, banlists=banlists, ratelimitpolicies=policies, now=datetime.now(UTC)
     )
     assert effective.content is not None
     return stamp(effective.content, PolicyVersion(version, content_hash(effective.content)))
@@ -366,6 +395,14 @@ class Informers:
             thread.join(15)
 
     def _run(self, name: str) -> None:
+        # Listed once, not watched: the bench's RateLimitPolicy does not change during the trials.
+        policies = cast(
+            "dict[str, Any]",
+            self.api.list_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, "ratelimitpolicies"
+            ),
+        )
+        limits = [_rate_limit_policy(item) for item in policies["items"]]
         cache: dict[str, BanList] = {}
         listed = cast(
             "dict[str, Any]",
@@ -387,11 +424,11 @@ class Informers:
                     cache.pop(obj["metadata"]["name"], None)
                 else:
                     cache[obj["metadata"]["name"]] = parse_banlist(obj)  # type: ignore[assignment]
-                self._apply(name, list(cache.values()))
+                self._apply(name, list(cache.values()), limits)
 
-    def _apply(self, name: str, banlists: list[BanList]) -> None:
+    def _apply(self, name: str, banlists: list[BanList], limits: list[RateLimitPolicy]) -> None:
         self.versions[name] += 1
-        doc = _document(banlists, self.versions[name])
+        doc = _document(banlists, limits, self.versions[name])
         self.http.request(
             "PUT", f"http://{self.ips[name]}:7070/admin/v1/policy",
             body=doc.model_dump_json(by_alias=True).encode(),
@@ -467,6 +504,7 @@ def main() -> int:
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
     operator = Operator(namespace, Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".cluster")))
     try:
+        kube.create(RATELIMITPOLICIES, _no_tarpit(namespace))
         operator.start()
         ips = _make_fleet(kube, namespace)
         writer = BanListWriter(kube, namespace)

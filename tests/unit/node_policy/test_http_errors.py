@@ -164,18 +164,18 @@ async def test_tarpit_delay_follows_the_applied_policy() -> None:
     app.router.add_get("/banned", raising(errors.PeerBanned("banned")))
     loop = asyncio.get_running_loop()
 
-    async def answer_time() -> float:
+    async def answer_time(peer: Client) -> float:
         started = loop.time()
-        assert (await client.get("/banned")).status == 403
+        assert (await peer.get("/banned")).status == 403
         return loop.time() - started
 
-    async with TestClient(TestServer(app, host="127.0.0.1")) as client, asyncio.timeout(5):
+    async with TestClient(TestServer(app, host="127.0.0.1")) as peer, asyncio.timeout(5):
         enforcer.apply(_tarpit_policy(1, 0.4))
-        assert await answer_time() >= 0.35
+        assert await answer_time(peer) >= 0.35
         enforcer.apply(_tarpit_policy(2, 0.0))  # same app, no restart
-        assert await answer_time() < 0.2
+        assert await answer_time(peer) < 0.2
         enforcer.apply(_tarpit_policy(3, 0.4))
-        assert await answer_time() >= 0.35
+        assert await answer_time(peer) >= 0.35
 
 
 async def test_a_zero_delay_answers_without_yielding_to_the_loop() -> None:
