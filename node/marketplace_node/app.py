@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -72,7 +72,7 @@ def build_app(service: NodeService) -> web.Application:
         return web.json_response(document)
 
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
-    _add_admin(app, service)
+    _add_admin(app, service, membership)
     app.cleanup_ctx.append(lambda a: _lifecycle(a, service, membership))
     return app
 
@@ -93,12 +93,24 @@ def _deadlines(settings: NodeSettings) -> Middleware:
     )
 
 
-def _add_admin(app: web.Application, service: NodeService) -> None:
+def _members_setter(
+    service: NodeService, membership: Membership
+) -> Callable[[Members], Awaitable[None]]:
+    """New members are greeted at once: joining them is what makes a starting node ready."""
+
+    async def set_members(members: Members) -> None:
+        await service.set_members(members)
+        membership.nudge()
+
+    return set_members
+
+
+def _add_admin(app: web.Application, service: NodeService, membership: Membership) -> None:
     backend = NodeAdmin(
         enforcer=service.enforcer,
         drain=service.drain,
         status=service.status,
-        set_members=service.set_members,
+        set_members=_members_setter(service, membership),
     )
     routes.add_admin_routes(app, backend, admin_token(service.settings))
 
@@ -126,7 +138,8 @@ async def _lifecycle(
     app[SESSION] = session
     loops = [membership.run, lambda: sync.run(service), service.republish_loop]
     if settings.policy_dir is not None:
-        loops.append(_policy_watcher(service, settings.policy_dir).run)
+        watcher = _policy_watcher(service, membership, settings.policy_dir)
+        loops.append(watcher.run)
     try:
         await service.start(session, loops)
         yield
@@ -135,11 +148,11 @@ async def _lifecycle(
         await session.close()
 
 
-def _policy_watcher(service: NodeService, directory: Path) -> PolicyDirWatcher:
+def _policy_watcher(
+    service: NodeService, membership: Membership, directory: Path
+) -> PolicyDirWatcher:
     async def on_policy(doc: PolicyDocument) -> None:
         await service.enforcer.apply_async(doc)  # compiled off the event loop
 
-    async def on_members(members: Members) -> None:
-        await service.set_members(members)
-
+    on_members = _members_setter(service, membership)
     return PolicyDirWatcher(directory, on_policy=on_policy, on_members=on_members)

@@ -10,11 +10,17 @@ the peers it knows as candidates); a failed one counts against it, and peers
 that keep failing past `stale_after` are removed. A newly joined peer
 triggers an anti-entropy pull from it, so a (re)started node catches up
 within one round.
+
+Joining is on the path to readiness (a node with configured peers is ready
+only once one answered), so a node without peers retries sooner, backing off
+from `JOIN_RETRY_FIRST_SECONDS` to the liveness interval, and a change of its
+configured peers (the operator's members push) starts a round at once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from cachetools import LRUCache
@@ -28,12 +34,26 @@ logger = logging.getLogger(__name__)
 CANDIDATES_MAX = 256
 CANDIDATES_PER_ROUND = 8
 PROBES_PER_ROUND = 8
+JOIN_RETRY_FIRST_SECONDS = 0.25
+
+
+def join_retry_delay(previous: float | None, interval: float) -> float:
+    """Seconds to the next round of a node not yet joined: doubling from
+    `JOIN_RETRY_FIRST_SECONDS` (`previous` None: the first retry), capped by `interval`."""
+    if previous is None:
+        return min(JOIN_RETRY_FIRST_SECONDS, interval)
+    return min(previous * 2, interval)
 
 
 class Membership:
     def __init__(self, service: NodeService) -> None:
         self.service = service
         self.candidates: LRUCache[str, None] = LRUCache(maxsize=CANDIDATES_MAX)
+        self._nudged = asyncio.Event()
+
+    def nudge(self) -> None:
+        """Run a round now (e.g. new configured peers) instead of at the next interval."""
+        self._nudged.set()
 
     def reply(self, sender: str, hello: Hello) -> HelloReply:
         """Answer a peer's hello: record it, and share a sample of the peers we know.
@@ -104,9 +124,15 @@ class Membership:
             logger.info("removed stale peer %s", peer_id)
 
     async def run(self) -> None:
+        retry: float | None = None  # the back-off while no configured peer has answered
         while True:
+            self._nudged.clear()
             try:
                 await self.round()
             except Exception:
                 logger.exception("membership round failed")
-            await asyncio.sleep(self.service.settings.liveness_interval_seconds)
+            svc = self.service
+            interval = svc.settings.liveness_interval_seconds
+            retry = None if svc.joined() else join_retry_delay(retry, interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._nudged.wait(), interval if retry is None else retry)

@@ -173,10 +173,13 @@ class NodeService:
         """Bootstrap peers and fleet members, in order, without duplicates (pinned peers)."""
         return self._configured
 
+    def joined(self) -> bool:
+        """One configured peer has answered (trivially true with none configured)."""
+        return len(self.peers) > 0 or not self.configured_peers
+
     def ready(self) -> bool:
-        joined = len(self.peers) > 0 or not self.configured_peers
         running = self.lifecycle.state is State.RUNNING
-        return running and self.store.is_open and joined and self.drain.ready
+        return running and self.store.is_open and self.joined() and self.drain.ready
 
     # -- catalogue ---------------------------------------------------------------
 
