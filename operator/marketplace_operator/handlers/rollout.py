@@ -136,14 +136,14 @@ async def rollout_loop(
     ctx: Context = memo.ctx
     namespace, fleet = body["metadata"]["namespace"], body["metadata"]["name"]
     wake = ctx.wakeups.register(_key(namespace, fleet))
-    ensured_pdb: int | None = None
+    ensured_pdb: pdb.Budget | None = None
     try:
         while not stopped:
             wake.clear()
             busy = False
             try:
                 busy, budget = await run_once(ctx, namespace, fleet, kwargs)
-                if budget is not None and budget != ensured_pdb:
+                if budget is not None and budget != ensured_pdb:  # members or maxUnavailable
                     await ensure_pdb(ctx, namespace, fleet, budget)
                     ensured_pdb = budget
             except errors.OperatorError as exc:
@@ -296,8 +296,8 @@ def _one(index: Any, key: Any) -> Any:
 
 async def run_once(
     ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]
-) -> tuple[bool, int | None]:
-    """One pass: (still busy?, the fleet's maxUnavailable for its PDB)."""
+) -> tuple[bool, pdb.Budget | None]:
+    """One pass: (still busy?, what the fleet's PDB is computed from)."""
     fleet_body = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
     if fleet_body is None:
         return False, None
@@ -332,7 +332,8 @@ async def run_once(
         ctx.wakeups.wake((namespace, decision.rejoining))
     _emit(fleet_body, seen.mnodes, decision.notes)
     busy = bool(decision.record.steps) or decision.phase == RolloutPhase.WAITING
-    return busy, triggers.fleet_spec(fleet_body).max_unavailable
+    max_unavailable = triggers.fleet_spec(fleet_body).max_unavailable
+    return busy, pdb.Budget(pdb.members(seen.mnodes.values()), max_unavailable)
 
 
 def _emit(
@@ -354,15 +355,15 @@ def _event(target: Any, kind: str, note: planner.Note) -> None:
     kopf.event(target, type=kind, reason=note.reason, message=note.message[:1024])
 
 
-async def ensure_pdb(ctx: Context, namespace: str, fleet: str, budget: int) -> None:
-    """The fleet's PodDisruptionBudget exists with `maxUnavailable` = the rollout's budget."""
+async def ensure_pdb(ctx: Context, namespace: str, fleet: str, budget: pdb.Budget) -> None:
+    """The fleet's PodDisruptionBudget exists with `minAvailable` = members - budget."""
     owner = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
     uid = owner["metadata"]["uid"] if owner is not None else None
-    wanted = pdb.pdb(fleet, namespace=namespace, max_unavailable=budget, owner_uid=uid)
+    wanted = pdb.pdb(fleet, namespace=namespace, budget=budget, owner_uid=uid)
     have = await actuate.run_blocking(ctx.kube.get, k8s.PDBS, namespace, pdb.pdb_name(fleet))
     if have is None:
         await actuate.run_blocking(ctx.kube.create, k8s.PDBS, wanted)
     elif pdb.drifted(have, wanted):
         await actuate.run_blocking(
-            ctx.kube.patch, k8s.PDBS, namespace, pdb.pdb_name(fleet), {"spec": wanted["spec"]}
+            ctx.kube.patch, k8s.PDBS, namespace, pdb.pdb_name(fleet), pdb.spec_patch(wanted)
         )
