@@ -12,22 +12,19 @@ reported: the operator's RSS with the 20 nodes. Target: ratio <= 1.2. Needs KUBE
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
 import os
-import signal
-import socket
-import subprocess
 import sys
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
-from marketplace_operator import errors, k8s
+from marketplace_operator import k8s
 from marketplace_operator.model.common import API_VERSION
 from marketplace_operator.settings import DEFAULT_NODE_IMAGE
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import cluster
+
 N = 20
 TARGET_RATIO = 1.2
 DEADLINE = 300.0
@@ -35,26 +32,9 @@ DEPLOYMENTS = k8s.Resource("deployments", "apps", "v1")
 STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
 
 
-def _kubectl(*args: str) -> None:
-    local = ROOT / ".cluster" / "bin" / "kubectl"
-    binary = str(local) if local.exists() else "kubectl"
-    subprocess.run([binary, *args], check=True, capture_output=True, timeout=120)
-
-
 def _wait(what: str, probe: Any, *, deadline: float = DEADLINE) -> float:
     """Seconds until `probe()` is true (polling every 50 ms); raise after `deadline`."""
-    started = time.monotonic()
-    while not probe():
-        if time.monotonic() - started > deadline:
-            raise TimeoutError(f"{what} not reached within {deadline}s")
-        time.sleep(0.05)
-    return time.monotonic() - started
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return cluster.wait(what, probe, deadline=deadline, interval=0.05)
 
 
 def _deployment(namespace: str) -> dict[str, Any]:
@@ -167,23 +147,6 @@ def _milestones(kube: k8s.Kube, namespace: str) -> dict[str, bool]:
     }
 
 
-def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def _cleanup(kube: k8s.Kube, namespace: str) -> None:
-    for obj in kube.list(k8s.MNODES, namespace):
-        with contextlib.suppress(errors.KubeError):
-            kube.patch(
-                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
-            )
-    with contextlib.suppress(errors.KubeError):
-        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
-
-
 def _pods_gone(kube: k8s.Kube, namespace: str) -> bool:
     return not kube.list(k8s.PODS, namespace)
 
@@ -195,22 +158,13 @@ def main() -> int:
     kube = k8s.Kube.from_environment()
     run = uuid.uuid4().hex[:5]
     ns_deploy, ns_op = f"bench-deploy-{run}", f"bench-operator-{run}"
-    for f in sorted((ROOT / "crds").glob("*.yaml")):
-        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
-        _kubectl("wait", "--for=condition=Established", "-f", str(f), "--timeout=60s")
+    cluster.apply_crds()
     for ns in (ns_deploy, ns_op):
         kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
-    log = (
-        Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".cluster")) / f"bench-operator-{run}.log"
-    ).open("wb")
-    port = _free_port()
-    operator = subprocess.Popen(
-        [str(ROOT / ".venv/bin/marketplace-operator"), "-n", ns_op, "--metrics-port", "0",
-         "--liveness", f"http://127.0.0.1:{port}/healthz"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", cluster.ROOT / ".cluster"))
+    operator = cluster.Operator(ns_op, log_dir / f"bench-operator-{run}.log")
     try:
-        time.sleep(3)  # the operator's start-up is not what is measured
+        operator.start()  # the operator's start-up is not what is measured
         kube.create(DEPLOYMENTS, _deployment(ns_deploy))
         t_deploy = _wait(
             f"{N} Deployment replicas ready",
@@ -255,16 +209,11 @@ def main() -> int:
 
         _wait(f"{N} MarketplaceNodes Ready", progress)
         t_operator = time.monotonic() - started
-        rss = _rss_mib(operator.pid)
+        rss = operator.rss_mib()
     finally:
+        operator.stop()  # first: a running operator would put its finalizers back
         for ns in (ns_op, ns_deploy):
-            _cleanup(kube, ns)
-        operator.send_signal(signal.SIGTERM)
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-        log.close()
+            cluster.release_namespace(kube, ns)
         kube.close()
     ratio = t_operator / t_deploy
     print(f"{N} MarketplaceNodes all Ready (joined): {t_operator:6.2f} s")

@@ -35,10 +35,7 @@ import asyncio
 import base64
 import contextlib
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import threading
 import time
 import uuid
@@ -67,7 +64,8 @@ from marketplace_operator.policy.effective import effective_policy
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, stamp
 from marketplace_operator.render.policy import configmap_patch
 
-ROOT = Path(__file__).resolve().parents[1]
+from bench import cluster
+
 N = int(os.environ.get("BENCH_POLICY_NODES", "50"))
 TRIALS = int(os.environ.get("BENCH_POLICY_TRIALS", "15"))
 FLEET = "bench"
@@ -84,73 +82,10 @@ QUERY = "after=0&limit=1"
 # --- the fleet --------------------------------------------------------------------------
 
 
-def _kubectl(*args: str) -> None:
-    local = ROOT / ".cluster" / "bin" / "kubectl"
-    subprocess.run(
-        [str(local) if local.exists() else "kubectl", *args],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Operator:
-    namespace: str
-    log_dir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, *, policy: bool = True) -> None:
-        """Start the operator; `policy=False` runs it with fleet policy off (the baselines keep
-        the node reconcilers' load, only the policy path is absent)."""
-        log = (self.log_dir / f"bench-policy-operator-{self.namespace}.log").open("ab")
-        port = _free_port()
-        env = {**os.environ, "MARKETPLACE_OPERATOR_POLICY_ENABLED": "true" if policy else "false"}
-        self.proc = subprocess.Popen(
-            [str(ROOT / ".venv/bin/marketplace-operator"), "-n", self.namespace,
-             "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{port}/healthz"],
-            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env,
-        )  # fmt: skip
-        http = urllib3.PoolManager()
-        _wait("operator liveness", lambda: _alive(http, port), deadline=60)
-
-    def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-    def rss_mib(self) -> float:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-
-def _alive(http: urllib3.PoolManager, port: int) -> bool:
-    try:
-        url = f"http://127.0.0.1:{port}/healthz"
-        return http.request("GET", url, timeout=1.0, retries=False).status == 200
-    except urllib3.exceptions.HTTPError:
-        return False
-
-
-def _wait(what: str, probe: Callable[[], Any], *, deadline: float) -> float:
-    started = time.monotonic()
-    while not _quietly(probe):
-        if time.monotonic() - started > deadline:
-            raise TimeoutError(f"{what} not reached within {deadline}s")
-        time.sleep(0.2)
-    return time.monotonic() - started
+def _policy(*, enabled: bool) -> dict[str, str]:
+    """The operator's environment: fleet policy off for the baselines (they keep the node
+    reconcilers' load, only the policy path is absent)."""
+    return {"MARKETPLACE_OPERATOR_POLICY_ENABLED": "true" if enabled else "false"}
 
 
 def _quietly(probe: Callable[[], Any]) -> Any:
@@ -204,21 +139,11 @@ def _make_fleet(kube: k8s.Kube, namespace: str) -> dict[str, str]:
         found.update(_serving_ips(kube, namespace))
         return len(found) >= N
 
-    took = _wait(f"{N} node processes serving", all_up, deadline=900)
+    took = cluster.wait(
+        f"{N} node processes serving", lambda: _quietly(all_up), deadline=900, interval=0.2
+    )
     print(f"fleet of {N} nodes serving after {took:.0f} s")
     return found
-
-
-def _cleanup(kube: k8s.Kube, namespace: str) -> None:
-    """Delete the namespace; with the operator gone, its finalizers would hold it forever."""
-    for resource in (k8s.MNODES, k8s.FLEETS):
-        for obj in kube.list(resource, namespace):
-            with contextlib.suppress(errors.NotFound):
-                kube.patch(
-                    resource, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
-                )
-    with contextlib.suppress(errors.NotFound):
-        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
 # --- measuring enforcement ----------------------------------------------------------------
@@ -481,7 +406,7 @@ def _report(push: Samples, cm: Samples, watched: Samples) -> int:
     return 0 if met else 1
 
 
-def _large(kube: k8s.Kube, namespace: str, ips: dict[str, str], operator: Operator) -> None:
+def _large(kube: k8s.Kube, namespace: str, ips: dict[str, str], operator: cluster.Operator) -> None:
     target = Identity.generate()
     started = time.monotonic()
     for body in _big_lists(namespace, target):
@@ -499,20 +424,20 @@ def main() -> int:
         return 1
     kube = k8s.Kube.from_environment()
     namespace = f"bench-policy-{uuid.uuid4().hex[:5]}"
-    for f in sorted((ROOT / "crds").glob("*.yaml")):
-        _kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+    cluster.apply_crds()
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
-    operator = Operator(namespace, Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".cluster")))
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", cluster.ROOT / ".cluster"))
+    operator = cluster.Operator(namespace, log_dir / f"bench-policy-operator-{namespace}.log")
     try:
         kube.create(RATELIMITPOLICIES, _no_tarpit(namespace))
-        operator.start()
+        operator.start(_policy(enabled=True))
         ips = _make_fleet(kube, namespace)
         writer = BanListWriter(kube, namespace)
         time.sleep(2)
         push = _trials("push (operator)", ips, writer.add, deadline=30)
         operator_rss = operator.rss_mib()
         operator.stop()
-        operator.start(policy=False)
+        operator.start(_policy(enabled=False))
         cm = _trials("ConfigMap, local kubelet", ips, ConfigMapOnly(kube, namespace, writer).add,
                      deadline=120)  # fmt: skip
         informers = Informers(namespace, ips, _token(kube, namespace), base=10_000)
@@ -524,12 +449,14 @@ def main() -> int:
         print(f"operator RSS with {len(ips)} nodes: {operator_rss:.0f} MiB")
         verdict = _report(push, cm, watched)
         operator.stop()
-        operator.start()  # versions above the informers': it reads nodes' 409s and overtakes
+        operator.start(
+            _policy(enabled=True)
+        )  # versions above the informers': it reads nodes' 409s and overtakes
         _large(kube, namespace, ips, operator)
         return verdict
     finally:
-        operator.stop()
-        _cleanup(kube, namespace)
+        operator.stop()  # first: a running operator would put its finalizers back
+        cluster.release_namespace(kube, namespace)
         kube.close()
 
 

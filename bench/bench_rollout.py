@@ -18,13 +18,9 @@ node. Needs KUBECONFIG (``make bench`` sets it).
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import os
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,35 +29,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from marketplace_operator import errors, k8s
+from marketplace_operator import k8s
 from marketplace_operator.settings import DEFAULT_NODE_IMAGE, Settings
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "e2e"))  # the load generator is shared with the e2e tests
+from bench import cluster
 
-import loadgen  # noqa: E402
-import rollout_helpers  # noqa: E402
+sys.path.insert(
+    0, str(cluster.ROOT / "tests" / "e2e")
+)  # the load generator is shared with the e2e tests
+
+import loadgen
+import rollout_helpers
 
 N = 10
 RATE = 30.0
 DRAIN = rollout_helpers.DRAIN_SECONDS
 STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
 TARGET_OVERHEAD_SECONDS = 1.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait(what: str, probe: Any, *, deadline: float) -> float:
-    started = time.monotonic()
-    while not probe():
-        if time.monotonic() - started > deadline:
-            raise TimeoutError(f"{what} not reached within {deadline}s")
-        time.sleep(0.1)
-    return time.monotonic() - started
 
 
 def _statefulset(namespace: str, fleet: str) -> dict[str, Any]:
@@ -133,8 +117,8 @@ def _under_load(
             time.sleep(2)
             started = time.monotonic()
             trigger()
-            took = _wait(f"the rollout of {fleet}", done, deadline=600) + 0.0
-            took = time.monotonic() - started
+            cluster.wait(f"the rollout of {fleet}", done, deadline=600, interval=0.1)
+            took = time.monotonic() - started  # from before the trigger, which is timed too
             time.sleep(2)
         return took, load.report, watch
 
@@ -169,16 +153,6 @@ def _all_new(kube: k8s.Kube, namespace: str, old: dict[str, str]) -> bool:
     return True
 
 
-def _cleanup(kube: k8s.Kube, namespace: str) -> None:
-    for obj in kube.list(k8s.MNODES, namespace):
-        with contextlib.suppress(errors.KubeError):
-            kube.patch(
-                k8s.MNODES, namespace, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
-            )
-    with contextlib.suppress(errors.KubeError):
-        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
-
-
 def main() -> int:
     kubeconfig = os.environ.get("KUBECONFIG")
     if not kubeconfig:
@@ -190,13 +164,9 @@ def main() -> int:
     for ns in (ns_op, ns_sts):
         kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": ns}})
     log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
-    log = (log_dir / f"bench-rollout-{run}.log").open("wb")
-    operator = subprocess.Popen(
-        [str(ROOT / ".venv/bin/marketplace-operator"), "-n", ns_op, "--metrics-port", "0",
-         "--liveness", f"http://127.0.0.1:{_free_port()}/healthz"],
-        stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
-    )  # fmt: skip
+    operator = cluster.Operator(ns_op, log_dir / f"bench-rollout-{run}.log")
     try:
+        operator.start()
         names = rollout_helpers.make_fleet(kube, ns_op, "roll", N, ready_timeout=300)
         old = rollout_helpers.pod_uids(kube, ns_op, names)
         ours, ours_report, ours_watch = _under_load(
@@ -207,11 +177,15 @@ def main() -> int:
         )  # fmt: skip
         parts = _breakdown(ours_watch, old)
         worst_ours = len(ours_watch.most_unavailable().unavailable)
-        _cleanup(kube, ns_op)
+        operator.stop()  # ours is measured; its nodes make way for the StatefulSet's
+        cluster.release_namespace(kube, ns_op)
 
         kube.create(STATEFULSETS, _statefulset(ns_sts, "sts"))
         pods = [f"sts-{i}" for i in range(N)]
-        _wait("the StatefulSet ready", lambda: _sts_done(kube, ns_sts, "sts", 1), deadline=300)
+        cluster.wait(
+            "the StatefulSet ready", lambda: _sts_done(kube, ns_sts, "sts", 1),
+            deadline=300, interval=0.1,
+        )  # fmt: skip
         stamp = datetime.now(UTC).isoformat()
         patch = {"spec": {"template": {"metadata": {"annotations": {"restartedAt": stamp}}}}}
         theirs, theirs_report, theirs_watch = _under_load(
@@ -221,14 +195,9 @@ def main() -> int:
         )  # fmt: skip
         worst_theirs = len(theirs_watch.most_unavailable().unavailable)
     finally:
+        operator.stop()  # first: a running operator would put its finalizers back
         for ns in (ns_op, ns_sts):
-            _cleanup(kube, ns)
-        operator.send_signal(signal.SIGTERM)
-        try:
-            operator.wait(30)
-        except subprocess.TimeoutExpired:
-            operator.kill()
-        log.close()
+            cluster.release_namespace(kube, ns)
         kube.close()
 
     print(f"rolling restart of {N} nodes under {RATE:.0f} searches/s to ready pods:")

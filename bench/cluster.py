@@ -1,0 +1,134 @@
+"""What the cluster benchmarks share: CRDs, polling, the operator as a subprocess, clean-up.
+
+Not a benchmark (`python -m bench` runs `bench_*` modules only). The order of clean-up
+matters: stop the operator first, then `release_namespace`. A running operator puts its
+finalizer back on every live object it lost it from; stopped afterwards, it leaves those
+finalizers behind and the namespace Terminating forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import urllib3
+from marketplace_operator import errors, k8s
+from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
+from marketplace_operator.model.common import LABEL_PREFIX
+
+ROOT = Path(__file__).resolve().parents[1]
+# kopf's finalizer, as `handlers.mnode.configure` names it.
+FINALIZER = f"{LABEL_PREFIX.rstrip('/')}/finalizer"
+# Every kind of ours. kopf finalizes MarketplaceNodes (delete handler) and MarketplaceFleets
+# (daemon); the policy kinds carry none today, listed so that a new handler cannot leak.
+OURS = (k8s.MNODES, k8s.FLEETS, BANLISTS, RATELIMITPOLICIES)
+
+
+def kubectl(*args: str) -> None:
+    """Run the cluster's own kubectl (`.cluster/bin`) if there is one, else the one on PATH."""
+    local = ROOT / ".cluster" / "bin" / "kubectl"
+    binary = str(local) if local.exists() else "kubectl"
+    subprocess.run([binary, *args], check=True, capture_output=True, timeout=120)
+
+
+def apply_crds() -> None:
+    """Apply the repository's CRDs and wait until the API server serves them."""
+    for f in sorted((ROOT / "crds").glob("*.yaml")):
+        kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
+        kubectl("wait", "--for=condition=Established", "-f", str(f), "--timeout=60s")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait(what: str, probe: Callable[[], object], *, deadline: float, interval: float) -> float:
+    """Seconds until `probe()` is true, polling every `interval`; TimeoutError after `deadline`."""
+    started = time.monotonic()
+    while not probe():
+        if time.monotonic() - started > deadline:
+            raise TimeoutError(f"{what} not reached within {deadline}s")
+        time.sleep(interval)
+    return time.monotonic() - started
+
+
+class Operator:
+    """The operator as a subprocess watching one namespace; restartable, log appended."""
+
+    def __init__(self, namespace: str, log: Path) -> None:
+        self.namespace, self.log = namespace, log
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log: IO[bytes] | None = None
+
+    def start(self, env: Mapping[str, str] | None = None, *, deadline: float = 60.0) -> None:
+        """Start it with `env` added to ours; return once its liveness endpoint answers."""
+        port = free_port()
+        self._log = self.log.open("ab")
+        self._proc = subprocess.Popen(
+            [str(ROOT / ".venv/bin/marketplace-operator"), "-n", self.namespace,
+             "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+            stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
+        )  # fmt: skip
+        http = urllib3.PoolManager()
+        wait("operator liveness", lambda: _alive(http, port), deadline=deadline, interval=0.2)
+
+    def stop(self) -> None:
+        """SIGTERM, then SIGKILL after 30 s; a no-op if it is not running."""
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.send_signal(signal.SIGTERM)
+            try:
+                self._proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(10)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def rss_mib(self) -> float:
+        assert self._proc is not None
+        for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+        return float("nan")
+
+
+def _alive(http: urllib3.PoolManager, port: int) -> bool:
+    try:
+        url = f"http://127.0.0.1:{port}/healthz"
+        return http.request("GET", url, timeout=1.0, retries=False).status == 200
+    except urllib3.exceptions.HTTPError:
+        return False
+
+
+def without_ours(obj: dict[str, Any]) -> list[str] | None:
+    """`obj`'s finalizers without ours, or None if it carries none of ours (nothing to do)."""
+    finalizers: list[str] = obj["metadata"].get("finalizers") or []
+    if FINALIZER not in finalizers:
+        return None
+    return [f for f in finalizers if f != FINALIZER]
+
+
+def release_namespace(kube: k8s.Kube, namespace: str) -> None:
+    """Strip our finalizers from our objects and delete the namespace. Call it only with no
+    operator watching `namespace` (module docstring); the objects' delete handlers do not run."""
+    for resource in OURS:
+        with contextlib.suppress(errors.NotFound):
+            for obj in kube.list(resource, namespace):
+                remaining = without_ours(obj)
+                if remaining is None:
+                    continue
+                with contextlib.suppress(errors.NotFound):
+                    patch = {"metadata": {"finalizers": remaining or None}}
+                    kube.patch(resource, namespace, obj["metadata"]["name"], patch)
+    with contextlib.suppress(errors.NotFound):
+        kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
