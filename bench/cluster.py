@@ -3,7 +3,9 @@
 Not a benchmark (`python -m bench` runs `bench_*` modules only). The order of clean-up
 matters: stop the operator first, then `release_namespace`. A running operator puts its
 finalizer back on every live object it lost it from; stopped afterwards, it leaves those
-finalizers behind and the namespace Terminating forever.
+finalizers behind and the namespace Terminating forever. Deleting the namespace under a
+running operator does not finalize them either: kopf 1.45 stops watching a namespace at its
+first Terminating event whose conditions are all False, before its objects are deleted.
 """
 
 from __future__ import annotations
