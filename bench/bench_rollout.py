@@ -34,9 +34,8 @@ from marketplace_operator.settings import DEFAULT_NODE_IMAGE, Settings
 
 from bench import cluster
 
-sys.path.insert(
-    0, str(cluster.ROOT / "tests" / "e2e")
-)  # the load generator is shared with the e2e tests
+# The load generator is shared with the e2e tests.
+sys.path.insert(0, str(cluster.ROOT / "tests" / "e2e"))
 
 import loadgen
 import rollout_helpers
