@@ -274,9 +274,12 @@ up() {
     --cluster-signing-cert-file "$pki/ca.crt" --cluster-signing-key-file "$pki/ca.key" \
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
     --use-service-account-credentials --leader-elect=false --profiling=false \
-    --kube-api-qps 100 --kube-api-burst 200
+    --kube-api-qps 100 --kube-api-burst 200 \
+    --controllers '*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'
   # The default client limits (20/s, burst 30) pace the PV binder at ~7 claims/s
   # (three writes per claim): a fleet's data volumes would bind seconds apart.
+  # No endpoint controllers: API validation refuses loopback pod IPs in Endpoints and
+  # EndpointSlices, so they could only retry failing writes and post Events about them.
 
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$pki/scheduler.kubeconfig" \

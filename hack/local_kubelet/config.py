@@ -42,6 +42,10 @@ class Settings(BaseSettings):
     # Watches bring Secret/ConfigMap changes at once; the resync is a safety net.
     resync_seconds: float = 30.0
     max_pods: int = 110
+    # Containers run this much nicer than the control plane (their session's autogroup
+    # too): on one machine it stands in for the control-plane nodes of a real cluster,
+    # which pods starting in bulk never starve.
+    container_nice: int = Field(default=10, ge=0, le=19)
     # The Node's capacity; default: this machine's. Nothing enforces it (no
     # cgroups), so a larger figure only lets the scheduler place more pods.
     cpu: str | None = None

@@ -39,6 +39,7 @@ class RunnerConfig:
     max_backoff: timedelta
     grace_seconds: float
     session: aiohttp.ClientSession
+    nice: int = 0
 
 
 def now() -> datetime:
@@ -160,7 +161,10 @@ class ContainerRunner:
         else:
             started_at = now()
             self._process = await runtime.launch(
-                plan, log_file=self.log_file(self.restart_count), pid_file=self._config.pid_file
+                plan,
+                log_file=self.log_file(self.restart_count),
+                pid_file=self._config.pid_file,
+                nice=self._config.nice,
             )
             log.info(
                 "%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid

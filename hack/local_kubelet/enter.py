@@ -2,7 +2,7 @@
 
 Run as `unshare --mount --propagation private -- python -I -m local_kubelet.enter SPEC`
 where SPEC is JSON {"mounts": [[source, target, read_only], ...], "keep": [path, ...],
-"workdir", "argv"}. The process keeps its PID through both execs, so the kubelet
+"workdir", "argv", "nice"}. The process keeps its PID through both execs, so the kubelet
 signals the container itself.
 
 Every source and kept path is opened (O_PATH) before the first mount and bound
@@ -13,6 +13,7 @@ back inside it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -42,8 +43,21 @@ def _bind(source: str, target: Path) -> None:
     subprocess.run(["mount", "--no-canonicalize", "--bind", source, str(target)], check=True)
 
 
+def _be_nice(increment: int) -> None:
+    """Lower our CPU priority, and our session's: with autogroup scheduling (the kernel
+    default) nice values count only inside a session, and every container has its own."""
+    if increment <= 0:
+        return
+    os.nice(increment)
+    autogroup = Path("/proc/self/autogroup")
+    if autogroup.exists():
+        with contextlib.suppress(OSError):  # another session's group, or no permission
+            autogroup.write_text(str(increment))
+
+
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    _be_nice(int(spec.get("nice", 0)))
     mounts = [(_handle(src), Path(dst), ro) for src, dst, ro in spec["mounts"]]
     keep = [(Path(k), _handle(k)) for k in spec.get("keep", []) if os.path.exists(k)]
     for source, target, read_only in mounts:

@@ -177,6 +177,7 @@ class PodWorker:
             max_backoff=settings.max_backoff,
             grace_seconds=float(self.pod.spec.termination_grace_period_seconds),
             session=self._deps.session,
+            nice=settings.container_nice,
         )
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)

@@ -119,9 +119,10 @@ def recorded(pid_dir: Path) -> dict[str, Adopted]:
     return found
 
 
-async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path) -> Process:
+async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path, nice: int = 0) -> Process:
     """Start the container: unshare a mount namespace, bind mounts, exec the command."""
     spec = {
+        "nice": nice,
         "mounts": [[m.source, m.target, m.read_only] for m in plan.mounts],
         "workdir": plan.working_dir,
         "keep": list(plan.keep),
