@@ -50,7 +50,7 @@ def _be_nice(increment: int) -> None:
         return
     os.nice(increment)
     autogroup = Path("/proc/self/autogroup")
-    if autogroup.exists():
+    if os.getsid(0) == os.getpid() and autogroup.exists():  # our own session only
         with contextlib.suppress(OSError):  # another session's group, or no permission
             autogroup.write_text(str(increment))
 

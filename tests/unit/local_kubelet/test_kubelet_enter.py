@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -57,3 +58,52 @@ def test_checkout_and_later_sources_survive_a_mount_over_their_parent(tmp_path: 
     # On the host nothing was mounted: the checkout and the state are where they were.
     assert (checkout / "code.txt").read_text() == "from the checkout\n"
     assert sorted(p.name for p in parent.iterdir()) == ["ci", "state"]
+
+
+def test_a_container_in_its_own_session_runs_nicer_with_its_autogroup() -> None:
+    unshare = shutil.which("unshare")
+    assert unshare, "util-linux unshare is required"
+    spec = {
+        "mounts": [],
+        "workdir": None,
+        "nice": 7,
+        "argv": ["/bin/sh", "-c", "cut -d' ' -f19 /proc/self/stat; cat /proc/self/autogroup"],
+    }
+    enter = [sys.executable, "-m", "local_kubelet.enter", json.dumps(spec)]
+    before = (
+        Path("/proc/self/autogroup").read_text() if Path("/proc/self/autogroup").exists() else ""
+    )
+    result = subprocess.run(
+        [unshare, "--mount", "--propagation", "private", "--", *enter],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+        start_new_session=True,  # as the kubelet starts containers
+    )
+    assert result.returncode == 0, result.stderr
+    nice, *autogroup = result.stdout.splitlines()
+    assert int(nice) == os.nice(0) + 7
+    if autogroup:  # kernels without autogroup scheduling have no such file
+        assert autogroup[0].endswith("nice 7")
+    # The caller's session keeps its priority.
+    if before:
+        assert Path("/proc/self/autogroup").read_text() == before
+
+
+def test_without_a_session_of_its_own_only_the_process_is_niced() -> None:
+    before = (
+        Path("/proc/self/autogroup").read_text() if Path("/proc/self/autogroup").exists() else ""
+    )
+    result = run_enter(
+        {
+            "mounts": [],
+            "workdir": None,
+            "nice": 3,
+            "argv": ["/bin/sh", "-c", "cut -d' ' -f19 /proc/self/stat"],
+        }
+    )
+    assert result.returncode == 0, result.stderr
+    assert int(result.stdout.strip()) == os.nice(0) + 3
+    if before:
+        assert Path("/proc/self/autogroup").read_text() == before
