@@ -56,3 +56,5 @@ class Context:
     pod_addresses: dict[NodeKey, tuple[str | None, bool, str]] = field(default_factory=dict)
     # (namespace, node) -> its pod's status-poll history, for the `joined` gate's hysteresis.
     polls: dict[NodeKey, PollMemory] = field(default_factory=dict)
+    # (namespace, node) -> monotonic time of its last status write, to pace peer counts.
+    status_written: dict[NodeKey, float] = field(default_factory=dict)

@@ -168,6 +168,20 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
 
 
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
+_PEER_FIELDS = frozenset({"peers", "connectedPeers"})
+PEERS_STATUS_INTERVAL_SECONDS = 5.0
+
+
+def status_due(patch: Mapping[str, Any], since_last_write: float | None) -> bool:
+    """Write this status patch now? At once, unless it only moves the peer count or list
+    and the last write is under `PEERS_STATUS_INTERVAL_SECONDS` old: while a fleet forms
+    its mesh every node's peers change a dozen times in seconds, and the next pass writes
+    the latest count anyway."""
+    if not patch:
+        return False
+    if not set(patch) <= _PEER_FIELDS or since_last_write is None:
+        return True
+    return since_last_write >= PEERS_STATUS_INTERVAL_SECONDS
 
 
 async def _poll_node(
@@ -300,19 +314,31 @@ def _independent(action: plan.Action) -> bool:
 async def _apply_logged(
     ctx: Context, body: Mapping[str, Any], ref: names.NodeRef, action: plan.Action
 ) -> None:
+    done = await _apply_quietly(ctx, ref, action)
+    if done:
+        events.normal(body, events.Reason.CHANGED, done)
+
+
+async def _apply_quietly(ctx: Context, ref: names.NodeRef, action: plan.Action) -> str | None:
+    """Apply one action and log it; what was done, for the caller's Event."""
     done = await actuate.apply(ctx.kube, ref, action)
     if done:
         log.info("%s/%s: %s", ref.namespace, ref.name, done)
-        events.normal(body, events.Reason.CHANGED, done)
+    return done
 
 
 async def _apply_concurrently(
     ctx: Context, body: Mapping[str, Any], ref: names.NodeRef, actions: list[plan.Action]
 ) -> None:
-    """Apply independent actions at once (each is one API call); re-raise the first error."""
+    """Apply independent actions at once (each is one API call), then post one Event for
+    all that was done (a new node's children would be five Events); re-raise the first
+    error."""
     results = await asyncio.gather(
-        *(_apply_logged(ctx, body, ref, a) for a in actions), return_exceptions=True
+        *(_apply_quietly(ctx, ref, a) for a in actions), return_exceptions=True
     )
+    done = [r for r in results if isinstance(r, str)]
+    if done:
+        events.normal(body, events.Reason.CHANGED, "; ".join(done))
     for result in results:
         if isinstance(result, BaseException):
             raise result
@@ -401,10 +427,14 @@ async def _write_status(
         now=datetime.now(UTC),
     )
     patch = _status_patch(raw_old, new)
-    if patch:
+    key = (ref.namespace, ref.name)
+    last = ctx.status_written.get(key)
+    now = time.monotonic()
+    if status_due(patch, None if last is None else now - last):
         await actuate.run_blocking(
             ctx.kube.patch, k8s.MNODES, ref.namespace, ref.name, {"status": patch}, sub="status"
         )
+        ctx.status_written[key] = now
     if new.phase is not None and new.phase != previous.phase:
         text = f"{previous.phase or 'New'} -> {new.phase}: {new.message or ''}"
         if new.phase is Phase.DEGRADED:
@@ -460,3 +490,4 @@ async def run(
         ctx.wakeups.unregister(key)
         ctx.phases.pop(key, None)
         ctx.polls.pop(key, None)
+        ctx.status_written.pop(key, None)
