@@ -40,6 +40,7 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
 from marketplace_operator.policy.worker import PolicyWorker
+from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names
 
 log = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class IndexInputs:
             pod = member.pod
             if pod.ip is None or pod.deleting or pod.phase in {"Failed", "Succeeded"}:
                 continue
+            if not pod.started:  # not answering yet: it starts on the ConfigMap's policy
+                continue
             targets.append(NodeTarget(member.node, pod.uid, base_url(pod.ip, member.port)))
         return sorted(targets, key=lambda t: t.name)
 
@@ -287,7 +290,8 @@ class PolicyRuntime:
     client: NodeClient
     executor: concurrent.futures.ThreadPoolExecutor
     generations: dict[tuple[str, str, str], int] = field(default_factory=dict)
-    pods: dict[tuple[str, str], tuple[str | None, bool, str]] = field(default_factory=dict)
+    # (namespace, pod) -> (ip, deleting, uid, started) as last seen.
+    pods: dict[tuple[str, str], tuple[str | None, bool, str, bool]] = field(default_factory=dict)
 
 
 @dataclass
@@ -381,13 +385,14 @@ async def policy_pod_event(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    """A node's pod got, changed or lost its address: its fleet needs a round."""
+    """A node's pod got, changed or lost its address, or its node began to answer: its fleet
+    needs a round."""
     runtime = _runtime(memo, kwargs)
     fleet = labels.get(names.FLEET_LABEL)
     if runtime is None or fleet is None:
         return
-    status, meta = body.get("status") or {}, body.get("metadata") or {}
-    address = (status.get("podIP"), meta.get("deletionTimestamp") is not None, meta.get("uid", ""))
+    view = pod_view(dict(body))
+    address = (view.ip, view.deleting, view.uid, view.started)
     pod_key = (str(namespace), name)
     if type == "DELETED":
         runtime.pods.pop(pod_key, None)

@@ -32,6 +32,9 @@ class PodView:
     waiting_message: str | None
     controller_uid: str | None
     labels: dict[str, str] = field(default_factory=dict)
+    # Every container passed its startup probe: the node process answers. Before that, a
+    # policy push can only be refused (the node reads its policy from the ConfigMap first).
+    started: bool = True
 
     @property
     def stuck_reason(self) -> str | None:
@@ -79,4 +82,5 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         waiting_message=waiting.get("message"),
         controller_uid=controller_uid(pod),
         labels=dict(meta.get("labels") or {}),
+        started=bool(containers) and all(c.get("started") for c in containers),
     )

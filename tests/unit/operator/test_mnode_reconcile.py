@@ -407,3 +407,23 @@ def test_status_carries_node_report_and_caps_the_peer_list() -> None:
     lagging = find_condition(behind.conditions, ConditionType.POLICY_APPLIED)
     assert lagging is not None
     assert lagging.reason == "Behind"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "started"),
+    [
+        (None, False),  # no container status yet: nothing runs
+        ([], False),
+        ([{"name": "node", "started": False}], False),  # running, startup probe pending
+        ([{"name": "node"}], False),
+        ([{"name": "node", "started": True}], True),
+        ([{"name": "node", "started": True}, {"name": "side", "started": False}], False),
+    ],
+)
+def test_pod_view_started_means_every_container_passed_its_startup_probe(
+    statuses: list[dict[str, Any]] | None, started: bool
+) -> None:
+    d = desired()
+    p = pod.pod(d.ref, d.pod_inputs)
+    p["status"] = {"phase": "Running", "podIP": "127.1.0.5", "containerStatuses": statuses}
+    assert pod_view(p).started is started
