@@ -15,6 +15,7 @@ import pytest
 import yaml
 from marketplace_operator import metrics
 from marketplace_operator.policy import metrics as policy_metrics
+from marketplace_operator.settings import Settings
 from prometheus_client import CollectorRegistry
 
 from .conftest import CHART, ROOT, VALUE_SETS, Helm, run
@@ -75,6 +76,22 @@ def test_default_is_one_standalone_replica_watching_every_namespace(helm: Helm) 
         "mpo-marketplace-operator",
         "mpo-marketplace-operator-cluster",
     }
+
+
+def test_joined_gate_values_reach_the_operator_settings(helm: Helm) -> None:
+    env = env_of(one(helm.template({}), "Deployment"))
+    defaults = Settings()
+    assert int(env["MARKETPLACE_OPERATOR_GATE_POLL_FAILURES"]) == defaults.gate_poll_failures
+    assert float(env["MARKETPLACE_OPERATOR_GATE_SILENCE_SECONDS"]) == defaults.gate_silence_seconds
+    gate = {"pollFailures": 5, "silenceSeconds": 42.5}
+    env = env_of(one(helm.template({"operator": {"joinedGate": gate}}), "Deployment"))
+    settings = Settings.model_validate(
+        {
+            "gate_poll_failures": env["MARKETPLACE_OPERATOR_GATE_POLL_FAILURES"],
+            "gate_silence_seconds": env["MARKETPLACE_OPERATOR_GATE_SILENCE_SECONDS"],
+        }
+    )
+    assert (settings.gate_poll_failures, settings.gate_silence_seconds) == (5, 42.5)
 
 
 def test_pod_runs_restricted(helm: Helm) -> None:
@@ -264,6 +281,10 @@ def test_sync_check_notices_a_stale_chart(tmp_path: Path) -> None:
         ),
         ({"watchNamespaces": ["Not_A_Namespace"]}, "watchNamespaces.0: Does not match pattern"),
         ({"operator": {"metricsPort": 70000}}, "operator.metricsPort: Must be less than or equal"),
+        (
+            {"operator": {"joinedGate": {"pollFailures": 0, "silenceSeconds": 15}}},
+            "operator.joinedGate.pollFailures: Must be greater than or equal to 1",
+        ),
         ({"image": {"pullPolicy": "Sometimes"}}, "image.pullPolicy must be one of the following"),
         ({"replicaCount": 3}, "Additional property replicaCount is not allowed"),
         (
