@@ -11,7 +11,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import logging
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -240,9 +241,27 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
 # --- lifecycle --------------------------------------------------------------------------
 
 
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def may_skip_scanning(namespaces: Sequence[str], *, all_namespaces: bool) -> bool:
+    """Whether kopf can serve these namespaces without watching Namespaces and CRDs.
+
+    Only for a non-empty list of exact names: a valid namespace name (DNS-1123 label)
+    cannot hold kopf's pattern syntax (`*`, `?`, `!`, `,`), so kopf takes it literally.
+    Globs and negations need the namespace watch to find what matches; all-namespaces
+    watches cluster-wide and does not scan namespaces anyway.
+    """
+    return (
+        not all_namespaces
+        and bool(namespaces)
+        and all(_NAMESPACE_NAME.fullmatch(ns) for ns in namespaces)
+    )
+
+
 def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     """kopf settings: progress in annotations (no kopf fields in status), quiet events,
-    server-side label filters on the children's watches."""
+    server-side label filters on the children's watches, no scanning for exact namespaces."""
     prefix = LABEL_PREFIX.rstrip("/")
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
@@ -256,6 +275,18 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     settings.peering.name = cfg.peering_name
     settings.peering.standalone = cfg.standalone
     settings.peering.lifetime = cfg.peering_lifetime_seconds
+    # kopf 1.45 (observation.revise_namespaces) drops a terminating namespace from its
+    # watched set on an event whose conditions are all False, which the namespace
+    # controller writes before it reports content remaining; every watcher there stops
+    # and later events (ContentRemaining True) never bring it back, so our finalizers
+    # never run and `kubectl delete namespace` hangs. Exact names need no namespace
+    # watch: kopf serves them until our finalizers are done. The cost: scanning also
+    # watches CRDs, so a CRD created or changed after start is seen only after a restart
+    # (the chart installs the CRDs before the operator; an upgrade with a new image
+    # restarts it).
+    settings.scanning.disabled = may_skip_scanning(
+        cfg.watched_namespaces, all_namespaces=cfg.all_namespaces
+    )
 
 
 @kopf.on.startup()
