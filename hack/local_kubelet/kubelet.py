@@ -20,9 +20,10 @@ from local_kubelet.ips import IpPool
 from local_kubelet.kube import JSON, Kube
 from local_kubelet.model import Pod
 from local_kubelet.node import NodeAgent
+from local_kubelet.objects import ObjectCache, ObjectKey
 from local_kubelet.pod_worker import Deps, PodWorker
 from local_kubelet.provisioner import Provisioner
-from local_kubelet.volumes import VolumeManager, referenced_objects
+from local_kubelet.volumes import VolumeManager, object_path, referenced_objects
 
 log = logging.getLogger(__name__)
 
@@ -30,17 +31,18 @@ log = logging.getLogger(__name__)
 class Kubelet:
     """Keeps one PodWorker per pod bound to this node, and the watches they need."""
 
-    def __init__(self, settings: Settings, kube: Kube, deps: Deps) -> None:
+    def __init__(self, settings: Settings, kube: Kube, deps: Deps, objects: ObjectCache) -> None:
         self._settings = settings
         self._kube = kube
         self._deps = deps
+        self._objects = objects
         self.workers: dict[str, PodWorker] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Pods whose worker finished (deleted, waiting only for finalizers):
         # later events for them start nothing.
         self._finished: set[str] = set()
-        # (namespace, kind, name) -> the watch task keeping it fresh
-        self._object_watches: dict[tuple[str, str, str], asyncio.Task[None]] = {}
+        # (namespace, kind, name) -> the watch task keeping its cache entry fresh
+        self._object_watches: dict[ObjectKey, asyncio.Task[None]] = {}
 
     async def on_pod(self, kind: str, obj: JSON) -> None:
         pod = Pod.model_validate(obj)
@@ -72,6 +74,17 @@ class Kubelet:
             self._finished.add(uid)
         self._sync_object_watches()
 
+    async def on_object(self, key: ObjectKey, event: str, obj: JSON) -> None:
+        """A watched Secret or ConfigMap changed: cache it, then wake the pods showing it.
+
+        In this order, so the volume sync each woken worker runs reads the new object.
+        """
+        self._objects.observe(key, event, obj)
+        for worker in list(self.workers.values()):
+            pod = worker.pod
+            if pod.metadata.namespace == key[0] and key[1:] in referenced_objects(pod):
+                worker.refresh_volumes()
+
     def _sync_object_watches(self) -> None:
         """Watch exactly the Secrets and ConfigMaps that live pods' volumes show."""
         wanted = {
@@ -81,15 +94,14 @@ class Kubelet:
         }
         for key in set(self._object_watches) - wanted:
             self._object_watches.pop(key).cancel()
+            # Unwatched, the entry would go stale: a later pod fetches afresh.
+            self._objects.forget(key)
         for key in wanted - set(self._object_watches):
             namespace, kind, name = key
             plural = "secrets" if kind == "secret" else "configmaps"
 
-            async def changed(_: str, __: JSON, key: tuple[str, str, str] = key) -> None:
-                for worker in list(self.workers.values()):
-                    pod = worker.pod
-                    if pod.metadata.namespace == key[0] and key[1:] in referenced_objects(pod):
-                        worker.refresh_volumes()
+            async def changed(event: str, obj: JSON, key: ObjectKey = key) -> None:
+                await self.on_object(key, event, obj)
 
             self._object_watches[key] = asyncio.create_task(
                 inform(
@@ -171,10 +183,15 @@ async def main(settings: Settings) -> None:
     admin = Kube.from_kubeconfig(settings.admin_kubeconfig)
     async with aiohttp.ClientSession() as session:
         path = os.pathsep.join([str(settings.venv_bin), "/usr/local/bin", "/usr/bin", "/bin"])
+
+        async def fetch(key: ObjectKey) -> JSON | None:
+            return await kube.get(object_path(*key))
+
+        objects = ObjectCache(fetch)
         deps = Deps(
             settings=settings,
             kube=kube,
-            volumes=VolumeManager(kube, settings.state_dir),
+            volumes=VolumeManager(kube, objects, settings.state_dir),
             ips=IpPool(settings.pod_cidr),
             table=images.load_table(settings.images_file),
             session=session,
@@ -182,7 +199,7 @@ async def main(settings: Settings) -> None:
             base_env={"PATH": path, "HOME": "/root", "LANG": "C.UTF-8"},
             leftovers=leftovers,
         )
-        kubelet = Kubelet(settings, kube, deps)
+        kubelet = Kubelet(settings, kube, deps, objects)
         app = logserver.make_app(kubelet.locate_log, kubelet.log_is_live)
         context = logserver.tls_context(settings.tls_cert, settings.tls_key, settings.client_ca)
         web_runner = await logserver.serve(app, settings.host_ip, settings.port, context)

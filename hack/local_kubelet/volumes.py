@@ -4,6 +4,10 @@ Secret, ConfigMap, downward-API and projected volumes (including the bound
 service-account token) are written with atomic_dir, so directory mounts see
 updates; emptyDir is a plain directory; a PersistentVolumeClaim resolves to
 the hostPath (or local path) of its bound PersistentVolume.
+
+Secret and ConfigMap contents come from the kubelet's watches (ObjectCache),
+and a claim is resolved once per pod, so a pod sync (one per status patch of
+the pod) reads nothing from the API server.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 from local_kubelet import atomic_dir, projection
 from local_kubelet.kube import Kube, KubeError
 from local_kubelet.model import DownwardApiFile, Pod, Volume
+from local_kubelet.objects import ObjectCache
 from local_kubelet.podspec import PodContext, field_value
 
 
@@ -37,6 +42,10 @@ class PodVolumes:
     root: Path
     dirs: dict[str, str] = field(default_factory=dict)
     tokens: dict[tuple[str, str, int], _Token] = field(default_factory=dict)
+    # Claim name -> host path, once Bound. Final for the pod's life: the claim
+    # cannot be replaced under it (pvc-protection holds it while the pod
+    # exists), and its PersistentVolume's path is immutable.
+    claims: dict[str, str] = field(default_factory=dict)
 
 
 def referenced_objects(pod: Pod) -> set[tuple[str, str]]:
@@ -63,15 +72,16 @@ def object_path(namespace: str, kind: str, name: str) -> str:
 class VolumeManager:
     """Sets up, refreshes and removes pods' volume directories."""
 
-    def __init__(self, kube: Kube, state_dir: Path) -> None:
+    def __init__(self, kube: Kube, objects: ObjectCache, state_dir: Path) -> None:
         self._kube = kube
+        self._objects = objects
         self._state_dir = state_dir
 
     def pod_dir(self, uid: str) -> Path:
         return self._state_dir / "pods" / uid
 
     async def _data(self, pod: Pod, kind: str, name: str, optional: bool) -> dict[str, bytes]:
-        obj = await self._kube.get(object_path(pod.metadata.namespace, kind, name))
+        obj = await self._objects.get((pod.metadata.namespace, kind, name))
         if obj is None:
             if optional:
                 return {}
@@ -156,7 +166,10 @@ class VolumeManager:
                 parts.append({t.path: (token, 0o600 if mode is None else mode)})
         return projection.merge(*parts)
 
-    async def _claim_dir(self, pod: Pod, claim: str) -> str:
+    async def _claim_dir(self, pod: Pod, volumes: PodVolumes, claim: str) -> str:
+        known = volumes.claims.get(claim)
+        if known is not None:
+            return known
         ns = pod.metadata.namespace
         pvc = await self._kube.get(f"/api/v1/namespaces/{ns}/persistentvolumeclaims/{claim}")
         if pvc is None:
@@ -170,7 +183,9 @@ class VolumeManager:
         source = pv["spec"].get("hostPath") or pv["spec"].get("local")
         if not source:
             raise VolumeError(f'persistentvolume "{volume_name}" has no hostPath or local path')
-        return str(atomic_dir.ensure_dir(Path(source["path"])))
+        path = str(atomic_dir.ensure_dir(Path(source["path"])))
+        volumes.claims[claim] = path
+        return path
 
     async def sync(
         self, pod: Pod, ctx: PodContext, volumes: PodVolumes, now: datetime | None = None
@@ -189,7 +204,7 @@ class VolumeManager:
                 volumes.dirs[volume.name] = str(target)
             elif volume.persistent_volume_claim:
                 claim = volume.persistent_volume_claim.claim_name
-                volumes.dirs[volume.name] = await self._claim_dir(pod, claim)
+                volumes.dirs[volume.name] = await self._claim_dir(pod, volumes, claim)
             elif volume.host_path:
                 path = Path(volume.host_path.path)
                 if volume.host_path.type in ("DirectoryOrCreate", ""):
