@@ -189,8 +189,8 @@ async def _poll_node(
 ) -> NodeStatus | None:
     if view is None or view.ip is None or view.deleting or token is None:
         return None
-    if view.phase != "Running":
-        return None
+    if view.phase != "Running" or not view.started:
+        return None  # not answering yet; the pod event of its start wakes this loop
     try:
         return await ctx.nodes.status(base_url(view.ip, port), token)
     except (errors.NodeUnreachable, errors.NodeRefused) as exc:
@@ -219,6 +219,8 @@ async def _sync_members(
                 ctx.kube.patch, k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch
             )
     if view is None or view.ip is None or token is None or view.phase != "Running":
+        return
+    if not view.started:  # the node reads members.json first; push once it answers
         return
     if ctx.pushed_members.get(view.uid) == digest:
         return
