@@ -1,7 +1,9 @@
 """Reads the mounted policy directory at start and again whenever its files change.
 
 The fleet ConfigMap is mounted as a directory: `policy.json` (or
-`policy.json.gz` when large) and `members.json`. The kubelet updates it by
+`policy.json.gz` when large, or `policy.parts.json` naming the parts
+`policy.json.gz.<i>` from the shard ConfigMaps when too large for one; see
+policy/parts.py) and `members.json`. The kubelet updates it by
 writing a new timestamped directory and swapping the `..data` symlink, so
 the visible files are symlinks whose target changes: `os.stat` follows them,
 and a change of (device, inode, mtime, size) is the signal. Polling once a
@@ -24,11 +26,22 @@ import pydantic
 
 from marketplace_node import errors
 from marketplace_node.admin.models import Members, PolicyDocument
+from marketplace_node.policy.parts import (
+    MANIFEST_FILE,
+    PolicyManifest,
+    TornParts,
+    join,
+    part_name,
+)
 
-POLICY_FILES: Final = ("policy.json", "policy.json.gz")  # the first one present wins
+# The first one present wins. The single-file keys come first: an operator downgraded to a
+# version without shards writes them and leaves a manifest behind.
+POLICY_FILES: Final = ("policy.json", "policy.json.gz", MANIFEST_FILE)
+POLICY_PREFIX: Final = "policy."
 MEMBERS_FILE: Final = "members.json"
 MAX_DOCUMENT_BYTES: Final = 64 * 1024 * 1024
-"""Largest (decompressed) policy or members document read: 50,000 bans are ~15 MB."""
+"""Largest (decompressed) policy or members document read: 50,000 bans are ~8 MB."""
+MAX_MANIFEST_BYTES: Final = 64 * 1024
 
 logger = logging.getLogger(__name__)
 
@@ -44,6 +57,17 @@ def signature(path: Path) -> Signature:
     except FileNotFoundError:
         return None
     return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def policy_signature(directory: Path) -> tuple[tuple[str, Signature], ...] | None:
+    """The signatures of every `policy.*` file (manifest and parts change separately);
+    None when there is none."""
+    try:
+        found = sorted(n for n in os.listdir(directory) if n.startswith(POLICY_PREFIX))
+    except FileNotFoundError:
+        return None
+    sigs = tuple((name, signature(directory / name)) for name in found)
+    return sigs if any(sig is not None for _, sig in sigs) else None
 
 
 def gunzip_bounded(raw: bytes, limit: int, *, what: str) -> bytes:
@@ -79,11 +103,39 @@ def policy_file(directory: Path) -> Path | None:
 
 
 def read_policy(directory: Path) -> PolicyDocument | None:
-    """The mounted policy document, None if there is none yet; `InvalidInput` if broken."""
+    """The mounted policy document, None if there is none yet; `InvalidInput` if broken,
+    `TornParts` if its parts do not match their manifest yet."""
     path = policy_file(directory)
     if path is None:
         return None
+    if path.name == MANIFEST_FILE:
+        return read_parts(directory, _parse(PolicyManifest, path, limit=MAX_MANIFEST_BYTES))
     return _parse(PolicyDocument, path)
+
+
+def read_parts(directory: Path, manifest: PolicyManifest) -> PolicyDocument:
+    """Join the manifest's parts in order, check them whole, gunzip within the cap."""
+    if manifest.size > MAX_DOCUMENT_BYTES:
+        raise errors.PayloadTooLarge(f"{MANIFEST_FILE} names {manifest.size} bytes of parts")
+    parts: list[bytes | None] = []
+    for index in range(1, manifest.parts + 1):
+        path = directory / part_name(index)
+        try:
+            parts.append(read_bounded(path, limit=manifest.size))
+        except FileNotFoundError:
+            parts.append(None)  # its shard ConfigMap not created or not synced yet
+        except errors.PayloadTooLarge as exc:
+            raise TornParts(f"{path.name} is larger than the manifest says") from exc
+    raw = gunzip_bounded(join(manifest, parts), MAX_DOCUMENT_BYTES, what=MANIFEST_FILE)
+    try:
+        doc = PolicyDocument.model_validate_json(raw)
+    except pydantic.ValidationError as exc:
+        raise errors.InvalidInput(f"policy parts: {exc.error_count()} validation errors") from exc
+    if doc.version != manifest.version:
+        raise errors.InvalidInput(
+            f"policy parts hold version {doc.version}, the manifest says {manifest.version}"
+        )
+    return doc
 
 
 def read_members(directory: Path) -> Members | None:
@@ -93,9 +145,9 @@ def read_members(directory: Path) -> Members | None:
     return _parse(Members, path)
 
 
-def _parse(model: type[M], path: Path) -> M:
+def _parse(model: type[M], path: Path, *, limit: int = MAX_DOCUMENT_BYTES) -> M:
     try:
-        return model.model_validate_json(read_bounded(path))
+        return model.model_validate_json(read_bounded(path, limit))
     except pydantic.ValidationError as exc:
         raise errors.InvalidInput(f"{path.name}: {exc.error_count()} validation errors") from exc
 
@@ -119,24 +171,19 @@ class PolicyDirWatcher:
         self._on_policy = on_policy
         self._on_members = on_members
         self._period = period
-        self._seen: dict[str, Signature] = {}
+        self._seen: dict[str, object] = {}
 
     async def poll_once(self) -> bool:
         """Check once; True if a changed document was handed to a callback."""
         changed = False
-        path = policy_file(self._directory)
-        if path is not None and self._changed("policy", path):
-            changed |= await self._deliver(f"policy:{path.name}", read_policy, self._on_policy)
-        members = self._directory / MEMBERS_FILE
+        if self._changed("policy", policy_signature(self._directory)):
+            changed |= await self._deliver("policy", read_policy, self._on_policy)
+        members = signature(self._directory / MEMBERS_FILE)
         if self._on_members is not None and self._changed("members", members):
-            changed |= await self._deliver(
-                f"members:{MEMBERS_FILE}", read_members, self._on_members
-            )
+            changed |= await self._deliver("members", read_members, self._on_members)
         return changed
 
-    def _changed(self, what: str, path: Path) -> bool:
-        sig = signature(path)
-        key = f"{what}:{path.name}"
+    def _changed(self, key: str, sig: object) -> bool:
         if sig is None or self._seen.get(key) == sig:
             return False
         self._seen[key] = sig
@@ -155,6 +202,11 @@ class PolicyDirWatcher:
         except OSError as exc:
             self._seen.pop(key, None)  # maybe caught mid-swap: read it again next time
             logger.warning("%s unreadable: %s", key, exc.strerror)
+            return False
+        except TornParts as exc:
+            # Parts and manifest from different writes: the kubelet's next refresh of the
+            # lagging ConfigMap changes a file, and the next poll reads them again.
+            logger.debug("%s not applied yet: %s", key, exc)
             return False
         except errors.StalePolicy as exc:
             logger.info("%s not applied: %s", key, exc.message)

@@ -198,10 +198,49 @@ class KubeCluster:
     def read_version(self, key: FleetKey) -> PolicyVersion | None:
         return from_annotations(self._configmap(key)["metadata"].get("annotations"))
 
-    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None:
+    def write_policy(
+        self, key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        """Shards first, the fleet ConfigMap (and its manifest) last: a node never sees a
+        manifest whose parts were not written. Parts a smaller policy no longer references
+        stay behind, unread, until overwritten or collected with the fleet ConfigMap."""
+        for index, shard in enumerate(shards, start=1):
+            self._write_shard(key, index, shard)
         self.kube.patch(
             k8s.CONFIGMAPS, key.namespace, names.policy_configmap_name(key.fleet), patch
         )
+
+    def _write_shard(self, key: FleetKey, index: int, patch: dict[str, Any]) -> None:
+        name = names.policy_shard_configmap_name(key.fleet, index)
+        try:
+            self.kube.patch(k8s.CONFIGMAPS, key.namespace, name, patch)
+            return
+        except errors.NotFound:
+            pass
+        # Owned by the fleet ConfigMap (which its members own): collected with it, whatever
+        # members come and go meanwhile.
+        owner = self._configmap(key)["metadata"]
+        body = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {
+                **patch.get("metadata", {}),
+                "name": name,
+                "namespace": key.namespace,
+                "labels": names.fleet_labels(key.fleet),
+                "ownerReferences": [
+                    {
+                        "apiVersion": "v1",
+                        "kind": "ConfigMap",
+                        "name": owner["name"],
+                        "uid": owner["uid"],
+                    }
+                ],
+            },
+            "binaryData": patch["binaryData"],
+        }
+        if self.kube.create(k8s.CONFIGMAPS, body) is None:  # created meanwhile: patch it
+            self.kube.patch(k8s.CONFIGMAPS, key.namespace, name, patch)
 
     def admin_token(self, key: FleetKey) -> str:
         secret = self.kube.get(k8s.SECRETS, key.namespace, names.admin_secret_name(key.fleet))

@@ -62,7 +62,12 @@ from marketplace_operator.policy.propagate import NodeTarget, PolicyClient, Retr
 from marketplace_operator.policy.reporting import StatusReporter
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, next_version, stamp
-from marketplace_operator.render.policy import PolicyTooLarge, configmap_patch, render_policy
+from marketplace_operator.render.policy import (
+    PolicyTooLarge,
+    configmap_patch,
+    render_policy,
+    shard_patches,
+)
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -75,10 +80,15 @@ def _size(inputs: tuple[list[Any], list[BanList], list[Any], float]) -> int:
     return sum(len(b.spec.entries) for b in inputs[1])
 
 
-def _render(doc: PolicyDocument) -> tuple[dict[str, Any], int]:
-    """The ConfigMap patch and the stored size, rendered once."""
+Write = tuple[dict[str, Any], list[dict[str, Any]]]
+"""The fleet ConfigMap's patch and the shard ConfigMaps' patches (none when it fits one)."""
+
+
+def _render(doc: PolicyDocument) -> tuple[Write, int]:
+    """The ConfigMap patches and the stored size, rendered once."""
     rendered = render_policy(doc)
-    return configmap_patch(doc, rendered=rendered), rendered.stored_bytes
+    write = (configmap_patch(doc, rendered=rendered), shard_patches(doc, rendered))
+    return write, rendered.stored_bytes
 
 
 class PolicyWorker:
@@ -240,10 +250,10 @@ class PolicyWorker:
             fleet.stored, digest, floor=max([fleet.floor, *fleet.applied.values()])
         )
         doc = stamp(effective.content, version)
-        patch: dict[str, Any] | None = None
+        write: Write | None = None
         if version != fleet.stored:
             try:
-                patch, stored_bytes = await self._cpu(_render, doc, size=len(doc.bans))
+                write, stored_bytes = await self._cpu(_render, doc, size=len(doc.bans))
             except PolicyTooLarge as exc:
                 blamed = effective.ban_lists + effective.rate_limit_policies
                 self._set_problem(key, effective, message=str(exc), blamed=blamed)
@@ -257,7 +267,7 @@ class PolicyWorker:
         # the write lands re-issues this number for this hash (nodes answer "unchanged"), or
         # for new content, which nodes refuse with 409 and their version lifts `floor`.
         (written_ms, _), (pushed_ms, pushed) = await asyncio.gather(
-            self._timed(self._persist(key, version, patch)),
+            self._timed(self._persist(key, version, write)),
             self._timed(self._push(key, nodes, doc)),
         )
         self._observe_convergence(key, nodes, version)
@@ -276,14 +286,13 @@ class PolicyWorker:
         result = await work
         return (self._clock.monotonic() - started) * 1000, result
 
-    async def _persist(
-        self, key: FleetKey, version: PolicyVersion, patch: dict[str, Any] | None
-    ) -> None:
+    async def _persist(self, key: FleetKey, version: PolicyVersion, write: Write | None) -> None:
         """Store a new version in the fleet ConfigMap; on failure the next round retries."""
-        if patch is None:
+        if write is None:
             return
+        patch, shards = write
         try:
-            await self._blocking(self._cluster.write_policy, key, patch)
+            await self._blocking(self._cluster.write_policy, key, patch, shards)
         except errors.OperatorError as exc:
             log.warning(
                 "fleet %s: writing policy v%d failed: %s", key, version.version, exc.message

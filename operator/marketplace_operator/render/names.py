@@ -61,6 +61,15 @@ def policy_configmap_name(fleet: str) -> str:
     return f"{fleet}-policy"
 
 
+POLICY_SHARDS = 3
+"""Shard ConfigMaps a node's policy volume projects (render/policy.py fills them)."""
+
+
+def policy_shard_configmap_name(fleet: str, index: int) -> str:
+    """Shard `index` (1..POLICY_SHARDS) of a policy too large for the fleet ConfigMap."""
+    return f"{fleet}-policy-{index}"
+
+
 def fleet_labels(fleet: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": APP_NAME,

@@ -127,6 +127,22 @@ def _container(inputs: PodInputs) -> dict[str, Any]:
     return container
 
 
+def _policy_volume(fleet: str) -> dict[str, Any]:
+    """The fleet ConfigMap and its shards in one directory. Shards are optional: they exist
+    only once a policy outgrows one ConfigMap. Not part of the template hash, so pods made
+    before shards existed are not restarted; they get a large policy by push."""
+    shards = [
+        {"configMap": {"name": names.policy_shard_configmap_name(fleet, i), "optional": True}}
+        for i in range(1, names.POLICY_SHARDS + 1)
+    ]
+    return {
+        "name": "policy",
+        "projected": {
+            "sources": [{"configMap": {"name": names.policy_configmap_name(fleet)}}, *shards]
+        },
+    }
+
+
 def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
     """The node's pod: the image's entrypoint (no `command`), restricted security context,
     probes on the p2p port, the `joined` readiness gate, and a grace period that covers
@@ -173,10 +189,7 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
                         "defaultMode": 0o400,
                     },
                 },
-                {
-                    "name": "policy",
-                    "configMap": {"name": names.policy_configmap_name(ref.fleet)},
-                },
+                _policy_volume(ref.fleet),
                 {
                     "name": "data",
                     "persistentVolumeClaim": {"claimName": names.data_pvc_name(ref.name)},

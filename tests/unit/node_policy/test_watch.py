@@ -5,13 +5,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gzip
+import logging
 import os
 from pathlib import Path
 
 import pytest
 from marketplace_node import errors
-from marketplace_node.admin.models import Member, Members, PolicyDocument
+from marketplace_node.admin.models import BanEntry, Member, Members, PolicyDocument
 from marketplace_node.policy import watch
+from marketplace_node.policy.parts import (
+    MANIFEST_FILE,
+    MAX_PARTS,
+    PolicyManifest,
+    TornParts,
+    join,
+    manifest_for,
+    part_name,
+    split,
+)
 
 
 def write_doc(path: Path, version: int, *, compress: bool = False) -> None:
@@ -176,3 +187,132 @@ async def test_a_read_error_is_retried_on_the_next_poll(
     monkeypatch.setattr(watch, "read_policy", real)
     assert await watcher.poll_once()  # same file, not skipped as already seen
     assert got == [4]
+
+
+# --- a policy in parts (shard ConfigMaps projected beside the fleet ConfigMap) ------------
+
+
+def sharded(version: int, *, parts: int = 3, bans: int = 300) -> dict[str, bytes]:
+    """The files a projected volume shows for a policy split into `parts` (policy/parts.py)."""
+    doc = PolicyDocument(
+        version=version,
+        hash=f"sha256:{version:064d}",
+        bans=[BanEntry(peer_id=f"12D3KooW{version:04d}{i:040d}") for i in range(bans)],
+    )
+    stream = gzip.compress(doc.model_dump_json(by_alias=True).encode(), mtime=0)
+    chunks = split(stream, -(-len(stream) // parts))
+    assert len(chunks) == parts
+    manifest = manifest_for(stream, parts=parts, version=version, hash=doc.hash)
+    return {MANIFEST_FILE: manifest.model_dump_json().encode()} | {
+        part_name(i): chunk for i, chunk in enumerate(chunks, start=1)
+    }
+
+
+def test_split_and_join_are_inverse_and_join_checks_every_part() -> None:
+    stream = bytes(range(256)) * 10
+    for size in (1, 7, 1000, len(stream), len(stream) + 1):
+        chunks = split(stream, size)
+        assert b"".join(chunks) == stream
+        assert all(0 < len(c) <= size for c in chunks)
+        assert len(chunks) == -(-len(stream) // size)
+    for count in range(1, MAX_PARTS + 1):
+        chunks = split(stream, -(-len(stream) // count))
+        manifest = manifest_for(stream, parts=len(chunks), version=1, hash=None)
+        assert join(manifest, chunks) == stream
+    manifest = manifest_for(stream, parts=3, version=1, hash=None)
+    a, b, c = split(stream, -(-len(stream) // 3))
+    for torn in ([a, b, None], [a, c, b], [a, b], [a, b, c, c], [a, b, c[:-1]], [a, b, c + b"x"]):
+        with pytest.raises(TornParts):
+            join(manifest, torn)
+    with pytest.raises(ValueError, match="positive"):
+        split(stream, 0)
+
+
+def test_whole_parts_are_applied(tmp_path: Path) -> None:
+    configmap(tmp_path, sharded(4), 1)
+    policy = watch.read_policy(tmp_path)
+    assert policy is not None
+    assert policy.version == 4
+    assert len(policy.bans) == 300
+
+
+@pytest.mark.parametrize("lagging", ["missing", "stale"])
+async def test_torn_parts_wait_for_the_lagging_shard_without_error_or_retry_loop(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    lagging: str,
+) -> None:
+    """The manifest of v5 arrived, one shard still shows v4's part (or nothing): keep the
+    current policy, say so at debug level, and read again only once a file changes."""
+    applied: list[int] = []
+    new, old = sharded(5), sharded(4)
+    torn = dict(new)
+    if lagging == "missing":
+        del torn[part_name(2)]
+    else:
+        torn[part_name(2)] = old[part_name(2)]
+    configmap(tmp_path, torn, 1)
+    reads = 0
+    real = watch.read_policy
+
+    def counting(directory: Path) -> PolicyDocument | None:
+        nonlocal reads
+        reads += 1
+        return real(directory)
+
+    monkeypatch.setattr(watch, "read_policy", counting)
+    watcher = watch.PolicyDirWatcher(tmp_path, on_policy=lambda d: applied.append(d.version))
+    caplog.set_level(logging.DEBUG, logger=watch.__name__)
+    assert not await watcher.poll_once()
+    assert not await watcher.poll_once()  # nothing changed: not read again
+    assert (applied, reads) == ([], 1)
+    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    assert "not applied yet" in caplog.text
+
+    configmap(tmp_path, new, 2)  # the kubelet caught up with the lagging shard
+    assert await watcher.poll_once()
+    assert applied == [5]
+
+
+async def test_a_manifest_older_than_the_applied_policy_is_ignored(tmp_path: Path) -> None:
+    """Rollback protection stays the node's: the watcher hands the document on as today."""
+    seen: list[int] = []
+    current = 6
+
+    def apply(doc: PolicyDocument) -> None:
+        if doc.version < current:
+            raise errors.StalePolicy(f"{doc.version} is older than {current}")
+        seen.append(doc.version)
+
+    watcher = watch.PolicyDirWatcher(tmp_path, on_policy=apply)
+    configmap(tmp_path, sharded(5), 1)
+    assert not await watcher.poll_once()
+    configmap(tmp_path, sharded(7), 2)
+    assert await watcher.poll_once()
+    assert seen == [7]
+
+
+def test_single_file_keys_win_over_a_manifest_left_behind(tmp_path: Path) -> None:
+    """An operator downgraded to a version without shards writes policy.json.gz only."""
+    configmap(tmp_path, sharded(3) | {"policy.json.gz": gzip.compress(doc_bytes(9))}, 1)
+    policy = watch.read_policy(tmp_path)
+    assert policy is not None
+    assert policy.version == 9
+
+
+def test_manifest_bounds_and_consistency_are_checked(tmp_path: Path) -> None:
+    files = sharded(3)
+    manifest = PolicyManifest.model_validate_json(files[MANIFEST_FILE])
+    too_big = manifest.model_copy(update={"size": watch.MAX_DOCUMENT_BYTES + 1})
+    configmap(tmp_path, files | {MANIFEST_FILE: too_big.model_dump_json().encode()}, 1)
+    with pytest.raises(errors.PayloadTooLarge):
+        watch.read_policy(tmp_path)
+    # Whole parts of version 3 under a manifest claiming version 4: an operator bug, refused.
+    lying = manifest.model_copy(update={"version": 4})
+    configmap(tmp_path, files | {MANIFEST_FILE: lying.model_dump_json().encode()}, 2)
+    with pytest.raises(errors.InvalidInput, match="manifest says 4"):
+        watch.read_policy(tmp_path)
+    configmap(tmp_path, files | {MANIFEST_FILE: b'{"parts": 99}'}, 3)
+    with pytest.raises(errors.InvalidInput):
+        watch.read_policy(tmp_path)

@@ -66,7 +66,7 @@ def test_pod_is_restricted_gated_owned_and_mounts_the_policy_as_a_directory() ->
     mounts = {m["name"]: m for m in p["spec"]["containers"][0]["volumeMounts"]}
     assert "subPath" not in mounts["policy"]
     volumes = {v["name"]: v for v in p["spec"]["volumes"]}
-    assert volumes["policy"]["configMap"]["name"] == "blue-policy"
+    assert volumes["policy"]["projected"]["sources"][0]["configMap"] == {"name": "blue-policy"}
     assert volumes["admin"]["secret"]["secretName"] == "blue-admin"
     assert volumes["identity"]["secret"]["secretName"] == "n1-identity"
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == "n1-data"

@@ -81,7 +81,9 @@ class Cluster:
             raise errors.NotFound("no ConfigMap")
         return from_annotations(self.annotations)
 
-    def write_policy(self, key: FleetKey, patch: dict[str, Any]) -> None:
+    def write_policy(
+        self, key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
+    ) -> None:
         assert self.annotations is not None
         self.annotations.update(patch["metadata"]["annotations"])
         self.log.append(
@@ -323,7 +325,9 @@ async def test_a_failed_configmap_write_is_retried_and_versions_still_only_grow(
     worker = world.worker()
     write = world.cluster.write_policy
 
-    def failing(key: FleetKey, patch: dict[str, Any]) -> None:
+    def failing(
+        key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
+    ) -> None:
         raise errors.Unavailable("etcd is slow")
 
     world.cluster.write_policy = failing  # type: ignore[method-assign]
