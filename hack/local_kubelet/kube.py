@@ -168,7 +168,7 @@ class Kube:
             ) as response:
                 if response.status >= 400:
                     raise KubeError(response.status, _message(await response.text()))
-                async for line in response.content:
+                async for line in _lines(response.content, MAX_WATCH_EVENT_BYTES):
                     if not line.strip():
                         continue
                     event = json.loads(line)
@@ -178,6 +178,26 @@ class Kube:
                     yield event["type"], event["object"]
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise KubeError(0, f"watch {path}: {exc!r}") from exc
+
+
+MAX_WATCH_EVENT_BYTES = 8 * 1024 * 1024
+"""One watch event's JSON: an object (≤ 1.5 MiB in etcd, binaryData base64'd) and envelope."""
+
+
+async def _lines(stream: aiohttp.StreamReader, limit: int) -> AsyncIterator[bytes]:
+    """Newline-delimited events of any size up to `limit`. Iterating the stream itself
+    would raise aiohttp's LineTooLong above 128 KiB (a ConfigMap with a large binaryData),
+    which is no ClientError: it would end the informer's task for good."""
+    buffer = bytearray()
+    async for chunk in stream.iter_any():
+        buffer += chunk
+        while (end := buffer.find(b"\n")) >= 0:
+            yield bytes(buffer[: end + 1])
+            del buffer[: end + 1]
+        if len(buffer) > limit:
+            raise KubeError(0, f"watch event larger than {limit} bytes")
+    if buffer:
+        yield bytes(buffer)
 
 
 def _message(text: str) -> str:
