@@ -214,6 +214,7 @@ class PolicyDirWatcher:
         except errors.NodeError as exc:  # invalid, too large, or a conflicting version
             logger.warning("%s not applied (%s): %s", key, exc.code, exc.message)
             return False
+        logger.info("%s taken from %s", key, self._directory)
         return True
 
     async def run(self) -> None:
