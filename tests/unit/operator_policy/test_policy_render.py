@@ -10,12 +10,17 @@ import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from marketplace_node.admin.models import BanEntry, PolicyDocument
 from marketplace_node.policy import watch
 from marketplace_node.policy.parts import MAX_PARTS, PolicyManifest, TornParts
+from marketplace_operator import errors as op_errors
+from marketplace_operator import k8s
+from marketplace_operator.handlers.policy import KubeCluster
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.policy.ports import FleetKey
 from marketplace_operator.policy.versioning import HASH_ANNOTATION, VERSION_ANNOTATION
 from marketplace_operator.render import names
 from marketplace_operator.render.pod import PodInputs, pod
@@ -301,3 +306,63 @@ def test_request_body_is_gzipped_above_the_threshold() -> None:
     big, encoding = request_body(document(10_000))
     assert encoding == "gzip"
     assert len(big) < len(gzip.decompress(big)) / 4
+
+
+# --- the write: shards first, created on demand, the manifest last ---------------------------
+
+
+class RecordingKube:
+    """The three calls `KubeCluster.write_policy` makes, against a dict of ConfigMaps."""
+
+    def __init__(self, *existing: str) -> None:
+        self.objects: dict[str, dict[str, Any]] = {
+            name: {"metadata": {"name": name, "uid": f"uid-{name}"}} for name in existing
+        }
+        self.calls: list[tuple[str, str]] = []
+
+    def get(self, res: k8s.Resource, namespace: str, name: str) -> dict[str, Any] | None:
+        return self.objects.get(name)
+
+    def patch(self, res: k8s.Resource, namespace: str, name: str, patch: dict[str, Any]) -> None:
+        self.calls.append(("patch", name))
+        if name not in self.objects:
+            raise op_errors.NotFound(name)
+
+    def create(self, res: k8s.Resource, body: dict[str, Any]) -> dict[str, Any]:
+        self.calls.append(("create", body["metadata"]["name"]))
+        self.objects[body["metadata"]["name"]] = body
+        return body
+
+
+def write(kube: RecordingKube, doc: PolicyDocument, rendered: RenderedPolicy) -> None:
+    cluster = KubeCluster(cast("k8s.Kube", kube))
+    key = FleetKey(namespace="ns", fleet="blue")
+    cluster.write_policy(key, configmap_patch(doc, rendered=rendered), shard_patches(doc, rendered))
+
+
+def test_shards_are_created_owned_by_the_fleet_configmap_and_written_before_it() -> None:
+    doc = document(5_000)
+    kube = RecordingKube("blue-policy", "blue-policy-2")
+    write(kube, doc, sharded(doc))
+    assert kube.calls == [
+        ("patch", "blue-policy-1"),
+        ("create", "blue-policy-1"),
+        ("patch", "blue-policy-2"),  # exists already: patched in place
+        ("patch", "blue-policy-3"),
+        ("create", "blue-policy-3"),
+        ("patch", "blue-policy"),  # the manifest last
+    ]
+    created = kube.objects["blue-policy-1"]
+    assert created["metadata"]["labels"] == names.fleet_labels("blue")
+    assert created["metadata"]["ownerReferences"] == [
+        {"apiVersion": "v1", "kind": "ConfigMap", "name": "blue-policy", "uid": "uid-blue-policy"}
+    ]
+    assert set(created["binaryData"]) == {shard_key(1)}
+    assert created["metadata"]["annotations"][VERSION_ANNOTATION] == "7"
+
+
+def test_a_policy_that_fits_one_configmap_writes_no_shard() -> None:
+    doc = document(5_000)
+    kube = RecordingKube("blue-policy")
+    write(kube, doc, render_policy(doc))
+    assert kube.calls == [("patch", "blue-policy")]
