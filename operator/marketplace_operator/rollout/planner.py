@@ -190,6 +190,12 @@ def _replace_failure(node: NodeView) -> tuple[str, str]:
 
 def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime) -> _Outcome:
     pod = node.pod
+    if node.on_target and node.available:
+        # Replaced by someone else (or the spec moved back) before it left: nothing to do,
+        # and reporting LeaveRefused would only be dropped as resolved on the next pass.
+        return _Outcome(
+            step=None, notes=(Note("RolloutStepSkipped", "already on target", node.name),)
+        )
     if pod is None or pod.deleting or pod.failed:
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)

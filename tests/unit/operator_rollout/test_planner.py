@@ -177,6 +177,17 @@ def test_a_pod_that_never_leaves_fails_the_step() -> None:
     assert d.actions == ()
 
 
+@pytest.mark.parametrize("late", [timedelta(0), GRACE + SETTINGS.step_timeout])
+def test_a_leaving_step_whose_node_is_already_on_target_is_skipped(late: timedelta) -> None:
+    """Replaced meanwhile by someone else: no LeaveRefused (the next pass would drop it as
+    resolved, so the decision would not be a fixed point) and no MarkLeaving."""
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    d = planner.plan(fleet(up_to_date("a"), record=rec), T0 + late)
+    assert d.record == Record()
+    assert d.actions == ()
+    assert [n.reason for n in d.notes] == ["RolloutStepSkipped", "RolloutComplete"]
+
+
 def test_a_leaving_pod_that_vanishes_moves_on_to_replacing() -> None:
     rec = Record(steps=(step("a", StepPhase.LEAVING),))
     d = planner.plan(fleet(NodeView("a", NEW, None, GRACE), record=rec), T0)
