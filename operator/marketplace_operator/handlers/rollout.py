@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
 IDLE_SECONDS = 10.0
+WAKE_DEBOUNCE_SECONDS = 0.2
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on a Service's EndpointSlices
 _DRAIN = {
     DrainState.SERVING: Drain.SERVING,
@@ -151,6 +152,9 @@ async def rollout_loop(
             interval = ctx.settings.rollout_interval_seconds if busy else IDLE_SECONDS
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=interval)
+                # Coalesce a burst (twenty nodes starting wake the fleet a hundred times):
+                # each pass reads the fleet and may write its status and PDB.
+                await asyncio.sleep(WAKE_DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(_key(namespace, fleet))
 
