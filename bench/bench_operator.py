@@ -19,8 +19,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from kubernetes import client
 from marketplace_operator import k8s
-from marketplace_operator.model.common import API_VERSION
+from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
 from marketplace_operator.settings import DEFAULT_NODE_IMAGE
 
 from bench import cluster
@@ -30,11 +31,6 @@ TARGET_RATIO = 1.2
 DEADLINE = 300.0
 DEPLOYMENTS = k8s.Resource("deployments", "apps", "v1")
 STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
-
-
-def _wait(what: str, probe: Any, *, deadline: float = DEADLINE) -> float:
-    """Seconds until `probe()` is true (polling every 50 ms); raise after `deadline`."""
-    return cluster.wait(what, probe, deadline=deadline, interval=0.05)
 
 
 def _deployment(namespace: str) -> dict[str, Any]:
@@ -117,38 +113,46 @@ def _mnode(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def _ready_mnodes(kube: k8s.Kube, namespace: str) -> int:
-    count = 0
-    for obj in kube.list(k8s.MNODES, namespace):
-        for cond in (obj.get("status") or {}).get("conditions") or []:
-            if cond["type"] == "Ready" and cond["status"] == "True":
-                count += 1
-    return count
+Objects = dict[str, dict[str, dict[str, Any]]]
 
 
-def _milestones(kube: k8s.Kube, namespace: str) -> dict[str, bool]:
+def _true(obj: dict[str, Any], kind: str) -> bool:
+    return any(
+        c["type"] == kind and c["status"] == "True"
+        for c in (obj.get("status") or {}).get("conditions") or []
+    )
+
+
+def _ready_replicas(obj: dict[str, Any] | None) -> int:
+    return int(((obj or {}).get("status") or {}).get("readyReplicas") or 0)
+
+
+def _milestones(objects: Objects) -> dict[str, bool]:
     """Where the fleet's start-up stands: which stages every node has passed."""
-    claims = kube.list(k8s.PVCS, namespace)
-    pods = kube.list(k8s.PODS, namespace)
-
-    def cond(pod: dict[str, Any], kind: str) -> bool:
-        return any(
-            c["type"] == kind and c["status"] == "True"
-            for c in (pod.get("status") or {}).get("conditions") or []
-        )
-
+    claims, pods = list(objects["claims"].values()), list(objects["pods"].values())
+    every = len(pods) >= N
     return {
         "data volumes bound": len(claims) >= N
         and all((c.get("status") or {}).get("phase") == "Bound" for c in claims),
-        "pods created": len(pods) >= N,
-        "pods scheduled": len(pods) >= N and all(cond(p, "PodScheduled") for p in pods),
-        "nodes serving (containers ready)": len(pods) >= N
-        and all(cond(p, "ContainersReady") for p in pods),
+        "pods created": every,
+        "pods scheduled": every and all(_true(p, "PodScheduled") for p in pods),
+        "nodes serving (containers ready)": every
+        and all(_true(p, "ContainersReady") for p in pods),
     }
 
 
-def _pods_gone(kube: k8s.Kube, namespace: str) -> bool:
-    return not kube.list(k8s.PODS, namespace)
+def _watch(ns_deploy: str, ns_op: str) -> cluster.Watched:
+    """Watches on everything the run waits for: measuring must not load the API server."""
+    watched = cluster.Watched()
+    core, apps, custom = client.CoreV1Api(), client.AppsV1Api(), client.CustomObjectsApi()
+    watched.follow("deployments", apps.list_namespaced_deployment, ns_deploy)
+    watched.follow("statefulsets", apps.list_namespaced_stateful_set, ns_deploy)
+    watched.follow("workload pods", core.list_namespaced_pod, ns_deploy)
+    watched.follow("pods", core.list_namespaced_pod, ns_op)
+    watched.follow("claims", core.list_namespaced_persistent_volume_claim, ns_op)
+    mnodes = (GROUP, VERSION, ns_op, k8s.MNODES.plural)
+    watched.follow("mnodes", custom.list_namespaced_custom_object, *mnodes)
+    return watched
 
 
 def main() -> int:
@@ -165,31 +169,25 @@ def main() -> int:
     operator = cluster.Operator(ns_op, log_dir / f"bench-operator-{run}.log")
     try:
         operator.start()  # the operator's start-up is not what is measured
+        watched = _watch(ns_deploy, ns_op)
         kube.create(DEPLOYMENTS, _deployment(ns_deploy))
-        t_deploy = _wait(
+        t_deploy = watched.wait_until(
             f"{N} Deployment replicas ready",
-            lambda: (
-                (kube.get(DEPLOYMENTS, ns_deploy, "bench-node") or {})
-                .get("status", {})
-                .get("readyReplicas", 0)
-                >= N
-            ),
+            lambda o: _ready_replicas(o["deployments"].get("bench-node")) >= N,
+            deadline=DEADLINE,
         )
         kube.delete(DEPLOYMENTS, ns_deploy, "bench-node")
-        _wait("the Deployment's pods gone", lambda: _pods_gone(kube, ns_deploy))
+        gone = lambda o: not o["workload pods"]  # noqa: E731
+        watched.wait_until("the Deployment's pods gone", gone, deadline=DEADLINE)
 
         kube.create(STATEFULSETS, _statefulset(ns_deploy))
-        t_sts = _wait(
+        t_sts = watched.wait_until(
             f"{N} StatefulSet replicas ready",
-            lambda: (
-                (kube.get(STATEFULSETS, ns_deploy, "bench-node") or {})
-                .get("status", {})
-                .get("readyReplicas", 0)
-                >= N
-            ),
+            lambda o: _ready_replicas(o["statefulsets"].get("bench-node")) >= N,
+            deadline=DEADLINE,
         )
         kube.delete(STATEFULSETS, ns_deploy, "bench-node")
-        _wait("the StatefulSet's pods gone", lambda: _pods_gone(kube, ns_deploy))
+        watched.wait_until("the StatefulSet's pods gone", gone, deadline=DEADLINE)
 
         started = time.monotonic()
         with concurrent.futures.ThreadPoolExecutor(8) as pool:  # as `kubectl apply` of a list
@@ -200,15 +198,16 @@ def main() -> int:
             )
         milestones: dict[str, float] = {"MarketplaceNodes created": time.monotonic() - started}
 
-        def progress() -> bool:
+        def progress(objects: Objects) -> bool:
             now = time.monotonic() - started
-            for name, reached in _milestones(kube, ns_op).items():
+            for name, reached in _milestones(objects).items():
                 if reached:
                     milestones.setdefault(name, now)
-            return _ready_mnodes(kube, ns_op) >= N
+            return sum(_true(m, "Ready") for m in objects["mnodes"].values()) >= N
 
-        _wait(f"{N} MarketplaceNodes Ready", progress)
+        watched.wait_until(f"{N} MarketplaceNodes Ready", progress, deadline=DEADLINE)
         t_operator = time.monotonic() - started
+        watched.close()
         rss = operator.rss_mib()
     finally:
         operator.stop()  # first: a running operator would put its finalizers back

@@ -15,12 +15,14 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import urllib3
+from kubernetes import client, config, watch
 from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
 from marketplace_operator.model.common import LABEL_PREFIX
@@ -134,3 +136,77 @@ def release_namespace(kube: k8s.Kube, namespace: str) -> None:
                     kube.patch(resource, namespace, obj["metadata"]["name"], patch)
     with contextlib.suppress(errors.NotFound):
         kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
+
+
+class Watched:
+    """The current objects of some collections, kept by watches in background threads.
+
+    What a benchmark measures must not be slowed by measuring it: polling LISTs of
+    twenty pods every 50 ms loads the API server the system under test needs, and more
+    for a workload with more kinds to look at. A watch costs the same whatever is
+    watched. `wait_until` re-evaluates its predicate on every change.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._watches: list[watch.Watch] = []
+        config.load_kube_config()  # type: ignore[no-untyped-call] # KUBECONFIG; the API classes use this default
+        self._api = client.ApiClient()
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+
+    def follow(self, name: str, list_fn: Callable[..., Any], *args: Any) -> None:
+        """Keep `objects[name]` current: list with `list_fn(*args)` (e.g.
+        `CoreV1Api().list_namespaced_pod, namespace`), then watch from that version."""
+        listed = self._plain(list_fn(*args))
+        with self._changed:
+            self.objects[name] = {o["metadata"]["name"]: o for o in listed.get("items") or []}
+        version = listed["metadata"]["resourceVersion"]
+        stream = watch.Watch()  # type: ignore[no-untyped-call]
+        self._watches.append(stream)
+        thread = threading.Thread(
+            target=self._run, args=(name, stream, list_fn, args, version), daemon=True
+        )
+        thread.start()
+
+    def _plain(self, obj: Any) -> dict[str, Any]:
+        return obj if isinstance(obj, dict) else self._api.sanitize_for_serialization(obj)  # type: ignore[no-untyped-call]
+
+    def _run(
+        self, name: str, stream: watch.Watch, list_fn: Callable[..., Any], args: tuple[Any, ...],
+        version: str,
+    ) -> None:  # fmt: skip
+        # Without timeout_seconds the client re-watches from the last resourceVersion.
+        with contextlib.suppress(Exception):  # the stream ends with the run (or the namespace)
+            self._follow_events(name, stream, list_fn, args, version)
+
+    def _follow_events(
+        self, name: str, stream: watch.Watch, list_fn: Callable[..., Any], args: tuple[Any, ...],
+        version: str,
+    ) -> None:  # fmt: skip
+        for event in stream.stream(list_fn, *args, resource_version=version):  # type: ignore[no-untyped-call]
+            obj = self._plain(event["object"])
+            with self._changed:
+                if event["type"] == "DELETED":
+                    self.objects[name].pop(obj["metadata"]["name"], None)
+                else:
+                    self.objects[name][obj["metadata"]["name"]] = obj
+                self._changed.notify_all()
+
+    def wait_until(
+        self,
+        what: str,
+        predicate: Callable[[dict[str, dict[str, dict[str, Any]]]], bool],
+        *,
+        deadline: float,
+    ) -> float:
+        """Seconds until `predicate(objects)` holds; TimeoutError after `deadline`."""
+        started = time.monotonic()
+        with self._changed:
+            if not self._changed.wait_for(lambda: predicate(self.objects), timeout=deadline):
+                raise TimeoutError(f"{what} not reached within {deadline}s")
+        return time.monotonic() - started
+
+    def close(self) -> None:
+        """Stop the watches (each thread ends at its stream's next event; they are daemons)."""
+        for stream in self._watches:
+            stream.stop()  # type: ignore[no-untyped-call]
