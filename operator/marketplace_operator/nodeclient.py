@@ -9,8 +9,10 @@ aiohttp errors never leave this module: they become `errors.NodeUnreachable` or
 from __future__ import annotations
 
 import asyncio
+import gzip
 from collections.abc import Callable
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar
 
 import aiohttp
 from marketplace_node.admin.models import (
@@ -29,6 +31,24 @@ from pydantic import ValidationError
 from marketplace_operator import errors
 
 M = TypeVar("M", bound=WireModel)
+GZIP_ABOVE: Final = 64 * 1024  # bytes of JSON; a 10,000-ban policy is ~1.6 MB, ~0.4 MB gzipped
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """A request body serialized once, sent to many nodes."""
+
+    data: bytes
+    headers: dict[str, str]
+
+
+def encode(body: WireModel) -> Encoded:
+    """JSON bytes, gzipped when large (nodes inflate `Content-Encoding: gzip` bodies)."""
+    raw = body.model_dump_json(by_alias=True).encode()
+    if len(raw) <= GZIP_ABOVE:
+        return Encoded(raw, {"Content-Type": "application/json"})
+    packed = gzip.compress(raw, compresslevel=5, mtime=0)
+    return Encoded(packed, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
 
 def base_url(pod_ip: str, port: int) -> str:
@@ -51,6 +71,8 @@ class NodeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._slots = asyncio.Semaphore(concurrency)
         self._on_error = on_error or (lambda _op: None)
+        # The policy document pushed to every node of a fleet, encoded once (version, hash).
+        self._policy: tuple[tuple[int, str], Encoded] | None = None
 
     @classmethod
     def create(cls, *, timeout: float = 3.0, concurrency: int = 32, **kw: Any) -> NodeClient:
@@ -72,16 +94,19 @@ class NodeClient:
         token: str,
         *,
         operation: str,
-        body: WireModel | None = None,
+        body: WireModel | Encoded | None = None,
         answer: type[M] | None = None,
     ) -> M | None:
         headers = {"Authorization": f"Bearer {token}"}
-        payload = body.model_dump(mode="json", by_alias=True) if body is not None else None
+        encoded = body if isinstance(body, Encoded) or body is None else encode(body)
+        if encoded is not None:
+            headers.update(encoded.headers)
+        data = encoded.data if encoded is not None else None
         try:
             async with (
                 self._slots,
                 self._session.request(
-                    method, url, json=payload, headers=headers, timeout=self._timeout
+                    method, url, data=data, headers=headers, timeout=self._timeout
                 ) as resp,
             ):
                 raw = await resp.read()
@@ -132,12 +157,15 @@ class NodeClient:
         return got
 
     async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
+        key = (policy.version, policy.hash)
+        if self._policy is None or self._policy[0] != key:  # one encoding per fleet round
+            self._policy = (key, encode(policy))
         got = await self._call(
             "PUT",
             f"{base}/admin/v1/policy",
             token,
             operation="policy",
-            body=policy,
+            body=self._policy[1],
             answer=PolicyApplied,
         )
         assert got is not None

@@ -1,0 +1,88 @@
+"""The pushed policy body: serialized once per document, gzipped when large, read by a node."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from marketplace_node.admin.models import BanEntry, PolicyApplied, PolicyDocument
+from marketplace_operator import nodeclient
+from marketplace_operator.nodeclient import GZIP_ABOVE, NodeClient
+
+
+def document(bans: int, version: int = 3) -> PolicyDocument:
+    entries = [BanEntry(peer_id=f"peer{i:08d}", reason="abuse") for i in range(bans)]
+    return PolicyDocument(version=version, hash=f"sha256:{version}-{bans}", bans=entries)
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[tuple[TestServer, list[dict[str, Any]]]]:
+    """A stand-in admin endpoint that records what it was sent."""
+    seen: list[dict[str, Any]] = []
+
+    async def put_policy(request: web.Request) -> web.Response:
+        raw = await request.read()  # aiohttp inflates Content-Encoding: gzip
+        seen.append({"encoding": request.headers.get("Content-Encoding"), "body": raw})
+        doc = PolicyDocument.model_validate_json(raw)
+        applied = PolicyApplied(version=doc.version, hash=doc.hash)
+        return web.json_response(applied.model_dump(mode="json", by_alias=True))
+
+    app = web.Application(client_max_size=64 * 1024 * 1024)
+    app.router.add_put("/admin/v1/policy", put_policy)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield server, seen
+    await server.close()
+
+
+@pytest.mark.parametrize(("bans", "gzipped"), [(1, False), (5_000, True)])
+async def test_policy_is_sent_whole_and_gzipped_only_when_large(
+    node: tuple[TestServer, list[dict[str, Any]]], bans: int, gzipped: bool
+) -> None:
+    server, seen = node
+    doc = document(bans)
+    assert (len(doc.model_dump_json(by_alias=True)) > GZIP_ABOVE) is gzipped
+    client = NodeClient.create()
+    try:
+        applied = await client.put_policy(str(server.make_url("")).rstrip("/"), "t", doc)
+    finally:
+        await client.close()
+    assert (applied.version, applied.hash) == (doc.version, doc.hash)
+    assert (seen[0]["encoding"] == "gzip") is gzipped
+    assert PolicyDocument.model_validate_json(seen[0]["body"]) == doc
+
+
+async def test_one_encoding_per_document_whatever_the_fleet_size(
+    node: tuple[TestServer, list[dict[str, Any]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, seen = node
+    calls: list[int] = []
+    real = nodeclient.encode
+
+    def counting(body: Any) -> nodeclient.Encoded:
+        calls.append(body.version)
+        return real(body)
+
+    monkeypatch.setattr(nodeclient, "encode", counting)
+    client = NodeClient.create()
+    base = str(server.make_url("")).rstrip("/")
+    try:
+        for doc in (document(100, 4), document(101, 5)):
+            for _ in range(10):  # ten nodes of one fleet
+                await client.put_policy(base, "t", doc)
+    finally:
+        await client.close()
+    assert calls == [4, 5]
+    assert [json.loads(s["body"])["version"] for s in seen] == [4] * 10 + [5] * 10
+
+
+def test_large_bodies_shrink() -> None:
+    encoded = nodeclient.encode(document(10_000))
+    assert encoded.headers["Content-Encoding"] == "gzip"
+    raw = gzip.decompress(encoded.data)
+    assert len(encoded.data) < len(raw) / 3
