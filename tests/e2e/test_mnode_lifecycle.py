@@ -127,7 +127,7 @@ def test_deleting_a_node_drains_it_and_collects_its_children(
 
     kube.delete(k8s.MNODES, namespace, "gone")
     wait_for(lambda: kube.get(k8s.MNODES, namespace, "gone") is None, timeout=60, what="deletion")
-    assert "Drained" in reasons(kube, namespace, "gone")
+    wait_for(lambda: "Drained" in reasons(kube, namespace, "gone"), timeout=30, what="Drained")
 
     def children_of(node: str) -> list[str]:
         found = []
@@ -177,4 +177,9 @@ def test_crash_looping_node_is_reported_degraded(
     assert ready is not None
     assert ready["status"] == "False"
     assert obj["status"]["message"].startswith("node container: ")
-    assert "Degraded" in reasons(kube, namespace, "broken")
+    # The status is written first; kopf posts the Event from its queue a moment later.
+    wait_for(
+        lambda: "Degraded" in reasons(kube, namespace, "broken"),
+        timeout=30,
+        what="a Degraded Event",
+    )
