@@ -49,7 +49,15 @@ class Escalation(WireModel):
     backoff_factor: float = Field(default=2.0, ge=1.0, le=100.0, alias="backoffFactor")
     max_ban_seconds: float = Field(default=86_400.0, gt=0, le=31_536_000, alias="maxBanSeconds")
     # How long a banned peer waits for its 403, slowing its retries; 0 answers at once.
-    tarpit_seconds: float = Field(default=1.0, ge=0, le=30, alias="tarpitSeconds")
+    # Left out of documents when 1.0, the hold of nodes that predate the field: their
+    # wire models refuse unknown fields, and they keep taking a default policy.
+    tarpit_seconds: float = Field(
+        default=1.0,
+        ge=0,
+        le=30,
+        alias="tarpitSeconds",
+        exclude_if=lambda seconds: seconds == 1.0,
+    )
 
     @model_validator(mode="after")
     def _first_within_max(self) -> Escalation:
