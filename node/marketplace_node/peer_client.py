@@ -11,8 +11,8 @@ import contextlib
 import ipaddress
 import json
 import urllib.parse
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
 from yarl import URL
@@ -105,7 +105,7 @@ class PeerClient:
         url, signed = self._signed(method, base_url, path, params, body)
         headers = signed | (headers or {})
         self.breakers.check(base_url)
-        try:
+        with self._transport_errors(base_url, late="did not answer", failed="unreachable"):
             async with self._session.request(
                 method,
                 url,
@@ -114,16 +114,6 @@ class PeerClient:
                 timeout=self._timeout if within is None else aiohttp.ClientTimeout(total=within),
             ) as resp:
                 payload = await resp.content.read(MAX_REPLY_BYTES + 1)
-        except TimeoutError as exc:
-            self.breakers.failure(base_url)
-            raise UpstreamTimeout(
-                "peer did not answer in time", details={"peer": base_url}
-            ) from exc
-        except aiohttp.ClientError as exc:
-            self.breakers.failure(base_url)
-            raise UpstreamFailed(
-                f"peer unreachable: {type(exc).__name__}", details={"peer": base_url}
-            ) from exc
         self._health(base_url, resp.status)
         _raise_for(resp.status, payload, base_url)
         if len(payload) > MAX_REPLY_BYTES:
@@ -145,7 +135,7 @@ class PeerClient:
         check_destination(base_url, self._networks)
         url, headers = self._signed("GET", base_url, path, None, b"")
         self.breakers.check(base_url)
-        try:
+        with self._transport_errors(base_url, late="did not deliver", failed="transfer failed"):
             async with self._session.get(
                 url, headers=headers, timeout=aiohttp.ClientTimeout(total=transfer_seconds)
             ) as resp:
@@ -153,15 +143,20 @@ class PeerClient:
                 if resp.status != 200:
                     _raise_for(resp.status, await resp.content.read(64 * 1024), base_url)
                 yield _chunks(resp)
+
+    @contextmanager
+    def _transport_errors(self, base_url: str, *, late: str, failed: str) -> Iterator[None]:
+        """aiohttp's timeouts and connection errors as ours, each a strike on the peer's
+        breaker (what the peer answered is judged by `_health` and `_raise_for`)."""
+        try:
+            yield
         except TimeoutError as exc:
             self.breakers.failure(base_url)
-            raise UpstreamTimeout(
-                "peer did not deliver in time", details={"peer": base_url}
-            ) from exc
+            raise UpstreamTimeout(f"peer {late} in time", details={"peer": base_url}) from exc
         except aiohttp.ClientError as exc:
             self.breakers.failure(base_url)
             raise UpstreamFailed(
-                f"peer transfer failed: {type(exc).__name__}", details={"peer": base_url}
+                f"peer {failed}: {type(exc).__name__}", details={"peer": base_url}
             ) from exc
 
 
