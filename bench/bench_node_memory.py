@@ -27,7 +27,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import resource
 import sys
 import tempfile
 import time
@@ -49,6 +48,8 @@ from marketplace_node.providers import ProviderRow
 from marketplace_node.service import NodeService
 from prometheus_client import CollectorRegistry
 
+from bench.memory import rss_mib
+
 RSS_BOUND_MIB = 512
 """Documented bound: the whole process (interpreter, libraries, the service and every
 capped table full) after one million distinct identities, at the default caps."""
@@ -56,16 +57,6 @@ DISTINCT = 1_000_000
 BUDGET_SECONDS = 100.0  # the in-process loop stops early (and says so) on a very busy machine
 HTTP_REQUESTS = 4_000
 HTTP_CONCURRENCY = 16
-
-
-def rss_mib() -> float:
-    """Resident set size now (Linux `/proc`), falling back to the peak from getrusage."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def policy(version: int, *, strict: bool) -> PolicyDocument:

@@ -22,7 +22,6 @@ import asyncio
 import contextlib
 import gc
 import ipaddress
-import resource
 import statistics
 import sys
 import time
@@ -48,6 +47,8 @@ from marketplace_node.drain import DrainCoordinator
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.escalation import Offence, Offenders
 from marketplace_node.policy.ratelimit import KeyedLimiter, Rate
+
+from bench.memory import rss_mib
 
 MEMORY_BOUND_MIB = 128
 """Documented bound for the policy tables under 1M identities at the default caps
@@ -213,16 +214,6 @@ async def bench_http() -> float:
         f"{statistics.median(wall_ratios):.2f} (noisy on a shared machine)"
     )
     return ratio
-
-
-def rss_mib() -> float:
-    """Resident set size now (Linux `/proc`), falling back to the peak from getrusage."""
-    try:
-        with open("/proc/self/statm") as statm:
-            pages = int(statm.read().split()[1])
-        return pages * resource.getpagesize() / 2**20
-    except OSError:
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def flood(door: PolicyEnforcer, count: int, *, budget: float) -> tuple[int, float]:

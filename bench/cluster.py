@@ -27,6 +27,8 @@ from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
 from marketplace_operator.model.common import LABEL_PREFIX
 
+from bench import memory
+
 ROOT = Path(__file__).resolve().parents[1]
 # kopf's finalizer, as `handlers.mnode.configure` names it.
 FINALIZER = f"{LABEL_PREFIX.rstrip('/')}/finalizer"
@@ -100,10 +102,7 @@ class Operator:
 
     def rss_mib(self) -> float:
         assert self._proc is not None
-        for line in Path(f"/proc/{self._proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
+        return memory.rss_mib(self._proc.pid)
 
 
 def _alive(http: urllib3.PoolManager, port: int) -> bool:
