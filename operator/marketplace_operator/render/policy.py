@@ -58,11 +58,6 @@ def document_json(doc: PolicyDocument) -> bytes:
     return doc.model_dump_json(by_alias=True, exclude_none=True).encode()
 
 
-def shard_key(index: int) -> str:
-    """The `binaryData` key of part `index` (from 1) in shard ConfigMap `index`."""
-    return part_name(index)
-
-
 @dataclass(frozen=True)
 class RenderedPolicy:
     """Fleet ConfigMap `data` / `binaryData` entries (None = remove the key), the parts
@@ -141,7 +136,7 @@ def shard_patches(doc: PolicyDocument, rendered: RenderedPolicy) -> list[dict[st
     return [
         {
             "metadata": {"annotations": _annotations(doc)},
-            "binaryData": {shard_key(index): part},
+            "binaryData": {part_name(index): part},
         }
         for index, part in enumerate(rendered.shards, start=1)
     ]
@@ -166,7 +161,7 @@ def read_policy(
         manifest = PolicyManifest.model_validate_json(data[MANIFEST_KEY])
         found = shards or {}
         parts = [
-            base64.b64decode(found[i][shard_key(i)]) if shard_key(i) in found.get(i, {}) else None
+            base64.b64decode(found[i][part_name(i)]) if part_name(i) in found.get(i, {}) else None
             for i in range(1, manifest.parts + 1)
         ]
         return gzip.decompress(join(manifest, parts))

@@ -15,7 +15,7 @@ from typing import Any, cast
 import pytest
 from marketplace_node.admin.models import BanEntry, PolicyDocument
 from marketplace_node.policy import watch
-from marketplace_node.policy.parts import MAX_PARTS, PolicyManifest, TornParts
+from marketplace_node.policy.parts import MAX_PARTS, PolicyManifest, TornParts, part_name
 from marketplace_operator import errors as op_errors
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import KubeCluster
@@ -38,7 +38,6 @@ from marketplace_operator.render.policy import (
     read_policy,
     render_policy,
     request_body,
-    shard_key,
     shard_patches,
 )
 
@@ -142,7 +141,7 @@ def test_fifty_thousand_random_peer_ids_fit_the_shards_with_margin() -> None:
     assert max(sizes) - min(sizes) <= 1  # equal parts: the same headroom in every shard
     # measured: 2,134,269 bytes of gzip, 3 parts; the 3 shards hold 2,949,120 (~38% margin)
     assert rendered.stored_bytes < 0.8 * SHARDS * VALUE_BUDGET, rendered.stored_bytes
-    shards = {i: {shard_key(i): part} for i, part in enumerate(rendered.shards, start=1)}
+    shards = {i: {part_name(i): part} for i, part in enumerate(rendered.shards, start=1)}
     raw = read_policy(data, binary, shards)
     assert raw is not None
     assert PolicyDocument.model_validate_json(raw) == doc
@@ -203,7 +202,7 @@ def test_parts_at_the_budget_boundaries(
     data, binary = stored(rendered)
     assert (MANIFEST_KEY in data) == (parts > 0)
     assert (POLICY_GZ_KEY in binary) == (parts == 0)
-    found = {i: {shard_key(i): p} for i, p in enumerate(rendered.shards, start=1)}
+    found = {i: {part_name(i): p} for i, p in enumerate(rendered.shards, start=1)}
     raw = read_policy(data, binary, found)
     assert raw is not None
     assert PolicyDocument.model_validate_json(raw) == doc
@@ -219,16 +218,16 @@ def test_read_policy_refuses_missing_stale_and_reordered_parts() -> None:
     doc, older = document(5_000), document(5_000, reason="an older reason")
     rendered, stale = sharded(doc), sharded(older)
     data, binary = stored(rendered)
-    parts = {i: {shard_key(i): p} for i, p in enumerate(rendered.shards, start=1)}
+    parts = {i: {part_name(i): p} for i, p in enumerate(rendered.shards, start=1)}
     with pytest.raises(TornParts):  # shard 3 not there yet
         read_policy(data, binary, {1: parts[1], 2: parts[2]})
     with pytest.raises(TornParts):  # shard 2 still holds the older policy's part
-        read_policy(data, binary, {**parts, 2: {shard_key(2): stale.shards[1]}})
+        read_policy(data, binary, {**parts, 2: {part_name(2): stale.shards[1]}})
     with pytest.raises(TornParts):  # parts swapped
         read_policy(
             data,
             binary,
-            {**parts, 1: {shard_key(1): rendered.shards[1]}, 2: {shard_key(2): rendered.shards[0]}},
+            {**parts, 1: {part_name(1): rendered.shards[1]}, 2: {part_name(2): rendered.shards[0]}},
         )
 
 
@@ -237,7 +236,7 @@ def test_shard_patches_carry_one_part_and_the_version() -> None:
     rendered = sharded(doc)
     patches = shard_patches(doc, rendered)
     assert [p["binaryData"] for p in patches] == [
-        {shard_key(i): part} for i, part in enumerate(rendered.shards, start=1)
+        {part_name(i): part} for i, part in enumerate(rendered.shards, start=1)
     ]
     for p in patches:
         assert p["metadata"] == {
@@ -261,7 +260,7 @@ def test_a_node_reads_the_rendered_configmaps_from_its_projected_volume(tmp_path
         k: base64.b64decode(v) for k, v in binary.items()
     }
     for i, part in enumerate(rendered.shards, start=1):
-        files[shard_key(i)] = base64.b64decode(part)
+        files[part_name(i)] = base64.b64decode(part)
     for name, content in files.items():
         (tmp_path / name).write_bytes(content)
     assert watch.read_policy(tmp_path) == doc
@@ -357,7 +356,7 @@ def test_shards_are_created_owned_by_the_fleet_configmap_and_written_before_it()
     assert created["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "ConfigMap", "name": "blue-policy", "uid": "uid-blue-policy"}
     ]
-    assert set(created["binaryData"]) == {shard_key(1)}
+    assert set(created["binaryData"]) == {part_name(1)}
     assert created["metadata"]["annotations"][VERSION_ANNOTATION] == "7"
 
 
