@@ -382,10 +382,10 @@ async def _write_status(
     node = await _poll_node(ctx, ref, view, port, token)
     if not desired.paused:
         await _sync_members(ctx, ref, views, view, port=port, token=token)
+    key = (ref.namespace, ref.name)
+    now = time.monotonic()
     if view is not None and view.ip is not None and not view.deleting:
         others = sum(1 for m in views.fleet if m.node != ref.name and m.pod.ip is not None)
-        key = (ref.namespace, ref.name)
-        now = time.monotonic()
         memory = ctx.polls.get(key)
         if memory is None or memory.pod_uid != view.uid:
             memory = gate.PollMemory.fresh(view.uid, now)
@@ -429,9 +429,7 @@ async def _write_status(
         now=datetime.now(UTC),
     )
     patch = _status_patch(raw_old, new)
-    key = (ref.namespace, ref.name)
     last = ctx.status_written.get(key)
-    now = time.monotonic()
     if status_due(patch, None if last is None else now - last):
         await actuate.run_blocking(
             ctx.kube.patch, k8s.MNODES, ref.namespace, ref.name, {"status": patch}, sub="status"
