@@ -72,7 +72,7 @@ class NodeClient:
         self._slots = asyncio.Semaphore(concurrency)
         self._on_error = on_error or (lambda _op: None)
         # The policy document pushed to every node of a fleet, encoded once (version, hash).
-        self._policy: tuple[tuple[int, str], Encoded] | None = None
+        self._policy: tuple[tuple[int, str], asyncio.Future[Encoded]] | None = None
 
     @classmethod
     def create(cls, *, timeout: float = 3.0, concurrency: int = 32, **kw: Any) -> NodeClient:
@@ -158,14 +158,16 @@ class NodeClient:
 
     async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
         key = (policy.version, policy.hash)
-        if self._policy is None or self._policy[0] != key:  # one encoding per fleet round
-            self._policy = (key, encode(policy))
+        if self._policy is None or self._policy[0] != key:
+            # One encoding per version for the whole fleet, shared by the concurrent pushes,
+            # and in a thread: 10,000 bans are ~1.6 MB of JSON to dump and gzip.
+            self._policy = (key, asyncio.ensure_future(asyncio.to_thread(encode, policy)))
         got = await self._call(
             "PUT",
             f"{base}/admin/v1/policy",
             token,
             operation="policy",
-            body=self._policy[1],
+            body=await self._policy[1],
             answer=PolicyApplied,
         )
         assert got is not None
