@@ -226,10 +226,21 @@ node_ready() {
     -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
 }
 
+# forget_dead: drop the PID files of processes that no longer run (a reboot, a
+# kill -9), so that waiting for one component does not fail on another's stale file.
+forget_dead() {
+  local f
+  for f in "$pids"/*.pid; do
+    [[ -f "$f" ]] && ! alive "$f" && rm -f "$f"
+  done
+  return 0
+}
+
 up() {
   ensure_debian_packages
   bin="$("$root/hack/build-k8s.sh")"
   mkdir -p "$logs" "$pids" "$dir/etcd" "$dir/bin"
+  forget_dead
   ln -sfn "$bin/kubectl" "$dir/bin/kubectl"
   make_pki
   make_kubeconfigs
