@@ -75,11 +75,14 @@ class Kubelet:
         self._sync_object_watches()
 
     async def on_object(self, key: ObjectKey, event: str, obj: JSON) -> None:
-        """A watched Secret or ConfigMap changed: cache it, then wake the pods showing it.
+        """A watched Secret or ConfigMap changed: cache it, then wake the pods showing it
+        (only if its content changed: an owner added to a fleet's shared Secret would
+        otherwise re-sync every pod mounting it).
 
         In this order, so the volume sync each woken worker runs reads the new object.
         """
-        self._objects.observe(key, event, obj)
+        if not self._objects.observe(key, event, obj):
+            return
         for worker in list(self.workers.values()):
             pod = worker.pod
             if pod.metadata.namespace == key[0] and key[1:] in referenced_objects(pod):

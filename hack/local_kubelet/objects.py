@@ -18,6 +18,17 @@ ObjectKey = tuple[str, str, str]
 Fetch = Callable[[ObjectKey], Awaitable[JSON | None]]
 """Read one object from the API server; None when it does not exist."""
 
+_UNKNOWN: JSON = {}
+_CONTENT_FIELDS = ("data", "binaryData", "stringData", "type")
+
+
+def content(obj: JSON | None) -> tuple[object, ...] | None:
+    """What a volume or an env var can show of a Secret or ConfigMap (pure): a change of
+    owners, labels or annotations alone changes no file."""
+    if obj is None:
+        return None
+    return tuple(obj.get(f) for f in _CONTENT_FIELDS)
+
 
 class ObjectCache:
     """The latest object per key; None records that it does not exist.
@@ -30,9 +41,13 @@ class ObjectCache:
         self._fetch = fetch
         self._objects: dict[ObjectKey, JSON | None] = {}
 
-    def observe(self, key: ObjectKey, event: str, obj: JSON) -> None:
-        """Take a watch event ("ADDED" | "MODIFIED" | "DELETED") for `key`."""
-        self._objects[key] = None if event == "DELETED" else obj
+    def observe(self, key: ObjectKey, event: str, obj: JSON) -> bool:
+        """Take a watch event ("ADDED" | "MODIFIED" | "DELETED") for `key`; whether what a
+        pod can see of it (its existence and content, not its metadata) changed."""
+        new = None if event == "DELETED" else obj
+        old = self._objects.get(key, _UNKNOWN)
+        self._objects[key] = new
+        return old is _UNKNOWN or content(old) != content(new)
 
     def forget(self, key: ObjectKey) -> None:
         self._objects.pop(key, None)

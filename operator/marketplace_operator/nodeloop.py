@@ -52,9 +52,11 @@ class Views:
     fleet: tuple[fleet.MemberPod, ...] = ()
     peer_ids: Mapping[str, str] = field(default_factory=dict)
     current_policy_version: int | None = None
+    members: tuple[names.NodeRef, ...] = ()  # the fleet's live MarketplaceNodes
 
     def observed(self, binding_mode: str | None = None) -> plan.Observed:
         return plan.Observed(
+            fleet_members=self.members,
             binding_mode=binding_mode,
             pod=self.pod,
             service=self.service,
@@ -70,6 +72,7 @@ class Outcome:
     phase: Phase | None = None
     # Only the node itself can say when it joined (no watch tells): poll it soon.
     joining: bool = False
+    status_in: float | None = None  # a paced status write is due in this many seconds
 
 
 def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
@@ -169,19 +172,50 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
 
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
 _PEER_FIELDS = frozenset({"peers", "connectedPeers"})
+_URGENT_FIELDS = frozenset({"phase", "observedGeneration", "policyVersion", "policyHash"})
 PEERS_STATUS_INTERVAL_SECONDS = 5.0
+DETAIL_STATUS_INTERVAL_SECONDS = 1.0
 
 
-def status_due(patch: Mapping[str, Any], since_last_write: float | None) -> bool:
-    """Write this status patch now? At once, unless it only moves the peer count or list
-    and the last write is under `PEERS_STATUS_INTERVAL_SECONDS` old: while a fleet forms
-    its mesh every node's peers change a dozen times in seconds, and the next pass writes
-    the latest count anyway."""
+def _condition_states(conditions: Any) -> set[tuple[Any, Any]]:
+    return {(c.get("type"), c.get("status")) for c in conditions or () if isinstance(c, Mapping)}
+
+
+def status_delay(
+    patch: Mapping[str, Any], old: Mapping[str, Any] | None, since_last_write: float | None
+) -> float | None:
+    """Seconds until this status patch is due: None with nothing to write, 0 for now.
+
+    What users and controllers wait on is written at once: the phase, a condition's
+    status, the observed generation, the policy in force. Details (pod name and IP, peer
+    id, messages) wait until `DETAIL_STATUS_INTERVAL_SECONDS` after the last write, and a
+    peer count or list alone until `PEERS_STATUS_INTERVAL_SECONDS`: a starting node's
+    details change half a dozen times in its first seconds, and each write is a watch
+    event for every client of MarketplaceNodes (this operator included) on a busy API
+    server. The caller comes back when the delay is over; the latest values go out then.
+    """
     if not patch:
+        return None
+    if since_last_write is None or not set(patch).isdisjoint(_URGENT_FIELDS):
+        return 0.0
+    if "conditions" in patch and _condition_states(patch["conditions"]) != _condition_states(
+        (old or {}).get("conditions")
+    ):
+        return 0.0
+    interval = (
+        PEERS_STATUS_INTERVAL_SECONDS
+        if set(patch) <= _PEER_FIELDS
+        else DETAIL_STATUS_INTERVAL_SECONDS
+    )
+    return max(0.0, interval - since_last_write)
+
+
+def announces_phase(previous: Phase | None, new: Phase | None) -> bool:
+    """Is this phase change an Event? Every change but a new node's first phase, Pending:
+    the Event of its children's creation already says it is being set up."""
+    if new is None or new == previous:
         return False
-    if not set(patch) <= _PEER_FIELDS or since_last_write is None:
-        return True
-    return since_last_write >= PEERS_STATUS_INTERVAL_SECONDS
+    return not (previous is None and new is Phase.PENDING)
 
 
 async def _poll_node(
@@ -322,10 +356,13 @@ async def _apply_logged(
 
 
 async def _apply_quietly(ctx: Context, ref: names.NodeRef, action: plan.Action) -> str | None:
-    """Apply one action and log it; what was done, for the caller's Event."""
+    """Apply one action and log it; what was done, for the caller's Event (None for
+    bookkeeping such as the fleet objects' owner references)."""
     done = await actuate.apply(ctx.kube, ref, action)
     if done:
         log.info("%s/%s: %s", ref.namespace, ref.name, done)
+    if isinstance(action, plan.Patch) and action.why == plan.FLEET_OWNERS:
+        return None
     return done
 
 
@@ -430,12 +467,14 @@ async def _write_status(
     )
     patch = _status_patch(raw_old, new)
     last = ctx.status_written.get(key)
-    if status_due(patch, None if last is None else now - last):
+    delay = status_delay(patch, raw_old, None if last is None else now - last)
+    if delay == 0.0:
         await actuate.run_blocking(
             ctx.kube.patch, k8s.MNODES, ref.namespace, ref.name, {"status": patch}, sub="status"
         )
         ctx.status_written[key] = now
-    if new.phase is not None and new.phase != previous.phase:
+        delay = None
+    if announces_phase(previous.phase, new.phase):
         text = f"{previous.phase or 'New'} -> {new.phase}: {new.message or ''}"
         if new.phase is Phase.DEGRADED:
             events.warning(body, events.Reason.DEGRADED, text)
@@ -443,8 +482,7 @@ async def _write_status(
             events.normal(body, events.Reason.PHASE_CHANGED, text)
     if new.phase is not None:
         ctx.phases[(ref.namespace, ref.name)] = new.phase
-    joining = view is not None and view.phase == "Running" and not view.ready and not view.deleting
-    return Outcome(phase=new.phase, joining=joining)
+    return Outcome(phase=new.phase, joining=gate.awaiting_join(view), status_in=delay)
 
 
 async def run(
@@ -464,9 +502,10 @@ async def run(
             started = time.monotonic()
             outcome = "error"
             joining = False
+            status_in: float | None = None
             try:
                 result = await reconcile_once(ctx, body, views(), stopped=stopped)
-                outcome, joining = "ok", result.joining
+                outcome, joining, status_in = "ok", result.joining, result.status_in
             except errors.OperatorError as exc:
                 outcome = "retry" if exc.retriable else "error"
                 log.warning("%s/%s: reconcile failed: %s", *key, exc.message)
@@ -481,6 +520,8 @@ async def run(
                 else ctx.settings.poll_interval_seconds
             )
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
+            if status_in is not None:
+                interval = min(interval, status_in)
             try:
                 await asyncio.wait_for(wake.wait(), timeout=interval)
                 await asyncio.sleep(DEBOUNCE_SECONDS)

@@ -20,6 +20,7 @@ from prometheus_client import start_http_server
 
 from marketplace_operator import actuate, errors, events, nodeloop
 from marketplace_operator.context import Context
+from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
@@ -99,6 +100,16 @@ def mnode_configmaps(body: kopf.Body, namespace: str | None, name: str, **_: Any
     return {(namespace, name): _trim(body, "data")}
 
 
+@kopf.index(GROUP, VERSION, PLURAL)
+def mnode_fleet_members(
+    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
+) -> Any:
+    """The fleet's live MarketplaceNodes (name, uid): co-owners of its shared objects."""
+    if meta.get("deletionTimestamp") is not None:
+        return None
+    return {(namespace, _fleet_of({"spec": spec})): (name, meta["uid"])}
+
+
 def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
@@ -123,12 +134,16 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
+        members=tuple(
+            names.NodeRef(name=n, namespace=str(namespace), uid=uid, fleet=fleet)
+            for n, uid in indexes["mnode_fleet_members"].get((namespace, fleet)) or ()
+        ),
     )
 
 
 _INDEXES = (
     "mnode_pods", "mnode_fleet_pods", "mnode_services", "mnode_pvcs", "mnode_secrets",
-    "mnode_peer_ids", "mnode_configmaps",
+    "mnode_peer_ids", "mnode_configmaps", "mnode_fleet_members",
 )  # fmt: skip
 
 
@@ -264,7 +279,7 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     server-side label filters on the children's watches, no scanning for exact namespaces."""
     prefix = LABEL_PREFIX.rstrip("/")
     settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
-    settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(
+    settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(
         prefix=prefix, key="last-handled-configuration"
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"

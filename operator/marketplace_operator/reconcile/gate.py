@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 from marketplace_node.admin.models import NodeStatus
 
+from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.reconcile.status import joined
 
 
@@ -75,3 +76,17 @@ def decide(
         failed.failures < tolerance.failures and now - failed.last_answer < tolerance.silence
     )
     return inp.gate_on and tolerated and not inp.leaving, failed
+
+
+def awaiting_join(pod: PodView | None) -> bool:
+    """Poll this node at the start-up rate? Only while its container has started (it
+    answers) and its pod is not Ready yet. Before the start there is nothing to ask, and
+    the kubelet's status write of the start wakes the node's loop anyway: polling then
+    would only re-run the reconcile of twenty starting nodes twice a second."""
+    return (
+        pod is not None
+        and pod.phase == "Running"
+        and pod.started
+        and not pod.ready
+        and not pod.deleting
+    )

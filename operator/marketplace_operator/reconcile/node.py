@@ -43,7 +43,10 @@ class CreateIdentity:
 
 @dataclass(frozen=True)
 class CreateAdminSecret:
-    """Generate the fleet's admin token and create its Secret (only when absent)."""
+    """Generate the fleet's admin token and create its Secret (only when absent), owned
+    by `members` too."""
+
+    members: tuple[names.NodeRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,6 +126,8 @@ class Observed:
     admin_secret: dict[str, Any] | None = None
     policy_configmap: dict[str, Any] | None = None
     binding_mode: str | None = None  # volumeBindingMode of the claim's StorageClass, if known
+    # The fleet's other live MarketplaceNodes: co-owners of the fleet's shared objects.
+    fleet_members: tuple[names.NodeRef, ...] = ()
 
 
 def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
@@ -138,27 +143,40 @@ def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Acti
     return [Conflict(kind, name, owner or "")]
 
 
-def _shared_owner(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
-    """Fleet objects carry one non-controller reference per member; add ours if missing."""
-    refs = obj.get("metadata", {}).get("ownerReferences") or []
-    if any(r.get("uid") == ref.uid for r in refs):
+FLEET_OWNERS = "add-fleet-owners"  # a Patch's `why`: bookkeeping, logged but no Event
+
+
+def _shared_owners(
+    kind: Kind, obj: dict[str, Any], members: tuple[names.NodeRef, ...]
+) -> list[Action]:
+    """Fleet objects carry one non-controller reference per member. A member that finds
+    its own missing adds every missing one in a single patch, so the fleet's other
+    starting nodes mostly find theirs already there: a few writes for twenty nodes, not
+    one each (every one a watch event for each pod that mounts the object). `members[0]`
+    is the node reconciled."""
+    have = {r.get("uid") for r in obj.get("metadata", {}).get("ownerReferences") or []}
+    if members[0].uid in have:
         return []
-    patch = {"metadata": {"ownerReferences": [names.owner_reference(ref, controller=False)]}}
-    return [Patch(kind, obj["metadata"]["name"], patch, "add-fleet-owner", strategic=True)]
+    missing = [m for m in members if m.uid not in have]
+    patch = {"metadata": {"ownerReferences": names.fleet_owner_references(missing)}}
+    return [Patch(kind, obj["metadata"]["name"], patch, FLEET_OWNERS, strategic=True)]
 
 
 def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:
     ref = desired.ref
+    members = (ref, *(m for m in observed.fleet_members if m.uid != ref.uid))
     actions: list[Action] = []
     if observed.admin_secret is None:
-        actions.append(CreateAdminSecret())
+        actions.append(CreateAdminSecret(members=members[1:]))
     else:
-        actions += _shared_owner(Kind.FLEET_ADMIN, observed.admin_secret, ref)
+        actions += _shared_owners(Kind.FLEET_ADMIN, observed.admin_secret, members)
     if observed.policy_configmap is None:
-        body = configmap.policy_configmap(ref, members=configmap.members_json([]))
+        body = configmap.policy_configmap(
+            ref, members=configmap.members_json([]), owners=members[1:]
+        )
         actions.append(Create(Kind.POLICY_CONFIGMAP, body))
     else:
-        actions += _shared_owner(Kind.POLICY_CONFIGMAP, observed.policy_configmap, ref)
+        actions += _shared_owners(Kind.POLICY_CONFIGMAP, observed.policy_configmap, members)
     return actions
 
 

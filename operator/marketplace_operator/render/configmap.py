@@ -23,7 +23,9 @@ def members_json(members: Iterable[Member]) -> str:
     return members_document(members).model_dump_json(by_alias=True, exclude_none=True)
 
 
-def policy_configmap(ref: names.NodeRef, *, members: str) -> dict[str, Any]:
+def policy_configmap(
+    ref: names.NodeRef, *, members: str, owners: Iterable[names.NodeRef] = ()
+) -> dict[str, Any]:
     """Owned like the admin Secret: one non-controller reference per member."""
     return {
         "apiVersion": "v1",
@@ -32,7 +34,7 @@ def policy_configmap(ref: names.NodeRef, *, members: str) -> dict[str, Any]:
             "name": names.policy_configmap_name(ref.fleet),
             "namespace": ref.namespace,
             "labels": names.fleet_labels(ref.fleet),
-            "ownerReferences": [names.owner_reference(ref, controller=False)],
+            "ownerReferences": names.fleet_owner_references([ref, *owners]),
         },
         "data": {names.MEMBERS_KEY: members},
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,6 +100,13 @@ def owner_reference(ref: NodeRef, *, controller: bool = True) -> dict[str, Any]:
         "controller": controller,
         "blockOwnerDeletion": controller,
     }
+
+
+def fleet_owner_references(members: Iterable[NodeRef]) -> list[dict[str, Any]]:
+    """Non-controller references to every member, once each (by uid), in name order."""
+    unique = {m.uid: m for m in members}
+    ordered = sorted(unique.values(), key=lambda m: m.name)
+    return [owner_reference(m, controller=False) for m in ordered]
 
 
 def metadata(

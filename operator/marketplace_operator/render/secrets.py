@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable
 from typing import Any
 
 from marketplace_operator.render import names
@@ -29,11 +30,14 @@ def identity_secret(ref: names.NodeRef, *, private_key_pem: bytes, peer_id: str)
     }
 
 
-def admin_secret(ref: names.NodeRef, *, token: str) -> dict[str, Any]:
+def admin_secret(
+    ref: names.NodeRef, *, token: str, members: Iterable[names.NodeRef] = ()
+) -> dict[str, Any]:
     """The fleet's admin bearer token, shared by its nodes and the operator.
 
-    Owned by every member (non-controller references, added by each member's reconcile),
-    so garbage collection removes it together with the fleet's last MarketplaceNode.
+    Owned by every member (non-controller references: the fleet's members known at
+    creation, later ones added by a reconcile), so garbage collection removes it
+    together with the fleet's last MarketplaceNode.
     """
     return {
         "apiVersion": "v1",
@@ -42,7 +46,7 @@ def admin_secret(ref: names.NodeRef, *, token: str) -> dict[str, Any]:
             "name": names.admin_secret_name(ref.fleet),
             "namespace": ref.namespace,
             "labels": names.fleet_labels(ref.fleet),
-            "ownerReferences": [names.owner_reference(ref, controller=False)],
+            "ownerReferences": names.fleet_owner_references([ref, *members]),
         },
         "type": "Opaque",
         "data": {names.ADMIN_TOKEN_KEY: _b64(token.encode())},

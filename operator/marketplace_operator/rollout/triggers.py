@@ -10,6 +10,8 @@ token) it was created from, so "stale" is a comparison of two annotations.
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from datetime import timedelta
@@ -57,9 +59,22 @@ def pod_inputs(mnode: Body, *, default_image: str) -> pod.PodInputs:
     )
 
 
+def _spec_text(mnode: Body) -> str:
+    return json.dumps(mnode.get("spec") or {}, sort_keys=True, separators=(",", ":"))
+
+
 def desired_revision(mnode: Body, *, default_image: str) -> Revision:
-    inputs = pod_inputs(mnode, default_image=default_image)
-    return Revision(pod.template_hash(inputs), inputs.restart_token or None)
+    """Memoized on the spec's JSON: every rollout pass reads every member's, and validating
+    and hashing twenty specs per pass was a tenth of the operator's CPU while a fleet
+    starts."""
+    return _revision(_spec_text(mnode), restart_token(mnode), default_image)
+
+
+@functools.lru_cache(maxsize=4096)
+def _revision(spec_text: str, token: str, default_image: str) -> Revision:
+    spec = MarketplaceNodeSpec.model_validate_json(spec_text)
+    inputs = pod.PodInputs(image=spec.image or default_image, spec=spec, restart_token=token)
+    return Revision(pod.template_hash(inputs), token or None)
 
 
 def pod_revision(pod_body: Body) -> Revision:
@@ -73,7 +88,12 @@ def pod_revision(pod_body: Body) -> Revision:
 
 def grace(mnode: Body) -> timedelta:
     """The node's drain timeout plus the pod's margin: the most its drain and exit may take."""
-    spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
+    return _grace(_spec_text(mnode))
+
+
+@functools.lru_cache(maxsize=4096)
+def _grace(spec_text: str) -> timedelta:
+    spec = MarketplaceNodeSpec.model_validate_json(spec_text)
     return timedelta(seconds=spec.drain_timeout_seconds + pod.GRACE_MARGIN_SECONDS)
 
 

@@ -80,6 +80,20 @@ async def test_a_delivered_object_is_served_without_a_get() -> None:
     assert api.gets == []
 
 
+def test_only_a_change_of_content_is_reported_as_a_change() -> None:
+    """An owner reference added to a fleet's shared Secret must not re-sync every pod."""
+    cache = ObjectCache(FakeApi({}).fetch)
+    assert cache.observe(SECRET, "ADDED", secret("v1"))  # first sight
+    owned = {**secret("v1"), "metadata": {"name": "s", "ownerReferences": [{"uid": "u2"}]}}
+    assert not cache.observe(SECRET, "MODIFIED", owned)
+    assert cache.observe(SECRET, "MODIFIED", secret("v2"))
+    assert cache.observe(SECRET, "DELETED", secret("v2"))
+    assert not cache.observe(SECRET, "DELETED", secret("v2"))
+    assert cache.observe(SECRET, "ADDED", secret("v2"))  # back: visible again
+    retyped = {**secret("v2"), "type": "kubernetes.io/tls"}
+    assert cache.observe(SECRET, "MODIFIED", retyped)
+
+
 async def test_a_key_no_watch_reported_on_costs_one_get() -> None:
     api = FakeApi({object_path(*SECRET): secret("v1")})
     cache = ObjectCache(api.fetch)

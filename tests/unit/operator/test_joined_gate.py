@@ -6,7 +6,14 @@ from typing import Any
 
 import pytest
 from marketplace_node.admin.models import NodeStatus, PeerInfo
-from marketplace_operator.reconcile.gate import GateInputs, PollMemory, Tolerance, decide
+from marketplace_operator.reconcile.gate import (
+    GateInputs,
+    PollMemory,
+    Tolerance,
+    awaiting_join,
+    decide,
+)
+from marketplace_operator.reconcile.observe import pod_view
 
 TOL = Tolerance(failures=3, silence=10.0)
 T0 = 1000.0
@@ -91,3 +98,35 @@ def test_after_an_operator_restart() -> None:
     assert decide(inputs(None, on=True), fresh, now=T0, tolerance=TOL)[0] is True
     assert decide(inputs(None, on=False), fresh, now=T0, tolerance=TOL)[0] is False
     assert decide(inputs(GOOD, on=False), fresh, now=T0, tolerance=TOL)[0] is True
+
+
+def _pod(phase: str, *, started: bool, ready: bool, deleting: bool = False) -> Any:
+    meta: dict[str, Any] = {"name": "n", "uid": "u"}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-11-25T00:00:00Z"
+    return pod_view(
+        {
+            "metadata": meta,
+            "status": {
+                "phase": phase,
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "containerStatuses": [{"name": "node", "started": started}],
+            },
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("pod", "expected"),
+    [
+        (None, False),
+        (_pod("Pending", started=False, ready=False), False),
+        # Running but the process has not passed its startup probe: nothing to poll yet.
+        (_pod("Running", started=False, ready=False), False),
+        (_pod("Running", started=True, ready=False), True),
+        (_pod("Running", started=True, ready=True), False),
+        (_pod("Running", started=True, ready=False, deleting=True), False),
+    ],
+)
+def test_awaiting_join_only_once_the_node_answers(pod: Any, expected: bool) -> None:
+    assert awaiting_join(pod) is expected

@@ -199,16 +199,64 @@ def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
         pod_inputs=d.pod_inputs,
     )
     patches = [a for a in node.plan(other, world, now=NOW) if isinstance(a, node.Patch)]
-    assert {p.kind for p in patches if p.why == "add-fleet-owner"} == {
+    assert {p.kind for p in patches if p.why == node.FLEET_OWNERS} == {
         node.Kind.FLEET_ADMIN,
         node.Kind.POLICY_CONFIGMAP,
     }
     for p in patches:
-        if p.why == "add-fleet-owner":
+        if p.why == node.FLEET_OWNERS:
             # a strategic merge by uid: appended on the server, never a stale whole list
             assert p.strategic
             assert [r["uid"] for r in p.patch["metadata"]["ownerReferences"]] == ["uid-2"]
             assert p.patch["metadata"]["ownerReferences"][0]["controller"] is False
+
+
+def _member(i: int) -> names.NodeRef:
+    return names.NodeRef(name=f"m{i:02d}", namespace="ns", uid=f"uid-m{i}", fleet="blue")
+
+
+def test_one_patch_adds_every_missing_fleet_member_as_owner() -> None:
+    """A fleet starting twenty nodes: the first to miss itself adds all that are missing."""
+    d = desired()
+    world = existing(d)  # the fleet objects, owned by REF (their creator)
+    newcomer = node.Desired(
+        ref=names.NodeRef(name="n2", namespace="ns", uid="uid-2", fleet="blue"),
+        spec=d.spec,
+        pod_inputs=d.pod_inputs,
+    )
+    others = tuple(_member(i) for i in range(5))
+    seen = node.Observed(**{**world.__dict__, "fleet_members": (*others, REF, newcomer.ref)})
+    patches = [
+        a
+        for a in node.plan(newcomer, seen, now=NOW)
+        if isinstance(a, node.Patch) and a.why == node.FLEET_OWNERS
+    ]
+    assert len(patches) == 2  # one for the Secret, one for the ConfigMap
+    for p in patches:
+        refs = p.patch["metadata"]["ownerReferences"]
+        # REF is already an owner; the newcomer and the five others are added, once each.
+        assert [r["uid"] for r in refs] == [*(m.uid for m in others), "uid-2"]
+        assert all(r["controller"] is False and r["blockOwnerDeletion"] is False for r in refs)
+    # An owner does not write for the others: each adds itself (and who is missing) first.
+    assert not [a for a in node.plan(d, seen, now=NOW) if isinstance(a, node.Patch)]
+
+
+def test_fleet_objects_are_created_owned_by_every_known_member() -> None:
+    d = desired()
+    members = (_member(1), _member(2), REF)
+    actions = node.plan(d, node.Observed(fleet_members=members), now=NOW)
+    (admin,) = [a for a in actions if isinstance(a, node.CreateAdminSecret)]
+    assert {m.uid for m in admin.members} == {"uid-m1", "uid-m2"}
+    (cm,) = [
+        a for a in actions if isinstance(a, node.Create) and a.kind is node.Kind.POLICY_CONFIGMAP
+    ]
+    uids = [r["uid"] for r in cm.body["metadata"]["ownerReferences"]]
+    assert sorted(uids) == ["uid-1", "uid-m1", "uid-m2"]  # each once
+
+
+def test_fleet_owner_references_dedupe_by_uid() -> None:
+    refs = names.fleet_owner_references([_member(2), _member(1), _member(2)])
+    assert [r["name"] for r in refs] == ["m01", "m02"]
 
 
 @pytest.mark.parametrize(

@@ -1,29 +1,73 @@
-"""Status writes: peer-count churn is paced, every other change is written at once."""
+"""Status writes (what users wait on at once, details batched, peer churn paced) and
+which phase changes are Events."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from marketplace_operator.nodeloop import PEERS_STATUS_INTERVAL_SECONDS, status_due
+from marketplace_operator.model.mnode import Phase
+from marketplace_operator.nodeloop import (
+    DETAIL_STATUS_INTERVAL_SECONDS,
+    PEERS_STATUS_INTERVAL_SECONDS,
+    announces_phase,
+    status_delay,
+)
 
-SOON = PEERS_STATUS_INTERVAL_SECONDS / 2
-LATER = PEERS_STATUS_INTERVAL_SECONDS
+PEERS = PEERS_STATUS_INTERVAL_SECONDS
+DETAIL = DETAIL_STATUS_INTERVAL_SECONDS
+READY_TRUE = [{"type": "Ready", "status": "True", "reason": "Joined", "message": "a"}]
+READY_FALSE = [{"type": "Ready", "status": "False", "reason": "NotJoined", "message": "b"}]
+OLD = {"phase": "Starting", "conditions": READY_FALSE}
 
 
 @pytest.mark.parametrize(
-    ("patch", "since", "due"),
+    ("patch", "since", "delay"),
     [
-        ({}, None, False),  # nothing changed
-        ({}, LATER, False),
-        ({"peers": 3}, None, True),  # never written by this operator: write
-        ({"peers": 3}, SOON, False),  # peer churn right after a write: wait
-        ({"peers": 3, "connectedPeers": ["a", "b", "c"]}, SOON, False),
-        ({"connectedPeers": ["a"]}, LATER, True),  # the interval is over
-        ({"peers": 3, "phase": "Ready"}, SOON, True),  # anything else: at once
-        ({"conditions": []}, 0.0, True),
-        ({"policyVersion": 7}, SOON, True),
+        ({}, None, None),  # nothing changed
+        ({}, PEERS, None),
+        ({"peers": 3}, None, 0.0),  # never written by this operator: write
+        ({"podIP": "10.0.0.1"}, None, 0.0),
+        ({"peers": 3}, 1.0, PEERS - 1.0),  # peer churn right after a write: wait
+        ({"peers": 3, "connectedPeers": ["a", "b", "c"]}, 2.0, PEERS - 2.0),
+        ({"connectedPeers": ["a"]}, PEERS, 0.0),  # the interval is over
+        ({"peers": 3, "phase": "Ready"}, 0.1, 0.0),  # the phase: at once
+        ({"observedGeneration": 2}, 0.1, 0.0),
+        ({"policyVersion": 7}, 0.1, 0.0),
+        ({"policyHash": "abc"}, 0.1, 0.0),
+        ({"conditions": READY_TRUE}, 0.0, 0.0),  # a condition's status flipped
+        # Details: batched into one write a second after the last.
+        ({"podIP": "10.0.0.1"}, 0.25, DETAIL - 0.25),
+        ({"peerId": "mp1", "podName": "n1", "peers": 2}, 0.5, DETAIL - 0.5),
+        ({"podIP": "10.0.0.1"}, DETAIL + 3, 0.0),
+        # Only a condition's reason or message changed: a detail too.
+        ({"conditions": [{**READY_FALSE[0], "message": "c"}]}, 0.5, DETAIL - 0.5),
     ],
 )
-def test_status_due(patch: dict[str, Any], since: float | None, due: bool) -> None:
-    assert status_due(patch, since) is due
+def test_status_delay(patch: dict[str, Any], since: float | None, delay: float | None) -> None:
+    got = status_delay(patch, OLD, since)
+    if delay is None:
+        assert got is None
+    else:
+        assert got == pytest.approx(delay)
+
+
+def test_a_condition_appearing_is_urgent() -> None:
+    assert status_delay({"conditions": READY_FALSE}, {}, 0.1) == 0.0
+    assert status_delay({"conditions": READY_FALSE}, None, 0.1) == 0.0
+
+
+@pytest.mark.parametrize(
+    ("previous", "new", "announced"),
+    [
+        (None, Phase.PENDING, False),  # a new node: its ChildChanged Event says so
+        (None, Phase.DEGRADED, True),
+        (None, Phase.READY, True),  # e.g. the operator restarted with a fresh status
+        (Phase.PENDING, Phase.STARTING, True),
+        (Phase.STARTING, Phase.READY, True),
+        (Phase.READY, Phase.READY, False),
+        (Phase.READY, None, False),
+    ],
+)
+def test_phase_events(previous: Phase | None, new: Phase | None, announced: bool) -> None:
+    assert announces_phase(previous, new) is announced

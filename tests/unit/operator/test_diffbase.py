@@ -1,0 +1,69 @@
+"""The lean diff-base storage gives kopf exactly the essence its own storage builds."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any, cast
+
+import kopf
+import pytest
+from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage, slim
+
+PREFIX = "marketplace.p2p.dev"
+
+
+def _body(**overrides: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "apiVersion": "marketplace.p2p.dev/v1alpha1",
+        "kind": "MarketplaceNode",
+        "metadata": {
+            "name": "n1",
+            "namespace": "ns",
+            "uid": "u1",
+            "resourceVersion": "42",
+            "generation": 3,
+            "labels": {"team": "a"},
+            "annotations": {
+                "keep.me/x": "1",
+                f"{PREFIX}/last-handled-configuration": '{"spec": {}}',
+                f"{PREFIX}/kopf-managed": "yes",
+                "kubectl.kubernetes.io/last-applied-configuration": "{}",
+                "marketplace.p2p.dev/restartedAt": "2026-11-25T00:00:00Z",
+            },
+            "finalizers": [f"{PREFIX}/finalizer"],
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {"f:fleet": {}}}}],
+        },
+        "spec": {"fleet": "blue", "p2p": {"port": 7070, "maxPeers": 50}},
+        "status": {"phase": "Ready", "conditions": [{"type": "Ready", "status": "True"}]},
+    }
+    body.update(overrides)
+    return body
+
+
+BODIES = [
+    _body(),
+    _body(spec={}),
+    _body(metadata={"name": "bare"}),  # no labels, no annotations
+    {k: v for k, v in _body().items() if k != "status"},
+    {**_body(), "data": {"a": "b"}},  # top-level fields beyond spec are part of it too
+]
+
+
+@pytest.mark.parametrize("body", BODIES)
+@pytest.mark.parametrize("extra", [(), ("status.phase",), ("metadata.generation",)])
+def test_same_essence_as_kopf(body: dict[str, Any], extra: tuple[str, ...]) -> None:
+    ours = LeanAnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    theirs = kopf.AnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    # kopf detects the marked prefixes of other kopf operators from the annotations.
+    original = copy.deepcopy(body)
+    raw = cast("kopf.RawBody", body)
+    lean = ours.build(body=kopf.Body(raw), extra_fields=extra)
+    full = theirs.build(body=kopf.Body(raw), extra_fields=extra)
+    assert lean == full
+    assert body == original  # neither storage changed what it was given
+
+
+def test_slim_keeps_only_what_the_essence_reads() -> None:
+    out = slim(_body())
+    assert set(out) == {"apiVersion", "kind", "metadata", "spec"}
+    assert set(out["metadata"]) == {"labels", "annotations"}
