@@ -100,16 +100,6 @@ def mnode_configmaps(body: kopf.Body, namespace: str | None, name: str, **_: Any
     return {(namespace, name): _trim(body, "data")}
 
 
-@kopf.index(GROUP, VERSION, PLURAL)
-def mnode_fleet_members(
-    namespace: str | None, name: str, meta: kopf.Meta, spec: kopf.Spec, **_: Any
-) -> Any:
-    """The fleet's live MarketplaceNodes (name, uid): co-owners of its shared objects."""
-    if meta.get("deletionTimestamp") is not None:
-        return None
-    return {(namespace, _fleet_of({"spec": spec})): (name, meta["uid"])}
-
-
 def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
@@ -134,16 +124,23 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
-        members=tuple(
-            names.NodeRef(name=n, namespace=str(namespace), uid=uid, fleet=fleet)
-            for n, uid in indexes["mnode_fleet_members"].get((namespace, fleet)) or ()
-        ),
+        members=_members(indexes["rollout_mnodes"], str(namespace), fleet),
+    )
+
+
+def _members(index: kopf.Index[Any, Any], namespace: str, fleet: str) -> tuple[names.NodeRef, ...]:
+    """The fleet's MarketplaceNodes not being deleted (the rollout's index has them all)."""
+    metas = (m["metadata"] for m in index.get((namespace, fleet)) or ())
+    return tuple(
+        names.NodeRef(name=meta["name"], namespace=namespace, uid=meta["uid"], fleet=fleet)
+        for meta in metas
+        if meta.get("deletionTimestamp") is None
     )
 
 
 _INDEXES = (
     "mnode_pods", "mnode_fleet_pods", "mnode_services", "mnode_pvcs", "mnode_secrets",
-    "mnode_peer_ids", "mnode_configmaps", "mnode_fleet_members",
+    "mnode_peer_ids", "mnode_configmaps", "rollout_mnodes",
 )  # fmt: skip
 
 
