@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 from marketplace_operator.k8s import Kube
@@ -58,3 +58,5 @@ class Context:
     polls: dict[NodeKey, PollMemory] = field(default_factory=dict)
     # (namespace, node) -> monotonic time of its last status write, to pace peer counts.
     status_written: dict[NodeKey, float] = field(default_factory=dict)
+    # (namespace, node) -> what of the MarketplaceNode its reconcile last woke for.
+    intents: dict[NodeKey, Hashable] = field(default_factory=dict)

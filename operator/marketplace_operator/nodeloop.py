@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -208,6 +208,19 @@ def status_delay(
         else DETAIL_STATUS_INTERVAL_SECONDS
     )
     return max(0.0, interval - since_last_write)
+
+
+def intent(body: Mapping[str, Any]) -> Hashable:
+    """What of a MarketplaceNode its reconcile acts on besides its children: the spec (by
+    generation), the annotations (a restart request) and deletion. An event that changes
+    none of these, such as this operator's own status write, need not wake the node's
+    loop: each wake is a pass, and a pass of a started node is an admin-API poll."""
+    meta = body.get("metadata") or {}
+    return (
+        meta.get("generation"),
+        meta.get("deletionTimestamp"),
+        tuple(sorted((meta.get("annotations") or {}).items())),
+    )
 
 
 def announces_phase(previous: Phase | None, new: Phase | None) -> bool:
@@ -532,3 +545,4 @@ async def run(
         ctx.phases.pop(key, None)
         ctx.polls.pop(key, None)
         ctx.status_written.pop(key, None)
+        ctx.intents.pop(key, None)

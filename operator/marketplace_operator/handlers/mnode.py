@@ -172,8 +172,19 @@ async def mnode_loop(
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL)
-async def mnode_event(namespace: str | None, name: str, memo: Any, **_: Any) -> None:
-    memo.ctx.wakeups.wake((namespace, name))
+async def mnode_event(
+    body: kopf.Body, type: str | None, namespace: str | None, name: str, memo: Any, **_: Any
+) -> None:
+    """Wake the node's loop when what it acts on changed (not for status writes)."""
+    ctx: Context = memo.ctx
+    key = (str(namespace), name)
+    if type == "DELETED":
+        ctx.intents.pop(key, None)
+        return
+    wanted = nodeloop.intent(body)
+    if ctx.intents.get(key) != wanted:
+        ctx.intents[key] = wanted
+        ctx.wakeups.wake(key)
 
 
 @kopf.on.event("pods", labels=MANAGED)

@@ -11,6 +11,7 @@ from marketplace_operator.nodeloop import (
     DETAIL_STATUS_INTERVAL_SECONDS,
     PEERS_STATUS_INTERVAL_SECONDS,
     announces_phase,
+    intent,
     status_delay,
 )
 
@@ -71,3 +72,19 @@ def test_a_condition_appearing_is_urgent() -> None:
 )
 def test_phase_events(previous: Phase | None, new: Phase | None, announced: bool) -> None:
     assert announces_phase(previous, new) is announced
+
+
+def _mnode(**meta: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"name": "n1", "generation": 1, "resourceVersion": "1"}
+    return {"metadata": {**base, **meta}, "spec": {"fleet": "a"}, "status": {"phase": "Ready"}}
+
+
+def test_only_what_the_reconcile_acts_on_wakes_a_node() -> None:
+    before = intent(_mnode())
+    # Our own status write: a new resourceVersion and status, nothing to act on.
+    own_write = {**_mnode(resourceVersion="2"), "status": {"phase": "Starting"}}
+    assert intent(own_write) == before
+    assert intent(_mnode(generation=2)) != before  # a spec change
+    restart = _mnode(annotations={"marketplace.p2p.dev/restartedAt": "now"})
+    assert intent(restart) != before
+    assert intent(_mnode(deletionTimestamp="2026-11-25T00:00:00Z")) != before
