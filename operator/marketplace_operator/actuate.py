@@ -51,8 +51,8 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
             )
             created = await run_blocking(kube.create, k8s.SECRETS, body)
             return f"created identity {identity.peer_id}" if created else None
-        case plan.CreateAdminSecret(members=members):
-            body = secrets.admin_secret(ref, token=random_tokens.token_urlsafe(32), members=members)
+        case plan.CreateAdminSecret(owners=owners):
+            body = secrets.admin_secret(ref, token=random_tokens.token_urlsafe(32), owners=owners)
             created = await run_blocking(kube.create, k8s.SECRETS, body)
             return (
                 f"created fleet admin Secret {names.admin_secret_name(ref.fleet)}"

@@ -44,9 +44,9 @@ class CreateIdentity:
 @dataclass(frozen=True)
 class CreateAdminSecret:
     """Generate the fleet's admin token and create its Secret (only when absent), owned
-    by `members` too."""
+    by the `owners` too."""
 
-    members: tuple[names.NodeRef, ...] = ()
+    owners: tuple[names.NodeRef, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,8 @@ class Observed:
     admin_secret: dict[str, Any] | None = None
     policy_configmap: dict[str, Any] | None = None
     binding_mode: str | None = None  # volumeBindingMode of the claim's StorageClass, if known
-    # The fleet's other live MarketplaceNodes: co-owners of the fleet's shared objects.
+    # The fleet's live MarketplaceNodes (this one may be among them): co-owners of the
+    # fleet's shared objects.
     fleet_members: tuple[names.NodeRef, ...] = ()
 
 
@@ -147,36 +148,33 @@ FLEET_OWNERS = "add-fleet-owners"  # a Patch's `why`: bookkeeping, logged but no
 
 
 def _shared_owners(
-    kind: Kind, obj: dict[str, Any], members: tuple[names.NodeRef, ...]
+    kind: Kind, obj: dict[str, Any], ref: names.NodeRef, others: tuple[names.NodeRef, ...]
 ) -> list[Action]:
     """Fleet objects carry one non-controller reference per member. A member that finds
     its own missing adds every missing one in a single patch, so the fleet's other
     starting nodes mostly find theirs already there: a few writes for twenty nodes, not
-    one each (every one a watch event for each pod that mounts the object). `members[0]`
-    is the node reconciled."""
+    one each (every one a watch event for each pod that mounts the object)."""
     have = {r.get("uid") for r in obj.get("metadata", {}).get("ownerReferences") or []}
-    if members[0].uid in have:
+    if ref.uid in have:
         return []
-    missing = [m for m in members if m.uid not in have]
+    missing = [m for m in (ref, *others) if m.uid not in have]
     patch = {"metadata": {"ownerReferences": names.fleet_owner_references(missing)}}
     return [Patch(kind, obj["metadata"]["name"], patch, FLEET_OWNERS, strategic=True)]
 
 
 def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:
     ref = desired.ref
-    members = (ref, *(m for m in observed.fleet_members if m.uid != ref.uid))
+    others = tuple(m for m in observed.fleet_members if m.uid != ref.uid)
     actions: list[Action] = []
     if observed.admin_secret is None:
-        actions.append(CreateAdminSecret(members=members[1:]))
+        actions.append(CreateAdminSecret(owners=others))
     else:
-        actions += _shared_owners(Kind.FLEET_ADMIN, observed.admin_secret, members)
+        actions += _shared_owners(Kind.FLEET_ADMIN, observed.admin_secret, ref, others)
     if observed.policy_configmap is None:
-        body = configmap.policy_configmap(
-            ref, members=configmap.members_json([]), owners=members[1:]
-        )
+        body = configmap.policy_configmap(ref, members=configmap.members_json([]), owners=others)
         actions.append(Create(Kind.POLICY_CONFIGMAP, body))
     else:
-        actions += _shared_owners(Kind.POLICY_CONFIGMAP, observed.policy_configmap, members)
+        actions += _shared_owners(Kind.POLICY_CONFIGMAP, observed.policy_configmap, ref, others)
     return actions
 
 

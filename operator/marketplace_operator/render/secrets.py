@@ -31,12 +31,12 @@ def identity_secret(ref: names.NodeRef, *, private_key_pem: bytes, peer_id: str)
 
 
 def admin_secret(
-    ref: names.NodeRef, *, token: str, members: Iterable[names.NodeRef] = ()
+    ref: names.NodeRef, *, token: str, owners: Iterable[names.NodeRef] = ()
 ) -> dict[str, Any]:
     """The fleet's admin bearer token, shared by its nodes and the operator.
 
-    Owned by every member (non-controller references: the fleet's members known at
-    creation, later ones added by a reconcile), so garbage collection removes it
+    Owned by every member (non-controller references: `ref` and the `owners` known at
+    creation, later members added by a reconcile), so garbage collection removes it
     together with the fleet's last MarketplaceNode.
     """
     return {
@@ -46,7 +46,7 @@ def admin_secret(
             "name": names.admin_secret_name(ref.fleet),
             "namespace": ref.namespace,
             "labels": names.fleet_labels(ref.fleet),
-            "ownerReferences": names.fleet_owner_references([ref, *members]),
+            "ownerReferences": names.fleet_owner_references([ref, *owners]),
         },
         "type": "Opaque",
         "data": {names.ADMIN_TOKEN_KEY: _b64(token.encode())},

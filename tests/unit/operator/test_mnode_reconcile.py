@@ -246,7 +246,7 @@ def test_fleet_objects_are_created_owned_by_every_known_member() -> None:
     members = (_member(1), _member(2), REF)
     actions = node.plan(d, node.Observed(fleet_members=members), now=NOW)
     (admin,) = [a for a in actions if isinstance(a, node.CreateAdminSecret)]
-    assert {m.uid for m in admin.members} == {"uid-m1", "uid-m2"}
+    assert {m.uid for m in admin.owners} == {"uid-m1", "uid-m2"}
     (cm,) = [
         a for a in actions if isinstance(a, node.Create) and a.kind is node.Kind.POLICY_CONFIGMAP
     ]

@@ -135,6 +135,16 @@ def test_fleet_objects_are_shared_not_controlled() -> None:
     assert base64.b64decode(admin["data"]["token"]) == b"t0k"
 
 
+def test_fleet_objects_are_created_owned_by_the_known_members() -> None:
+    other = names.NodeRef(name="a0", namespace="ns", uid="uid-a0", fleet="blue")
+    admin = secrets.admin_secret(REF, token="t0k", owners=[other, REF])
+    cm = configmap.policy_configmap(REF, members="{}", owners=[other])
+    for obj in (admin, cm):
+        refs = obj["metadata"]["ownerReferences"]
+        assert [r["uid"] for r in refs] == ["uid-a0", REF.uid]  # by name, each once
+        assert not any(r["controller"] for r in refs)
+
+
 def test_members_json_is_canonical() -> None:
     a = Member(address="http://127.1.0.2:7070", name="b")
     b = Member(address="http://127.1.0.1:7070", name="a", peer_id="mpaaaaaaaaaa")
