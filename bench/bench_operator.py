@@ -172,26 +172,30 @@ class Round:
     milestones: dict[str, float]
 
 
+def _workload(
+    kube: k8s.Kube, watched: cluster.Watched, resource: k8s.Resource, body: dict[str, Any]
+) -> float:
+    """One workload from creation to all replicas ready; then deleted, its pods waited out."""
+    kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"]["namespace"]
+    collection = {"Deployment": "deployments", "StatefulSet": "statefulsets"}[kind]
+    kube.create(resource, body)
+    elapsed = watched.wait_until(
+        f"{N} {kind} replicas ready",
+        lambda o: _ready_replicas(o[collection].get(name)) >= N,
+        deadline=DEADLINE,
+    )
+    kube.delete(resource, ns, name)
+    watched.wait_until(
+        f"the {kind}'s pods gone", lambda o: not o["workload pods"], deadline=DEADLINE
+    )
+    return elapsed
+
+
 def _workloads(kube: k8s.Kube, watched: cluster.Watched, ns: str, r: int) -> tuple[float, float]:
-    """The Deployment, then the StatefulSet, each from creation to all replicas ready."""
+    """The Deployment, then the StatefulSet."""
     name = f"bench-node-r{r}"  # a fresh name: the last round's ReplicaSet may still be going
-    gone = lambda o: not o["workload pods"]  # noqa: E731
-    kube.create(DEPLOYMENTS, _deployment(ns, name))
-    t_deploy = watched.wait_until(
-        f"{N} Deployment replicas ready",
-        lambda o: _ready_replicas(o["deployments"].get(name)) >= N,
-        deadline=DEADLINE,
-    )
-    kube.delete(DEPLOYMENTS, ns, name)
-    watched.wait_until("the Deployment's pods gone", gone, deadline=DEADLINE)
-    kube.create(STATEFULSETS, _statefulset(ns, name))
-    t_sts = watched.wait_until(
-        f"{N} StatefulSet replicas ready",
-        lambda o: _ready_replicas(o["statefulsets"].get(name)) >= N,
-        deadline=DEADLINE,
-    )
-    kube.delete(STATEFULSETS, ns, name)
-    watched.wait_until("the StatefulSet's pods gone", gone, deadline=DEADLINE)
+    t_deploy = _workload(kube, watched, DEPLOYMENTS, _deployment(ns, name))
+    t_sts = _workload(kube, watched, STATEFULSETS, _statefulset(ns, name))
     return t_deploy, t_sts
 
 
