@@ -222,8 +222,13 @@ api_ready() {
 }
 
 node_ready() {
-  [[ "$("$bin/kubectl" --kubeconfig "$kubeconfig" get node "$NODE_NAME" \
-    -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" == True ]]
+  local out status beat
+  out="$("$bin/kubectl" --kubeconfig "$kubeconfig" get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null)" || return 1
+  read -r status beat <<<"$out"
+  [[ "$status" == True ]] || return 1
+  # After a reboot the Node still says Ready from before: when this run started the
+  # kubelet, only a heartbeat written since then counts.
+  [[ -z "$kubelet_since" ]] || (($(date -d "$beat" +%s) >= kubelet_since))
 }
 
 # forget_dead: drop the PID files of processes that no longer run (a reboot, a
@@ -300,6 +305,8 @@ up() {
 
   "$root/hack/venv.sh"
   mkdir -p "$pids/pods"
+  kubelet_since=""
+  alive "$pids/kubelet.pid" || kubelet_since=$(date +%s)
   start kubelet env \
     LOCAL_KUBELET_NODE_NAME="$NODE_NAME" \
     LOCAL_KUBELET_KUBECONFIG="$pki/kubelet.kubeconfig" \
