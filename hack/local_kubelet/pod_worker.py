@@ -182,12 +182,15 @@ class PodWorker:
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)
         leftover = self._deps.leftovers.pop(f"{self.uid}_{container.name}", None)
-        running = running_since(self.pod, container.name)
-        if leftover is not None and running is not None:
-            started_at, restart_count, ready = running
+        if leftover is not None:
+            # Ours (the pid file's start time matched) and alive: the container, even if
+            # the earlier run stopped before its status said so; then it starts unready.
+            started_at, restart_count, ready = running_since(self.pod, container.name) or (
+                leftover.started_at(),
+                runner.restart_count,
+                False,
+            )
             runner.adopt(leftover, started_at=started_at, restart_count=restart_count, ready=ready)
-        elif leftover is not None:
-            leftover.signal(signal.SIGKILL)
         return runner
 
     def _kill_leftovers(self) -> None:

@@ -10,6 +10,7 @@ import shutil
 import signal
 import sys
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from local_kubelet.podspec import ProcessPlan
@@ -67,6 +68,11 @@ class Adopted:
     start: str
     pid_file: Path
 
+    def started_at(self) -> datetime:
+        return started_at(
+            self.start, boot_time=boot_time(), ticks_per_second=os.sysconf("SC_CLK_TCK")
+        )
+
     async def wait(self) -> int:
         """Wait for exit through a pidfd (readable once the process has ended)."""
         try:
@@ -100,6 +106,19 @@ class Adopted:
 
 
 Handle = Process | Adopted
+
+
+def started_at(start_ticks: str, *, boot_time: float, ticks_per_second: int) -> datetime:
+    """When a process started, from its /proc start time (clock ticks since boot) (pure)."""
+    return datetime.fromtimestamp(boot_time + int(start_ticks) / ticks_per_second, UTC)
+
+
+def boot_time() -> float:
+    """The machine's boot time (seconds since the epoch), as /proc/stat gives it."""
+    for line in Path("/proc/stat").read_text().splitlines():
+        if line.startswith("btime "):
+            return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
 
 
 def recorded(pid_dir: Path) -> dict[str, Adopted]:

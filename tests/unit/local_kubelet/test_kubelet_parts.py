@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from local_kubelet import ips, logserver, probes, provisioner
 from local_kubelet.model import ContainerPort, Pod, Probe
 from local_kubelet.pod_worker import restarts_before
+from local_kubelet.runtime import Adopted, start_time, started_at
 
 
 def test_pool_gives_each_owner_one_stable_address_and_reuses_released_ones() -> None:
@@ -163,3 +166,15 @@ def test_a_restarted_kubelet_continues_the_restart_count() -> None:
     running = {"name": "c", "restartCount": 2, "state": {"running": {}}}
     assert restarts_before(with_status(running), "c") == 3
     assert restarts_before(with_status(running), "other") == 0
+
+
+def test_a_process_start_time_from_proc_ticks() -> None:
+    moment = started_at("250", boot_time=1_700_000_000.0, ticks_per_second=100)
+    assert moment == datetime.fromtimestamp(1_700_000_002.5, UTC)
+
+
+def test_this_process_started_after_boot_and_before_now() -> None:
+    start = start_time(os.getpid())
+    assert start is not None
+    when = Adopted(os.getpid(), start, Path("unused")).started_at()
+    assert when <= datetime.now(UTC)
