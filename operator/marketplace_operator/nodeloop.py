@@ -24,9 +24,8 @@ from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s
 from marketplace_operator.context import Context
-from marketplace_operator.model.common import LABEL_PREFIX
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
-from marketplace_operator.model.mnode import MarketplaceNodeSpec, MarketplaceNodeStatus, Phase
+from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.reconcile import fleet, gate, status
 from marketplace_operator.reconcile import node as plan
@@ -35,7 +34,6 @@ from marketplace_operator.render import configmap, names, pod
 
 log = logging.getLogger(__name__)
 
-RESTART_ANNOTATION = f"{LABEL_PREFIX}restartedAt"
 DEBOUNCE_SECONDS = 0.05
 
 
@@ -77,13 +75,11 @@ class Outcome:
 
 def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
     meta = body["metadata"]
-    spec = MarketplaceNodeSpec.model_validate(body.get("spec") or {})
+    inputs = pod.inputs_of(body, default_image=ctx.settings.default_node_image)
+    spec = inputs.spec
     ref = names.NodeRef(
         name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], fleet=spec.fleet
     )
-    restart = (meta.get("annotations") or {}).get(RESTART_ANNOTATION, "")
-    image = spec.image or ctx.settings.default_node_image
-    inputs = pod.PodInputs(image=image, spec=spec, restart_token=restart)
     return plan.Desired(ref=ref, spec=spec, pod_inputs=inputs, paused=spec.paused)
 
 

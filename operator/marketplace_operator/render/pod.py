@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,13 @@ class PodInputs:
     spec: MarketplaceNodeSpec
     restart_token: str = ""  # e.g. the marketplace.p2p.dev/restartedAt annotation
 
+    @classmethod
+    def resolve(
+        cls, spec: MarketplaceNodeSpec, *, default_image: str, restart_token: str = ""
+    ) -> PodInputs:
+        """The inputs of a node with `spec`: its image, or the operator's default."""
+        return cls(image=spec.image or default_image, spec=spec, restart_token=restart_token)
+
     def hash_material(self) -> dict[str, Any]:
         spec = self.spec
         return {
@@ -43,6 +51,23 @@ class PodInputs:
             "drainTimeoutSeconds": spec.drain_timeout_seconds,
             "restart": self.restart_token,
         }
+
+
+RESTART_TOKEN_MAX = 64  # the fleet status records the token with this bound
+
+
+def restart_token(mnode: Mapping[str, Any]) -> str:
+    """The restart request of a MarketplaceNode body ("" when none was made): the node's
+    reconcile and the fleet rollout must read the same token, or their hashes differ."""
+    notes = (mnode.get("metadata") or {}).get("annotations") or {}
+    return str(notes.get(RESTARTED_AT_ANNOTATION, ""))[:RESTART_TOKEN_MAX]
+
+
+def inputs_of(mnode: Mapping[str, Any], *, default_image: str) -> PodInputs:
+    """Everything a MarketplaceNode's pod is a function of: spec, resolved image, restart
+    token."""
+    spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
+    return PodInputs.resolve(spec, default_image=default_image, restart_token=restart_token(mnode))
 
 
 def template_hash(inputs: PodInputs) -> str:

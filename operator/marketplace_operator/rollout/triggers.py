@@ -46,19 +46,6 @@ def _annotations(body: Body) -> Mapping[str, str]:
     return (body.get("metadata") or {}).get("annotations") or {}
 
 
-def restart_token(mnode: Body) -> str:
-    """The restart request of a MarketplaceNode ("" when none was made)."""
-    return str(_annotations(mnode).get(RESTARTED_AT_ANNOTATION, ""))[:64]
-
-
-def pod_inputs(mnode: Body, *, default_image: str) -> pod.PodInputs:
-    """Everything the node's pod is a function of: spec, resolved image, restart token."""
-    spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
-    return pod.PodInputs(
-        image=spec.image or default_image, spec=spec, restart_token=restart_token(mnode)
-    )
-
-
 def _spec_text(mnode: Body) -> str:
     return json.dumps(mnode.get("spec") or {}, sort_keys=True, separators=(",", ":"))
 
@@ -67,13 +54,13 @@ def desired_revision(mnode: Body, *, default_image: str) -> Revision:
     """Memoized on the spec's JSON: every rollout pass reads every member's, and validating
     and hashing twenty specs per pass was a tenth of the operator's CPU while a fleet
     starts."""
-    return _revision(_spec_text(mnode), restart_token(mnode), default_image)
+    return _revision(_spec_text(mnode), pod.restart_token(mnode), default_image)
 
 
 @functools.lru_cache(maxsize=4096)
 def _revision(spec_text: str, token: str, default_image: str) -> Revision:
     spec = MarketplaceNodeSpec.model_validate_json(spec_text)
-    inputs = pod.PodInputs(image=spec.image or default_image, spec=spec, restart_token=token)
+    inputs = pod.PodInputs.resolve(spec, default_image=default_image, restart_token=token)
     return Revision(pod.template_hash(inputs), token or None)
 
 

@@ -29,7 +29,7 @@ def mnode(name: str = "n1", *, image: str = "", restart: str | None = None) -> d
 def rendered_pod(node: dict[str, Any], *, default_image: str = DEFAULT) -> dict[str, Any]:
     """The pod the core's renderer makes for `node`, as the API would return it."""
     ref = names.NodeRef(node["metadata"]["name"], "ns", node["metadata"]["uid"], "f")
-    body = pod.pod(ref, triggers.pod_inputs(node, default_image=default_image))
+    body = pod.pod(ref, pod.inputs_of(node, default_image=default_image))
     body["metadata"]["uid"] = "pod-uid"
     body["status"] = {
         "phase": "Running",
@@ -178,7 +178,7 @@ def test_fleet_status_round_trips_and_ignores_foreign_fields() -> None:
     assert triggers.fleet_status({"status": {"steps": "garbage"}}).steps == []
 
 
-@pytest.mark.parametrize("restart", [None, "2026-01-01T00:00:00Z"])
+@pytest.mark.parametrize("restart", [None, "2026-01-01T00:00:00Z", "r" * 100])  # any length
 @pytest.mark.parametrize("image", ["", "example.org/node:pinned"])
 def test_the_rollout_wants_the_hash_the_node_reconcile_renders(
     restart: str | None, image: str
