@@ -366,11 +366,11 @@ async def _apply_logged(
 
 async def _apply_quietly(ctx: Context, ref: names.NodeRef, action: plan.Action) -> str | None:
     """Apply one action and log it; what was done, for the caller's Event (None for
-    bookkeeping such as the fleet objects' owner references)."""
+    a patch that is bookkeeping)."""
     done = await actuate.apply(ctx.kube, ref, action)
     if done:
         log.info("%s/%s: %s", ref.namespace, ref.name, done)
-    if isinstance(action, plan.Patch) and action.why == plan.FLEET_OWNERS:
+    if isinstance(action, plan.Patch) and not action.announce:
         return None
     return done
 

@@ -52,13 +52,15 @@ class CreateAdminSecret:
 @dataclass(frozen=True)
 class Patch:
     """A merge patch; `strategic` for list merges by key (ownerReferences by uid), which
-    adds to what is there on the server instead of replacing what we last saw."""
+    adds to what is there on the server instead of replacing what we last saw. Without
+    `announce` it is bookkeeping: logged, not posted as an Event."""
 
     kind: Kind
     name: str
     patch: dict[str, Any]
     why: str
     strategic: bool = False
+    announce: bool = True
 
 
 @dataclass(frozen=True)
@@ -144,7 +146,7 @@ def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Acti
     return [Conflict(kind, name, owner or "")]
 
 
-FLEET_OWNERS = "add-fleet-owners"  # a Patch's `why`: bookkeeping, logged but no Event
+FLEET_OWNERS = "add-fleet-owners"  # a Patch's `why`
 
 
 def _shared_owners(
@@ -159,7 +161,8 @@ def _shared_owners(
         return []
     missing = [m for m in (ref, *others) if m.uid not in have]
     patch = {"metadata": {"ownerReferences": names.fleet_owner_references(missing)}}
-    return [Patch(kind, obj["metadata"]["name"], patch, FLEET_OWNERS, strategic=True)]
+    name = obj["metadata"]["name"]
+    return [Patch(kind, name, patch, FLEET_OWNERS, strategic=True, announce=False)]
 
 
 def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:

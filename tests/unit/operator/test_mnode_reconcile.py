@@ -237,6 +237,7 @@ def test_one_patch_adds_every_missing_fleet_member_as_owner() -> None:
         # REF is already an owner; the newcomer and the five others are added, once each.
         assert [r["uid"] for r in refs] == [*(m.uid for m in others), "uid-2"]
         assert all(r["controller"] is False and r["blockOwnerDeletion"] is False for r in refs)
+        assert not p.announce  # bookkeeping: no Event
     # An owner does not write for the others: each adds itself (and who is missing) first.
     assert not [a for a in node.plan(d, seen, now=NOW) if isinstance(a, node.Patch)]
 
