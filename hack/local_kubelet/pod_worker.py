@@ -183,12 +183,8 @@ class PodWorker:
         runner.restart_count = restarts_before(self.pod, container.name)
         leftover = self._deps.leftovers.pop(f"{self.uid}_{container.name}", None)
         if leftover is not None:
-            # Ours (the pid file's start time matched) and alive: the container, even if
-            # the earlier run stopped before its status said so; then it starts unready.
-            started_at, restart_count, ready = running_since(self.pod, container.name) or (
-                leftover.started_at(),
-                runner.restart_count,
-                False,
+            started_at, restart_count, ready = adoption(
+                self.pod, container.name, leftover.started_at, runner.restart_count
             )
             runner.adopt(leftover, started_at=started_at, restart_count=restart_count, ready=ready)
         return runner
@@ -388,6 +384,17 @@ def restarts_before(pod: Pod, container: str) -> int:
         count = int(entry.get("restartCount", 0))
         return count + 1 if ran else count
     return 0
+
+
+def adoption(
+    pod: Pod, container: str, process_started: Callable[[], datetime], restarts: int
+) -> tuple[datetime, int, bool]:
+    """(startedAt, restartCount, ready) of a leftover container process being adopted.
+
+    The process is ours (its pid file's start time matched) and alive, so it is the
+    container even when the earlier run stopped before the pod's status said it was
+    running: then it starts from its own start time, unready until probed."""
+    return running_since(pod, container) or (process_started(), restarts, False)
 
 
 def running_since(pod: Pod, container: str) -> tuple[datetime, int, bool] | None:

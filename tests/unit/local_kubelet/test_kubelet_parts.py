@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from local_kubelet import ips, logserver, probes, provisioner
 from local_kubelet.model import ContainerPort, Pod, Probe
-from local_kubelet.pod_worker import restarts_before
+from local_kubelet.pod_worker import adoption, restarts_before
 from local_kubelet.runtime import Adopted, start_time, started_at
 
 
@@ -146,16 +146,18 @@ def test_model_reads_the_api_spelling_of_acronym_fields() -> None:
     assert pod.status.pod_ip == "127.1.0.2"
 
 
-def test_a_restarted_kubelet_continues_the_restart_count() -> None:
-    def with_status(*entries: dict[str, object]) -> Pod:
-        return Pod.model_validate(
-            {
-                "metadata": {"name": "p"},
-                "spec": {"containers": [{"name": "c"}]},
-                "status": {"containerStatuses": list(entries)},
-            }
-        )
+def with_status(*entries: dict[str, object]) -> Pod:
+    """A pod with container "c" and these container statuses."""
+    return Pod.model_validate(
+        {
+            "metadata": {"name": "p"},
+            "spec": {"containers": [{"name": "c"}]},
+            "status": {"containerStatuses": list(entries)},
+        }
+    )
 
+
+def test_a_restarted_kubelet_continues_the_restart_count() -> None:
     assert restarts_before(with_status(), "c") == 0
     waiting = {
         "name": "c",
@@ -166,6 +168,30 @@ def test_a_restarted_kubelet_continues_the_restart_count() -> None:
     running = {"name": "c", "restartCount": 2, "state": {"running": {}}}
     assert restarts_before(with_status(running), "c") == 3
     assert restarts_before(with_status(running), "other") == 0
+
+
+def test_a_leftover_process_is_adopted_with_or_without_a_running_status() -> None:
+    process_start = datetime(2026, 11, 25, 20, 0, tzinfo=UTC)
+    running = {
+        "name": "c",
+        "restartCount": 2,
+        "ready": True,
+        "state": {"running": {"startedAt": "2026-11-25T19:00:00Z"}},
+    }
+    # The earlier run recorded it running: its status carries over.
+    assert adoption(with_status(running), "c", lambda: process_start, 5) == (
+        datetime(2026, 11, 25, 19, 0, tzinfo=UTC),
+        2,
+        True,
+    )
+    # Killed before it wrote that status: the process is still the container, unready.
+    waiting = {"name": "c", "restartCount": 0, "state": {"waiting": {"reason": "x"}}}
+    assert adoption(with_status(waiting), "c", lambda: process_start, 1) == (
+        process_start,
+        1,
+        False,
+    )
+    assert adoption(with_status(), "c", lambda: process_start, 0) == (process_start, 0, False)
 
 
 def test_a_process_start_time_from_proc_ticks() -> None:
