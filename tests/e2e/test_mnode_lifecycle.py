@@ -107,7 +107,13 @@ def test_spec_change_replaces_the_pod_after_a_drain(
     assert progressing_now is not None
     assert progressing_now["status"] == "False"
     # Whoever replaced it (this node's loop, or the fleet rollout when it is installed),
-    # the node was drained first and the pod deleted after.
+    # the node was drained first and the pod deleted after. kopf posts Events from its
+    # queue, and the rollout notes a replacement once it saw the new pod Ready: wait.
+    wait_for(
+        lambda: reasons(kube, namespace, "roll") & {"PodDeleted", "NodeReplaced"},
+        timeout=30,
+        what="the replacement's Event",
+    )
     history = sorted(
         events_for(kube, namespace, "roll"),
         key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or "",
