@@ -14,8 +14,12 @@ help: ## list targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
 
 .PHONY: venv
-venv: ## create/refresh the virtualenv (.venv)
+venv: ## create/refresh the virtualenv (.venv) from the lock (lock/dev.txt)
 	@hack/venv.sh
+
+.PHONY: lock
+lock: ## re-resolve lock/ after editing dependencies in pyproject.toml (keeps what still fits)
+	@hack/lock.sh
 
 .PHONY: k8s-binaries
 k8s-binaries: ## build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl

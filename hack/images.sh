@@ -7,11 +7,13 @@
 # No registry can be reached here, so the base image is made locally:
 # `debootstrap --variant=minbase` of Debian bookworm with python3 (the same
 # Python 3.11 as python:3.11-slim), committed as localhost/marketplace-fleet/base.
-# The build context is a wheelhouse (the project wheel and every dependency,
-# for CPython 3.11 manylinux), so `RUN pip install --no-index` needs no network
-# inside the build. buildah (Debian's) builds images/*.Containerfile on that
-# base; each image is also saved as a docker-archive in the cache for
-# `ctr images import` (tests/integration/images/) or `kind load image-archive`.
+# The build context is a wheelhouse: the project wheel (`uv build`) and every
+# dependency at the version and sha256 hash in lock/runtime.txt, for CPython 3.11
+# manylinux, so `RUN pip install --no-index --require-hashes` installs exactly
+# the lock and needs no network inside the build. buildah (Debian's) builds
+# images/*.Containerfile on that base; each image is also saved as a
+# docker-archive in the cache for `ctr images import` (tests/integration/images/)
+# or `kind load image-archive`.
 #
 # IMAGE_BUILDER=docker builds the same files with docker on its default base
 # (python:3.11-slim) for users with a registry; IMAGE_REGISTRY sets the prefix.
@@ -24,9 +26,8 @@ suite=bookworm
 base_packages=python3,python3-venv
 base_ref="localhost/marketplace-fleet/base:$suite-$(echo "$suite $base_packages" | sha256sum | cut -c1-8)"
 # What the wheel is built from (setuptools finds packages under node, operator, hack).
-image_inputs=(pyproject.toml README.md node operator hack/local_kubelet)
-python="$root/.venv/bin/python"
-[[ -x "$python" ]] || python="$(command -v python3)"
+image_inputs=(pyproject.toml README.md lock/runtime.txt node operator hack/local_kubelet)
+python="$(command -v python3)"
 
 log() { echo "images: $*" >&2; }
 
@@ -75,8 +76,8 @@ ensure_base() {
   rm -rf "$rootfs"
 }
 
-# The project wheel from the working tree plus every dependency as a wheel
-# for CPython 3.11 on manylinux x86_64 (what both bases run).
+# The project wheel from the working tree plus every locked dependency as a
+# wheel for CPython 3.11 on manylinux x86_64 (what both bases run).
 make_context() {
   local ctx="$1"
   rm -rf "$ctx"
@@ -84,14 +85,15 @@ make_context() {
   # A clean copy, so no stale build/ directory of the checkout leaks in.
   (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "${image_inputs[@]}" \
     | tar --null --files-from=- -c) | tar -x -C "$ctx/src"
-  "$python" -m pip wheel --quiet --disable-pip-version-check --no-deps \
-    --wheel-dir "$ctx/wheelhouse" "$ctx/src" >&2
+  "$("$root/hack/uv.sh")" build --quiet --wheel --out-dir "$ctx/wheelhouse" "$ctx/src" >&2
+  cp "$ctx/src/lock/runtime.txt" "$ctx/wheelhouse/requirements.txt"
   rm -rf "$ctx/src"
+  # uv has no `pip download`; pip checks every file against the lock's hashes.
   "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
     --python-version 3.11 --implementation cp --abi cp311 \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
     --platform manylinux2014_x86_64 --dest "$ctx/wheelhouse" \
-    "$ctx"/wheelhouse/marketplace_fleet-*.whl >&2
+    --require-hashes -r "$ctx/wheelhouse/requirements.txt" >&2
   cp "$root"/images/*.Containerfile "$ctx/"
 }
 

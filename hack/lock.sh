@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Resolve pyproject.toml's dependencies into the committed lock files:
+#
+#   lock/dev.txt       everything .venv gets (runtime + the dev extra): hack/venv.sh
+#   lock/runtime.txt   what the images get, the same versions (constrained by dev.txt)
+#
+# Each lists exact versions with their sha256 hashes for every platform
+# (`uv pip compile --universal --generate-hashes`), so an upstream release can
+# change neither CI nor an image. Re-running keeps every pin that still fits
+# (uv reads the existing file as preferences): only what an edit to the
+# dependency lists requires moves.
+#
+#   hack/lock.sh                              # after editing dependencies (make lock)
+#   hack/lock.sh --upgrade-package aiohttp    # move one package on purpose
+#   hack/lock.sh --upgrade                    # move everything
+#   hack/lock.sh --check                      # exit 1 if pyproject changed since (offline)
+#
+# Why not uv.lock and `uv sync`: see docs/install.md, "Locked dependencies".
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+lock="$root/lock"
+python="${PYTHON:-python3.11}"
+command -v "$python" >/dev/null || python=python3
+
+# The hash of what the lock is resolved from: requires-python and the
+# dependency lists (other edits to pyproject.toml leave the lock valid).
+inputs_hash() {
+  "$python" - "$root/pyproject.toml" <<'PY'
+import hashlib, json, sys, tomllib
+with open(sys.argv[1], "rb") as f:
+    project = tomllib.load(f)["project"]
+keys = ("requires-python", "dependencies", "optional-dependencies")
+print(hashlib.sha256(json.dumps([project.get(k) for k in keys], sort_keys=True).encode()).hexdigest())
+PY
+}
+
+if [[ "${1:-}" == --check ]]; then
+  if [[ "$(cat "$lock/inputs.sha256" 2>/dev/null)" != "$(inputs_hash)" ]]; then
+    echo "lock/ is stale: pyproject.toml's dependencies changed; run 'make lock' and commit lock/" >&2
+    exit 1
+  fi
+  exit 0
+fi
+
+uv="$("$root/hack/uv.sh")"
+compile=("$uv" pip compile --quiet --universal --generate-hashes --python-version 3.11)
+cd "$root"
+mkdir -p lock
+"${compile[@]}" "$@" pyproject.toml --extra dev -o lock/dev.txt
+"${compile[@]}" pyproject.toml -c lock/dev.txt -o lock/runtime.txt
+inputs_hash >lock/inputs.sha256
