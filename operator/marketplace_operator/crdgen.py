@@ -69,11 +69,44 @@ def _int_or_string(schema: Schema) -> Schema:
     return {k: v for k, v in schema.items() if k not in {"anyOf", "type"}}
 
 
+def _bound(out: Schema, key: str, exclusive: str, word: str) -> str | None:
+    if key not in out:
+        return None
+    return f"{word} {out[key]}" + (" (exclusive)" if out.get(exclusive) else "")
+
+
+def documented(out: Schema) -> Schema:
+    """The field's bounds, pattern and rules appended to its description: `kubectl explain`
+    shows only the description, and a user should not have to read the CRD's YAML."""
+    parts = [
+        _bound(out, "minimum", "exclusiveMinimum", "minimum"),
+        _bound(out, "maximum", "exclusiveMaximum", "maximum"),
+        *(f"{word} {out[key]}" for key, word in _LIMIT_WORDS if key in out),
+        f"one of: {', '.join(map(str, out['enum']))}" if "enum" in out else None,
+        f"pattern: {out['pattern']}" if "pattern" in out else None,
+        *(f"rule: {r['message']}" for r in out.get("x-kubernetes-validations", ())),
+    ]
+    found = [p for p in parts if p]
+    if not found:
+        return out
+    text = out.get("description", "").rstrip()
+    return {**out, "description": f"{text} [{'; '.join(found)}]".lstrip()}
+
+
+_LIMIT_WORDS = (
+    ("minLength", "min length"),
+    ("maxLength", "max length"),
+    ("minItems", "min items"),
+    ("maxItems", "max items"),
+    ("maxProperties", "max entries"),
+)
+
+
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     """One node of a pydantic JSON schema as a structural OpenAPI v3 schema."""
     schema = _int_or_string(_resolve(_collapse_nullable(_resolve(schema, defs)), defs))
     if schema.get("x-kubernetes-int-or-string"):
-        return _ordered({k: v for k, v in schema.items() if k not in _DROP})
+        return _ordered(documented({k: v for k, v in schema.items() if k not in _DROP}))
     out: Schema = {k: v for k, v in schema.items() if k not in _DROP | {"properties", "items"}}
     if "properties" in schema:
         out["type"] = "object"
@@ -103,7 +136,7 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             out[limit], out[bound] = out[bound], True
     if out.get("type") == "object" and isinstance(out.get("default"), dict) and "properties" in out:
         out["default"] = {}  # the children's own defaults fill it in
-    return _ordered(out)
+    return _ordered(documented(out))
 
 
 def _ordered(schema: Schema) -> Schema:
@@ -157,6 +190,16 @@ def render(info: CrdInfo) -> Schema:
         if col.format:
             entry["format"] = col.format
         columns.append(entry)
+    version: Schema = {
+        "name": VERSION,
+        "served": True,
+        "storage": True,
+        "subresources": {"status": {}},
+        "additionalPrinterColumns": columns,
+    }
+    if info.selectable_fields:
+        version["selectableFields"] = [{"jsonPath": p} for p in info.selectable_fields]
+    version["schema"] = {"openAPIV3Schema": openapi_schema(info)}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -175,16 +218,7 @@ def render(info: CrdInfo) -> Schema:
                 "shortNames": list(info.short_names),
                 "categories": list(info.categories),
             },
-            "versions": [
-                {
-                    "name": VERSION,
-                    "served": True,
-                    "storage": True,
-                    "subresources": {"status": {}},
-                    "additionalPrinterColumns": columns,
-                    "schema": {"openAPIV3Schema": openapi_schema(info)},
-                }
-            ],
+            "versions": [version],
         },
     }
 

@@ -18,6 +18,12 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("paused-not-bool", {"paused": "yes"}, "must be of type boolean"),
     ("unknown-field", {"replicas": 3}, 'unknown field "spec.replicas"'),
     ("bad-quantity", {"storage": {"size": "lots"}}, "spec.storage.size"),
+    ("negative-size", {"storage": {"size": "-1Gi"}}, "storage.size must be greater than 0"),
+    ("negative-int-size", {"storage": {"size": -1}}, "storage.size must be greater than 0"),
+    ("zero-size", {"storage": {"size": "0"}}, "storage.size must be greater than 0"),
+    ("negative-cpu", {"resources": {"requests": {"cpu": "-100m"}}}, "must not be negative"),
+    ("negative-int-limit", {"resources": {"limits": {"memory": -1}}}, "must not be negative"),
+    ("fleet-too-long", {"fleet": "f" * 51}, "may not be more than 50"),
     ("bad-peer-url", {"p2p": {"bootstrapPeers": ["ftp://x"]}}, "bootstrapPeers[0]"),
     (
         "limit-below-request",
@@ -75,17 +81,26 @@ def test_defaults_are_filled_in_by_the_api_server(kube: k8s.Kube, namespace: str
     }
 
 
+CLASS_IMMUTABLE = "storageClassName is immutable"
+
+
 @pytest.mark.parametrize(
-    ("patch", "message"),
+    ("storage", "patch", "message"),
     [
-        ({"spec": {"fleet": "other"}}, "fleet is immutable"),
-        ({"spec": {"storage": {"size": "512Mi"}}}, "may grow but never shrink"),
+        ({"size": "1Gi"}, {"spec": {"fleet": "other"}}, "fleet is immutable"),
+        ({"size": "1Gi"}, {"spec": {"storage": {"size": "512Mi"}}}, "may grow but never shrink"),
+        ({"size": "1Gi"}, {"spec": {"storage": {"storageClassName": "std"}}}, CLASS_IMMUTABLE),
+        ({"storageClassName": "std"}, {"spec": {"storage": {"storageClassName": None}}},
+         CLASS_IMMUTABLE),
+        ({"storageClassName": "std"}, {"spec": {"storage": {"storageClassName": "other"}}},
+         CLASS_IMMUTABLE),
     ],
-)
+    ids=["fleet", "shrink", "class-added", "class-removed", "class-changed"],
+)  # fmt: skip
 def test_transition_rules(
-    kube: k8s.Kube, namespace: str, patch: dict[str, Any], message: str
+    kube: k8s.Kube, namespace: str, storage: dict[str, Any], patch: dict[str, Any], message: str
 ) -> None:
-    kube.create(k8s.MNODES, mnode_body("moving", namespace, fleet="one", storage={"size": "1Gi"}))
+    kube.create(k8s.MNODES, mnode_body("moving", namespace, fleet="one", storage=storage))
     with pytest.raises(errors.Invalid) as refused:
         kube.patch(k8s.MNODES, namespace, "moving", patch)
     assert message in refused.value.message
@@ -93,8 +108,20 @@ def test_transition_rules(
     assert grown["spec"]["storage"]["size"] == "2Gi"
 
 
+def test_one_fleets_nodes_can_be_selected(kubectl: Kubectl, namespace: str) -> None:
+    for name, fleet in (("a1", "a"), ("a2", "a"), ("b1", "b")):
+        body = mnode_body(name, namespace, fleet=fleet, paused=True)
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(body))
+    out = kubectl("get", "mnode", "-n", namespace, "--field-selector", "spec.fleet=a", "-o", "name")
+    assert out.stdout.split() == ["marketplacenode.marketplace.p2p.dev/a1",
+                                  "marketplacenode.marketplace.p2p.dev/a2"]  # fmt: skip
+
+
 def test_kubectl_explain_documents_the_fields(kubectl: Kubectl, crds: list[str]) -> None:
     out = kubectl("explain", "marketplacenode.spec.p2p.maxPeers").stdout
     assert "Cap of the node's peer table" in out
+    assert "maximum 1000" in out
     status = kubectl("explain", "mnode.status.conditions").stdout
     assert "Ready, Progressing, PolicyApplied and Degraded" in status
+    fleet = " ".join(kubectl("explain", "mnode.spec.fleet").stdout.split())  # unwrapped
+    assert "max length 50" in fleet

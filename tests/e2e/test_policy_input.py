@@ -55,6 +55,12 @@ def _banlist_with(*entries: dict[str, Any]) -> dict[str, Any]:
             "set at most one of duration and expiresAt",
         ),
         (_banlist_with({"peerId": PEER, "duration": "one hour"}), "spec.entries[0].duration"),
+        (_banlist_with({"peerId": PEER, "duration": "87601h"}), "at most 3650 days"),
+        (_banlist_with({"peerId": PEER, "duration": "0s"}), "more than 0s"),
+        (
+            {**_banlist_with(), "spec": {"fleet": "f" * 51, "entries": []}},
+            "may not be more than 50",
+        ),
         (_banlist_with({"peerId": PEER, "action": "maybe"}), "Unsupported value"),
         (_banlist_with({"peerId": "short"}), "spec.entries[0].peerId"),
         (

@@ -29,6 +29,8 @@ from marketplace_node.admin.models import PEER_ID_PATTERN
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from marketplace_operator.model.common import (
+    FLEET_NAME_MAX,
+    FLEET_NAME_PATTERN,
     CamelModel,
     Condition,
     CrdInfo,
@@ -47,7 +49,8 @@ object limit, and keep the API server's CEL cost estimate within budget.
 
 MAX_DURATION: Final = timedelta(days=3_650)
 ALL_FLEETS: Final = "*"
-FLEET_PATTERN: Final = r"^(\*|[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)$"
+FLEET_PATTERN: Final = rf"^(\*|{FLEET_NAME_PATTERN[1:-1]})$"
+MAX_DURATION_CEL: Final = f"{int(MAX_DURATION.total_seconds()) // 3600}h"
 DURATION_PATTERN: Final = r"^([0-9]{1,9}(\.[0-9]{1,9})?(ms|s|m|h))+$"
 _DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h)")
 _UNIT_SECONDS: Final = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3_600.0}
@@ -147,7 +150,17 @@ class BanListEntry(CrdModel):
         default=None,
         max_length=32,
         pattern=DURATION_PATTERN,
-        description="How long the entry applies, counted from the BanList's creation, e.g. 24h.",
+        description=(
+            "How long the entry applies, counted from the BanList's creation, e.g. 24h; "
+            f"more than 0s, at most 3650 days ({MAX_DURATION_CEL})."
+        ),
+        json_schema_extra=validations(
+            cel(
+                "duration(self) > duration('0s') && "
+                f"duration(self) <= duration('{MAX_DURATION_CEL}')",
+                f"duration must be more than 0s and at most 3650 days ({MAX_DURATION_CEL})",
+            )
+        ),
     )
     provenance: Provenance | None = Field(
         default=None,
@@ -198,7 +211,7 @@ class BanListSpec(CrdModel):
 
     fleet: str = Field(
         default=ALL_FLEETS,
-        max_length=63,
+        max_length=FLEET_NAME_MAX,
         pattern=FLEET_PATTERN,
         description='Fleet the entries apply to; "*" (the default) means every fleet here.',
     )
@@ -238,7 +251,7 @@ class PolicyConditionType(enum.StrEnum):
 class FleetConvergence(CrdModel):
     """How far one selected fleet's nodes got with the policy that includes this object."""
 
-    fleet: str = Field(max_length=63, description="Fleet name.")
+    fleet: str = Field(max_length=FLEET_NAME_MAX, description="Fleet name.")
     policy_version: int = Field(ge=0, description="Fleet policy version that includes this object.")
     converged: int = Field(ge=0, description="Nodes that applied that version or a newer one.")
     nodes: int = Field(ge=0, description="Nodes in the fleet.")

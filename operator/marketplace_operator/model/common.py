@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 from pydantic.config import JsonDict
 
@@ -23,9 +23,15 @@ API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_PREFIX = f"{GROUP}/"
 
 DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
-# Kubernetes resource.Quantity, as the API server's own regular expression has it.
+FLEET_NAME_MAX = 50
+"""One limit for a fleet's name, wherever it is written: the longest derived name
+(`<fleet>-policy-<n>` for a policy shard ConfigMap, the `-auto` BanList) must stay a
+valid object name and label value (63 characters)."""
+FLEET_NAME_PATTERN = rf"^[a-z0-9]([-a-z0-9]{{0,{FLEET_NAME_MAX - 2}}}[a-z0-9])?$"
+# Kubernetes resource.Quantity as the API server's own regular expression has it, without
+# the leading sign: no resource this operator sizes can be negative.
 QUANTITY_PATTERN = (
-    r"^(\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
+    r"^(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))"
     r"(([KMGTPE]i)|[numkMGTPE]|([eE](\+|-)?(([0-9]+(\.[0-9]*)?)|(\.[0-9]+))))?$"
 )
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
@@ -45,22 +51,34 @@ def validations(*rules: JsonDict) -> JsonDict:
 
 
 def _check_quantity(value: int | str) -> int | str:
+    """The operator's own reading of a quantity: the schema's rules, for objects stored
+    before them (an int is not covered by the pattern, which constrains strings only)."""
+    if isinstance(value, int) and value < 0:
+        raise ValueError(f"{value} is negative")
     if isinstance(value, str) and not _QUANTITY_RE.match(value):
-        raise ValueError(f"{value!r} is not a Kubernetes quantity (e.g. 500m, 1Gi)")
+        raise ValueError(f"{value!r} is not a non-negative Kubernetes quantity (e.g. 500m, 1Gi)")
     return value
 
 
+NON_NEGATIVE_QUANTITY = "!quantity(string(self)).isLessThan(quantity('0'))"
+POSITIVE_QUANTITY = "quantity(string(self)).isGreaterThan(quantity('0'))"
+
 Quantity = Annotated[
     int | str,
+    AfterValidator(_check_quantity),
     Field(
         json_schema_extra={
             "x-kubernetes-int-or-string": True,
             "pattern": QUANTITY_PATTERN,
             "maxLength": 64,
+            # The pattern constrains strings only; an integer (-1) needs the rule.
+            "x-kubernetes-validations": [
+                {"rule": NON_NEGATIVE_QUANTITY, "message": "must not be negative"}
+            ],
         }
     ),
 ]
-"""A Kubernetes quantity (`1Gi`, `500m`, `2`); `crdgen` renders it as int-or-string."""
+"""A non-negative Kubernetes quantity (`1Gi`, `500m`, `2`); rendered as int-or-string."""
 
 
 class CamelModel(BaseModel):
@@ -164,6 +182,8 @@ class CrdInfo:
     categories: tuple[str, ...] = ("marketplace",)
     printer_columns: tuple[PrinterColumn, ...] = ()
     root_validations: tuple[JsonDict, ...] = ()
+    # JSON paths a client may filter on with --field-selector (e.g. one fleet's nodes).
+    selectable_fields: tuple[str, ...] = ()
     extra_status_properties: dict[str, Any] = field(default_factory=dict)
 
     @property

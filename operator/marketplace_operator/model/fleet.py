@@ -23,6 +23,7 @@ from typing import Final
 from pydantic import Field
 
 from marketplace_operator.model.common import (
+    FLEET_NAME_MAX,
     LABEL_PREFIX,
     CamelModel,
     Condition,
@@ -187,9 +188,10 @@ CRD = CrdInfo(
     ),
     root_validations=(
         cel(
-            "self.metadata.name.size() <= 50 && "
+            f"self.metadata.name.size() <= {FLEET_NAME_MAX} && "
             "self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",
-            "metadata.name must be the fleet's name (a DNS label of at most 50 characters)",
+            "metadata.name must be the fleet's name "
+            f"(a DNS label of at most {FLEET_NAME_MAX} characters)",
         ),
     ),
     printer_columns=(

@@ -8,7 +8,9 @@ from typing import Annotated
 from pydantic import ConfigDict, Field
 
 from marketplace_operator.model.common import (
-    DNS_LABEL_PATTERN,
+    FLEET_NAME_MAX,
+    FLEET_NAME_PATTERN,
+    POSITIVE_QUANTITY,
     CamelModel,
     Condition,
     CrdInfo,
@@ -53,28 +55,45 @@ class P2PSpec(CamelModel):
     )
 
 
+# On the parent object, so that adding or removing the class is caught too: a rule on the
+# field itself runs only when the old and the new object both have it.
+_CLASS_UNCHANGED = (
+    "has(self.storageClassName) == has(oldSelf.storageClassName) && "
+    "(!has(self.storageClassName) || self.storageClassName == oldSelf.storageClassName)"
+)
+
+
 class StorageSpec(CamelModel):
     """The node's data volume (SQLite store and content blobs)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                _CLASS_UNCHANGED,
+                "storage.storageClassName is immutable (it cannot be added, changed or removed)",
+                reason="FieldValueForbidden",
+            )
+        )
+    )
 
     size: Quantity = Field(
         default="1Gi",
         description="Requested size of the data PersistentVolumeClaim; it may grow, never shrink.",
         json_schema_extra=validations(
+            cel(POSITIVE_QUANTITY, "storage.size must be greater than 0"),
             cel(
                 f"{_QTY_CMP.format(a='self', b='oldSelf')} >= 0",
                 "storage.size may grow but never shrink",
                 reason="FieldValueForbidden",
-            )
+            ),
         ),
     )
     storage_class_name: str | None = Field(
         default=None,
         max_length=253,
         description=(
-            "StorageClass of the data PersistentVolumeClaim; empty: the cluster default. Immutable."
-        ),
-        json_schema_extra=validations(
-            cel("self == oldSelf", "storage.storageClassName is immutable")
+            "StorageClass of the data PersistentVolumeClaim; empty: the cluster default. "
+            "Immutable: it cannot be added, changed or removed after creation."
         ),
     )
 
@@ -118,8 +137,8 @@ class MarketplaceNodeSpec(CamelModel):
     fleet: str = Field(
         default=DEFAULT_FLEET,
         min_length=1,
-        max_length=50,
-        pattern=DNS_LABEL_PATTERN,
+        max_length=FLEET_NAME_MAX,
+        pattern=FLEET_NAME_PATTERN,
         description="Fleet this node belongs to (a DNS label); immutable.",
         json_schema_extra=validations(cel("self == oldSelf", "fleet is immutable")),
     )
@@ -215,6 +234,7 @@ CRD = CrdInfo(
             "metadata.name must be a DNS-1035 label (it names the node's Pod and Service)",
         ),
     ),
+    selectable_fields=(".spec.fleet",),
     printer_columns=(
         PrinterColumn("Fleet", "string", ".spec.fleet", "Fleet of the node"),
         PrinterColumn("Phase", "string", ".status.phase", "Lifecycle phase"),

@@ -21,7 +21,13 @@ from marketplace_operator.model.banlist import (
     PolicyObjectStatus,
     converged_columns,
 )
-from marketplace_operator.model.common import CrdInfo, PrinterColumn, cel, validations
+from marketplace_operator.model.common import (
+    FLEET_NAME_MAX,
+    CrdInfo,
+    PrinterColumn,
+    cel,
+    validations,
+)
 
 MAX_SECONDS = 31_536_000.0
 
@@ -95,7 +101,7 @@ class RateLimitPolicySpec(CrdModel):
 
     fleet: str = Field(
         default=ALL_FLEETS,
-        max_length=63,
+        max_length=FLEET_NAME_MAX,
         pattern=FLEET_PATTERN,
         description='Fleet the limits apply to; "*" (the default) means every fleet here.',
     )

@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 import yaml
 from marketplace_operator import crdgen
-from marketplace_operator.model import CRDS
+from marketplace_operator.model import CRDS, banlist, mnode, ratelimitpolicy
 from marketplace_operator.model.common import CrdInfo
+from pydantic import ValidationError
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -66,3 +67,39 @@ def test_check_mode_reports_stale_files(tmp_path: Path) -> None:
 def test_generated_yaml_parses_back_to_the_rendered_dict() -> None:
     for info in CRDS:
         assert yaml.safe_load(crdgen.dump(info)) == crdgen.render(info)
+
+
+def test_bounds_patterns_and_rules_show_in_descriptions() -> None:
+    spec = crdgen.openapi_schema(mnode.CRD)["properties"]["spec"]["properties"]
+    assert spec["p2p"]["properties"]["port"]["description"].endswith(
+        "[minimum 1024; maximum 65535]"
+    )
+    assert "max length 50" in spec["fleet"]["description"]
+    assert "pattern: ^[a-z0-9]" in spec["fleet"]["description"]
+    assert (
+        "rule: storage.size must be greater than 0"
+        in (spec["storage"]["properties"]["size"]["description"])
+    )
+    assert "cannot be added, changed or removed" in spec["storage"]["description"]
+
+
+@pytest.mark.parametrize("size", ["-1Gi", -1, "+1Gi"])
+def test_the_operator_refuses_negative_quantities_stored_before_the_schema(
+    size: int | str,
+) -> None:
+    with pytest.raises(ValidationError):
+        mnode.MarketplaceNodeSpec.model_validate({"storage": {"size": size}})
+    with pytest.raises(ValidationError):
+        mnode.MarketplaceNodeSpec.model_validate({"resources": {"requests": {"cpu": size}}})
+
+
+def test_one_fleet_name_limit_everywhere() -> None:
+    long = "f" * 51
+    for spec in (
+        mnode.MarketplaceNodeSpec,
+        banlist.BanListSpec,
+        ratelimitpolicy.RateLimitPolicySpec,
+    ):
+        with pytest.raises(ValidationError):
+            spec.model_validate({"fleet": long})
+        assert spec.model_validate({"fleet": "f" * 50}).fleet == "f" * 50

@@ -179,6 +179,7 @@ def test_crd_carries_the_cel_rules_and_bounds() -> None:
         "has(self.peerId) != has(self.cidr)",
         "!has(self.cidr) || isCIDR(self.cidr)",
         "!(has(self.duration) && has(self.expiresAt))",
+        "duration(self) > duration('0s') && duration(self) <= duration('87600h')",
     }
     rlp = crdgen.openapi_schema(ratelimitpolicy.CRD)
     assert any("firstBanSeconds <= self.maxBanSeconds" in r for r in _rules(rlp))
