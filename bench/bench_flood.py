@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,6 +27,8 @@ import time
 from pathlib import Path
 
 import aiohttp
+
+from tests.support.net import free_port
 
 HOST = "127.0.0.1"
 HONEST_SOURCES = ("127.0.0.11", "127.0.0.12", "127.0.0.13", "127.0.0.14")
@@ -63,12 +64,6 @@ async def main():
     print(json.dumps({"counts": counts, "last": last}))
 asyncio.run(main())
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def wait_ready(base: str) -> None:
@@ -166,7 +161,7 @@ async def run(base: str) -> float:
 
 def main() -> int:
     print("== flood: honest searches while one client floods a node ==")
-    port = free_port()
+    port = free_port(HOST)
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as data:
         env = os.environ | {
             "MARKETPLACE_NODE_HOST": HOST,

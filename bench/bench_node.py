@@ -24,7 +24,6 @@ import json
 import math
 import os
 import random
-import socket
 import statistics
 import string
 import sys
@@ -39,6 +38,8 @@ from marketplace_node.admin.models import Limit, Operation, PolicyDocument, Rate
 from marketplace_node.model import AnnouncementKind, PackageDraft, PackageMeta, Query
 from marketplace_node.search import SearchIndex
 from marketplace_node.store import Store
+
+from tests.support.net import free_port
 
 PACKAGES = 10_000
 SEARCH_TARGET_MS = 5.0
@@ -66,12 +67,6 @@ web.run_app(app, host=sys.argv[1], port=int(sys.argv[2]), access_log=None, print
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 # -- catalogue ------------------------------------------------------------------------

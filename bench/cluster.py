@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -29,6 +28,7 @@ from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
 from marketplace_operator.model.common import LABEL_PREFIX
 
 from bench import memory
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 # kopf's finalizer, as `handlers.mnode.configure` names it.
@@ -50,12 +50,6 @@ def apply_crds() -> None:
     for f in sorted((ROOT / "crds").glob("*.yaml")):
         kubectl("apply", "--server-side", "--force-conflicts", "-f", str(f))
         kubectl("wait", "--for=condition=Established", "-f", str(f), "--timeout=60s")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait(what: str, probe: Callable[[], object], *, deadline: float, interval: float) -> float:

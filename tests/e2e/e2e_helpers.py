@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -15,6 +13,9 @@ from typing import Any, TypeVar
 import pytest
 import urllib3
 from marketplace_operator import errors, k8s
+
+from tests.support import poll
+from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
@@ -29,27 +30,10 @@ def wait_for(
     interval: float = 0.2,
     what: str = "condition",
 ) -> T:
-    """Call `probe` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = probe()
-        except errors.OperatorError as exc:  # API hiccups while things change
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}; last seen: {last!r}")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """`tests.support.poll.wait_for`, riding out API hiccups while things change."""
+    return poll.wait_for(
+        probe, timeout=timeout, interval=interval, what=what, ignoring=(errors.OperatorError,)
+    )
 
 
 class OperatorProcess:

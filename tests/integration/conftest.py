@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,6 +15,8 @@ from typing import Any, TypeVar
 
 import pytest
 from kubernetes import client, config
+
+from tests.support.poll import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 T = TypeVar("T")
@@ -65,25 +66,7 @@ def namespace(core: Any) -> Iterator[str]:
     core.delete_namespace(name, body={"propagationPolicy": "Background"})
 
 
-def wait_until(
-    probe: Callable[[], T | None],
-    *,
-    timeout: float,
-    what: str,
-    interval: float = 0.2,
-) -> T:
-    """Poll until `probe` returns something truthy; fail the test at the deadline."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
 @pytest.fixture
 def wait() -> Callable[..., Any]:
-    """`wait(probe, timeout=..., what=...)`: see wait_until."""
-    return wait_until
+    """`wait(probe, timeout=..., what=...)`: see tests.support.poll.wait_for."""
+    return wait_for

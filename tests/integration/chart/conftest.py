@@ -13,7 +13,6 @@ import hashlib
 import json
 import os
 import shutil
-import socket
 import subprocess
 import uuid
 from collections.abc import Iterator, Mapping
@@ -23,6 +22,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.support.net import free_ports
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "marketplace-operator"
@@ -140,17 +141,6 @@ class Cluster:
         return out
 
 
-def _free_ports(count: int) -> list[int]:
-    socks = [socket.socket() for _ in range(count)]
-    try:
-        for s in socks:
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
 @pytest.fixture(scope="session")
 def chart_cluster() -> Iterator[Cluster]:
     """A disposable cluster for the chart: CHART_TEST_KUBECONFIG, else a private local one."""
@@ -163,7 +153,7 @@ def chart_cluster() -> Iterator[Cluster]:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     state = cache / "marketplace-fleet" / "chart-test-clusters" / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
-    api, etcd, peer, kcm, sched, kubelet = _free_ports(6)
+    api, etcd, peer, kcm, sched, kubelet = free_ports(6)
     env = {
         "CLUSTER_DIR": str(state),
         "API_PORT": str(api),

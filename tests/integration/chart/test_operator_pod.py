@@ -4,11 +4,12 @@ to Ready without a single forbidden request."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
 import yaml
+
+from tests.support.poll import wait_for
 
 from .conftest import CHART, ROOT, Cluster, Helm
 
@@ -22,15 +23,13 @@ IMAGES = "localhost/marketplace-fleet"
 
 
 def _wait(cluster: Cluster, *, timeout: float, what: str, check: str) -> None:
-    deadline = time.monotonic() + timeout
-    last = ""
-    while time.monotonic() < deadline:
+    """Until `kubectl get <check>` prints True."""
+
+    def probe() -> str | None:
         done = cluster.kubectl_run("get", *check.split(), check=False)
-        last = done.stdout.strip() + done.stderr.strip()
-        if last == "True":
-            return
-        time.sleep(1)
-    pytest.fail(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+        return "True" if done.stdout.strip() == "True" else None
+
+    wait_for(probe, timeout=timeout, interval=1, what=what)
 
 
 @pytest.fixture(scope="module")
@@ -140,11 +139,12 @@ def test_operator_pod_runs_a_fleet_through_its_life_without_forbidden_calls(
         "mnode/market-b",
         "marketplace.p2p.dev/restartedAt=chart-test",
     )
-    deadline = time.monotonic() + 150
-    while _pod_uid_or_none(operator, "market-b") in (before, None):
-        if time.monotonic() > deadline:
-            pytest.fail("market-b's pod was not replaced after the restart request")
-        time.sleep(1)
+    wait_for(
+        lambda: _pod_uid_or_none(operator, "market-b") not in (before, None),
+        timeout=150,
+        interval=1,
+        what="market-b's pod to be replaced after the restart request",
+    )
     _ready(operator, "market-b")
 
     operator.kubectl_run("delete", "mnode", "market-c", "-n", FLEET_NS, "--timeout=90s")
@@ -221,11 +221,14 @@ def test_ha_one_replica_acts_and_the_standby_takes_over(
         },
     )
     try:
-        deadline = time.monotonic() + 60
-        while len(peers := _peers(chart_cluster)) < 2:
-            if time.monotonic() > deadline:
-                pytest.fail(f"both replicas did not join the peering: {peers}")
-            time.sleep(1)
+
+        def both_joined() -> list[str] | None:
+            peers = _peers(chart_cluster)
+            return peers if len(peers) >= 2 else None
+
+        peers = wait_for(
+            both_joined, timeout=60, interval=1, what="both replicas to join the peering"
+        )
         active, standby = peers[:2]
         _node(chart_cluster, "before")
         assert _mentions(chart_cluster, active, "before") > 0

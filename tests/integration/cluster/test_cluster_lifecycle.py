@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import random
-import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.support.net import free_ports
+from tests.support.poll import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -34,18 +35,6 @@ spec:
     - -c
     - "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(3600)"
 """
-
-
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on right now (the kernel's pick of ephemeral ports)."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def recorded_pids(pid_dir: Path) -> list[int]:
@@ -94,11 +83,11 @@ def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
         subprocess.run([CLUSTER, "up"], env=env, check=True, timeout=240, capture_output=True)
         kubectl = [str(state / "bin" / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
         subprocess.run([*kubectl, "apply", "-f", "-"], input=POD.encode(), check=True, timeout=30)
-        deadline = time.monotonic() + 60
-        while not list((state / "pids" / "pods").glob("*.pid")):
-            assert time.monotonic() < deadline, "the pod's process never started"
-            time.sleep(0.2)
-        (pod_pid_file,) = (state / "pids" / "pods").glob("*.pid")
+        (pod_pid_file,) = wait_for(
+            lambda: list((state / "pids" / "pods").glob("*.pid")),
+            timeout=60,
+            what="the pod's process to start",
+        )
         pod_record = pod_pid_file.read_text()
         # A new kubelet adopts the running container instead of restarting it.
         subprocess.run(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import time
 import urllib.error
 import urllib.request
@@ -18,6 +17,8 @@ import uuid
 from pathlib import Path
 
 import pytest
+
+from tests.support.net import free_port
 
 from .conftest import Ctr, Images
 
@@ -27,13 +28,6 @@ pytestmark = pytest.mark.skipif(
 )
 
 UID = 65532  # the images' USER, and the pods' runAsUser
-
-
-def free_port(host: str) -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def wait_http_ok(url: str, *, timeout: float, log: Path) -> bytes:

@@ -30,7 +30,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marketplace_node import errors, identity, signing
 from marketplace_node.admin.models import ErrorBody, Operation
-from marketplace_node.testing import Node, free_port, get_json, http
+
+from tests.support.net import free_port
+from tests.support.node_processes import Node, get_json, http
 
 TOKEN = "fuzz-admin-token-0123456789abcdef"
 HOST = "127.0.0.90"  # away from NodeCluster's 127.0.0.40+ so parallel runs do not collide

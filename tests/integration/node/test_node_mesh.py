@@ -15,7 +15,9 @@ from pathlib import Path
 import pytest
 from marketplace_node import identity, sealing, signing
 from marketplace_node.model import AnnouncementKind, PackageDraft
-from marketplace_node.testing import Node, NodeCluster, get_json, http, wait_for
+
+from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, get_json, http
+from tests.support.poll import wait_for
 
 
 @pytest.fixture
@@ -74,9 +76,10 @@ def test_published_package_is_found_and_fetched_everywhere(
     package_id = publish(cluster.nodes[3], tmp_path, "foxtool", content)
     for node in cluster.nodes:
         wait_for(
-            f"node {node.index} to find the package",
             functools.partial(finds, node, "FOX", package_id),
             timeout=30,
+            what=f"node {node.index} to find the package",
+            ignoring=NODE_ERRORS,
         )
     for node in cluster.nodes:
         if node is cluster.nodes[3]:
@@ -95,9 +98,19 @@ def test_dead_and_tampering_providers_are_skipped_and_lose_reputation(
     content = b"precious bytes" * 1000
     package_id = publish(good, tmp_path, "precious", content)
     for node in (dead, tampering):
-        wait_for("catalogue to spread", functools.partial(finds, node, "precious", package_id))
+        wait_for(
+            functools.partial(finds, node, "precious", package_id),
+            timeout=30,
+            what="catalogue to spread",
+            ignoring=NODE_ERRORS,
+        )
         node.cli("fetch", package_id, "--output", str(tmp_path / f"copy{node.index}"))
-    wait_for("fetcher to see three providers", lambda: len(providers(fetcher, package_id)) == 3)
+    wait_for(
+        lambda: len(providers(fetcher, package_id)) == 3,
+        timeout=30,
+        what="fetcher to see three providers",
+        ignoring=NODE_ERRORS,
+    )
     blob = tampering.data_dir / "blobs" / hashlib.sha256(content).hexdigest()
     blob.write_bytes(b"X" + content[1:])
     dead.kill()
@@ -127,9 +140,10 @@ def test_restarted_node_keeps_what_it_acknowledged_and_catches_up(
     assert acknowledged in search_ids(victim, "durable")
     for package_id in missed:
         wait_for(
-            "restarted node to catch up",
             functools.partial(finds, victim, "missed", package_id),
             timeout=30,
+            what="restarted node to catch up",
+            ignoring=NODE_ERRORS,
         )
     assert time.monotonic() - started < 15  # caught up within seconds of listening
     content = get_json(f"{victim.url}/api/v1/packages/{acknowledged}")
@@ -177,7 +191,12 @@ def test_subscriber_sees_remote_publish_and_resumes_without_loss(
     later = [publish(publisher, tmp_path, f"streamy{i}", str(i).encode()) for i in (2, 3)]
     publish(publisher, tmp_path, "unrelated", b"u")
     for package_id in later:
-        wait_for("gossip to the watcher", functools.partial(finds, watcher, "streamy", package_id))
+        wait_for(
+            functools.partial(finds, watcher, "streamy", package_id),
+            timeout=30,
+            what="gossip to the watcher",
+            ignoring=NODE_ERRORS,
+        )
     resumed = _sse_events(watcher, "q=streamy", cursor, want=2)
     assert [e[1]["id"] for e in resumed] == later
 
@@ -229,10 +248,12 @@ def test_sigterm_drains_and_exits_cleanly(cluster: NodeCluster) -> None:
     leaving, observer = cluster.nodes[4], cluster.nodes[0]
     assert leaving.terminate() == 0
     wait_for(
-        "observer to drop the leaving peer",
         lambda: (
             leaving.peer_id not in {p["peerId"] for p in get_json(f"{observer.url}/api/v1/peers")}
         ),
+        timeout=30,
+        what="observer to drop the leaving peer",
+        ignoring=NODE_ERRORS,
     )
 
 
@@ -242,13 +263,20 @@ def test_drained_sole_provider_hands_its_content_to_a_peer(
     leaving, reader = cluster.nodes[2], cluster.nodes[0]
     content = b"only one copy" * 100
     package_id = publish(leaving, tmp_path, "solecopy", content)
-    wait_for("catalogue to spread", functools.partial(finds, reader, "solecopy", package_id))
+    wait_for(
+        functools.partial(finds, reader, "solecopy", package_id),
+        timeout=30,
+        what="catalogue to spread",
+        ignoring=NODE_ERRORS,
+    )
     assert leaving.terminate() == 0  # drain: replicate to a peer, then announce leaving
 
     def others_provide() -> bool:
         return bool(providers(reader, package_id).keys() - {leaving.peer_id})
 
-    wait_for("a peer to take over as provider", others_provide)
+    wait_for(
+        others_provide, timeout=30, what="a peer to take over as provider", ignoring=NODE_ERRORS
+    )
     assert leaving.peer_id not in providers(reader, package_id)
     out = tmp_path / "after-drain"
     reader.cli("fetch", package_id, "--output", str(out))
@@ -264,6 +292,16 @@ def test_members_file_in_the_policy_dir_joins_the_fleet(
     members = {"members": [{"address": cluster.nodes[0].url}, {"address": cluster.nodes[3].url}]}
     (policy / "members.json").write_text(json.dumps(members))
     newcomer = cluster.add(bootstrap=[], env={"MARKETPLACE_NODE_POLICY_DIR": str(policy)})
-    wait_for("the newcomer to join", lambda: len(get_json(f"{newcomer.url}/api/v1/peers")) >= 5)
-    wait_for("the newcomer to sync", functools.partial(finds, newcomer, "beforejoin", known))
+    wait_for(
+        lambda: len(get_json(f"{newcomer.url}/api/v1/peers")) >= 5,
+        timeout=30,
+        what="the newcomer to join",
+        ignoring=NODE_ERRORS,
+    )
+    wait_for(
+        functools.partial(finds, newcomer, "beforejoin", known),
+        timeout=30,
+        what="the newcomer to sync",
+        ignoring=NODE_ERRORS,
+    )
     assert http("GET", f"{newcomer.url}/readyz")[0] == 200

@@ -9,27 +9,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, identity
 from marketplace_node.admin.models import ErrorBody
-from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
-from marketplace_node.metrics import NodeMetrics
-from marketplace_node.service import NodeService
-from prometheus_client import CollectorRegistry
+
+from tests.support.node_server import serving
 
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
-    service = NodeService(
-        NodeSettings(data_dir=tmp_path, port=0),
-        identity=identity.Identity.generate(),
-        clock=SystemClock(),
-        metrics=NodeMetrics(CollectorRegistry()),
-    )
-    started = TestServer(app.build_app(service), host="127.0.0.1")
-    await started.start_server()
-    yield started
-    await started.close()
+    async with serving(NodeSettings(data_dir=tmp_path, port=0)) as (started, _):
+        yield started
 
 
 @pytest.mark.parametrize("body", [b"", b"not the content"])

@@ -9,30 +9,22 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, identity, limits, sealing, signing
+from marketplace_node import identity, limits, sealing, signing
 from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
-from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Hello
 from marketplace_node.service import NodeService
-from marketplace_node.testing import package, package_announcement
-from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
+
+from tests.support.node_server import serving
+from tests.support.signed import package, package_announcement
 
 
 @pytest.fixture
 async def node(tmp_path: Path) -> AsyncIterator[tuple[TestServer, NodeService]]:
     settings = NodeSettings(data_dir=tmp_path, port=0, admin_token=SecretStr("s3cret"))
-    service = NodeService(
-        settings,
-        identity=identity.Identity.generate(),
-        clock=SystemClock(),
-        metrics=NodeMetrics(CollectorRegistry()),
-    )
-    server = TestServer(app.build_app(service), host="127.0.0.1")
-    await server.start_server()
-    yield server, service
-    await server.close()
+    async with serving(settings) as running:
+        yield running
 
 
 def signed(

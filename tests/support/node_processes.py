@@ -1,85 +1,26 @@
-"""Test utilities for the node, like `aiohttp.test_utils`: signed fixtures and real node processes.
-
-* `package()`, `package_announcement()`, `provider_announcement()` build
-  validly signed documents for unit tests.
-* `NodeCluster` runs `marketplace-node run` subprocesses on their own
-  127.0.0.x addresses with their own data directories, waits with deadlines,
-  and kills every process it started on `close()` (multi-node tests, bench).
-"""
+"""Real `marketplace-node run` processes for multi-node tests: each on its own 127.0.0.x
+address with its own data directory; `NodeCluster` waits with deadlines and kills every
+process it started on `close()`."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import hashlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-from marketplace_node import identity, sealing
-from marketplace_node.model import (
-    Announcement,
-    AnnouncementKind,
-    PackageDraft,
-    PackageMeta,
-    ProviderRecord,
-)
+from tests.support.net import free_port
+from tests.support.poll import wait_for
 
-PUBLISHER = identity.Identity.generate()
-
-
-def package(
-    name: str = "pkg",
-    version: str = "1.0",
-    *,
-    description: str = "",
-    category: str = "tools",
-    tags: tuple[str, ...] = (),
-    content: bytes = b"content",
-    publisher: identity.Identity = PUBLISHER,
-) -> PackageMeta:
-    draft = PackageDraft(
-        name=name,
-        version=version,
-        description=description,
-        category=category,
-        tags=tags,
-        digest=hashlib.sha256(content).hexdigest(),
-        size=len(content),
-    )
-    return sealing.sign_package(publisher, draft)
-
-
-def package_announcement(
-    meta: PackageMeta, origin: identity.Identity = PUBLISHER, created: int = 100
-) -> Announcement:
-    return sealing.announce(origin, AnnouncementKind.PACKAGE, created=created, package=meta)
-
-
-def provider_announcement(
-    package_id: str,
-    origin: identity.Identity,
-    *,
-    kind: AnnouncementKind = AnnouncementKind.PROVIDER_ADDED,
-    created: int = 100,
-) -> Announcement:
-    record = ProviderRecord(
-        package_id=package_id, peer_id=origin.peer_id, address="http://127.0.0.1:1", ttl_seconds=60
-    )
-    return sealing.announce(origin, kind, created=created, provider=record)
-
-
-T = TypeVar("T")
+# What a node that is still starting, or changing, answers a probe with.
+NODE_ERRORS = (OSError, ValueError, KeyError, IndexError)
 CLI = str(Path(sys.executable).with_name("marketplace-node"))
 FAST = {
     "MARKETPLACE_NODE_LIVENESS_INTERVAL_SECONDS": "0.5",
@@ -93,34 +34,12 @@ FAST = {
 }
 
 
-def free_port(host: str) -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(
-    what: str, probe: Callable[[], T | None], timeout: float = 30.0, interval: float = 0.1
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-            value = probe()
-            if value:
-                return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(interval)
-
-
 def http(
     method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
 ) -> tuple[int, bytes]:
-    request = urllib.request.Request(  # noqa: S310 - loopback URLs built by this module
-        url, data=body, method=method, headers=headers or {}
-    )
+    request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - as above
+        with urllib.request.urlopen(request, timeout=10) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
@@ -166,10 +85,11 @@ class Node:
         out.close()
 
     def wait_listening(self) -> None:
-        self.peer_id = wait_for(  # generous: the machine may be shared and busy
-            f"node {self.index} to listen",
+        self.peer_id = wait_for(
             lambda: get_json(f"{self.url}/api/v1/status")["peerId"],
             timeout=90,
+            what=f"node {self.index} to listen",
+            ignoring=NODE_ERRORS,
         )
 
     def cli(self, *args: str) -> Any:
@@ -239,9 +159,10 @@ class NodeCluster:
         live = nodes or [n for n in self.nodes if n.process and n.process.poll() is None]
         for node in live:
             wait_for(
-                f"node {node.index} to know {len(live) - 1} peers",
                 functools.partial(_knows, node, len(live) - 1),
                 timeout=60,
+                what=f"node {node.index} to know {len(live) - 1} peers",
+                ignoring=NODE_ERRORS,
             )
 
     def close(self) -> None:

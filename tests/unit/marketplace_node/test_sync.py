@@ -12,8 +12,9 @@ from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Announcement, Change, ChangePage
 from marketplace_node.service import NodeService
-from marketplace_node.testing import package, package_announcement, provider_announcement
 from prometheus_client import CollectorRegistry
+
+from tests.support.signed import package, package_announcement, provider_announcement
 
 PAGE = 2
 

@@ -8,7 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marketplace_node.model import PackageMeta, Query
 from marketplace_node.search import SearchIndex, matches, rank
-from marketplace_node.testing import package
+
+from tests.support.signed import package
 
 WORDS = ["web", "framework", "http", "json", "Parser", "fast", "db", "sql-lite", "tool", "Web2"]
 

@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from marketplace_node import identity, limits, sealing
 from marketplace_node.errors import BadSignature
 from marketplace_node.model import Announcement, AnnouncementKind, Hello, PackageMeta, Query
-from marketplace_node.testing import PUBLISHER, package, package_announcement, provider_announcement
+
+from tests.support.signed import PUBLISHER, package, package_announcement, provider_announcement
 
 
 def test_package_signature_covers_every_field() -> None:

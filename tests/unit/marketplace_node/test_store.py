@@ -13,7 +13,8 @@ from marketplace_node.blobs import BlobStore
 from marketplace_node.errors import IntegrityError, PayloadTooLarge
 from marketplace_node.model import Announcement, AnnouncementKind
 from marketplace_node.store import Store
-from marketplace_node.testing import PUBLISHER, package, package_announcement, provider_announcement
+
+from tests.support.signed import PUBLISHER, package, package_announcement, provider_announcement
 
 
 async def test_applied_announcements_survive_reopen_and_replays_are_ignored(tmp_path: Path) -> None:
