@@ -7,18 +7,16 @@ import asyncio
 import hashlib
 import json
 import sys
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pydantic
 
-from marketplace_node import config, logs, runner
+from marketplace_node import api_client
+from marketplace_node.api_client import CliError, Exit
 
 DEFAULT_NODE = "http://127.0.0.1:7070"
-TIMEOUT = 60.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -71,19 +69,6 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _call(
-    method: str, url: str, body: bytes | None = None, content_type: str = "application/json"
-) -> Any:
-    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked in main()
-        url, data=body, method=method, headers={"Content-Type": content_type}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=TIMEOUT) as resp:  # noqa: S310 - user-given node URL
-            return json.loads(resp.read() or b"null")
-    except urllib.error.HTTPError as exc:
-        raise SystemExit(f"error {exc.code}: {exc.read().decode(errors='replace')}") from exc
-
-
 def _query_string(args: argparse.Namespace) -> str:
     pairs: list[tuple[str, str]] = [("q", k) for k in args.keywords] + [
         ("tag", t) for t in args.tag
@@ -100,9 +85,12 @@ def _query_string(args: argparse.Namespace) -> str:
 
 
 def _publish(args: argparse.Namespace) -> Any:
-    data = args.file.read_bytes()
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CliError(Exit.LOCAL, f"cannot read {args.file}: {exc.strerror or exc}") from None
     digest = hashlib.sha256(data).hexdigest()
-    _call("PUT", f"{args.node}/api/v1/blobs/{digest}", data, "application/octet-stream")
+    api_client.call("PUT", f"{args.node}/api/v1/blobs/{digest}", data, "application/octet-stream")
     draft = {
         "name": args.name,
         "version": args.version,
@@ -112,61 +100,90 @@ def _publish(args: argparse.Namespace) -> Any:
         "digest": digest,
         "size": len(data),
     }
-    return _call("POST", f"{args.node}/api/v1/packages", json.dumps(draft).encode())
+    return api_client.call("POST", f"{args.node}/api/v1/packages", json.dumps(draft).encode())
 
 
 def _fetch(args: argparse.Namespace) -> Any:
-    view = _call("GET", f"{args.node}/api/v1/packages/{args.id}")
-    with urllib.request.urlopen(  # noqa: S310 - http(s) only, checked in main()
-        f"{args.node}/api/v1/packages/{args.id}/content", timeout=TIMEOUT
-    ) as resp:
-        data = resp.read()
-    if hashlib.sha256(data).hexdigest() != view["package"]["digest"]:
-        raise SystemExit("downloaded content does not match the signed digest")
-    args.output.write_bytes(data)
-    return {
-        "id": args.id,
-        "digest": view["package"]["digest"],
-        "size": len(data),
-        "path": str(args.output),
-    }
+    view = api_client.call("GET", f"{args.node}/api/v1/packages/{args.id}")
+    data = api_client.download(f"{args.node}/api/v1/packages/{args.id}/content")
+    digest = view["package"]["digest"]
+    if hashlib.sha256(data).hexdigest() != digest:
+        raise CliError(
+            Exit.INTEGRITY, f"the content of {args.id} does not match its signed digest {digest}"
+        )
+    try:
+        args.output.write_bytes(data)
+    except OSError as exc:
+        raise CliError(Exit.LOCAL, f"cannot write {args.output}: {exc.strerror or exc}") from None
+    return {"id": args.id, "digest": digest, "size": len(data), "path": str(args.output)}
 
 
 def _subscribe(args: argparse.Namespace) -> None:
     url = f"{args.node}/api/v1/subscribe?{_query_string(args)}"
-    with urllib.request.urlopen(url, timeout=None) as resp:  # noqa: S310
+    with api_client.request("GET", url, timeout=None) as resp:
         for line in resp:
             sys.stdout.write(line.decode())
             sys.stdout.flush()
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
-    if args.command == "run":
-        overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
-        try:
-            settings = config.load(args.config, overrides)
-        except pydantic.ValidationError as exc:
-            raise SystemExit(f"invalid configuration:\n{exc}") from exc
-        logs.configure(settings.log_level)
+def _run(args: argparse.Namespace) -> None:
+    # The server's imports (aiohttp, prometheus, the app) cost a second on a busy machine:
+    # only `run` pays it, not every client command.
+    from marketplace_node import config, logs, runner  # noqa: PLC0415
+
+    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+    try:
+        settings = config.load(args.config, overrides)
+    except pydantic.ValidationError as exc:
+        raise CliError(Exit.USAGE, f"invalid configuration: {_first_error(exc)}") from None
+    logs.configure(settings.log_level)
+    try:
         asyncio.run(runner.serve(settings))
-        return
+    except OSError as exc:  # the address is taken or not ours, the data dir not writable
+        raise CliError(Exit.LOCAL, f"cannot start: {exc.strerror or exc}") from None
+
+
+def _first_error(exc: pydantic.ValidationError) -> str:
+    """'port: Input should be less than or equal to 65535' (and how many more)."""
+    errors = exc.errors(include_url=False)
+    first = errors[0]
+    where = ".".join(str(part) for part in first["loc"]) or "settings"
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"{where}: {first['msg']}{more}"
+
+
+def _client(args: argparse.Namespace) -> None:
     node = args.node.rstrip("/")
     if not node.startswith(("http://", "https://")):
-        raise SystemExit("--node must be an http:// or https:// URL")
+        raise CliError(Exit.USAGE, "--node must be an http:// or https:// URL")
     args.node = node
     if args.command == "subscribe":
         _subscribe(args)
         return
     result = {
         "publish": lambda: _publish(args),
-        "search": lambda: _call("GET", f"{node}/api/v1/search?{_query_string(args)}"),
+        "search": lambda: api_client.call("GET", f"{node}/api/v1/search?{_query_string(args)}"),
         "fetch": lambda: _fetch(args),
-        "peers": lambda: _call("GET", f"{node}/api/v1/peers"),
-        "status": lambda: _call("GET", f"{node}/api/v1/status"),
+        "peers": lambda: api_client.call("GET", f"{node}/api/v1/peers"),
+        "status": lambda: api_client.call("GET", f"{node}/api/v1/status"),
     }[args.command]()
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Exit codes: `api_client.Exit` (docs/node.md, "Exit codes")."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "run":
+            _run(args)
+        else:
+            _client(args)
+    except CliError as exc:
+        print(f"marketplace-node: {exc.message}", file=sys.stderr)
+        raise SystemExit(exc.code) from None
+    except KeyboardInterrupt:
+        raise SystemExit(Exit.INTERRUPTED) from None
 
 
 if __name__ == "__main__":

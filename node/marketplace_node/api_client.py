@@ -1,0 +1,110 @@
+"""The CLI's client of a node's HTTP API: every failure becomes one `CliError` with an
+exit code for its kind, so the user reads one line, never a traceback.
+
+The codes are part of the CLI's interface (docs/node.md, "Exit codes"): scripts
+tell "the node is down" from "the package does not exist" from "the content is
+corrupt" without parsing messages.
+"""
+
+from __future__ import annotations
+
+import enum
+import errno
+import json
+import socket
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.client import HTTPException, HTTPResponse
+from typing import Any
+
+import pydantic
+
+from marketplace_node.admin.models import ErrorBody
+
+TIMEOUT = 60.0
+
+
+class Exit(enum.IntEnum):
+    """What the process exits with, one code per kind of failure."""
+
+    OK = 0
+    LOCAL = 1  # a local file or address: unreadable input, unwritable output, port in use
+    USAGE = 2  # bad flags or configuration (argparse uses 2 as well)
+    UNREACHABLE = 3  # no HTTP answer: refused, timed out, name not resolved, cut off
+    REFUSED = 4  # the node answered 4xx: not found, invalid input, rate limited
+    FAILED = 5  # the node answered 5xx: it, or every provider it tried, failed
+    INTEGRITY = 6  # the bytes received do not match the signed digest
+    INTERRUPTED = 130  # Ctrl-C, as shells report SIGINT
+
+
+class CliError(Exception):
+    """A failure the CLI reports as one line and an exit code."""
+
+    def __init__(self, code: Exit, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _reason(exc: BaseException) -> str:
+    """'connection refused', 'timed out', ... from whatever urllib and sockets raise."""
+    inner = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(inner, socket.gaierror):
+        return "name not resolved"
+    if isinstance(inner, TimeoutError):
+        return "timed out"
+    if isinstance(inner, OSError) and inner.errno is not None:
+        return (inner.strerror or errno.errorcode.get(inner.errno, str(inner.errno))).lower()
+    return str(inner) or type(inner).__name__
+
+
+def _http_error(url: str, exc: urllib.error.HTTPError) -> CliError:
+    raw = exc.read()
+    try:
+        body = ErrorBody.model_validate_json(raw)
+        said = f"{body.code}: {body.message}"
+        if body.details:
+            said += " (" + ", ".join(f"{k}={v}" for k, v in sorted(body.details.items())) + ")"
+    except pydantic.ValidationError:
+        said = raw.decode(errors="replace").strip()[:200] or exc.reason
+    kind = Exit.REFUSED if exc.code < 500 else Exit.FAILED
+    return CliError(kind, f"{url} answered {exc.code} {said}")
+
+
+@contextmanager
+def request(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    content_type: str = "application/json",
+    timeout: float | None = TIMEOUT,
+) -> Iterator[HTTPResponse]:
+    """Open `url`; every failure, while opening or reading, is a `CliError`."""
+    req = urllib.request.Request(  # noqa: S310 - http(s) only, checked by the CLI
+        url, data=body, method=method, headers={"Content-Type": content_type}
+    )
+    base = url.split("/api/", 1)[0]
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
+            yield resp
+    except urllib.error.HTTPError as exc:
+        raise _http_error(url, exc) from None
+    except (urllib.error.URLError, OSError, HTTPException) as exc:
+        raise CliError(Exit.UNREACHABLE, f"cannot reach {base}: {_reason(exc)}") from None
+
+
+def call(method: str, url: str, body: bytes | None = None, content_type: str = "") -> Any:
+    """A JSON request and its JSON answer."""
+    with request(method, url, body, content_type or "application/json") as resp:
+        raw = resp.read()
+    try:
+        return json.loads(raw or b"null")
+    except ValueError:
+        raise CliError(Exit.FAILED, f"{url} answered something that is not JSON") from None
+
+
+def download(url: str) -> bytes:
+    with request("GET", url) as resp:
+        return resp.read()
