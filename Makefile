@@ -86,7 +86,7 @@ test-images: images cluster ## run each image under containerd and check it repo
 test: lint test-unit test-integration test-e2e test-images ## everything: lint, unit, integration, end-to-end, images
 
 .PHONY: bench
-bench: cluster ## benchmarks, printing numbers and ratios
+bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots
 	KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench
 
 .PHONY: clean

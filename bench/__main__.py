@@ -3,18 +3,38 @@
 `python -m bench` runs all of them; `python -m bench node policy` runs those
 whose module name contains any of the words. A `main()` that returns a
 non-zero int (a missed target) makes the whole run exit non-zero, after
-every selected benchmark has run.
+every selected benchmark has run. What each prints (and adds through
+`bench.report`) becomes its section of docs/benchmarks.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import inspect
+import io
 import pkgutil
 import sys
 import time
 from pathlib import Path
+from typing import TextIO
+
+from bench import report
+
+
+class _Tee(io.TextIOBase):
+    """Print as usual and keep a copy (a benchmark's output becomes its report section)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out, self.copy = out, io.StringIO()
+
+    def write(self, text: str) -> int:
+        self.copy.write(text)
+        return self.out.write(text)
+
+    def flush(self) -> None:
+        self.out.flush()
 
 
 def discover(filters: list[str]) -> list[str]:
@@ -33,11 +53,17 @@ def run(name: str) -> int:
         print(f"{name}: no main(), skipped")
         return 0
     started = time.perf_counter()
-    result = entry()
-    if inspect.isawaitable(result):
-        result = asyncio.run(result)  # type: ignore[arg-type]
-    print(f"[{name} finished in {time.perf_counter() - started:.1f} s]\n", flush=True)
-    return result if isinstance(result, int) else 0
+    report.begin(name)
+    tee = _Tee(sys.stdout)
+    with contextlib.redirect_stdout(tee):
+        result = entry()
+        if inspect.isawaitable(result):
+            result = asyncio.run(result)  # type: ignore[arg-type]
+    seconds = time.perf_counter() - started
+    status = result if isinstance(result, int) else 0
+    report.finish(name, tee.copy.getvalue(), seconds, status)
+    print(f"[{name} finished in {seconds:.1f} s]\n", flush=True)
+    return status
 
 
 def main(argv: list[str]) -> int:
@@ -46,6 +72,8 @@ def main(argv: list[str]) -> int:
         print(f"no benchmark matches {argv}")
         return 2
     failures = [name for name in names if run(name) != 0]
+    report.assemble()
+    print(f"report: {report.REPORT.relative_to(report.ROOT)}")
     if failures:
         print(f"targets missed in: {', '.join(failures)}")
     return 1 if failures else 0

@@ -52,11 +52,11 @@ class NodeSettings(BaseSettings):
     log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
 
     gossip_origin_fanout: int = Field(default=32, ge=1, le=256)
-    gossip_fanout: int = Field(default=3, ge=1, le=32)
-    gossip_hop_limit: int = Field(default=6, ge=1, le=limits.HOP_LIMIT_MAX)
+    gossip_fanout: int = Field(default=5, ge=1, le=32)  # docs/gossip.md: why 5 and 10
+    gossip_hop_limit: int = Field(default=10, ge=1, le=limits.HOP_LIMIT_MAX)
     provider_ttl_seconds: int = Field(default=3_600, ge=10, le=int(limits.PROVIDER_TTL_MAX_SECONDS))
     liveness_interval_seconds: float = Field(default=5.0, gt=0, le=600)
-    sync_interval_seconds: float = Field(default=15.0, gt=0, le=3_600)
+    sync_interval_seconds: float = Field(default=10.0, gt=0, le=3_600)
     peer_timeout_seconds: float = Field(default=3.0, gt=0, le=120)
     fetch_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
     client_connection_limit: int = Field(default=100, ge=1, le=10_000)

@@ -41,6 +41,12 @@ class SeenCache:
         self._seen.pop(announcement_id, None)
 
 
+def fanout_for(ann: Announcement, self_id: str, *, origin_fanout: int, relay_fanout: int) -> int:
+    """How many peers to push `ann` to: `origin_fanout` for our own fresh announcement (one
+    wide first step), `relay_fanout` when relaying (each relay adds few copies)."""
+    return origin_fanout if ann.origin == self_id and ann.hops == 0 else relay_fanout
+
+
 def forward_targets(
     ann: Announcement,
     table: PeerTable,

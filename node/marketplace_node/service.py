@@ -232,12 +232,17 @@ class NodeService:
 
     def forward(self, ann: Announcement, *, sender: str | None) -> None:
         """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying."""
-        origin = ann.origin == self.identity.peer_id and ann.hops == 0
+        fanout = gossip.fanout_for(
+            ann,
+            self.identity.peer_id,
+            origin_fanout=self.settings.gossip_origin_fanout,
+            relay_fanout=self.settings.gossip_fanout,
+        )
         targets = gossip.forward_targets(
             ann,
             self.peers,
             self.rng,
-            fanout=self.settings.gossip_origin_fanout if origin else self.settings.gossip_fanout,
+            fanout=fanout,
             hop_limit=self.settings.gossip_hop_limit,
             sender=sender,
             self_id=self.identity.peer_id,

@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
 from marketplace_node import limits
 from marketplace_node.errors import NodeError, Unauthenticated
 from marketplace_node.model import Announcement, Change, ChangePage
+from marketplace_node.peers import Peer
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.service import NodeService
 
@@ -73,11 +75,21 @@ async def pull(service: NodeService, peer_id: str, address: str) -> int:
     return applied
 
 
+def next_pull_delay(interval: float, rng: random.Random) -> float:
+    """Seconds to the next pull: uniform in [interval/2, 3*interval/2), so nodes started
+    together drift apart instead of pulling in step."""
+    return interval * (0.5 + rng.random())
+
+
+def pull_peer(peers: Sequence[Peer], rng: random.Random) -> Peer | None:
+    """The peer to pull from: one of the table at random (None: no peer known)."""
+    return rng.choice(peers) if peers else None
+
+
 async def run(service: NodeService) -> None:
-    """Every `sync_interval`, pull from one random peer (repairs lost pushes)."""
+    """Every `sync_interval` (jittered), pull from one random peer (repairs lost pushes)."""
     while True:
-        await asyncio.sleep(service.settings.sync_interval_seconds * (0.5 + random.random()))  # noqa: S311
-        peers = service.peers.all()
-        if peers:
-            peer = service.rng.choice(peers)
+        await asyncio.sleep(next_pull_delay(service.settings.sync_interval_seconds, service.rng))
+        peer = pull_peer(service.peers.all(), service.rng)
+        if peer is not None:
             await pull(service, peer.peer_id, peer.address)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from marketplace_node.clock import FakeClock
-from marketplace_node.gossip import SeenCache, forward_targets
+from marketplace_node.gossip import SeenCache, fanout_for, forward_targets
 from marketplace_node.peers import PeerTable
 
 from tests.support.signed import package, package_announcement
@@ -32,3 +32,12 @@ def test_seen_cache_expires() -> None:
     assert "a" in seen
     clock.advance(11)
     assert "a" not in seen
+
+
+def test_fanout_is_wide_only_for_our_own_fresh_announcement() -> None:
+    ann = package_announcement(package())
+    wide = {"origin_fanout": 32, "relay_fanout": 5}
+    assert fanout_for(ann, ann.origin, **wide) == 32
+    assert fanout_for(ann, "someone-else", **wide) == 5
+    relayed = ann.model_copy(update={"hops": 1})
+    assert fanout_for(relayed, ann.origin, **wide) == 5  # our own, come back round

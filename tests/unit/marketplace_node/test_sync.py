@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from marketplace_node.clock import FakeClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Announcement, Change, ChangePage
+from marketplace_node.peers import Peer
 from marketplace_node.service import NodeService
 from prometheus_client import CollectorRegistry
 
@@ -122,3 +124,14 @@ async def test_serving_a_compacted_log_pages_through_its_gaps_and_ends(
             break
     assert len(seen) == 2  # the package and the newest provider state
     assert not page.more
+
+
+def test_pull_pacing_is_jittered_around_the_interval_and_aims_at_a_known_peer() -> None:
+    rng = random.Random(3)
+    delays = [sync.next_pull_delay(10.0, rng) for _ in range(2_000)]
+    assert all(5.0 <= d < 15.0 for d in delays)
+    assert min(delays) < 5.5  # spread over the whole range
+    assert max(delays) > 14.5
+    assert sync.pull_peer([], rng) is None
+    peers = [Peer(f"p{i}", f"http://p{i}", 0.0) for i in range(3)]
+    assert {sync.pull_peer(peers, rng).peer_id for _ in range(100)} == {"p0", "p1", "p2"}  # type: ignore[union-attr]
