@@ -61,6 +61,11 @@ fmt: venv ## format and autofix
 test-unit: venv ## unit tests (no cluster)
 	pytest tests/unit $(PYTEST_ARGS)
 
+.PHONY: test-lowest
+test-lowest: ## unit tests with every direct dependency at its floor (lock/lowest.txt, .venv-lowest)
+	@VENV=$(ROOT)/.venv-lowest REQUIREMENTS=$(ROOT)/lock/lowest.txt hack/venv.sh
+	$(ROOT)/.venv-lowest/bin/pytest tests/unit -q $(PYTEST_ARGS)
+
 .PHONY: test-integration
 test-integration: cluster ## integration tests against the local cluster and real node processes
 	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration $(PYTEST_ARGS)
@@ -83,7 +88,7 @@ test-images: images cluster ## run each image under containerd and check it repo
 	MARKETPLACE_TEST_IMAGES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration/images $(PYTEST_ARGS)
 
 .PHONY: test
-test: lint test-unit test-integration test-e2e test-images ## everything: lint, unit, integration, end-to-end, images
+test: lint test-unit test-lowest test-integration test-e2e test-images ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images
 
 .PHONY: bench
 bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots

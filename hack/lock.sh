@@ -3,6 +3,8 @@
 #
 #   lock/dev.txt       everything .venv gets (runtime + the dev extra): hack/venv.sh
 #   lock/runtime.txt   what the images get, the same versions (constrained by dev.txt)
+#   lock/lowest.txt    every direct dependency at its floor (uv's lowest-direct
+#                      resolution): .venv-lowest, `make test-lowest`
 #
 # Each lists exact versions with their sha256 hashes for every platform
 # (`uv pip compile --universal --generate-hashes`), so an upstream release can
@@ -48,4 +50,5 @@ cd "$root"
 mkdir -p lock
 "${compile[@]}" "$@" pyproject.toml --extra dev -o lock/dev.txt
 "${compile[@]}" pyproject.toml -c lock/dev.txt -o lock/runtime.txt
+"${compile[@]}" --resolution lowest-direct pyproject.toml --extra dev -o lock/lowest.txt
 inputs_hash >lock/inputs.sha256

@@ -100,10 +100,13 @@ def test_never_bans_when_every_window_holds_fewer_than_threshold(times: list[flo
     assert offend(None, times)[1] == []
 
 
+# Spans up to 99.9 % of the window: at exactly one window the first and last
+# offence are not in one (half-open) window, and the bucket's level lands on the
+# threshold itself, where float rounding decides (hypothesis 6.100 found 10.0).
 @settings(max_examples=300, deadline=None)
 @given(
     start=st.floats(min_value=0, max_value=1_000),
-    span=st.floats(min_value=0, max_value=10),
+    span=st.floats(min_value=0, max_value=9.99),
     extra=st.integers(min_value=0, max_value=20),
 )
 def test_always_bans_twice_the_threshold_within_one_window(
