@@ -12,29 +12,27 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from pydantic_settings import CliSettingsSource, SettingsError
 
-from marketplace_node import api_client
+from marketplace_node import api_client, config
 from marketplace_node.api_client import CliError, Exit
 
 DEFAULT_NODE = "http://127.0.0.1:7070"
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser() -> tuple[argparse.ArgumentParser, CliSettingsSource[config.NodeSettings]]:
+    """The whole CLI; `run`'s flags are generated from `config.NodeSettings`."""
     parser = argparse.ArgumentParser(prog="marketplace-node", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run a node (flags override env, env overrides --config)")
-    run.add_argument("--config", type=Path, help="YAML or JSON settings file")
-    run.add_argument("--host")
-    run.add_argument("--port", type=int)
-    run.add_argument("--data-dir", type=Path)
-    run.add_argument("--identity-file", type=Path)
-    run.add_argument("--admin-token-file", type=Path)
-    run.add_argument("--policy-dir", type=Path)
-    run.add_argument("--fleet")
-    run.add_argument("--bootstrap-peers", help="comma-separated base URLs")
-    run.add_argument("--advertise-url")
-    run.add_argument("--max-peers", type=int)
-    run.add_argument("--log-level")
+    run = sub.add_parser(
+        "run",
+        help="run a node",
+        description="Run a node. Each setting is a flag, an environment variable or a key "
+        "of the --config file, in that order of precedence.",
+    )
+    node_flags: CliSettingsSource[config.NodeSettings] = CliSettingsSource(
+        config.NodeSettings, root_parser=run
+    )
 
     for name, text in (
         ("publish", "publish a file"),
@@ -66,7 +64,7 @@ def _parser() -> argparse.ArgumentParser:
         if name == "fetch":
             p.add_argument("id")
             p.add_argument("--output", "-o", type=Path, required=True)
-    return parser
+    return parser, node_flags
 
 
 def _query_string(args: argparse.Namespace) -> str:
@@ -126,16 +124,28 @@ def _subscribe(args: argparse.Namespace) -> None:
             sys.stdout.flush()
 
 
-def _run(args: argparse.Namespace) -> None:
-    # The server's imports (aiohttp, prometheus, the app) cost a second on a busy machine:
-    # only `run` pays it, not every client command.
-    from marketplace_node import config, logs, runner  # noqa: PLC0415
+def run_settings(argv: list[str]) -> config.NodeSettings:
+    """The settings `marketplace-node run ARGV` runs with."""
+    parser, node_flags = _parser()
+    return _settings(parser.parse_args(["run", *argv]), node_flags)
 
-    overrides = {k: v for k, v in vars(args).items() if k not in ("command", "config")}
+
+def _settings(
+    args: argparse.Namespace, node_flags: CliSettingsSource[config.NodeSettings]
+) -> config.NodeSettings:
     try:
-        settings = config.load(args.config, overrides)
+        return config.NodeSettings(_cli_settings_source=node_flags(parsed_args=args))
     except pydantic.ValidationError as exc:
         raise CliError(Exit.USAGE, f"invalid configuration: {_first_error(exc)}") from None
+    except SettingsError as exc:
+        raise CliError(Exit.USAGE, f"invalid configuration: {exc}") from None
+
+
+def _run(settings: config.NodeSettings) -> None:
+    # The server's imports (aiohttp, prometheus, the app) cost a second on a busy machine:
+    # only `run` pays it, not every client command.
+    from marketplace_node import logs, runner  # noqa: PLC0415
+
     logs.configure(settings.log_level)
     try:
         asyncio.run(runner.serve(settings))
@@ -173,10 +183,11 @@ def _client(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Exit codes: `api_client.Exit` (docs/node.md, "Exit codes")."""
-    args = _parser().parse_args(argv)
+    parser, node_flags = _parser()
+    args = parser.parse_args(argv)
     try:
         if args.command == "run":
-            _run(args)
+            _run(_settings(args, node_flags))
         else:
             _client(args)
     except CliError as exc:

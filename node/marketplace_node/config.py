@@ -1,8 +1,11 @@
-"""Node configuration: pydantic-settings, env prefix `MARKETPLACE_NODE_` (nested delimiter `__`).
+"""Node configuration: one pydantic-settings model is the flags, the environment and the file.
 
-Precedence (highest first): command-line flags, environment variables, the
-config file (`--config`, YAML or JSON), defaults. Built once by the CLI and
-passed down; nothing reads the environment anywhere else.
+Precedence (highest first): command-line flags, environment variables
+(`MARKETPLACE_NODE_<FIELD>`), the config file (`--config`, YAML or JSON),
+defaults. `marketplace-node run --help` is generated from the fields below
+(their descriptions, defaults and variables), so a setting cannot exist in one
+place and be missing in another. Built once by the CLI and passed down;
+nothing reads the environment anywhere else.
 """
 
 from __future__ import annotations
@@ -11,55 +14,139 @@ from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+import yaml
+from pydantic import Field, FilePath, SecretStr, field_validator, model_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    CliSuppress,
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     YamlConfigSettingsSource,
 )
 
 from marketplace_node import limits
 
 
+class ConfigFileSource(PydanticBaseSettingsSource):
+    """The YAML or JSON file named by `config`, as the sources before this one set it
+    (a flag or `MARKETPLACE_NODE_CONFIG`)."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ reads the whole file at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = self.current_state.get("config")
+        if not path or not Path(path).is_file():
+            return {}  # no file, or a missing one: the `config` field's validation says so
+        try:
+            return YamlConfigSettingsSource(self.settings_cls, yaml_file=Path(path))()
+        except (OSError, yaml.YAMLError) as exc:
+            raise SettingsError(f"cannot read the config file {path}: {exc}") from exc
+
+
 class NodeSettings(BaseSettings):
     model_config = SettingsConfigDict(
-        env_prefix="MARKETPLACE_NODE_", env_nested_delimiter="__", extra="forbid"
+        env_prefix="MARKETPLACE_NODE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        cli_kebab_case=True,
+        cli_show_env_vars=True,
+        cli_hide_none_type=True,
     )
 
-    host: str = Field(default="127.0.0.1", max_length=253)
-    port: int = Field(default=7070, ge=0, le=65_535)
+    config: FilePath | None = Field(
+        default=None, description="YAML or JSON file of these settings (snake_case keys)"
+    )
+    host: str = Field(default="127.0.0.1", max_length=253, description="address to listen on")
+    port: int = Field(default=7070, ge=0, le=65_535, description="TCP port to listen on")
     advertise_url: str | None = Field(
         default=None,
         max_length=limits.ADDRESS_MAX,
-        description="URL peers use; default http://host:port",
+        description="URL peers use to reach this node (default http://HOST:PORT; "
+        "required when listening on 0.0.0.0 or ::)",
     )
-    data_dir: Path = Path("./marketplace-data")
-    identity_file: Path | None = None
-    admin_token_file: Path | None = None
-    admin_token: SecretStr | None = None  # for tests and local runs; the file wins
-    policy_dir: Path | None = None
-    fleet: str = Field(default="default", max_length=63)
-    bootstrap_peers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    data_dir: Path = Field(
+        default=Path("./marketplace-data"), description="SQLite catalogue and content blobs"
+    )
+    identity_file: Path | None = Field(
+        default=None,
+        description="Ed25519 key (PEM), created if missing (default DATA_DIR/identity/ed25519.pem)",
+    )
+    admin_token_file: Path | None = Field(
+        default=None,
+        description="file holding the bearer token of /admin/v1 (wins over "
+        "MARKETPLACE_NODE_ADMIN_TOKEN; with neither, every admin call is refused)",
+    )
+    # For tests and local runs, never on a command line (where `ps` shows it); the file wins.
+    admin_token: CliSuppress[SecretStr | None] = None
+    policy_dir: Path | None = Field(
+        default=None, description="directory of the mounted policy ConfigMap (docs/node.md)"
+    )
+    fleet: str = Field(
+        default="default",
+        max_length=63,
+        description="fleet name; peers of other fleets are refused",
+    )
+    bootstrap_peers: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="base URLs of peers to join, separated by commas"
+    )
     # Where peer addresses may point: with networks set, only IP literals inside them
     # are called (no DNS), so a peer cannot aim us at another service (SSRF).
     peer_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
-        default_factory=list
+        default_factory=list,
+        description="CIDRs peer addresses must be IP literals in, separated by commas "
+        "(empty: any address, names resolved)",
     )
-    max_peers: int = Field(default=64, ge=1, le=10_000)
-    drain_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
-    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$")
+    max_peers: int = Field(default=64, ge=1, le=10_000, description="size of the peer table")
+    drain_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3_600,
+        description="on SIGTERM: in-flight work and hand-offs finish within this; "
+        "a second signal ends the drain at once",
+    )
+    log_level: str = Field(
+        default="INFO",
+        pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",
+        description="DEBUG, INFO, WARNING, ERROR or CRITICAL",
+    )
 
-    gossip_origin_fanout: int = Field(default=32, ge=1, le=256)
-    gossip_fanout: int = Field(default=5, ge=1, le=32)  # docs/gossip.md: why 5 and 10
-    gossip_hop_limit: int = Field(default=10, ge=1, le=limits.HOP_LIMIT_MAX)
-    provider_ttl_seconds: int = Field(default=3_600, ge=10, le=int(limits.PROVIDER_TTL_MAX_SECONDS))
-    liveness_interval_seconds: float = Field(default=5.0, gt=0, le=600)
-    sync_interval_seconds: float = Field(default=10.0, gt=0, le=3_600)
-    peer_timeout_seconds: float = Field(default=3.0, gt=0, le=120)
-    fetch_timeout_seconds: float = Field(default=30.0, gt=0, le=3_600)
-    client_connection_limit: int = Field(default=100, ge=1, le=10_000)
+    gossip_origin_fanout: int = Field(
+        default=32, ge=1, le=256, description="peers told first-hand of our own announcements"
+    )
+    gossip_fanout: int = Field(  # docs/gossip.md: why 5 and 10
+        default=5, ge=1, le=32, description="peers a received announcement is forwarded to"
+    )
+    gossip_hop_limit: int = Field(
+        default=10, ge=1, le=limits.HOP_LIMIT_MAX, description="hops an announcement travels"
+    )
+    provider_ttl_seconds: int = Field(
+        default=3_600,
+        ge=10,
+        le=int(limits.PROVIDER_TTL_MAX_SECONDS),
+        description="lifetime of our provider records (re-announced before they expire)",
+    )
+    liveness_interval_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="between membership rounds (hello, liveness)"
+    )
+    sync_interval_seconds: float = Field(
+        default=10.0, gt=0, le=3_600, description="between anti-entropy pulls of a peer's log"
+    )
+    peer_timeout_seconds: float = Field(
+        default=3.0, gt=0, le=120, description="for one request to a peer"
+    )
+    fetch_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=3_600, description="for one content transfer from a provider"
+    )
+    client_connection_limit: int = Field(
+        default=100,
+        ge=1,
+        le=10_000,
+        description="concurrent outgoing connections (8 per peer at most)",
+    )
 
     @field_validator("bootstrap_peers", "peer_networks", mode="before")
     @classmethod
@@ -91,18 +178,5 @@ class NodeSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, YamlConfigSettingsSource(settings_cls))
-
-
-def load(config_file: Path | None, overrides: dict[str, Any]) -> NodeSettings:
-    """Settings from flags (`overrides`, None values dropped), env, then `config_file`."""
-    flags = {key: value for key, value in overrides.items() if value is not None}
-    if config_file is None:
-        return NodeSettings(**flags)
-    with_file = type(
-        "FileNodeSettings",
-        (NodeSettings,),
-        {"model_config": {**NodeSettings.model_config, "yaml_file": config_file}},
-    )
-    settings: NodeSettings = with_file(**flags)
-    return NodeSettings.model_validate(settings.model_dump())
+        # The CLI source, when the CLI passes one, comes before all of these.
+        return (init_settings, env_settings, ConfigFileSource(settings_cls))
