@@ -10,10 +10,9 @@ import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
-from pydantic import SecretStr
 
 from marketplace_node import deadlines, handoff, http_api, http_errors, limits, openapi, sync
-from marketplace_node.admin import routes
+from marketplace_node.admin import auth, routes
 from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.admin.models import Members, PolicyDocument
 from marketplace_node.config import NodeSettings
@@ -115,16 +114,17 @@ def _add_admin(app: web.Application, service: NodeService, membership: Membershi
     routes.add_admin_routes(app, backend, admin_token(service.settings))
 
 
-def admin_token(settings: NodeSettings) -> SecretStr | None:
-    """The admin bearer token: the file wins over the setting; None refuses all admin calls."""
+def admin_token(settings: NodeSettings) -> auth.Accepted:
+    """The admin bearer tokens: the file (followed as it changes) wins over the setting;
+    none refuses all admin calls."""
     if settings.admin_token_file is not None:
-        try:
-            token = settings.admin_token_file.read_text().strip()
-        except OSError:
-            logger.warning("admin token file unreadable; the admin API will refuse every call")
-            return None
-        return SecretStr(token) if token else None
-    return settings.admin_token
+        source = auth.TokenFile(
+            settings.admin_token_file, overlap=settings.admin_token_overlap_seconds
+        )
+        if not source.accepted():
+            logger.warning("admin token file unreadable or empty; admin calls are refused")
+        return source.accepted
+    return auth.fixed(settings.admin_token)
 
 
 async def _lifecycle(

@@ -82,6 +82,12 @@ class NodeSettings(BaseSettings):
     )
     # For tests and local runs, never on a command line (where `ps` shows it); the file wins.
     admin_token: CliSuppress[SecretStr | None] = None
+    admin_token_overlap_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        le=86_400,
+        description="after the token file changes, how long the token before stays accepted",
+    )
     policy_dir: Path | None = Field(
         default=None, description="directory of the mounted policy ConfigMap (docs/node.md)"
     )

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
+from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import Phase
@@ -42,12 +43,11 @@ class Context:
     kube: Kube
     nodes: NodeClient
     metrics: Metrics
+    tokens: AdminTokens  # the one cache of fleet admin tokens (core, rollout and policy)
     # The rollout engineer replaces this with the fleet-paced planner's decision.
     may_replace: ReplaceGate = one_at_a_time
     wakeups: Wakeups = field(default_factory=Wakeups)
     phases: dict[NodeKey, Phase] = field(default_factory=dict)
-    # (namespace, fleet) -> (secret uid, token): the admin token, read once per Secret.
-    tokens: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
     # pod uid -> digest of the members last pushed to that pod's node.
     pushed_members: dict[str, str] = field(default_factory=dict)
     # StorageClass name -> its volumeBindingMode (None: could not read it).

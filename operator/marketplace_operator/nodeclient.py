@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from marketplace_operator import errors
 
 M = TypeVar("M", bound=WireModel)
+UNAUTHORIZED: Final = 401
 GZIP_ABOVE: Final = 64 * 1024  # bytes of JSON; a 10,000-ban policy is ~1.6 MB, ~0.4 MB gzipped
 
 
@@ -57,7 +58,9 @@ def base_url(pod_ip: str, port: int) -> str:
 
 
 class NodeClient:
-    """Admin API calls; `on_error(operation)` is told of every failure (for metrics)."""
+    """Admin API calls; `on_error(operation)` is told of every failure (for metrics), and
+    after a 401 the call is tried again with each of `alternatives(token)` (the fleet's
+    token before or after a rotation, while the overlap lasts: `admintoken`)."""
 
     def __init__(
         self,
@@ -66,8 +69,10 @@ class NodeClient:
         timeout: float = 3.0,
         concurrency: int = 32,
         on_error: Callable[[str], None] | None = None,
+        alternatives: Callable[[str], Sequence[str]] | None = None,
     ) -> None:
         self._session = session
+        self._alternatives = alternatives or (lambda _token: ())
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._slots = asyncio.Semaphore(concurrency)
         self._on_error = on_error or (lambda _op: None)
@@ -96,6 +101,33 @@ class NodeClient:
         operation: str,
         body: WireModel | Encoded | None = None,
         answer: type[M] | None = None,
+    ) -> M | None:
+        try:
+            return await self._send(
+                method, url, token, operation=operation, body=body, answer=answer
+            )
+        except errors.NodeRefused as refused:
+            if refused.status != UNAUTHORIZED:
+                raise
+            for other in self._alternatives(token):
+                try:
+                    return await self._send(
+                        method, url, other, operation=operation, body=body, answer=answer
+                    )
+                except errors.NodeRefused as again:
+                    if again.status != UNAUTHORIZED:
+                        raise
+            raise
+
+    async def _send(
+        self,
+        method: str,
+        url: str,
+        token: str,
+        *,
+        operation: str,
+        body: WireModel | Encoded | None,
+        answer: type[M] | None,
     ) -> M | None:
         headers = {"Authorization": f"Bearer {token}"}
         encoded = body if isinstance(body, Encoded) or body is None else encode(body)

@@ -14,7 +14,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from marketplace_node.admin.models import Members, NodeStatus
 from pydantic import ValidationError
 
-from marketplace_operator import actuate, errors, events, k8s
+from marketplace_operator import actuate, errors, events, k8s, nodeclient
 from marketplace_operator.context import Context
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
@@ -84,21 +84,22 @@ def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
 
 
 async def admin_token(ctx: Context, ref: names.NodeRef, secret: Mapping[str, Any] | None) -> str:
-    """The fleet's admin token, read from its Secret once per Secret uid."""
-    if secret is None:
-        raise errors.NotFound(f"Secret {names.admin_secret_name(ref.fleet)} not there yet")
-    uid = secret["metadata"]["uid"]
-    cached = ctx.tokens.get((ref.namespace, ref.fleet))
-    if cached is not None and cached[0] == uid:
-        return cached[1]
-    full = await actuate.run_blocking(
-        ctx.kube.get, k8s.SECRETS, ref.namespace, names.admin_secret_name(ref.fleet)
-    )
-    if full is None:
-        raise errors.NotFound("fleet admin Secret vanished")
-    token = base64.b64decode(full["data"][names.ADMIN_TOKEN_KEY]).decode()
-    ctx.tokens[(ref.namespace, ref.fleet)] = (full["metadata"]["uid"], token)
-    return token
+    """The fleet's admin token (`ctx.tokens` reads it once per version of the Secret)."""
+    return await ctx.tokens.get(ref.namespace, ref.fleet, secret)
+
+
+def token_reader(kube: k8s.Kube) -> Callable[[str, str], Awaitable[str | None]]:
+    """How `AdminTokens` reads a fleet's Secret: one GET (the watch never holds Secret data)."""
+
+    async def read(namespace: str, fleet: str) -> str | None:
+        full = await actuate.run_blocking(
+            kube.get, k8s.SECRETS, namespace, names.admin_secret_name(fleet)
+        )
+        if full is None:
+            return None
+        return base64.b64decode(full["data"][names.ADMIN_TOKEN_KEY]).decode()
+
+    return read
 
 
 async def replace_pod(
@@ -227,18 +228,35 @@ def announces_phase(previous: Phase | None, new: Phase | None) -> bool:
     return not (previous is None and new is Phase.PENDING)
 
 
+@dataclass(frozen=True)
+class Poll:
+    """What the node's admin API said: its status, or why there is none."""
+
+    node: NodeStatus | None = None
+    rejected: str | None = None  # the node refused the fleet's admin token (401)
+
+
 async def _poll_node(
     ctx: Context, ref: names.NodeRef, view: PodView | None, port: int, token: str | None
-) -> NodeStatus | None:
+) -> Poll:
     if view is None or view.ip is None or view.deleting or token is None:
-        return None
+        return Poll()
     if view.phase != "Running" or not view.started:
-        return None  # not answering yet; the pod event of its start wakes this loop
+        return Poll()  # not answering yet; the pod event of its start wakes this loop
     try:
-        return await ctx.nodes.status(base_url(view.ip, port), token)
-    except (errors.NodeUnreachable, errors.NodeRefused) as exc:
+        return Poll(node=await ctx.nodes.status(base_url(view.ip, port), token))
+    except errors.NodeRefused as exc:
+        if exc.status == nodeclient.UNAUTHORIZED:
+            log.warning(
+                "%s/%s: the node refuses the fleet's admin token (its mounted %s differs): %s",
+                ref.namespace, ref.name, names.admin_secret_name(ref.fleet), exc.message,
+            )  # fmt: skip
+            return Poll(rejected=exc.message)
+        log.info("%s/%s: status poll refused: %s", ref.namespace, ref.name, exc.message)
+        return Poll()
+    except errors.NodeUnreachable as exc:
         log.debug("%s/%s: status poll failed: %s", ref.namespace, ref.name, exc)
-        return None
+        return Poll()
 
 
 async def _sync_members(
@@ -425,7 +443,8 @@ async def _write_status(
     port = desired.spec.p2p.port
     view = pod_view(views.pod) if views.pod is not None else None
     token = await _token_or_none(ctx, ref, views)
-    node = await _poll_node(ctx, ref, view, port, token)
+    poll = await _poll_node(ctx, ref, view, port, token)
+    node = poll.node
     if not desired.paused:
         await _sync_members(ctx, ref, views, view, port=port, token=token)
     key = (ref.namespace, ref.name)
@@ -471,6 +490,7 @@ async def _write_status(
             replacing=replacing,
             conflicts=conflicts,
             current_policy_version=views.current_policy_version,
+            token_rejected=poll.rejected,
         ),
         now=datetime.now(UTC),
     )

@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     )
     admin_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     admin_concurrency: int = Field(default=32, ge=1, le=1024)
+    # After a fleet's admin token changes, the one before is still tried for this long
+    # (after a 401): nodes see the new Secret only on their kubelet's next volume sync.
+    admin_token_overlap_seconds: float = Field(default=300.0, ge=0, le=86_400)
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     api_threads: int = Field(
         default=16, ge=2, le=256, description="Threads for blocking API calls."

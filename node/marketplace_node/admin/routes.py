@@ -51,8 +51,10 @@ def _json(model: BaseModel, status: int = 200) -> web.Response:
     )
 
 
-def admin_app(backend: AdminBackend, token: SecretStr | None) -> web.Application:
-    """The admin API as a sub-application; mount it at `PREFIX`."""
+def admin_app(backend: AdminBackend, token: SecretStr | auth.Accepted | None) -> web.Application:
+    """The admin API as a sub-application; mount it at `PREFIX`. `token`: one fixed token
+    or what accepts tokens now (`auth.TokenFile.accepted`)."""
+    accepted = token if callable(token) else auth.fixed(token)
     routes = web.RouteTableDef()
 
     @routes.put("/policy")
@@ -86,11 +88,13 @@ def admin_app(backend: AdminBackend, token: SecretStr | None) -> web.Application
     async def get_drain(request: web.Request) -> web.Response:
         return _json(await backend.drain_status())
 
-    app = web.Application(middlewares=[http_errors.error_middleware, auth.bearer_auth(token)])
+    app = web.Application(middlewares=[http_errors.error_middleware, auth.bearer_auth(accepted)])
     app.add_routes(routes)
     return app
 
 
-def add_admin_routes(app: web.Application, backend: AdminBackend, token: SecretStr | None) -> None:
+def add_admin_routes(
+    app: web.Application, backend: AdminBackend, token: SecretStr | auth.Accepted | None
+) -> None:
     """Mount the admin API on the node's application at `/admin/v1/`."""
     app.add_subapp(PREFIX, admin_app(backend, token))

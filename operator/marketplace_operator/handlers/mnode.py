@@ -19,6 +19,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from marketplace_operator import actuate, errors, events, nodeloop
+from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
 from marketplace_operator.k8s import Kube
@@ -323,15 +324,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     metrics = Metrics(memo.registry, phases=lambda: phases)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
+    kube = Kube.from_environment(timeout=cfg.api_timeout_seconds, connections=cfg.api_threads)
+    tokens = AdminTokens(nodeloop.token_reader(kube), overlap=cfg.admin_token_overlap_seconds)
     memo.ctx = Context(
         settings=cfg,
-        kube=Kube.from_environment(timeout=cfg.api_timeout_seconds, connections=cfg.api_threads),
+        kube=kube,
         nodes=NodeClient.create(
             timeout=cfg.admin_timeout_seconds,
             concurrency=cfg.admin_concurrency,
             on_error=metrics.admin_error,
+            alternatives=tokens.alternatives,
         ),
         metrics=metrics,
+        tokens=tokens,
         phases=phases,
     )
 

@@ -16,7 +16,6 @@ started on the first event, when the core handlers' startup has built
 from __future__ import annotations
 
 import asyncio
-import base64
 import concurrent.futures
 import logging
 from collections.abc import Collection, Mapping, Sequence
@@ -187,7 +186,6 @@ class KubeCluster:
     """The worker's `Cluster` port over the one Kube adapter (blocking; run in threads)."""
 
     kube: k8s.Kube
-    tokens: dict[tuple[str, str], tuple[str, str]] = field(default_factory=dict)
 
     def _configmap(self, key: FleetKey) -> dict[str, Any]:
         found = self.kube.get(k8s.CONFIGMAPS, key.namespace, names.policy_configmap_name(key.fleet))
@@ -241,12 +239,6 @@ class KubeCluster:
         }
         if self.kube.create(k8s.CONFIGMAPS, body) is None:  # created meanwhile: patch it
             self.kube.patch(k8s.CONFIGMAPS, key.namespace, name, patch)
-
-    def admin_token(self, key: FleetKey) -> str:
-        secret = self.kube.get(k8s.SECRETS, key.namespace, names.admin_secret_name(key.fleet))
-        if secret is None:
-            raise errors.NotFound(f"Secret {names.admin_secret_name(key.fleet)} not found")
-        return base64.b64decode(secret["data"][names.ADMIN_TOKEN_KEY]).decode()
 
     def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
         name = auto_banlist_name(key.fleet)
@@ -364,7 +356,16 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
         timeout=ctx.settings.admin_timeout_seconds,
         concurrency=settings.parallelism,
         on_error=ctx.metrics.admin_error,
+        alternatives=ctx.tokens.alternatives,
     )
+    secrets = kwargs["mnode_secrets"]
+
+    async def token(key: FleetKey) -> str:
+        seen = next(
+            iter(secrets.get((key.namespace, names.admin_secret_name(key.fleet))) or ()), None
+        )
+        return await ctx.tokens.get(key.namespace, key.fleet, seen)
+
     worker = PolicyWorker(
         inputs=inputs,
         cluster=KubeCluster(ctx.kube),
@@ -372,6 +373,7 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
         metrics=PolicyMetrics(memo.registry),
         settings=settings,
         clock=SystemClock(),
+        tokens=token,
         executor=executor,
     )
     tasks = [

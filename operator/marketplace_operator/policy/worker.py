@@ -101,12 +101,15 @@ class PolicyWorker:
         metrics: PolicyMetrics,
         settings: PolicySettings,
         clock: Clock,
+        tokens: Callable[[FleetKey], Awaitable[str]],
         rng: random.Random | None = None,
         executor: concurrent.futures.Executor | None = None,
     ) -> None:
         """`executor` runs blocking API calls and big computations; give the worker its own,
-        so that a thread pool saturated by other controllers does not delay policy."""
+        so that a thread pool saturated by other controllers does not delay policy.
+        `tokens` is the operator's one admin-token cache (`admintoken.AdminTokens`)."""
         self._inputs = inputs
+        self._token = tokens
         self._executor = executor
         self._cluster = cluster
         self._client = client
@@ -340,13 +343,12 @@ class PolicyWorker:
         behind = [n for n in nodes if fleet.applied.get(n) != doc.version]
         if not behind:
             return 0
-        if fleet.token is None:
-            fleet.token = await self._blocking(self._cluster.admin_token, key)
+        token = await self._token(key)
         self._metrics.pushes.labels(key.namespace, key.fleet).inc(len(behind))
         outcomes = await propagate.push_all(
             self._client,
             behind,
-            fleet.token,
+            token,
             doc,
             parallelism=self._settings.parallelism,
             retry=self._retry,
@@ -358,8 +360,6 @@ class PolicyWorker:
                 fleet.applied[outcome.node] = outcome.applied
                 continue
             self._metrics.push_failures.labels(key.namespace, outcome.node.name).inc()
-            if outcome.unauthorized:
-                fleet.token = None
             if outcome.node_version is not None and outcome.node_version >= doc.version:
                 # The node is ahead (the stored version was lost): issue a version above it.
                 fleet.floor = max(fleet.floor, outcome.node_version)
@@ -422,10 +422,8 @@ class PolicyWorker:
         if not nodes or fleet.stored in (None, UNREAD):
             self.mark(key)
             return
-        if fleet.token is None:
-            fleet.token = await self._blocking(self._cluster.admin_token, key)
         versions = await propagate.applied_versions(
-            self._client, nodes, fleet.token, parallelism=self._settings.parallelism
+            self._client, nodes, await self._token(key), parallelism=self._settings.parallelism
         )
         for node, version in versions.items():
             if version is None:
@@ -439,13 +437,10 @@ class PolicyWorker:
     async def collect(self, key: FleetKey) -> None:
         """One round of local-ban collection into the fleet's auto BanList."""
         nodes = list(self._inputs.nodes(key))
-        fleet = self.state(key)
         if not nodes:
             return
-        if fleet.token is None:
-            fleet.token = await self._blocking(self._cluster.admin_token, key)
         reports = await propagate.collect_local_bans(
-            self._client, nodes, fleet.token, parallelism=self._settings.parallelism
+            self._client, nodes, await self._token(key), parallelism=self._settings.parallelism
         )
         name = auto_banlist_name(key.fleet)
         current = next((b for b in self._inputs.banlists(key.namespace) if b.name == name), None)

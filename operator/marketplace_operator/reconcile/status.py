@@ -62,6 +62,10 @@ class StatusInputs:
     replacing: str | None = None  # why a replacement is in progress or waiting
     conflicts: tuple[str, ...] = ()
     current_policy_version: int | None = None
+    token_rejected: str | None = None  # the node answered 401 to the fleet's admin token
+
+
+TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,16 @@ def _verdict(inp: StatusInputs) -> _Verdict:
         )  # fmt: skip
     ready_now = pod is not None and pod.ready and not pod.deleting
     ready = (ConditionStatus.TRUE, "Joined") if ready_now else (not_ready, _not_ready_reason(pod))
+    if inp.token_rejected is not None and not inp.paused:
+        message = (
+            "the node refuses the fleet's admin token (its mounted Secret differs from the "
+            f"operator's; see docs/operator.md, token rotation): {inp.token_rejected}"
+        )
+        reason = ready if ready_now else (not_ready, TOKEN_REJECTED)
+        return _Verdict(
+            Phase.DEGRADED, message[:1024], reason,
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, TOKEN_REJECTED),
+        )  # fmt: skip
     if inp.paused:
         return _Verdict(
             Phase.PAUSED, "reconciliation paused by spec.paused", ready,

@@ -90,9 +90,6 @@ class Cluster:
             f"configmap v{patch['metadata']['annotations']['marketplace.p2p.dev/policy-version']}"
         )
 
-    def admin_token(self, key: FleetKey) -> str:
-        return "t0ken"
-
     def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
         self.auto.append(entries)
 
@@ -135,6 +132,10 @@ class Nodes:
         return LocalBans(peer_id="p", bans=self.local.get(base, []))
 
 
+async def _token(key: FleetKey) -> str:
+    return "t0ken"
+
+
 SETTINGS = PolicySettings(attempts=2, retry_base_seconds=0.001, retry_max_seconds=0.002)
 
 
@@ -157,6 +158,7 @@ class World:
             metrics=PolicyMetrics(self.registry),
             settings=settings,
             clock=clock or self.clock,
+            tokens=_token,
             rng=random.Random(3),
         )
 

@@ -476,3 +476,18 @@ def test_pod_view_started_means_every_container_passed_its_startup_probe(
     p = pod.pod(d.ref, d.pod_inputs)
     p["status"] = {"phase": "Running", "podIP": "127.1.0.5", "containerStatuses": statuses}
     assert pod_view(p).started is started
+
+
+def test_a_node_refusing_the_admin_token_is_reported_as_that_not_as_not_joined() -> None:
+    inputs = status.StatusInputs(
+        1, view(ready=False, joined=False), HASH, token_rejected="status: unauthenticated"
+    )
+    out = status.build_status(MarketplaceNodeStatus(), inputs, now=NOW)
+    assert out.phase == Phase.DEGRADED
+    ready = find_condition(out.conditions, ConditionType.READY)
+    degraded = find_condition(out.conditions, ConditionType.DEGRADED)
+    assert ready is not None
+    assert degraded is not None
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "AdminTokenRejected")
+    assert (degraded.status, degraded.reason) == (ConditionStatus.TRUE, "AdminTokenRejected")
+    assert "admin token" in (out.message or "")
