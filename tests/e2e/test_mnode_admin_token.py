@@ -58,9 +58,7 @@ def test_deleting_the_admin_secret_keeps_the_fleet_in_service(
         time.sleep(1)
 
     kube.delete(k8s.MNODES, namespace, "keyed")
-    wait_for(
-        lambda: kube.get(k8s.MNODES, namespace, "keyed") is None, timeout=60, what="deletion"
-    )
+    wait_for(lambda: kube.get(k8s.MNODES, namespace, "keyed") is None, timeout=60, what="deletion")
     seen = reasons(kube, namespace, "keyed")
     assert "Drained" in seen, seen
     assert "DrainSkipped" not in seen, seen
