@@ -49,7 +49,7 @@ up: cluster ## the main job: local cluster, the operator and a sample fleet
 lint: venv ## ruff, mypy (strict), import contracts
 	ruff check .
 	ruff format --check .
-	mypy node/marketplace_node operator/marketplace_operator hack/local_kubelet tests bench
+	mypy node/marketplace_node operator/marketplace_operator plugin/marketplace_kubectl hack/local_kubelet tests bench
 	lint-imports
 
 .PHONY: fmt

@@ -77,6 +77,42 @@ def _translate(status: int, body: bytes | str | None) -> errors.KubeError:
     return kind(message, status=status)
 
 
+def call(
+    api: client.ApiClient,
+    method: str,
+    path: str,
+    *,
+    body: Any = None,
+    content_type: str = "application/json",
+    accept: str = "application/json",
+    query: dict[str, str] | list[tuple[str, str]] | None = None,
+    timeout: float,
+) -> bytes:
+    """One REST call on `api`; the raw body of a 2xx answer, else the translated error.
+
+    Shared with the kubectl plugin's adapter (`marketplace_kubectl.api`)."""
+    headers = {"Accept": accept, "Content-Type": content_type}
+    pairs = list(query.items()) if isinstance(query, dict) else list(query or [])
+    try:
+        method, url, headers, payload, post = api.param_serialize(
+            method,
+            path,
+            query_params=pairs,
+            header_params=headers,
+            body=body,
+            auth_settings=["BearerToken"],
+        )
+        response = api.call_api(method, url, headers, payload, post, _request_timeout=timeout)
+        data: bytes = response.read()  # type: ignore[no-untyped-call]
+    except client.ApiException as exc:
+        raise _translate(exc.status or 0, exc.body) from None
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise errors.Unavailable(f"{method} {path}: {exc}") from None
+    if not 200 <= response.status < 300:
+        raise _translate(response.status, data)
+    return data
+
+
 class Kube:
     """The operator's only door to the API server."""
 
@@ -115,26 +151,10 @@ class Kube:
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """One REST call; the decoded JSON answer."""
-        headers = {"Accept": "application/json", "Content-Type": content_type}
-        try:
-            method, url, headers, payload, post = self._api.param_serialize(
-                method,
-                path,
-                query_params=list((query or {}).items()),
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-            )
-            response = self._api.call_api(
-                method, url, headers, payload, post, _request_timeout=self._timeout
-            )
-            data = response.read()  # type: ignore[no-untyped-call]
-        except client.ApiException as exc:
-            raise _translate(exc.status or 0, exc.body) from None
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.Unavailable(f"{method} {path}: {exc}") from None
-        if not 200 <= response.status < 300:
-            raise _translate(response.status, data)
+        data = call(
+            self._api, method, path, body=body, content_type=content_type, query=query,
+            timeout=self._timeout,
+        )  # fmt: skip
         return json.loads(data) if data else {}
 
     # --- typed verbs ---------------------------------------------------------------

@@ -1,0 +1,1 @@
+"""The `kubectl marketplace` plugin (console script `kubectl-marketplace`)."""

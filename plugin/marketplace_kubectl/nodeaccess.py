@@ -1,0 +1,185 @@
+"""`kubectl marketplace search|publish` (and the report's node status): a node's client API
+from outside the cluster.
+
+The way in is `kubectl port-forward` to the node's pod, run with the same kubeconfig,
+context and namespace as the plugin, on a free local port. One exception: a pod whose
+IP is a loopback address is a process on this very machine (the project's local
+cluster, docs/local-cluster.md), and is reached directly. There the API server offers no
+way in: it refuses to proxy to loopback addresses, and the local kubelet has no
+streaming endpoint for port-forward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+import subprocess
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from marketplace_kubectl.status import condition, fleet_of
+
+DEFAULT_PORT = 7070
+FORWARD_TIMEOUT_SECONDS = 20.0
+HTTP_TIMEOUT_SECONDS = 60.0
+_FORWARDING = re.compile(r"^Forwarding from 127\.0\.0\.1:(\d+) -> \d+")
+
+
+class NodeAccessError(Exception):
+    """No node to talk to, no way to reach it, or the node refused."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a MarketplaceNode serves: its pod, pod IP and port."""
+
+    namespace: str
+    pod: str
+    ip: str | None
+    port: int
+
+    @property
+    def local(self) -> bool:
+        """The pod runs on this machine (loopback IP): connect directly."""
+        try:
+            return self.ip is not None and ipaddress.ip_address(self.ip).is_loopback
+        except ValueError:
+            return False
+
+
+def pick(mnodes: Sequence[Mapping[str, Any]], *, node: str | None, fleet: str | None) -> str:
+    """The MarketplaceNode to use (pure): `node` if given, else a Ready one of `fleet`."""
+    if node is not None:
+        if not any(m["metadata"]["name"] == node for m in mnodes):
+            raise NodeAccessError(f"MarketplaceNode {node} not found")
+        return node
+    ready = sorted(
+        str(m["metadata"]["name"])
+        for m in mnodes
+        if (fleet is None or fleet_of(m) == fleet)
+        and (condition(m, "Ready") or {}).get("status") == "True"
+    )
+    if not ready:
+        where = f"in fleet {fleet}" if fleet else "in the namespace"
+        raise NodeAccessError(f"no Ready MarketplaceNode {where}")
+    return ready[0]
+
+
+def endpoint(mnode: Mapping[str, Any]) -> Endpoint:
+    status = mnode.get("status") or {}
+    return Endpoint(
+        namespace=str(mnode["metadata"]["namespace"]),
+        pod=str(status.get("podName") or mnode["metadata"]["name"]),
+        ip=status.get("podIP"),
+        port=int(((mnode.get("spec") or {}).get("p2p") or {}).get("port") or DEFAULT_PORT),
+    )
+
+
+def forwarded_port(line: str) -> int | None:
+    """The local port in kubectl port-forward's `Forwarding from 127.0.0.1:N -> P` line."""
+    found = _FORWARDING.match(line.strip())
+    return int(found.group(1)) if found else None
+
+
+@contextmanager
+def base_url(end: Endpoint, kubectl: Sequence[str]) -> Iterator[str]:
+    """`http://host:port` of the node for the duration of the block.
+
+    `kubectl` is the command line of kubectl with the plugin's global flags."""
+    if end.local:
+        yield f"http://{end.ip}:{end.port}"
+        return
+    command = [
+        *kubectl, "-n", end.namespace, "port-forward", f"pod/{end.pod}", f":{end.port}",
+        "--address", "127.0.0.1",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    except OSError as exc:
+        raise NodeAccessError(f"cannot run {command[0]}: {exc.strerror}") from None
+    try:
+        assert proc.stdout is not None
+        port = None
+        for line in proc.stdout:  # kubectl prints one line per address, then waits
+            port = forwarded_port(line)
+            if port is not None:
+                break
+        if port is None:
+            err = proc.stderr.read() if proc.stderr else ""
+            raise NodeAccessError(f"kubectl port-forward to {end.pod} failed: {err.strip()}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(FORWARD_TIMEOUT_SECONDS)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def call(
+    url: str, *, method: str = "GET", body: bytes | None = None, content_type: str = ""
+) -> Any:
+    """One call to the node's client API; its JSON answer, or NodeAccessError with its body."""
+    request = urllib.request.Request(  # noqa: S310 - http only: built above from a pod address
+        url, data=body, method=method, headers={"Content-Type": content_type or "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as resp:  # noqa: S310
+            return json.loads(resp.read() or b"null")
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")[:500]
+        raise NodeAccessError(f"the node answered {exc.code}: {detail}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise NodeAccessError(f"cannot reach the node at {url}: {exc}") from None
+
+
+def search_query(
+    keywords: Sequence[str], *, tags: Sequence[str], category: str | None, limit: int | None
+) -> str:
+    """The node's search query: `q` and `tag` repeat, as `marketplace-node search` sends them."""
+    pairs = [("q", k) for k in keywords] + [("tag", t) for t in tags]
+    if category:
+        pairs.append(("category", category))
+    if limit is not None:
+        pairs.append(("limit", str(limit)))
+    return urllib.parse.urlencode(pairs)
+
+
+def publish(base: str, content: bytes, draft: Mapping[str, Any]) -> Any:
+    """Upload the bytes, then announce the package (what `marketplace-node publish` does)."""
+    digest = hashlib.sha256(content).hexdigest()
+    call(
+        f"{base}/api/v1/blobs/{digest}",
+        method="PUT",
+        body=content,
+        content_type="application/octet-stream",
+    )
+    body = {**draft, "digest": digest, "size": len(content)}
+    return call(f"{base}/api/v1/packages", method="POST", body=json.dumps(body).encode())
+
+
+def result_rows(page: Mapping[str, Any]) -> list[list[str]]:
+    rows = []
+    for r in page.get("results") or []:
+        pkg = r.get("package") or {}
+        rows.append(
+            [
+                str(pkg.get("name", "")),
+                str(pkg.get("version", "")),
+                str(pkg.get("category", "")),
+                str(r.get("downloads", 0)),
+                str(r.get("providers", 0)),
+                str(r.get("id", "")),
+            ]
+        )
+    return rows
+
+
+RESULT_HEADERS = ("name", "version", "category", "downloads", "providers", "id")

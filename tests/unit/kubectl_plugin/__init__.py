@@ -1,0 +1,1 @@
+"""Unit tests of the kubectl plugin's pure logic (no cluster)."""

@@ -1,0 +1,69 @@
+"""Reaching a node from outside: which node, which route, which query."""
+
+from __future__ import annotations
+
+import urllib.parse
+
+import pytest
+from marketplace_kubectl import nodeaccess
+
+from . import objects as o
+
+
+def test_pick_prefers_the_named_node_else_the_first_ready_of_the_fleet() -> None:
+    nodes = [o.mnode("c"), o.mnode("b", ready="False"), o.mnode("a", fleet="other"), o.mnode("d")]
+    assert nodes[0]["metadata"]["name"] == "c"
+    assert nodeaccess.pick(nodes, node=None, fleet="demo") == "c"
+    assert nodeaccess.pick(nodes, node=None, fleet=None) == "a"
+    assert nodeaccess.pick(nodes, node="b", fleet=None) == "b"
+    with pytest.raises(nodeaccess.NodeAccessError, match="not found"):
+        nodeaccess.pick(nodes, node="zz", fleet=None)
+    with pytest.raises(nodeaccess.NodeAccessError, match="no Ready MarketplaceNode in fleet x"):
+        nodeaccess.pick(nodes, node=None, fleet="x")
+
+
+@pytest.mark.parametrize(
+    ("ip", "local"),
+    [("127.16.0.4", True), ("::1", True), ("10.244.1.7", False), (None, False), ("junk", False)],
+)
+def test_only_loopback_pods_are_reached_directly(ip: str | None, local: bool) -> None:
+    assert nodeaccess.Endpoint("ns", "p", ip, 7070).local is local
+
+
+def test_endpoint_from_the_mnode() -> None:
+    node = o.mnode("a")
+    node["spec"]["p2p"] = {"port": 8080}
+    assert nodeaccess.endpoint(node) == nodeaccess.Endpoint("ns", "a", "10.0.0.1", 8080)
+
+
+def test_port_forward_output_is_read_for_the_local_port() -> None:
+    assert nodeaccess.forwarded_port("Forwarding from 127.0.0.1:40123 -> 7070\n") == 40123
+    assert nodeaccess.forwarded_port("Forwarding from [::1]:40123 -> 7070") is None
+    assert nodeaccess.forwarded_port("Handling connection for 40123") is None
+
+
+def test_search_query_repeats_words_and_tags_as_the_node_cli_does() -> None:
+    query = nodeaccess.search_query(["a", "b c"], tags=["t1", "t2"], category="tools", limit=5)
+    assert urllib.parse.parse_qsl(query) == [
+        ("q", "a"),
+        ("q", "b c"),
+        ("tag", "t1"),
+        ("tag", "t2"),
+        ("category", "tools"),
+        ("limit", "5"),
+    ]
+    assert nodeaccess.search_query([], tags=[], category=None, limit=None) == ""
+
+
+def test_result_rows() -> None:
+    page = {
+        "results": [
+            {
+                "id": "i1",
+                "downloads": 3,
+                "providers": 2,
+                "package": {"name": "n", "version": "1.0.0", "category": "tools"},
+            }
+        ]
+    }
+    assert nodeaccess.result_rows(page) == [["n", "1.0.0", "tools", "3", "2", "i1"]]
