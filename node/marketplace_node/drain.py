@@ -8,11 +8,16 @@ readiness false at once and runs, in the background:
 1. wait until in-flight work reaches zero, for at most the drain timeout
    minus a share reserved for step 2 (`HANDOFF_SHARE`);
 2. run the registered hand-offs (provider records to peers, the leaving
-   announcement) concurrently, each cancelled at the deadline.
+   announcement) concurrently, each cancelled at the deadline;
+3. cut off what is still in flight at the deadline: its task is cancelled and
+   `track()` turns that into `Draining`, so the client gets a 503 answer while
+   the server still writes responses (aiohttp's own shutdown, which follows,
+   would stop reading the request and drop the connection).
 
 A second signal (`handle_signal()` twice) or `abort()` ends the drain at
-once (review MAJOR-2). Drain is one-way: a drained node is stopped, never
-resumed, so there is no state in which work is half-accepted.
+once, cutting off in-flight work the same way (review MAJOR-2). Drain is
+one-way: a drained node is stopped, never resumed, so there is no state in
+which work is half-accepted.
 """
 
 from __future__ import annotations
@@ -48,6 +53,8 @@ class DrainCoordinator:
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._working: dict[asyncio.Task[object], int] = {}  # task -> nested track() depth
+        self._cut: set[asyncio.Task[object]] = set()
         self._started_at: float | None = None
         self._handed_off = 0
         self._handoffs: list[tuple[str, HandOff]] = []
@@ -100,10 +107,11 @@ class DrainCoordinator:
         return self.status()
 
     def abort(self) -> None:
-        """End a drain now: stop waiting for in-flight work and cancel hand-offs."""
+        """End a drain now: cancel hand-offs and cut off in-flight work."""
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._state = DrainState.DRAINED
+        self._cut_off()
 
     def handle_signal(self) -> None:
         """For `loop.add_signal_handler(SIGTERM, ...)`: first drain, second abort."""
@@ -131,6 +139,15 @@ class DrainCoordinator:
                 await self._hand_off(remaining)
         finally:
             self._state = DrainState.DRAINED
+            self._cut_off()
+
+    def _cut_off(self) -> None:
+        """Cancel the tasks of work still in flight; `track()` answers them with `Draining`."""
+        for task in self._working.keys() - self._cut:
+            self._cut.add(task)
+            task.cancel()
+        if self._working:
+            logger.warning("drain: cut off %d requests still in flight", len(self._working))
 
     async def _hand_off(self, seconds: float) -> None:
         async def one(name: str, step: HandOff) -> None:
@@ -151,11 +168,29 @@ class DrainCoordinator:
             raise errors.Draining("this node is draining; retry on another node")
         self._in_flight += 1
         self._idle.clear()
+        task = asyncio.current_task()
+        if task is not None:
+            self._working[task] = self._working.get(task, 0) + 1
 
-    def _exit(self) -> None:
+    def _exit(self, cancelled: bool) -> None:
         self._in_flight -= 1
         if self._in_flight == 0:
             self._idle.set()
+        task = asyncio.current_task()
+        if task is None or task not in self._working:
+            return
+        depth = self._working.pop(task) - 1
+        if depth:
+            self._working[task] = depth
+            return
+        if task in self._cut:  # our cancellation, not the caller's: answer instead of vanishing
+            self._cut.discard(task)
+            if task.cancelling():
+                task.uncancel()
+            if cancelled:
+                raise errors.Draining(
+                    "the drain deadline passed before this request finished; retry on another node"
+                ) from None
 
 
 class _Ticket:
@@ -175,4 +210,4 @@ class _Ticket:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self._coordinator._exit()
+        self._coordinator._exit(exc_type is asyncio.CancelledError)

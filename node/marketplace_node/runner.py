@@ -3,8 +3,11 @@
 On the first signal the node drains (`drain.DrainCoordinator`: readiness
 false, no new client work, in-flight work finishes, hand-offs run — sole
 content replicated to a peer, then the leaving announcement — all within
-`drain_timeout_seconds`); a second signal ends the drain at once. Then the
-app's cleanup stops background tasks and the store, and the process exits 0.
+`drain_timeout_seconds`, work still in flight then answered 503 `draining`);
+a second signal ends the drain at once. Then aiohttp's shutdown closes the
+connections, waiting at most `SHUTDOWN_SECONDS` (its default, 60 s, outlasts
+the pod's grace period: drain timeout + 10 s), the app's cleanup stops
+background tasks and the store, and the process exits 0.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+from typing import Final
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry
@@ -24,6 +28,11 @@ from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
+
+SHUTDOWN_SECONDS: Final = 2.0
+"""aiohttp's shutdown after the drain: what is left is responses being written and peer
+transfers (peers may fetch from a draining node). aiohttp waits up to twice this (finish,
+then cancel and finish), which keeps the exit inside the pod's 10 s margin."""
 
 
 def build_service(settings: NodeSettings, clock: Clock | None = None) -> NodeService:
@@ -40,7 +49,9 @@ def build_service(settings: NodeSettings, clock: Clock | None = None) -> NodeSer
 async def serve(settings: NodeSettings) -> None:
     service = build_service(settings)
     application = app_module.build_app(service)
-    runner = web.AppRunner(application, handle_signals=False, access_log=None)
+    runner = web.AppRunner(
+        application, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+    )
     await runner.setup()
     site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
     await site.start()
