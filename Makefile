@@ -87,8 +87,21 @@ images: venv ## build the node and operator container images (debootstrap base +
 test-images: images cluster ## run each image under containerd and check it reports healthy
 	MARKETPLACE_TEST_IMAGES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration/images $(PYTEST_ARGS)
 
+.PHONY: node-binaries
+node-binaries: ## build (once, cached) the real kubelet, containerd and the pause image
+	@hack/build-node.sh >/dev/null
+
+.PHONY: test-realnode
+test-realnode: venv k8s-binaries ## smoke set on a real-kubelet Node (containerd, runc, CNI); says why when the machine cannot
+	@if why=$$(hack/real-node.sh check); then \
+	  REAL_NODE=1 hack/cluster.sh up; rc=0; \
+	  MARKETPLACE_TEST_REAL_NODE=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) \
+	    pytest tests/e2e/realnode $(PYTEST_ARGS) || rc=$$?; \
+	  hack/real-node.sh down; exit $$rc; \
+	else echo "test-realnode: NOT RUN: this machine cannot run a real kubelet: $$why"; fi
+
 .PHONY: test
-test: lint test-unit test-lowest test-integration test-e2e test-images ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images
+test: lint test-unit test-lowest test-integration test-e2e test-images test-realnode ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images, real kubelet
 
 .PHONY: bench
 bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots

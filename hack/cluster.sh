@@ -78,16 +78,18 @@ make_ca() {
     -out "$pki/$name.crt" 2>/dev/null
 }
 
+# The extensions of client and serving certificates (also hack/real-node.sh's).
+client="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=clientAuth"
+server="basicConstraints=CA:FALSE
+keyUsage=critical,digitalSignature,keyEncipherment
+extendedKeyUsage=serverAuth"
+
 make_pki() {
   mkdir -p "$pki" && chmod 700 "$pki"
   make_ca ca marketplace-fleet-local-ca
   make_ca front-proxy-ca marketplace-fleet-front-proxy-ca
-  local client="basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=clientAuth"
-  local server="basicConstraints=CA:FALSE
-keyUsage=critical,digitalSignature,keyEncipherment
-extendedKeyUsage=serverAuth"
   sign apiserver "/CN=kube-apiserver" "$server
 subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
   sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
@@ -266,7 +268,7 @@ up() {
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --service-cluster-ip-range "$SERVICE_CIDR" \
-    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --authorization-mode Node,RBAC \
     --allow-privileged=true \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
     --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
@@ -277,11 +279,22 @@ up() {
     --requestheader-username-headers X-Remote-User --requestheader-group-headers X-Remote-Group \
     --requestheader-extra-headers-prefix X-Remote-Extra- \
     --proxy-client-cert-file "$pki/front-proxy-client.crt" --proxy-client-key-file "$pki/front-proxy-client.key" \
-    --endpoint-reconciler-type none --profiling=false
+    --endpoint-reconciler-type none --profiling=false \
+    --enable-admission-plugins NodeRestriction,PodNodeSelector,PodTolerationRestriction
+  # PodNodeSelector, PodTolerationRestriction: a namespace's annotations place its
+  # pods on the real-kubelet Node (hack/real-node.sh), the operator's pods included.
   # --endpoint-reconciler-type none: Endpoints may not hold loopback IPs, and
   # pods reach the API through KUBERNETES_SERVICE_HOST=127.0.0.1 anyway.
   wait_for "kube-apiserver /readyz" api_ready
 
+  # The endpoint controllers run only with the real-kubelet Node (its pods have
+  # bridge IPs); a change of mode restarts the controller-manager.
+  local controllers='*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'
+  if [[ "${REAL_NODE:-0}" == 1 ]] || alive "$dir/real-node/pids/kubelet.pid"; then controllers='*'; fi
+  if [[ "$(cat "$dir/controllers" 2>/dev/null)" != "$controllers" ]]; then
+    stop "$pids/kube-controller-manager.pid"
+    echo "$controllers" >"$dir/controllers"
+  fi
   start kube-controller-manager "$bin/kube-controller-manager" \
     --kubeconfig "$pki/controller-manager.kubeconfig" \
     --authentication-kubeconfig "$pki/controller-manager.kubeconfig" \
@@ -291,11 +304,12 @@ up() {
     --root-ca-file "$pki/ca.crt" --service-account-private-key-file "$pki/sa.key" \
     --use-service-account-credentials --leader-elect=false --profiling=false \
     --kube-api-qps 100 --kube-api-burst 200 \
-    --controllers '*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'
+    --controllers "$controllers"
   # The default client limits (20/s, burst 30) pace the PV binder at ~7 claims/s
   # (three writes per claim): a fleet's data volumes would bind seconds apart.
-  # No endpoint controllers: API validation refuses loopback pod IPs in Endpoints and
-  # EndpointSlices, so they could only retry failing writes and post Events about them.
+  # No endpoint controllers without the real Node: API validation refuses loopback pod
+  # IPs in Endpoints and EndpointSlices, so they could only retry failing writes and
+  # post Events about them.
 
   start kube-scheduler "$bin/kube-scheduler" \
     --kubeconfig "$pki/scheduler.kubeconfig" \
@@ -328,6 +342,8 @@ up() {
   # Pods need their namespace's service account, which a controller creates.
   wait_for "the default service account" "$bin/kubectl" --kubeconfig "$kubeconfig" get serviceaccount default
 
+  if [[ "${REAL_NODE:-0}" == 1 ]]; then "$root/hack/real-node.sh" up; fi
+
   log "cluster up in $((SECONDS - t0)) s; state in $dir"
   cat >&2 <<EOF
 
@@ -343,6 +359,8 @@ down() {
   # still answers; then the kubelet, so that it restarts nothing; then the
   # pods' processes; then the control plane in reverse order of start.
   local f
+  # The real-kubelet Node first: it undoes its changes to the machine.
+  if [[ -d "$dir/real-node" ]]; then "$root/hack/real-node.sh" down; fi
   for f in "$pids"/*.pid; do
     case "$(basename "$f" .pid)" in
       etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) ;;
@@ -364,8 +382,12 @@ status() {
     if alive "$f"; then echo "running  $(basename "$f" .pid) (pid $(cut -d' ' -f1 "$f"))"
     else echo "DEAD     $(basename "$f" .pid)"; rc=1; fi
   done
+  if [[ -d "$dir/real-node" ]]; then "$root/hack/real-node.sh" status || rc=1; fi
   return $rc
 }
+
+# hack/real-node.sh sources this file for its settings and helpers.
+[[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
 case "${1:-}" in
   up) lock; up ;;

@@ -125,7 +125,9 @@ class Provisioner:
 
     async def _provision(self, claim: JSON) -> None:
         volume = volume_for(claim, self._base)
-        atomic_dir.ensure_dir(Path(volume["spec"]["hostPath"]["path"]))
+        # World-writable, as local-path-provisioner makes them: a real kubelet applies no
+        # fsGroup to a hostPath volume, so a pod running as non-root could not write it.
+        atomic_dir.ensure_dir(Path(volume["spec"]["hostPath"]["path"])).chmod(0o777)
         try:
             await self._kube.request("POST", "/api/v1/persistentvolumes", body=volume)
             log.info("provisioned %s for %s", volume["metadata"]["name"], claim["metadata"]["name"])

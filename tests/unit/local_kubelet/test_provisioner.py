@@ -53,3 +53,14 @@ async def test_claims_are_provisioned_concurrently_and_once(tmp_path: Path) -> N
     await provisioner._on_claim("MODIFIED", claim("a"))
     await asyncio.sleep(0.01)
     assert api.posts.count("a") == 2
+
+
+async def test_a_provisioned_directory_is_writable_by_any_user(tmp_path: Path) -> None:
+    """A real kubelet applies no fsGroup to hostPath volumes: a non-root pod must write."""
+    api = SlowApi()
+    api.release.set()
+    provisioner = Provisioner(cast("Kube", api), tmp_path)
+    await provisioner._on_claim("ADDED", claim("a"))
+    await asyncio.sleep(0.01)
+    (mode,) = await asyncio.to_thread(lambda: [p.stat().st_mode for p in tmp_path.iterdir()])
+    assert mode & 0o777 == 0o777

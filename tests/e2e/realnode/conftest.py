@@ -1,0 +1,68 @@
+"""The real-kubelet smoke set: a Node run by the real kubelet, containerd and runc
+(hack/real-node.sh), the `make images` images as real containers, pods with their own
+network namespace on a bridge, and real EndpointSlices.
+
+`make test-realnode` (part of `make test`) brings the Node up when this machine can run
+it and sets MARKETPLACE_TEST_REAL_NODE=1; when it cannot, it prints why in one line.
+Each test's namespace is annotated so that the PodNodeSelector and
+PodTolerationRestriction admission plugins put every pod of it on that Node, the
+operator's pods included, with no change to what the operator renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from e2e_helpers import Kubectl, OperatorProcess
+from real_node import LABEL, SCRIPT, Images
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    if os.environ.get("MARKETPLACE_TEST_REAL_NODE"):
+        return
+    skip = pytest.mark.skip(reason="real-kubelet smoke set: run `make test-realnode`")
+    for item in items:
+        if item.path.is_relative_to(Path(__file__).parent):
+            item.add_marker(skip)
+
+
+def _script(*args: str, timeout: float) -> str:
+    done = subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"hack/real-node.sh {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return done.stdout
+
+
+@pytest.fixture(scope="session")
+def images(kubeconfig: str) -> Images:
+    """The real Node is up (idempotent) and holds the working tree's images."""
+    _script("up", timeout=900)
+    node, operator = _script("images", timeout=900).split()
+    return Images(node=node, operator=operator)
+
+
+@pytest.fixture
+def namespace(namespace: str, kubectl: Kubectl, images: Images) -> str:
+    """The e2e namespace, with every pod of it placed on the real Node."""
+    toleration = {"key": LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    kubectl(
+        "annotate", "namespace", namespace,
+        f"scheduler.alpha.kubernetes.io/node-selector={LABEL}=true",
+        f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps([toleration])}",
+    )  # fmt: skip
+    return namespace
+
+
+@pytest.fixture
+def operator(operator_factory: Callable[..., OperatorProcess], images: Images) -> OperatorProcess:
+    """The operator (a local process) making pods of the node image the real Node holds."""
+    op = operator_factory("--default-node-image", images.node)
+    op.start()
+    return op
