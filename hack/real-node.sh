@@ -68,7 +68,8 @@ check() {
   if [[ -n "$why" ]]; then echo "$why"; return 1; fi
 }
 
-ctr_() { "$nodebin/ctr" --address "$socket" --namespace k8s.io "$@"; }
+# ctr against this Node's containerd (quiet: every call warns that cgroup v1 is deprecated).
+ctr_() { "$nodebin/ctr" --address "$socket" --namespace k8s.io "$@" 2>/dev/null; }
 
 # --- the machine: bridge, cgroups, sysctls, fixed directories -------------------
 
@@ -207,8 +208,9 @@ containerd_ready() { ctr_ version; }
 
 # import_image ARCHIVE REF: import an image archive unless containerd has REF already.
 import_image() {
-  local archive="$1" ref="$2"
-  ctr_ images ls --quiet | grep -qxF "$ref" && return 0
+  local archive="$1" ref="$2" have
+  have="$(ctr_ images ls --quiet)"  # not piped into grep -q: pipefail and SIGPIPE
+  grep -qxF "$ref" <<<"$have" && return 0
   log "importing $ref"
   ctr_ images import "$archive" >/dev/null
 }
@@ -220,6 +222,10 @@ images() {
   for ref in $refs; do
     tag="${ref##*:}" name="${ref%:*}"; name="${name##*/}"
     import_image "$cache_dir/images/$name-$tag.tar" "$ref"
+  done
+  # Earlier builds are dead weight (containerd collects their layers).
+  for ref in $(ctr_ images ls --quiet | grep -E '/marketplace-fleet/(node|operator):'); do
+    grep -qxF "$ref" <<<"$refs" || ctr_ images rm "$ref" >/dev/null
   done
   echo "$refs"
 }
