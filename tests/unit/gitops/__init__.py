@@ -1,0 +1,1 @@
+"""Unit tests of the GitOps assets in docs/gitops/."""
