@@ -89,7 +89,8 @@ def catalogue(rng: random.Random) -> tuple[list[tuple[PackageMeta, int]], list[s
             digest=hashlib.sha256(str(i).encode()).hexdigest(),
             size=i,
         )
-        packages.append((sealing.sign_package(publisher, draft), int(rng.paretovariate(1.2) * 10)))
+        meta = sealing.sign_package(publisher, draft, created=1_700_000_000 + i)
+        packages.append((meta, int(rng.paretovariate(1.2) * 10)))
     return packages, vocab, tags
 
 
@@ -375,6 +376,7 @@ async def bench_gossip(root: Path) -> float:
         followers = [asyncio.create_task(follow(http, url, arrivals, everywhere)) for url in urls]
         await asyncio.sleep(1.0)
         rng = random.Random(7)
+        author = identity.Identity.generate()
         idle_started, idle_cpu = time.monotonic(), sum(cpu_seconds(pid) for pid in pids)
         await asyncio.sleep(IDLE_SECONDS)
         cpu_before = sum(cpu_seconds(pid) for pid in pids)
@@ -391,15 +393,18 @@ async def bench_gossip(root: Path) -> float:
                 digest = hashlib.sha256(content).hexdigest()
                 async with http.put(f"{url}/api/v1/blobs/{digest}", data=content) as resp:
                     assert resp.status == 201
-                draft = {
-                    "name": f"gossipbench{i}",
-                    "version": "1.0",
-                    "category": "bench",
-                    "digest": digest,
-                    "size": len(content),
-                }
+                draft = PackageDraft(
+                    name=f"gossipbench{i}",
+                    version="1.0",
+                    category="bench",
+                    digest=digest,
+                    size=len(content),
+                )
+                meta = sealing.sign_package(author, draft, created=int(time.time()))
                 t0 = time.perf_counter()
-                async with http.post(f"{url}/api/v1/packages", json=draft) as resp:
+                async with http.post(
+                    f"{url}/api/v1/packages", data=meta.model_dump_json(by_alias=True)
+                ) as resp:
                     package_id = (await resp.json())["id"]
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(

@@ -141,7 +141,7 @@ def tables(service: NodeService, breakers: Breakers) -> list[tuple[str, int, int
         ("replay cache (nonces)", len(service.replay._seen), limits.NONCE_CACHE_MAX),
         ("gossip seen-cache", len(service.seen._seen), limits.SEEN_CACHE_MAX),
         ("provider records (packages)", len(service.providers), limits.PROVIDER_PACKAGES_MAX),
-        ("search index (packages)", len(service.index), 0),
+        ("search index (packages)", len(service.catalogue), 0),
     ]
 
 

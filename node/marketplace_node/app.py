@@ -29,7 +29,7 @@ REQUEST_DEADLINE_SECONDS = 30.0  # any request not listed in `_deadlines`
 def _snapshot(service: NodeService) -> Snapshot:
     return Snapshot(
         peers=len(service.peers),
-        packages=len(service.index),
+        packages=len(service.catalogue),
         store_bytes=service.store.size_bytes(),
         in_flight=service.in_flight,
         pending_queries=service.enforcer.status.pending,

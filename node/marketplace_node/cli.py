@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import hashlib
 import json
+import re
 import sys
 import urllib.parse
 from pathlib import Path
@@ -14,7 +15,7 @@ from typing import Any
 import pydantic
 from pydantic_settings import CliSettingsSource, SettingsError
 
-from marketplace_node import api_client, config
+from marketplace_node import api_client, config, publishing
 from marketplace_node.api_client import CliError, Exit
 
 DEFAULT_NODE = "http://127.0.0.1:7070"
@@ -43,7 +44,7 @@ def _parser() -> tuple[argparse.ArgumentParser, CliSettingsSource[config.NodeSet
         ("subscribe", "follow catalogue changes"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("--node", default=DEFAULT_NODE, help="base URL of the node's HTTP API")
+        _node_option(p)
         if name == "publish":
             p.add_argument("file", type=Path)
             p.add_argument("--name", required=True)
@@ -62,9 +63,14 @@ def _parser() -> tuple[argparse.ArgumentParser, CliSettingsSource[config.NodeSet
         if name == "subscribe":
             p.add_argument("--cursor", default="0")
         if name == "fetch":
-            p.add_argument("id")
+            p.add_argument("id", help="a package id, or NAME@VERSION, NAME@RANGE (^1.2), NAME")
             p.add_argument("--output", "-o", type=Path, required=True)
+    publishing.add_commands(sub, _node_option)
     return parser, node_flags
+
+
+def _node_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--node", default=DEFAULT_NODE, help="base URL of the node's HTTP API")
 
 
 def _query_string(args: argparse.Namespace) -> str:
@@ -82,28 +88,16 @@ def _query_string(args: argparse.Namespace) -> str:
     return urllib.parse.urlencode(pairs)
 
 
-def _publish(args: argparse.Namespace) -> Any:
-    try:
-        data = args.file.read_bytes()
-    except OSError as exc:
-        raise CliError(Exit.LOCAL, f"cannot read {args.file}: {exc.strerror or exc}") from None
-    digest = hashlib.sha256(data).hexdigest()
-    api_client.call("PUT", f"{args.node}/api/v1/blobs/{digest}", data, "application/octet-stream")
-    draft = {
-        "name": args.name,
-        "version": args.version,
-        "description": args.description,
-        "category": args.category,
-        "tags": args.tag,
-        "digest": digest,
-        "size": len(data),
-    }
-    return api_client.call("POST", f"{args.node}/api/v1/packages", json.dumps(draft).encode())
-
-
 def _fetch(args: argparse.Namespace) -> Any:
-    view = api_client.call("GET", f"{args.node}/api/v1/packages/{args.id}")
-    data = api_client.download(f"{args.node}/api/v1/packages/{args.id}/content")
+    if re.fullmatch(r"[0-9a-f]{32}", args.id):
+        view = api_client.call("GET", f"{args.node}/api/v1/packages/{args.id}")
+    else:  # NAME, NAME@VERSION, NAME@RANGE
+        name, _, want = args.id.partition("@")
+        query = urllib.parse.urlencode({"want": want or "latest"})
+        view = api_client.call(
+            "GET", f"{args.node}/api/v1/names/{urllib.parse.quote(name)}/resolve?{query}"
+        )
+    data = api_client.download(f"{args.node}/api/v1/packages/{view['id']}/content")
     digest = view["package"]["digest"]
     if hashlib.sha256(data).hexdigest() != digest:
         raise CliError(
@@ -113,7 +107,16 @@ def _fetch(args: argparse.Namespace) -> Any:
         args.output.write_bytes(data)
     except OSError as exc:
         raise CliError(Exit.LOCAL, f"cannot write {args.output}: {exc.strerror or exc}") from None
-    return {"id": args.id, "digest": digest, "size": len(data), "path": str(args.output)}
+    return {
+        "id": view["id"],
+        "name": view["package"]["name"],
+        "version": view["package"]["version"],
+        "author": view["author"],
+        "signedBy": view["signedBy"],
+        "digest": digest,
+        "size": len(data),
+        "path": str(args.output),
+    }
 
 
 def _subscribe(args: argparse.Namespace) -> None:
@@ -171,7 +174,10 @@ def _client(args: argparse.Namespace) -> None:
         _subscribe(args)
         return
     result = {
-        "publish": lambda: _publish(args),
+        "publish": lambda: publishing.publish(args, api_client.call),
+        "owner": lambda: publishing.record(args, api_client.call),
+        "yank": lambda: publishing.record(args, api_client.call),
+        "unyank": lambda: publishing.record(args, api_client.call),
         "search": lambda: api_client.call("GET", f"{node}/api/v1/search?{_query_string(args)}"),
         "fetch": lambda: _fetch(args),
         "peers": lambda: api_client.call("GET", f"{node}/api/v1/peers"),
@@ -188,6 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         if args.command == "run":
             _run(_settings(args, node_flags))
+        elif args.command == "key":
+            json.dump(publishing.key(args), sys.stdout, indent=2)
+            sys.stdout.write("\n")
         else:
             _client(args)
     except CliError as exc:

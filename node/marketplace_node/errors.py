@@ -72,6 +72,38 @@ class StalePolicy(Conflict):
     code = "stale_policy"
 
 
+class NameTaken(Conflict):
+    """A package or record whose signer does not own the name (see `names.resolve`)."""
+
+    code = "name_taken"
+
+
+class VersionExists(Conflict):
+    """Other bytes for a `name@version` that is already held: versions never change."""
+
+    code = "version_exists"
+
+
+class LastOwner(Conflict):
+    code = "last_owner"
+
+
+class NoSuchVersion(NotFound):
+    code = "no_such_version"
+
+
+class AuthorSignatureRequired(InvalidInput):
+    """A client publish must carry its author's signature (`marketplace-node key new`)."""
+
+    code = "author_signature_required"
+
+
+class StaleRecord(InvalidInput):
+    """A package or record whose `created` lies outside now ± the clock-skew window."""
+
+    code = "stale_record"
+
+
 class RateLimited(NodeError):
     code = "rate_limited"
     http_status = 429

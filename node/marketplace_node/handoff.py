@@ -28,7 +28,11 @@ async def leave(service: NodeService) -> int:
 
 async def hand_off_content(service: NodeService) -> int:
     """Ask peers (round robin) to replicate each package only we provide."""
-    sole = [pid for pid in service.providers.sole(service.identity.peer_id) if pid in service.index]
+    sole = [
+        pid
+        for pid in service.providers.sole(service.identity.peer_id)
+        if service.catalogue.get(pid)
+    ]
     peers = service.peers.sample(len(service.peers), service.rng)
     if not sole or not peers:
         return 0

@@ -36,8 +36,8 @@ from marketplace_node.model import (
     Announcement,
     Hello,
     Model,
+    NameRecord,
     NodeInfo,
-    PackageDraft,
     PackageMeta,
     PeerView,
     Query,
@@ -60,6 +60,9 @@ SSE_KEEPALIVE_SECONDS = 15.0
 OPERATIONS: dict[str, Operation] = {
     "put_blob": Operation.PUBLISH,
     "publish": Operation.PUBLISH,
+    "post_record": Operation.PUBLISH,
+    "get_name": Operation.SEARCH,
+    "resolve": Operation.SEARCH,
     "get_package": Operation.SEARCH,
     "get_content": Operation.FETCH,
     "search": Operation.SEARCH,
@@ -182,8 +185,31 @@ async def put_blob(request: web.Request) -> web.Response:
 
 
 async def publish(request: web.Request) -> web.Response:
-    draft = PackageDraft.model_validate_json(await request.read())
-    return json_response(await request.app[SERVICE].publish(draft), status=201)
+    """An author-signed package: 201 when new, 200 for an identical retry."""
+    meta = PackageMeta.model_validate_json(await request.read())
+    view, new = await request.app[SERVICE].publish(meta)
+    return json_response(view, status=201 if new else 200)
+
+
+async def post_record(request: web.Request) -> web.Response:
+    record = NameRecord.model_validate_json(await request.read())
+    if record.name != request.match_info["name"]:
+        raise InvalidInput("the record names another name than the path")
+    return json_response(await request.app[SERVICE].record(record), status=201)
+
+
+async def get_name(request: web.Request) -> web.Response:
+    return json_response(request.app[SERVICE].catalogue.owners(request.match_info["name"]))
+
+
+async def resolve(request: web.Request) -> web.Response:
+    """`?want=` an exact version, `latest` (default) or an npm range such as `^1.2`."""
+    service = request.app[SERVICE]
+    want = request.rel_url.query.get("want", "latest")
+    if not 1 <= len(want) <= limits.VERSION_MAX:
+        raise InvalidInput("want is 1 to VERSION_MAX characters")
+    meta = service.catalogue.resolve(request.match_info["name"], want)
+    return json_response(service.view(meta.id))
 
 
 async def get_package(request: web.Request) -> web.Response:
@@ -251,7 +277,7 @@ async def status(request: web.Request) -> web.Response:
         fleet=service.settings.fleet,
         ready=service.ready(),
         draining=service.draining,
-        packages=len(service.index),
+        packages=len(service.catalogue),
         peers=len(service.peers),
         last_seq=service.last_seq,
     )
@@ -295,7 +321,9 @@ async def _replay(
         for seq, raw in rows:
             ann = Announcement.model_validate_json(raw)
             meta = ann.package if ann.kind in PACKAGE_KINDS else None
-            if meta is not None and matches(query, meta, service.index.downloads(meta.id)):
+            if meta is not None and service.catalogue.get(meta.id) is None:
+                meta = None  # refused or superseded since: not served
+            if meta is not None and matches(query, meta, service.catalogue.downloads(meta.id)):
                 await _package_event(response, seq, meta)
             last = seq
         if len(rows) < limits.SYNC_PAGE_MAX:
@@ -321,7 +349,12 @@ async def _follow(response: web.StreamResponse, sub: Subscriber, last: int) -> N
 
 
 async def _package_event(response: web.StreamResponse, seq: int, meta: PackageMeta) -> None:
-    data = {"id": meta.id, "package": meta.model_dump(mode="json", by_alias=True)}
+    data = {
+        "id": meta.id,
+        "author": meta.publisher,
+        "signedBy": meta.signed_by,
+        "package": meta.model_dump(mode="json", by_alias=True),
+    }
     await _event(response, seq, "package", data)
 
 
@@ -393,6 +426,9 @@ def add_routes(app: web.Application) -> None:
     r.add_put("/api/v1/blobs/{digest}", put_blob, name="put_blob")
     r.add_post("/api/v1/packages", publish, name="publish")
     r.add_get("/api/v1/packages/{id}", get_package, name="get_package")
+    r.add_post("/api/v1/names/{name}/records", post_record, name="post_record")
+    r.add_get("/api/v1/names/{name}", get_name, name="get_name")
+    r.add_get("/api/v1/names/{name}/resolve", resolve, name="resolve")
     r.add_get("/api/v1/packages/{id}/content", get_content, name="get_content")
     r.add_get("/api/v1/search", search, name="search")
     r.add_post("/api/v1/search", search_post, name="search_post")

@@ -26,6 +26,10 @@ _PEER_ID_RE = re.compile(r"^mp[a-z2-7]{52}$")
 PEER_ID_REGEX = _PEER_ID_RE.pattern
 
 
+def is_peer_id(text: str) -> bool:
+    return _PEER_ID_RE.fullmatch(text) is not None
+
+
 def peer_id_of(public_key: Ed25519PublicKey) -> str:
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return PEER_ID_PREFIX + base64.b32encode(raw).decode().rstrip("=").lower()

@@ -93,6 +93,12 @@ class NodeMetrics:
             ("outcome",),
         )  # fmt: skip
         self.gossip_sent = counter("gossip_sent", "Announcement pushes, by outcome.", ("outcome",))
+        self.name_refusals = counter(
+            "name_refusals",
+            "Packages and owner records refused by the names rule (from clients, gossip or sync),"
+            " by reason: name_taken, not_owner, version_exists, last_owner, no_such_version.",
+            ("reason",),
+        )
         self.gossip_bytes = counter("gossip_bytes", "Gossip payload bytes.", ("direction",))
         self.fetches = counter(
             "fetches", "Content fetches from providers, by outcome.", ("outcome",)

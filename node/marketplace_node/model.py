@@ -12,6 +12,7 @@ import base64
 import enum
 import hashlib
 import json
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -26,11 +27,11 @@ Name = Annotated[
         min_length=1, max_length=limits.NAME_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
     ),
 ]
+_VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
+_VERSION_RE = re.compile(_VERSION_PATTERN)
 Version = Annotated[
     str,
-    StringConstraints(
-        min_length=1, max_length=limits.VERSION_MAX, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
-    ),
+    StringConstraints(min_length=1, max_length=limits.VERSION_MAX, pattern=_VERSION_PATTERN),
 ]
 Label = Annotated[
     str,
@@ -62,7 +63,9 @@ Address = Annotated[
 Signature = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9+/]{86}==$")]  # 64 bytes base64
 Nonce = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")]
 
-PACKAGE_DOMAIN = b"marketplace-package-v1\n"
+PACKAGE_DOMAIN = b"marketplace-package-v1\n"  # node-signed packages of earlier releases
+AUTHOR_PACKAGE_DOMAIN = b"marketplace-package-v2\n"  # packages signed by their author's key
+NAME_RECORD_DOMAIN = b"marketplace-name-record-v1\n"
 ANNOUNCEMENT_DOMAIN = b"marketplace-announcement-v1\n"
 
 
@@ -88,8 +91,11 @@ def b64(raw: bytes) -> str:
 class PackageMeta(Model):
     """A package as its publisher signed it: the seed's fields, content digest, size, signature.
 
-    `downloads` is not here: it is a local statistic no peer can vouch for, so it
-    is kept by each node and never gossiped.
+    `publisher` is the author's key (its id). `created` (the author's signing
+    time, seconds) marks an author-signed package; packages of earlier
+    releases lack it: their node signed them (`signed_by == "node"`), they are
+    kept readable but never own a name. `downloads` is not here: it is a local
+    statistic no peer can vouch for, so it is kept by each node and never gossiped.
     """
 
     name: Name
@@ -100,16 +106,29 @@ class PackageMeta(Model):
     digest: Digest
     size: int = Field(ge=0, le=limits.CONTENT_MAX_BYTES)
     publisher: PeerIdStr
+    created: int | None = Field(default=None, ge=0, le=2**40)
     signature: Signature
 
     @property
+    def author_signed(self) -> bool:
+        return self.created is not None
+
+    @property
+    def signed_by(self) -> str:
+        return "author" if self.author_signed else "node"
+
+    @property
     def id(self) -> str:
-        """Self-certifying id: a publisher cannot overwrite another publisher's package."""
-        return package_id(self.publisher, self.name, self.version)
+        """Self-certifying id: the hash of the signed metadata (node-signed packages of earlier
+        releases keep their (publisher, name, version) id)."""
+        if not self.author_signed:
+            return package_id(self.publisher, self.name, self.version)
+        return hashlib.sha256(self.signed_bytes()).hexdigest()[:32]
 
     def signed_bytes(self) -> bytes:
-        return PACKAGE_DOMAIN + canonical(
-            self.model_dump(mode="json", by_alias=True, exclude={"signature"})
+        domain = AUTHOR_PACKAGE_DOMAIN if self.author_signed else PACKAGE_DOMAIN
+        return domain + canonical(
+            self.model_dump(mode="json", by_alias=True, exclude={"signature"}, exclude_none=True)
         )
 
 
@@ -123,6 +142,52 @@ class AnnouncementKind(enum.StrEnum):
     PROVIDER_ADDED = "provider_added"
     PROVIDER_REMOVED = "provider_removed"
     PEER_LEAVING = "peer_leaving"
+    NAME_RECORD = "name_record"
+
+
+class RecordAction(enum.StrEnum):
+    """What an owner record does to a name (see `names.resolve`)."""
+
+    ADD_OWNER = "add_owner"
+    REMOVE_OWNER = "remove_owner"
+    TRANSFER = "transfer"
+    YANK = "yank"
+    UNYANK = "unyank"
+
+
+OWNER_ACTIONS = frozenset(
+    {RecordAction.ADD_OWNER, RecordAction.REMOVE_OWNER, RecordAction.TRANSFER}
+)
+
+
+class NameRecord(Model):
+    """A signed change to a name: co-owners, transfer, yanks. `subject` is a key (owner
+    actions) or a version (yank, unyank); `signer` must own the name when it takes effect."""
+
+    name: Name
+    action: RecordAction
+    subject: str = Field(min_length=1, max_length=limits.VERSION_MAX)
+    signer: PeerIdStr
+    created: int = Field(ge=0, le=2**40)
+    signature: Signature
+
+    @model_validator(mode="after")
+    def _subject_matches_action(self) -> NameRecord:
+        if self.action in OWNER_ACTIONS:
+            if not identity.is_peer_id(self.subject):
+                raise ValueError(f"{self.action} names a key (an author id) as subject")
+        elif not _VERSION_RE.fullmatch(self.subject):
+            raise ValueError(f"{self.action} names a version as subject")
+        return self
+
+    def signed_bytes(self) -> bytes:
+        return NAME_RECORD_DOMAIN + canonical(
+            self.model_dump(mode="json", by_alias=True, exclude={"signature"})
+        )
+
+    @property
+    def id(self) -> str:
+        return hashlib.sha256(self.signed_bytes()).hexdigest()
 
 
 PACKAGE_KINDS = frozenset({AnnouncementKind.PACKAGE, AnnouncementKind.NEW_VERSION})
@@ -151,6 +216,7 @@ class Announcement(Model):
     nonce: Nonce
     package: PackageMeta | None = None
     provider: ProviderRecord | None = None
+    record: NameRecord | None = None
     address: Address | None = None
     signature: Signature
     hops: int = Field(default=0, ge=0, le=limits.HOP_LIMIT_MAX)
@@ -173,6 +239,10 @@ class Announcement(Model):
                 raise ValueError("a peer only announces itself as a provider")
         if self.kind is AnnouncementKind.PEER_LEAVING and has != (False, False):
             raise ValueError("peer_leaving carries no payload")
+        if (self.kind is AnnouncementKind.NAME_RECORD) != (self.record is not None):
+            raise ValueError("exactly the name_record kind carries a record")
+        if self.record is not None and has != (False, False):
+            raise ValueError("name_record carries only the record")
         return self
 
     def signed_bytes(self) -> bytes:
@@ -187,7 +257,7 @@ class Announcement(Model):
 
 
 class PackageDraft(Model):
-    """What a client asks the node to publish; the node signs it as publisher."""
+    """A package's fields before its author signs it (`sealing.sign_package`)."""
 
     name: Name
     version: Version
@@ -217,19 +287,40 @@ class ProviderView(Model):
 
 
 class PackageView(Model):
+    """A package as a client sees it: `author` is the key that signed it, `signedBy` says
+    whether that is an author's key or (packages of earlier releases) a node's."""
+
     id: str
     package: PackageMeta
+    author: str
+    signed_by: str
+    yanked: bool = False
     downloads: int
     local: bool
     providers: tuple[ProviderView, ...] = ()
 
 
 class SearchResult(Model):
+    """One name (author-signed: its latest non-yanked version, and all its versions)."""
+
     id: str
     package: PackageMeta
+    author: str = ""
+    signed_by: str = ""
+    versions: tuple[str, ...] = ()
     downloads: int
     score: float | None  # None: not a finite number (ranked last)
     providers: int
+
+
+class OwnerView(Model):
+    """A name's owners and versions as this node resolves them."""
+
+    name: str
+    owners: tuple[str, ...]
+    versions: tuple[str, ...]
+    yanked: tuple[str, ...]
+    latest: str | None
 
 
 class SearchPage(Model):

@@ -14,8 +14,10 @@ from marketplace_node.model import (
     ChangePage,
     Hello,
     HelloReply,
+    NameRecord,
     NodeInfo,
-    PackageDraft,
+    OwnerView,
+    PackageMeta,
     PackageView,
     PeerView,
     Query,
@@ -29,8 +31,10 @@ MODELS: tuple[type[BaseModel], ...] = (
     ErrorBody,
     Hello,
     HelloReply,
+    NameRecord,
     NodeInfo,
-    PackageDraft,
+    OwnerView,
+    PackageMeta,
     PackageView,
     PeerView,
     Query,
@@ -89,10 +93,26 @@ def paths() -> dict[str, Any]:
         },
         "/api/v1/packages": {
             "post": _op(
-                "publish: the node signs the draft as publisher",
+                "publish a package its author signed (201; 200 for an identical retry; "
+                "409 name_taken / version_exists)",
                 ok="PackageView",
-                body="PackageDraft",
+                body="PackageMeta",
                 status="201",
+            )
+        },
+        "/api/v1/names/{name}": {"get": _op("a name's owners and versions", ok="OwnerView")},
+        "/api/v1/names/{name}/records": {
+            "post": _op(
+                "an owner's signed record: add_owner, remove_owner, transfer, yank, unyank",
+                ok="OwnerView",
+                body="NameRecord",
+                status="201",
+            )
+        },
+        "/api/v1/names/{name}/resolve": {
+            "get": _op(
+                "param want: an exact version, `latest` (default) or an npm range such as ^1.2",
+                ok="PackageView",
             )
         },
         "/api/v1/packages/{id}": {"get": _op("a package with its providers", ok="PackageView")},

@@ -119,7 +119,6 @@ class SearchIndex:
         self._gram_words: dict[str, set[str]] = {}
         self._tag_docs: dict[str, set[str]] = {}
         self._category_docs: dict[str, set[str]] = {}
-        self._versions: dict[tuple[str, str], set[str]] = {}
 
     def __len__(self) -> int:
         return len(self._docs)
@@ -156,11 +155,6 @@ class SearchIndex:
         for tag in set(tags):
             self._tag_docs.setdefault(tag, set()).add(pid)
         self._category_docs.setdefault(meta.category, set()).add(pid)
-        self._versions.setdefault((meta.publisher, meta.name), set()).add(meta.version)
-
-    def versions(self, publisher: str, name: str) -> frozenset[str]:
-        """Versions of `name` by `publisher` (tells a new package from a new version)."""
-        return frozenset(self._versions.get((publisher, name), ()))
 
     def set_downloads(self, package_id: str, downloads: int) -> None:
         doc = self._docs.get(package_id)
@@ -183,7 +177,6 @@ class SearchIndex:
         for tag in set(doc.tags):
             _discard(self._tag_docs, tag, package_id)
         _discard(self._category_docs, doc.meta.category, package_id)
-        _discard(self._versions, (doc.meta.publisher, doc.meta.name), doc.meta.version)
 
     def _words_containing(self, piece: str) -> Iterable[str]:
         grams = _trigrams(piece)
@@ -248,6 +241,8 @@ class SearchIndex:
             SearchResult(
                 id=key[1],
                 package=self._docs[key[1]].meta,
+                author=self._docs[key[1]].meta.publisher,
+                signed_by=self._docs[key[1]].meta.signed_by,
                 downloads=self._docs[key[1]].downloads,
                 score=score if math.isfinite(score) else None,
                 providers=0,

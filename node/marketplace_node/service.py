@@ -18,21 +18,28 @@ from pathlib import Path
 
 import aiohttp
 
-from marketplace_node import content, gossip, sealing
+from marketplace_node import content, gossip, limits, names, sealing
 from marketplace_node.admin.models import Members, NodeStatus, PeerInfo
 from marketplace_node.blobs import BlobStore
+from marketplace_node.catalogue import Catalogue
 from marketplace_node.clock import Clock
 from marketplace_node.config import NodeSettings
 from marketplace_node.drain import DrainCoordinator
-from marketplace_node.errors import InvalidInput, NotFound
+from marketplace_node.errors import (
+    AuthorSignatureRequired,
+    InvalidInput,
+    NotFound,
+    StaleRecord,
+    UpstreamFailed,
+)
 from marketplace_node.identity import Identity
 from marketplace_node.lifecycle import Lifecycle, State
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import (
-    PACKAGE_KINDS,
     Announcement,
     AnnouncementKind,
-    PackageDraft,
+    NameRecord,
+    OwnerView,
     PackageMeta,
     PackageView,
     ProviderRecord,
@@ -47,7 +54,6 @@ from marketplace_node.policy.escalation import Offence
 from marketplace_node.policy.journal import LocalBanJournal
 from marketplace_node.providers import ProviderRow, ProviderTable
 from marketplace_node.reputation import ReputationBook
-from marketplace_node.search import SearchIndex
 from marketplace_node.signing import ReplayCache
 from marketplace_node.store import Applied, Store
 from marketplace_node.subscribe import SubscriptionHub
@@ -77,7 +83,7 @@ class NodeService:
         data = Path(settings.data_dir)
         self.store = Store(data / "catalogue.sqlite3")
         self.blobs = BlobStore(data / "blobs")
-        self.index = SearchIndex()
+        self.catalogue = Catalogue()
         self.providers = ProviderTable()
         self.reputation = ReputationBook()
         self.peers = PeerTable(capacity=settings.max_peers)
@@ -126,8 +132,7 @@ class NodeService:
         await asyncio.to_thread(self.blobs.prepare)
         await self.store.open()
         self.enforcer.restore_local_bans(await asyncio.to_thread(self.ban_journal.load))
-        for meta, downloads in await self.store.packages():
-            self.index.upsert(meta, downloads)
+        self.catalogue.load(await self.store.packages(), await self.store.name_records())
         self.providers.load(await self.store.providers(now_wall=self.clock.wall()))
         self.last_seq = await self.store.last_seq()
         # The catalogue just loaded lives as long as the process: move it out of the
@@ -137,7 +142,7 @@ class NodeService:
         gc.freeze()
         for loop in self._loops:
             self.spawn(loop())
-        logger.info("started: %d packages, change seq %d", len(self.index), self.last_seq)
+        logger.info("started: %d packages, change seq %d", len(self.catalogue), self.last_seq)
 
     async def _on_stop(self) -> None:
         self.hub.close_all()
@@ -198,6 +203,7 @@ class NodeService:
         except Exception:
             self.metrics.announcements.labels("invalid").inc()
             raise
+        self._screen(ann.package or ann.record)
         self.seen.add(ann.id)
         if forward:
             self.forward(ann, sender=sender)
@@ -213,11 +219,20 @@ class NodeService:
         self._apply(ann, applied)
         return True
 
+    def _screen(self, entry: PackageMeta | NameRecord | None) -> None:
+        """Refuse (typed, counted) a package or record that the names rule refuses."""
+        reason = None if entry is None else self.catalogue.refusal(entry)
+        if reason is not None:
+            assert entry is not None
+            self.metrics.name_refusals.labels(reason).inc()
+            raise names.refusal(reason, entry)
+
     def _apply(self, ann: Announcement, applied: Applied) -> None:
         self.last_seq = max(self.last_seq, applied.seq)
-        if ann.kind in PACKAGE_KINDS and ann.package is not None and applied.new_package:
-            self.index.upsert(ann.package)
-            self.hub.publish(applied.seq, ann.package)
+        entry = ann.package or ann.record
+        if entry is not None:
+            for meta in self.catalogue.add(entry):
+                self.hub.publish(applied.seq, meta)
         if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
             rec = ann.provider
             expires = self.clock.wall() + rec.ttl_seconds
@@ -267,6 +282,13 @@ class NodeService:
                     body=body,
                     headers={ANNOUNCEMENT_ID: ann_id},
                 )
+            except UpstreamFailed as exc:
+                if exc.details.get("status", "").startswith("4"):  # an answer: it refused
+                    self.metrics.gossip_sent.labels("refused").inc()
+                    return
+                self.metrics.gossip_sent.labels("failed").inc()
+                self.peers.failed(peer_id)
+                logger.debug("push to %s failed: %s", peer_id, exc)
             except Exception as exc:  # one lost push is repaired by anti-entropy
                 self.metrics.gossip_sent.labels("failed").inc()
                 self.peers.failed(peer_id)
@@ -279,19 +301,32 @@ class NodeService:
         await self.accept(ann, sender=None)
         return [ann]
 
-    async def publish(self, draft: PackageDraft) -> PackageView:
-        """Sign `draft` as publisher, store it durably with us as provider, and announce both."""
-        path = self.blobs.path(draft.digest)
+    def _check_fresh(self, created: int) -> None:
+        """Entries enter the fleet only fresh: this bounds how far a signer can backdate."""
+        if abs(self.clock.wall() - created) > limits.CLOCK_SKEW_SECONDS:
+            raise StaleRecord(
+                "`created` is outside now ± the clock-skew window; check the clock",
+                details={"created": str(created)},
+            )
+
+    async def publish(self, meta: PackageMeta) -> tuple[PackageView, bool]:
+        """Store an author-signed package durably with us as provider and announce it;
+        returns its view and whether it is new (an identical retry is not)."""
+        if not meta.author_signed:
+            raise AuthorSignatureRequired("sign the package with your author key")
+        sealing.verify_package(meta)
+        self._check_fresh(meta.created or 0)
+        state = self.catalogue.names.state(meta.name)
+        held = self.catalogue.get(state.versions.get(meta.version, ""))
+        if held is not None and (held.digest, held.publisher) == (meta.digest, meta.publisher):
+            return self.view(held.id), False  # a retry of a publish that was acknowledged
+        path = self.blobs.path(meta.digest)
         if not await asyncio.to_thread(path.is_file):
             raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
-        if (await asyncio.to_thread(path.stat)).st_size != draft.size:
+        if (await asyncio.to_thread(path.stat)).st_size != meta.size:
             raise InvalidInput("size does not match the uploaded content")
-        meta = sealing.sign_package(self.identity, draft)
-        kind = (
-            AnnouncementKind.NEW_VERSION
-            if self.index.versions(meta.publisher, meta.name)
-            else AnnouncementKind.PACKAGE
-        )
+        self._screen(meta)
+        kind = AnnouncementKind.NEW_VERSION if state.versions else AnnouncementKind.PACKAGE
         ann = sealing.announce(
             self.identity,
             kind,
@@ -299,12 +334,30 @@ class NodeService:
             package=meta,
             provider=self._provider_record(meta.id),
         )
+        await self._originate(ann)
+        return self.view(meta.id), True
+
+    async def record(self, record: NameRecord) -> OwnerView:
+        """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""
+        sealing.verify_record(record)
+        self._check_fresh(record.created)
+        self._screen(record)
+        ann = sealing.announce(
+            self.identity,
+            AnnouncementKind.NAME_RECORD,
+            created=int(self.clock.wall()),
+            record=record,
+        )
+        await self._originate(ann)
+        return self.catalogue.owners(record.name)
+
+    async def _originate(self, ann: Announcement) -> None:
+        """Commit our own announcement, then push it: acknowledged only once durable."""
         self.seen.add(ann.id)
         applied = await self.store.apply(ann, now_wall=self.clock.wall())
-        if applied is not None:  # durable from here: only now is the publish acknowledged
+        if applied is not None:
             self._apply(ann, applied)
             self.forward(ann, sender=None)
-        return self.view(meta.id)
 
     def _provider_record(self, package_id: str) -> ProviderRecord:
         return ProviderRecord(
@@ -320,8 +373,8 @@ class NodeService:
         while True:
             self.providers.prune(self.clock.wall())
             await self.store.prune_providers(now_wall=self.clock.wall())
-            for package_id in self.index.ids():
-                meta = self.index.get(package_id)
+            for package_id in self.catalogue.ids():
+                meta = self.catalogue.get(package_id)
                 if meta is not None and self.blobs.has(meta.digest):
                     await self.announce(
                         AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
@@ -340,7 +393,7 @@ class NodeService:
 
     def search(self, query: Query) -> SearchPage:
         started, now = self.clock.monotonic(), self.clock.wall()
-        page = self.index.search(query, self.provider_score)
+        page = self.catalogue.search(query, self.provider_score)
         self.metrics.search_seconds.observe(max(0.0, self.clock.monotonic() - started))
         return page.model_copy(
             update={
@@ -352,14 +405,17 @@ class NodeService:
         )
 
     def view(self, package_id: str) -> PackageView:
-        meta = self.index.get(package_id)
+        meta = self.catalogue.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
         rows = self.providers.live(package_id, self.clock.wall())
         return PackageView(
             id=package_id,
             package=meta,
-            downloads=self.index.downloads(package_id),
+            author=meta.publisher,
+            signed_by=meta.signed_by,
+            yanked=self.catalogue.yanked(meta),
+            downloads=self.catalogue.downloads(package_id),
             local=self.blobs.has(meta.digest),
             providers=tuple(
                 ProviderView(
@@ -380,7 +436,7 @@ class NodeService:
 
     async def content_path(self, package_id: str, *, count_download: bool = True) -> Path:
         """The local path of a package's verified content, fetched from providers if needed."""
-        meta = self.index.get(package_id)
+        meta = self.catalogue.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
         if not self.blobs.has(meta.digest):
@@ -392,7 +448,7 @@ class NodeService:
             await asyncio.shield(pending)
         if count_download:
             downloads = await self.store.add_downloads(package_id)
-            self.index.set_downloads(package_id, downloads)
+            self.catalogue.set_downloads(package_id, downloads)
         return self.blobs.path(meta.digest)
 
     async def _fetch(self, meta: PackageMeta) -> None:
@@ -435,7 +491,7 @@ class NodeService:
             draining=self.draining,
             in_flight=self.in_flight,
             ready=self.ready(),
-            packages=len(self.index),
+            packages=len(self.catalogue),
         )
 
     async def replicate(self, package_id: str) -> None:

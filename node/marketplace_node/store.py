@@ -10,7 +10,11 @@ locks. Tables:
 * `providers(package_id, peer_id, address, expires_at, updated)` — who serves
   what; `expires_at` is wall-clock (it must survive a restart), `updated` is
   the origin's `created` so an older announcement never overrides a newer one.
+* `name_records(id, name, body)` — signed owner records of names.
 * `kv(key, value)` — sync cursors per peer.
+
+The schema is versioned by `PRAGMA user_version`: `migrate` runs the steps of
+`MIGRATIONS` a store has not run yet, so a store upgrades in place.
 
 An announcement and its effect commit in one transaction, and with
 synchronous=FULL a commit is on disk before `apply` returns: an acknowledged
@@ -29,12 +33,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from marketplace_node.model import PACKAGE_KINDS, Announcement, AnnouncementKind, PackageMeta
+from marketplace_node.model import (
+    PACKAGE_KINDS,
+    Announcement,
+    AnnouncementKind,
+    NameRecord,
+    PackageMeta,
+)
 from marketplace_node.providers import ProviderRow
 
 T = TypeVar("T")
 
-_SCHEMA = """
+_SCHEMA_1 = """
 CREATE TABLE IF NOT EXISTS changes (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     ann_id TEXT NOT NULL UNIQUE,
@@ -60,16 +70,61 @@ CREATE TABLE IF NOT EXISTS providers (
 );
 CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
-_CHANGES_COLUMNS = {  # added after the first release: migrated in place by `open()`
+_CHANGES_COLUMNS_1 = {  # columns the unversioned releases added one by one
     "kind": "TEXT NOT NULL DEFAULT ''",
     "peer": "TEXT",
     "package": "TEXT",
     "created": "INTEGER NOT NULL DEFAULT 0",
 }
-_INDEXES = """
-CREATE INDEX IF NOT EXISTS changes_provider ON changes(peer, package) WHERE peer IS NOT NULL;
-"""
 _PROVIDER_KINDS = ("provider_added", "provider_removed")
+
+
+def _migrate_1(db: sqlite3.Connection) -> None:
+    """The schema of the releases before `user_version`: created, or completed in place."""
+    for statement in _SCHEMA_1.split(";"):  # not executescript: it would COMMIT the step
+        if statement.strip():
+            db.execute(statement)
+    present = {row[1] for row in db.execute("PRAGMA table_info(changes)")}
+    for column, decl in _CHANGES_COLUMNS_1.items():
+        if column not in present:
+            db.execute(f"ALTER TABLE changes ADD COLUMN {column} {decl}")
+    db.execute(
+        "CREATE INDEX IF NOT EXISTS changes_provider ON changes(peer, package)"
+        " WHERE peer IS NOT NULL"
+    )
+
+
+def _migrate_2(db: sqlite3.Connection) -> None:
+    """Owner records of names (authors, co-owners, transfers, yanks)."""
+    db.execute(
+        "CREATE TABLE name_records (id TEXT PRIMARY KEY, name TEXT NOT NULL, body TEXT NOT NULL)"
+    )
+    db.execute("CREATE INDEX name_records_name ON name_records(name)")
+
+
+# Migration i (1-based) brings a store from user_version i-1 to i. Append only: never edit
+# a released step, a store on disk may already have run it.
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_migrate_1, _migrate_2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def migrate(db: sqlite3.Connection) -> int:
+    """Run the steps this store has not run, each in its own transaction with its version
+    bump (a crash leaves a whole step or none); returns the version found. A store newer
+    than this program is refused rather than misread."""
+    found = int(db.execute("PRAGMA user_version").fetchone()[0])
+    if found > SCHEMA_VERSION:
+        raise RuntimeError(f"store schema {found} is newer than this node ({SCHEMA_VERSION})")
+    for version in range(found + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            MIGRATIONS[version - 1](db)
+            db.execute(f"PRAGMA user_version = {version}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+    return found
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +156,7 @@ class Store:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute("PRAGMA synchronous=FULL")
             db.execute("PRAGMA busy_timeout=5000")
-            db.executescript(_SCHEMA)
-            present = {row[1] for row in db.execute("PRAGMA table_info(changes)")}
-            for column, decl in _CHANGES_COLUMNS.items():
-                if column not in present:
-                    db.execute(f"ALTER TABLE changes ADD COLUMN {column} {decl}")
-            db.executescript(_INDEXES)
+            migrate(db)
             self._db = db
 
         await asyncio.get_running_loop().run_in_executor(self._executor, connect)
@@ -158,6 +208,10 @@ class Store:
             lambda db: db.execute("SELECT meta, downloads FROM packages").fetchall()
         )
         return [(PackageMeta.model_validate_json(meta), downloads) for meta, downloads in rows]
+
+    async def name_records(self) -> list[NameRecord]:
+        rows = await self._run(lambda db: db.execute("SELECT body FROM name_records").fetchall())
+        return [NameRecord.model_validate_json(body) for (body,) in rows]
 
     async def providers(self, *, now_wall: float) -> list[ProviderRow]:
         rows = await self._run(
@@ -239,6 +293,11 @@ def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Ap
             (meta.id, meta.model_dump_json(by_alias=True), seq),
         )
         new_package = cur.rowcount > 0
+    if ann.record is not None:
+        db.execute(
+            "INSERT OR IGNORE INTO name_records(id, name, body) VALUES(?, ?, ?)",
+            (ann.record.id, ann.record.name, ann.record.model_dump_json(by_alias=True)),
+        )
     if ann.kind is not AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
         rec = ann.provider
         db.execute(

@@ -16,7 +16,7 @@ import random
 from collections.abc import Sequence
 
 from marketplace_node import limits
-from marketplace_node.errors import NodeError, Unauthenticated
+from marketplace_node.errors import Conflict, NodeError, NotFound, Unauthenticated
 from marketplace_node.model import Announcement, Change, ChangePage
 from marketplace_node.peers import Peer
 from marketplace_node.policy.escalation import Offence
@@ -66,6 +66,8 @@ async def pull(service: NodeService, peer_id: str, address: str) -> int:
                     applied += 1
             except Unauthenticated:
                 service.enforcer.record(peer_id, "", Offence.INVALID_DATA)
+            except (Conflict, NotFound):
+                pass  # refused by the names rule (counted): a lost race or a hijack attempt
         cursor = page.last_seq
         await service.store.set_kv(key, str(cursor))
         if not page.more:

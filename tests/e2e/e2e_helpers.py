@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import pytest
 import urllib3
+from marketplace_node import authors, identity
 from marketplace_operator import errors, k8s
 
 from tests.support import poll
@@ -19,6 +20,19 @@ from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV_BIN = ROOT / ".venv" / "bin"
+
+
+def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """`marketplace-node ARGS` as a publisher would run it, with this run's author key."""
+    key = Path(os.environ.get("MARKETPLACE_E2E_AUTHOR_KEY", "/tmp/marketplace-e2e-author.pem"))
+    identity.load_or_create(key)
+    return subprocess.run(
+        [str(VENV_BIN / "marketplace-node"), *args],
+        capture_output=True, text=True, timeout=30, check=False,
+        env=os.environ | {authors.KEY_ENV: str(key)},
+    )  # fmt: skip
+
+
 T = TypeVar("T")
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
 

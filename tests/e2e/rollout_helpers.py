@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import VENV_BIN, condition, mnode_body, wait_for, wait_ready
+from e2e_helpers import condition, mnode_body, node_cli, wait_for, wait_ready
 from marketplace_operator import k8s
 
 FLEET_API = "marketplace.p2p.dev/v1alpha1"
@@ -118,13 +117,6 @@ def events(kube: k8s.Kube, namespace: str, kind: str, name: str) -> list[dict[st
         for e in items
         if e["involvedObject"].get("kind") == kind and e["involvedObject"].get("name") == name
     ]
-
-
-def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "marketplace-node"), *args],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
 
 
 def publish_everywhere(

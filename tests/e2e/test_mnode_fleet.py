@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from e2e_helpers import ROOT, VENV_BIN, Kubectl, OperatorProcess, condition, wait_for, wait_ready
+from e2e_helpers import (
+    ROOT,
+    Kubectl,
+    OperatorProcess,
+    condition,
+    node_cli,
+    wait_for,
+    wait_ready,
+)
 from marketplace_operator import k8s
 
 EXAMPLE = ROOT / "examples" / "fleet.yaml"
 NAMES = ["market-a", "market-b", "market-c"]
-
-
-def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "marketplace-node"), *args],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
 
 
 def test_example_fleet_becomes_ready_and_forms_a_mesh(

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 from typing import Any
 
-from e2e_helpers import VENV_BIN, OperatorProcess, condition, mnode_body, wait_for, wait_ready
+from e2e_helpers import (
+    OperatorProcess,
+    condition,
+    mnode_body,
+    node_cli,
+    wait_for,
+    wait_ready,
+)
 from marketplace_operator import k8s
 
 LABELS = {"app.kubernetes.io/managed-by": "marketplace-operator"}
-
-
-def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(VENV_BIN / "marketplace-node"), *args],
-        capture_output=True, text=True, timeout=30, check=False,
-    )  # fmt: skip
 
 
 def events_for(kube: k8s.Kube, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from marketplace_node import authors, identity
+
 from tests.support.net import free_port
 from tests.support.poll import wait_for
 
@@ -92,9 +94,17 @@ class Node:
             ignoring=NODE_ERRORS,
         )
 
-    def cli(self, *args: str) -> Any:
+    def cli(self, *args: str, author_key: Path | None = None) -> Any:
+        """Run a client command against this node as a publisher (an author key of the
+        cluster's directory unless `author_key` names another)."""
+        key = author_key or self.data_dir.parent / "author.pem"
+        identity.load_or_create(key)
         result = subprocess.run(
-            [CLI, *args, "--node", self.url], capture_output=True, timeout=60, check=False
+            [CLI, *args, "--node", self.url],
+            capture_output=True,
+            timeout=60,
+            check=False,
+            env=os.environ | {authors.KEY_ENV: str(key)},
         )
         assert result.returncode == 0, result.stderr.decode()
         return json.loads(result.stdout)

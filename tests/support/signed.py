@@ -25,7 +25,9 @@ def package(
     tags: tuple[str, ...] = (),
     content: bytes = b"content",
     publisher: identity.Identity = PUBLISHER,
+    created: int | None = 100,
 ) -> PackageMeta:
+    """A signed package (`created=None`: the node-signed form of earlier releases)."""
     draft = PackageDraft(
         name=name,
         version=version,
@@ -35,7 +37,7 @@ def package(
         digest=hashlib.sha256(content).hexdigest(),
         size=len(content),
     )
-    return sealing.sign_package(publisher, draft)
+    return sealing.sign_package(publisher, draft, created=created)
 
 
 def package_announcement(

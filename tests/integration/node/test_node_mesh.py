@@ -206,7 +206,7 @@ def test_forged_announcement_and_forged_request_are_refused(cluster: NodeCluster
     mallory = identity.Identity.generate()
     victim = identity.Identity.generate()
     draft = PackageDraft(name="trusted", version="1.0", category="tools", digest="0" * 64, size=1)
-    genuine = sealing.sign_package(victim, draft)
+    genuine = sealing.sign_package(victim, draft, created=int(time.time()))
     tampered = genuine.model_copy(update={"description": "now with malware"})
     ann = sealing.announce(
         mallory, AnnouncementKind.PACKAGE, created=int(time.time()), package=tampered

@@ -55,7 +55,7 @@ async def test_unsigned_peer_request_is_refused(node: tuple[TestServer, NodeServ
         resp = await http.post(server.make_url("/p2p/v1/announce"), data=body)
         assert resp.status == 401
         assert (await resp.json())["code"] == "bad_signature"
-    assert len(service.index) == 0
+    assert len(service.catalogue) == 0
 
 
 async def test_signed_announcement_is_stored_and_a_replay_refused(
@@ -71,7 +71,7 @@ async def test_signed_announcement_is_stored_and_a_replay_refused(
         assert (resp.status, (await resp.json())["accepted"]) == (202, True)
         again = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=headers)
         assert (again.status, (await again.json())["code"]) == (401, "replayed_request")
-    assert service.index.get(meta.id) == meta
+    assert service.catalogue.get(meta.id) == meta
 
 
 async def test_forged_announcement_in_a_validly_signed_request_is_refused(
@@ -92,7 +92,7 @@ async def test_forged_announcement_in_a_validly_signed_request_is_refused(
             headers=signed(peer, "POST", "/p2p/v1/announce", body),
         )
         assert (resp.status, (await resp.json())["code"]) == (401, "bad_signature")
-    assert len(service.index) == 0
+    assert len(service.catalogue) == 0
     assert forged.id not in service.seen
     assert (
         service.metrics.registry.get_sample_value(
@@ -121,51 +121,68 @@ async def test_publish_then_search_and_page_through_the_api(
     node: tuple[TestServer, NodeService],
 ) -> None:
     server, service = node
+    author = identity.Identity.generate()
     content = b"some bytes"
-    digest = hashlib.sha256(content).hexdigest()
-    async with aiohttp.ClientSession() as http:
-        missing = await http.post(
-            server.make_url("/api/v1/packages"),
-            json={"name": "a", "version": "1", "category": "c", "digest": digest, "size": 10},
+    now = int(SystemClock().wall())
+
+    def signed_package(name: str, version: str, created: int | None = now) -> bytes:
+        return (
+            package(name, version, content=content, publisher=author, created=created)
+            .model_dump_json(by_alias=True)
+            .encode()
         )
-        assert missing.status == 400
+
+    async with aiohttp.ClientSession() as http:
+
+        async def post(body: bytes) -> tuple[int, dict[str, str]]:
+            resp = await http.post(server.make_url("/api/v1/packages"), data=body)
+            return resp.status, await resp.json()
+
+        draft = b'{"name":"a","version":"1","category":"c","digest":"%s","size":10}'
+        assert (await post(draft % hashlib.sha256(content).hexdigest().encode()))[0] == 400
+        assert (await post(signed_package("alpha", "1")))[1]["code"] == "invalid_input"  # no blob
+        digest = hashlib.sha256(content).hexdigest()
         assert (
             await http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=content)
         ).status == 201
-        for version in ("1", "2"):
-            resp = await http.post(
-                server.make_url("/api/v1/packages"),
-                json={
-                    "name": "a",
-                    "version": version,
-                    "category": "c",
-                    "digest": digest,
-                    "size": 10,
-                },
-            )
-            assert resp.status == 201
+        node_signed = await post(signed_package("alpha", "1", created=None))
+        assert (node_signed[0], node_signed[1]["code"]) == (400, "author_signature_required")
+        stale = await post(signed_package("alpha", "1", created=now - 3_600))
+        assert stale[1]["code"] == "stale_record"
+        for name, version in (("alpha", "1"), ("alpha", "2"), ("alps", "1")):
+            status, view = await post(signed_package(name, version))
+            assert (status, view["author"], view["signedBy"]) == (201, author.peer_id, "author")
+        assert (await post(signed_package("alpha", "2")))[0] == 200  # an identical retry
         page = await (
-            await http.get(server.make_url("/api/v1/search"), params={"q": "A", "limit": "1"})
+            await http.get(server.make_url("/api/v1/search"), params={"q": "AL", "limit": "1"})
         ).json()
         assert len(page["results"]) == 1
         assert page["nextCursor"]
         rest = await (
             await http.get(
                 server.make_url("/api/v1/search"),
-                params={"q": "a", "limit": "1", "cursor": page["nextCursor"]},
+                params={"q": "al", "limit": "1", "cursor": page["nextCursor"]},
             )
         ).json()
         assert len(rest["results"]) == 1
-        assert rest["results"][0]["id"] != page["results"][0]["id"]
+        assert rest["nextCursor"] is None  # each name once: alpha@2 (not alpha@1), alps@1
+        results = {r["package"]["name"]: r for r in (*page["results"], *rest["results"])}
+        assert results["alpha"]["package"]["version"] == "2"
+        assert results["alpha"]["versions"] == ["1", "2"]
+        assert results["alpha"]["author"] == author.peer_id
         bad = await http.get(server.make_url("/api/v1/search"), params={"limit": "0"})
         assert (bad.status, (await bad.json())["code"]) == (400, "invalid_input")
         got = await http.get(
             server.make_url(f"/api/v1/packages/{page['results'][0]['id']}/content")
         )
         assert await got.read() == content
+        resolved = await http.get(
+            server.make_url("/api/v1/names/alpha/resolve"), params={"want": "^1"}
+        )
+        assert (await resolved.json())["package"]["version"] == "1"
     kinds = [body for _, body in await service.store.changes_after(0, 10)]
     assert any('"new_version"' in k for k in kinds)
-    sealing.verify_package(service.index.get(page["results"][0]["id"]))  # type: ignore[arg-type]
+    sealing.verify_package(service.catalogue.get(page["results"][0]["id"]))  # type: ignore[arg-type]
 
 
 async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, NodeService]) -> None:

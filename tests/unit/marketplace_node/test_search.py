@@ -127,11 +127,3 @@ def test_nan_reputation_ranks_last_and_reports_no_score() -> None:
     results = index.search(Query(), lambda pid: math.nan if pid == poisoned.id else 0.0).results
     assert [r.id for r in results] == [good.id, poisoned.id]
     assert results[1].score is None
-
-
-def test_versions_tell_new_packages_from_new_versions() -> None:
-    index = SearchIndex()
-    first = package("lib", "1.0")
-    index.upsert(first)
-    assert index.versions(first.publisher, "lib") == {"1.0"}
-    assert index.versions(first.publisher, "other") == frozenset()

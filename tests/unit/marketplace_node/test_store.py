@@ -12,7 +12,7 @@ from marketplace_node import identity, sealing
 from marketplace_node.blobs import BlobStore
 from marketplace_node.errors import IntegrityError, PayloadTooLarge
 from marketplace_node.model import Announcement, AnnouncementKind
-from marketplace_node.store import Store
+from marketplace_node.store import SCHEMA_VERSION, Store, migrate
 
 from tests.support.signed import PUBLISHER, package, package_announcement, provider_announcement
 
@@ -131,3 +131,53 @@ async def test_an_old_database_is_migrated_in_place(tmp_path: Path) -> None:
     await store.open()
     assert await store.apply(package_announcement(package("after")), now_wall=0) is not None
     await store.close()
+
+
+async def test_a_store_of_an_earlier_release_upgrades_in_place(tmp_path: Path) -> None:
+    """A store written before `user_version` (old columns missing, node-signed packages)
+    opens, gains the new tables, and its packages stay readable, marked as node-signed."""
+    legacy = package("old-tool", "1.0", created=None)
+    path = tmp_path / "catalogue.sqlite3"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE changes (seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+        " ann_id TEXT NOT NULL UNIQUE, body TEXT NOT NULL);"
+        "CREATE TABLE packages (id TEXT PRIMARY KEY, meta TEXT NOT NULL,"
+        " downloads INTEGER NOT NULL DEFAULT 0, seq INTEGER NOT NULL);"
+    )
+    db.execute(
+        "INSERT INTO packages(id, meta, downloads, seq) VALUES(?, ?, 7, 1)",
+        (legacy.id, legacy.model_dump_json(by_alias=True)),
+    )
+    db.commit()
+    db.close()
+    store = Store(path)
+    await store.open()
+    try:
+        [(meta, downloads)] = await store.packages()
+        assert (meta, downloads, meta.signed_by) == (legacy, 7, "node")
+        assert await store.name_records() == []
+    finally:
+        await store.close()
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    db.close()
+    reopened = Store(path)
+    await reopened.open()  # nothing left to run
+    await reopened.close()
+
+
+def test_a_store_newer_than_the_program_is_refused(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(RuntimeError, match="newer"):
+        migrate(db)
+
+
+def test_a_failing_step_leaves_the_store_at_the_last_whole_version(tmp_path: Path) -> None:
+    db = sqlite3.connect(tmp_path / "x.sqlite3", isolation_level=None)
+    migrate(db)
+    db.execute("PRAGMA user_version = 1")  # as if step 2 had never run, but its table exists
+    with pytest.raises(sqlite3.OperationalError):
+        migrate(db)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == 1

@@ -67,7 +67,7 @@ async def test_pull_pages_through_and_resumes_from_its_cursor(service: NodeServi
     service._client = peer  # type: ignore[assignment]
     assert await sync.pull(service, "peer", "http://peer:1") == 5
     assert peer.asked == [0, 2, 4]
-    assert len(service.index) == 5
+    assert len(service.catalogue) == 5
 
     peer.log += announcements(1, prefix="later")
     peer.asked.clear()
@@ -94,9 +94,9 @@ async def test_a_forged_change_is_skipped_and_counted_against_the_peer(
     peer = FakePeerLog([forged, good[1]])
     service._client = peer  # type: ignore[assignment]
     assert await sync.pull(service, "peer", "http://peer:1") == 1
-    assert [meta.name for meta in (service.index.get(i) for i in service.index.ids()) if meta] == [
-        "pkg1"
-    ]
+    assert [
+        meta.name for meta in (service.catalogue.get(i) for i in service.catalogue.ids()) if meta
+    ] == ["pkg1"]
     assert (
         service.metrics.registry.get_sample_value(
             "marketplace_node_announcements_total", {"outcome": "invalid"}
