@@ -43,8 +43,18 @@ class Catalogue:
         for name in self.names.names():
             self._reindex(name)
 
-    def refusal(self, entry: names.Entry) -> str | None:
-        """Why `entry` would be refused next to what we hold; None if it is acceptable."""
+    def refusal(self, entry: names.Entry, *, settled: bool = False) -> str | None:
+        """Why `entry` would be refused next to what we hold; None if it is acceptable.
+
+        `settled` (a client's entry, new to the fleet): also refuse what the fold would
+        accept only by sorting before what we hold — a same-second claim on a name we
+        know an owner of, other bytes for a version we hold. Peers' entries are judged by
+        the fold alone: that is what makes racing nodes converge."""
+        known = isinstance(entry, PackageMeta) and entry.id in self._packages
+        if settled and not known:
+            reason = self._displaces(entry)
+            if reason is not None:
+                return reason
         if isinstance(entry, PackageMeta):
             if entry.id in self._packages:
                 return None
@@ -53,6 +63,15 @@ class Catalogue:
         elif self.names.holds(entry):
             return None
         return self.names.verdict(entry)
+
+    def _displaces(self, entry: names.Entry) -> str | None:
+        state = self.names.state(entry.name)
+        signer = entry.publisher if isinstance(entry, PackageMeta) else entry.signer
+        if state.owners and signer not in state.owners:
+            return names.NAME_TAKEN if isinstance(entry, PackageMeta) else names.NOT_OWNER
+        if isinstance(entry, PackageMeta) and entry.version in state.versions:
+            return names.VERSION_EXISTS
+        return None
 
     def add(self, entry: names.Entry) -> list[PackageMeta]:
         """Hold `entry`; returns the packages it made visible (for subscribers)."""

@@ -56,11 +56,11 @@ def _author(args: argparse.Namespace) -> identity.Identity:
 
 
 def publish(args: argparse.Namespace, call: Call) -> Any:
-    author = _author(args)
     try:
         data = args.file.read_bytes()
     except OSError as exc:
         raise CliError(Exit.LOCAL, f"cannot read {args.file}: {exc.strerror or exc}") from None
+    author = _author(args)
     digest = hashlib.sha256(data).hexdigest()
     call("PUT", f"{args.node}/api/v1/blobs/{digest}", data, "application/octet-stream")
     draft = PackageDraft(

@@ -203,7 +203,10 @@ class NodeService:
         except Exception:
             self.metrics.announcements.labels("invalid").inc()
             raise
-        self._screen(ann.package or ann.record)
+        entry = ann.package or ann.record
+        if entry is not None and entry.created is not None:
+            self._check_attested(ann, entry.created, pushed=forward)
+        self._screen(entry)
         self.seen.add(ann.id)
         if forward:
             self.forward(ann, sender=sender)
@@ -219,9 +222,10 @@ class NodeService:
         self._apply(ann, applied)
         return True
 
-    def _screen(self, entry: PackageMeta | NameRecord | None) -> None:
-        """Refuse (typed, counted) a package or record that the names rule refuses."""
-        reason = None if entry is None else self.catalogue.refusal(entry)
+    def _screen(self, entry: PackageMeta | NameRecord | None, *, settled: bool = False) -> None:
+        """Refuse (typed, counted) a package or record that the names rule refuses; from a
+        client (`settled`), also one that would displace what we hold (see `Catalogue`)."""
+        reason = None if entry is None else self.catalogue.refusal(entry, settled=settled)
         if reason is not None:
             assert entry is not None
             self.metrics.name_refusals.labels(reason).inc()
@@ -309,6 +313,18 @@ class NodeService:
                 details={"created": str(created)},
             )
 
+    def _check_attested(self, ann: Announcement, created: int, *, pushed: bool) -> None:
+        """An entry from a peer: its origin vouches that it was fresh when it entered (the
+        announcement's time is within the window of the entry's), and a push must itself be
+        fresh (anti-entropy legitimately delivers old announcements)."""
+        if abs(ann.created - created) > limits.CLOCK_SKEW_SECONDS:
+            raise StaleRecord(
+                "the entry was not fresh when its origin announced it",
+                details={"created": str(created), "announced": str(ann.created)},
+            )
+        if pushed:
+            self._check_fresh(ann.created)
+
     async def publish(self, meta: PackageMeta) -> tuple[PackageView, bool]:
         """Store an author-signed package durably with us as provider and announce it;
         returns its view and whether it is new (an identical retry is not)."""
@@ -325,7 +341,7 @@ class NodeService:
             raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
         if (await asyncio.to_thread(path.stat)).st_size != meta.size:
             raise InvalidInput("size does not match the uploaded content")
-        self._screen(meta)
+        self._screen(meta, settled=True)
         kind = AnnouncementKind.NEW_VERSION if state.versions else AnnouncementKind.PACKAGE
         ann = sealing.announce(
             self.identity,
@@ -341,7 +357,7 @@ class NodeService:
         """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""
         sealing.verify_record(record)
         self._check_fresh(record.created)
-        self._screen(record)
+        self._screen(record, settled=True)
         ann = sealing.announce(
             self.identity,
             AnnouncementKind.NAME_RECORD,

@@ -81,6 +81,17 @@ def test_an_unreadable_file_to_publish_is_exit_1(tmp_path: Path) -> None:
     assert one_line(err) == f"cannot read {tmp_path / 'missing'}: No such file or directory"
 
 
+def test_publishing_without_an_author_key_says_how_to_make_one(tmp_path: Path) -> None:
+    payload = tmp_path / "pkg.txt"
+    payload.write_bytes(b"x")
+    key = tmp_path / "none.pem"
+    code, _, err = run(
+        "publish", str(payload), "--name", "a", "--version", "1", "--key-file", str(key)
+    )
+    assert code == Exit.LOCAL
+    assert one_line(err) == f"no author key at {key}; create one: marketplace-node key new"
+
+
 def test_a_port_in_use_is_exit_1(tmp_path: Path) -> None:
     port = free_port()
     with socket.socket() as taken:
@@ -96,9 +107,13 @@ def test_a_port_in_use_is_exit_1(tmp_path: Path) -> None:
 
 
 def test_an_unknown_package_is_the_nodes_404_and_exit_4(nodes: NodeCluster) -> None:
-    code, _, err = run("fetch", "nope", "-o", "/dev/null", "--node", nodes.nodes[0].url)
+    unknown = "0" * 32  # a package id; a name goes to the resolver, which 404s the same way
+    code, _, err = run("fetch", unknown, "-o", "/dev/null", "--node", nodes.nodes[0].url)
     assert code == Exit.REFUSED
-    assert one_line(err).startswith(f"{nodes.nodes[0].url}/api/v1/packages/nope answered 404 ")
+    assert one_line(err).startswith(f"{nodes.nodes[0].url}/api/v1/packages/{unknown} answered 404 ")
+    code, _, err = run("fetch", "nope@^1", "-o", "/dev/null", "--node", nodes.nodes[0].url)
+    assert code == Exit.REFUSED
+    assert "/api/v1/names/nope/resolve" in one_line(err)
 
 
 def test_content_that_contradicts_its_digest_is_exit_6(nodes: NodeCluster, tmp_path: Path) -> None:

@@ -79,6 +79,23 @@ def test_records_must_name_keys_or_versions_by_action() -> None:
         record(ALICE, RecordAction.YANK, "not a version!", 1)
 
 
+def test_a_client_entry_never_displaces_what_the_node_holds_even_if_it_sorts_first() -> None:
+    catalogue = Catalogue()
+    held = pkg(ALICE, "1.0", 100, b"a")
+    catalogue.add(held)
+    same_second = [pkg(BOB, "1.0", 100, bytes([i])) for i in range(8)]
+    sorts_first = next(p for p in same_second if names.entry_key(p) < names.entry_key(held))
+    assert catalogue.refusal(sorts_first) is None  # from a peer: a race the fold decides
+    assert catalogue.refusal(sorts_first, settled=True) == names.NAME_TAKEN
+    rewrite = next(
+        p
+        for p in (pkg(ALICE, "1.0", 100, bytes([i])) for i in range(8))
+        if names.entry_key(p) < names.entry_key(held)
+    )
+    assert catalogue.refusal(rewrite, settled=True) == names.VERSION_EXISTS
+    assert catalogue.refusal(held, settled=True) is None  # what we hold is no conflict
+
+
 AUTHORS = (ALICE, BOB, CAROL)
 
 
