@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from marketplace_node import authors
 from marketplace_operator import errors
 from marketplace_operator.model.banlist import parse_duration
 from marketplace_operator.model.common import GROUP, rfc3339
@@ -143,6 +144,7 @@ def parser() -> argparse.ArgumentParser:
             p.add_argument("--version", required=True)
             p.add_argument("--description", default="")
             p.add_argument("--category", default="misc")
+            p.add_argument("--key-file", type=Path, help="your author key (docs/packages.md)")
             _output(p, ("json", "yaml"))
     return top
 
@@ -389,7 +391,11 @@ def cmd_node(cli: kube.Api, args: argparse.Namespace, target: kube.Target) -> st
             "category": args.category,
             "tags": args.tag,
         }
-        result = nodeaccess.publish(base, content, draft)
+        try:
+            author = authors.load(authors.key_path(args.key_file))
+        except (OSError, ValueError) as exc:
+            raise Failed(str(exc)) from None
+        result = nodeaccess.publish(base, content, draft, author)
     if args.output:
         return output.dump(result, args.output)
     return f"published {args.name}@{args.version} as {result.get('id')} (through {node})\n"

@@ -16,6 +16,7 @@ import ipaddress
 import json
 import re
 import subprocess
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -23,6 +24,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
+
+from marketplace_node import identity, sealing
+from marketplace_node.model import PackageDraft
 
 from marketplace_kubectl.status import condition, fleet_of
 
@@ -152,8 +156,9 @@ def search_query(
     return urllib.parse.urlencode(pairs)
 
 
-def publish(base: str, content: bytes, draft: Mapping[str, Any]) -> Any:
-    """Upload the bytes, then announce the package (what `marketplace-node publish` does)."""
+def publish(base: str, content: bytes, draft: Mapping[str, Any], author: identity.Identity) -> Any:
+    """Upload the bytes, sign the package with the author's key here, then post it (what
+    `marketplace-node publish` does: the node never signs for a client)."""
     digest = hashlib.sha256(content).hexdigest()
     call(
         f"{base}/api/v1/blobs/{digest}",
@@ -161,8 +166,11 @@ def publish(base: str, content: bytes, draft: Mapping[str, Any]) -> Any:
         body=content,
         content_type="application/octet-stream",
     )
-    body = {**draft, "digest": digest, "size": len(content)}
-    return call(f"{base}/api/v1/packages", method="POST", body=json.dumps(body).encode())
+    package = PackageDraft.model_validate({**draft, "digest": digest, "size": len(content)})
+    meta = sealing.sign_package(author, package, created=int(time.time()))
+    return call(
+        f"{base}/api/v1/packages", method="POST", body=meta.model_dump_json(by_alias=True).encode()
+    )
 
 
 def result_rows(page: Mapping[str, Any]) -> list[list[str]]:

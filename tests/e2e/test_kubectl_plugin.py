@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 from e2e_helpers import VENV_BIN, OperatorProcess, wait_for
+from marketplace_node import authors, identity
 from marketplace_operator import k8s
 from rollout_helpers import make_fleet, pod_uids
 
@@ -28,6 +29,9 @@ def plugin(kubeconfig: str, namespace: str, tmp_path: Path) -> Plugin:
     kubectl = str(local) if local.exists() else "kubectl"
     env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("KUBECONFIG", None)  # the flag below must be what the plugin reads
+    author_key = tmp_path / "author.pem"  # the publisher's own key (docs/packages.md)
+    identity.load_or_create(author_key)
+    env[authors.KEY_ENV] = str(author_key)
 
     def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

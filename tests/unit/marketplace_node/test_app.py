@@ -63,8 +63,9 @@ async def test_signed_announcement_is_stored_and_a_replay_refused(
 ) -> None:
     server, service = node
     peer = identity.Identity.generate()
-    meta = package("goodpkg")
-    body = package_announcement(meta).model_dump_json(by_alias=True).encode()
+    now = int(SystemClock().wall())  # a push must be fresh (docs/packages.md)
+    meta = package("goodpkg", created=now)
+    body = package_announcement(meta, created=now).model_dump_json(by_alias=True).encode()
     headers = signed(peer, "POST", "/p2p/v1/announce", body)
     async with aiohttp.ClientSession() as http:
         resp = await http.post(server.make_url("/p2p/v1/announce"), data=body, headers=headers)
