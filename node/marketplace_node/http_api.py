@@ -371,12 +371,14 @@ async def _event(
 async def p2p_announce(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     sender = request[PEER]
+    raw = await request.read()  # already read by the door's signature check
+    service.metrics.gossip_bytes.labels("in").inc(len(raw))
     if request.headers.get(ANNOUNCEMENT_ID, "") in service.seen:
         # An unverified hint is safe here: it can only make us skip a body whose id we
         # already hold; an unseen or lying id falls through to full verification.
         service.metrics.announcements.labels("duplicate").inc()
         return web.json_response({"accepted": False}, status=202)
-    ann = Announcement.model_validate_json(await request.read())
+    ann = Announcement.model_validate_json(raw)
     try:
         accepted = await service.accept(ann, sender=sender)
     except Unauthenticated:

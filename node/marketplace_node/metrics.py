@@ -99,7 +99,9 @@ class NodeMetrics:
             " by reason: name_taken, not_owner, version_exists, last_owner, no_such_version.",
             ("reason",),
         )
-        self.gossip_bytes = counter("gossip_bytes", "Gossip payload bytes.", ("direction",))
+        self.gossip_bytes = counter(
+            "gossip_bytes", "Announcement bytes received (in) and pushed (out).", ("direction",)
+        )
         self.fetches = counter(
             "fetches", "Content fetches from providers, by outcome.", ("outcome",)
         )

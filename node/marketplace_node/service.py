@@ -299,6 +299,7 @@ class NodeService:
                 logger.debug("push to %s failed: %s", peer_id, exc)
             else:
                 self.metrics.gossip_sent.labels("ok").inc()
+                self.metrics.gossip_bytes.labels("out").inc(len(body))
 
     async def announce(self, kind: AnnouncementKind, **payload: object) -> list[Announcement]:
         ann = sealing.announce(self.identity, kind, created=int(self.clock.wall()), **payload)  # type: ignore[arg-type]

@@ -233,3 +233,32 @@ async def test_hello_from_another_fleet_is_refused(node: tuple[TestServer, NodeS
             )
             assert resp.status == expected
     assert [p.peer_id for p in service.peers.all()] == [peer.peer_id]
+
+
+async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Path) -> None:
+    relay_settings = NodeSettings(data_dir=tmp_path / "relay", port=0)
+    next_settings = NodeSettings(data_dir=tmp_path / "next", port=0)
+    async with serving(relay_settings) as (relay, relayed), serving(next_settings) as (nxt, last):
+        relayed.peers.seen(last.identity.peer_id, str(nxt.make_url("")).rstrip("/"), 0.0)
+        ann = package_announcement(package("spread"))
+        body = ann.model_dump_json(by_alias=True).encode()
+        forwarded = ann.model_copy(update={"hops": ann.hops + 1}).model_dump_json(by_alias=True)
+        origin = identity.Identity.generate()
+        async with aiohttp.ClientSession() as http:
+            resp = await http.post(
+                relay.make_url("/p2p/v1/announce"),
+                data=body,
+                headers=signed(origin, "POST", "/p2p/v1/announce", body),
+            )
+            assert resp.status == 202
+        await relayed.settle_pushes()
+
+    def gossip_bytes(service: NodeService, direction: str) -> float | None:
+        return service.metrics.registry.get_sample_value(
+            "marketplace_node_gossip_bytes_total", {"direction": direction}
+        )
+
+    assert gossip_bytes(relayed, "in") == len(body)
+    assert gossip_bytes(relayed, "out") == len(forwarded.encode())  # one hop further
+    assert gossip_bytes(last, "in") == len(forwarded.encode())
+    assert len(last.index) == 1
