@@ -32,6 +32,11 @@ class PayloadTooLarge(InvalidInput):
     http_status = 413
 
 
+class UnsupportedMediaType(InvalidInput):
+    code = "unsupported_media_type"
+    http_status = 415
+
+
 class Unauthenticated(NodeError):
     code = "unauthenticated"
     http_status = 401

@@ -37,7 +37,7 @@ _CODES: Final = {
     405: "method_not_allowed",
     409: errors.Conflict.code,
     413: errors.PayloadTooLarge.code,
-    415: "unsupported_media_type",
+    415: errors.UnsupportedMediaType.code,
     429: errors.RateLimited.code,
 }
 _KEPT_HEADERS: Final = ("Allow", "WWW-Authenticate", "Retry-After")

@@ -4,6 +4,9 @@ The limit is checked against `Content-Length` up front and again while
 streaming (a client may lie or use chunked encoding). aiohttp inflates
 gzip and deflate bodies as they stream in, so the streaming check counts
 inflated bytes and a compression bomb costs us at most `limit` bytes.
+A body must say it is JSON (`application/json` or `application/*+json`):
+a form or `text/plain` body is refused with 415 before it is read, so a
+browser's form post can never reach the admin API as a "simple" request.
 Validation errors become `InvalidInput` with the first few locations and
 messages, never the offending input itself.
 """
@@ -25,8 +28,19 @@ ERRORS_SHOWN: Final = 3
 MESSAGE_MAX: Final = 200
 
 
+def is_json(content_type: str) -> bool:
+    """`application/json` or a JSON-based `application/*+json` type (parameters aside)."""
+    kind = content_type.partition(";")[0].strip().lower()
+    return kind == "application/json" or (
+        kind.startswith("application/") and kind.endswith("+json")
+    )
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
-    """The body's bytes (inflated if `Content-Encoding: gzip`), or `PayloadTooLarge`."""
+    """The JSON body's bytes (inflated if `Content-Encoding: gzip`); `UnsupportedMediaType`
+    for a body of another type, `PayloadTooLarge` above `limit`. No body at all is `b""`."""
+    if request.body_exists and not is_json(request.headers.get("Content-Type", "")):
+        raise errors.UnsupportedMediaType("the body must be JSON (Content-Type: application/json)")
     declared = request.content_length
     if declared is not None and declared > limit:
         raise errors.PayloadTooLarge(f"body exceeds {limit} bytes")

@@ -29,7 +29,7 @@ from marketplace_node.policy.escalation import Offence
 from pydantic import SecretStr
 
 TOKEN = "s3cr3t-admin-token-value"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+AUTH = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
 NODE = "node-self-000000"
 
 Client = TestClient[web.Request, web.Application]
@@ -280,6 +280,40 @@ async def test_drain_post_and_get(client: Client, node: Node) -> None:
     assert DrainStatus.model_validate_json(await response.read()).state == "drained"
     again = await client.post("/admin/v1/drain", json={"timeoutSeconds": 10}, headers=AUTH)
     assert again.status == 202  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("path", "content_type", "data"),
+    [
+        ("/admin/v1/policy", "text/plain", b'{"version": 1}'),
+        ("/admin/v1/policy", "application/x-www-form-urlencoded", b"version=1"),
+        ("/admin/v1/members", "multipart/form-data; boundary=x", b"--x--"),
+        ("/admin/v1/members", "application/jsonp", b"{}"),
+        ("/admin/v1/drain", "text/plain", b'{"timeoutSeconds": 1}'),
+        ("/admin/v1/drain", "", b'{"timeoutSeconds": 1}'),  # aiohttp: application/octet-stream
+    ],
+)
+async def test_non_json_bodies_are_415_and_change_nothing(
+    client: Client, node: Node, path: str, content_type: str, data: bytes
+) -> None:
+    headers = {"Authorization": AUTH["Authorization"]}
+    if content_type:
+        headers["Content-Type"] = content_type
+    method = client.post if path.endswith("drain") else client.put
+    response = await method(path, data=data, headers=headers)
+    assert response.status == 415
+    assert (await error_of(response)).code == "unsupported_media_type"
+    assert node.members == []
+    assert node.drain.ready
+    status = await client.get("/admin/v1/status", headers=AUTH)
+    assert NodeStatus.model_validate_json(await status.read()).policy_version is None
+
+
+async def test_json_media_types_with_parameters_or_suffix_are_accepted(client: Client) -> None:
+    for content_type in ("application/json; charset=utf-8", "application/merge-patch+json"):
+        headers = {**AUTH, "Content-Type": content_type}
+        response = await client.put("/admin/v1/policy", data=policy(1), headers=headers)
+        assert response.status == 200, content_type
 
 
 async def test_drain_body_is_validated(client: Client) -> None:
