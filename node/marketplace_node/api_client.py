@@ -62,14 +62,16 @@ def _reason(exc: BaseException) -> str:
 
 def _http_error(url: str, exc: urllib.error.HTTPError) -> CliError:
     raw = exc.read()
+    kind = Exit.REFUSED if exc.code < 500 else Exit.FAILED
     try:
         body = ErrorBody.model_validate_json(raw)
         said = f"{body.code}: {body.message}"
         if body.details:
             said += " (" + ", ".join(f"{k}={v}" for k, v in sorted(body.details.items())) + ")"
+        if body.code == "integrity_failed":  # the node's providers served corrupt bytes
+            kind = Exit.INTEGRITY
     except pydantic.ValidationError:
         said = raw.decode(errors="replace").strip()[:200] or exc.reason
-    kind = Exit.REFUSED if exc.code < 500 else Exit.FAILED
     return CliError(kind, f"{url} answered {exc.code} {said}")
 
 

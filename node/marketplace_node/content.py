@@ -5,7 +5,11 @@ transfer is streamed into the blob store, which hashes it off the event loop
 and only keeps it if the SHA-256 matches the digest in the publisher-signed
 metadata (checked again here, so content is never trusted on a peer's word).
 A failure, a timeout or a mismatch lowers the provider's reputation and moves
-on to the next provider; success raises it and records the latency.
+on to the next provider; success raises it and records the latency. When no
+provider delivers, the answer says why: every provider tried served bytes
+that contradict the signed digest (`IntegrityError`, 502 `integrity_failed`,
+naming them; not retryable), or some failed otherwise (`UpstreamFailed`,
+retryable, naming any that served bad bytes as `integrityFailed`).
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ async def fetch_verified(
     """Store `meta`'s content locally from the first provider that delivers it intact."""
     sealing.verify_package(meta)
     by_id = {p.peer_id: p for p in providers}
+    tampered: list[str] = []
     for peer_id in fallback_order((p.peer_id, book.score(p.peer_id)) for p in providers):
         provider = by_id[peer_id]
         started = clock.monotonic()
@@ -65,6 +70,7 @@ async def fetch_verified(
                 raise IntegrityError("content size differs from the signed size")
         except (IntegrityError, PayloadTooLarge):
             book.failure(peer_id)
+            tampered.append(peer_id)
             on_attempt(Attempt(peer_id, "integrity"))
             logger.warning("provider %s served content that fails verification", peer_id)
             continue
@@ -76,4 +82,12 @@ async def fetch_verified(
         book.success(peer_id, elapsed(clock.monotonic(), started))
         on_attempt(Attempt(peer_id, "ok"))
         return provider
-    raise UpstreamFailed("no provider delivered the content", details={"package": meta.id})
+    details = {"package": meta.id}
+    if tampered and len(tampered) == len(by_id):
+        raise IntegrityError(
+            "every provider served content that contradicts the signed digest",
+            details=details | {"providers": ",".join(tampered)},
+        )
+    if tampered:
+        details["integrityFailed"] = ",".join(tampered)
+    raise UpstreamFailed("no provider delivered the content", details=details)

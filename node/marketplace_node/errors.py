@@ -147,5 +147,10 @@ class UpstreamTimeout(UpstreamFailed, TimeoutError):
     http_status = 504
 
 
-class IntegrityError(UpstreamFailed):
-    code = "integrity_error"
+class IntegrityError(NodeError):
+    """Content that contradicts the digest its publisher signed. Served by providers: a 502
+    naming them in `details`, not retryable (the same providers would serve the same bytes);
+    a client's own upload: a 400 (`http_api.put_blob`)."""
+
+    code = "integrity_failed"
+    http_status = 502

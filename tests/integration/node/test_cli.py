@@ -128,6 +128,29 @@ def test_content_that_contradicts_its_digest_is_exit_6(nodes: NodeCluster, tmp_p
     assert not out.exists()
 
 
+def test_a_provider_serving_corrupt_bytes_is_the_nodes_integrity_failed_and_exit_6(
+    nodes: NodeCluster, tmp_path: Path
+) -> None:
+    reader, provider = nodes.nodes
+    content = b"provided bytes"
+    package_id = publish(nodes, 1, tmp_path, content)
+    wait_for(
+        functools.partial(_knows, reader.url, package_id),
+        timeout=30,
+        what="the catalogue to reach the reader",
+        ignoring=NODE_ERRORS,
+    )
+    (provider.data_dir / "blobs" / hashlib.sha256(content).hexdigest()).write_bytes(
+        b"PROVIDED BYTES"
+    )
+    code, _, err = run("fetch", package_id, "-o", str(tmp_path / "x"), "--node", reader.url)
+    assert code == Exit.INTEGRITY
+    line = one_line(err)
+    assert "answered 502 integrity_failed: " in line, line
+    assert f"providers={provider.peer_id}" in line, line
+    assert not (tmp_path / "x").exists()
+
+
 def _knows(url: str, package_id: str) -> bool:
     return bool(get_json(f"{url}/api/v1/packages/{package_id}"))
 

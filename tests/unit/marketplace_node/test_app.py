@@ -10,12 +10,14 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 from marketplace_node import identity, limits, sealing, signing
+from marketplace_node.admin.models import ErrorBody
 from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.model import Hello
 from marketplace_node.service import NodeService
 from pydantic import SecretStr
 
+from tests.support.net import free_port
 from tests.support.node_server import serving
 from tests.support.signed import package, package_announcement
 
@@ -262,3 +264,36 @@ async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Pa
     assert gossip_bytes(relayed, "out") == len(forwarded.encode())  # one hop further
     assert gossip_bytes(last, "in") == len(forwarded.encode())
     assert len(last.index) == 1
+
+
+async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named(
+    tmp_path: Path,
+) -> None:
+    provider_settings = NodeSettings(data_dir=tmp_path / "provider", port=free_port())
+    fetcher_settings = NodeSettings(data_dir=tmp_path / "fetcher", port=0)
+    async with (
+        serving(provider_settings) as (provider_server, provider),
+        serving(fetcher_settings) as (fetcher_server, fetcher),
+    ):
+        provider.peers.seen(
+            fetcher.identity.peer_id, str(fetcher_server.make_url("")).rstrip("/"), 0.0
+        )
+        content = b"genuine bytes " * 100
+        digest = hashlib.sha256(content).hexdigest()
+        draft = {"name": "tampered", "version": "1", "category": "c", "digest": digest}
+        async with aiohttp.ClientSession() as http:
+            put = await http.put(provider_server.make_url(f"/api/v1/blobs/{digest}"), data=content)
+            assert put.status == 201
+            published = await http.post(
+                provider_server.make_url("/api/v1/packages"), json=draft | {"size": len(content)}
+            )
+            package_id = (await published.json())["id"]
+            await provider.settle_pushes()
+            assert fetcher.index.get(package_id) is not None  # announced, provider recorded
+            provider.blobs.path(digest).write_bytes(b"X" * len(content))  # same size, other bytes
+            resp = await http.get(fetcher_server.make_url(f"/api/v1/packages/{package_id}/content"))
+            error = ErrorBody.model_validate_json(await resp.read())
+    assert resp.status == 502
+    assert (error.code, error.retryable) == ("integrity_failed", False)
+    assert error.details == {"package": package_id, "providers": provider.identity.peer_id}
+    assert not fetcher.blobs.has(digest)
