@@ -44,6 +44,8 @@ class Context:
     nodes: NodeClient
     metrics: Metrics
     tokens: AdminTokens  # the one cache of fleet admin tokens (core, rollout and policy)
+    # Fleet policy is run by this operator: a node is joined only once it has a policy.
+    policy_required: bool = True
     # The rollout engineer replaces this with the fleet-paced planner's decision.
     may_replace: ReplaceGate = one_at_a_time
     wakeups: Wakeups = field(default_factory=Wakeups)

@@ -464,6 +464,7 @@ async def _write_status(
                 fleet_peer_ids=[v for k, v in views.peer_ids.items() if k != ref.name],
                 other_members=others,
                 current_policy_version=views.current_policy_version,
+                policy_required=ctx.policy_required,
             ),
             memory,
             now=now,

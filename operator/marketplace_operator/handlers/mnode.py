@@ -28,6 +28,7 @@ from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
 from marketplace_operator.model.mnode import PLURAL, MarketplaceNodeSpec
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy import versioning
+from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names
@@ -337,6 +338,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
         metrics=metrics,
         tokens=tokens,
+        policy_required=PolicySettings().enabled,
         phases=phases,
     )
 

@@ -145,6 +145,12 @@ class IndexInputs:
     banlist_index: kopf.Index[Any, Any]
     policy_index: kopf.Index[Any, Any]
     pod_index: kopf.Index[Any, Any]
+    configmap_index: kopf.Index[Any, Any]
+
+    def fleet_uid(self, key: FleetKey) -> str | None:
+        found = self.configmap_index.get((key.namespace, names.policy_configmap_name(key.fleet)))
+        cm = next(iter(found), None) if found is not None else None
+        return None if cm is None else str(cm["metadata"].get("uid"))
 
     def banlists(self, namespace: str) -> Sequence[BanList]:
         found = self.banlist_index.get(namespace) or ()
@@ -347,7 +353,10 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
     ctx: Context = memo.ctx
     settings = holder.settings
     inputs = IndexInputs(
-        kwargs["policy_banlists"], kwargs["policy_ratelimitpolicies"], kwargs["mnode_fleet_pods"]
+        kwargs["policy_banlists"],
+        kwargs["policy_ratelimitpolicies"],
+        kwargs["mnode_fleet_pods"],
+        kwargs["mnode_configmaps"],
     )
     # Its own threads and admin-API session: with hundreds of nodes, the node loops keep the
     # shared pool and the shared session's slots busy, and a ban must not queue behind them.

@@ -54,6 +54,10 @@ class Inputs(Protocol):
     def invalid(self, namespace: str) -> Sequence[InvalidObject]: ...
     def nodes(self, key: FleetKey) -> Sequence[NodeTarget]: ...
     def fleets(self) -> Collection[FleetKey]: ...
+    def fleet_uid(self, key: FleetKey) -> str | None:
+        """The uid of the fleet's policy ConfigMap (None: not there): a fleet deleted and
+        recreated under its name is a new fleet, whose state starts afresh."""
+        ...
 
 
 class Cluster(Protocol):
@@ -82,6 +86,7 @@ UNREAD = PolicyVersion(-1, "")
 class FleetState:
     """What the worker knows about one fleet; all of it can be rebuilt from the API and nodes."""
 
+    uid: str | None = None  # the fleet ConfigMap's uid this state is about
     stored: PolicyVersion | None = UNREAD
     floor: int = 0
     applied: dict[NodeTarget, int] = field(default_factory=dict)
@@ -89,3 +94,6 @@ class FleetState:
     blamed: tuple[str, ...] = ()  # names of the objects the problem is about
     changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
     logged: int | None = None  # last version reported in the log
+    # (uid, generation) of each BanList and RateLimitPolicy whose spec is in the stored
+    # policy: a list's status says whether its own entries are enforced.
+    included: frozenset[tuple[str, int]] = frozenset()

@@ -37,6 +37,10 @@ def _conditions(status: dict[str, Any]) -> list[Condition]:
     return found
 
 
+def _key(ref: ObjectRef) -> tuple[str, str, str, str]:
+    return (ref.plural, ref.namespace, ref.name, ref.uid)
+
+
 def _without_nulls(status: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in status.items() if v is not None}
 
@@ -56,12 +60,15 @@ class StatusReporter:
         self._clock = clock
         self.state = state
         self._blocking = blocking
-        self._written: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self._reported: dict[tuple[str, str, str], str] = {}
+        # By uid: an object deleted and recreated under its name is a new object (its
+        # status is written and its problem announced again).
+        self._written: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        self._reported: dict[tuple[str, str, str, str], str] = {}
         self._running: set[str] = set()
         self._dirty: set[str] = set()
 
-    def _views(self, namespace: str, selects: Any) -> tuple[list[FleetView], str | None]:
+    def _views(self, ref: ObjectRef, selects: Any) -> tuple[list[FleetView], str | None]:
+        namespace = ref.namespace
         views, problems = [], []
         for key in sorted(self._inputs.fleets()):
             if key.namespace != namespace or not selects(key.fleet):
@@ -80,6 +87,8 @@ class StatusReporter:
                         for n in nodes
                         if version is not None and fleet.applied.get(n, -1) >= version
                     ),
+                    includes=(ref.uid, ref.generation) in fleet.included,
+                    frozen=None if fleet.problem is None else f"fleet {key.fleet}: {fleet.problem}",
                 )
             )
             if fleet.problem is not None:
@@ -137,10 +146,10 @@ class StatusReporter:
         extra: dict[str, Any],
         now: Any,
     ) -> tuple[dict[str, Any], str | None]:
-        views, fleet_problem = self._views(ref.namespace, selects)
+        views, fleet_problem = self._views(ref, selects)
         blamed = any(ref.name in self.state(FleetKey(ref.namespace, v.fleet)).blamed for v in views)
         problem = fleet_problem if blamed else None
-        previous = self._written.get((ref.plural, ref.namespace, ref.name), live)
+        previous = self._written.get(_key(ref), live)
         status = object_status(
             generation=ref.generation,
             fleets=views,
@@ -154,7 +163,7 @@ class StatusReporter:
     async def _write_status(
         self, ref: ObjectRef, status: dict[str, Any], problem: str | None
     ) -> None:
-        key = (ref.plural, ref.namespace, ref.name)
+        key = _key(ref)
         if self._written.get(key) == _without_nulls(status):
             return
         await self._blocking(self._cluster.write_status, ref, status)

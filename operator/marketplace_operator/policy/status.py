@@ -31,6 +31,8 @@ class FleetView:
     version: int | None
     nodes: tuple[str, ...]
     converged: tuple[str, ...]
+    includes: bool = True  # the fleet's policy was computed from this object's spec
+    frozen: str | None = None  # why the fleet keeps its last good policy, if it does
 
     @property
     def lagging(self) -> list[str]:
@@ -61,8 +63,18 @@ def _ready(problem: str | None, fleets: Sequence[FleetView]) -> tuple[ConditionS
         return ConditionStatus.FALSE, "CannotApply", problem
     if not fleets:
         return ConditionStatus.TRUE, "NoNodes", "no node of a selected fleet exists yet"
+    blocked = [f for f in fleets if not f.includes and f.frozen is not None]
+    if blocked:
+        why = "; ".join(f.frozen or "" for f in blocked)
+        return (
+            ConditionStatus.FALSE,
+            "FleetPolicyFrozen",
+            f"not enforced: this object's entries are not in the policy of "
+            f"{', '.join(f.fleet for f in blocked)}, which keeps its last good version "
+            f"until another object is fixed ({why})",
+        )
     versions = ", ".join(f"{f.fleet}: v{f.version}" for f in fleets if f.version is not None)
-    if not versions:
+    if not versions or any(not f.includes for f in fleets):
         return ConditionStatus.UNKNOWN, "Pending", "the fleet policy is not computed yet"
     return ConditionStatus.TRUE, "Included", f"in fleet policy ({versions})"
 
@@ -72,6 +84,8 @@ def _converged(
 ) -> tuple[ConditionStatus, str, str]:
     if problem is not None:
         return ConditionStatus.FALSE, "CannotApply", "nothing was pushed: the object cannot apply"
+    if any(not f.includes and f.frozen is not None for f in fleets):
+        return ConditionStatus.FALSE, "FleetPolicyFrozen", "this object's entries were not pushed"
     lagging = sorted(f"{n}" for f in fleets for n in f.lagging)
     total = sum(len(f.nodes) for f in fleets)
     if not lagging:

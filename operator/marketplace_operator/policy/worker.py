@@ -91,6 +91,16 @@ def _render(doc: PolicyDocument) -> tuple[Write, int]:
     return write, rendered.stored_bytes
 
 
+def _included(
+    key: FleetKey, banlists: list[BanList], policies: list[RateLimitPolicy]
+) -> frozenset[tuple[str, int]]:
+    """The objects (uid, generation) whose specs the fleet's policy was computed from."""
+    return frozenset(
+        {(b.uid, b.generation) for b in banlists if b.spec.selects(key.fleet)}
+        | {(p.uid, p.generation) for p in policies if p.spec.selects(key.fleet)}
+    )
+
+
 class PolicyWorker:
     def __init__(
         self,
@@ -168,7 +178,22 @@ class PolicyWorker:
             task.add_done_callback(self._tasks.discard)
 
     def state(self, key: FleetKey) -> FleetState:
-        return self._fleets.setdefault(key, FleetState())
+        """What the worker knows of the fleet; a new fleet ConfigMap (the fleet deleted and
+        recreated under its name) starts it afresh: stored version, floor, applied versions."""
+        uid = self._inputs.fleet_uid(key)
+        fleet = self._fleets.get(key)
+        if fleet is None or (uid is not None and fleet.uid not in (None, uid)):
+            fleet = self._fleets[key] = FleetState(uid=uid)
+        elif fleet.uid is None:
+            fleet.uid = uid
+        return fleet
+
+    def forget_gone(self) -> None:
+        """Drop what is known of fleets with neither nodes nor a ConfigMap any more."""
+        live = set(self._inputs.fleets())
+        for key in [k for k in self._fleets if k not in live]:
+            if self._inputs.fleet_uid(key) is None:
+                del self._fleets[key]
 
     # --- loops -----------------------------------------------------------------------
 
@@ -194,6 +219,7 @@ class PolicyWorker:
         """Re-read every node's applied version, then let a round push to whoever is behind."""
         while True:
             await asyncio.sleep(self._settings.resync_seconds)
+            self.forget_gone()
             for key in list(self._inputs.fleets()):
                 await self._guarded(self.resync(key), f"resync {key}")
 
@@ -274,6 +300,8 @@ class PolicyWorker:
             self._timed(self._push(key, nodes, doc)),
         )
         self._observe_convergence(key, nodes, version)
+        if self.state(key).stored == version:
+            fleet.included = _included(key, inputs[1], inputs[2])
         if pushed or version.version != (fleet.logged or 0):
             fleet.logged = version.version
             acked = sum(1 for n in nodes if fleet.applied.get(n) == version.version)

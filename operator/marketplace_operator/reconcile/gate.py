@@ -54,6 +54,7 @@ class GateInputs:
     fleet_peer_ids: Collection[str] = ()
     other_members: int = 0
     current_policy_version: int | None = None
+    policy_required: bool = False
 
 
 def decide(
@@ -67,6 +68,7 @@ def decide(
             fleet_peer_ids=inp.fleet_peer_ids,
             other_members=inp.other_members,
             current_policy_version=inp.current_policy_version,
+            policy_required=inp.policy_required,
         )
         return verdict and not inp.leaving, remembered
     failed = PollMemory(

@@ -29,13 +29,19 @@ def joined(
     fleet_peer_ids: Collection[str],
     other_members: int,
     current_policy_version: int | None,
+    policy_required: bool = False,
 ) -> bool:
     """The `marketplace.p2p.dev/joined` gate: serving, connected to its fleet, on the policy.
 
     With other members in the fleet the node must be connected to at least one of them
     (by peer id when their ids are known, else to anyone); alone it only needs to serve.
+    With fleet policy run by this operator (`policy_required`), a node that has no policy
+    yet is not joined even before the fleet ConfigMap names a version: Ready never comes
+    before PolicyApplied.
     """
     if node is None or not node.ready or node.draining:
+        return False
+    if policy_required and node.policy_version is None:
         return False
     if current_policy_version is not None and (
         node.policy_version is None or node.policy_version < current_policy_version

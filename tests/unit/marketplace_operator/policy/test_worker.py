@@ -51,6 +51,10 @@ class Inputs:
     invalid_objs: list[InvalidObject] = field(default_factory=list)
     node_list: list[NodeTarget] = field(default_factory=lambda: [target(1), target(2)])
     fleet_keys: set[FleetKey] = field(default_factory=lambda: {KEY})
+    configmap_uid: str | None = "cm-1"
+
+    def fleet_uid(self, key: FleetKey) -> str | None:
+        return self.configmap_uid
 
     def banlists(self, namespace: str) -> Sequence[BanList]:
         return self.banlist_objs
@@ -469,3 +473,56 @@ async def test_objects_of_a_namespace_without_fleets_still_get_a_status(world: W
     ready = {c["type"]: c for c in status["conditions"]}["Ready"]
     assert ready["reason"] == "NoNodes"
     assert status["convergedNodes"] == "0/0"
+
+
+async def test_a_list_added_while_the_fleet_is_frozen_says_it_is_not_enforced(
+    world: World,
+) -> None:
+    """Issue #19 defect 3: a valid list behind a list that cannot apply is not in force."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.inputs.invalid_objs = [
+        InvalidObject(ObjectRef("banlists", "ns", "weird", "u9", 1), "blue", "duration: too long")
+    ]
+    world.inputs.banlist_objs = [banlist("spam", PEER), banlist("late", "peerBBBBBBBB")]
+    await worker.round(KEY)
+    late = {c["type"]: c for c in world.cluster.statuses["late"]["conditions"]}
+    assert (late["Ready"]["status"], late["Ready"]["reason"]) == ("False", "FleetPolicyFrozen")
+    assert "not enforced" in late["Ready"]["message"]
+    assert "duration: too long" in late["Ready"]["message"]
+    assert late["PolicyConverged"]["status"] == "False"
+    spam = {c["type"]: c for c in world.cluster.statuses["spam"]["conditions"]}
+    assert spam["Ready"]["reason"] == "Included"  # its entries are in the last good policy
+    # Once the bad list goes, the late one is pushed and says so.
+    world.inputs.invalid_objs = []
+    await worker.round(KEY)
+    late = {c["type"]: c for c in world.cluster.statuses["late"]["conditions"]}
+    assert (late["Ready"]["status"], late["Ready"]["reason"]) == ("True", "Included")
+
+
+async def test_a_fleet_recreated_under_its_name_starts_afresh(world: World) -> None:
+    """Issue #19 defect 2: the new fleet ConfigMap gets the policy; a list recreated under
+    a name that had a CannotApply Event gets a new one."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.inputs.invalid_objs = [
+        InvalidObject(ObjectRef("banlists", "ns", "weird", "u9", 1), "blue", "entries.0: bad")
+    ]
+    await worker.round(KEY)
+    assert world.cluster.events == [("weird", "CannotApply")]
+    # The fleet and the bad list are deleted and created again under the same names.
+    world.inputs.configmap_uid = "cm-2"
+    world.cluster.annotations = {}
+    world.nodes.applied.clear()
+    world.inputs.invalid_objs = [
+        InvalidObject(ObjectRef("banlists", "ns", "weird", "u10", 1), "blue", "entries.0: bad")
+    ]
+    world.log.clear()
+    await worker.round(KEY)
+    assert world.cluster.events == [("weird", "CannotApply"), ("weird", "CannotApply")]
+    world.inputs.invalid_objs = []
+    await worker.round(KEY)
+    assert "configmap v1" in world.log
+    assert world.versions() == [1, 1]

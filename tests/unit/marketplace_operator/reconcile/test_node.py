@@ -491,3 +491,22 @@ def test_a_node_refusing_the_admin_token_is_reported_as_that_not_as_not_joined()
     assert (ready.status, ready.reason) == (ConditionStatus.FALSE, "AdminTokenRejected")
     assert (degraded.status, degraded.reason) == (ConditionStatus.TRUE, "AdminTokenRejected")
     assert "admin token" in (out.message or "")
+
+
+@pytest.mark.parametrize(
+    ("applied", "current", "expected"),
+    [(None, None, False), (1, None, True), (None, 1, False), (1, 1, True), (1, 2, False)],
+)
+def test_with_fleet_policy_run_here_a_node_without_policy_is_not_joined(
+    applied: int | None, current: int | None, expected: bool
+) -> None:
+    """Issue #19 defect 2: Ready never comes before PolicyApplied, even while the fleet
+    ConfigMap names no version yet (a fleet just created, or recreated)."""
+    got = status.joined(
+        node_status(policyVersion=applied),
+        fleet_peer_ids=(),
+        other_members=0,
+        current_policy_version=current,
+        policy_required=True,
+    )
+    assert got is expected
