@@ -28,7 +28,7 @@ def _ready_with_policy(kube: k8s.Kube, namespace: str) -> dict[str, Any] | None:
         return None
     applied = condition(obj, "PolicyApplied")
     assert applied is not None, obj
-    assert applied["status"] == "True", f"Ready before its policy: {obj['status']}"
+    assert applied["status"] == "True", f"Ready before its policy: {(obj or {}).get('status')}"
     return obj
 
 
