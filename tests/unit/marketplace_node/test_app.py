@@ -242,7 +242,8 @@ async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Pa
     next_settings = NodeSettings(data_dir=tmp_path / "next", port=0)
     async with serving(relay_settings) as (relay, relayed), serving(next_settings) as (nxt, last):
         relayed.peers.seen(last.identity.peer_id, str(nxt.make_url("")).rstrip("/"), 0.0)
-        ann = package_announcement(package("spread"))
+        now = int(SystemClock().wall())  # a push must be fresh (docs/packages.md)
+        ann = package_announcement(package("spread", created=now), created=now)
         body = ann.model_dump_json(by_alias=True).encode()
         forwarded = ann.model_copy(update={"hops": ann.hops + 1}).model_dump_json(by_alias=True)
         origin = identity.Identity.generate()
@@ -263,7 +264,7 @@ async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Pa
     assert gossip_bytes(relayed, "in") == len(body)
     assert gossip_bytes(relayed, "out") == len(forwarded.encode())  # one hop further
     assert gossip_bytes(last, "in") == len(forwarded.encode())
-    assert len(last.index) == 1
+    assert len(last.catalogue) == 1
 
 
 async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named(
@@ -280,16 +281,18 @@ async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named
         )
         content = b"genuine bytes " * 100
         digest = hashlib.sha256(content).hexdigest()
-        draft = {"name": "tampered", "version": "1", "category": "c", "digest": digest}
+        meta = package("tampered", content=content, created=int(SystemClock().wall()))
         async with aiohttp.ClientSession() as http:
             put = await http.put(provider_server.make_url(f"/api/v1/blobs/{digest}"), data=content)
             assert put.status == 201
             published = await http.post(
-                provider_server.make_url("/api/v1/packages"), json=draft | {"size": len(content)}
+                provider_server.make_url("/api/v1/packages"),
+                data=meta.model_dump_json(by_alias=True),
             )
-            package_id = (await published.json())["id"]
+            assert published.status == 201
+            package_id = meta.id
             await provider.settle_pushes()
-            assert fetcher.index.get(package_id) is not None  # announced, provider recorded
+            assert fetcher.catalogue.get(package_id) is not None  # announced, provider recorded
             provider.blobs.path(digest).write_bytes(b"X" * len(content))  # same size, other bytes
             resp = await http.get(fetcher_server.make_url(f"/api/v1/packages/{package_id}/content"))
             error = ErrorBody.model_validate_json(await resp.read())
