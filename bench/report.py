@@ -20,8 +20,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from matplotlib.figure import Figure
-
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
@@ -68,6 +66,9 @@ def plot(name: str, title: str, draw: Callable[[Axes], None]) -> None:
     """Draw a PNG into docs/benchmarks/<name>.png and link it from the running section."""
     if _current is None:
         return
+    # Imported here: ~40 MiB that bench_node_memory must not count as the node's.
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
     fig = Figure(figsize=(7, 4), dpi=100)  # no pyplot: no GUI backend, no global state
     ax = fig.subplots()
     draw(ax)

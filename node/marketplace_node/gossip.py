@@ -1,8 +1,9 @@
 """Push-gossip decisions (pure): what to accept, and whom to forward to.
 
 An announcement is accepted once (bounded TTL seen-cache keyed by its id, a
-hash of its signed body), after its signatures verified — so a forgery never
-enters the cache and cannot shadow the genuine announcement. It is forwarded
+hash of its signed body, held as a compact 64-bit key: `compact`), after its
+signatures verified — so a forgery never enters the cache and cannot shadow
+the genuine announcement. It is forwarded
 to `fanout` random peers other than the sender and the origin while its hop
 count stays under the hop limit. Lost pushes are repaired by anti-entropy
 (`sync`), so gossip only has to be fast, not perfect.
@@ -12,10 +13,9 @@ from __future__ import annotations
 
 import random
 
-from cachetools import TTLCache
-
 from marketplace_node import limits
 from marketplace_node.clock import Clock
+from marketplace_node.compact import TtlSet
 from marketplace_node.model import Announcement
 from marketplace_node.peers import Peer, PeerTable
 
@@ -28,17 +28,20 @@ class SeenCache:
         maxsize: int = limits.SEEN_CACHE_MAX,
         ttl: float = limits.SEEN_CACHE_TTL_SECONDS,
     ) -> None:
-        self._seen: TTLCache[str, bool] = TTLCache(maxsize=maxsize, ttl=ttl, timer=clock.monotonic)
+        self._seen = TtlSet(maxsize=maxsize, ttl=ttl, timer=clock.monotonic)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def __contains__(self, announcement_id: object) -> bool:
-        return announcement_id in self._seen
+        return isinstance(announcement_id, str) and announcement_id in self._seen
 
     def add(self, announcement_id: str) -> None:
-        self._seen[announcement_id] = True
+        self._seen.add(announcement_id)
 
     def discard(self, announcement_id: str) -> None:
         """Forget an id (its storing failed), so a later copy is accepted again."""
-        self._seen.pop(announcement_id, None)
+        self._seen.discard(announcement_id)
 
 
 def fanout_for(ann: Announcement, self_id: str, *, origin_fanout: int, relay_fanout: int) -> int:

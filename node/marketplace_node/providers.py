@@ -38,7 +38,9 @@ class ProviderTable:
 
     per_package: int = limits.PROVIDERS_PER_PACKAGE_MAX
     max_packages: int = limits.PROVIDER_PACKAGES_MAX
-    _rows: OrderedDict[str, dict[str, ProviderRow]] = field(default_factory=OrderedDict)
+    # package id -> its rows by peer id; a tuple, not a dict: most packages have one or two
+    # providers, and an empty dict alone costs more than a one-row tuple and its row.
+    _rows: OrderedDict[str, tuple[ProviderRow, ...]] = field(default_factory=OrderedDict)
 
     def __len__(self) -> int:
         """Packages with provider records held."""
@@ -54,28 +56,33 @@ class ProviderTable:
         if rows is None:
             while len(self._rows) >= self.max_packages:
                 self._rows.popitem(last=False)
-            rows = self._rows[row.package_id] = {}
+            rows = ()
         else:
             self._rows.move_to_end(row.package_id)
-        current = rows.get(row.peer_id)
+        current = next((r for r in rows if r.peer_id == row.peer_id), None)
         if current is not None:
             if current.updated > row.updated:
                 return False
+            rows = tuple(r for r in rows if r is not current)
         elif len(rows) >= self.per_package:
-            soonest = min(rows.values(), key=lambda r: (r.expires_at, r.peer_id))
+            soonest = min(rows, key=lambda r: (r.expires_at, r.peer_id))
             if soonest.expires_at >= row.expires_at:
                 return False
-            del rows[soonest.peer_id]
-        rows[row.peer_id] = row
+            rows = tuple(r for r in rows if r is not soonest)
+        self._rows[row.package_id] = tuple(sorted((*rows, row), key=lambda r: r.peer_id))
         return True
 
+    def _keep(self, package_id: str, rows: tuple[ProviderRow, ...]) -> None:
+        if rows:
+            self._rows[package_id] = rows
+        else:
+            self._rows.pop(package_id, None)
+
     def drop(self, package_id: str, peer_id: str, created: int) -> None:
-        rows = self._rows.get(package_id, {})
-        row = rows.get(peer_id)
-        if row is not None and row.updated <= created:
-            del rows[peer_id]
-            if not rows:
-                del self._rows[package_id]
+        rows = self._rows.get(package_id, ())
+        kept = tuple(r for r in rows if r.peer_id != peer_id or r.updated > created)
+        if len(kept) != len(rows):
+            self._keep(package_id, kept)
 
     def drop_peer(self, peer_id: str, created: int) -> None:
         for package_id in list(self._rows):
@@ -83,27 +90,26 @@ class ProviderTable:
 
     def live(self, package_id: str, now_wall: float) -> list[ProviderRow]:
         """Unexpired records of a package, by peer id."""
-        rows = self._rows.get(package_id, {}).values()
-        return sorted((r for r in rows if r.expires_at > now_wall), key=lambda r: r.peer_id)
+        return [r for r in self._rows.get(package_id, ()) if r.expires_at > now_wall]
 
     def peers_of(self, package_id: str) -> frozenset[str]:
-        return frozenset(self._rows.get(package_id, ()))
+        return frozenset(r.peer_id for r in self._rows.get(package_id, ()))
 
     def count(self, package_id: str, now_wall: float) -> int:
-        return sum(r.expires_at > now_wall for r in self._rows.get(package_id, {}).values())
+        return sum(r.expires_at > now_wall for r in self._rows.get(package_id, ()))
 
     def prune(self, now_wall: float) -> int:
         """Forget expired records; returns how many."""
         gone = 0
-        for package_id in list(self._rows):
-            rows = self._rows[package_id]
-            for peer_id in [p for p, r in rows.items() if r.expires_at <= now_wall]:
-                del rows[peer_id]
-                gone += 1
-            if not rows:
-                del self._rows[package_id]
+        for package_id, rows in list(self._rows.items()):
+            kept = tuple(r for r in rows if r.expires_at > now_wall)
+            if len(kept) != len(rows):
+                gone += len(rows) - len(kept)
+                self._keep(package_id, kept)
         return gone
 
     def sole(self, peer_id: str) -> list[str]:
         """Packages whose only provider is `peer_id` (what a draining node must hand off)."""
-        return sorted(pid for pid, rows in self._rows.items() if rows.keys() == {peer_id})
+        return sorted(
+            pid for pid, rows in self._rows.items() if len(rows) == 1 and rows[0].peer_id == peer_id
+        )

@@ -13,6 +13,7 @@ import asyncio
 import gc
 import logging
 import random
+import sys
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
@@ -240,9 +241,9 @@ class NodeService:
         if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
             rec = ann.provider
             expires = self.clock.wall() + rec.ttl_seconds
-            self.providers.set(
-                ProviderRow(rec.package_id, rec.peer_id, rec.address, expires, ann.created)
-            )
+            # Interned: a provider serves many packages, its id and address are kept once.
+            peer_id, address = sys.intern(rec.peer_id), sys.intern(rec.address)
+            self.providers.set(ProviderRow(rec.package_id, peer_id, address, expires, ann.created))
         elif ann.provider is not None:
             self.providers.drop(ann.provider.package_id, ann.provider.peer_id, ann.created)
         if ann.kind is AnnouncementKind.PEER_LEAVING:

@@ -33,12 +33,12 @@ import base64
 import hashlib
 import re
 import secrets
+import sys
 from collections.abc import Mapping
-
-from cachetools import TTLCache
 
 from marketplace_node import identity, limits
 from marketplace_node.clock import Clock
+from marketplace_node.compact import TtlSet
 from marketplace_node.errors import BadSignature, ReplayedRequest, StaleRequest
 
 COMPONENTS = ("@method", "@path", "@query", "content-digest")
@@ -103,15 +103,16 @@ class ReplayCache:
     """Bounded memory of recently accepted `(keyid, nonce)` pairs."""
 
     def __init__(self, clock: Clock, *, window: float = limits.CLOCK_SKEW_SECONDS) -> None:
-        self._seen: TTLCache[tuple[str, str], bool] = TTLCache(
-            maxsize=limits.NONCE_CACHE_MAX, ttl=2 * window, timer=clock.monotonic
-        )
+        self._seen = TtlSet(maxsize=limits.NONCE_CACHE_MAX, ttl=2 * window, timer=clock.monotonic)
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def check_and_add(self, keyid: str, nonce: str) -> None:
         key = (keyid, nonce)
         if key in self._seen:
             raise ReplayedRequest("request nonce already used")
-        self._seen[key] = True
+        self._seen.add(key)
 
 
 def verify_request(
@@ -149,4 +150,4 @@ def verify_request(
         raise BadSignature("signature is not base64") from exc
     identity.verify(keyid, signature, base)
     replay.check_and_add(keyid, nonce)
-    return keyid
+    return sys.intern(keyid)  # one copy of a peer's id, however many tables and requests keep it

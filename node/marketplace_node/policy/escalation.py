@@ -24,6 +24,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from marketplace_node import compact
 from marketplace_node.admin.models import Escalation
 from marketplace_node.clock import elapsed
 
@@ -105,7 +106,8 @@ def escalate(history: History | None, offence: Offence, policy: Escalation, now:
 
 
 class Offenders:
-    """Histories per offender key in a bounded LRU; `record` applies `escalate`."""
+    """Histories per offender key (a compact 64-bit key: `compact`) in a bounded LRU;
+    `record` applies `escalate`."""
 
     __slots__ = ("_capacity", "_histories")
 
@@ -113,21 +115,21 @@ class Offenders:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
-        self._histories: OrderedDict[str, History] = OrderedDict()
+        self._histories: OrderedDict[int, History] = OrderedDict()  # compact key -> history
 
     def __len__(self) -> int:
         return len(self._histories)
 
     def get(self, key: str) -> History | None:
-        return self._histories.get(key)
+        return self._histories.get(compact.key(key))
 
     def record(
         self, key: str, offence: Offence, policy: Escalation, now: float
     ) -> BanDecision | None:
-        histories = self._histories
-        history = histories.pop(key, None)
+        histories, k = self._histories, compact.key(key)
+        history = histories.pop(k, None)
         verdict = escalate(history, offence, policy, now)
         if history is None and len(histories) >= self._capacity:
             histories.popitem(last=False)
-        histories[key] = verdict.history
+        histories[k] = verdict.history
         return verdict.ban

@@ -13,9 +13,11 @@ neither opens the gates nor locks a peer out (review CRITICAL-2, CRITICAL-4).
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
+from marketplace_node import compact
 from marketplace_node.admin.models import Limit
 
 EPSILON: Final = 1e-9
@@ -23,7 +25,8 @@ EPSILON: Final = 1e-9
 in any way a client could notice, and without it `n` requests at exactly `n / rate` can fail."""
 
 DEFAULT_KEY_CAPACITY: Final = 100_000
-"""Keys tracked per keyed limiter: about 100 bytes each, so ~10 MB at the cap."""
+"""Keys tracked per keyed limiter: about 150 bytes each (a compact key, its TAT, the LRU
+links; bench_node_memory), so ~15 MB at the cap."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,7 +71,8 @@ class Gcra:
 
 
 class KeyedLimiter:
-    """GCRA state per key (peer id, IP) in an LRU of at most `capacity` keys.
+    """GCRA state per key (peer id, IP) in an LRU of at most `capacity` keys (compact keys:
+    the table keeps a 64-bit hash of each, not its strings; `compact`).
 
     Eviction trade-off: the state of a key is only its TAT. Once the TAT lies
     in the past, a key is indistinguishable from a fresh one, so evicting an
@@ -85,7 +89,7 @@ class KeyedLimiter:
         if capacity < 1:
             raise ValueError("capacity must be positive")
         self._capacity = capacity
-        self._tats: OrderedDict[object, float] = OrderedDict()
+        self._tats: OrderedDict[int, float] = OrderedDict()  # compact key -> TAT
 
     def __len__(self) -> int:
         return len(self._tats)
@@ -94,19 +98,19 @@ class KeyedLimiter:
     def capacity(self) -> int:
         return self._capacity
 
-    def check(self, key: object, now: float, rate: Rate) -> tuple[bool, float]:
+    def check(self, key: Hashable, now: float, rate: Rate) -> tuple[bool, float]:
         """Admit or refuse one request of `key` at `now`: `(allowed, retry_after)`."""
-        tats = self._tats
-        tat = tats.get(key)
+        tats, k = self._tats, compact.key(key)
+        tat = tats.get(k)
         if tat is None:
             if len(tats) >= self._capacity:
                 tats.popitem(last=False)
             tat = float("-inf")
         else:
-            tats.move_to_end(key)
+            tats.move_to_end(k)
         new_tat, retry_after = gcra(tat, now, rate)
-        tats[key] = new_tat
+        tats[k] = new_tat
         return retry_after == 0.0, retry_after
 
-    def forget(self, key: object) -> None:
-        self._tats.pop(key, None)
+    def forget(self, key: Hashable) -> None:
+        self._tats.pop(compact.key(key), None)
