@@ -71,6 +71,7 @@ class Outcome:
     # Only the node itself can say when it joined (no watch tells): poll it soon.
     joining: bool = False
     status_in: float | None = None  # a paced status write is due in this many seconds
+    backoff: bool = False  # the API server refused what the spec asks for: retry slower
 
 
 def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
@@ -327,7 +328,7 @@ async def reconcile_once(
     replacing: str | None = None
     binding = await _binding_mode(ctx, views.pvc) if views.pod is None else None
     actions = plan.plan(desired, views.observed(binding), now=datetime.now(UTC))
-    await _apply_concurrently(ctx, body, ref, [a for a in actions if _independent(a)])
+    rejected = await _apply_concurrently(ctx, body, ref, [a for a in actions if _independent(a)])
     for action in actions:
         if _independent(action) or isinstance(action, plan.WaitForVolume):
             continue  # done above / the claim's own watch event wakes this loop
@@ -347,10 +348,36 @@ async def reconcile_once(
             else:
                 replacing = "WaitingForFleetRollout"  # a Condition reason: CamelCase
         else:
-            await _apply_logged(ctx, body, ref, action)
+            try:
+                await _apply_logged(ctx, body, ref, action)
+            except errors.KubeError as exc:
+                if not refuses_spec(exc):
+                    raise
+                rejected.append(_rejection(action, exc))
+    resized = any(
+        isinstance(a, plan.Patch) and a.kind is plan.Kind.PVC and a.why == "resize" for a in actions
+    ) and not any(r.startswith("pvc ") for r in rejected)
     return await _write_status(
-        ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts)
+        ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts),
+        rejected=tuple(rejected), volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
+    )  # fmt: skip
+
+
+def refuses_spec(exc: BaseException) -> bool:
+    """Did the API server refuse what the spec asks for (invalid, or forbidden by policy
+    such as a class without volume expansion), rather than fail? Retrying cannot help."""
+    return isinstance(exc, errors.Invalid) or (
+        isinstance(exc, errors.KubeError) and exc.status == HTTP_FORBIDDEN
     )
+
+
+HTTP_FORBIDDEN = 403
+
+
+def _rejection(action: plan.Action, exc: errors.KubeError) -> str:
+    """What the API server refused, for the status: the child and its own message."""
+    kind = getattr(action, "kind", "object")
+    return f"{kind} {exc.message}"[:900]
 
 
 async def _binding_mode(ctx: Context, claim: Mapping[str, Any] | None) -> str | None:
@@ -395,19 +422,24 @@ async def _apply_quietly(ctx: Context, ref: names.NodeRef, action: plan.Action) 
 
 async def _apply_concurrently(
     ctx: Context, body: Mapping[str, Any], ref: names.NodeRef, actions: list[plan.Action]
-) -> None:
+) -> list[str]:
     """Apply independent actions at once (each is one API call), then post one Event for
-    all that was done (a new node's children would be five Events); re-raise the first
-    error."""
+    all that was done (a new node's children would be five Events). What the API server
+    refused as invalid is returned (the spec asks for what cannot be made: status, not a
+    retry); any other error is re-raised."""
     results = await asyncio.gather(
         *(_apply_quietly(ctx, ref, a) for a in actions), return_exceptions=True
     )
     done = [r for r in results if isinstance(r, str)]
     if done:
         events.normal(body, events.Reason.CHANGED, "; ".join(done))
-    for result in results:
-        if isinstance(result, BaseException):
+    rejected = []
+    for action, result in zip(actions, results, strict=True):
+        if isinstance(result, errors.KubeError) and refuses_spec(result):
+            rejected.append(_rejection(action, result))
+        elif isinstance(result, BaseException):
             raise result
+    return rejected
 
 
 async def _token_or_none(ctx: Context, ref: names.NodeRef, views: Views) -> str | None:
@@ -438,6 +470,8 @@ async def _write_status(
     *,
     replacing: str | None = None,
     conflicts: tuple[str, ...] = (),
+    rejected: tuple[str, ...] = (),
+    volume: str | None = None,
 ) -> Outcome:
     ref = desired.ref
     port = desired.spec.p2p.port
@@ -492,6 +526,8 @@ async def _write_status(
             conflicts=conflicts,
             current_policy_version=views.current_policy_version,
             token_rejected=poll.rejected,
+            rejected=rejected,
+            volume_mismatch=volume,
         ),
         now=datetime.now(UTC),
     )
@@ -512,7 +548,24 @@ async def _write_status(
             events.normal(body, events.Reason.PHASE_CHANGED, text)
     if new.phase is not None:
         ctx.phases[(ref.namespace, ref.name)] = new.phase
-    return Outcome(phase=new.phase, joining=gate.awaiting_join(view), status_in=delay)
+    return Outcome(
+        phase=new.phase,
+        joining=gate.awaiting_join(view),
+        status_in=delay,
+        backoff=bool(rejected),
+    )
+
+
+MAX_BACKOFF_SECONDS = 300.0
+
+
+def backoff(interval: float, failures: int) -> float:
+    """The next pass's delay after `failures` failed or refused passes in a row: doubled
+    each time up to `MAX_BACKOFF_SECONDS` (a spec change or a child's event still wakes the
+    loop at once)."""
+    if failures <= 0:
+        return interval
+    return float(min(MAX_BACKOFF_SECONDS, max(interval, 1.0) * 2 ** min(failures, 16)))
 
 
 async def run(
@@ -526,6 +579,8 @@ async def run(
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     wake = ctx.wakeups.register(key)
+    failures = 0  # consecutive passes that failed or were refused: the backoff's exponent
+    reported: str | None = None  # the last ReconcileFailed message posted as an Event
     try:
         while not stopped():
             wake.clear()
@@ -536,11 +591,14 @@ async def run(
             try:
                 result = await reconcile_once(ctx, body, views(), stopped=stopped)
                 outcome, joining, status_in = "ok", result.joining, result.status_in
+                failures = failures + 1 if result.backoff else 0
             except errors.OperatorError as exc:
                 outcome = "retry" if exc.retriable else "error"
+                failures += 1
                 log.warning("%s/%s: reconcile failed: %s", *key, exc.message)
-                if not exc.retriable:
+                if not exc.retriable and exc.message != reported:
                     events.warning(body, events.Reason.RECONCILE_FAILED, exc.message)
+                    reported = exc.message
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
             # Everything but the node's own progress arrives as a watch event (a wakeup).
@@ -549,6 +607,7 @@ async def run(
                 if joining
                 else ctx.settings.poll_interval_seconds
             )
+            interval = backoff(interval, failures)
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
             if status_in is not None:
                 interval = min(interval, status_in)

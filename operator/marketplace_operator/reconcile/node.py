@@ -194,6 +194,28 @@ def _plan_pvc(desired: Desired, observed: dict[str, Any] | None) -> list[Action]
     return actions
 
 
+def volume_mismatch(
+    spec: MarketplaceNodeSpec, claim: dict[str, Any] | None, resizing: bool = False
+) -> str | None:
+    """How the data claim differs from the spec, or None. A claim's class cannot change,
+    and its size only by the resize this reconcile asks for (`resizing`: asked just now,
+    the watch has not shown it yet); the status must not call such a node Ready."""
+    if claim is None:
+        return None
+    have = claim.get("spec") or {}
+    wanted_class = spec.storage.storage_class_name
+    if wanted_class and have.get("storageClassName") != wanted_class:
+        return (
+            f"the data claim {claim['metadata'].get('name')} has StorageClass "
+            f"{have.get('storageClassName') or '(none)'}, the spec asks for {wanted_class}: "
+            "a claim's class cannot change (move the data to a new node, or restore the spec)"
+        )
+    size = (have.get("resources") or {}).get("requests", {}).get("storage")
+    if not resizing and size is not None and str(size) != str(spec.storage.size):
+        return f"the data claim requests {size}, the spec asks for {spec.storage.size}"
+    return None
+
+
 def _plan_service(desired: Desired, observed: dict[str, Any] | None) -> list[Action]:
     wanted = service.service(desired.ref, desired.spec)
     if observed is None:

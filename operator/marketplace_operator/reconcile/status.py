@@ -69,8 +69,12 @@ class StatusInputs:
     conflicts: tuple[str, ...] = ()
     current_policy_version: int | None = None
     token_rejected: str | None = None  # the node answered 401 to the fleet's admin token
+    rejected: tuple[str, ...] = ()  # what the API server refused to make of the spec
+    volume_mismatch: str | None = None  # how the data claim differs from the spec
 
 
+SPEC_REJECTED = "SpecRejected"
+VOLUME_MISMATCH = "VolumeMismatch"
 TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
 
 
@@ -97,6 +101,17 @@ def _verdict(inp: StatusInputs) -> _Verdict:
         return _Verdict(
             Phase.DEGRADED, message, (not_ready, "OwnershipConflict"),
             (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, "OwnershipConflict"),
+        )  # fmt: skip
+    if inp.rejected:
+        message = "the API server refuses what the spec asks for: " + "; ".join(inp.rejected)
+        return _Verdict(
+            Phase.DEGRADED, message[:1024], (not_ready, SPEC_REJECTED),
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, SPEC_REJECTED),
+        )  # fmt: skip
+    if inp.volume_mismatch is not None:
+        return _Verdict(
+            Phase.DEGRADED, inp.volume_mismatch[:1024], (not_ready, VOLUME_MISMATCH),
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, VOLUME_MISMATCH),
         )  # fmt: skip
     if stuck is not None and pod is not None:
         message = f"node container: {stuck}" + (

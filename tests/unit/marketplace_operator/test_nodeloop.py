@@ -158,3 +158,12 @@ async def test_drain_waits_until_drained(fake_node: dict[str, Any]) -> None:
         assert done is True
     finally:
         await client.close()
+
+
+def test_refused_passes_back_off_to_a_cap() -> None:
+    """Issue #19 defect 5: a spec the API server refuses is not retried every 5 s."""
+    assert nodeloop.backoff(5.0, 0) == 5.0
+    assert nodeloop.backoff(5.0, 1) == 10.0
+    assert nodeloop.backoff(5.0, 3) == 40.0
+    assert nodeloop.backoff(5.0, 50) == nodeloop.MAX_BACKOFF_SECONDS
+    assert nodeloop.backoff(0.5, 1) == 2.0  # a starting node's fast poll backs off too

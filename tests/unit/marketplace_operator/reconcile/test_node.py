@@ -510,3 +510,56 @@ def test_with_fleet_policy_run_here_a_node_without_policy_is_not_joined(
         policy_required=True,
     )
     assert got is expected
+
+
+def _claim(storage_class: str | None, size: str = "1Gi") -> dict[str, Any]:
+    claim_spec: dict[str, Any] = {"resources": {"requests": {"storage": size}}}
+    if storage_class is not None:
+        claim_spec["storageClassName"] = storage_class
+    return {"metadata": {"name": "n1-data"}, "spec": claim_spec}
+
+
+@pytest.mark.parametrize(
+    ("storage", "claim", "resizing", "mismatch"),
+    [
+        ({}, _claim("standard"), False, None),  # no class asked for: the default is fine
+        ({"storageClassName": "fast"}, _claim("fast"), False, None),
+        ({"storageClassName": "fast"}, _claim("standard"), False, "StorageClass standard"),
+        ({"storageClassName": "fast"}, _claim(None), False, "StorageClass (none)"),
+        ({"size": "2Gi"}, _claim(None), False, "requests 1Gi, the spec asks for 2Gi"),
+        ({"size": "2Gi"}, _claim(None), True, None),  # the resize was asked for just now
+    ],
+)
+def test_volume_mismatch(
+    storage: dict[str, Any], claim: dict[str, Any], resizing: bool, mismatch: str | None
+) -> None:
+    """Issue #19 defect 6: the claim's class or size differing from the spec is found."""
+    got = node.volume_mismatch(spec(storage=storage), claim, resizing)
+    if mismatch is None:
+        assert got is None
+    else:
+        assert got is not None
+        assert mismatch in got
+
+
+@pytest.mark.parametrize(
+    ("inputs", "reason"),
+    [
+        (status.StatusInputs(1, None, HASH, rejected=("pod Pod is invalid: foo",)), "SpecRejected"),
+        (status.StatusInputs(1, view(), HASH, volume_mismatch="class differs"), "VolumeMismatch"),
+    ],
+)
+def test_what_the_spec_cannot_get_is_degraded_never_ready(
+    inputs: status.StatusInputs, reason: str
+) -> None:
+    """Issue #19 defects 5 and 6: Degraded=True with the reason and message, not Ready."""
+    out = status.build_status(MarketplaceNodeStatus(), inputs, now=NOW)
+    assert out.phase == Phase.DEGRADED
+    ready = find_condition(out.conditions, ConditionType.READY)
+    degraded = find_condition(out.conditions, ConditionType.DEGRADED)
+    assert ready is not None
+    assert degraded is not None
+    assert (ready.status, ready.reason) == (ConditionStatus.FALSE, reason)
+    assert (degraded.status, degraded.reason) == (ConditionStatus.TRUE, reason)
+    detail = "Pod is invalid: foo" if inputs.rejected else "class differs"
+    assert detail in (out.message or "")
