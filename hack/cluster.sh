@@ -23,12 +23,15 @@ KCM_PORT="${KCM_PORT:-10257}"
 SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
 KUBELET_PORT="${KUBELET_PORT:-10250}"
 NODE_NAME="${NODE_NAME:-local-node}"
-# Pods get loopback IPs from POD_CIDR: 127.1.0.0/16 for the default cluster; a
-# cluster in another CLUSTER_DIR gets its own /16 (from a hash of the path),
-# so pods of side-by-side clusters never share an address.
-if [[ "$dir" == "$root/.cluster" ]]; then default_cidr=127.1.0.0/16
-else default_cidr="127.$((2 + 0x$(printf %s "$dir" | sha256sum | cut -c1-4) % 250)).0.0/16"; fi
-POD_CIDR="${POD_CIDR:-$default_cidr}"
+# Pods get loopback IPs from POD_CIDR. Unset, each cluster derives its /16 from
+# its directory's path (127.N.0.0/16, N in 16..254), whichever checkout it is
+# in, and keeps it (recorded in $dir/pod-cidr). `up` claims the range in a
+# machine-wide registry: a derived range held by another running cluster moves
+# to the next free N; a POD_CIDR set by hand that another running cluster
+# holds is refused. So pods of side-by-side clusters never share an address.
+POD_CIDR_GIVEN="${POD_CIDR:-}"
+POD_CIDR="${POD_CIDR:-$(cat "$dir/pod-cidr" 2>/dev/null || true)}"
+pod_cidrs="${MARKETPLACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-fleet}/pod-cidrs"
 # The real kubelet starts crash back-off at 10 s; 1 s keeps the dev loop and tests quick.
 KUBELET_INITIAL_BACKOFF_SECONDS="${KUBELET_INITIAL_BACKOFF_SECONDS:-1}"
 SERVICE_CIDR=10.96.0.0/12
@@ -243,8 +246,48 @@ forget_dead() {
   return 0
 }
 
+# cluster_alive DIR: a process recorded by the cluster in DIR still runs.
+cluster_alive() {
+  local f
+  for f in "$1"/pids/*.pid "$1"/pids/pods/*.pid; do alive "$f" && return 0; done
+  return 1
+}
+
+# claim_pod_cidr: settle POD_CIDR (see the top) and record it as this cluster's.
+claim_pod_cidr() {
+  mkdir -p "$pod_cidrs"
+  exec 8>>"$pod_cidrs/.lock"
+  flock -w 60 8 || die "the pod CIDR registry $pod_cidrs is locked"
+  local cidr="${POD_CIDR_GIVEN:-$POD_CIDR}" n owner tries=0
+  if [[ -z "$cidr" ]]; then
+    n=$((16 + 0x$(printf %s "$dir" | sha256sum | cut -c1-4) % 239))
+    cidr="127.$n.0.0/16"
+  fi
+  while :; do
+    owner="$(cat "$pod_cidrs/${cidr//\//_}" 2>/dev/null || true)"
+    if [[ -z "$owner" || "$owner" == "$dir" ]] || ! cluster_alive "$owner"; then break; fi
+    [[ -z "$POD_CIDR_GIVEN" ]] || die "POD_CIDR $cidr is in use by the running cluster in $owner"
+    ((++tries < 239)) || die "no free 127.N.0.0/16 pod range for $dir"
+    log "pod range $cidr is held by the running cluster in $owner; trying the next"
+    n="${cidr#127.}" n="${n%%.*}"
+    cidr="127.$((16 + (n - 16 + 1) % 239)).0.0/16"
+  done
+  echo "$dir" >"$pod_cidrs/${cidr//\//_}"
+  echo "$cidr" >"$dir/pod-cidr"
+  POD_CIDR="$cidr"
+  exec 8>&-
+}
+
+# release_pod_cidr: forget this cluster's claim (after `down`).
+release_pod_cidr() {
+  local file="$pod_cidrs/${POD_CIDR//\//_}"
+  [[ -n "$POD_CIDR" && "$(cat "$file" 2>/dev/null)" == "$dir" ]] && rm -f "$file"
+  return 0
+}
+
 up() {
   ensure_debian_packages
+  claim_pod_cidr
   bin="$("$root/hack/build-k8s.sh")"
   mkdir -p "$logs" "$pids" "$dir/etcd" "$dir/bin"
   forget_dead
@@ -372,6 +415,7 @@ down() {
   for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop "$pids/$name.pid"
   done
+  release_pod_cidr
   log "cluster stopped (state kept in $dir; 'make clean' removes it)"
 }
 

@@ -162,7 +162,6 @@ def chart_cluster() -> Iterator[Cluster]:
         "KCM_PORT": str(kcm),
         "SCHEDULER_PORT": str(sched),
         "KUBELET_PORT": str(kubelet),
-        "POD_CIDR": "127.88.0.0/16",
         "NODE_NAME": "chart-node",
     }
     script = str(ROOT / "hack" / "cluster.sh")

@@ -1,0 +1,85 @@
+"""hack/cluster.sh's pod range: derived from the cluster directory's path in every case, kept
+across runs, moved when a running cluster holds it, refused when set by hand and held. Runs
+only the claim (no cluster is started)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def claim(cluster: Path, cache: Path, pod_cidr: str = "") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "POD_CIDR"}
+    env |= {"CLUSTER_DIR": str(cluster), "MARKETPLACE_CACHE": str(cache)}
+    if pod_cidr:
+        env["POD_CIDR"] = pod_cidr
+    return subprocess.run(
+        ["bash", "-c", 'source hack/cluster.sh && claim_pod_cidr && echo "$POD_CIDR"'],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def claimed(cluster: Path, cache: Path, pod_cidr: str = "") -> str:
+    done = claim(cluster, cache, pod_cidr)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def running(cluster: Path) -> None:
+    """Record this test process as one of `cluster`'s, as cluster.sh's `start` does."""
+    (cluster / "pids").mkdir(parents=True, exist_ok=True)
+    stat = Path("/proc/self/stat").read_text()
+    start_time = stat.rpartition(")")[2].split()[19]
+    (cluster / "pids" / "etcd.pid").write_text(f"{os.getpid()} {start_time}\n")
+
+
+def registered(cache: Path, cidr: str) -> str:
+    return (cache / "pod-cidrs" / cidr.replace("/", "_")).read_text().strip()
+
+
+def test_each_checkouts_default_cluster_derives_its_own_range(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    ranges = set()
+    for i in range(8):  # eight checkouts, each cluster up beside the others
+        cluster = tmp_path / f"checkout{i}" / ".cluster"
+        ranges.add(claimed(cluster, cache))
+        running(cluster)
+    assert len(ranges) == 8  # a derived range a running cluster holds moves to the next
+    for cidr in ranges:
+        second = int(cidr.split(".")[1])
+        assert 16 <= second <= 254, cidr  # never 127.0 (hosts, tests) or 127.1 (old default)
+        assert cidr.endswith(".0.0/16"), cidr
+
+
+def test_a_range_is_kept_and_moves_only_when_a_running_cluster_holds_it(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    first, other = tmp_path / "first", tmp_path / "other"
+    mine = claimed(first, cache)
+    assert claimed(first, cache) == mine  # stable across runs
+    assert (first / "pod-cidr").read_text().strip() == mine
+    # Another cluster takes the range while the first is stopped (its claim is stale).
+    assert claimed(other, cache, mine) == mine
+    assert registered(cache, mine) == str(other)
+    running(other)
+    moved = claimed(first, cache)
+    assert moved != mine
+    assert registered(cache, moved) == str(first)
+
+
+def test_a_range_set_by_hand_that_a_running_cluster_holds_is_refused(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    holder, late = tmp_path / "holder", tmp_path / "late"
+    assert claimed(holder, cache, "127.77.0.0/16") == "127.77.0.0/16"
+    running(holder)
+    refused = claim(late, cache, "127.77.0.0/16")
+    assert refused.returncode != 0
+    assert f"POD_CIDR 127.77.0.0/16 is in use by the running cluster in {holder}" in refused.stderr
+    assert not (late / "pod-cidr").exists()
