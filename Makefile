@@ -58,8 +58,8 @@ fmt: venv ## format and autofix
 	ruff check --fix .
 
 .PHONY: test-unit
-test-unit: venv ## unit tests (no cluster)
-	pytest tests/unit $(PYTEST_ARGS)
+test-unit: venv ## unit tests (no cluster), with coverage and its floor (pyproject.toml)
+	pytest tests/unit --cov --cov-report=term $(PYTEST_ARGS)
 
 .PHONY: test-lowest
 test-lowest: ## unit tests with every direct dependency at its floor (lock/lowest.txt, .venv-lowest)
