@@ -74,6 +74,7 @@ class StatusInputs:
 
 
 SPEC_REJECTED = "SpecRejected"
+IDENTITY_CHANGED = "IdentityChanged"
 VOLUME_MISMATCH = "VolumeMismatch"
 TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
 
@@ -107,6 +108,17 @@ def _verdict(inp: StatusInputs) -> _Verdict:
         return _Verdict(
             Phase.DEGRADED, message[:1024], (not_ready, SPEC_REJECTED),
             (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, SPEC_REJECTED),
+        )  # fmt: skip
+    running_id = inp.node.peer_id if inp.node is not None else None
+    if running_id and inp.peer_id and running_id != inp.peer_id and not inp.paused:
+        message = (
+            f"the pod runs as peer {running_id}, but the identity Secret now holds "
+            f"{inp.peer_id} (it was deleted and a new key made): restart the node to take "
+            "the new identity (annotate marketplace.p2p.dev/restartedAt)"
+        )
+        return _Verdict(
+            Phase.DEGRADED, message, (not_ready, IDENTITY_CHANGED),
+            (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, IDENTITY_CHANGED),
         )  # fmt: skip
     if inp.volume_mismatch is not None:
         return _Verdict(

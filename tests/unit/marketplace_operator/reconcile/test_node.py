@@ -563,3 +563,16 @@ def test_what_the_spec_cannot_get_is_degraded_never_ready(
     assert (degraded.status, degraded.reason) == (ConditionStatus.TRUE, reason)
     detail = "Pod is invalid: foo" if inputs.rejected else "class differs"
     assert detail in (out.message or "")
+
+
+def test_a_replaced_identity_secret_is_reported_until_the_node_restarts() -> None:
+    """Design edge of issue #19: deleting `<node>-identity` makes a new key; the running
+    pod keeps its old peer id, and the status says so instead of staying silently Ready."""
+    inputs = status.StatusInputs(1, view(), HASH, node=node_status(), peer_id="mpnewkey0000")
+    out = status.build_status(MarketplaceNodeStatus(), inputs, now=NOW)
+    assert out.phase == Phase.DEGRADED
+    degraded = find_condition(out.conditions, ConditionType.DEGRADED)
+    assert degraded is not None
+    assert degraded.reason == "IdentityChanged"
+    same = status.StatusInputs(1, view(), HASH, node=node_status(), peer_id="mpself00")
+    assert status.build_status(MarketplaceNodeStatus(), same, now=NOW).phase == Phase.READY
