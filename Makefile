@@ -45,6 +45,11 @@ kind-up: ## for Docker users: a kind cluster with the images and chart (KUBECONF
 up: cluster ## the main job: local cluster, the operator and a sample fleet
 	@hack/up.sh
 
+.PHONY: generate
+generate: venv ## regenerate crds/ and docs/api-reference.md from the models
+	$(PY) -m marketplace_operator.crdgen
+	$(PY) -m marketplace_operator.apiref
+
 .PHONY: lint
 lint: venv ## ruff, mypy (strict), import contracts
 	ruff check .

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from e2e_helpers import ROOT, Kubectl, OperatorProcess
+from e2e_helpers import ROOT, VENV_BIN, Kubectl, OperatorProcess, Plugin
+from marketplace_node import authors, identity
 from marketplace_operator import errors, k8s
 
 pytestmark = pytest.mark.cluster
@@ -136,3 +137,22 @@ def operator(operator_factory: Callable[..., OperatorProcess]) -> OperatorProces
     op = operator_factory()
     op.start()
     return op
+
+
+@pytest.fixture
+def plugin(kubeconfig: str, namespace: str, tmp_path: Path) -> Plugin:
+    """`kubectl marketplace ARGS -n <test namespace>` through the real kubectl binary."""
+    kubectl = _kubectl_path(kubeconfig)
+    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("KUBECONFIG", None)  # the flag below must be what the plugin reads
+    author_key = tmp_path / "author.pem"  # the publisher's own key (docs/packages.md)
+    identity.load_or_create(author_key)
+    env[authors.KEY_ENV] = str(author_key)
+
+    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [kubectl, "marketplace", *args, "--kubeconfig", kubeconfig, "-n", namespace],
+            capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path, check=False,
+        )  # fmt: skip
+
+    return run

@@ -35,6 +35,8 @@ def node_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 T = TypeVar("T")
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
+Plugin = Callable[..., subprocess.CompletedProcess[str]]
+"""`kubectl marketplace ARGS` in the test's namespace, through the real kubectl."""
 
 
 def wait_for(

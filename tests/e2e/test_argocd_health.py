@@ -1,13 +1,16 @@
 """Argo CD's health checks (docs/gitops/argocd-health.yaml) under a real Lua 5.1, on objects
-read from the live cluster in every phase: Progressing, Healthy, Degraded, Suspended."""
+read from the live cluster in every phase: Progressing, Healthy, Degraded, Suspended.
+
+The fleet's rollout is driven through `kubectl marketplace rollout` (restart, pause,
+status, resume) and explained by `kubectl marketplace why`."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from e2e_helpers import OperatorProcess, condition, mnode_body, wait_for
+from e2e_helpers import OperatorProcess, Plugin, condition, mnode_body, wait_for
 from marketplace_operator import k8s
-from rollout_helpers import PAUSED, RESTARTED_AT, fleet_status, make_fleet
+from rollout_helpers import fleet_status, make_fleet
 
 from tests.support import argocd_lua
 from tests.support.argocd_lua import FLEET, NODE
@@ -39,7 +42,7 @@ def _health_when(
 
 
 def test_every_health_phase_on_live_objects(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.Kube, namespace: str, operator: OperatorProcess, plugin: Plugin
 ) -> None:
     # A node whose container crash-loops: Progressing while it starts, then Degraded.
     kube.create(k8s.MNODES, mnode_body("bad", namespace, fleet="broken", image=CRASHING_IMAGE))
@@ -61,28 +64,35 @@ def test_every_health_phase_on_live_objects(
     kube.patch(k8s.MNODES, namespace, names[0], {"spec": {"paused": False}})
     _health_when(kube, k8s.MNODES, namespace, names[0], NODE, "Healthy")
 
-    # a rolling restart: the fleet is Progressing, then Suspended when paused
-    for name in names:
-        kube.patch(
-            k8s.MNODES, namespace, name, {"metadata": {"annotations": {RESTARTED_AT: "argo-1"}}}
-        )
+    # a rolling restart through the plugin: Progressing, then Suspended when paused
+    assert plugin("rollout", "restart", "argo").returncode == 0
     rolling = _health_when(kube, k8s.FLEETS, namespace, "argo", FLEET, "Progressing")
     assert "nodes updated" in rolling.message
-    kube.patch(k8s.FLEETS, namespace, "argo", {"metadata": {"annotations": {PAUSED: "true"}}})
+    assert plugin("rollout", "pause", "argo").returncode == 0
     paused = _health_when(kube, k8s.FLEETS, namespace, "argo", FLEET, "Suspended")
     assert paused.message.startswith("Rollout paused, ")
+    held = plugin("rollout", "status", "argo", "--timeout", "60s")
+    assert held.returncode == 1, held.stdout + held.stderr
+    assert "rollout is paused" in held.stdout
     wait_for(
         lambda: fleet_status(kube, namespace, "argo").get("phase") == "Paused",
         timeout=60,
         what="the rollout to stop",
     )
+    why = plugin("why", "fleet/argo").stdout
+    assert "It is paused (marketplace.p2p.dev/paused=true)" in why, why
+    assert "still need a new pod" in why
 
     # a replacement that never becomes ready stops the rollout: Degraded
     for name in names:
         kube.patch(k8s.MNODES, namespace, name, {"spec": {"image": CRASHING_IMAGE}})
-    kube.patch(k8s.FLEETS, namespace, "argo", {"metadata": {"annotations": {PAUSED: None}}})
+    assert plugin("rollout", "resume", "argo").returncode == 0
     failed = _health_when(kube, k8s.FLEETS, namespace, "argo", FLEET, "Degraded")
     cond = condition(kube.get(k8s.FLEETS, namespace, "argo"), "Degraded")
     assert cond is not None
     assert failed.message == cond["message"]
     assert _observed(kube.get(k8s.FLEETS, namespace, "argo"))
+    stopped = plugin("rollout", "status", "argo", "--timeout", "30s")
+    assert stopped.returncode == 1
+    assert "rollout stopped" in stopped.stdout
+    assert plugin("rollout", "pause", "nope").returncode == 1

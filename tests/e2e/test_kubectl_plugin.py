@@ -1,45 +1,22 @@
 """`kubectl marketplace ...` end to end: the real kubectl finds the plugin on PATH and runs it
-against the cluster, with kubectl's flags, output formats and exit codes."""
+against the cluster, with kubectl's flags, output formats and exit codes.
+
+The rollout verbs run in tests/e2e/test_argocd_health.py (restart, pause, status, why,
+resume into a failing step) and in the getting-started test (restart to completion)."""
 
 from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
 import tarfile
-from collections.abc import Callable
 from pathlib import Path
 
-import pytest
 import yaml
-from e2e_helpers import VENV_BIN, OperatorProcess, wait_for
-from marketplace_node import authors, identity
+from e2e_helpers import OperatorProcess, Plugin, wait_for
 from marketplace_operator import k8s
-from rollout_helpers import make_fleet, pod_uids
+from rollout_helpers import make_fleet
 
-Plugin = Callable[..., subprocess.CompletedProcess[str]]
 BANLISTS = k8s.Resource("banlists", "marketplace.p2p.dev", "v1alpha1")
-
-
-@pytest.fixture
-def plugin(kubeconfig: str, namespace: str, tmp_path: Path) -> Plugin:
-    """`kubectl marketplace ARGS -n <test namespace>` through the real kubectl binary."""
-    local = Path(kubeconfig).parent / "bin" / "kubectl"
-    kubectl = str(local) if local.exists() else "kubectl"
-    env = {**os.environ, "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
-    env.pop("KUBECONFIG", None)  # the flag below must be what the plugin reads
-    author_key = tmp_path / "author.pem"  # the publisher's own key (docs/packages.md)
-    identity.load_or_create(author_key)
-    env[authors.KEY_ENV] = str(author_key)
-
-    def run(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [kubectl, "marketplace", *args, "--kubeconfig", kubeconfig, "-n", namespace],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=tmp_path, check=False,
-        )  # fmt: skip
-
-    return run
 
 
 def test_status_why_bans_search_publish_and_report(
@@ -153,32 +130,3 @@ def test_status_why_bans_search_publish_and_report(
     plain = base64.b64decode(secret_value)
     assert not any(secret_value.encode() in body or plain in body for body in files.values())
     assert b"[REDACTED]" in files[f"{namespace}/secrets.yaml"]
-
-
-def test_rollout_restart_pause_status_resume(
-    plugin: Plugin, kube: k8s.Kube, namespace: str, operator: OperatorProcess
-) -> None:
-    names = make_fleet(kube, namespace, "kr", 3)  # two nodes never roll: each isolates the other
-    before = pod_uids(kube, namespace, names)
-
-    restarted = plugin("rollout", "restart", "kr")
-    assert restarted.stdout == "marketplacefleet.marketplace.p2p.dev/kr restarted (3 nodes)\n"
-    paused = plugin("rollout", "pause", "kr")
-    assert paused.stdout == "marketplacefleet.marketplace.p2p.dev/kr paused\n", paused.stderr
-
-    held = plugin("rollout", "status", "kr", "--timeout", "60s")
-    assert held.returncode == 1, held.stdout + held.stderr
-    assert "rollout is paused" in held.stdout
-    why = plugin("why", "fleet/kr")
-    assert "It is paused (marketplace.p2p.dev/paused=true)" in why.stdout, why.stdout
-    assert "still need a new pod" in why.stdout
-
-    assert plugin("rollout", "resume", "kr").returncode == 0
-    done = plugin("rollout", "status", "kr", "--timeout", "3m", timeout=200)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.splitlines()[-1] == "fleet 'kr' successfully rolled out (3 nodes)"
-    after = pod_uids(kube, namespace, names)
-    assert all(after[n] != before[n] for n in names)
-    once = plugin("rollout", "status", "kr", "--watch=false")
-    assert once.returncode == 0
-    assert plugin("rollout", "pause", "nope").returncode == 1
