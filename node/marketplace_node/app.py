@@ -11,7 +11,16 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client.aiohttp import make_aiohttp_handler
 
-from marketplace_node import deadlines, handoff, http_api, http_errors, limits, openapi, sync
+from marketplace_node import (
+    deadlines,
+    handoff,
+    http_api,
+    http_errors,
+    limits,
+    openapi,
+    replication,
+    sync,
+)
 from marketplace_node.admin import auth, routes
 from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.admin.models import Members, PolicyDocument
@@ -136,7 +145,12 @@ async def _lifecycle(
         connector=connector, timeout=aiohttp.ClientTimeout(total=settings.peer_timeout_seconds)
     )
     app[SESSION] = session
-    loops = [membership.run, lambda: sync.run(service), service.republish_loop]
+    loops = [
+        membership.run,
+        lambda: sync.run(service),
+        service.republish_loop,
+        lambda: replication.run(service),
+    ]
     if settings.policy_dir is not None:
         watcher = _policy_watcher(service, membership, settings.policy_dir)
         loops.append(watcher.run)

@@ -153,6 +153,21 @@ class NodeSettings(BaseSettings):
         le=10_000,
         description="concurrent outgoing connections (8 per peer at most)",
     )
+    replication_factor: int = Field(
+        default=3,
+        ge=1,
+        le=64,
+        description="copies of each package the fleet keeps (capped at the fleet's size)",
+    )
+    min_in_sync: int = Field(
+        default=2,
+        ge=1,
+        le=64,
+        description="nodes that hold a package's bytes before its publish is answered 201",
+    )
+    repair_interval_seconds: float = Field(
+        default=10.0, gt=0, le=3_600, description="between passes of the repairer"
+    )
 
     @field_validator("bootstrap_peers", "peer_networks", mode="before")
     @classmethod

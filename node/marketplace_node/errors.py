@@ -129,6 +129,16 @@ class Draining(NodeError):
     retryable = True
 
 
+class InsufficientReplicas(NodeError):
+    """Fewer than `minInSync` nodes hold the bytes: the publish is not acknowledged. It is
+    stored here and announced; retrying the same publish completes it (Kafka's
+    NOT_ENOUGH_REPLICAS)."""
+
+    code = "insufficient_replicas"
+    http_status = 503
+    retryable = True
+
+
 class UpstreamFailed(NodeError):
     code = "upstream_failed"
     http_status = 502

@@ -8,13 +8,9 @@ Runs inside the drain deadline (`drain.DrainCoordinator`).
 
 from __future__ import annotations
 
-import logging
-
-from marketplace_node.errors import NodeError
-from marketplace_node.model import AnnouncementKind, ReplicateRequest
+from marketplace_node import replication
+from marketplace_node.model import AnnouncementKind
 from marketplace_node.service import NodeService
-
-logger = logging.getLogger(__name__)
 
 
 async def leave(service: NodeService) -> int:
@@ -27,7 +23,8 @@ async def leave(service: NodeService) -> int:
 
 
 async def hand_off_content(service: NodeService) -> int:
-    """Ask peers (round robin) to replicate each package only we provide."""
+    """Ask peers (round robin, the others as fallbacks) for a copy of each package only we
+    provide."""
     sole = [
         pid
         for pid in service.providers.sole(service.identity.peer_id)
@@ -37,19 +34,7 @@ async def hand_off_content(service: NodeService) -> int:
     if not sole or not peers:
         return 0
     handed = 0
-    for i, package_id in enumerate(sole):
-        peer = peers[i % len(peers)]
-        body = ReplicateRequest(package_id=package_id).model_dump_json(by_alias=True).encode()
-        try:
-            await service.client.request(
-                "POST",
-                peer.address,
-                "/p2p/v1/replicate",
-                body=body,
-                within=service.settings.fetch_timeout_seconds,
-            )
-        except NodeError as exc:
-            logger.info("hand-off of %s to %s failed: %s", package_id, peer.peer_id, exc.message)
-            continue
-        handed += 1
+    for i, package_id in enumerate(sole):  # round robin, then the others as fallbacks
+        order = [p.peer_id for p in peers[i % len(peers) :] + peers[: i % len(peers)]]
+        handed += await replication.copy_to(service, package_id, order, need=1)
     return handed

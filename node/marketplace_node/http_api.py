@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 import pydantic
 from aiohttp import web
 
-from marketplace_node import limits, signing, sync
+from marketplace_node import limits, replication, signing, sync
 from marketplace_node.admin import body
 from marketplace_node.admin.models import Operation
 from marketplace_node.errors import (
@@ -185,10 +185,13 @@ async def put_blob(request: web.Request) -> web.Response:
 
 
 async def publish(request: web.Request) -> web.Response:
-    """An author-signed package: 201 when new, 200 for an identical retry."""
+    """An author-signed package: 201 when new and held by `minInSync` nodes, 200 for an
+    identical retry (which completes the copies a failed attempt lacked)."""
+    service = request.app[SERVICE]
     meta = PackageMeta.model_validate_json(await request.read())
-    view, new = await request.app[SERVICE].publish(meta)
-    return json_response(view, status=201 if new else 200)
+    announcement = await service.publish(meta)
+    await replication.acknowledge(service, meta.id, announcement)
+    return json_response(service.view(meta.id), status=201 if announcement else 200)
 
 
 async def post_record(request: web.Request) -> web.Response:
@@ -415,9 +418,9 @@ async def p2p_content(request: web.Request) -> web.StreamResponse:
 
 
 async def p2p_replicate(request: web.Request) -> web.Response:
-    """A draining peer hands us a package only it provides: answer once we hold and provide it."""
+    """Take a copy (hand-off, publish, repair): answer once we hold it verified and fsynced."""
     req = ReplicateRequest.model_validate_json(await request.read())
-    await request.app[SERVICE].replicate(req.package_id)
+    await request.app[SERVICE].replicate(req.package_id, req.announcement, sender=request[PEER])
     return web.json_response({"replicated": True})
 
 

@@ -93,6 +93,13 @@ class NodeMetrics:
             ("outcome",),
         )  # fmt: skip
         self.gossip_sent = counter("gossip_sent", "Announcement pushes, by outcome.", ("outcome",))
+        self.under_replicated = Gauge(
+            f"{PREFIX}_under_replicated_packages",
+            "Packages this node holds or knows with fewer live copies than the fleet's factor"
+            " (as of the last repair pass).",
+            registry=registry,
+        )
+        self.repaired = counter("repaired_copies", "Copies this node's repairer had peers make.")
         self.name_refusals = counter(
             "name_refusals",
             "Packages and owner records refused by the names rule (from clients, gossip or sync),"

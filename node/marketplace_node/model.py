@@ -354,9 +354,19 @@ class HelloReply(Model):
 
 
 class ReplicateRequest(Model):
-    """A draining peer asks the receiver to fetch and provide a package it alone serves."""
+    """Fetch and provide a package: a draining sole provider hands it over, a publish wants
+    `minInSync` copies before it answers, a repairer restores the factor. `announcement`
+    (a publish) carries the package to a peer that may not have heard of it yet."""
 
     package_id: PackageId
+    announcement: Announcement | None = None
+
+    @model_validator(mode="after")
+    def _announces_the_package(self) -> ReplicateRequest:
+        ann = self.announcement
+        if ann is not None and (ann.package is None or ann.package.id != self.package_id):
+            raise ValueError("the announcement carries another package")
+        return self
 
 
 class Change(Model):

@@ -45,6 +45,10 @@ class PeerTable:
     def all(self) -> list[Peer]:
         return list(self._peers.values())
 
+    def alive(self) -> set[str]:
+        """Peers we count on: known, and not failing (fewer than `max_failures` in a row)."""
+        return {p.peer_id for p in self._peers.values() if p.failures < self.max_failures}
+
     def address_of(self, peer_id: str) -> str | None:
         peer = self._peers.get(peer_id)
         return peer.address if peer else None

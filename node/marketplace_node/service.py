@@ -50,6 +50,7 @@ from marketplace_node.model import (
 )
 from marketplace_node.peer_client import PeerClient
 from marketplace_node.peers import PeerTable
+from marketplace_node.placement import Replication
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.policy.journal import LocalBanJournal
@@ -108,6 +109,8 @@ class NodeService:
         self._pushes: set[asyncio.Task[object]] = set()
         self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self._fetches: dict[str, asyncio.Future[None]] = {}
+        self.under_replicated = 0
+        self.fresh_store = False
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -131,7 +134,7 @@ class NodeService:
             networks=tuple(self.settings.peer_networks),
         )
         await asyncio.to_thread(self.blobs.prepare)
-        await self.store.open()
+        self.fresh_store = await self.store.open()
         self.enforcer.restore_local_bans(await asyncio.to_thread(self.ban_journal.load))
         self.catalogue.load(await self.store.packages(), await self.store.name_records())
         self.providers.load(await self.store.providers(now_wall=self.clock.wall()))
@@ -327,9 +330,10 @@ class NodeService:
         if pushed:
             self._check_fresh(ann.created)
 
-    async def publish(self, meta: PackageMeta) -> tuple[PackageView, bool]:
+    async def publish(self, meta: PackageMeta) -> Announcement | None:
         """Store an author-signed package durably with us as provider and announce it;
-        returns its view and whether it is new (an identical retry is not)."""
+        returns the announcement, or None for an identical retry of an earlier publish.
+        (`replication.acknowledge` then waits for the in-sync copies.)"""
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
         sealing.verify_package(meta)
@@ -337,7 +341,7 @@ class NodeService:
         state = self.catalogue.names.state(meta.name)
         held = self.catalogue.get(state.versions.get(meta.version, ""))
         if held is not None and (held.digest, held.publisher) == (meta.digest, meta.publisher):
-            return self.view(held.id), False  # a retry of a publish that was acknowledged
+            return None  # a retry of a publish that was acknowledged
         path = self.blobs.path(meta.digest)
         if not await asyncio.to_thread(path.is_file):
             raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
@@ -353,7 +357,7 @@ class NodeService:
             provider=self._provider_record(meta.id),
         )
         await self._originate(ann)
-        return self.view(meta.id), True
+        return ann
 
     async def record(self, record: NameRecord) -> OwnerView:
         """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""
@@ -377,6 +381,32 @@ class NodeService:
             self._apply(ann, applied)
             self.forward(ann, sender=None)
 
+    # -- copies ------------------------------------------------------------------
+
+    def replication(self) -> Replication:
+        """Factor and minInSync in force, capped at the fleet's size as this node knows it
+        (the operator's member list, or the peers it knows if that is more)."""
+        wanted = Replication(self.settings.replication_factor, self.settings.min_in_sync)
+        return wanted.capped(max(len(self.members), len(self.peers)) + 1)
+
+    def live_holders(self, package_id: str) -> set[str]:
+        """Who holds a copy we can count on: us (on disk) and providers that are alive peers."""
+        meta = self.catalogue.get(package_id)
+        mine = {self.identity.peer_id} if meta and self.blobs.has(meta.digest) else set()
+        alive, now = self.peers.alive(), self.clock.wall()
+        return mine | {
+            r.peer_id for r in self.providers.live(package_id, now) if r.peer_id in alive
+        }
+
+    def note_holder(self, package_id: str, peer_id: str, address: str) -> None:
+        """A peer answered that it holds a copy: count it now, before its announcement."""
+        now = self.clock.wall()
+        self.providers.set(
+            ProviderRow(
+                package_id, peer_id, address, now + self.settings.provider_ttl_seconds, int(now)
+            )
+        )
+
     def _provider_record(self, package_id: str) -> ProviderRecord:
         return ProviderRecord(
             package_id=package_id,
@@ -388,6 +418,8 @@ class NodeService:
     async def republish_loop(self) -> None:
         """Re-announce us as provider of each local blob: soon after start, then every TTL/3."""
         await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
+        if self.fresh_store:  # a lost disk: peers must stop counting on our old copies
+            await self.announce(AnnouncementKind.PEER_LEAVING)
         while True:
             self.providers.prune(self.clock.wall())
             await self.store.prune_providers(now_wall=self.clock.wall())
@@ -512,8 +544,13 @@ class NodeService:
             packages=len(self.catalogue),
         )
 
-    async def replicate(self, package_id: str) -> None:
-        """A draining peer asks us to keep its content available: fetch and provide it."""
+    async def replicate(
+        self, package_id: str, announcement: Announcement | None, *, sender: str
+    ) -> None:
+        """A peer asks for a copy (hand-off, publish, repair): learn the package from its
+        announcement if new to us, then fetch, verify, fsync and provide it."""
+        if announcement is not None and self.catalogue.get(package_id) is None:
+            await self.accept(announcement, sender=sender)
         await self.content_path(package_id, count_download=False)
 
     async def settle_pushes(self) -> None:

@@ -149,8 +149,11 @@ class Store:
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
-    async def open(self) -> None:
-        def connect() -> None:
+    async def open(self) -> bool:
+        """Open (creating or migrating); True if the store did not exist (a new or lost disk)."""
+
+        def connect() -> bool:
+            fresh = not self._path.exists()
             self._path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self._path, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
@@ -158,8 +161,9 @@ class Store:
             db.execute("PRAGMA busy_timeout=5000")
             migrate(db)
             self._db = db
+            return fresh
 
-        await asyncio.get_running_loop().run_in_executor(self._executor, connect)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, connect)
 
     async def close(self) -> None:
         def disconnect() -> None:

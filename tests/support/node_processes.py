@@ -30,10 +30,14 @@ FAST = {
     "MARKETPLACE_NODE_PEER_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_FETCH_TIMEOUT_SECONDS": "5",
     "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": "5",
+    "MARKETPLACE_NODE_REPAIR_INTERVAL_SECONDS": "1",
     "MARKETPLACE_NODE_LOG_LEVEL": "INFO",
     # Test nodes call loopback peers only, whatever a test (or a fuzzer) tells them.
     "MARKETPLACE_NODE_PEER_NETWORKS": "127.0.0.0/8",
 }
+
+# One copy per package (factor 1): for tests that follow where copies are.
+SINGLE_COPY = {"MARKETPLACE_NODE_REPLICATION_FACTOR": "1", "MARKETPLACE_NODE_MIN_IN_SYNC": "1"}
 
 
 def http(
@@ -130,7 +134,8 @@ class NodeCluster:
     nodes: list[Node] = field(default_factory=list)
 
     @classmethod
-    def start(cls, root: Path, count: int) -> NodeCluster:
+    def start(cls, root: Path, count: int, env: dict[str, str] | None = None) -> NodeCluster:
+        """`count` nodes bootstrapped from the first, with `env` on top of `FAST`."""
         cluster = cls(root)
         seed: list[str] = []
         for i in range(count):
@@ -138,6 +143,7 @@ class NodeCluster:
             node = Node(
                 i, host, free_port(host), root / f"node{i}", root / f"node{i}.log", list(seed)
             )
+            node.env = dict(env or {})
             cluster.nodes.append(node)
             if not seed:
                 seed.append(node.url)

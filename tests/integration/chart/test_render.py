@@ -189,6 +189,7 @@ def test_monitoring_objects(helm: Helm) -> None:
         "MarketplacePolicyPropagationSlow",
         "MarketplaceRolloutStuck",
         "MarketplaceNodeDegraded",
+        "MarketplacePackagesUnderReplicated",
     }
     dashboard = one(objs, "ConfigMap")
     assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1"

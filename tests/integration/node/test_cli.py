@@ -15,7 +15,14 @@ import pytest
 from marketplace_node.api_client import Exit
 
 from tests.support.net import free_port
-from tests.support.node_processes import CLI, FAST, NODE_ERRORS, NodeCluster, get_json
+from tests.support.node_processes import (
+    CLI,
+    FAST,
+    NODE_ERRORS,
+    SINGLE_COPY,
+    NodeCluster,
+    get_json,
+)
 from tests.support.poll import wait_for
 
 UNREACHABLE = "http://127.9.9.9:7070"  # loopback: refused at once, wherever the tests run
@@ -42,7 +49,7 @@ def one_line(stderr: str, *, logs: bool = False) -> str:
 
 @pytest.fixture(scope="module")
 def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
-    cluster = NodeCluster.start(tmp_path_factory.mktemp("cli"), 2)
+    cluster = NodeCluster.start(tmp_path_factory.mktemp("cli"), 2, SINGLE_COPY)  # sole providers
     yield cluster
     cluster.close()
 

@@ -16,14 +16,23 @@ import pytest
 from marketplace_node import identity, sealing, signing
 from marketplace_node.model import AnnouncementKind, PackageDraft
 
-from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, get_json, http
+from tests.support.node_processes import (
+    NODE_ERRORS,
+    SINGLE_COPY,
+    Node,
+    NodeCluster,
+    get_json,
+    http,
+)
 from tests.support.poll import wait_for
 
 
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[NodeCluster]:
-    """Five nodes, all bootstrapped from the first, meshed; every process killed afterwards."""
-    started = NodeCluster.start(tmp_path, 5)
+    """Five nodes, all bootstrapped from the first, meshed; every process killed afterwards.
+    One copy per package: these tests follow where copies are (fallback between providers,
+    a sole provider's hand-off); copies and repair are test_node_replication's."""
+    started = NodeCluster.start(tmp_path, 5, SINGLE_COPY)
     try:
         yield started
     finally:

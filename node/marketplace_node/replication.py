@@ -1,0 +1,137 @@
+"""Copies of packages: in-sync copies before a publish is acknowledged, and the repairer.
+
+A publish asks the best-ranked peers (`placement.rank`) to fetch and provide
+the package (`POST /p2p/v1/replicate`, answered once their copy is verified
+and fsynced) until `minInSync` nodes hold it, falling back to the next peer
+when one fails; the copies up to the factor follow in the background. Every
+`REPAIR_INTERVAL` each node looks at the packages it holds: one whose live
+holders (providers that are us or in our peer table) are fewer than the
+factor is repaired by its best-ranked live holder, which asks non-holders for
+copies. A provider that died drops out of the peer table after its failed
+probes; one that lost its disk says so at start (`peer_leaving`), so both
+count as lost copies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from marketplace_node import placement
+from marketplace_node.errors import InsufficientReplicas, NodeError
+from marketplace_node.model import Announcement, ReplicateRequest
+from marketplace_node.service import NodeService
+
+logger = logging.getLogger(__name__)
+REPAIR_CONCURRENCY = 16
+
+
+async def copy_to(
+    service: NodeService,
+    package_id: str,
+    candidates: list[str],
+    need: int,
+    announcement: Announcement | None = None,
+) -> int:
+    """Ask `candidates` (best first) for copies until `need` answered; returns how many did.
+    At most `need` requests are in flight; a failure moves on to the next candidate."""
+    if need <= 0:
+        return 0
+    body = (
+        ReplicateRequest(package_id=package_id, announcement=announcement)
+        .model_dump_json(by_alias=True)
+        .encode()
+    )
+    queue = list(candidates)
+    acks = 0
+
+    async def one(peer_id: str) -> bool:
+        peer = service.peers.get(peer_id)
+        if peer is None:
+            return False
+        try:
+            await service.client.request(
+                "POST",
+                peer.address,
+                "/p2p/v1/replicate",
+                body=body,
+                within=service.settings.fetch_timeout_seconds,
+            )
+        except NodeError as exc:
+            logger.info("copy of %s to %s failed: %s", package_id, peer_id, exc.message)
+            return False
+        service.note_holder(package_id, peer_id, peer.address)
+        return True
+
+    pending: set[asyncio.Task[bool]] = set()
+    while acks < need and (queue or pending):
+        while queue and len(pending) < need - acks:
+            pending.add(asyncio.ensure_future(one(queue.pop(0))))
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        acks += sum(1 for task in done if task.result())
+    for task in pending:  # more answered than needed is fine; do not wait for them
+        task.cancel()
+    return acks
+
+
+async def repair_once(service: NodeService) -> int:
+    """One pass over what we hold; returns how many packages lack copies (the gauge)."""
+    me = service.identity.peer_id
+    replication = service.replication()
+    live = service.peers.alive()
+    under, repairs = 0, []
+    for package_id in service.catalogue.ids():
+        holders = service.live_holders(package_id)
+        if len(holders) < replication.factor:
+            under += 1
+        if me not in holders:
+            continue
+        plan = placement.plan_repair(
+            package_id, me=me, holders=holders, live_peers=live, factor=replication.factor
+        )
+        if plan is not None:
+            repairs.append(plan)
+    service.metrics.under_replicated.set(under)
+    service.under_replicated = under
+    slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
+
+    async def repair(plan: placement.Repair) -> int:
+        async with slots:
+            return await copy_to(service, plan.package_id, list(plan.targets), plan.missing)
+
+    copied = sum(await asyncio.gather(*(repair(plan) for plan in repairs)))
+    if copied:
+        service.metrics.repaired.inc(copied)
+        logger.info("repair: %d copies made, %d packages lacked copies", copied, under)
+    return under
+
+
+async def run(service: NodeService) -> None:
+    while True:
+        await asyncio.sleep(service.settings.repair_interval_seconds)
+        try:
+            await repair_once(service)
+        except Exception:  # one failed pass must not end the repairer
+            logger.exception("repair pass failed")
+
+
+async def acknowledge(
+    service: NodeService, package_id: str, announcement: Announcement | None
+) -> None:
+    """Return once `minInSync` nodes hold the package (we are one); the copies up to the
+    factor continue in the background. `InsufficientReplicas` if too few answered."""
+    replication = service.replication()
+    holders = service.live_holders(package_id)
+    live = service.peers.alive()
+    candidates = placement.rank(package_id, live - holders)
+    need = replication.min_in_sync - len(holders)
+    acks = await copy_to(service, package_id, candidates, need, announcement)
+    if acks < need:
+        raise InsufficientReplicas(
+            f"{len(holders) + acks} of {replication.min_in_sync} in-sync copies; retry",
+            details={"package": package_id},
+        )
+    rest = replication.factor - len(service.live_holders(package_id))
+    if rest > 0:
+        left = [p for p in candidates if p not in service.live_holders(package_id)]
+        service.spawn(copy_to(service, package_id, left, rest, announcement))

@@ -1,0 +1,93 @@
+"""Copies on five real nodes: a 201 means minInSync nodes hold the bytes; a node killed
+with its disk lost is repaired back to the factor; too few live nodes get a typed 503."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from marketplace_node import identity, sealing
+from marketplace_node.model import PackageDraft
+
+from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, get_json, http
+from tests.support.poll import wait_for
+
+PACKAGES = 12
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[NodeCluster]:
+    started = NodeCluster.start(tmp_path, 5)
+    for node in started.nodes:  # a node keeps its key when it loses its disk (an identity Secret)
+        node.env["MARKETPLACE_NODE_IDENTITY_FILE"] = str(tmp_path / f"identity{node.index}.pem")
+        node.kill()
+        shutil.rmtree(node.data_dir)
+        node.start()
+    try:
+        for node in started.nodes:
+            node.wait_listening()
+        started.wait_meshed()
+        yield started
+    finally:
+        started.close()
+
+
+def publish(node: Node, author: identity.Identity, name: str) -> tuple[int, dict[str, object]]:
+    data = f"{name} bytes".encode()
+    digest = hashlib.sha256(data).hexdigest()
+    assert http("PUT", f"{node.url}/api/v1/blobs/{digest}", data)[0] == 201
+    draft = PackageDraft(name=name, version="1.0.0", category="t", digest=digest, size=len(data))
+    meta = sealing.sign_package(author, draft, created=int(time.time()))
+    status, body = http(
+        "POST",
+        f"{node.url}/api/v1/packages",
+        meta.model_dump_json(by_alias=True).encode(),
+        {"Content-Type": "application/json"},
+    )
+    return status, json.loads(body)
+
+
+def holders(nodes: list[Node], package_id: str) -> int:
+    """Nodes holding the bytes on disk (`local`)."""
+    return sum(1 for n in nodes if get_json(f"{n.url}/api/v1/packages/{package_id}").get("local"))
+
+
+def test_acknowledged_publishes_survive_a_node_and_its_disk(cluster: NodeCluster) -> None:
+    author = identity.Identity.generate()
+    nodes = cluster.nodes
+    ids = []
+    for i in range(PACKAGES):
+        status, view = publish(nodes[i % 5], author, f"durable{i}")
+        assert status == 201, view
+        ids.append(str(view["id"]))
+        assert holders(nodes, ids[-1]) >= 2  # minInSync (default 2) held it at the 201
+
+    def at_factor(live: list[Node]) -> bool:
+        return all(holders(live, pid) >= 3 for pid in ids)
+
+    wait_for(lambda: at_factor(nodes), timeout=60, what="factor 3 for all", ignoring=NODE_ERRORS)
+    victim = max(nodes, key=lambda n: sum(holders([n], pid) for pid in ids))
+    victim.kill()  # kill -9, then its disk is gone
+    shutil.rmtree(victim.data_dir)
+    started = time.monotonic()
+    victim.start()
+    victim.wait_listening()
+    wait_for(lambda: at_factor(nodes), timeout=90, what="repair to factor 3", ignoring=NODE_ERRORS)
+    print(f"repair of {PACKAGES} packages after a lost disk: {time.monotonic() - started:.1f} s")
+    for pid in ids:  # nothing lost: every acknowledged package is served everywhere
+        for node in nodes:
+            status, _ = http("GET", f"{node.url}/api/v1/packages/{pid}/content")
+            assert status == 200, (node.index, pid)
+    metrics = http("GET", f"{nodes[0].url}/metrics")[1].decode()
+    assert "marketplace_node_under_replicated_packages 0.0" in metrics
+
+    for node in nodes[1:]:
+        node.kill()
+    status, body = publish(nodes[0], author, "alone")
+    assert (status, body["code"]) == (503, "insufficient_replicas")
+    assert body["retryable"] is True
