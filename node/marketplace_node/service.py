@@ -110,6 +110,7 @@ class NodeService:
         self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self._fetches: dict[str, asyncio.Future[None]] = {}
         self.under_replicated = 0
+        self._landing: dict[str, asyncio.Future[None]] = {}  # announcements being stored
         self.fresh_store = False
 
     # -- lifecycle ---------------------------------------------------------------
@@ -214,11 +215,15 @@ class NodeService:
         self.seen.add(ann.id)
         if forward:
             self.forward(ann, sender=sender)
+        landed = self._landing[ann.id] = asyncio.get_running_loop().create_future()
         try:
             applied = await self.store.apply(ann, now_wall=self.clock.wall())
         except BaseException:
             self.seen.discard(ann.id)  # not stored: a later copy (or sync) must get in
             raise
+        finally:
+            del self._landing[ann.id]
+            landed.set_result(None)
         if applied is None:
             self.metrics.announcements.labels("duplicate").inc()
             return False
@@ -551,6 +556,9 @@ class NodeService:
         announcement if new to us, then fetch, verify, fsync and provide it."""
         if announcement is not None and self.catalogue.get(package_id) is None:
             await self.accept(announcement, sender=sender)
+            landing = self._landing.get(announcement.id)  # its gossip copy is being stored
+            if landing is not None:
+                await asyncio.shield(landing)
         await self.content_path(package_id, count_download=False)
 
     async def settle_pushes(self) -> None:

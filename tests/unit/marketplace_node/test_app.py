@@ -270,7 +270,9 @@ async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Pa
 async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named(
     tmp_path: Path,
 ) -> None:
-    provider_settings = NodeSettings(data_dir=tmp_path / "provider", port=free_port())
+    provider_settings = NodeSettings(  # one copy: the fetcher must fetch from the provider
+        data_dir=tmp_path / "provider", port=free_port(), replication_factor=1, min_in_sync=1
+    )
     fetcher_settings = NodeSettings(data_dir=tmp_path / "fetcher", port=0)
     async with (
         serving(provider_settings) as (provider_server, provider),
@@ -289,7 +291,7 @@ async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named
                 provider_server.make_url("/api/v1/packages"),
                 data=meta.model_dump_json(by_alias=True),
             )
-            assert published.status == 201
+            assert published.status == 201, await published.text()
             package_id = meta.id
             await provider.settle_pushes()
             assert fetcher.catalogue.get(package_id) is not None  # announced, provider recorded
