@@ -337,7 +337,7 @@ async def reconcile_once(
         elif isinstance(action, plan.ReplacePod):
             replacing = action.reason
             if views.pod is not None and ctx.may_replace(views.fleet, ref.name):
-                await _write_status(ctx, body, views, desired, replacing=replacing)
+                await report_status(ctx, body, views, desired, Findings(replacing=replacing))
                 token = await _token_or_none(ctx, ref, views)
                 events.normal(body, events.Reason.REPLACING, f"{action.reason}: replacing pod")
                 await replace_pod(
@@ -357,10 +357,13 @@ async def reconcile_once(
     resized = any(
         isinstance(a, plan.Patch) and a.kind is plan.Kind.PVC and a.why == "resize" for a in actions
     ) and not any(r.startswith("pvc ") for r in rejected)
-    return await _write_status(
-        ctx, body, views, desired, replacing=replacing, conflicts=tuple(conflicts),
-        rejected=tuple(rejected), volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
-    )  # fmt: skip
+    findings = Findings(
+        replacing=replacing,
+        conflicts=tuple(conflicts),
+        rejected=tuple(rejected),
+        volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
+    )
+    return await report_status(ctx, body, views, desired, findings)
 
 
 def refuses_spec(exc: BaseException) -> bool:
@@ -449,48 +452,53 @@ async def _token_or_none(ctx: Context, ref: names.NodeRef, views: Views) -> str 
         return None
 
 
-async def report(
-    ctx: Context,
+@dataclass(frozen=True)
+class Findings:
+    """What the reconcile found besides the children's state, for the status."""
+
+    replacing: str | None = None
+    conflicts: tuple[str, ...] = ()
+    rejected: tuple[str, ...] = ()  # what the API server refused to make of the spec
+    volume: str | None = None  # how the data claim differs from the spec
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One pass's verdict on a node, decided without I/O (`decide`); `write` carries it out."""
+
+    status: MarketplaceNodeStatus
+    patch: dict[str, Any]  # the status merge patch; empty when nothing changed
+    delay: float | None  # when the patch is due (0: now; None: nothing to write)
+    set_gate: bool | None = None  # the joined gate to set on the pod (None: leave it)
+    memory: gate.PollMemory | None = None  # the pod's poll history after this pass
+    event: tuple[bool, str] | None = None  # (warning, text) of a phase change to announce
+
+
+def decide(
     body: Mapping[str, Any],
     views: Views,
     desired: plan.Desired,
+    poll: Poll,
+    findings: Findings,
     *,
-    replacing: str | None = None,
-    conflicts: tuple[str, ...] = (),
-) -> Outcome:
-    """Poll the node, keep its gate and members current, and write its status (if changed)."""
-    return await _write_status(ctx, body, views, desired, replacing=replacing, conflicts=conflicts)
-
-
-async def _write_status(
-    ctx: Context,
-    body: Mapping[str, Any],
-    views: Views,
-    desired: plan.Desired,
-    *,
-    replacing: str | None = None,
-    conflicts: tuple[str, ...] = (),
-    rejected: tuple[str, ...] = (),
-    volume: str | None = None,
-) -> Outcome:
+    memory: gate.PollMemory | None,
+    since_last_write: float | None,
+    now: float,
+    wall: datetime,
+    tolerance: gate.Tolerance,
+    policy_required: bool,
+) -> Decision:
+    """The gate, the status and its Event for one pass, from what was observed: pure."""
     ref = desired.ref
-    port = desired.spec.p2p.port
     view = pod_view(views.pod) if views.pod is not None else None
-    token = await _token_or_none(ctx, ref, views)
-    poll = await _poll_node(ctx, ref, view, port, token)
-    node = poll.node
-    if not desired.paused:
-        await _sync_members(ctx, ref, views, view, port=port, token=token)
-    key = (ref.namespace, ref.name)
-    now = time.monotonic()
+    joined: bool | None = None
     if view is not None and view.ip is not None and not view.deleting:
         others = sum(1 for m in views.fleet if m.node != ref.name and m.pod.ip is not None)
-        memory = ctx.polls.get(key)
         if memory is None or memory.pod_uid != view.uid:
             memory = gate.PollMemory.fresh(view.uid, now)
-        joined, ctx.polls[key] = gate.decide(
+        joined, memory = gate.decide(
             gate.GateInputs(
-                node=node,
+                node=poll.node,
                 gate_on=view.joined,
                 # A pod the fleet rollout is taking out of service keeps its gate off.
                 leaving=LEAVING_ANNOTATION
@@ -498,17 +506,12 @@ async def _write_status(
                 fleet_peer_ids=[v for k, v in views.peer_ids.items() if k != ref.name],
                 other_members=others,
                 current_policy_version=views.current_policy_version,
-                policy_required=ctx.policy_required,
+                policy_required=policy_required,
             ),
             memory,
             now=now,
-            tolerance=gate.Tolerance(
-                failures=ctx.settings.gate_poll_failures,
-                silence=ctx.settings.gate_silence_seconds,
-            ),
+            tolerance=tolerance,
         )
-        if joined != view.joined:
-            await _set_gate(ctx, ref, view, joined)
     raw_old = body.get("status")
     previous = _previous_status(raw_old)
     identity_annotations = ((views.identity or {}).get("metadata") or {}).get("annotations") or {}
@@ -518,42 +521,109 @@ async def _write_status(
             generation=int(body["metadata"].get("generation", 0)),
             pod=view,
             desired_hash=pod.template_hash(desired.pod_inputs),
-            node=node,
+            node=poll.node,
             peer_id=identity_annotations.get(names.PEER_ID_ANNOTATION),
             paused=desired.paused,
             deleting=body["metadata"].get("deletionTimestamp") is not None,
-            replacing=replacing,
-            conflicts=conflicts,
+            replacing=findings.replacing,
+            conflicts=findings.conflicts,
             current_policy_version=views.current_policy_version,
             token_rejected=poll.rejected,
-            rejected=rejected,
-            volume_mismatch=volume,
+            rejected=findings.rejected,
+            volume_mismatch=findings.volume,
         ),
-        now=datetime.now(UTC),
+        now=wall,
     )
     patch = _status_patch(raw_old, new)
+    event = None
+    if announces_phase(previous.phase, new.phase):
+        text = f"{previous.phase or 'New'} -> {new.phase}: {new.message or ''}"
+        event = (new.phase is Phase.DEGRADED, text)
+    return Decision(
+        status=new,
+        patch=patch,
+        delay=status_delay(patch, raw_old, since_last_write),
+        set_gate=None if view is None or joined is None or joined == view.joined else joined,
+        memory=memory if joined is not None else None,
+        event=event,
+    )
+
+
+async def report_status(
+    ctx: Context,
+    body: Mapping[str, Any],
+    views: Views,
+    desired: plan.Desired,
+    findings: Findings = Findings(),
+) -> Outcome:
+    """Poll the node and keep its members current (I/O), decide (pure), write (I/O)."""
+    ref = desired.ref
+    port = desired.spec.p2p.port
+    view = pod_view(views.pod) if views.pod is not None else None
+    token = await _token_or_none(ctx, ref, views)
+    poll = await _poll_node(ctx, ref, view, port, token)
+    if not desired.paused:
+        await _sync_members(ctx, ref, views, view, port=port, token=token)
+    key = (ref.namespace, ref.name)
+    now = time.monotonic()
     last = ctx.status_written.get(key)
-    delay = status_delay(patch, raw_old, None if last is None else now - last)
+    decision = decide(
+        body, views, desired, poll, findings,
+        memory=ctx.polls.get(key),
+        since_last_write=None if last is None else now - last,
+        now=now,
+        wall=datetime.now(UTC),
+        tolerance=gate.Tolerance(
+            failures=ctx.settings.gate_poll_failures, silence=ctx.settings.gate_silence_seconds
+        ),
+        policy_required=ctx.policy_required,
+    )  # fmt: skip
+    delay = await _write(ctx, body, ref, view, decision, now=now)
+    return Outcome(
+        phase=decision.status.phase,
+        joining=gate.awaiting_join(view),
+        status_in=delay,
+        backoff=bool(findings.rejected),
+    )
+
+
+async def _write(
+    ctx: Context,
+    body: Mapping[str, Any],
+    ref: names.NodeRef,
+    view: PodView | None,
+    decision: Decision,
+    *,
+    now: float,
+) -> float | None:
+    """Carry out a decision: the gate, the status patch (when due), the Event; the delay
+    until a paced patch is due (None when nothing waits)."""
+    key = (ref.namespace, ref.name)
+    if decision.memory is not None:
+        ctx.polls[key] = decision.memory
+    if decision.set_gate is not None and view is not None:
+        await _set_gate(ctx, ref, view, decision.set_gate)
+    delay = decision.delay
     if delay == 0.0:
         await actuate.run_blocking(
-            ctx.kube.patch, k8s.MNODES, ref.namespace, ref.name, {"status": patch}, sub="status"
+            ctx.kube.patch,
+            k8s.MNODES,
+            ref.namespace,
+            ref.name,
+            {"status": decision.patch},
+            sub="status",
         )
         ctx.status_written[key] = now
         delay = None
-    if announces_phase(previous.phase, new.phase):
-        text = f"{previous.phase or 'New'} -> {new.phase}: {new.message or ''}"
-        if new.phase is Phase.DEGRADED:
+    if decision.event is not None:
+        warning, text = decision.event
+        if warning:
             events.warning(body, events.Reason.DEGRADED, text)
         else:
             events.normal(body, events.Reason.PHASE_CHANGED, text)
-    if new.phase is not None:
-        ctx.phases[(ref.namespace, ref.name)] = new.phase
-    return Outcome(
-        phase=new.phase,
-        joining=gate.awaiting_join(view),
-        status_in=delay,
-        backoff=bool(rejected),
-    )
+    if decision.status.phase is not None:
+        ctx.phases[key] = decision.status.phase
+    return delay
 
 
 MAX_BACKOFF_SECONDS = 300.0

@@ -211,6 +211,7 @@ async def pod_event(
         return
     if address is None:
         ctx.pod_addresses.pop((namespace, name), None)
+        ctx.pushed_members.pop(view.uid, None)  # keyed by pod uid: that pod is gone
     else:
         ctx.pod_addresses[(namespace, name)] = address
     fleet = labels.get(names.FLEET_LABEL)
@@ -240,7 +241,7 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
     desired = nodeloop.desired_of(ctx, body)
-    await nodeloop.report(ctx, body, views, desired)
+    await nodeloop.report_status(ctx, body, views, desired)
     pod = pod_view(views.pod) if views.pod is not None else None
     if pod is None or pod.ip is None or pod.deleting:
         return
