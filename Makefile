@@ -54,7 +54,8 @@ generate: venv ## regenerate crds/ and docs/api-reference.md from the models
 lint: venv ## ruff, mypy (strict), import contracts
 	ruff check .
 	ruff format --check .
-	mypy node/marketplace_node operator/marketplace_operator plugin/marketplace_kubectl hack/local_kubelet tests bench
+	mypy protocol/marketplace_protocol node/marketplace_node operator/marketplace_operator \
+	  plugin/marketplace_kubectl hack/local_kubelet tests bench
 	lint-imports
 
 .PHONY: fmt

@@ -33,11 +33,12 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
-from marketplace_node import identity, sealing
-from marketplace_node.admin.models import Limit, Operation, PolicyDocument, RateLimits
+from marketplace_node import sealing
 from marketplace_node.model import AnnouncementKind, PackageDraft, PackageMeta, Query
 from marketplace_node.search import SearchIndex
 from marketplace_node.store import Store
+from marketplace_protocol import identity
+from marketplace_protocol.admin import Limit, Operation, PolicyDocument, RateLimits
 
 from tests.support.net import free_port
 

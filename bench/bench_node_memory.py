@@ -37,10 +37,8 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, errors, identity, limits
-from marketplace_node.admin.models import Escalation, Limit, Operation, PolicyDocument, RateLimits
+from marketplace_node import app, limits
 from marketplace_node.breaker import DEFAULT_CAPACITY, Breakers
-from marketplace_node.clock import SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Query
@@ -49,6 +47,9 @@ from marketplace_node.policy.escalation import DEFAULT_OFFENDER_CAPACITY, Offenc
 from marketplace_node.policy.ratelimit import DEFAULT_KEY_CAPACITY
 from marketplace_node.providers import ProviderRow
 from marketplace_node.service import NodeService
+from marketplace_protocol import errors, identity
+from marketplace_protocol.admin import Escalation, Limit, Operation, PolicyDocument, RateLimits
+from marketplace_protocol.clock import SystemClock
 from prometheus_client import CollectorRegistry
 
 from bench import report

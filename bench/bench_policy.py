@@ -33,8 +33,13 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
-from marketplace_node import errors, http_errors
-from marketplace_node.admin.models import (
+from marketplace_node import http_errors
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence, Offenders
+from marketplace_node.policy.ratelimit import KeyedLimiter, Rate
+from marketplace_protocol import errors
+from marketplace_protocol.admin import (
     BanEntry,
     Escalation,
     Limit,
@@ -42,11 +47,7 @@ from marketplace_node.admin.models import (
     PolicyDocument,
     RateLimits,
 )
-from marketplace_node.clock import SystemClock
-from marketplace_node.drain import DrainCoordinator
-from marketplace_node.policy.enforcer import PolicyEnforcer
-from marketplace_node.policy.escalation import Offence, Offenders
-from marketplace_node.policy.ratelimit import KeyedLimiter, Rate
+from marketplace_protocol.clock import SystemClock
 
 from bench.memory import rss_mib
 

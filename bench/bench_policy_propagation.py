@@ -49,7 +49,6 @@ import aiohttp
 import urllib3
 from kubernetes import client, config, watch
 from marketplace_node import signing
-from marketplace_node.identity import Identity
 from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import (
     BANLISTS,
@@ -63,6 +62,7 @@ from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
 from marketplace_operator.policy.effective import effective_policy
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, stamp
 from marketplace_operator.render.policy import configmap_patch
+from marketplace_protocol.identity import Identity
 
 from bench import cluster
 

@@ -7,10 +7,12 @@
 # No registry can be reached here, so the base image is made locally:
 # `debootstrap --variant=minbase` of Debian bookworm with python3 (the same
 # Python 3.11 as python:3.11-slim), committed as localhost/marketplace-fleet/base.
-# The build context is a wheelhouse: the project wheel (`uv build`) and every
-# dependency at the version and sha256 hash in lock/runtime.txt, for CPython 3.11
-# manylinux, so `RUN pip install --no-index --require-hashes` installs exactly
-# the lock and needs no network inside the build. buildah (Debian's) builds
+# The build context is a wheelhouse: the product wheels (`uv build` of protocol/,
+# node/, operator/) and every dependency at the version and sha256 hash in
+# lock/node.txt and lock/operator.txt, for CPython 3.11 manylinux, so each
+# image's `RUN pip install --no-index --require-hashes` installs exactly its
+# lock and needs no network inside the build. The node image gets neither kopf
+# nor the Kubernetes client; neither image gets the local kubelet or the tests. buildah (Debian's) builds
 # images/*.Containerfile on that base; each image is also saved as a
 # docker-archive in the cache for `ctr images import` (tests/integration/images/)
 # or `kind load image-archive`.
@@ -25,8 +27,8 @@ registry="${IMAGE_REGISTRY:-localhost}"
 suite=bookworm
 base_packages=python3,python3-venv
 base_ref="localhost/marketplace-fleet/base:$suite-$(echo "$suite $base_packages" | sha256sum | cut -c1-8)"
-# What the wheel is built from (setuptools finds packages under node, operator, hack).
-image_inputs=(pyproject.toml README.md lock/runtime.txt node operator hack/local_kubelet)
+# What the product wheels are built from, and the images' locks.
+image_inputs=(protocol node operator lock/node.txt lock/operator.txt)
 python="$(command -v python3)"
 
 log() { echo "images: $*" >&2; }
@@ -76,7 +78,7 @@ ensure_base() {
   rm -rf "$rootfs"
 }
 
-# The project wheel from the working tree plus every locked dependency as a
+# The product wheels from the working tree plus every locked dependency as a
 # wheel for CPython 3.11 on manylinux x86_64 (what both bases run).
 make_context() {
   local ctx="$1"
@@ -85,15 +87,20 @@ make_context() {
   # A clean copy, so no stale build/ directory of the checkout leaks in.
   (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "${image_inputs[@]}" \
     | tar --null --files-from=- -c) | tar -x -C "$ctx/src"
-  "$("$root/hack/uv.sh")" build --quiet --wheel --out-dir "$ctx/wheelhouse" "$ctx/src" >&2
-  cp "$ctx/src/lock/runtime.txt" "$ctx/wheelhouse/requirements.txt"
+  local dist image
+  for dist in protocol node operator; do
+    "$("$root/hack/uv.sh")" build --quiet --wheel --out-dir "$ctx/wheelhouse" "$ctx/src/$dist" >&2
+  done
+  for image in node operator; do
+    cp "$ctx/src/lock/$image.txt" "$ctx/wheelhouse/$image.txt"
+    # uv has no `pip download`; pip checks every file against the lock's hashes.
+    "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+      --python-version 3.11 --implementation cp --abi cp311 \
+      --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+      --platform manylinux2014_x86_64 --dest "$ctx/wheelhouse" \
+      --require-hashes -r "$ctx/wheelhouse/$image.txt" >&2
+  done
   rm -rf "$ctx/src"
-  # uv has no `pip download`; pip checks every file against the lock's hashes.
-  "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-    --python-version 3.11 --implementation cp --abi cp311 \
-    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
-    --platform manylinux2014_x86_64 --dest "$ctx/wheelhouse" \
-    --require-hashes -r "$ctx/wheelhouse/requirements.txt" >&2
   cp "$root"/images/*.Containerfile "$ctx/"
 }
 

@@ -2,7 +2,8 @@
 # Resolve pyproject.toml's dependencies into the committed lock files:
 #
 #   lock/dev.txt       everything .venv gets (runtime + the dev extra): hack/venv.sh
-#   lock/runtime.txt   what the images get, the same versions (constrained by dev.txt)
+#   lock/node.txt      what the node image gets (node/pyproject.toml and the protocol),
+#   lock/operator.txt  and the operator image: the same versions (constrained by dev.txt)
 #   lock/lowest.txt    every direct dependency at its floor (uv's lowest-direct
 #                      resolution): .venv-lowest, `make test-lowest`
 #
@@ -25,14 +26,17 @@ python="${PYTHON:-python3.11}"
 command -v "$python" >/dev/null || python=python3
 
 # The hash of what the lock is resolved from: requires-python and the
-# dependency lists (other edits to pyproject.toml leave the lock valid).
+# dependency lists of each pyproject.toml (other edits leave the lock valid).
 inputs_hash() {
-  "$python" - "$root/pyproject.toml" <<'PY'
+  "$python" - "$root"/pyproject.toml "$root"/{protocol,node,operator}/pyproject.toml <<'PY'
 import hashlib, json, sys, tomllib
-with open(sys.argv[1], "rb") as f:
-    project = tomllib.load(f)["project"]
 keys = ("requires-python", "dependencies", "optional-dependencies")
-print(hashlib.sha256(json.dumps([project.get(k) for k in keys], sort_keys=True).encode()).hexdigest())
+inputs = []
+for name in sys.argv[1:]:
+    with open(name, "rb") as f:
+        project = tomllib.load(f)["project"]
+    inputs.append([project.get(k) for k in keys])
+print(hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest())
 PY
 }
 
@@ -49,6 +53,9 @@ compile=("$uv" pip compile --quiet --universal --generate-hashes --python-versio
 cd "$root"
 mkdir -p lock
 "${compile[@]}" "$@" pyproject.toml --extra dev -o lock/dev.txt
-"${compile[@]}" pyproject.toml -c lock/dev.txt -o lock/runtime.txt
+for image in node operator; do
+  "${compile[@]}" "$image/pyproject.toml" -c lock/dev.txt \
+    --no-emit-package marketplace-protocol -o "lock/$image.txt"
+done
 "${compile[@]}" --resolution lowest-direct pyproject.toml --extra dev -o lock/lowest.txt
 inputs_hash >lock/inputs.sha256

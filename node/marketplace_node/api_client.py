@@ -20,8 +20,7 @@ from http.client import HTTPException, HTTPResponse
 from typing import Any
 
 import pydantic
-
-from marketplace_node.admin.models import ErrorBody
+from marketplace_protocol.admin import ErrorBody
 
 TIMEOUT = 60.0
 

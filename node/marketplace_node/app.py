@@ -9,6 +9,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from marketplace_protocol.admin import Members, PolicyDocument
 from prometheus_client.aiohttp import make_aiohttp_handler
 
 from marketplace_node import (
@@ -23,7 +24,6 @@ from marketplace_node import (
 )
 from marketplace_node.admin import auth, routes
 from marketplace_node.admin.backend import NodeAdmin
-from marketplace_node.admin.models import Members, PolicyDocument
 from marketplace_node.config import NodeSettings
 from marketplace_node.membership import Membership
 from marketplace_node.metrics import Snapshot, SnapshotCollector, StateCollector

@@ -14,7 +14,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from marketplace_node import identity
+from marketplace_protocol import identity
 
 KEY_ENV = "MARKETPLACE_AUTHOR_KEY_FILE"
 

@@ -16,7 +16,7 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-from marketplace_node.errors import IntegrityError, PayloadTooLarge
+from marketplace_protocol.errors import IntegrityError, PayloadTooLarge
 
 BATCH = 1024 * 1024
 

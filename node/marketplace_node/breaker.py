@@ -19,8 +19,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, replace
 from typing import Final
 
-from marketplace_node import errors
-from marketplace_node.clock import Clock
+from marketplace_protocol import errors
+from marketplace_protocol.clock import Clock
 
 DEFAULT_CAPACITY: Final = 10_000
 

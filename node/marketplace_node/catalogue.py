@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
+from marketplace_protocol.errors import NotFound
+
 from marketplace_node import names, versions
-from marketplace_node.errors import NotFound
 from marketplace_node.model import NameRecord, OwnerView, PackageMeta, Query, SearchPage
 from marketplace_node.search import SearchIndex
 

@@ -18,10 +18,11 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from marketplace_protocol.clock import Clock, elapsed
+from marketplace_protocol.errors import IntegrityError, NodeError, PayloadTooLarge, UpstreamFailed
+
 from marketplace_node import sealing
 from marketplace_node.blobs import BlobStore
-from marketplace_node.clock import Clock, elapsed
-from marketplace_node.errors import IntegrityError, NodeError, PayloadTooLarge, UpstreamFailed
 from marketplace_node.model import PackageMeta
 from marketplace_node.peer_client import PeerClient
 from marketplace_node.reputation import ReputationBook, fallback_order

@@ -15,8 +15,7 @@ from types import MappingProxyType
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-
-from marketplace_node import errors
+from marketplace_protocol import errors
 
 
 def deadline_middleware(

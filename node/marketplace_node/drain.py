@@ -28,9 +28,9 @@ from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Final
 
-from marketplace_node import errors
-from marketplace_node.admin.models import DrainState, DrainStatus
-from marketplace_node.clock import Clock, to_datetime
+from marketplace_protocol import errors
+from marketplace_protocol.admin import DrainState, DrainStatus
+from marketplace_protocol.clock import Clock, to_datetime
 
 HANDOFF_SHARE: Final = 0.25
 """Share of the drain timeout kept for hand-offs when in-flight work runs long."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import random
 
+from marketplace_protocol.clock import Clock
+
 from marketplace_node import limits
-from marketplace_node.clock import Clock
 from marketplace_node.compact import TtlSet
 from marketplace_node.model import Announcement
 from marketplace_node.peers import Peer, PeerTable

@@ -18,11 +18,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 
 import pydantic
 from aiohttp import web
-
-from marketplace_node import limits, replication, signing, sync
-from marketplace_node.admin import body
-from marketplace_node.admin.models import Operation
-from marketplace_node.errors import (
+from marketplace_protocol.admin import Operation
+from marketplace_protocol.errors import (
     Draining,
     IntegrityError,
     InvalidInput,
@@ -30,6 +27,9 @@ from marketplace_node.errors import (
     PayloadTooLarge,
     Unauthenticated,
 )
+
+from marketplace_node import limits, replication, signing, sync
+from marketplace_node.admin import body
 from marketplace_node.membership import Membership
 from marketplace_node.model import (
     PACKAGE_KINDS,

@@ -24,9 +24,9 @@ import contextlib
 import logging
 
 from cachetools import LRUCache
+from marketplace_protocol.errors import Forbidden, NodeError
 
 from marketplace_node import sync
-from marketplace_node.errors import Forbidden, NodeError
 from marketplace_node.model import Hello, HelloReply
 from marketplace_node.service import NodeService
 

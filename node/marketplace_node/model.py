@@ -15,10 +15,11 @@ import json
 import re
 from typing import Annotated, Any
 
+from marketplace_protocol import identity
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
-from marketplace_node import identity, limits
+from marketplace_node import limits
 
 _SAFE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # no control characters except tab and newline
 Name = Annotated[

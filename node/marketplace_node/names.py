@@ -28,7 +28,8 @@ import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from marketplace_node import errors
+from marketplace_protocol import errors
+
 from marketplace_node.model import NameRecord, PackageMeta, RecordAction
 
 NAME_TAKEN = "name_taken"

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from marketplace_protocol.admin import ErrorBody
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from marketplace_node.admin import openapi as admin_openapi
-from marketplace_node.admin.models import ErrorBody
 from marketplace_node.model import (
     Announcement,
     ChangePage,

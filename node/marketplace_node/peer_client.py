@@ -15,13 +15,13 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
+from marketplace_protocol.clock import Clock
+from marketplace_protocol.errors import DestinationRefused, UpstreamFailed, UpstreamTimeout
+from marketplace_protocol.identity import Identity
 from yarl import URL
 
 from marketplace_node import signing
 from marketplace_node.breaker import Breakers
-from marketplace_node.clock import Clock
-from marketplace_node.errors import DestinationRefused, UpstreamFailed, UpstreamTimeout
-from marketplace_node.identity import Identity
 
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 

@@ -14,7 +14,7 @@ import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from marketplace_node.clock import elapsed
+from marketplace_protocol.clock import elapsed
 
 
 @dataclass(slots=True)

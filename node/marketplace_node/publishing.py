@@ -14,7 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from marketplace_node import authors, identity, sealing
+from marketplace_protocol import identity
+
+from marketplace_node import authors, sealing
 from marketplace_node.api_client import CliError, Exit
 from marketplace_node.model import PackageDraft, RecordAction
 

@@ -17,8 +17,9 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from marketplace_protocol.errors import InsufficientReplicas, NodeError
+
 from marketplace_node import placement
-from marketplace_node.errors import InsufficientReplicas, NodeError
 from marketplace_node.model import Announcement, ReplicateRequest
 from marketplace_node.service import NodeService
 

@@ -18,11 +18,11 @@ import signal
 from typing import Final
 
 from aiohttp import web
+from marketplace_protocol import identity as identity_module
+from marketplace_protocol.clock import Clock, SystemClock
 from prometheus_client import CollectorRegistry
 
 from marketplace_node import app as app_module
-from marketplace_node import identity as identity_module
-from marketplace_node.clock import Clock, SystemClock
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService

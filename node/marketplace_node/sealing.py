@@ -6,7 +6,8 @@ from __future__ import annotations
 import base64
 import secrets
 
-from marketplace_node import identity
+from marketplace_protocol import identity
+
 from marketplace_node.model import (
     Announcement,
     AnnouncementKind,

@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TypeVar
 
-from marketplace_node.errors import InvalidInput
+from marketplace_protocol.errors import InvalidInput
+
 from marketplace_node.model import PackageMeta, Query, SearchPage, SearchResult
 
 WORD_RE = re.compile(r"\w+")

@@ -18,22 +18,22 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import aiohttp
-
-from marketplace_node import content, gossip, limits, names, sealing
-from marketplace_node.admin.models import Members, NodeStatus, PeerInfo
-from marketplace_node.blobs import BlobStore
-from marketplace_node.catalogue import Catalogue
-from marketplace_node.clock import Clock
-from marketplace_node.config import NodeSettings
-from marketplace_node.drain import DrainCoordinator
-from marketplace_node.errors import (
+from marketplace_protocol.admin import Members, NodeStatus, PeerInfo
+from marketplace_protocol.clock import Clock
+from marketplace_protocol.errors import (
     AuthorSignatureRequired,
     InvalidInput,
     NotFound,
     StaleRecord,
     UpstreamFailed,
 )
-from marketplace_node.identity import Identity
+from marketplace_protocol.identity import Identity
+
+from marketplace_node import content, gossip, limits, names, sealing
+from marketplace_node.blobs import BlobStore
+from marketplace_node.catalogue import Catalogue
+from marketplace_node.config import NodeSettings
+from marketplace_node.drain import DrainCoordinator
 from marketplace_node.lifecycle import Lifecycle, State
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import (

@@ -36,10 +36,12 @@ import secrets
 import sys
 from collections.abc import Mapping
 
-from marketplace_node import identity, limits
-from marketplace_node.clock import Clock
+from marketplace_protocol import identity
+from marketplace_protocol.clock import Clock
+from marketplace_protocol.errors import BadSignature, ReplayedRequest, StaleRequest
+
+from marketplace_node import limits
 from marketplace_node.compact import TtlSet
-from marketplace_node.errors import BadSignature, ReplayedRequest, StaleRequest
 
 COMPONENTS = ("@method", "@path", "@query", "content-digest")
 _COVERED = "(" + " ".join(f'"{c}"' for c in COMPONENTS) + ")"

@@ -14,8 +14,9 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass, field
 
+from marketplace_protocol.errors import RateLimited
+
 from marketplace_node import limits
-from marketplace_node.errors import RateLimited
 from marketplace_node.model import PackageMeta, Query
 from marketplace_node.search import matches
 

@@ -15,8 +15,9 @@ import logging
 import random
 from collections.abc import Sequence
 
+from marketplace_protocol.errors import Conflict, NodeError, NotFound, Unauthenticated
+
 from marketplace_node import limits
-from marketplace_node.errors import Conflict, NodeError, NotFound, Unauthenticated
 from marketplace_node.model import Announcement, Change, ChangePage
 from marketplace_node.peers import Peer
 from marketplace_node.policy.escalation import Offence

@@ -12,8 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import semantic_version
-
-from marketplace_node.errors import InvalidInput
+from marketplace_protocol.errors import InvalidInput
 
 LATEST = "latest"
 

@@ -14,8 +14,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from marketplace_node.admin.models import DrainState
-from marketplace_node.identity import Identity
+from marketplace_protocol.admin import DrainState
+from marketplace_protocol.identity import Identity
 
 from marketplace_operator import errors, k8s
 from marketplace_operator.nodeclient import NodeClient

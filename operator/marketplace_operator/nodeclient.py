@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final, TypeVar
 
 import aiohttp
-from marketplace_node.admin.models import (
+from marketplace_protocol.admin import (
     DrainRequest,
     DrainStatus,
     ErrorBody,

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_node.admin.models import Members, NodeStatus
+from marketplace_protocol.admin import Members, NodeStatus
 from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient

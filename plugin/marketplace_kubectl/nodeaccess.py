@@ -25,8 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_node import identity, sealing
+from marketplace_node import sealing
 from marketplace_node.model import PackageDraft
+from marketplace_protocol import identity
 
 from marketplace_kubectl.status import condition, fleet_of
 

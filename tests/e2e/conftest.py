@@ -24,8 +24,9 @@ from pathlib import Path
 
 import pytest
 from e2e_helpers import ROOT, VENV_BIN, Kubectl, OperatorProcess, Plugin
-from marketplace_node import authors, identity
+from marketplace_node import authors
 from marketplace_operator import errors, k8s
+from marketplace_protocol import identity
 
 pytestmark = pytest.mark.cluster
 

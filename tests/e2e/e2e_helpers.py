@@ -12,8 +12,9 @@ from typing import Any, TypeVar
 
 import pytest
 import urllib3
-from marketplace_node import authors, identity
+from marketplace_node import authors
 from marketplace_operator import errors, k8s
+from marketplace_protocol import identity
 
 from tests.support import poll
 from tests.support.net import free_port

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 from e2e_helpers import Kubectl, wait_for
-from marketplace_node.identity import Identity
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
+from marketplace_protocol.identity import Identity
 from test_policy_propagation import (
     FLEET,
     apply,

@@ -18,11 +18,11 @@ from typing import Any
 
 import pytest
 from e2e_helpers import Kubectl, OperatorProcess, wait_for
-from marketplace_node.identity import Identity
-from marketplace_node.policy.parts import MANIFEST_FILE, PolicyManifest, part_name
 from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_operator.model.banlist import MAX_ENTRIES_PER_OBJECT
+from marketplace_protocol.identity import Identity
+from marketplace_protocol.parts import MANIFEST_FILE, PolicyManifest, part_name
 from test_policy_propagation import (  # the fleet of three nodes and its helpers
     FLEET,
     banned,

@@ -19,9 +19,9 @@ import urllib3
 import yaml
 from e2e_helpers import Kubectl, OperatorProcess, wait_for
 from marketplace_node import signing
-from marketplace_node.identity import Identity
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
+from marketplace_protocol.identity import Identity
 
 FLEET = "blue"
 NODES = ["pa", "pb", "pc"]

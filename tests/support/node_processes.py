@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from marketplace_node import authors, identity
+from marketplace_node import authors
+from marketplace_protocol import identity
 
 from tests.support.net import free_port
 from tests.support.poll import wait_for

@@ -6,11 +6,12 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, identity
-from marketplace_node.clock import SystemClock
+from marketplace_node import app
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
+from marketplace_protocol import identity
+from marketplace_protocol.clock import SystemClock
 from prometheus_client import CollectorRegistry
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from marketplace_node import identity, sealing
+from marketplace_node import sealing
 from marketplace_node.model import (
     Announcement,
     AnnouncementKind,
@@ -12,6 +12,7 @@ from marketplace_node.model import (
     PackageMeta,
     ProviderRecord,
 )
+from marketplace_protocol import identity
 
 PUBLISHER = identity.Identity.generate()
 

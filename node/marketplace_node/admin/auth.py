@@ -22,9 +22,10 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
+from marketplace_protocol import errors
 from pydantic import SecretStr
 
-from marketplace_node import errors, http_errors
+from marketplace_node import http_errors
 
 CHALLENGE: Final = 'Bearer realm="marketplace-admin"'
 TOKEN_MAX: Final = 4_096

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from marketplace_node.admin.models import (
+from marketplace_protocol.admin import (
     DrainRequest,
     DrainStatus,
     LocalBans,
@@ -19,6 +19,7 @@ from marketplace_node.admin.models import (
     PolicyApplied,
     PolicyDocument,
 )
+
 from marketplace_node.drain import DrainCoordinator
 from marketplace_node.policy.enforcer import PolicyEnforcer
 

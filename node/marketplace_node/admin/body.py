@@ -17,8 +17,7 @@ from typing import Final, TypeVar
 
 import pydantic
 from aiohttp import web
-
-from marketplace_node import errors
+from marketplace_protocol import errors
 
 M = TypeVar("M", bound=pydantic.BaseModel)
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from pydantic import BaseModel
-
-from marketplace_node.admin.models import (
+from marketplace_protocol.admin import (
     DrainRequest,
     DrainStatus,
     ErrorBody,
@@ -22,6 +20,8 @@ from marketplace_node.admin.models import (
     PolicyApplied,
     PolicyDocument,
 )
+from pydantic import BaseModel
+
 from marketplace_node.admin.routes import PREFIX
 
 MODELS: Final[tuple[type[BaseModel], ...]] = (

@@ -12,11 +12,7 @@ import asyncio
 from typing import Final, Protocol
 
 from aiohttp import web
-from pydantic import BaseModel, SecretStr
-
-from marketplace_node import http_errors
-from marketplace_node.admin import auth, body
-from marketplace_node.admin.models import (
+from marketplace_protocol.admin import (
     DrainRequest,
     DrainStatus,
     LocalBans,
@@ -25,6 +21,10 @@ from marketplace_node.admin.models import (
     PolicyApplied,
     PolicyDocument,
 )
+from pydantic import BaseModel, SecretStr
+
+from marketplace_node import http_errors
+from marketplace_node.admin import auth, body
 
 PREFIX: Final = "/admin/v1"
 POLICY_BODY_MAX: Final = 32 * 1024 * 1024

@@ -20,9 +20,8 @@ from datetime import datetime
 from typing import Final
 
 import pydantic
-
-from marketplace_node.admin.models import BanEntry, LocalBan
-from marketplace_node.clock import to_datetime
+from marketplace_protocol.admin import BanEntry, LocalBan
+from marketplace_protocol.clock import to_datetime
 
 MAX_BAN_SECONDS: Final = 10 * 365 * 86_400.0
 """Longest ban a deadline can express: bans "until lifted" use `deadline=None` instead."""

@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from marketplace_node import errors
-from marketplace_node.admin.models import Escalation, Operation, PolicyDocument, RateLimits
+from marketplace_protocol import errors
+from marketplace_protocol.admin import Escalation, Operation, PolicyDocument, RateLimits
+
 from marketplace_node.policy.bans import BanTable, fleet_bans
 from marketplace_node.policy.ratelimit import Rate
 

@@ -22,15 +22,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Final, Protocol
 
-from marketplace_node import errors
-from marketplace_node.admin.models import (
+from marketplace_protocol import errors
+from marketplace_protocol.admin import (
     LocalBan,
     LocalBans,
     Operation,
     PolicyApplied,
     PolicyDocument,
 )
-from marketplace_node.clock import Clock
+from marketplace_protocol.clock import Clock
+
 from marketplace_node.policy import bans as bans_
 from marketplace_node.policy.compiled import (
     Change,

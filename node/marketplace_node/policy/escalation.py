@@ -24,9 +24,10 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Final, NamedTuple
 
+from marketplace_protocol.admin import Escalation
+from marketplace_protocol.clock import elapsed
+
 from marketplace_node import compact
-from marketplace_node.admin.models import Escalation
-from marketplace_node.clock import elapsed
 
 DEFAULT_OFFENDER_CAPACITY: Final = 100_000
 """Offenders remembered at once: ~200 bytes each, so ~20 MB at the cap. The least

@@ -23,9 +23,8 @@ from pathlib import Path
 from typing import Final
 
 import pydantic
-
-from marketplace_node.admin.models import LocalBan
-from marketplace_node.clock import Clock
+from marketplace_protocol.admin import LocalBan
+from marketplace_protocol.clock import Clock
 
 DEFAULT_CAPACITY: Final = 10_000  # the enforcer's local ban cap
 LINE_MAX: Final = 4_096

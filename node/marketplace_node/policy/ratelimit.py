@@ -17,8 +17,9 @@ from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Final
 
+from marketplace_protocol.admin import Limit
+
 from marketplace_node import compact
-from marketplace_node.admin.models import Limit
 
 EPSILON: Final = 1e-9
 """Slack for float rounding of accumulated intervals: a nanosecond never admits a request early

@@ -3,7 +3,7 @@
 The fleet ConfigMap is mounted as a directory: `policy.json` (or
 `policy.json.gz` when large, or `policy.parts.json` naming the parts
 `policy.json.gz.<i>` from the shard ConfigMaps when too large for one; see
-policy/parts.py) and `members.json`. The kubelet updates it by
+marketplace_protocol/parts.py) and `members.json`. The kubelet updates it by
 writing a new timestamped directory and swapping the `..data` symlink, so
 the visible files are symlinks whose target changes: `os.stat` follows them,
 and a change of (device, inode, mtime, size) is the signal. Polling once a
@@ -23,10 +23,9 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 import pydantic
-
-from marketplace_node import errors
-from marketplace_node.admin.models import Members, PolicyDocument
-from marketplace_node.policy.parts import (
+from marketplace_protocol import errors
+from marketplace_protocol.admin import Members, PolicyDocument
+from marketplace_protocol.parts import (
     MANIFEST_FILE,
     PolicyManifest,
     TornParts,

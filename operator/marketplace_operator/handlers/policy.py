@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any
 
 import kopf
-from marketplace_node.clock import SystemClock, to_datetime
+from marketplace_protocol.clock import SystemClock, to_datetime
 from pydantic import ValidationError
 
 from marketplace_operator import errors, k8s

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import kopf
-from marketplace_node.admin.models import DrainState
+from marketplace_protocol.admin import DrainState
 
 from marketplace_operator import actuate, errors, k8s, nodeloop
 from marketplace_operator.context import Context

@@ -25,7 +25,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 
-from marketplace_node.admin.models import PEER_ID_PATTERN
+from marketplace_protocol.admin import PEER_ID_PATTERN
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from marketplace_operator.model.common import (

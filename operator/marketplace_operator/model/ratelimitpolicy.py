@@ -4,7 +4,7 @@ Every field is optional: a policy sets only what it cares about, and the
 effective limits of a fleet are merged field by field from every policy that
 selects it (precedence in `policy.effective`, documented in docs/policy.md);
 a field no policy sets keeps the node's default. Bounds match the admin wire
-models (`marketplace_node.admin.models`), so a value the API server accepts is
+models (`marketplace_protocol.admin`), so a value the API server accepts is
 one the node accepts.
 """
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Final
 
-from marketplace_node.admin.models import LocalBan
+from marketplace_protocol.admin import LocalBan
 
 from marketplace_operator.model.banlist import (
     MAX_ENTRIES_PER_OBJECT,

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_node.admin.models import BanEntry, RateLimits
+from marketplace_protocol.admin import BanEntry, RateLimits
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketplace_operator.model.banlist import Action, BanList, BanListEntry, canonical_cidr

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from marketplace_node.admin.models import LocalBans, NodeStatus, PolicyApplied, PolicyDocument
+from marketplace_protocol.admin import LocalBans, NodeStatus, PolicyApplied, PolicyDocument
 
 from marketplace_operator import errors
 from marketplace_operator.policy.autoban import NodeReport

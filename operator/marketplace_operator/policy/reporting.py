@@ -12,7 +12,7 @@ import functools
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from marketplace_node.clock import Clock, to_datetime
+from marketplace_protocol.clock import Clock, to_datetime
 from pydantic import ValidationError
 
 from marketplace_operator.model.common import Condition

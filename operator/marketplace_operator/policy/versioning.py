@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from marketplace_node.admin.models import PolicyDocument
+from marketplace_protocol.admin import PolicyDocument
 
 from marketplace_operator.policy.effective import PolicyContent
 

@@ -39,8 +39,8 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from marketplace_node.admin.models import PolicyDocument
-from marketplace_node.clock import Clock, to_datetime
+from marketplace_protocol.admin import PolicyDocument
+from marketplace_protocol.clock import Clock, to_datetime
 
 from marketplace_operator import errors
 from marketplace_operator.model.banlist import BanList, BanListEntry

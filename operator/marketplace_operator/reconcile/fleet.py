@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from marketplace_node.admin.models import Member
+from marketplace_protocol.admin import Member
 
 from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.render import configmap

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from marketplace_node.admin.models import NodeStatus
+from marketplace_protocol.admin import NodeStatus
 
 from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.reconcile.status import joined

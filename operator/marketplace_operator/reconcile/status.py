@@ -11,7 +11,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 
-from marketplace_node.admin.models import NodeStatus
+from marketplace_protocol.admin import NodeStatus
 
 from marketplace_operator.model.common import Condition, ConditionStatus, merge_condition, rfc3339
 from marketplace_operator.model.mnode import (

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from marketplace_node.admin.models import Member, Members
+from marketplace_protocol.admin import Member, Members
 
 from marketplace_operator.render import names
 

@@ -23,8 +23,8 @@ import gzip
 from dataclasses import dataclass
 from typing import Any, Final
 
-from marketplace_node.admin.models import PolicyDocument
-from marketplace_node.policy.parts import (
+from marketplace_protocol.admin import PolicyDocument
+from marketplace_protocol.parts import (
     MANIFEST_FILE,
     PolicyManifest,
     join,

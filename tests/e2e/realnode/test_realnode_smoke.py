@@ -13,8 +13,8 @@ from typing import Any
 import loadgen
 import yaml
 from e2e_helpers import ROOT, Kubectl, OperatorProcess, condition, wait_for, wait_ready
-from marketplace_node.identity import Identity
 from marketplace_operator import k8s
+from marketplace_protocol.identity import Identity
 from real_node import REAL_NODE, Images
 from rollout_helpers import (
     check_pods_owned,

@@ -28,8 +28,9 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from marketplace_node import errors, identity, signing
-from marketplace_node.admin.models import ErrorBody, Operation
+from marketplace_node import signing
+from marketplace_protocol import errors, identity
+from marketplace_protocol.admin import ErrorBody, Operation
 
 from tests.support.net import free_port
 from tests.support.node_processes import Node, get_json, http

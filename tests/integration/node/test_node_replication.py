@@ -11,8 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from marketplace_node import identity, sealing
+from marketplace_node import sealing
 from marketplace_node.model import PackageDraft
+from marketplace_protocol import identity
 
 from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, get_json, http
 from tests.support.poll import wait_for

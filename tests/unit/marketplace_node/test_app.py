@@ -9,12 +9,13 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from marketplace_node import identity, limits, sealing, signing
-from marketplace_node.admin.models import ErrorBody
-from marketplace_node.clock import SystemClock
+from marketplace_node import limits, sealing, signing
 from marketplace_node.config import NodeSettings
 from marketplace_node.model import Hello
 from marketplace_node.service import NodeService
+from marketplace_protocol import identity
+from marketplace_protocol.admin import ErrorBody
+from marketplace_protocol.clock import SystemClock
 from pydantic import SecretStr
 
 from tests.support.net import free_port

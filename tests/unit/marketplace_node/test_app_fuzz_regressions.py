@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
-from marketplace_node.admin.models import ErrorBody
 from marketplace_node.config import NodeSettings
+from marketplace_protocol.admin import ErrorBody
 
 from tests.support.node_server import serving
 

@@ -9,7 +9,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from marketplace_node import authors, identity
+from marketplace_node import authors
+from marketplace_protocol import identity
 
 from tests.support.node_processes import CLI
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node import errors
 from marketplace_node.breaker import (
     Breaker,
     BreakerConfig,
@@ -15,7 +14,8 @@ from marketplace_node.breaker import (
     admit,
     transition,
 )
-from marketplace_node.clock import FakeClock
+from marketplace_protocol import errors
+from marketplace_protocol.clock import FakeClock
 
 CONFIG = BreakerConfig(failures_to_open=3, open_seconds=1.0, max_open_seconds=8.0)
 PEER = "http://127.1.0.7:7070"

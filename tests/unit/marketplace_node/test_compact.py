@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node.clock import FakeClock
 from marketplace_node.compact import TtlSet, key
+from marketplace_protocol.clock import FakeClock
 
 
 def test_keys_tell_strings_and_tuples_apart() -> None:

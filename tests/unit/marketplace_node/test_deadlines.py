@@ -8,9 +8,10 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from marketplace_node import errors, http_errors
-from marketplace_node.admin.models import ErrorBody
+from marketplace_node import http_errors
 from marketplace_node.deadlines import deadline_middleware
+from marketplace_protocol import errors
+from marketplace_protocol.admin import ErrorBody
 
 Client = TestClient[web.Request, web.Application]
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from marketplace_node import errors
-from marketplace_node.admin.models import DrainState
-from marketplace_node.clock import FakeClock
 from marketplace_node.drain import DrainCoordinator
+from marketplace_protocol import errors
+from marketplace_protocol.admin import DrainState
+from marketplace_protocol.clock import FakeClock
 
 
 @pytest.fixture

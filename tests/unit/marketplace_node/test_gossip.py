@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import random
 
-from marketplace_node.clock import FakeClock
 from marketplace_node.gossip import SeenCache, fanout_for, forward_targets
 from marketplace_node.peers import PeerTable
+from marketplace_protocol.clock import FakeClock
 
 from tests.support.signed import package, package_announcement
 

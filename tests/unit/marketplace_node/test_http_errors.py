@@ -12,10 +12,11 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiohttp.typedefs import Handler
-from marketplace_node import errors, http_errors, logs
-from marketplace_node.admin.models import ErrorBody, Escalation, PolicyDocument, RateLimits
-from marketplace_node.clock import FakeClock
+from marketplace_node import http_errors, logs
 from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_protocol import errors
+from marketplace_protocol.admin import ErrorBody, Escalation, PolicyDocument, RateLimits
+from marketplace_protocol.clock import FakeClock
 
 Client = TestClient[web.Request, web.Application]
 LEAK = "password=hunter2 at /etc/marketplace/identity/ed25519.pem"

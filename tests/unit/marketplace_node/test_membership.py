@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 from marketplace_node import membership
-from marketplace_node.admin.models import Member, Members
 from marketplace_node.config import NodeSettings
 from marketplace_node.service import NodeService
+from marketplace_protocol.admin import Member, Members
 from pydantic import SecretStr
 
 from tests.support.net import free_port

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from marketplace_node import errors
-from marketplace_node.admin.models import DrainState
 from marketplace_node.metrics import NodeMetrics, Snapshot, StateCollector
+from marketplace_protocol import errors
+from marketplace_protocol.admin import DrainState
 from prometheus_client import CollectorRegistry, generate_latest
 
 

@@ -8,9 +8,10 @@ import pydantic
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node import identity, limits, sealing
-from marketplace_node.errors import BadSignature
+from marketplace_node import limits, sealing
 from marketplace_node.model import Announcement, AnnouncementKind, Hello, PackageMeta, Query
+from marketplace_protocol import identity
+from marketplace_protocol.errors import BadSignature
 
 from tests.support.signed import PUBLISHER, package, package_announcement, provider_announcement
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node import identity, names, sealing
+from marketplace_node import names, sealing
 from marketplace_node.catalogue import Catalogue
 from marketplace_node.model import NameRecord, PackageMeta, RecordAction
+from marketplace_protocol import identity
 
 from tests.support.signed import package
 

@@ -6,8 +6,8 @@ import ipaddress
 
 import pytest
 from marketplace_node.config import NodeSettings
-from marketplace_node.errors import DestinationRefused, UpstreamFailed
 from marketplace_node.peer_client import Network, check_destination
+from marketplace_protocol.errors import DestinationRefused, UpstreamFailed
 
 LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
 PODS: tuple[Network, ...] = (

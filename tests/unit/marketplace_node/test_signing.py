@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node import identity, signing
-from marketplace_node.clock import FakeClock
-from marketplace_node.errors import (
+from marketplace_node import signing
+from marketplace_protocol import identity
+from marketplace_protocol.clock import FakeClock
+from marketplace_protocol.errors import (
     BadSignature,
     ReplayedRequest,
     StaleRequest,

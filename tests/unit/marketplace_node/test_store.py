@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from marketplace_node import identity, sealing
+from marketplace_node import sealing
 from marketplace_node.blobs import BlobStore
-from marketplace_node.errors import IntegrityError, PayloadTooLarge
 from marketplace_node.model import Announcement, AnnouncementKind
 from marketplace_node.store import SCHEMA_VERSION, Store, migrate
+from marketplace_protocol import identity
+from marketplace_protocol.errors import IntegrityError, PayloadTooLarge
 
 from tests.support.signed import PUBLISHER, package, package_announcement, provider_announcement
 

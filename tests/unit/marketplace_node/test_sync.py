@@ -7,13 +7,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from marketplace_node import identity, sync
-from marketplace_node.clock import FakeClock
+from marketplace_node import sync
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.model import Announcement, Change, ChangePage
 from marketplace_node.peers import Peer
 from marketplace_node.service import NodeService
+from marketplace_protocol import identity
+from marketplace_protocol.clock import FakeClock
 from prometheus_client import CollectorRegistry
 
 from tests.support.signed import package, package_announcement, provider_announcement

@@ -7,7 +7,7 @@ import semantic_version
 from hypothesis import given
 from hypothesis import strategies as st
 from marketplace_node import versions
-from marketplace_node.errors import InvalidInput
+from marketplace_protocol.errors import InvalidInput
 
 HELD = ["1.0.0", "1.2.0", "1.2.5", "1.10.0", "2.0.0-rc.1", "2.0.0", "nightly"]
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from marketplace_node.admin.models import BanEntry, PolicyApplied, PolicyDocument
 from marketplace_operator import nodeclient
 from marketplace_operator.nodeclient import GZIP_ABOVE, NodeClient
+from marketplace_protocol.admin import BanEntry, PolicyApplied, PolicyDocument
 
 
 def document(bans: int, version: int = 3) -> PolicyDocument:

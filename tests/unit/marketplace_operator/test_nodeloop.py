@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from marketplace_node.admin.models import DrainState, Member, Members
 from marketplace_operator import actuate, errors, nodeloop
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.settings import Settings
+from marketplace_protocol.admin import DrainState, Member, Members
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_node.admin.models import NodeStatus
 from marketplace_operator import nodeloop
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
 from marketplace_operator.reconcile import gate
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.render import names, pod
+from marketplace_protocol.admin import NodeStatus
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
 WALL = datetime(2026, 1, 1, tzinfo=UTC)

@@ -13,13 +13,13 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from marketplace_node.admin import auth, routes
 from marketplace_node.admin.backend import NodeAdmin
-from marketplace_node.admin.models import Members, NodeStatus
-from marketplace_node.clock import FakeClock
 from marketplace_node.drain import DrainCoordinator
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_operator import errors
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.nodeclient import NodeClient
+from marketplace_protocol.admin import Members, NodeStatus
+from marketplace_protocol.clock import FakeClock
 
 
 def admin() -> NodeAdmin:

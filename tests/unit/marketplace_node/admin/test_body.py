@@ -7,10 +7,10 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from marketplace_node import errors
 from marketplace_node.admin import body
 from marketplace_node.admin.auth import presented_token
-from marketplace_node.admin.models import DrainRequest, Members, PolicyDocument
+from marketplace_protocol import errors
+from marketplace_protocol.admin import DrainRequest, Members, PolicyDocument
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),

@@ -13,7 +13,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from marketplace_node.admin import routes
 from marketplace_node.admin.backend import NodeAdmin
-from marketplace_node.admin.models import (
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence
+from marketplace_protocol.admin import (
     DrainStatus,
     ErrorBody,
     LocalBans,
@@ -22,10 +25,7 @@ from marketplace_node.admin.models import (
     PolicyApplied,
     PolicyDocument,
 )
-from marketplace_node.clock import FakeClock
-from marketplace_node.drain import DrainCoordinator
-from marketplace_node.policy.enforcer import PolicyEnforcer
-from marketplace_node.policy.escalation import Offence
+from marketplace_protocol.clock import FakeClock
 from pydantic import SecretStr
 
 TOKEN = "s3cr3t-admin-token-value"

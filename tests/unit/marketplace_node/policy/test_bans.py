@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node.admin.models import BanEntry, LocalBan
-from marketplace_node.clock import FakeClock
 from marketplace_node.policy import bans
 from marketplace_node.policy.bans import Ban, BanTable
+from marketplace_protocol.admin import BanEntry, LocalBan
+from marketplace_protocol.clock import FakeClock
 
 PEER = "peer-aaaaaaaaaaaa"
 

@@ -9,8 +9,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from marketplace_node import errors
-from marketplace_node.admin.models import (
+from marketplace_node.metrics import NodeMetrics
+from marketplace_node.policy import compiled as compiled_module
+from marketplace_node.policy import enforcer as enforcer_module
+from marketplace_node.policy.compiled import Change, CompiledPolicy, check_version, policy_hash
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_node.policy.escalation import Offence
+from marketplace_protocol import errors
+from marketplace_protocol.admin import (
     BanEntry,
     Escalation,
     Limit,
@@ -19,13 +25,7 @@ from marketplace_node.admin.models import (
     PolicyDocument,
     RateLimits,
 )
-from marketplace_node.clock import FakeClock
-from marketplace_node.metrics import NodeMetrics
-from marketplace_node.policy import compiled as compiled_module
-from marketplace_node.policy import enforcer as enforcer_module
-from marketplace_node.policy.compiled import Change, CompiledPolicy, check_version, policy_hash
-from marketplace_node.policy.enforcer import PolicyEnforcer
-from marketplace_node.policy.escalation import Offence
+from marketplace_protocol.clock import FakeClock
 from prometheus_client import CollectorRegistry
 
 NODE = "node-self-000000"

@@ -8,9 +8,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 from marketplace_node import http_errors
-from marketplace_node.admin.models import ErrorBody, Operation, PolicyDocument
-from marketplace_node.clock import FakeClock
 from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_protocol.admin import ErrorBody, Operation, PolicyDocument
+from marketplace_protocol.clock import FakeClock
 
 ABUSER = "peer-abuser000000"
 HONEST = "peer-honest000000"

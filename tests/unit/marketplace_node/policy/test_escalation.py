@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node.admin.models import Escalation
 from marketplace_node.policy.escalation import (
     History,
     Offence,
@@ -13,6 +12,7 @@ from marketplace_node.policy.escalation import (
     ban_seconds,
     escalate,
 )
+from marketplace_protocol.admin import Escalation
 
 POLICY = Escalation(
     threshold=5, window_seconds=10, first_ban_seconds=60, backoff_factor=2, max_ban_seconds=600

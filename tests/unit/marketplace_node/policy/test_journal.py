@@ -6,12 +6,12 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from marketplace_node import errors
-from marketplace_node.admin.models import LocalBan, Operation
-from marketplace_node.clock import FakeClock, to_datetime
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.policy.journal import LocalBanJournal
+from marketplace_protocol import errors
+from marketplace_protocol.admin import LocalBan, Operation
+from marketplace_protocol.clock import FakeClock, to_datetime
 
 NODE = "node-self-000000"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node.admin.models import Limit
 from marketplace_node.policy.ratelimit import Gcra, KeyedLimiter, Rate
+from marketplace_protocol.admin import Limit
 
 
 def test_fresh_bucket_admits_exactly_burst_at_once() -> None:

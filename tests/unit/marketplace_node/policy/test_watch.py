@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 
 import pytest
-from marketplace_node import errors
-from marketplace_node.admin.models import BanEntry, Member, Members, PolicyDocument
 from marketplace_node.policy import watch
-from marketplace_node.policy.parts import (
+from marketplace_protocol import errors
+from marketplace_protocol.admin import BanEntry, Member, Members, PolicyDocument
+from marketplace_protocol.parts import (
     MANIFEST_FILE,
     MAX_PARTS,
     PolicyManifest,
@@ -193,7 +193,7 @@ async def test_a_read_error_is_retried_on_the_next_poll(
 
 
 def sharded(version: int, *, parts: int = 3, bans: int = 300) -> dict[str, bytes]:
-    """The files a projected volume shows for a policy split into `parts` (policy/parts.py)."""
+    """The files a projected volume shows for a policy split into `parts` (protocol `parts`)."""
     doc = PolicyDocument(
         version=version,
         hash=f"sha256:{version:064d}",

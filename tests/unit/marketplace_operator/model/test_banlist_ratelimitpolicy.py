@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node.admin.models import Escalation
 from marketplace_operator import crdgen
 from marketplace_operator.model import banlist, ratelimitpolicy
 from marketplace_operator.model.banlist import (
@@ -19,6 +18,7 @@ from marketplace_operator.model.banlist import (
     parse_duration,
 )
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicySpec
+from marketplace_protocol.admin import Escalation
 from pydantic import ValidationError
 
 PEER = "peerAAAAAAAA"

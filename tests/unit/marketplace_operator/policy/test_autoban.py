@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node.admin.models import LocalBan
 from marketplace_operator.model.banlist import BanListEntry
 from marketplace_operator.policy.autoban import (
     DEFAULT_MAX_TTL,
@@ -16,6 +15,7 @@ from marketplace_operator.policy.autoban import (
     evict,
     required_nodes,
 )
+from marketplace_protocol.admin import LocalBan
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 A, B, C = "peerAAAAAAAA", "peerBBBBBBBB", "peerCCCCCCCC"

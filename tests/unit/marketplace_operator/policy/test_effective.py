@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node.admin.models import Escalation, Limit, Operation, RateLimits
 from marketplace_operator.model.banlist import BanList, BanListEntry, BanListSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
 from marketplace_operator.policy.effective import (
@@ -18,6 +17,7 @@ from marketplace_operator.policy.effective import (
     merge_limits,
 )
 from marketplace_operator.policy.versioning import content_hash
+from marketplace_protocol.admin import Escalation, Limit, Operation, RateLimits
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 A, B = "peerAAAAAAAA", "peerBBBBBBBB"

@@ -6,13 +6,6 @@ import asyncio
 import random
 from datetime import UTC, datetime
 
-from marketplace_node.admin.models import (
-    LocalBan,
-    LocalBans,
-    NodeStatus,
-    PolicyApplied,
-    PolicyDocument,
-)
 from marketplace_operator import errors
 from marketplace_operator.policy.propagate import (
     NodeTarget,
@@ -21,6 +14,13 @@ from marketplace_operator.policy.propagate import (
     collect_local_bans,
     push_all,
     push_one,
+)
+from marketplace_protocol.admin import (
+    LocalBan,
+    LocalBans,
+    NodeStatus,
+    PolicyApplied,
+    PolicyDocument,
 )
 
 DOC = PolicyDocument(version=5, hash="sha256:x")

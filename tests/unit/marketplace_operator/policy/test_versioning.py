@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta, timezone
 
 from hypothesis import given
 from hypothesis import strategies as st
-from marketplace_node.admin.models import BanEntry, PolicyDocument, RateLimits
 from marketplace_operator.policy.effective import PolicyContent
 from marketplace_operator.policy.versioning import (
     HASH_ANNOTATION,
@@ -19,6 +18,7 @@ from marketplace_operator.policy.versioning import (
     stamp,
     to_annotations,
 )
+from marketplace_protocol.admin import BanEntry, PolicyDocument, RateLimits
 
 BAN = BanEntry(peer_id="peerAAAAAAAA", reason="spam", source="banlist/a")
 

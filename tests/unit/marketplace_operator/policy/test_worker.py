@@ -15,14 +15,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from marketplace_node.admin.models import (
-    LocalBan,
-    LocalBans,
-    NodeStatus,
-    PolicyApplied,
-    PolicyDocument,
-)
-from marketplace_node.clock import FakeClock, SystemClock
 from marketplace_operator import errors
 from marketplace_operator.model.banlist import BanList, BanListSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
@@ -33,6 +25,14 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, from_annotations
 from marketplace_operator.policy.worker import PolicyWorker
+from marketplace_protocol.admin import (
+    LocalBan,
+    LocalBans,
+    NodeStatus,
+    PolicyApplied,
+    PolicyDocument,
+)
+from marketplace_protocol.clock import FakeClock, SystemClock
 from prometheus_client import CollectorRegistry
 
 KEY = FleetKey("ns", "blue")

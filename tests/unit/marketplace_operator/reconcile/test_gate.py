@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from marketplace_node.admin.models import NodeStatus, PeerInfo
 from marketplace_operator.reconcile.gate import (
     GateInputs,
     PollMemory,
@@ -14,6 +13,7 @@ from marketplace_operator.reconcile.gate import (
     decide,
 )
 from marketplace_operator.reconcile.observe import pod_view
+from marketplace_protocol.admin import NodeStatus, PeerInfo
 
 TOL = Tolerance(failures=3, silence=10.0)
 T0 = 1000.0

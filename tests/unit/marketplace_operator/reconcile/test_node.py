@@ -6,7 +6,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from marketplace_node.admin.models import NodeStatus, PeerInfo
 from marketplace_operator.model.common import ConditionStatus, find_condition
 from marketplace_operator.model.mnode import (
     ConditionType,
@@ -17,6 +16,7 @@ from marketplace_operator.model.mnode import (
 from marketplace_operator.reconcile import node, status
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import configmap, names, pod, pvc, secrets, service
+from marketplace_protocol.admin import NodeStatus, PeerInfo
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
 IMAGE = "ghcr.io/marketplace-fleet/node:0.1.0"

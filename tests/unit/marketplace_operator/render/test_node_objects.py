@@ -6,9 +6,9 @@ import base64
 from typing import Any
 
 import pytest
-from marketplace_node.admin.models import Member, Members
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
 from marketplace_operator.render import configmap, names, pod, pvc, secrets, service
+from marketplace_protocol.admin import Member, Members
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
 IMAGE = "ghcr.io/marketplace-fleet/node:0.1.0"

@@ -13,9 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from marketplace_node.admin.models import BanEntry, PolicyDocument
 from marketplace_node.policy import watch
-from marketplace_node.policy.parts import MAX_PARTS, PolicyManifest, TornParts, part_name
 from marketplace_operator import errors as op_errors
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import KubeCluster
@@ -40,6 +38,8 @@ from marketplace_operator.render.policy import (
     request_body,
     shard_patches,
 )
+from marketplace_protocol.admin import BanEntry, PolicyDocument
+from marketplace_protocol.parts import MAX_PARTS, PolicyManifest, TornParts, part_name
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
 

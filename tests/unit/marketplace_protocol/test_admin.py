@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from marketplace_node.admin.models import Escalation, PolicyDocument, RateLimits, WireModel
+from marketplace_protocol.admin import Escalation, PolicyDocument, RateLimits, WireModel
 from pydantic import Field, ValidationError
 
 

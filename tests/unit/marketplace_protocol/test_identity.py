@@ -6,8 +6,8 @@ import stat
 from pathlib import Path
 
 import pytest
-from marketplace_node import identity
-from marketplace_node.errors import (
+from marketplace_protocol import identity
+from marketplace_protocol.errors import (
     BadSignature,
     InvalidInput,
 )

@@ -19,7 +19,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from marketplace_node.errors import BadSignature, InvalidInput
+from marketplace_protocol.errors import BadSignature, InvalidInput
 
 PEER_ID_PREFIX = "mp"
 _PEER_ID_RE = re.compile(r"^mp[a-z2-7]{52}$")
