@@ -303,6 +303,11 @@ up() {
     --unsafe-no-fsync --log-level warn
   # A dev cluster: fsync off trades crash-durability for speed on a shared disk.
 
+  # One started by an older checkout lacks the admission plugins below: restart it.
+  if alive "$pids/kube-apiserver.pid" &&
+    [[ "$(tr '\0' ' ' <"/proc/$(cut -d' ' -f1 "$pids/kube-apiserver.pid")/cmdline")" != *PodTolerationRestriction* ]]; then
+    stop "$pids/kube-apiserver.pid"
+  fi
   start kube-apiserver "$bin/kube-apiserver" \
     --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
     --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \

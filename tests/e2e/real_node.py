@@ -3,10 +3,14 @@ label, its script, and the images it holds."""
 
 from __future__ import annotations
 
+import functools
+import json
 import os
+import subprocess
 from dataclasses import dataclass
 
-from e2e_helpers import ROOT
+import pytest
+from e2e_helpers import ROOT, Kubectl
 
 REAL_NODE = os.environ.get("REAL_NODE_NAME", "real-node")
 LABEL = "marketplace.p2p.dev/real-kubelet"
@@ -17,3 +21,31 @@ SCRIPT = ROOT / "hack" / "real-node.sh"
 class Images:
     node: str
     operator: str
+
+
+@functools.cache
+def up() -> Images:
+    """The real Node is up (idempotent) and holds the working tree's images."""
+    _script("up", timeout=900)
+    node, operator = _script("images", timeout=900).split()
+    return Images(node=node, operator=operator)
+
+
+def place_pods(kubectl: Kubectl, namespace: str) -> None:
+    """Every pod of `namespace` on the real Node, by the PodNodeSelector and
+    PodTolerationRestriction admission plugins: nothing the operator renders changes."""
+    toleration = {"key": LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
+    kubectl(
+        "annotate", "--overwrite", "namespace", namespace,
+        f"scheduler.alpha.kubernetes.io/node-selector={LABEL}=true",
+        f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps([toleration])}",
+    )  # fmt: skip
+
+
+def _script(*args: str, timeout: float) -> str:
+    done = subprocess.run(
+        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
+    )
+    if done.returncode != 0:
+        pytest.fail(f"hack/real-node.sh {' '.join(args)} failed:\n{done.stderr[-4000:]}")
+    return done.stdout

@@ -11,15 +11,14 @@ operator's pods included, with no change to what the operator renders.
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import real_node
 from e2e_helpers import Kubectl, OperatorProcess
-from real_node import LABEL, SCRIPT, Images
+from real_node import Images
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -31,32 +30,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(skip)
 
 
-def _script(*args: str, timeout: float) -> str:
-    done = subprocess.run(
-        [str(SCRIPT), *args], capture_output=True, text=True, timeout=timeout, check=False
-    )
-    if done.returncode != 0:
-        pytest.fail(f"hack/real-node.sh {' '.join(args)} failed:\n{done.stderr[-4000:]}")
-    return done.stdout
-
-
 @pytest.fixture(scope="session")
 def images(kubeconfig: str) -> Images:
-    """The real Node is up (idempotent) and holds the working tree's images."""
-    _script("up", timeout=900)
-    node, operator = _script("images", timeout=900).split()
-    return Images(node=node, operator=operator)
+    return real_node.up()
 
 
 @pytest.fixture
 def namespace(namespace: str, kubectl: Kubectl, images: Images) -> str:
     """The e2e namespace, with every pod of it placed on the real Node."""
-    toleration = {"key": LABEL, "operator": "Equal", "value": "true", "effect": "NoSchedule"}
-    kubectl(
-        "annotate", "namespace", namespace,
-        f"scheduler.alpha.kubernetes.io/node-selector={LABEL}=true",
-        f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps([toleration])}",
-    )  # fmt: skip
+    real_node.place_pods(kubectl, namespace)
     return namespace
 
 
