@@ -6,6 +6,7 @@
 #   hack/real-node.sh check     # can this machine run it? prints the reason when not (exit 1)
 #   hack/real-node.sh up        # start containerd and the kubelet; wait for the Node to be Ready
 #   hack/real-node.sh images    # build (cached) and import the `make images` images; print them
+#   hack/real-node.sh tag SRC DST  # give an imported image another name
 #   hack/real-node.sh down      # stop it and undo every change it made to the machine
 #   hack/real-node.sh status
 #
@@ -217,11 +218,18 @@ import_image() {
 
 # images: the `make images` images (built if the sources changed), imported; prints them.
 images() {
-  local refs ref tag name
+  local refs ref tag name archive
   refs="$("$root/hack/images.sh")"
   for ref in $refs; do
     tag="${ref##*:}" name="${ref%:*}"; name="${name##*/}"
-    import_image "$cache_dir/images/$name-$tag.tar" "$ref"
+    archive="$cache_dir/images/$name-$tag.tar"
+    if [[ ! -f "$archive" ]]; then
+      # Another checkout's images.sh keeps only its own tag's archives: save ours here.
+      archive="$rn/$name.tar"
+      buildah push --quiet "$ref" "docker-archive:$archive:$ref" >&2
+    fi
+    import_image "$archive" "$ref"
+    rm -f "$rn/$name.tar"
   done
   # Earlier builds are dead weight (containerd collects their layers).
   for ref in $(ctr_ images ls --quiet | grep -E '/marketplace-fleet/(node|operator):'); do
@@ -361,7 +369,9 @@ case "${1:-}" in
   check) check ;;
   up) lock_once; up ;;
   images) nodebin="$("$root/hack/build-node.sh")"; images ;;
+  # tag SOURCE TARGET: TARGET names SOURCE's image too (a "new" image for rollout tests).
+  tag) nodebin="$("$root/hack/build-node.sh" path)"; ctr_ images tag --force "$2" "$3" >/dev/null ;;
   down) lock_once; down ;;
   status) status ;;
-  *) echo "usage: $0 check|up|images|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 check|up|images|tag|down|status" >&2; exit 2 ;;
 esac

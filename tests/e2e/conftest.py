@@ -30,8 +30,6 @@ from marketplace_operator import errors, k8s
 from marketplace_protocol import identity
 
 pytestmark = pytest.mark.cluster
-# MARKETPLACE_E2E_ON_REAL_NODE=1: every test's pods on the real-kubelet Node (REAL_NODE=1).
-ON_REAL_NODE = bool(os.environ.get("MARKETPLACE_E2E_ON_REAL_NODE"))
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -100,7 +98,7 @@ def namespace(
     base = base.strip("-")
     name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
     kubectl("create", "namespace", name)
-    if ON_REAL_NODE:
+    if real_node.ON_REAL_NODE:
         real_node.place_pods(kubectl, name)
     yield name
     # With the operator gone, MarketplaceNode (and MarketplaceFleet) finalizers would hold
@@ -122,7 +120,7 @@ def operator_factory(
     made: list[OperatorProcess] = []
 
     def make(*extra: str) -> OperatorProcess:
-        if ON_REAL_NODE:
+        if real_node.ON_REAL_NODE:
             extra = ("--default-node-image", real_node.up().node, *extra)
         op = OperatorProcess(
             kubeconfig=kubeconfig,

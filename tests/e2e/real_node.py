@@ -15,6 +15,8 @@ from e2e_helpers import ROOT, Kubectl
 REAL_NODE = os.environ.get("REAL_NODE_NAME", "real-node")
 LABEL = "marketplace.p2p.dev/real-kubelet"
 SCRIPT = ROOT / "hack" / "real-node.sh"
+# MARKETPLACE_E2E_ON_REAL_NODE=1: every e2e test's pods on the real Node (REAL_NODE=1).
+ON_REAL_NODE = bool(os.environ.get("MARKETPLACE_E2E_ON_REAL_NODE"))
 
 
 @dataclass(frozen=True)
@@ -29,6 +31,12 @@ def up() -> Images:
     _script("up", timeout=900)
     node, operator = _script("images", timeout=900).split()
     return Images(node=node, operator=operator)
+
+
+def tag_image(source: str, target: str) -> None:
+    """`target` names `source`'s image on the real Node: a real kubelet runs only images
+    its runtime has (ours maps every tag of an image to the checkout)."""
+    _script("tag", source, target, timeout=60)
 
 
 def place_pods(kubectl: Kubectl, namespace: str) -> None:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 
 import loadgen
+import real_node
 from e2e_helpers import OperatorProcess
 from marketplace_operator import k8s
 from rollout_helpers import check_pods_owned, make_fleet, pod_uids, wait_rollout
@@ -28,6 +29,8 @@ def test_default_image_change_rolls_a_ten_node_fleet(
         (kube.get(k8s.PODS, namespace, n) or {})["spec"]["containers"][0]["image"] for n in names
     }
     assert NEW_IMAGE not in old_images
+    if real_node.ON_REAL_NODE:
+        real_node.tag_image(real_node.up().node, NEW_IMAGE)
 
     with loadgen.FleetWatch(kubeconfig, namespace, "ten", names) as watch:
         first.stop()

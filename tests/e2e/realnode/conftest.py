@@ -22,12 +22,17 @@ from real_node import Images
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if os.environ.get("MARKETPLACE_TEST_REAL_NODE"):
-        return
-    skip = pytest.mark.skip(reason="real-kubelet smoke set: run `make test-realnode`")
-    for item in items:
-        if item.path.is_relative_to(Path(__file__).parent):
+    here = [item for item in items if item.path.is_relative_to(Path(__file__).parent)]
+    if not os.environ.get("MARKETPLACE_TEST_REAL_NODE"):
+        skip = pytest.mark.skip(reason="real-kubelet smoke set: run `make test-realnode`")
+        for item in here:
             item.add_marker(skip)
+    else:
+        # The first test's setup may build and import the images (minutes on a busy
+        # machine; `make test-realnode` does it before pytest starts). Each test's own
+        # waits have deadlines of their own (at most 240 s).
+        for item in here:
+            item.add_marker(pytest.mark.timeout(900))
 
 
 @pytest.fixture(scope="session")
