@@ -100,3 +100,25 @@ def test_listening_everywhere_needs_an_advertised_url() -> None:
     everywhere = NodeSettings(host="0.0.0.0", advertise_url="http://10.0.0.5:7070")
     assert everywhere.public_url == "http://10.0.0.5:7070"
     assert NodeSettings(host="fd00::5", port=7070).public_url == "http://[fd00::5]:7070"
+
+
+def test_docs_list_every_setting_with_its_default() -> None:
+    """docs/node.md, "Defaults": one row per setting, the default as the model has it."""
+    text = (Path(__file__).parents[3] / "docs" / "node.md").read_text()
+    section = text.split("### Defaults", 1)[1].split("\n### ", 1)[0]
+    rows = {
+        cells[1].strip("` "): cells[2].strip()
+        for line in section.splitlines()
+        if line.startswith("| `") and len(cells := line.split("|")) > 3
+    }
+    assert set(rows) == {name.upper() for name in NodeSettings.model_fields}
+    for name, field in NodeSettings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        documented = rows[name.upper()]
+        if default in (None, []):
+            assert documented.startswith(("none", "`http://HOST:PORT`", "`DATA_DIR/")), name
+        elif isinstance(default, Path):
+            assert documented == f"`./{default}`", name
+        else:
+            shown = f"{default:g}" if isinstance(default, float) else str(default)
+            assert documented.strip("`") == shown, name

@@ -1,8 +1,10 @@
-"""Policy documents stay readable by nodes built before `tarpitSeconds` while it is 1 s."""
+"""Admin wire models: policy documents stay readable by nodes built before `tarpitSeconds`
+while it is 1 s, and the one docs/node.md shows is valid."""
 
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from marketplace_protocol.admin import Escalation, PolicyDocument, RateLimits, WireModel
@@ -47,3 +49,13 @@ def test_documents_round_trip_whatever_the_hold(seconds: float) -> None:
     again = PolicyDocument.model_validate_json(doc.model_dump_json(by_alias=True))
     assert again == doc
     assert again.rate_limits.escalation.tarpit_seconds == seconds
+
+
+def test_the_documented_policy_document_is_valid_and_spells_out_the_defaults() -> None:
+    """docs/node.md, "Policy": the example parses, and its rateLimits are the defaults."""
+    text = (Path(__file__).parents[4] / "docs" / "node.md").read_text()
+    section = text.split("## Policy: rate limits, bans, escalation", 1)[1]
+    example = section.split("```json\n", 1)[1].split("```", 1)[0]
+    doc = PolicyDocument.model_validate_json(example)
+    assert doc.rate_limits == RateLimits()
+    assert len(doc.bans) == 2
