@@ -33,6 +33,7 @@ from marketplace_node.admin import body
 from marketplace_node.membership import Membership
 from marketplace_node.model import (
     PACKAGE_KINDS,
+    QUERY_PARAMETERS,
     Announcement,
     Hello,
     Model,
@@ -226,18 +227,10 @@ async def get_content(request: web.Request) -> web.FileResponse:
 
 def query_from_params(request: web.Request) -> Query:
     params = request.rel_url.query
-    fields: dict[str, object] = {
-        "keywords": params.getall("q", []),
-        "tags": params.getall("tag", []),
-    }
-    for name, key in (
-        ("category", "category"),
-        ("min_downloads", "minDownloads"),
-        ("limit", "limit"),
-        ("cursor", "cursor"),
-    ):
-        if key in params:
-            fields[name] = params[key]
+    fields: dict[str, object] = {}
+    for param, (name, many) in QUERY_PARAMETERS.items():
+        if param in params:
+            fields[name] = params.getall(param) if many else params[param]
     return Query.model_validate(fields)
 
 
@@ -297,7 +290,7 @@ async def subscribe(request: web.Request) -> web.StreamResponse:
     service = request.app[SERVICE]
     query = query_from_params(request)
     raw_cursor = request.headers.get("Last-Event-ID") or request.rel_url.query.get("cursor") or "0"
-    if not raw_cursor.isdigit() or len(raw_cursor) > 19:
+    if not raw_cursor.isdigit() or len(raw_cursor) > 19 or int(raw_cursor) > limits.SEQ_MAX:
         raise InvalidInput("cursor must be a change sequence number")
     sub = service.hub.open(query)
     response = web.StreamResponse(
@@ -402,8 +395,8 @@ async def p2p_changes(request: web.Request) -> web.Response:
         limit = int(params.get("limit", str(limits.SYNC_PAGE_MAX)))
     except ValueError as exc:
         raise InvalidInput("after and limit must be integers") from exc
-    if after < 0 or not 1 <= limit <= limits.SYNC_PAGE_MAX:
-        raise InvalidInput("after >= 0 and 1 <= limit <= SYNC_PAGE_MAX")
+    if not 0 <= after <= limits.SEQ_MAX or not 1 <= limit <= limits.SYNC_PAGE_MAX:
+        raise InvalidInput("0 <= after <= SEQ_MAX and 1 <= limit <= SYNC_PAGE_MAX")
     return json_response(await sync.serve(request.app[SERVICE], after, limit))
 
 

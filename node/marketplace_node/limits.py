@@ -32,6 +32,7 @@ NONCE_MAX: Final = 64
 SIGNATURE_HEADER_MAX: Final = 1_024
 PEER_EXCHANGE_MAX: Final = 32  # peers returned by one hello
 SYNC_PAGE_MAX: Final = 500
+SEQ_MAX: Final = 2**63 - 1  # change sequence numbers are SQLite integers
 SEEN_CACHE_MAX: Final = 100_000
 SEEN_CACHE_TTL_SECONDS: Final = 3_600.0
 PROVIDER_TTL_MAX_SECONDS: Final = 24 * 3_600.0

@@ -13,7 +13,7 @@ import enum
 import hashlib
 import json
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Final
 
 from marketplace_protocol import identity
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
@@ -279,6 +279,17 @@ class Query(Model):
     min_downloads: int | None = Field(default=None, ge=0, le=limits.DOWNLOADS_MAX)
     limit: int = Field(default=limits.PAGE_LIMIT_DEFAULT, ge=1, le=limits.PAGE_LIMIT_MAX)
     cursor: str | None = Field(default=None, max_length=limits.CURSOR_MAX)
+
+
+QUERY_PARAMETERS: Final[dict[str, tuple[str, bool]]] = {
+    "q": ("keywords", True),
+    "tag": ("tags", True),
+    "category": ("category", False),
+    "minDownloads": ("min_downloads", False),
+    "limit": ("limit", False),
+    "cursor": ("cursor", False),
+}
+"""The URL form of a `Query` (search, subscribe): parameter -> (field, may repeat)."""
 
 
 class ProviderView(Model):

@@ -8,8 +8,10 @@ from marketplace_protocol.admin import ErrorBody
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from marketplace_node import limits
 from marketplace_node.admin import openapi as admin_openapi
 from marketplace_node.model import (
+    QUERY_PARAMETERS,
     Announcement,
     ChangePage,
     Hello,
@@ -48,6 +50,67 @@ def _ref(name: str) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+PATH_PARAMETERS: dict[str, dict[str, Any]] = {
+    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},  # model.PackageId
+    "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},  # model.Digest
+}
+
+
+def _query(name: str, schema: dict[str, Any], description: str = "") -> dict[str, Any]:
+    parameter = {"name": name, "in": "query", "required": False, "schema": schema}
+    return parameter | ({"description": description} if description else {})
+
+
+def _not_null(schema: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent, never null: drop the `null` branch of an optional field."""
+    branches = [s for s in schema.get("anyOf", ()) if s.get("type") != "null"]
+    bare = {k: v for k, v in schema.items() if k not in ("anyOf", "default", "title")}
+    return {**bare, **branches[0]} if len(branches) == 1 else bare
+
+
+def query_parameters() -> list[dict[str, Any]]:
+    """`Query` as URL parameters (`model.QUERY_PARAMETERS`), schemas from the model's."""
+    properties = Query.model_json_schema(by_alias=True)["properties"]
+    out = []
+    for param, (field, many) in QUERY_PARAMETERS.items():
+        schema = _not_null(properties[Query.model_fields[field].alias or field])
+        if not many:
+            out.append(_query(param, schema))
+            continue
+        out.append(_query(param, schema, "repeat for several") | {"explode": True})
+    return out
+
+
+SEQ = {"type": "string", "pattern": "^[0-9]{1,19}$"}
+SUBSCRIBE_PARAMETERS = [
+    *(p for p in query_parameters() if p["name"] != "cursor"),
+    _query("cursor", SEQ, "resume after this change sequence number (or Last-Event-ID)"),
+]
+CHANGES_PARAMETERS = [
+    _query(
+        "after",
+        {"type": "integer", "minimum": 0, "maximum": limits.SEQ_MAX},
+        "change sequence number; default 0",
+    ),
+    _query(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": limits.SYNC_PAGE_MAX},
+        f"page size; default {limits.SYNC_PAGE_MAX}",
+    ),
+]
+
+
+def with_parameters(path: str, item: dict[str, Any]) -> dict[str, Any]:
+    """`item` with its path template's parameters declared (OpenAPI requires them)."""
+    names = [part[1:-1] for part in path.split("/") if part.startswith("{")]
+    if not names:
+        return item
+    declared = [
+        {"name": n, "in": "path", "required": True, "schema": PATH_PARAMETERS[n]} for n in names
+    ]
+    return {"parameters": declared, **item}
+
+
 def _op(
     summary: str,
     *,
@@ -55,9 +118,11 @@ def _op(
     body: str | None = None,
     status: str = "200",
     signed: bool = False,
+    parameters: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     op: dict[str, Any] = {
         "summary": summary,
+        **({"parameters": parameters} if parameters else {}),
         "responses": {
             status: {
                 "description": "OK",
@@ -120,15 +185,13 @@ def paths() -> dict[str, Any]:
             "get": _op("content, fetched from the best provider and verified if not local")
         },
         "/api/v1/search": {
-            "get": _op(
-                "search; params q (repeat), tag (repeat), category, minDownloads, limit, cursor",
-                ok="SearchPage",
-            ),
+            "get": _op("search", ok="SearchPage", parameters=query_parameters()),
             "post": _op("search with a Query body", ok="SearchPage", body="Query"),
         },
         "/api/v1/subscribe": {
             "get": _op(
-                "server-sent events of matching packages; resume with Last-Event-ID or cursor"
+                "server-sent events of matching packages; resume with Last-Event-ID or cursor",
+                parameters=SUBSCRIBE_PARAMETERS,
             )
         },
         "/api/v1/peers": {"get": _op("known peers with reputation")},
@@ -146,6 +209,7 @@ def paths() -> dict[str, Any]:
                 "change log page after a sequence number (anti-entropy)",
                 ok="ChangePage",
                 signed=True,
+                parameters=CHANGES_PARAMETERS,
             )
         },
         "/p2p/v1/content/{digest}": {"get": _op("raw content by digest", signed=True)},
@@ -168,7 +232,10 @@ def document() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "marketplace-node", "version": "v1"},
-        "paths": paths() | admin_openapi.PATHS,
+        "paths": {
+            path: with_parameters(path, item)
+            for path, item in (paths() | admin_openapi.PATHS).items()
+        },
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
+from marketplace_node import signing
 from marketplace_node.config import NodeSettings
+from marketplace_protocol import identity
 from marketplace_protocol.admin import ErrorBody
 
 from tests.support.node_server import serving
@@ -33,3 +36,20 @@ async def test_an_upload_that_does_not_match_its_digest_is_the_clients_400(
             assert (resp.status, error.code, error.retryable) == (400, "invalid_input", False)
         async with http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=b"the content") as ok:
             assert ok.status == 201
+
+
+async def test_a_change_sequence_beyond_sqlites_integers_is_a_400(server: TestServer) -> None:
+    """Was a 500: `after=2**63` (schemathesis, negative mode) overflowed the SQLite query."""
+    peer = identity.Identity.generate()
+    query = f"after={2**63}"
+    headers = signing.sign_request(
+        peer, method="GET", path="/p2p/v1/changes", query=query, created=int(time.time())
+    )
+    async with aiohttp.ClientSession() as http:
+        async with http.get(server.make_url(f"/p2p/v1/changes?{query}"), headers=headers) as resp:
+            error = ErrorBody.model_validate_json(await resp.read())
+            assert (resp.status, error.code) == (400, "invalid_input")
+        cursor = server.make_url(f"/api/v1/subscribe?cursor={2**64 - 1}")
+        async with http.get(cursor) as resp:
+            error = ErrorBody.model_validate_json(await resp.read())
+            assert (resp.status, error.code) == (400, "invalid_input")
