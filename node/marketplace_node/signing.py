@@ -2,8 +2,9 @@
 
 Why our own subset: the maintained `http-message-signatures` package targets
 `requests`-style message objects and would need adapters on both the aiohttp
-client and server side; the subset below is small enough to read in one go and
-is wire-compatible with RFC 9421 for what it covers.
+client and server side; the subset below is small enough to read in one go.
+It is checked against RFC 9421's own Ed25519 example (Appendix B.2.6) and, in
+both directions, against that package (tests/unit/marketplace_node/test_signing.py).
 
 Every peer request carries (RFC 9421 §2, §4; RFC 9530 for the digest)::
 
@@ -13,7 +14,10 @@ Every peer request carries (RFC 9421 §2, §4; RFC 9530 for the digest)::
     Signature: sig1=:<base64 Ed25519 signature of the signature base>:
 
 The signature base is the RFC 9421 one: one `"<component>": <value>` line per
-covered component and a final `"@signature-params": <inner list>` line.
+covered component and a final `"@signature-params": <inner list>` line, the
+inner list as the sender serialized it: its parameters may come in any order
+(the receiver requires `created`, `nonce` and `keyid`, allows `alg="ed25519"`,
+and refuses any other), and any one signature label is accepted.
 `keyid` is the sender's self-certifying peer id (see `identity`), so no key
 lookup is needed. The receiver refuses, with typed errors:
 
@@ -34,7 +38,7 @@ import hashlib
 import re
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from marketplace_protocol import identity
 from marketplace_protocol.clock import Clock
@@ -44,38 +48,57 @@ from marketplace_node import limits
 from marketplace_node.compact import TtlSet
 
 COMPONENTS = ("@method", "@path", "@query", "content-digest")
-_COVERED = "(" + " ".join(f'"{c}"' for c in COMPONENTS) + ")"
+_LABEL = r"[a-z][a-z0-9_.-]{0,31}"
 _INPUT_RE = re.compile(
-    r'^sig1=\("@method" "@path" "@query" "content-digest"\)'
-    r";created=(?P<created>[0-9]{1,12})"
-    rf';nonce="(?P<nonce>[0-9a-f]{{16,{limits.NONCE_MAX}}})"'
-    r';keyid="(?P<keyid>[a-z0-9]{8,128})"'
-    r';alg="ed25519"$'
+    rf"^(?P<label>{_LABEL})="
+    r'(?P<params>\("@method" "@path" "@query" "content-digest"\)'
+    r'(?:;[a-z]{1,8}=(?:[0-9]{1,12}|"[^"\\]{0,200}")){3,4})$'
 )
-_SIGNATURE_RE = re.compile(r"^sig1=:(?P<sig>[A-Za-z0-9+/=]{1,200}):$")
+_PARAM_RE = re.compile(r';([a-z]{1,8})=([0-9]{1,12}|"[^"\\]{0,200}")')
+_SIGNATURE_RE = re.compile(rf"^(?P<label>{_LABEL})=:(?P<sig>[A-Za-z0-9+/=]{{1,200}}):$")
+_NONCE_RE = re.compile(rf"^[0-9a-f]{{16,{limits.NONCE_MAX}}}$")
+_KEYID_RE = re.compile(r"^[a-z0-9]{8,128}$")
 
 
 def content_digest(body: bytes) -> str:
     return "sha-256=:" + base64.b64encode(hashlib.sha256(body).digest()).decode() + ":"
 
 
-def _query_component(query: str) -> str:
-    return "?" + query
+def signature_params(components: Sequence[str], **params: int | str) -> str:
+    """`("<component>" ...);name=value...`: integers bare, strings quoted (RFC 8941)."""
+    inner = "(" + " ".join(f'"{c}"' for c in components) + ")"
+    return inner + "".join(
+        f";{name}={value}" if isinstance(value, int) else f';{name}="{value}"'
+        for name, value in params.items()
+    )
 
 
-def _params(*, created: int, nonce: str, keyid: str) -> str:
-    return f'{_COVERED};created={created};nonce="{nonce}";keyid="{keyid}";alg="ed25519"'
-
-
-def signature_base(*, method: str, path: str, query: str, digest: str, params: str) -> bytes:
-    lines = [
-        f'"@method": {method.upper()}',
-        f'"@path": {path}',
-        f'"@query": {_query_component(query)}',
-        f'"content-digest": {digest}',
-        f'"@signature-params": {params}',
-    ]
+def signature_base(covered: Sequence[tuple[str, str]], params: str) -> bytes:
+    """RFC 9421 §2.5: a `"<component>": <value>` line each, then `"@signature-params"`."""
+    lines = [f'"{name}": {value}' for name, value in covered]
+    lines.append(f'"@signature-params": {params}')
     return "\n".join(lines).encode()
+
+
+def _request_base(*, method: str, path: str, query: str, digest: str, params: str) -> bytes:
+    values = (method.upper(), path, "?" + query, digest)
+    return signature_base(list(zip(COMPONENTS, values, strict=True)), params)
+
+
+def _parse_params(serialized: str) -> dict[str, str]:
+    """The parameters of our inner list, refusing duplicates and unknown names."""
+    found: dict[str, str] = {}
+    for name, value in _PARAM_RE.findall(serialized):
+        if name in found or name not in ("created", "nonce", "keyid", "alg"):
+            raise BadSignature(f"unexpected or repeated signature parameter {name!r}")
+        found[name] = value.strip('"')
+    if not {"created", "nonce", "keyid"} <= set(found) or not found["created"].isdigit():
+        raise BadSignature("signature parameters need created, nonce and keyid")
+    if not (_NONCE_RE.match(found["nonce"]) and _KEYID_RE.match(found["keyid"])):
+        raise BadSignature("malformed nonce or keyid")
+    if found.get("alg", "ed25519") != "ed25519":
+        raise BadSignature("only alg=ed25519 is accepted")
+    return found
 
 
 def sign_request(
@@ -91,8 +114,10 @@ def sign_request(
     """The three headers that sign one request; `query` is the raw query string without `?`."""
     nonce = nonce or secrets.token_hex(16)
     digest = content_digest(body)
-    params = _params(created=created, nonce=nonce, keyid=ident.peer_id)
-    base = signature_base(method=method, path=path, query=query, digest=digest, params=params)
+    params = signature_params(
+        COMPONENTS, created=created, nonce=nonce, keyid=ident.peer_id, alg="ed25519"
+    )
+    base = _request_base(method=method, path=path, query=query, digest=digest, params=params)
     signature = base64.b64encode(ident.sign(base)).decode()
     return {
         "Content-Digest": digest,
@@ -136,16 +161,18 @@ def verify_request(
         raise BadSignature("signature headers too long")
     match = _INPUT_RE.fullmatch(sig_input)
     sig_match = _SIGNATURE_RE.fullmatch(sig_header)
-    if match is None or sig_match is None:
+    if match is None or sig_match is None or match["label"] != sig_match["label"]:
         raise BadSignature("missing or malformed Signature-Input/Signature")
-    created = int(match["created"])
+    params = _parse_params(match["params"])
+    created = int(params["created"])
     if not abs(now_wall - created) <= skew:
         raise StaleRequest("request `created` outside the accepted clock-skew window")
     if digest != content_digest(body):
         raise BadSignature("Content-Digest does not match the body")
-    keyid, nonce = match["keyid"], match["nonce"]
-    params = _params(created=created, nonce=nonce, keyid=keyid)
-    base = signature_base(method=method, path=path, query=query, digest=digest, params=params)
+    keyid, nonce = params["keyid"], params["nonce"]
+    base = _request_base(
+        method=method, path=path, query=query, digest=digest, params=match["params"]
+    )
     try:
         signature = base64.b64decode(sig_match["sig"], validate=True)
     except ValueError as exc:
