@@ -51,12 +51,13 @@ generate: venv ## regenerate crds/ and docs/api-reference.md from the models
 	$(PY) -m marketplace_operator.apiref
 
 .PHONY: lint
-lint: venv ## ruff, mypy (strict), import contracts
+lint: venv ## ruff, mypy (strict), import contracts, dead code (vulture)
 	ruff check .
 	ruff format --check .
 	mypy protocol/marketplace_protocol node/marketplace_node operator/marketplace_operator \
 	  plugin/marketplace_kubectl hack/local_kubelet tests bench
 	lint-imports
+	vulture
 
 .PHONY: fmt
 fmt: venv ## format and autofix

@@ -50,10 +50,6 @@ def bind(**fields: object) -> Iterator[None]:
         _context.reset(token)
 
 
-def current_context() -> Mapping[str, object]:
-    return _context.get()
-
-
 def _field(name: str, value: object) -> object:
     shorten = _SHORTEN.get(name)
     if shorten is not None and (value is None or isinstance(value, str)):

@@ -49,10 +49,6 @@ class PeerTable:
         """Peers we count on: known, and not failing (fewer than `max_failures` in a row)."""
         return {p.peer_id for p in self._peers.values() if p.failures < self.max_failures}
 
-    def address_of(self, peer_id: str) -> str | None:
-        peer = self._peers.get(peer_id)
-        return peer.address if peer else None
-
     def seen(self, peer_id: str, address: str, now: float, *, pinned: bool = False) -> bool:
         """Record a sign of life; returns False if the table had no room for a new peer."""
         peer = self._peers.get(peer_id)

@@ -1,8 +1,8 @@
 """The operator's error tree: every failure of the API server or a node, classified.
 
 Adapters (k8s.py, nodeclient.py) raise only these; `retriable` says whether trying
-again later can help. `to_kopf` (handlers/) is the one place they become kopf's
-TemporaryError / PermanentError.
+again later can help, and their callers decide with it (the node loop tries again on
+its next pass, the policy propagation retries a push).
 """
 
 from __future__ import annotations

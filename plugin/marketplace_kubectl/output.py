@@ -9,7 +9,6 @@ from typing import Any
 
 import yaml
 
-FORMATS = ("table", "wide", "json", "yaml")
 NONE = "<none>"
 
 

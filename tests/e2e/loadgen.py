@@ -66,7 +66,6 @@ class PodState:
     ip: str | None
     port: int
     ready: bool
-    owner_uids: tuple[str, ...]
 
 
 class FleetWatch:
@@ -137,7 +136,6 @@ class FleetWatch:
             ip=pod.status.pod_ip,
             port=int(ports[0].container_port) if ports else 7070,
             ready=_ready(pod),
-            owner_uids=tuple(o.uid for o in pod.metadata.owner_references or []),
         )
 
     def _sample(self) -> None:
@@ -185,16 +183,6 @@ class FleetWatch:
     def snapshot(self) -> dict[str, PodState]:
         with self._lock:
             return dict(self.pods)
-
-
-def endpointslices_publish_loopback(kubeconfig: str, namespace: str) -> bool:
-    """Do this cluster's EndpointSlices carry the fleet's endpoints (not on the local cluster)?"""
-    api = client.DiscoveryV1Api(api_client(kubeconfig))
-    try:
-        slices = api.list_namespaced_endpoint_slice(namespace, label_selector=APP_SELECTOR)
-        return any(s.endpoints for s in slices.items)
-    finally:
-        api.api_client.close()
 
 
 class SliceEndpoints:

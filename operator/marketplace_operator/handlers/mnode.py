@@ -12,7 +12,7 @@ import asyncio
 import concurrent.futures
 import logging
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
@@ -350,8 +350,3 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     if ctx is not None:
         await ctx.nodes.close()
         ctx.kube.close()
-
-
-def fleet_nodes(index: kopf.Index[Any, Any], namespace: str | None, fleet: str) -> Iterable[str]:
-    """Names of the fleet's members that have a pod (for the policy and rollout handlers)."""
-    return sorted({m.node for m in index.get((namespace, fleet)) or ()})

@@ -22,7 +22,6 @@ VERSION = "v1alpha1"
 API_VERSION = f"{GROUP}/{VERSION}"
 LABEL_PREFIX = f"{GROUP}/"
 
-DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
 FLEET_NAME_MAX = 50
 """One limit for a fleet's name, wherever it is written: the longest derived name
 (`<fleet>-policy-<n>` for a policy shard ConfigMap, the `-auto` BanList) must stay a

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -59,11 +59,10 @@ class Problem:
 
 @dataclass(frozen=True)
 class Effective:
-    """The result: the content (None when a problem prevents applying) and why each leaf won."""
+    """The result: the content (None when a problem prevents applying) and what selected it."""
 
     content: PolicyContent | None
     problems: tuple[Problem, ...] = ()
-    limit_sources: dict[str, str] = field(default_factory=dict)  # leaf path -> policy name
     ban_lists: tuple[str, ...] = ()  # names of the BanLists that selected the fleet
     rate_limit_policies: tuple[str, ...] = ()  # names of the policies that selected it
 
@@ -194,12 +193,11 @@ def effective_policy(
     them and a user's longer ban pins them.
     """
     bans = effective_bans(fleet, banlists, now)
-    limits, sources, problems = merge_limits(fleet, ratelimitpolicies)
+    limits, _, problems = merge_limits(fleet, ratelimitpolicies)
     content = None if limits is None else PolicyContent(bans=bans, rate_limits=limits)
     return Effective(
         content=content,
         problems=problems,
-        limit_sources=sources,
         ban_lists=tuple(sorted(b.name for b in banlists if b.spec.selects(fleet))),
         rate_limit_policies=tuple(
             sorted(p.name for p in ratelimitpolicies if p.spec.selects(fleet))

@@ -273,7 +273,6 @@ class PolicyWorker:
             except errors.NotFound:
                 log.info("fleet %s has no policy ConfigMap yet; waiting for its first node", key)
                 return
-        computed = self._clock.monotonic()
         digest = await self._cpu(content_hash, effective.content, size=len(effective.content.bans))
         version = next_version(
             fleet.stored, digest, floor=max([fleet.floor, *fleet.applied.values()])
