@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from marketplace_protocol.admin import ErrorBody
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import models_json_schema
 
 from marketplace_node import limits
@@ -14,11 +14,14 @@ from marketplace_node.model import (
     QUERY_PARAMETERS,
     Announcement,
     ChangePage,
+    Digest,
     Hello,
     HelloReply,
+    Name,
     NameRecord,
     NodeInfo,
     OwnerView,
+    PackageId,
     PackageMeta,
     PackageView,
     PeerView,
@@ -51,8 +54,8 @@ def _ref(name: str) -> dict[str, Any]:
 
 
 PATH_PARAMETERS: dict[str, dict[str, Any]] = {
-    "id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},  # model.PackageId
-    "digest": {"type": "string", "pattern": "^[0-9a-f]{64}$"},  # model.Digest
+    name: TypeAdapter(kind).json_schema()
+    for name, kind in (("id", PackageId), ("digest", Digest), ("name", Name))
 }
 
 
@@ -176,8 +179,15 @@ def paths() -> dict[str, Any]:
         },
         "/api/v1/names/{name}/resolve": {
             "get": _op(
-                "param want: an exact version, `latest` (default) or an npm range such as ^1.2",
+                "the version of a name that `want` selects",
                 ok="PackageView",
+                parameters=[
+                    _query(
+                        "want",
+                        {"type": "string", "minLength": 1, "maxLength": limits.VERSION_MAX},
+                        "an exact version, `latest` (default) or an npm range such as ^1.2",
+                    )
+                ],
             )
         },
         "/api/v1/packages/{id}": {"get": _op("a package with its providers", ok="PackageView")},

@@ -25,6 +25,7 @@ def test_every_query_parameter_is_declared() -> None:
     assert set(_parameters("/api/v1/search", "get")) == set(QUERY_PARAMETERS)
     assert set(_parameters("/api/v1/subscribe", "get")) == set(QUERY_PARAMETERS)
     assert set(_parameters("/p2p/v1/changes", "get")) == {"after", "limit"}
+    assert set(_parameters("/api/v1/names/{name}/resolve", "get")) == {"name", "want"}
     repeatable = {name for name, (_, many) in QUERY_PARAMETERS.items() if many}
     search = _parameters("/api/v1/search", "get")
     assert {name for name, p in search.items() if p["schema"]["type"] == "array"} == repeatable
