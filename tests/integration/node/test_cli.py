@@ -55,7 +55,9 @@ def nodes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeCluster]:
 
 
 def publish(cluster: NodeCluster, index: int, tmp_path: Path, content: bytes) -> str:
-    source = tmp_path / f"pkg{index}"
+    """Publish `content` from node `index` under a name of its own: names are fleet-wide, and
+    a name's version holds one content only."""
+    source = tmp_path / f"pkg-{hashlib.sha256(content).hexdigest()[:12]}"
     source.write_bytes(content)
     node = cluster.nodes[index]
     published = node.cli("publish", str(source), "--name", source.name, "--version", "1.0")
