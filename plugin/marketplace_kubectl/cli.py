@@ -30,6 +30,7 @@ from marketplace_kubectl import bans, nodeaccess, output, report, rollout, statu
 
 EXIT_OK = 0
 EXIT_ERROR = 1
+EXIT_USAGE = 2
 POLL_SECONDS = 1.0
 
 
