@@ -11,6 +11,8 @@ from marketplace_node import cli
 from marketplace_node.api_client import CliError, Exit
 from marketplace_node.config import NodeSettings
 
+from tests.support import docs
+
 
 def test_flags_override_env_override_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     file = tmp_path / "node.yaml"
@@ -104,7 +106,7 @@ def test_listening_everywhere_needs_an_advertised_url() -> None:
 
 def test_docs_list_every_setting_with_its_default() -> None:
     """docs/node.md, "Defaults": one row per setting, the default as the model has it."""
-    text = (Path(__file__).parents[3] / "docs" / "node.md").read_text()
+    text = docs.read("node.md")
     section = text.split("### Defaults", 1)[1].split("\n### ", 1)[0]
     rows = {
         cells[1].strip("` "): cells[2].strip()

@@ -4,11 +4,12 @@ while it is 1 s, and the one docs/node.md shows is valid."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from marketplace_protocol.admin import Escalation, PolicyDocument, RateLimits, WireModel
 from pydantic import Field, ValidationError
+
+from tests.support import docs
 
 
 class EscalationBeforeTarpit(WireModel):
@@ -53,7 +54,7 @@ def test_documents_round_trip_whatever_the_hold(seconds: float) -> None:
 
 def test_the_documented_policy_document_is_valid_and_spells_out_the_defaults() -> None:
     """docs/node.md, "Policy": the example parses, and its rateLimits are the defaults."""
-    text = (Path(__file__).parents[4] / "docs" / "node.md").read_text()
+    text = docs.read("node.md")
     section = text.split("## Policy: rate limits, bans, escalation", 1)[1]
     example = section.split("```json\n", 1)[1].split("```", 1)[0]
     doc = PolicyDocument.model_validate_json(example)
