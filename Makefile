@@ -114,6 +114,12 @@ test: lint test-unit test-lowest test-integration test-e2e test-images test-real
 bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots
 	KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench
 
+.PHONY: bench-scale
+bench-scale: venv k8s-binaries ## the operator at 100/300/1,000 nodes on the node farm (restarts the local cluster with SIMULATE_NODES=1)
+	hack/cluster.sh down
+	SIMULATE_NODES=1 KUBELET_MAX_PODS=1100 KUBELET_CPU=1000 KUBELET_MEMORY=4000Gi hack/cluster.sh up
+	SIMULATE_NODES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench scale
+
 .PHONY: clean
 clean: cluster-down ## stop the cluster and remove local state (keeps caches)
 	rm -rf .cluster

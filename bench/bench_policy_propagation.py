@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import urllib3
@@ -64,7 +64,10 @@ from marketplace_operator.policy.versioning import PolicyVersion, content_hash, 
 from marketplace_operator.render.policy import configmap_patch
 from marketplace_protocol.identity import Identity
 
-from bench import cluster
+from bench import cluster, report
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 N = int(os.environ.get("BENCH_POLICY_NODES", "50"))
 TRIALS = int(os.environ.get("BENCH_POLICY_TRIALS", "15"))
@@ -403,6 +406,22 @@ def _report(push: Samples, cm: Samples, watched: Samples) -> int:
     print(f"ConfigMap(real kubelet) / push, p50:  {vs_cm:6.1f}x (target >= {target_cm}x)")
     print(f"push / direct watch, p99:             {vs_watch:6.2f}x (target <= {TARGET_VS_WATCH}x)")
     met = p99 < TARGET_P99 and vs_cm >= TARGET_VS_CONFIGMAP and vs_watch <= TARGET_VS_WATCH
+
+    def draw(ax: Axes) -> None:
+        for label, values in (
+            ("push (operator -> admin API)", push.node),
+            ("direct watch (lower bound)", watched.node),
+            ("ConfigMap, local kubelet", cm.node),
+            ("ConfigMap, real kubelet (modelled)", modelled_nodes),
+        ):
+            xs = sorted(values)
+            ax.step(xs, [(i + 1) / len(xs) for i in range(len(xs))], where="post", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("seconds from the policy change until a node enforces it")
+        ax.set_ylabel("share of (node, trial)")
+        ax.legend()
+
+    report.plot("policy-propagation-cdf", "Policy propagation to each node (CDF)", draw)
     return 0 if met else 1
 
 

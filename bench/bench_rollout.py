@@ -27,12 +27,15 @@ import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from marketplace_operator import k8s
 from marketplace_operator.settings import DEFAULT_NODE_IMAGE, Settings
 
-from bench import cluster
+from bench import cluster, report
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
 
 # The load generator is shared with the e2e tests.
 sys.path.insert(0, str(cluster.ROOT / "tests" / "e2e"))
@@ -136,12 +139,42 @@ def _breakdown(watch: loadgen.FleetWatch, old: dict[str, str]) -> dict[str, floa
         parts["deleted_to_new"].append(t_new - t_del)
         parts["start"].append(t_ready - t_new)
         windows.append((t_out, t_ready))
+    _timeline(watch, old)
     windows.sort()
     gaps = [nxt[0] - prev[1] for prev, nxt in itertools.pairwise(windows)]
     out = {k: statistics.mean(v) for k, v in parts.items()}
     out["gap"] = statistics.mean(gaps) if gaps else 0.0
     out["overhead"] = out["out_to_deleted"] + out["deleted_to_new"] + out["gap"]
     return out
+
+
+def _timeline(watch: loadgen.FleetWatch, old: dict[str, str]) -> None:
+    """The rollout as one bar per node (out of service -> deleted -> new pod -> Ready), for the
+    report: the overlap of bars is how many nodes were down at once."""
+    rows = []
+    for name, old_uid in old.items():
+        mine = [e for e in watch.events if e.name == name]
+        rows.append(
+            (
+                next(e.at for e in mine if e.uid == old_uid and not e.ready),
+                next(e.at for e in mine if e.uid == old_uid and (e.deleting or e.gone)),
+                next(e.at for e in mine if e.uid != old_uid),
+                next(e.at for e in mine if e.uid != old_uid and e.ready),
+            )
+        )
+    rows.sort()
+    zero = rows[0][0]
+
+    def draw(ax: Axes) -> None:
+        parts = (("settle + drain", "tab:orange"), ("replace", "tab:red"), ("start", "tab:blue"))
+        for y, times in enumerate(rows):
+            for (label, colour), (a, b) in zip(parts, itertools.pairwise(times), strict=True):
+                ax.barh(y, b - a, left=a - zero, color=colour, label=label if y == 0 else None)
+        ax.set_xlabel("seconds since the first node left service")
+        ax.set_ylabel("node (in rollout order)")
+        ax.legend()
+
+    report.plot("rollout-timeline", f"Rolling restart of {len(rows)} nodes (ours)", draw)
 
 
 def _all_new(kube: k8s.Kube, namespace: str, old: dict[str, str]) -> bool:
@@ -200,13 +233,13 @@ def main() -> int:
         kube.close()
 
     print(f"rolling restart of {N} nodes under {RATE:.0f} searches/s to ready pods:")
-    for label, took, report, worst in (
+    for label, took, load, worst in (
         ("ours (MarketplaceFleet)", ours, ours_report, worst_ours),
         ("StatefulSet RollingUpdate", theirs, theirs_report, worst_theirs),
     ):
         print(
-            f"  {label:27s} {took:6.1f} s, {len(report.failures):3d} failed of "
-            f"{report.total} requests, at most {worst} node(s) unavailable"
+            f"  {label:27s} {took:6.1f} s, {len(load.failures):3d} failed of "
+            f"{load.total} requests, at most {worst} node(s) unavailable"
         )
     print(
         f"  ours per node (mean): out of service -> deleted {parts['out_to_deleted']:.2f} s"

@@ -385,6 +385,7 @@ up() {
     ${KUBELET_MAX_PODS:+LOCAL_KUBELET_MAX_PODS="$KUBELET_MAX_PODS"} \
     ${KUBELET_CPU:+LOCAL_KUBELET_CPU="$KUBELET_CPU"} \
     ${KUBELET_MEMORY:+LOCAL_KUBELET_MEMORY="$KUBELET_MEMORY"} \
+    ${SIMULATE_NODES:+LOCAL_KUBELET_SIMULATE_NODES="$SIMULATE_NODES"} \
     "$root/.venv/bin/local-kubelet"
   wait_for "node $NODE_NAME to be Ready" node_ready
   # Pods need their namespace's service account, which a controller creates.

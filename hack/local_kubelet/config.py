@@ -46,6 +46,9 @@ class Settings(BaseSettings):
     # too): on one machine it stands in for the control-plane nodes of a real cluster,
     # which pods starting in bulk never starve.
     container_nice: int = Field(default=10, ge=0, le=19)
+    # Serve marketplace-node containers from the in-process node farm (`farm`) instead of
+    # processes: a thousand simulated nodes on one machine (the scale benchmark).
+    simulate_nodes: bool = False
     # The Node's capacity; default: this machine's. Nothing enforces it (no
     # cgroups), so a larger figure only lets the scheduler place more pods.
     cpu: str | None = None

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 
-from local_kubelet import probes, restarts, runtime
+from local_kubelet import farm, probes, restarts, runtime
 from local_kubelet.images import ImageNotMappedError
 from local_kubelet.kube import KubeError
 from local_kubelet.model import Container, Probe
@@ -40,6 +40,9 @@ class RunnerConfig:
     grace_seconds: float
     session: aiohttp.ClientSession
     nice: int = 0
+    # Set: marketplace-node containers are virtual nodes of the farm (`farm`), whose
+    # policy applications are recorded in this file (JSON lines).
+    farm_events: Path | None = None
 
 
 def now() -> datetime:
@@ -160,12 +163,17 @@ class ContainerRunner:
             self.started, self.ready = True, was_ready
         else:
             started_at = now()
-            self._process = await runtime.launch(
-                plan,
-                log_file=self.log_file(self.restart_count),
-                pid_file=self._config.pid_file,
-                nice=self._config.nice,
-            )
+            if self._config.farm_events is not None and farm.serves(plan):
+                self._process = await farm.launch(
+                    plan, self._config.pod_ip, events=self._config.farm_events
+                )
+            else:
+                self._process = await runtime.launch(
+                    plan,
+                    log_file=self.log_file(self.restart_count),
+                    pid_file=self._config.pid_file,
+                    nice=self._config.nice,
+                )
             log.info(
                 "%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid
             )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from local_kubelet.farm import Virtual
 from local_kubelet.podspec import ProcessPlan
 
 
@@ -105,7 +106,7 @@ class Adopted:
             kill_group(self.pid, sig)
 
 
-Handle = Process | Adopted
+Handle = Process | Adopted | Virtual
 
 
 def started_at(start_ticks: str, *, boot_time: float, ticks_per_second: int) -> datetime:

@@ -1,0 +1,347 @@
+"""The operator at fleet scale: 100, 300 and 1,000 MarketplaceNodes on the node farm.
+
+Needs a cluster whose kubelet simulates marketplace-node containers
+(`SIMULATE_NODES=1 hack/cluster.sh up`, as `make bench-scale` does; otherwise
+skipped): each node's pod is real — scheduled, probed, readiness-gated — but
+is served by the kubelet's node farm (`hack/local_kubelet/farm.py`: the
+node's own admin API and policy door, no catalogue), so the operator does for
+each exactly the work it does for a real node.
+
+Per fleet size N, one operator process watching a fresh namespace:
+
+- apply -> all Ready: a MarketplaceFleet (maxUnavailable 10 %) and N
+  MarketplaceNodes created, until every node's Ready condition is True for
+  its generation;
+- policy p99: a BanList for the fleet, until each virtual node put it in force
+  (the farm records the time: farm-events.jsonl), p50/p99/max over nodes;
+- reconcile p99 after a spec change: every node's `drainTimeoutSeconds`
+  patched, until its `status.observedGeneration` reaches the new generation;
+- full rollout: from that change until the fleet reports Complete with every
+  pod replaced (maxUnavailable 10 %, at most 64: the CRD's maximum);
+- operator RSS at the end and CPU-seconds per phase (/proc), and the API
+  server's request rate per phase (`apiserver_request_total`, every client:
+  the operator is most of it in an otherwise idle cluster).
+
+Goals at 1,000 (issue 15): RSS < 300 MiB, policy p99 < 2 s, growth no worse
+than linear. `BENCH_SCALE_SIZES` (default "100,300,1000") picks the sizes.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from marketplace_operator import k8s
+from marketplace_operator.model.common import API_VERSION
+
+from bench import cluster, report
+from bench.gossip_sim import percentile
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+RSS_GOAL_MIB = 300.0
+POLICY_P99_GOAL_S = 2.0
+FLEET = "scale"
+REQUESTS_RE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+
+
+@dataclass
+class Phase:
+    seconds: float
+    cpu: float  # operator CPU-seconds
+    requests: float  # API server requests (all clients)
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds if self.seconds else math.nan
+
+
+@dataclass
+class Result:
+    n: int
+    phases: dict[str, Phase] = field(default_factory=dict)
+    policy: list[float] = field(default_factory=list)
+    reconcile: list[float] = field(default_factory=list)
+    rss: float = math.nan
+
+
+def _api_requests() -> float:
+    out = subprocess.run(
+        [str(cluster.ROOT / ".cluster/bin/kubectl"), "get", "--raw", "/metrics"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout
+    return sum(float(v) for v in REQUESTS_RE.findall(out))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def max_unavailable(n: int) -> int:
+    """10 % of the fleet, within what the CRD allows (1..64: at 1,000 nodes, 6.4 %)."""
+    return min(64, max(1, n // 10))
+
+
+def _phase(pid: int, run: Callable[[], None]) -> Phase:
+    cpu, requests, started = _cpu_seconds(pid), _api_requests(), time.monotonic()
+    run()
+    return Phase(
+        seconds=time.monotonic() - started,
+        cpu=_cpu_seconds(pid) - cpu,
+        requests=_api_requests() - requests,
+    )
+
+
+def _mnodes(kube: k8s.Kube, namespace: str) -> list[dict[str, Any]]:
+    return kube.list(k8s.MNODES, namespace)
+
+
+def _ready(obj: dict[str, Any]) -> bool:
+    status = obj.get("status") or {}
+    ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in status.get("conditions") or []
+    )
+    return ready and status.get("observedGeneration") == obj["metadata"]["generation"]
+
+
+def _farm_events() -> Path:
+    return (
+        Path(os.environ.get("CLUSTER_DIR", cluster.ROOT / ".cluster"))
+        / "kubelet"
+        / ("farm-events.jsonl")
+    )
+
+
+def _policy_times(ips: set[str], since: float) -> dict[str, float]:
+    """When each of `ips` first applied a policy after `since`."""
+    seen: dict[str, float] = {}
+    path = _farm_events()
+    if not path.exists():
+        return seen
+    for line in path.read_text().splitlines():
+        event = json.loads(line)
+        if event["ip"] in ips and event["at"] >= since and event["ip"] not in seen:
+            seen[event["ip"]] = event["at"]
+    return seen
+
+
+def measure(kube: k8s.Kube, n: int, log_dir: Path) -> Result:
+    namespace = f"bench-scale-{n}-{uuid.uuid4().hex[:4]}"
+    kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
+    operator = cluster.Operator(namespace, log_dir / f"bench-scale-{namespace}.log")
+    result = Result(n)
+    try:
+        operator.start()
+        assert operator._proc is not None
+        pid = operator._proc.pid
+        names = [f"{FLEET}-{i}" for i in range(n)]
+
+        def apply() -> None:
+            kube.create(
+                k8s.FLEETS,
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "MarketplaceFleet",
+                    "metadata": {"name": FLEET, "namespace": namespace},
+                    "spec": {"maxUnavailable": max_unavailable(n), "stepTimeoutSeconds": 300},
+                },
+            )
+            for name in names:
+                kube.create(
+                    k8s.MNODES,
+                    {
+                        "apiVersion": API_VERSION,
+                        "kind": "MarketplaceNode",
+                        "metadata": {"name": name, "namespace": namespace},
+                        "spec": {"fleet": FLEET, "drainTimeoutSeconds": 2},
+                    },
+                )
+            cluster.wait(
+                f"{n} nodes Ready",
+                lambda: sum(_ready(o) for o in _mnodes(kube, namespace)) == n,
+                deadline=120 + 3 * n,
+                interval=2.0,
+            )
+
+        result.phases["apply -> all Ready"] = _phase(pid, apply)
+        ips = {
+            p["status"]["podIP"]
+            for p in kube.list(k8s.PODS, namespace)
+            if (p.get("status") or {}).get("podIP") and p["metadata"]["name"] in set(names)
+        }
+
+        def policy() -> None:
+            since = time.time()
+            kube.create(
+                k8s.Resource("banlists", "marketplace.p2p.dev", "v1alpha1"),
+                {
+                    "apiVersion": API_VERSION,
+                    "kind": "BanList",
+                    "metadata": {"name": "scale-ban", "namespace": namespace},
+                    "spec": {
+                        "fleet": FLEET,
+                        "entries": [{"cidr": "203.0.113.0/24", "reason": "bench"}],
+                    },
+                },
+            )
+            cluster.wait(
+                "the policy on every node",
+                lambda: len(_policy_times(ips, since)) >= len(ips),
+                deadline=60 + n / 5,
+                interval=0.5,
+            )
+            result.policy = sorted(t - since for t in _policy_times(ips, since).values())
+
+        result.phases["policy to every node"] = _phase(pid, policy)
+
+        def spec_change() -> None:
+            generations = {}
+            changed_at = {}
+            for name in names:
+                obj = kube.patch(k8s.MNODES, namespace, name, {"spec": {"drainTimeoutSeconds": 3}})
+                generations[name] = (obj or {}).get("metadata", {}).get("generation")
+                changed_at[name] = time.monotonic()
+            reconciled: dict[str, float] = {}
+
+            def observed() -> bool:
+                now = time.monotonic()
+                for obj in _mnodes(kube, namespace):
+                    name = obj["metadata"]["name"]
+                    seen = (obj.get("status") or {}).get("observedGeneration")
+                    if name not in reconciled and seen is not None and seen >= generations[name]:
+                        reconciled[name] = now - changed_at[name]
+                return len(reconciled) == n
+
+            cluster.wait("every node reconciled", observed, deadline=60 + n, interval=0.5)
+            result.reconcile = sorted(reconciled.values())
+
+            def rolled() -> bool:
+                status = (kube.get(k8s.FLEETS, namespace, FLEET) or {}).get("status") or {}
+                return bool(
+                    status.get("phase") == "Complete"
+                    and status.get("updated") == n
+                    and not status.get("steps")
+                    and sum(_ready(o) for o in _mnodes(kube, namespace)) == n
+                )
+
+            cluster.wait("the rollout", rolled, deadline=300 + 10 * n, interval=2.0)
+
+        result.phases["spec change -> rollout complete"] = _phase(pid, spec_change)
+        result.rss = operator.rss_mib()
+    finally:
+        operator.stop()
+        cluster.release_namespace(kube, namespace)
+    return result
+
+
+def _s(v: float) -> str:
+    return f"{v:.2f} s" if math.isfinite(v) else "-"
+
+
+def main() -> int:
+    if os.environ.get("SIMULATE_NODES") != "1" or not os.environ.get("KUBECONFIG"):
+        print("bench_scale: skipped (needs the node farm: `make bench-scale`, SIMULATE_NODES=1)")
+        return 0
+    sizes = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,300,1000").split(",")]
+    log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
+    print(f"== the operator at scale (node farm), sizes {sizes}; machine: {report.machine()} ==")
+    kube = k8s.Kube.from_environment()
+    results: list[Result] = []
+    try:
+        for n in sizes:
+            r = measure(kube, n, log_dir)
+            results.append(r)
+            print(f"n={n:,}: operator RSS {r.rss:.0f} MiB")
+            for name, ph in r.phases.items():
+                print(
+                    f"  {name:34} {ph.seconds:7.1f} s  operator CPU {ph.cpu:6.1f} s  "
+                    f"API {ph.rate:6.1f} req/s"
+                )
+            print(
+                f"  policy to each node: p50 {_s(percentile(r.policy, 50))} "
+                f"p99 {_s(percentile(r.policy, 99))} "
+                f"max {_s(r.policy[-1] if r.policy else math.nan)}"
+            )
+            print(
+                f"  reconcile after the spec change: p50 {_s(percentile(r.reconcile, 50))} "
+                f"p99 {_s(percentile(r.reconcile, 99))}",
+                flush=True,
+            )
+    finally:
+        kube.close()
+    big = results[-1]
+    rss_ok = big.rss < RSS_GOAL_MIB
+    policy_ok = percentile(big.policy, 99) < POLICY_P99_GOAL_S
+    print(
+        f"at {big.n:,} nodes: operator RSS {big.rss:.0f} MiB [goal < {RSS_GOAL_MIB:.0f} MiB: "
+        f"{'ok' if rss_ok else 'MISSED'}]; policy p99 {_s(percentile(big.policy, 99))} "
+        f"[goal < {POLICY_P99_GOAL_S:.0f} s: {'ok' if policy_ok else 'MISSED'}]"
+    )
+    _write_report(results)
+    return 0 if rss_ok and policy_ok else 1
+
+
+def _write_report(results: list[Result]) -> None:
+    rows = []
+    for r in results:
+        for name, ph in r.phases.items():
+            rows.append(
+                [f"{r.n:,}", name, f"{ph.seconds:.1f} s", f"{ph.cpu:.1f}", f"{ph.rate:.0f}"]
+            )
+    report.add(report.table(["nodes", "phase", "took", "operator CPU-s", "API req/s"], rows))
+    report.add(
+        report.table(
+            ["nodes", "operator RSS", "policy p50", "policy p99", "reconcile p99"],
+            [
+                [
+                    f"{r.n:,}",
+                    f"{r.rss:.0f} MiB",
+                    _s(percentile(r.policy, 50)),
+                    _s(percentile(r.policy, 99)),
+                    _s(percentile(r.reconcile, 99)),
+                ]
+                for r in results
+            ],
+        )
+    )
+
+    def draw(ax: Axes) -> None:
+        ns = [r.n for r in results]
+        ax.plot(ns, [r.rss for r in results], marker="o", label="operator RSS (MiB)")
+        ax.plot(
+            ns,
+            [sum(ph.cpu for ph in r.phases.values()) for r in results],
+            marker="o",
+            label="operator CPU-s (all phases)",
+        )
+        ax.plot(
+            ns,
+            [r.phases["apply -> all Ready"].seconds for r in results],
+            marker="o",
+            label="apply -> all Ready (s)",
+        )
+        ax.set_xlabel("MarketplaceNodes")
+        ax.legend()
+
+    report.plot("operator-cost", "Operator cost against fleet size (node farm)", draw)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+"""A node farm: the simulated runtime for marketplace-node containers (as kwok does for pods).
+
+With `LOCAL_KUBELET_SIMULATE_NODES=1`, a marketplace-node container is not a
+process (about 90 MiB each) but a `VirtualNode` in this kubelet's event loop:
+one aiohttp server on the pod's IP and p2p port that answers `/healthz`,
+`/readyz` and the whole admin API with the node's own code — the admin routes
+and bearer-token check (`marketplace_node.admin`), a real `PolicyEnforcer`
+(policy documents compiled and applied as on a node) and `DrainCoordinator`
+— under the identity and admin token mounted from the pod's Secrets. So the
+operator does exactly the work it does for real nodes: the same pods, probes,
+readiness gates, status polls, member and policy pushes, drains.
+
+What it skips, honestly: the catalogue, gossip, sync and client API (a
+virtual node reports the operator's members as its peers, and is ready as soon
+as it serves), and the node's CPU and memory. SIGTERM ends a virtual node as
+a drained node exits (0); SIGKILL as a killed one (137).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import time
+from pathlib import Path
+
+from aiohttp import web
+from marketplace_node import identity
+from marketplace_node.admin import auth, routes
+from marketplace_node.admin.backend import NodeAdmin
+from marketplace_node.admin.models import (
+    DrainState,
+    Members,
+    NodeStatus,
+    PeerInfo,
+    PolicyApplied,
+)
+from marketplace_node.clock import SystemClock
+from marketplace_node.config import NodeSettings
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.policy.enforcer import PolicyEnforcer
+
+from local_kubelet.podspec import ProcessPlan
+
+log = logging.getLogger(__name__)
+NODE_COMMAND = "marketplace-node"
+TOKEN_OVERLAP = NodeSettings.model_fields["admin_token_overlap_seconds"].default
+
+
+def serves(plan: ProcessPlan) -> bool:
+    """Whether the farm simulates this container: the node image's command, `run`."""
+    return bool(plan.argv) and Path(plan.argv[0]).name == NODE_COMMAND and "run" in plan.argv[1:]
+
+
+def host_path(plan: ProcessPlan, container_path: str) -> Path:
+    """Where a path inside the container lives on this machine (through the plan's mounts)."""
+    holding = [
+        m
+        for m in plan.mounts
+        if container_path == m.target.rstrip("/")
+        or container_path.startswith(m.target.rstrip("/") + "/")
+    ]
+    if not holding:
+        return Path(container_path)
+    best = max(holding, key=lambda m: len(m.target.rstrip("/")))  # the innermost mount
+    return Path(best.source) / container_path[len(best.target.rstrip("/")) :].lstrip("/")
+
+
+class VirtualNode:
+    """One simulated node: the real admin API and policy door, no catalogue."""
+
+    def __init__(self, plan: ProcessPlan, pod_ip: str, *, events: Path) -> None:
+        env = plan.env
+        self.events = events
+        clock = SystemClock()
+        self.address = f"http://{pod_ip}:{env.get('MARKETPLACE_NODE_PORT', '7070')}"
+        self.port = int(env.get("MARKETPLACE_NODE_PORT", "7070"))
+        self.pod_ip = pod_ip
+        self.fleet = env.get("MARKETPLACE_NODE_FLEET", "default")
+        key_file = env.get("MARKETPLACE_NODE_IDENTITY_FILE")
+        self.identity = (
+            identity.load_or_create(host_path(plan, key_file))
+            if key_file
+            else identity.Identity.generate()
+        )
+        token_file = env.get("MARKETPLACE_NODE_ADMIN_TOKEN_FILE")
+        self.token = (
+            auth.TokenFile(host_path(plan, token_file), overlap=TOKEN_OVERLAP).accepted
+            if token_file
+            else auth.fixed(None)
+        )
+        self.enforcer = PolicyEnforcer(clock, node_id=self.identity.peer_id)
+        drain_timeout = float(env.get("MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS", "30"))
+        self.drain = DrainCoordinator(clock, timeout=drain_timeout)
+        self.members = Members()
+
+    async def status(self) -> NodeStatus:
+        policy = self.enforcer.status
+        peers = [
+            PeerInfo(peer_id=m.peer_id, address=m.address)
+            for m in self.members.members
+            if m.peer_id and m.peer_id != self.identity.peer_id
+        ]
+        return NodeStatus(
+            peer_id=self.identity.peer_id,
+            fleet=self.fleet,
+            peers=peers,
+            policy_version=policy.version,
+            policy_hash=policy.hash,
+            draining=self.draining,
+            ready=not self.draining,
+        )
+
+    @property
+    def draining(self) -> bool:
+        return self.drain.status().state is not DrainState.SERVING
+
+    async def set_members(self, members: Members) -> None:
+        self.members = members
+
+    async def on_policy(self, applied: PolicyApplied) -> None:
+        """Record when this node put a policy in force (the scale benchmark's propagation)."""
+        line = json.dumps(
+            {"at": time.time(), "ip": self.pod_ip, "version": applied.version, "hash": applied.hash}
+        )
+        with self.events.open("a") as out:  # one short line: atomic enough for O_APPEND
+            out.write(line + "\n")
+
+    def app(self) -> web.Application:
+        app = web.Application()
+
+        async def healthz(_: web.Request) -> web.Response:
+            return web.Response(text="ok")
+
+        async def readyz(_: web.Request) -> web.Response:
+            ready = not self.draining
+            return web.Response(
+                text="ready" if ready else "not ready", status=200 if ready else 503
+            )
+
+        app.router.add_get("/healthz", healthz)
+        app.router.add_get("/readyz", readyz)
+        backend = NodeAdmin(
+            enforcer=self.enforcer,
+            drain=self.drain,
+            status=self.status,
+            set_members=self.set_members,
+            on_policy=self.on_policy,
+        )
+        routes.add_admin_routes(app, backend, self.token)
+        return app
+
+
+class Virtual:
+    """A running virtual node, as the container runner sees a process."""
+
+    pid = 0  # no process: exec probes and hooks have nothing to enter
+
+    def __init__(self, node: VirtualNode, runner: web.AppRunner) -> None:
+        self.node, self._runner = node, runner
+        self._exit: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+    async def wait(self) -> int:
+        code = await self._exit
+        await self._runner.cleanup()
+        return code
+
+    def signal(self, sig: int) -> None:
+        if not self._exit.done():
+            self._exit.set_result(137 if sig == signal.SIGKILL else 0)
+
+
+async def launch(plan: ProcessPlan, pod_ip: str, *, events: Path) -> Virtual:
+    """Serve a virtual node on the pod's IP and port (what `runtime.launch` is for processes)."""
+    node = VirtualNode(plan, pod_ip, events=events)
+    runner = web.AppRunner(node.app(), access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, pod_ip, node.port).start()
+    log.info("virtual node %s at %s", node.identity.peer_id[:12], node.address)
+    return Virtual(node, runner)
