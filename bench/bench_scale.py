@@ -75,6 +75,7 @@ class Result:
     policy: list[float] = field(default_factory=list)
     reconcile: list[float] = field(default_factory=list)
     rss: float = math.nan
+    unfinished: str = ""
 
 
 def _api_requests() -> float:
@@ -91,6 +92,11 @@ def _api_requests() -> float:
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rollout_deadline(n: int) -> float:
+    """Seconds the rollout may take before the run says so and moves on."""
+    return float(os.environ.get("BENCH_SCALE_ROLLOUT_SECONDS", 300 + 10 * n))
 
 
 def max_unavailable(n: int) -> int:
@@ -181,6 +187,7 @@ def measure(kube: k8s.Kube, n: int, log_dir: Path) -> Result:
             )
 
         result.phases["apply -> all Ready"] = _phase(pid, apply)
+        _print_phase("apply -> all Ready", result.phases["apply -> all Ready"])
         ips = {
             p["status"]["podIP"]
             for p in kube.list(k8s.PODS, namespace)
@@ -210,6 +217,7 @@ def measure(kube: k8s.Kube, n: int, log_dir: Path) -> Result:
             result.policy = sorted(t - since for t in _policy_times(ips, since).values())
 
         result.phases["policy to every node"] = _phase(pid, policy)
+        _print_phase("policy to every node", result.phases["policy to every node"])
 
         def spec_change() -> None:
             generations = {}
@@ -241,14 +249,27 @@ def measure(kube: k8s.Kube, n: int, log_dir: Path) -> Result:
                     and sum(_ready(o) for o in _mnodes(kube, namespace)) == n
                 )
 
-            cluster.wait("the rollout", rolled, deadline=300 + 10 * n, interval=2.0)
+            try:
+                cluster.wait("the rollout", rolled, deadline=rollout_deadline(n), interval=2.0)
+            except TimeoutError:
+                status = (kube.get(k8s.FLEETS, namespace, FLEET) or {}).get("status") or {}
+                result.unfinished = f"rollout NOT complete: {status.get('updated')}/{n} updated"
+                print(f"  {result.unfinished} after {rollout_deadline(n):.0f} s", flush=True)
 
         result.phases["spec change -> rollout complete"] = _phase(pid, spec_change)
+        _print_phase("spec change -> rollout", result.phases["spec change -> rollout complete"])
         result.rss = operator.rss_mib()
     finally:
         operator.stop()
         cluster.release_namespace(kube, namespace)
     return result
+
+
+def _print_phase(name: str, ph: Phase) -> None:
+    print(
+        f"  {name:34} {ph.seconds:7.1f} s  operator CPU {ph.cpu:6.1f} s  API {ph.rate:6.1f} req/s",
+        flush=True,
+    )
 
 
 def _s(v: float) -> str:
@@ -266,14 +287,10 @@ def main() -> int:
     results: list[Result] = []
     try:
         for n in sizes:
+            print(f"n={n:,} (maxUnavailable {max_unavailable(n)}):", flush=True)
             r = measure(kube, n, log_dir)
             results.append(r)
-            print(f"n={n:,}: operator RSS {r.rss:.0f} MiB")
-            for name, ph in r.phases.items():
-                print(
-                    f"  {name:34} {ph.seconds:7.1f} s  operator CPU {ph.cpu:6.1f} s  "
-                    f"API {ph.rate:6.1f} req/s"
-                )
+            print(f"n={n:,}: operator RSS {r.rss:.0f} MiB {r.unfinished}")
             print(
                 f"  policy to each node: p50 {_s(percentile(r.policy, 50))} "
                 f"p99 {_s(percentile(r.policy, 99))} "
@@ -295,7 +312,7 @@ def main() -> int:
         f"[goal < {POLICY_P99_GOAL_S:.0f} s: {'ok' if policy_ok else 'MISSED'}]"
     )
     _write_report(results)
-    return 0 if rss_ok and policy_ok else 1
+    return 0 if rss_ok and policy_ok and not any(r.unfinished for r in results) else 1
 
 
 def _write_report(results: list[Result]) -> None:
