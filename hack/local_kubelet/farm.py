@@ -26,20 +26,20 @@ import time
 from pathlib import Path
 
 from aiohttp import web
-from marketplace_node import identity
 from marketplace_node.admin import auth, routes
 from marketplace_node.admin.backend import NodeAdmin
-from marketplace_node.admin.models import (
+from marketplace_node.config import NodeSettings
+from marketplace_node.drain import DrainCoordinator
+from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_protocol import identity
+from marketplace_protocol.admin import (
     DrainState,
     Members,
     NodeStatus,
     PeerInfo,
     PolicyApplied,
 )
-from marketplace_node.clock import SystemClock
-from marketplace_node.config import NodeSettings
-from marketplace_node.drain import DrainCoordinator
-from marketplace_node.policy.enforcer import PolicyEnforcer
+from marketplace_protocol.clock import SystemClock
 
 from local_kubelet.podspec import ProcessPlan
 

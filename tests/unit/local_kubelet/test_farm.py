@@ -10,7 +10,7 @@ from pathlib import Path
 from aiohttp.test_utils import TestClient, TestServer
 from local_kubelet import farm
 from local_kubelet.podspec import Mount, ProcessPlan
-from marketplace_node import identity
+from marketplace_protocol import identity
 
 TOKEN = "s3cret-admin-token"
 
