@@ -522,8 +522,10 @@ class NodeService:
             transfer_seconds=self.settings.fetch_timeout_seconds,
             on_attempt=attempt,
         )
-        await self.announce(
-            AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(meta.id)
+        # The bytes are on disk: answer now, say so to peers in the background (the
+        # announcement's commit is a second fsync a fetch or a publish's copy need not wait on).
+        self.spawn(
+            self.announce(AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(meta.id))
         )
 
     # -- admin surface and drain ----------------------------------------------------
