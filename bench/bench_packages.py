@@ -20,8 +20,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from marketplace_node import identity, sealing
+from marketplace_node import sealing
 from marketplace_node.model import PackageDraft
+from marketplace_protocol import identity
 
 from bench import report
 from tests.support.node_processes import Node, NodeCluster, http
