@@ -40,6 +40,7 @@ from marketplace_node.store import Store
 from marketplace_protocol import identity
 from marketplace_protocol.admin import Limit, Operation, PolicyDocument, RateLimits
 
+from bench.memory import cpu_seconds
 from tests.support.net import free_port
 
 PACKAGES = 10_000
@@ -301,15 +302,6 @@ async def bench_http(
 
 
 # -- gossip mesh ------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process (Linux /proc), 0 if it is gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def follow(

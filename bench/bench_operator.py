@@ -5,8 +5,10 @@ Both run the same node image on the same cluster in the same run, one after the 
 Deployment's pods have no volume to provision, the MarketplaceNodes do. "Ready" for a
 MarketplaceNode means serving *and* joined to its fleet (the readiness gate); the
 Deployment's pods only need their readiness probe, so the ratio prices membership. Also
-reported: the operator's RSS with the 20 nodes. Target: ratio <= 1.2. Needs KUBECONFIG
-(``make bench`` sets it).
+reported: the operator's RSS with the 20 nodes and the CPU time it spent on the
+MarketplaceNodes' rounds (start-up to Ready, then deletion with drain). Target: ratio <= 1.2.
+Needs KUBECONFIG (``make bench`` sets it). `BENCH_OPERATOR_NODES` (default 20) sizes the
+fleet and the two workloads, for a quick comparison on a busy machine.
 
 The machine is shared and noisy, so the three workloads run in interleaved rounds
 (`BENCH_OPERATOR_ROUNDS`, default 3) and the ratio is of the medians: a burst of
@@ -32,7 +34,7 @@ from marketplace_operator.settings import DEFAULT_NODE_IMAGE
 
 from bench import cluster
 
-N = 20
+N = int(os.environ.get("BENCH_OPERATOR_NODES", "20"))
 TARGET_RATIO = 1.2
 DEADLINE = 300.0
 ROUNDS = int(os.environ.get("BENCH_OPERATOR_ROUNDS", "3"))
@@ -170,10 +172,11 @@ class Round:
     statefulset: float
     mnodes: float
     milestones: dict[str, float]
+    cpu: float  # the operator's CPU seconds over the MarketplaceNodes' start-up and deletion
 
 
 def _workload(
-    kube: k8s.Kube, watched: cluster.Watched, resource: k8s.Resource, body: dict[str, Any]
+    kube: k8s.BlockingKube, watched: cluster.Watched, resource: k8s.Resource, body: dict[str, Any]
 ) -> float:
     """One workload from creation to all replicas ready; then deleted, its pods waited out."""
     kind, name, ns = body["kind"], body["metadata"]["name"], body["metadata"]["namespace"]
@@ -191,7 +194,9 @@ def _workload(
     return elapsed
 
 
-def _workloads(kube: k8s.Kube, watched: cluster.Watched, ns: str, r: int) -> tuple[float, float]:
+def _workloads(
+    kube: k8s.BlockingKube, watched: cluster.Watched, ns: str, r: int
+) -> tuple[float, float]:
     """The Deployment, then the StatefulSet."""
     name = f"bench-node-r{r}"  # a fresh name: the last round's ReplicaSet may still be going
     t_deploy = _workload(kube, watched, DEPLOYMENTS, _deployment(ns, name))
@@ -200,7 +205,7 @@ def _workloads(kube: k8s.Kube, watched: cluster.Watched, ns: str, r: int) -> tup
 
 
 def _mnodes(
-    kube: k8s.Kube, watched: cluster.Watched, ns: str, r: int
+    kube: k8s.BlockingKube, watched: cluster.Watched, ns: str, r: int
 ) -> tuple[float, dict[str, float]]:
     """Twenty MarketplaceNodes from `kubectl apply` to all Ready; then they are deleted
     (drained by the operator) and their pods and claims waited out."""
@@ -239,7 +244,7 @@ def main() -> int:
     if not os.environ.get("KUBECONFIG"):
         print("bench_operator: KUBECONFIG is not set (run through `make bench`)")
         return 1
-    kube = k8s.Kube.from_environment()
+    kube = k8s.BlockingKube.from_environment()
     run = uuid.uuid4().hex[:5]
     ns_deploy, ns_op = f"bench-deploy-{run}", f"bench-operator-{run}"
     cluster.apply_crds()
@@ -254,11 +259,14 @@ def main() -> int:
         watched = _watch(ns_deploy, ns_op)
         for r in range(ROUNDS):
             t_deploy, t_sts = _workloads(kube, watched, ns_deploy, r)
+            cpu_before = operator.cpu_seconds()
             t_mnodes, milestones = _mnodes(kube, watched, ns_op, r)
-            rounds.append(Round(t_deploy, t_sts, t_mnodes, milestones))
+            cpu = operator.cpu_seconds() - cpu_before
+            rounds.append(Round(t_deploy, t_sts, t_mnodes, milestones, cpu))
             print(
                 f"round {r + 1}: MarketplaceNodes {t_mnodes:5.2f} s, Deployment {t_deploy:5.2f} s"
-                f" ({t_mnodes / t_deploy:.2f}), StatefulSet {t_sts:5.2f} s",
+                f" ({t_mnodes / t_deploy:.2f}), StatefulSet {t_sts:5.2f} s,"
+                f" operator CPU {cpu:5.2f} s",
                 flush=True,
             )
             if r == 0:
@@ -280,6 +288,8 @@ def main() -> int:
     sts = f"{t_sts:6.2f} s  (ratio {t_operator / t_sts:.2f})"
     print(f"{N}-replica StatefulSet, same 1Gi claims: {sts}")
     print(f"operator RSS with {N} nodes:              {rss:6.1f} MiB")
+    cpu = statistics.median(r.cpu for r in rounds)
+    print(f"operator CPU, {N} nodes up and down:       {cpu:6.2f} s")
     print("start-up milestones (medians):")
     for name in sorted(rounds[0].milestones, key=rounds[0].milestones.__getitem__):
         at = statistics.median(r.milestones.get(name, float("nan")) for r in rounds)

@@ -111,7 +111,7 @@ def _retrying(call: Callable[[], Any], *, attempts: int = 5) -> Any:
     return None
 
 
-def _serving_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:
+def _serving_ips(kube: k8s.BlockingKube, namespace: str) -> dict[str, str]:
     http = urllib3.PoolManager(maxsize=8)
     ips = {}
     for pod in kube.list(k8s.PODS, namespace):
@@ -125,7 +125,7 @@ def _serving_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:
     return ips
 
 
-def _make_fleet(kube: k8s.Kube, namespace: str) -> dict[str, str]:
+def _make_fleet(kube: k8s.BlockingKube, namespace: str) -> dict[str, str]:
     for i in range(N):
         kube.create(
             k8s.MNODES,
@@ -226,7 +226,7 @@ def _trials(
 class BanListWriter:
     """Grows one BanList by one peer per change, through the API."""
 
-    def __init__(self, kube: k8s.Kube, namespace: str) -> None:
+    def __init__(self, kube: k8s.BlockingKube, namespace: str) -> None:
         self.kube, self.namespace, self.peers = kube, namespace, list[str]()
         kube.create(BANLISTS, _banlist(namespace, "bench", []))
 
@@ -248,7 +248,7 @@ def _banlist(namespace: str, name: str, peers: list[str]) -> dict[str, Any]:
 class ConfigMapOnly:
     """Writes the policy to the fleet ConfigMap exactly as the operator does, and nothing else."""
 
-    def __init__(self, kube: k8s.Kube, namespace: str, writer: BanListWriter) -> None:
+    def __init__(self, kube: k8s.BlockingKube, namespace: str, writer: BanListWriter) -> None:
         self.kube, self.namespace, self.writer = kube, namespace, writer
         self.policies = [_rate_limit_policy(p) for p in kube.list(RATELIMITPOLICIES, namespace)]
         cm = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy") or {}
@@ -365,7 +365,7 @@ class Informers:
         )  # fmt: skip
 
 
-def _token(kube: k8s.Kube, namespace: str) -> str:
+def _token(kube: k8s.BlockingKube, namespace: str) -> str:
     secret = kube.get(k8s.SECRETS, namespace, f"{FLEET}-admin")
     assert secret is not None
     return base64.b64decode(secret["data"]["token"]).decode()
@@ -425,7 +425,9 @@ def _report(push: Samples, cm: Samples, watched: Samples) -> int:
     return 0 if met else 1
 
 
-def _large(kube: k8s.Kube, namespace: str, ips: dict[str, str], operator: cluster.Operator) -> None:
+def _large(
+    kube: k8s.BlockingKube, namespace: str, ips: dict[str, str], operator: cluster.Operator
+) -> None:
     target = Identity.generate()
     started = time.monotonic()
     for body in _big_lists(namespace, target):
@@ -441,7 +443,7 @@ def main() -> int:
     if not os.environ.get("KUBECONFIG"):
         print("bench_policy_propagation: KUBECONFIG is not set (run through `make bench`)")
         return 1
-    kube = k8s.Kube.from_environment()
+    kube = k8s.BlockingKube.from_environment()
     namespace = f"bench-policy-{uuid.uuid4().hex[:5]}"
     cluster.apply_crds()
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})

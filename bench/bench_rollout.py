@@ -99,7 +99,7 @@ def _statefulset(namespace: str, fleet: str) -> dict[str, Any]:
     }
 
 
-def _sts_done(kube: k8s.Kube, namespace: str, name: str, generation: int) -> bool:
+def _sts_done(kube: k8s.BlockingKube, namespace: str, name: str, generation: int) -> bool:
     st = (kube.get(STATEFULSETS, namespace, name) or {}).get("status") or {}
     return bool(
         st.get("observedGeneration", 0) >= generation
@@ -177,7 +177,7 @@ def _timeline(watch: loadgen.FleetWatch, old: dict[str, str]) -> None:
     report.plot("rollout-timeline", f"Rolling restart of {len(rows)} nodes (ours)", draw)
 
 
-def _all_new(kube: k8s.Kube, namespace: str, old: dict[str, str]) -> bool:
+def _all_new(kube: k8s.BlockingKube, namespace: str, old: dict[str, str]) -> bool:
     for name, uid in old.items():
         pod = kube.get(k8s.PODS, namespace, name)
         if pod is None or pod["metadata"]["uid"] == uid:
@@ -190,7 +190,7 @@ def main() -> int:
     if not kubeconfig:
         print("bench_rollout: KUBECONFIG is not set (run through `make bench`)")
         return 1
-    kube = k8s.Kube.from_environment()
+    kube = k8s.BlockingKube.from_environment()
     run = uuid.uuid4().hex[:5]
     ns_op, ns_sts = f"bench-roll-{run}", f"bench-sts-{run}"
     for ns in (ns_op, ns_sts):

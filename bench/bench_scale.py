@@ -114,7 +114,7 @@ def _phase(pid: int, run: Callable[[], None]) -> Phase:
     )
 
 
-def _mnodes(kube: k8s.Kube, namespace: str) -> list[dict[str, Any]]:
+def _mnodes(kube: k8s.BlockingKube, namespace: str) -> list[dict[str, Any]]:
     return kube.list(k8s.MNODES, namespace)
 
 
@@ -148,7 +148,7 @@ def _policy_times(ips: set[str], since: float) -> dict[str, float]:
     return seen
 
 
-def measure(kube: k8s.Kube, n: int, log_dir: Path) -> Result:
+def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
     namespace = f"bench-scale-{n}-{uuid.uuid4().hex[:4]}"
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
     operator = cluster.Operator(namespace, log_dir / f"bench-scale-{namespace}.log")
@@ -283,7 +283,7 @@ def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,300,1000").split(",")]
     log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
     print(f"== the operator at scale (node farm), sizes {sizes}; machine: {report.machine()} ==")
-    kube = k8s.Kube.from_environment()
+    kube = k8s.BlockingKube.from_environment()
     results: list[Result] = []
     try:
         for n in sizes:

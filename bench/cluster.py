@@ -99,6 +99,10 @@ class Operator:
         assert self._proc is not None
         return memory.rss_mib(self._proc.pid)
 
+    def cpu_seconds(self) -> float:
+        assert self._proc is not None
+        return memory.cpu_seconds(self._proc.pid)
+
 
 def _alive(http: urllib3.PoolManager, port: int) -> bool:
     try:
@@ -116,7 +120,7 @@ def without_ours(obj: dict[str, Any]) -> list[str] | None:
     return [f for f in finalizers if f != FINALIZER]
 
 
-def release_namespace(kube: k8s.Kube, namespace: str) -> None:
+def release_namespace(kube: k8s.BlockingKube, namespace: str) -> None:
     """Strip our finalizers from our objects and delete the namespace. Call it only with no
     operator watching `namespace` (module docstring); the objects' delete handlers do not run."""
     for resource in OURS:

@@ -1,11 +1,13 @@
-"""Resident memory of a process, for the benchmarks that report it. Not a benchmark."""
+"""Memory and CPU time of a process, for the benchmarks that report them. Not a benchmark."""
 
 from __future__ import annotations
 
 import gc
+import os
 import resource
 import sys
 import types
+from pathlib import Path
 
 
 def rss_mib(pid: int | None = None) -> float:
@@ -38,3 +40,12 @@ def deep_mib(*roots: object) -> float:
         total += sys.getsizeof(obj)
         stack.extend(gc.get_referents(obj))
     return total / 2**20
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process (Linux /proc), 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

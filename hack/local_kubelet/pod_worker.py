@@ -77,9 +77,7 @@ class PodWorker:
         self._sandbox_message = ""
         # A restarted kubelet keeps the start time the pod already reports.
         reported = pod.status.start_time
-        self._start_time = (
-            datetime.fromisoformat(reported.replace("Z", "+00:00")) if reported else _now()
-        )
+        self._start_time = datetime.fromisoformat(reported) if reported else _now()
         self._last_status: dict[str, Any] | None = None
         self._volumes = PodVolumes(root=deps.volumes.pod_dir(pod.metadata.uid))
         host_network = pod.spec.host_network
@@ -406,6 +404,6 @@ def running_since(pod: Pod, container: str) -> tuple[datetime, int, bool] | None
     for entry in pod.status.container_statuses:
         started = (entry.get("state") or {}).get("running", {}).get("startedAt")
         if entry.get("name") == container and started:
-            moment = datetime.fromisoformat(started.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(started)
             return moment, int(entry.get("restartCount", 0)), bool(entry.get("ready"))
     return None

@@ -147,7 +147,9 @@ def _settings(
 def _run(settings: config.NodeSettings) -> None:
     # The server's imports (aiohttp, prometheus, the app) cost a second on a busy machine:
     # only `run` pays it, not every client command.
-    from marketplace_node import logs, runner  # noqa: PLC0415
+    from marketplace_protocol import logs  # noqa: PLC0415
+
+    from marketplace_node import runner  # noqa: PLC0415
 
     logs.configure(settings.log_level)
     try:

@@ -21,10 +21,8 @@ from typing import Final
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
-from marketplace_protocol import errors
+from marketplace_protocol import errors, logs
 from marketplace_protocol.admin import ErrorBody
-
-from marketplace_node import logs
 
 logger = logging.getLogger(__name__)
 

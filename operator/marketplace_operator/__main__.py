@@ -16,7 +16,7 @@ import kopf
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from marketplace_operator import handlers
+from marketplace_operator import handlers, logs
 from marketplace_operator.settings import Settings
 
 
@@ -49,10 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValidationError as exc:
         print(f"marketplace-operator: invalid configuration:\n{exc}")
         return 2
-    logging.basicConfig(
-        level=settings.log_level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    logs.configure(settings.log_level)
     logging.getLogger("kopf.objects").setLevel(
         max(logging.WARNING, logging.getLevelName(settings.log_level))
     )  # one line per handler call is noise

@@ -1,8 +1,8 @@
 """Carry out the reconcile plan's actions against the API server, and drain nodes.
 
-The only place that turns `reconcile.node` actions into API calls. Blocking Kubernetes
-calls run in threads. Creation is idempotent (an existing object is not an error),
-deletion is guarded by the uid it was decided for.
+The only place that turns `reconcile.node` actions into API calls. Creation is
+idempotent (an existing object is not an error), deletion is guarded by the uid it was
+decided for.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import logging
 import secrets as random_tokens
 import time
 from collections.abc import Callable
-from typing import Any
 
 from marketplace_protocol.admin import DrainState
 from marketplace_protocol.identity import Identity
@@ -34,26 +33,22 @@ RESOURCES: dict[plan.Kind, k8s.Resource] = {
 }
 
 
-async def run_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    return await asyncio.to_thread(fn, *args, **kwargs)
-
-
 async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str | None:
     """Carry out one action (not ReplacePod or Conflict); a short log line of what was done."""
     match action:
         case plan.Create(kind=kind, body=body):
-            created = await run_blocking(kube.create, RESOURCES[kind], body)
+            created = await kube.create(RESOURCES[kind], body)
             return f"created {kind} {body['metadata']['name']}" if created else None
         case plan.CreateIdentity():
             identity = Identity.generate()
             body = secrets.identity_secret(
                 ref, private_key_pem=identity.to_pem(), peer_id=identity.peer_id
             )
-            created = await run_blocking(kube.create, k8s.SECRETS, body)
+            created = await kube.create(k8s.SECRETS, body)
             return f"created identity {identity.peer_id}" if created else None
         case plan.CreateAdminSecret(owners=owners):
             body = secrets.admin_secret(ref, token=random_tokens.token_urlsafe(32), owners=owners)
-            created = await run_blocking(kube.create, k8s.SECRETS, body)
+            created = await kube.create(k8s.SECRETS, body)
             return (
                 f"created fleet admin Secret {names.admin_secret_name(ref.fleet)}"
                 if created
@@ -61,12 +56,10 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
             )
         case plan.Patch(kind=kind, name=name, patch=patch, why=why, strategic=strategic):
             content_type = k8s.STRATEGIC if strategic else k8s.MERGE
-            await run_blocking(
-                kube.patch, RESOURCES[kind], ref.namespace, name, patch, content_type=content_type
-            )
+            await kube.patch(RESOURCES[kind], ref.namespace, name, patch, content_type=content_type)
             return f"patched {kind} {name} ({why})"
         case plan.DeletePod(name=name, uid=uid, reason=reason):
-            await run_blocking(kube.delete, k8s.PODS, ref.namespace, name, uid=uid)
+            await kube.delete(k8s.PODS, ref.namespace, name, uid=uid)
             return f"deleted pod {name} ({reason})"
         case _:
             raise ValueError(f"not an action apply() carries out: {action!r}")

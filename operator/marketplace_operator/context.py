@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +36,16 @@ class Wakeups:
         event = self._events.get(key)
         if event is not None:
             event.set()
+
+    @staticmethod
+    async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> None:
+        """A control loop's pause: up to `seconds`, or until `wake` is set and then
+        `debounce` more, so that a burst of wake-ups makes one pass, not one each.
+        Clears `wake`: what woke it is seen by the pass that follows."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wake.wait(), timeout=seconds)
+            await asyncio.sleep(debounce)
+        wake.clear()
 
 
 @dataclass

@@ -1,9 +1,10 @@
-"""Kubernetes Events about MarketplaceNodes, posted through kopf's queue (never blocking)."""
+"""Kubernetes Events, posted through kopf's queue (never blocking): the one way we post them."""
 
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, cast
 
 import kopf
 
@@ -19,9 +20,17 @@ class Reason(enum.StrEnum):
     RECONCILE_FAILED = "ReconcileFailed"
 
 
-def normal(body: Any, reason: Reason, message: str) -> None:
-    kopf.event(body, type="Normal", reason=reason.value, message=message[:1024])
+def post(target: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:
+    """An Event about `target` (an object with apiVersion, kind and metadata name,
+    namespace and uid); the API server caps a message at 1 KiB."""
+    kind = "Warning" if warning else "Normal"
+    kopf.event(cast("kopf.Body", target), type=kind, reason=reason, message=message[:1024])
 
 
-def warning(body: Any, reason: Reason, message: str) -> None:
-    kopf.event(body, type="Warning", reason=reason.value, message=message[:1024])
+def normal(body: Mapping[str, Any], reason: Reason, message: str) -> None:
+    """An Event about a MarketplaceNode."""
+    post(body, reason=reason.value, message=message)
+
+
+def warning(body: Mapping[str, Any], reason: Reason, message: str) -> None:
+    post(body, reason=reason.value, message=message, warning=True)

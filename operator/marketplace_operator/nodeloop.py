@@ -93,9 +93,7 @@ def token_reader(kube: k8s.Kube) -> Callable[[str, str], Awaitable[str | None]]:
     """How `AdminTokens` reads a fleet's Secret: one GET (the watch never holds Secret data)."""
 
     async def read(namespace: str, fleet: str) -> str | None:
-        full = await actuate.run_blocking(
-            kube.get, k8s.SECRETS, namespace, names.admin_secret_name(fleet)
-        )
+        full = await kube.get(k8s.SECRETS, namespace, names.admin_secret_name(fleet))
         if full is None:
             return None
         return base64.b64decode(full["data"][names.ADMIN_TOKEN_KEY]).decode()
@@ -136,8 +134,7 @@ async def replace_pod(
             )
         except (errors.NodeUnreachable, errors.NodeRefused) as exc:
             events.warning(body, events.Reason.DRAIN_SKIPPED, f"{current.name}: {exc.message}")
-    await actuate.run_blocking(
-        ctx.kube.delete,
+    await ctx.kube.delete(
         k8s.PODS,
         ref.namespace,
         current.name,
@@ -277,9 +274,7 @@ async def _sync_members(
         text = configmap.members_json(current)
         if (cm.get("data") or {}).get(names.MEMBERS_KEY) != text:
             patch = {"data": {names.MEMBERS_KEY: text}}
-            await actuate.run_blocking(
-                ctx.kube.patch, k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch
-            )
+            await ctx.kube.patch(k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch)
     if view is None or view.ip is None or token is None or view.phase != "Running":
         return
     if not view.started:  # the node reads members.json first; push once it answers
@@ -295,25 +290,17 @@ async def _sync_members(
 
 
 async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: bool) -> None:
-    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-    condition = {
-        "type": names.JOINED_CONDITION,
-        "status": "True" if joined else "False",
-        "reason": "Joined" if joined else "NotJoined",
-        "message": "serving, connected to its fleet and on the current policy"
+    patch = pod.gate_patch(
+        joined=joined,
+        reason="Joined" if joined else "NotJoined",
+        message="serving, connected to its fleet and on the current policy"
         if joined
         else "not yet connected to its fleet or not on the current policy",
-        "lastTransitionTime": now,
-    }
+        now=datetime.now(UTC),
+    )
     with contextlib.suppress(errors.NotFound):  # the pod went away meanwhile
-        await actuate.run_blocking(
-            ctx.kube.patch,
-            k8s.PODS,
-            ref.namespace,
-            view.name,
-            {"status": {"conditions": [condition]}},
-            sub="status",
-            content_type=k8s.STRATEGIC,
+        await ctx.kube.patch(
+            k8s.PODS, ref.namespace, view.name, patch, sub="status", content_type=k8s.STRATEGIC
         )
 
 
@@ -390,7 +377,7 @@ async def _binding_mode(ctx: Context, claim: Mapping[str, Any] | None) -> str | 
         return None
     if name not in ctx.binding_modes:
         try:
-            sc = await actuate.run_blocking(ctx.kube.get, k8s.STORAGECLASSES, "", name)
+            sc = await ctx.kube.get(k8s.STORAGECLASSES, "", name)
         except errors.KubeError:  # e.g. not allowed to read classes: fall back to the grace
             sc = None
         ctx.binding_modes[name] = (sc or {}).get("volumeBindingMode")
@@ -605,13 +592,8 @@ async def _write(
         await _set_gate(ctx, ref, view, decision.set_gate)
     delay = decision.delay
     if delay == 0.0:
-        await actuate.run_blocking(
-            ctx.kube.patch,
-            k8s.MNODES,
-            ref.namespace,
-            ref.name,
-            {"status": decision.patch},
-            sub="status",
+        await ctx.kube.patch(
+            k8s.MNODES, ref.namespace, ref.name, {"status": decision.patch}, sub="status"
         )
         ctx.status_written[key] = now
         delay = None
@@ -653,7 +635,6 @@ async def run(
     reported: str | None = None  # the last ReconcileFailed message posted as an Event
     try:
         while not stopped():
-            wake.clear()
             started = time.monotonic()
             outcome = "error"
             joining = False
@@ -681,11 +662,7 @@ async def run(
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
             if status_in is not None:
                 interval = min(interval, status_in)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout=interval)
-                await asyncio.sleep(DEBOUNCE_SECONDS)
-            except TimeoutError:
-                pass
+            await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
         ctx.phases.pop(key, None)

@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from marketplace_operator import errors
 from marketplace_operator.k8s import (
@@ -28,7 +29,7 @@ from marketplace_operator.k8s import (
     SECRETS,
     SERVICES,
     Resource,
-    call,
+    translate,
 )
 from marketplace_operator.model.common import GROUP, VERSION
 
@@ -126,11 +127,30 @@ class Api:
         query: Query | None = None,
         timeout: float = TIMEOUT_SECONDS,
     ) -> bytes:
-        """One REST call; the raw answer (any 2xx)."""
-        return call(
-            self._api, method, path, body=body, content_type=content_type, accept="*/*",
-            query=query, timeout=timeout,
-        )  # fmt: skip
+        """One REST call; the raw answer (any 2xx). The operator's adapter is asynchronous
+        (`marketplace_operator.k8s`); this one blocks, and shares its error translation."""
+        headers = {"Accept": "*/*", "Content-Type": content_type}
+        pairs = list(query.items()) if isinstance(query, dict) else list(query or [])
+        try:
+            method, url, headers, payload, post = self._api.param_serialize(
+                method,
+                path,
+                query_params=pairs,
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(
+                method, url, headers, payload, post, _request_timeout=timeout
+            )
+            data: bytes = response.read()  # type: ignore[no-untyped-call]
+        except client.ApiException as exc:
+            raise translate(exc.status or 0, exc.body) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.Unavailable(f"{method} {path}: {exc}") from None
+        if not 200 <= response.status < 300:
+            raise translate(response.status, data)
+        return data
 
     def json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         data = self.call(method, path, **kwargs)

@@ -5,7 +5,7 @@ Services, PVCs, ConfigMaps, Secrets *without values*, PodDisruptionBudgets), Eve
 the Kubernetes Nodes, the logs of the node pods and the operator pods, and each node's
 own `/api/v1/status`. What never goes in: Secret values, tokens, keys, PEM blocks and
 credentials in URLs. Everything is scrubbed with the node's redaction code
-(`marketplace_node.redact`), the same that guards its logs, so one set of rules decides
+(`marketplace_protocol.redact`), the same that guards its logs, so one set of rules decides
 what a secret looks like. A part that cannot be read is listed in `errors.txt`; the rest
 of the bundle is still written (a support bundle is most needed when things are broken).
 """
@@ -21,9 +21,9 @@ from functools import partial
 from typing import Any
 
 import yaml
-from marketplace_node.redact import REDACTED, is_secret_name, redact_text, redact_value
 from marketplace_operator import errors
 from marketplace_operator.render import names
+from marketplace_protocol.redact import REDACTED, is_secret_name, redact_text, redact_value
 
 from marketplace_kubectl import api as kube
 from marketplace_kubectl import nodeaccess

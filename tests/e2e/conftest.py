@@ -51,8 +51,8 @@ def kubeconfig() -> str:
 
 
 @pytest.fixture(scope="session")
-def kube(kubeconfig: str) -> Iterator[k8s.Kube]:
-    client = k8s.Kube.from_environment(kubeconfig=kubeconfig)
+def kube(kubeconfig: str) -> Iterator[k8s.BlockingKube]:
+    client = k8s.BlockingKube.from_environment(kubeconfig=kubeconfig)
     yield client
     client.close()
 
@@ -92,7 +92,7 @@ def crds(kubectl: Kubectl) -> list[str]:
 
 @pytest.fixture
 def namespace(
-    kube: k8s.Kube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
+    kube: k8s.BlockingKube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
 ) -> Iterator[str]:
     base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40]
     base = base.strip("-")

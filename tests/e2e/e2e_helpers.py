@@ -154,7 +154,7 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
-def mnode_ready(kube: k8s.Kube, namespace: str, name: str) -> dict[str, Any] | None:
+def mnode_ready(kube: k8s.BlockingKube, namespace: str, name: str) -> dict[str, Any] | None:
     """The MarketplaceNode if its Ready condition is True for its current generation."""
     obj = kube.get(k8s.MNODES, namespace, name)
     ready = condition(obj, "Ready")
@@ -166,7 +166,7 @@ def mnode_ready(kube: k8s.Kube, namespace: str, name: str) -> dict[str, Any] | N
 
 
 def wait_ready(
-    kube: k8s.Kube, namespace: str, names: list[str], *, timeout: float = 90
+    kube: k8s.BlockingKube, namespace: str, names: list[str], *, timeout: float = 90
 ) -> list[dict[str, Any]]:
     """Wait until every named MarketplaceNode is Ready; their objects."""
     out = []

@@ -18,7 +18,7 @@ DRAIN_SECONDS = 3
 
 
 def make_fleet(
-    kube: k8s.Kube,
+    kube: k8s.BlockingKube,
     namespace: str,
     fleet: str,
     size: int,
@@ -51,7 +51,7 @@ def make_fleet(
     return names
 
 
-def pod_uids(kube: k8s.Kube, namespace: str, names: list[str]) -> dict[str, str]:
+def pod_uids(kube: k8s.BlockingKube, namespace: str, names: list[str]) -> dict[str, str]:
     out = {}
     for name in names:
         pod = kube.get(k8s.PODS, namespace, name)
@@ -60,7 +60,7 @@ def pod_uids(kube: k8s.Kube, namespace: str, names: list[str]) -> dict[str, str]
     return out
 
 
-def request_restart(kube: k8s.Kube, namespace: str, names: list[str]) -> str:
+def request_restart(kube: k8s.BlockingKube, namespace: str, names: list[str]) -> str:
     """`kubectl rollout restart`, our way: a fresh restartedAt on every MarketplaceNode."""
     stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     for name in names:
@@ -70,12 +70,12 @@ def request_restart(kube: k8s.Kube, namespace: str, names: list[str]) -> str:
     return stamp
 
 
-def fleet_status(kube: k8s.Kube, namespace: str, fleet: str) -> dict[str, Any]:
+def fleet_status(kube: k8s.BlockingKube, namespace: str, fleet: str) -> dict[str, Any]:
     obj = kube.get(k8s.FLEETS, namespace, fleet)
     return dict((obj or {}).get("status") or {})
 
 
-def rollout_complete(kube: k8s.Kube, namespace: str, fleet: str, size: int) -> bool:
+def rollout_complete(kube: k8s.BlockingKube, namespace: str, fleet: str, size: int) -> bool:
     status = fleet_status(kube, namespace, fleet)
     return bool(
         status.get("phase") == "Complete"
@@ -85,7 +85,7 @@ def rollout_complete(kube: k8s.Kube, namespace: str, fleet: str, size: int) -> b
 
 
 def wait_rollout(
-    kube: k8s.Kube,
+    kube: k8s.BlockingKube,
     namespace: str,
     fleet: str,
     names: list[str],
@@ -105,12 +105,12 @@ def wait_rollout(
 
 
 def fleet_condition(
-    kube: k8s.Kube, namespace: str, fleet: str, type_: str
+    kube: k8s.BlockingKube, namespace: str, fleet: str, type_: str
 ) -> dict[str, Any] | None:
     return condition(kube.get(k8s.FLEETS, namespace, fleet), type_)
 
 
-def events(kube: k8s.Kube, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
+def events(kube: k8s.BlockingKube, namespace: str, kind: str, name: str) -> list[dict[str, Any]]:
     items = kube.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
     return [
         e
@@ -120,7 +120,7 @@ def events(kube: k8s.Kube, namespace: str, kind: str, name: str) -> list[dict[st
 
 
 def publish_everywhere(
-    kube: k8s.Kube, namespace: str, names: list[str], tmp_path: Path, *, keyword: str
+    kube: k8s.BlockingKube, namespace: str, names: list[str], tmp_path: Path, *, keyword: str
 ) -> str:
     """Publish a package on the first node; wait until every node finds it. Its id."""
     content = tmp_path / "payload.txt"
@@ -147,7 +147,7 @@ def publish_everywhere(
     return package_id
 
 
-def check_pods_owned(kube: k8s.Kube, namespace: str, fleet: str, names: list[str]) -> None:
+def check_pods_owned(kube: k8s.BlockingKube, namespace: str, fleet: str, names: list[str]) -> None:
     """Exactly one pod per MarketplaceNode, controlled by it; nothing orphaned or duplicated."""
     pods = kube.list(k8s.PODS, namespace, labels={"marketplace.p2p.dev/fleet": fleet})
     by_name = {p["metadata"]["name"]: p for p in pods}

@@ -27,7 +27,7 @@ def _observed(obj: dict[str, Any] | None) -> bool:
 
 
 def _health_when(
-    kube: k8s.Kube, res: k8s.Resource, namespace: str, name: str, kind: str, status: str
+    kube: k8s.BlockingKube, res: k8s.Resource, namespace: str, name: str, kind: str, status: str
 ) -> argocd_lua.Health:
     """Poll the live object until the Lua says `status`; what the Lua said."""
 
@@ -42,7 +42,7 @@ def _health_when(
 
 
 def test_every_health_phase_on_live_objects(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess, plugin: Plugin
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess, plugin: Plugin
 ) -> None:
     # A node whose container crash-loops: Progressing while it starts, then Degraded.
     kube.create(k8s.MNODES, mnode_body("bad", namespace, fleet="broken", image=CRASHING_IMAGE))

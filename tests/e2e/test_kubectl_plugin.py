@@ -20,7 +20,11 @@ BANLISTS = k8s.Resource("banlists", "marketplace.p2p.dev", "v1alpha1")
 
 
 def test_status_why_bans_search_publish_and_report(
-    plugin: Plugin, kube: k8s.Kube, namespace: str, operator: OperatorProcess, tmp_path: Path
+    plugin: Plugin,
+    kube: k8s.BlockingKube,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
 ) -> None:
     names = make_fleet(kube, namespace, "kp", 2)
 

@@ -14,7 +14,7 @@ from marketplace_operator import k8s
 from test_mnode_lifecycle import reasons
 
 
-def _token(kube: k8s.Kube, namespace: str, name: str) -> str | None:
+def _token(kube: k8s.BlockingKube, namespace: str, name: str) -> str | None:
     secret = kube.get(k8s.SECRETS, namespace, name)
     return None if secret is None else base64.b64decode(secret["data"]["token"]).decode()
 
@@ -31,7 +31,7 @@ def _accepts(address: str, token: str) -> bool:
 
 
 def test_deleting_the_admin_secret_keeps_the_fleet_in_service(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     kube.create(k8s.MNODES, mnode_body("keyed", namespace, fleet="tok"))
     (ready,) = wait_ready(kube, namespace, ["keyed"])

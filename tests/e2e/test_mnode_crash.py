@@ -15,7 +15,7 @@ LABELS = {"app.kubernetes.io/managed-by": "marketplace-operator"}
 CHILDREN = (k8s.PODS, k8s.SERVICES, k8s.PVCS, k8s.SECRETS, k8s.CONFIGMAPS)
 
 
-def managed(kube: k8s.Kube, namespace: str) -> list[dict[str, Any]]:
+def managed(kube: k8s.BlockingKube, namespace: str) -> list[dict[str, Any]]:
     out = []
     for res in CHILDREN:
         for obj in kube.list(res, namespace, labels=LABELS):
@@ -24,7 +24,7 @@ def managed(kube: k8s.Kube, namespace: str) -> list[dict[str, Any]]:
     return out
 
 
-def assert_converged(kube: k8s.Kube, namespace: str) -> None:
+def assert_converged(kube: k8s.BlockingKube, namespace: str) -> None:
     """One of each child per node, one Secret and ConfigMap per fleet, all owned by a live node."""
     nodes = {m["metadata"]["uid"]: m["metadata"]["name"] for m in kube.list(k8s.MNODES, namespace)}
     objects = managed(kube, namespace)
@@ -56,7 +56,7 @@ def assert_converged(kube: k8s.Kube, namespace: str) -> None:
 
 @pytest.mark.parametrize("kill_after", [0.0, 0.4, 1.2, "ready"])
 def test_sigkill_at_any_moment_then_restart_converges(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess, kill_after: float | str
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess, kill_after: float | str
 ) -> None:
     for name in NODES:
         kube.create(k8s.MNODES, mnode_body(name, namespace, fleet="crash"))
@@ -82,7 +82,7 @@ def test_sigkill_at_any_moment_then_restart_converges(
 
 
 def test_deletion_requested_while_the_operator_is_down_completes_after_restart(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     for name in NODES:
         kube.create(k8s.MNODES, mnode_body(name, namespace, fleet="crash"))

@@ -21,7 +21,11 @@ NAMES = ["market-a", "market-b", "market-c"]
 
 
 def test_example_fleet_becomes_ready_and_forms_a_mesh(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, operator: OperatorProcess, tmp_path: Path
+    kube: k8s.BlockingKube,
+    kubectl: Kubectl,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
 ) -> None:
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     nodes = wait_ready(kube, namespace, NAMES, timeout=120)

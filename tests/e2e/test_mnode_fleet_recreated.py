@@ -20,7 +20,7 @@ BANLIST = {
 }
 
 
-def _ready_with_policy(kube: k8s.Kube, namespace: str) -> dict[str, Any] | None:
+def _ready_with_policy(kube: k8s.BlockingKube, namespace: str) -> dict[str, Any] | None:
     """The node once Ready; fails at once if Ready shows before PolicyApplied."""
     obj = kube.get(k8s.MNODES, namespace, "n1")
     ready = condition(obj, "Ready")
@@ -33,7 +33,7 @@ def _ready_with_policy(kube: k8s.Kube, namespace: str) -> dict[str, Any] | None:
 
 
 def test_a_recreated_fleet_gets_its_policy_and_token_afresh(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     kube.create(BANLISTS, {**BANLIST, "metadata": {"name": "spam", "namespace": namespace}})
     for round_ in ("first", "again"):

@@ -19,17 +19,17 @@ from marketplace_operator import k8s
 LABELS = {"app.kubernetes.io/managed-by": "marketplace-operator"}
 
 
-def events_for(kube: k8s.Kube, namespace: str, name: str) -> list[dict[str, Any]]:
+def events_for(kube: k8s.BlockingKube, namespace: str, name: str) -> list[dict[str, Any]]:
     items = kube.request("GET", f"/api/v1/namespaces/{namespace}/events")["items"]
     return [e for e in items if e.get("involvedObject", {}).get("name") == name]
 
 
-def reasons(kube: k8s.Kube, namespace: str, name: str) -> set[str]:
+def reasons(kube: k8s.BlockingKube, namespace: str, name: str) -> set[str]:
     return {e.get("reason", "") for e in events_for(kube, namespace, name)}
 
 
 def test_deleted_pod_comes_back_with_the_same_identity_and_data(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess, tmp_path: Path
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess, tmp_path: Path
 ) -> None:
     kube.create(k8s.MNODES, mnode_body("solo", namespace, fleet="heal"))
     (before,) = wait_ready(kube, namespace, ["solo"])
@@ -72,7 +72,7 @@ def test_deleted_pod_comes_back_with_the_same_identity_and_data(
 
 
 def test_spec_change_replaces_the_pod_after_a_drain(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     kube.create(k8s.MNODES, mnode_body("roll", namespace, fleet="change", drainTimeoutSeconds=10))
     (before,) = wait_ready(kube, namespace, ["roll"])
@@ -124,7 +124,7 @@ def test_spec_change_replaces_the_pod_after_a_drain(
 
 
 def test_deleting_a_node_drains_it_and_collects_its_children(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     for name in ("keep", "gone"):
         kube.create(k8s.MNODES, mnode_body(name, namespace, fleet="shrink"))
@@ -163,7 +163,7 @@ def test_deleting_a_node_drains_it_and_collects_its_children(
 
 
 def test_crash_looping_node_is_reported_degraded(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     # An image that cannot run (no such image on the local kubelet; ErrImagePull elsewhere).
     body = mnode_body("broken", namespace, fleet="crash", image="example.com/nothing/here:0")

@@ -24,7 +24,7 @@ FINALIZER = f"{LABEL_PREFIX.rstrip('/')}/finalizer"
 DEADLINE_SECONDS = 90.0
 
 
-def ours(kube: k8s.Kube, namespace: str) -> dict[str, Any]:
+def ours(kube: k8s.BlockingKube, namespace: str) -> dict[str, Any]:
     """Our objects left in the namespace: name → (deletionTimestamp, finalizers)."""
     return {
         f"{res.plural}/{obj['metadata']['name']}": (
@@ -37,7 +37,7 @@ def ours(kube: k8s.Kube, namespace: str) -> dict[str, Any]:
 
 
 def test_deleting_the_namespace_completes_while_the_operator_runs(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     names = ["n0", "n1", "n2"]
     for name in names:

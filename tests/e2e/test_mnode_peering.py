@@ -9,11 +9,11 @@ from e2e_helpers import OperatorProcess, mnode_body, wait_ready
 from marketplace_operator import k8s
 
 PEERINGS = k8s.Resource("kopfpeerings", "kopf.dev", "v1")
-ACTED = re.compile(r"marketplace_operator\.nodeloop: \S+: created ")
+ACTED = re.compile(r'"logger": "marketplace_operator\.nodeloop", "msg": "\S+: created ')
 
 
 def test_standby_replica_acts_only_after_the_active_one_dies(
-    kube: k8s.Kube, namespace: str, operator_factory: Callable[..., OperatorProcess]
+    kube: k8s.BlockingKube, namespace: str, operator_factory: Callable[..., OperatorProcess]
 ) -> None:
     kube.create(
         PEERINGS,

@@ -13,7 +13,9 @@ from test_mnode_lifecycle import events_for
 MANAGED = {"app.kubernetes.io/managed-by": "marketplace-operator"}
 
 
-def _degraded(kube: k8s.Kube, namespace: str, name: str, reason: str) -> dict[str, Any] | None:
+def _degraded(
+    kube: k8s.BlockingKube, namespace: str, name: str, reason: str
+) -> dict[str, Any] | None:
     obj = kube.get(k8s.MNODES, namespace, name)
     degraded = condition(obj, "Degraded")
     if degraded is None or (degraded["status"], degraded["reason"]) != ("True", reason):
@@ -22,7 +24,7 @@ def _degraded(kube: k8s.Kube, namespace: str, name: str, reason: str) -> dict[st
 
 
 def test_a_spec_the_api_server_refuses_is_degraded_with_its_message_once(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     # The CRD allows any resource name; the API server refuses a pod asking for "widgets".
     body = mnode_body("greedy", namespace, resources={"requests": {"widgets": "1"}})
@@ -44,7 +46,7 @@ def test_a_spec_the_api_server_refuses_is_degraded_with_its_message_once(
 
 
 def test_a_claim_of_another_class_is_never_ready(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     """A data claim already there (adopted by its labels) with another StorageClass than
     the spec asks for: the node runs on it, but its status says the volume differs."""

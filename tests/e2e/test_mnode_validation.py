@@ -53,7 +53,7 @@ def test_kubectl_apply_refuses_invalid_objects(
 
 @pytest.mark.parametrize(("name", "spec", "message"), BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
 def test_api_create_refuses_invalid_objects(
-    kube: k8s.Kube, namespace: str, name: str, spec: dict[str, Any], message: str
+    kube: k8s.BlockingKube, namespace: str, name: str, spec: dict[str, Any], message: str
 ) -> None:
     with pytest.raises(errors.Invalid) as refused:
         kube.create(k8s.MNODES, mnode_body(name, namespace, **spec))
@@ -61,13 +61,13 @@ def test_api_create_refuses_invalid_objects(
     assert message in refused.value.message
 
 
-def test_name_must_be_a_dns_label(kube: k8s.Kube, namespace: str) -> None:
+def test_name_must_be_a_dns_label(kube: k8s.BlockingKube, namespace: str) -> None:
     with pytest.raises(errors.Invalid) as refused:
         kube.create(k8s.MNODES, mnode_body("node.with.dots", namespace))
     assert "DNS-1035 label" in refused.value.message
 
 
-def test_defaults_are_filled_in_by_the_api_server(kube: k8s.Kube, namespace: str) -> None:
+def test_defaults_are_filled_in_by_the_api_server(kube: k8s.BlockingKube, namespace: str) -> None:
     created = kube.create(k8s.MNODES, mnode_body("defaults", namespace))
     assert created is not None
     assert created["spec"] == {
@@ -98,7 +98,11 @@ CLASS_IMMUTABLE = "storageClassName is immutable"
     ids=["fleet", "shrink", "class-added", "class-removed", "class-changed"],
 )  # fmt: skip
 def test_transition_rules(
-    kube: k8s.Kube, namespace: str, storage: dict[str, Any], patch: dict[str, Any], message: str
+    kube: k8s.BlockingKube,
+    namespace: str,
+    storage: dict[str, Any],
+    patch: dict[str, Any],
+    message: str,
 ) -> None:
     kube.create(k8s.MNODES, mnode_body("moving", namespace, fleet="one", storage=storage))
     with pytest.raises(errors.Invalid) as refused:

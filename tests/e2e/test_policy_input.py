@@ -95,7 +95,7 @@ def test_the_api_server_refuses_malformed_objects(
 
 
 def test_limits_that_cannot_merge_change_nothing_and_are_reported(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     peer = Identity.generate()
     apply(kubectl, namespace, banlist("e2e-ban", peer.peer_id))
@@ -141,7 +141,7 @@ def test_limits_that_cannot_merge_change_nothing_and_are_reported(
 
 
 def test_ten_thousand_bans_across_five_banlists_propagate(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     target = Identity.generate()
     lists = []

@@ -51,7 +51,9 @@ def banlist(index: int, peers: list[str]) -> dict[str, Any]:
     }
 
 
-def create(kube: k8s.Kube, namespace: str, body: dict[str, Any], *, attempts: int = 3) -> None:
+def create(
+    kube: k8s.BlockingKube, namespace: str, body: dict[str, Any], *, attempts: int = 3
+) -> None:
     """Create one BanList; retried when the (shared, loaded) API server is briefly unavailable."""
     for attempt in range(attempts):
         try:
@@ -65,13 +67,13 @@ def create(kube: k8s.Kube, namespace: str, body: dict[str, Any], *, attempts: in
             time.sleep(1)
 
 
-def manifest(kube: k8s.Kube, namespace: str) -> PolicyManifest | None:
+def manifest(kube: k8s.BlockingKube, namespace: str) -> PolicyManifest | None:
     cm = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy")
     raw = ((cm or {}).get("data") or {}).get(MANIFEST_FILE)
     return PolicyManifest.model_validate_json(raw) if raw else None
 
 
-def replace_pod(kube: k8s.Kube, kubectl: Kubectl, namespace: str, name: str) -> str:
+def replace_pod(kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, name: str) -> str:
     """Delete the pod and create it again from its own spec, as its (stopped) operator would;
     the old pod's uid."""
     old = kube.get(k8s.PODS, namespace, name)
@@ -88,7 +90,7 @@ def replace_pod(kube: k8s.Kube, kubectl: Kubectl, namespace: str, name: str) -> 
 
 
 def test_a_sharded_policy_reaches_a_restarting_node_through_its_volume(
-    kube: k8s.Kube,
+    kube: k8s.BlockingKube,
     kubectl: Kubectl,
     namespace: str,
     fleet: dict[str, str],  # noqa: F811 - the fixture imported above

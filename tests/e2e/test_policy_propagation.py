@@ -57,7 +57,7 @@ def admin(ip: str, token: str, method: str, path: str, body: Any = None) -> tupl
     return resp.status, json.loads(resp.data) if resp.data else None
 
 
-def pod_ips(kube: k8s.Kube, namespace: str) -> dict[str, str]:
+def pod_ips(kube: k8s.BlockingKube, namespace: str) -> dict[str, str]:
     ips = {}
     for name in NODES:
         pod = kube.get(k8s.PODS, namespace, name)
@@ -112,13 +112,13 @@ def ratelimitpolicy(name: str, **spec: Any) -> dict[str, Any]:
     }
 
 
-def token_of(kube: k8s.Kube, namespace: str) -> str:
+def token_of(kube: k8s.BlockingKube, namespace: str) -> str:
     secret = kube.get(k8s.SECRETS, namespace, f"{FLEET}-admin")
     assert secret is not None
     return base64.b64decode(secret["data"]["token"]).decode()
 
 
-def configmap_version(kube: k8s.Kube, namespace: str) -> int | None:
+def configmap_version(kube: k8s.BlockingKube, namespace: str) -> int | None:
     cm = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy")
     raw = ((cm or {}).get("metadata", {}).get("annotations") or {}).get(
         "marketplace.p2p.dev/policy-version"
@@ -156,7 +156,7 @@ def served(status: int, code: str | None) -> bool:
 
 @pytest.fixture
 def fleet(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> dict[str, str]:
     """Three MarketplaceNodes of fleet `blue`, every node process serving; their pod IPs."""
     for name in NODES:
@@ -184,7 +184,7 @@ def fleet(
 
 
 def test_a_banlist_reaches_every_node_and_deleting_it_restores(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     peer = Identity.generate()
     assert wait_for(everywhere(fleet, peer, served), timeout=10, what="the peer served")
@@ -251,7 +251,7 @@ def test_a_ratelimitpolicy_changes_the_nodes_429s(
 
 
 def test_a_node_down_during_a_change_has_the_policy_when_it_returns(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     first, second = Identity.generate(), Identity.generate()
     apply(kubectl, namespace, banlist("e2e-ban", first.peer_id))
@@ -283,7 +283,7 @@ def test_a_node_down_during_a_change_has_the_policy_when_it_returns(
 
 
 def test_an_older_version_is_refused_by_the_node(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     peer = Identity.generate()
     apply(kubectl, namespace, banlist("e2e-ban", peer.peer_id))
@@ -300,7 +300,7 @@ def test_an_older_version_is_refused_by_the_node(
 
 
 def test_a_local_ban_protects_the_whole_fleet_with_provenance(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, fleet: dict[str, str]
 ) -> None:
     apply(
         kubectl,
@@ -347,7 +347,7 @@ def test_a_local_ban_protects_the_whole_fleet_with_provenance(
 
 
 def test_sigkill_between_changes_never_moves_a_node_backwards(
-    kube: k8s.Kube,
+    kube: k8s.BlockingKube,
     kubectl: Kubectl,
     namespace: str,
     fleet: dict[str, str],

@@ -26,7 +26,7 @@ SIZE = 3
 # still has its own deadline (150 s per rollout), this only bounds the whole.
 @pytest.mark.timeout(1200)
 def test_operator_killed_mid_rollout_resumes_safely(
-    kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubeconfig: str, namespace: str, operator: OperatorProcess
 ) -> None:
     names = make_fleet(kube, namespace, "chaos", SIZE)
     rng = random.Random(20261125)

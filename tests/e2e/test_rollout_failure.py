@@ -19,7 +19,7 @@ CRASHING_IMAGE = "python:3.12"  # runs `python3` with no script: exits at once, 
 
 
 def test_crash_looping_replacement_halts_cleanly_and_a_fix_resumes(
-    kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubeconfig: str, namespace: str, operator: OperatorProcess
 ) -> None:
     names = make_fleet(kube, namespace, "crash", 3, step_timeout=10)
     before = pod_uids(kube, namespace, names)

@@ -16,7 +16,7 @@ NEW_IMAGE = "ghcr.io/marketplace-fleet/node:0.2.0-rollout"
 
 
 def test_default_image_change_rolls_a_ten_node_fleet(
-    kube: k8s.Kube,
+    kube: k8s.BlockingKube,
     kubeconfig: str,
     namespace: str,
     operator_factory: Callable[..., OperatorProcess],

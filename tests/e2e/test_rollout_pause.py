@@ -19,7 +19,7 @@ from rollout_helpers import (
 
 
 def test_pause_halts_after_the_current_step_and_resume_finishes(
-    kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubeconfig: str, namespace: str, operator: OperatorProcess
 ) -> None:
     names = make_fleet(kube, namespace, "hold", 4)
     before = pod_uids(kube, namespace, names)

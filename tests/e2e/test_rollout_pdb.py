@@ -23,7 +23,7 @@ BUDGET = 1
 FAILED = "CalculateExpectedPodCountFailed"
 
 
-def _pdb_allows(kube: k8s.Kube, namespace: str, members: int) -> dict[str, Any] | None:
+def _pdb_allows(kube: k8s.BlockingKube, namespace: str, members: int) -> dict[str, Any] | None:
     """The PDB once the disruption controller has counted `members` healthy pods of which
     the budget may go; None until then."""
     obj = kube.get(k8s.PDBS, namespace, PDB)
@@ -41,13 +41,13 @@ def _pdb_allows(kube: k8s.Kube, namespace: str, members: int) -> dict[str, Any] 
     return obj if settled else None
 
 
-def _wait_pdb(kube: k8s.Kube, namespace: str, members: int, what: str) -> dict[str, Any]:
+def _wait_pdb(kube: k8s.BlockingKube, namespace: str, members: int, what: str) -> dict[str, Any]:
     return wait_for(
         lambda: _pdb_allows(kube, namespace, members), timeout=60, interval=0.5, what=what
     )
 
 
-def _evict(kube: k8s.Kube, namespace: str, pod: str) -> None:
+def _evict(kube: k8s.BlockingKube, namespace: str, pod: str) -> None:
     body = {
         "apiVersion": "policy/v1",
         "kind": "Eviction",
@@ -56,7 +56,7 @@ def _evict(kube: k8s.Kube, namespace: str, pod: str) -> None:
     kube.request("POST", k8s.PODS.path(namespace, pod, "eviction"), body=body)
 
 
-def _failures(kube: k8s.Kube, namespace: str) -> list[str]:
+def _failures(kube: k8s.BlockingKube, namespace: str) -> list[str]:
     return [
         e.get("message", "")
         for e in events(kube, namespace, "PodDisruptionBudget", PDB)
@@ -66,7 +66,7 @@ def _failures(kube: k8s.Kube, namespace: str) -> list[str]:
 
 @pytest.mark.timeout(600)
 def test_pdb_lets_the_budget_be_evicted_and_follows_members(
-    kube: k8s.Kube, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     names = make_fleet(kube, namespace, FLEET, 3, max_unavailable=BUDGET)
     _wait_pdb(kube, namespace, 3, "the PDB to allow the budget of 3 healthy pods")

@@ -28,7 +28,11 @@ SIZE = 5
 
 
 def test_full_rollout_under_load_fails_no_request(
-    kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess, tmp_path: Path
+    kube: k8s.BlockingKube,
+    kubeconfig: str,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
 ) -> None:
     names = make_fleet(kube, namespace, "load", SIZE)
     package_id = publish_everywhere(kube, namespace, names, tmp_path, keyword="steady")

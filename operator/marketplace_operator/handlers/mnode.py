@@ -8,8 +8,6 @@ reconciles of one node never race. Watches are server-side filtered to our label
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -36,8 +34,7 @@ from marketplace_operator.settings import Settings
 
 log = logging.getLogger(__name__)
 
-MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
-_SELECTOR = f"app.kubernetes.io/managed-by={names.MANAGED_BY}"
+_SELECTOR = f"{names.MANAGED_BY_LABEL}={names.MANAGED_BY}"
 _META_KEYS = (
     "name", "namespace", "uid", "resourceVersion", "labels", "annotations",
     "ownerReferences", "deletionTimestamp", "creationTimestamp",
@@ -55,15 +52,19 @@ def _trim(body: Mapping[str, Any], *parts: str) -> dict[str, Any]:
 
 
 # --- indexes (watch-fed; no listing in the reconcile) ----------------------------------
+# Every handler of ours is a coroutine: kopf runs a plain function in its thread pool,
+# a hop per watch event for work of microseconds.
 
 
-@kopf.index("pods", labels=MANAGED)
-def mnode_pods(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+@kopf.index("pods", labels=names.MANAGED)
+async def mnode_pods(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trim(body, "status")}
 
 
-@kopf.index("pods", labels=MANAGED)
-def mnode_fleet_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any) -> Any:
+@kopf.index("pods", labels=names.MANAGED)
+async def mnode_fleet_pods(
+    body: kopf.Body, namespace: str | None, labels: kopf.Labels, **_: Any
+) -> Any:
     fleet, node = labels.get(names.FLEET_LABEL), labels.get(names.NODE_LABEL)
     if fleet is None or node is None:
         return None
@@ -72,23 +73,27 @@ def mnode_fleet_pods(body: kopf.Body, namespace: str | None, labels: kopf.Labels
     return {(namespace, fleet): MemberPod(node=node, pod=pod_view(dict(body)), port=port)}
 
 
-@kopf.index("services", labels=MANAGED)
-def mnode_services(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+@kopf.index("services", labels=names.MANAGED)
+async def mnode_services(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, name): _trim(body, "spec")}
 
 
-@kopf.index("persistentvolumeclaims", labels=MANAGED)
-def mnode_pvcs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+@kopf.index("persistentvolumeclaims", labels=names.MANAGED)
+async def mnode_pvcs(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): _trim(body, "spec", "status")}
 
 
-@kopf.index("secrets", labels=MANAGED)
-def mnode_secrets(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+@kopf.index("secrets", labels=names.MANAGED)
+async def mnode_secrets(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, name): _trim(body)}
 
 
-@kopf.index("secrets", labels=MANAGED)
-def mnode_peer_ids(
+@kopf.index("secrets", labels=names.MANAGED)
+async def mnode_peer_ids(
     namespace: str | None, labels: kopf.Labels, annotations: kopf.Annotations, **_: Any
 ) -> Any:
     peer_id, node = annotations.get(names.PEER_ID_ANNOTATION), labels.get(names.NODE_LABEL)
@@ -97,8 +102,10 @@ def mnode_peer_ids(
     return {(namespace, labels.get(names.FLEET_LABEL, "")): (node, peer_id)}
 
 
-@kopf.index("configmaps", labels=MANAGED)
-def mnode_configmaps(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+@kopf.index("configmaps", labels=names.MANAGED)
+async def mnode_configmaps(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
     return {(namespace, name): _trim(body, "data")}
 
 
@@ -189,7 +196,7 @@ async def mnode_event(
         ctx.wakeups.wake(key)
 
 
-@kopf.on.event("pods", labels=MANAGED)
+@kopf.on.event("pods", labels=names.MANAGED)
 async def pod_event(
     body: kopf.Body,
     labels: kopf.Labels,
@@ -219,10 +226,10 @@ async def pod_event(
         ctx.wakeups.wake((namespace, member.node))
 
 
-@kopf.on.event("services", labels=MANAGED)
-@kopf.on.event("persistentvolumeclaims", labels=MANAGED)
-@kopf.on.event("secrets", labels=MANAGED)
-@kopf.on.event("configmaps", labels=MANAGED)
+@kopf.on.event("services", labels=names.MANAGED)
+@kopf.on.event("persistentvolumeclaims", labels=names.MANAGED)
+@kopf.on.event("secrets", labels=names.MANAGED)
+@kopf.on.event("configmaps", labels=names.MANAGED)
 async def child_event(
     labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -295,7 +302,6 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"
     settings.posting.level = logging.WARNING
-    settings.execution.max_workers = cfg.api_threads
     for plural in ("pods", "services", "persistentvolumeclaims", "secrets", "configmaps"):
         settings.watching.label_selectors[plural] = _SELECTOR
     settings.peering.name = cfg.peering_name
@@ -319,14 +325,11 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
     cfg: Settings = memo.settings
     configure(settings, cfg)
-    asyncio.get_running_loop().set_default_executor(
-        concurrent.futures.ThreadPoolExecutor(cfg.api_threads, thread_name_prefix="kube")
-    )
     phases: dict[Any, Any] = {}
     metrics = Metrics(memo.registry, phases=lambda: phases)
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
-    kube = Kube.from_environment(timeout=cfg.api_timeout_seconds, connections=cfg.api_threads)
+    kube = await Kube.from_environment(timeout=cfg.api_timeout_seconds)
     tokens = AdminTokens(nodeloop.token_reader(kube), overlap=cfg.admin_token_overlap_seconds)
     memo.ctx = Context(
         settings=cfg,
@@ -349,4 +352,4 @@ async def stop(memo: kopf.Memo, **_: Any) -> None:
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
         await ctx.nodes.close()
-        ctx.kube.close()
+        await ctx.kube.close()

@@ -12,8 +12,6 @@ pod. The node reconcile (handlers/mnode.py) creates every replacement pod; its g
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -23,9 +21,9 @@ from typing import Any
 import kopf
 from marketplace_protocol.admin import DrainState
 
-from marketplace_operator import actuate, errors, k8s, nodeloop
+from marketplace_operator import errors, events, k8s, nodeloop
 from marketplace_operator.context import Context
-from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
+from marketplace_operator.model.common import API_VERSION, GROUP, VERSION, rfc3339
 from marketplace_operator.model.fleet import KIND as FLEET_KIND
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION, RolloutPhase, StepPhase
 from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
@@ -33,13 +31,12 @@ from marketplace_operator.model.mnode import DEFAULT_FLEET, MarketplaceNodeSpec
 from marketplace_operator.model.mnode import KIND as MNODE_KIND
 from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
 from marketplace_operator.nodeclient import base_url
-from marketplace_operator.render import names, pdb
+from marketplace_operator.render import names, pdb, pod
 from marketplace_operator.rollout import gate, planner, status, triggers
 from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
 
 log = logging.getLogger(__name__)
 
-MANAGED = {"app.kubernetes.io/managed-by": names.MANAGED_BY}
 IDLE_SECONDS = 10.0
 WAKE_DEBOUNCE_SECONDS = 0.2
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on a Service's EndpointSlices
@@ -59,7 +56,7 @@ def _key(namespace: str, fleet: str) -> tuple[str, str]:
 
 
 @kopf.index(GROUP, VERSION, MNODE_PLURAL)
-def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
+async def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     """MarketplaceNodes by (namespace, fleet): what each should run."""
     meta = body.get("metadata", {})
     spec = dict(body.get("spec") or {})
@@ -80,14 +77,14 @@ def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any
 
 
 @kopf.index(GROUP, VERSION, FLEET_PLURAL)
-def rollout_fleets(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
+async def rollout_fleets(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
     return {(namespace, name): True}
 
 
 # --- wake-ups and fleet objects ---------------------------------------------------------
 
 
-@kopf.on.event("pods", labels=MANAGED)
+@kopf.on.event("pods", labels=names.MANAGED)
 async def rollout_pod_event(
     labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
 ) -> None:
@@ -110,11 +107,11 @@ async def rollout_mnode_event(body: kopf.Body, namespace: str | None, memo: Any,
     created = {
         "apiVersion": API_VERSION,
         "kind": FLEET_KIND,
-        "metadata": {"name": fleet, "namespace": namespace, "labels": dict(MANAGED)},
+        "metadata": {"name": fleet, "namespace": namespace, "labels": dict(names.MANAGED)},
         "spec": {},
     }
     try:
-        await actuate.run_blocking(ctx.kube.create, k8s.FLEETS, created)
+        await ctx.kube.create(k8s.FLEETS, created)
     except errors.OperatorError as exc:
         log.warning("%s: cannot create MarketplaceFleet %s: %s", namespace, fleet, exc.message)
 
@@ -140,7 +137,6 @@ async def rollout_loop(
     ensured_pdb: pdb.Budget | None = None
     try:
         while not stopped:
-            wake.clear()
             busy = False
             try:
                 busy, budget = await run_once(ctx, namespace, fleet, kwargs)
@@ -150,11 +146,9 @@ async def rollout_loop(
             except errors.OperatorError as exc:
                 log.warning("fleet %s/%s: rollout pass failed: %s", namespace, fleet, exc.message)
             interval = ctx.settings.rollout_interval_seconds if busy else IDLE_SECONDS
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=interval)
-                # Coalesce a burst (twenty nodes starting wake the fleet a hundred times):
-                # each pass reads the fleet and may write its status and PDB.
-                await asyncio.sleep(WAKE_DEBOUNCE_SECONDS)
+            # Twenty nodes starting wake the fleet a hundred times; each pass reads the
+            # fleet and may write its status and PDB.
+            await ctx.wakeups.sleep(wake, interval, debounce=WAKE_DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(_key(namespace, fleet))
 
@@ -217,8 +211,8 @@ class _Pass:
             ip = ((self.pods.get(node) or {}).get("status") or {}).get("podIP")
             service = {SERVICE_NAME_LABEL: names.service_name(node)}
             try:
-                slices = await actuate.run_blocking(
-                    self.ctx.kube.list, k8s.ENDPOINTSLICES, self.namespace, labels=service
+                slices = await self.ctx.kube.list(
+                    k8s.ENDPOINTSLICES, self.namespace, labels=service
                 )
             except errors.KubeError as exc:  # e.g. no RBAC for slices: fall back to settle
                 log.debug("fleet %s/%s: slices of %s: %s", self.namespace, self.fleet, node, exc)
@@ -245,8 +239,7 @@ class _Pass:
             await self.mark_leaving(action)
             return
         if isinstance(action, planner.DeletePod):
-            await actuate.run_blocking(
-                self.ctx.kube.delete,
+            await self.ctx.kube.delete(
                 k8s.PODS,
                 self.namespace,
                 names.pod_name(action.node),
@@ -266,28 +259,19 @@ class _Pass:
     async def mark_leaving(self, action: planner.MarkLeaving) -> None:
         """Annotate the pod leaving (the node loop then keeps its gate off) and turn the gate
         off now; the uid in both patches is a precondition: a newer pod is never touched."""
-        name = names.pod_name(action.node)
-        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        gate_off = {
-            "type": names.JOINED_CONDITION,
-            "status": "False",
-            "reason": "Leaving",
-            "message": "taken out of service by the fleet rollout before its drain",
-            "lastTransitionTime": stamp,
-        }
-        meta = {"uid": action.pod_uid, "annotations": {LEAVING_ANNOTATION: stamp}}
+        name, now = names.pod_name(action.node), datetime.now(UTC)
+        gate_off = pod.gate_patch(
+            joined=False,
+            reason="Leaving",
+            message="taken out of service by the fleet rollout before its drain",
+            now=now,
+            uid=action.pod_uid,
+        )
+        meta = {"uid": action.pod_uid, "annotations": {LEAVING_ANNOTATION: rfc3339(now)}}
         try:
-            await actuate.run_blocking(
-                self.ctx.kube.patch, k8s.PODS, self.namespace, name, {"metadata": meta}
-            )
-            await actuate.run_blocking(
-                self.ctx.kube.patch,
-                k8s.PODS,
-                self.namespace,
-                name,
-                {"metadata": {"uid": action.pod_uid}, "status": {"conditions": [gate_off]}},
-                sub="status",
-                content_type=k8s.STRATEGIC,
+            await self.ctx.kube.patch(k8s.PODS, self.namespace, name, {"metadata": meta})
+            await self.ctx.kube.patch(
+                k8s.PODS, self.namespace, name, gate_off, sub="status", content_type=k8s.STRATEGIC
             )
         except (errors.NotFound, errors.Conflict, errors.Invalid) as exc:
             log.info("fleet %s/%s: %s not marked: %s", self.namespace, self.fleet, name, exc)
@@ -302,7 +286,7 @@ async def run_once(
     ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]
 ) -> tuple[bool, pdb.Budget | None]:
     """One pass: (still busy?, what the fleet's PDB is computed from)."""
-    fleet_body = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
+    fleet_body = await ctx.kube.get(k8s.FLEETS, namespace, fleet)
     if fleet_body is None:
         return False, None
     previous = triggers.fleet_status(fleet_body)
@@ -327,9 +311,7 @@ async def run_once(
         previous, decision, now=now, generation=fleet_body["metadata"].get("generation")
     )
     if new != previous:  # the record first: acting on an unwritten decision could repeat it
-        await actuate.run_blocking(
-            ctx.kube.patch, k8s.FLEETS, namespace, fleet, status.as_patch(new), sub="status"
-        )
+        await ctx.kube.patch(k8s.FLEETS, namespace, fleet, status.as_patch(new), sub="status")
     for action in decision.actions:
         await seen.act(action)
     if decision.rejoining is not None:  # its reconcile polls it and reports its new peers
@@ -347,27 +329,20 @@ def _emit(
 ) -> None:
     """Events on the fleet and, for a node's step, on that MarketplaceNode too."""
     for note in notes:
-        kind = "Warning" if note.warning else "Normal"
-        _event(dict(fleet_body), kind, note)
+        events.post(fleet_body, reason=note.reason, message=note.message, warning=note.warning)
         mnode = by_name.get(note.node or "")
         if mnode is not None:
             target = {"apiVersion": API_VERSION, "kind": MNODE_KIND, "metadata": mnode["metadata"]}
-            _event(target, kind, note)
-
-
-def _event(target: Any, kind: str, note: planner.Note) -> None:
-    kopf.event(target, type=kind, reason=note.reason, message=note.message[:1024])
+            events.post(target, reason=note.reason, message=note.message, warning=note.warning)
 
 
 async def ensure_pdb(ctx: Context, namespace: str, fleet: str, budget: pdb.Budget) -> None:
     """The fleet's PodDisruptionBudget exists with `minAvailable` = members - budget."""
-    owner = await actuate.run_blocking(ctx.kube.get, k8s.FLEETS, namespace, fleet)
+    owner = await ctx.kube.get(k8s.FLEETS, namespace, fleet)
     uid = owner["metadata"]["uid"] if owner is not None else None
     wanted = pdb.pdb(fleet, namespace=namespace, budget=budget, owner_uid=uid)
-    have = await actuate.run_blocking(ctx.kube.get, k8s.PDBS, namespace, pdb.pdb_name(fleet))
+    have = await ctx.kube.get(k8s.PDBS, namespace, pdb.pdb_name(fleet))
     if have is None:
-        await actuate.run_blocking(ctx.kube.create, k8s.PDBS, wanted)
+        await ctx.kube.create(k8s.PDBS, wanted)
     elif pdb.drifted(have, wanted):
-        await actuate.run_blocking(
-            ctx.kube.patch, k8s.PDBS, namespace, pdb.pdb_name(fleet), pdb.spec_patch(wanted)
-        )
+        await ctx.kube.patch(k8s.PDBS, namespace, pdb.pdb_name(fleet), pdb.spec_patch(wanted))

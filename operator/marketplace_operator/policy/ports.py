@@ -61,21 +61,21 @@ class Inputs(Protocol):
 
 
 class Cluster(Protocol):
-    """Blocking Kubernetes calls; the worker runs them in threads."""
+    """The Kubernetes calls the worker makes (coroutines on the operator's loop)."""
 
-    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+    async def read_version(self, key: FleetKey) -> PolicyVersion | None:
         """The stored version; raises errors.NotFound if the fleet ConfigMap does not exist."""
         ...
 
-    def write_policy(
+    async def write_policy(
         self, key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
     ) -> None:
         """Patch shard ConfigMap i+1 with `shards[i]` (creating it), then the fleet's."""
         ...
 
-    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None: ...
-    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None: ...
-    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None: ...
+    async def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None: ...
+    async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None: ...
+    async def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None: ...
 
 
 UNREAD = PolicyVersion(-1, "")

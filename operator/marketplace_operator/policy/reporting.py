@@ -8,8 +8,7 @@ object), and a problem is announced by one Warning Event per distinct message.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 from marketplace_protocol.clock import Clock, to_datetime
@@ -53,13 +52,11 @@ class StatusReporter:
         cluster: Cluster,
         clock: Clock,
         state: Callable[[FleetKey], FleetState],
-        blocking: Callable[..., Awaitable[Any]],
     ) -> None:
         self._inputs = inputs
         self._cluster = cluster
         self._clock = clock
         self.state = state
-        self._blocking = blocking
         # By uid: an object deleted and recreated under its name is a new object (its
         # status is written and its problem announced again).
         self._written: dict[tuple[str, str, str, str], dict[str, Any]] = {}
@@ -166,14 +163,10 @@ class StatusReporter:
         key = _key(ref)
         if self._written.get(key) == _without_nulls(status):
             return
-        await self._blocking(self._cluster.write_status, ref, status)
+        await self._cluster.write_status(ref, status)
         self._written[key] = _without_nulls(status)
         if problem is not None and self._reported.get(key) != problem:
             self._reported[key] = problem
-            await self._blocking(
-                functools.partial(
-                    self._cluster.event, ref, reason="CannotApply", message=problem, warning=True
-                )
-            )
+            await self._cluster.event(ref, reason="CannotApply", message=problem, warning=True)
         elif problem is None:
             self._reported.pop(key, None)

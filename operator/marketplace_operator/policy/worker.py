@@ -2,7 +2,7 @@
 
 Asyncio orchestration over injected ports: `Inputs` (the watch-fed view of
 BanLists, RateLimitPolicies and node pods; kopf indexes in production),
-`Cluster` (blocking Kubernetes calls, run in threads) and a `PolicyClient`
+`Cluster` (the Kubernetes calls) and a `PolicyClient`
 (the nodes' admin API). No kopf, aiohttp or kubernetes import here.
 
 A round for one fleet (`_round`):
@@ -30,9 +30,7 @@ node that missed a push converges) and by the local-ban collection loop
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import logging
 import random
 from collections.abc import Awaitable, Callable
@@ -113,14 +111,10 @@ class PolicyWorker:
         clock: Clock,
         tokens: Callable[[FleetKey], Awaitable[str]],
         rng: random.Random | None = None,
-        executor: concurrent.futures.Executor | None = None,
     ) -> None:
-        """`executor` runs blocking API calls and big computations; give the worker its own,
-        so that a thread pool saturated by other controllers does not delay policy.
-        `tokens` is the operator's one admin-token cache (`admintoken.AdminTokens`)."""
+        """`tokens` is the operator's one admin-token cache (`admintoken.AdminTokens`)."""
         self._inputs = inputs
         self._token = tokens
-        self._executor = executor
         self._cluster = cluster
         self._client = client
         self._metrics = metrics
@@ -140,19 +134,15 @@ class PolicyWorker:
         self._fleets: dict[FleetKey, FleetState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._reporter = StatusReporter(
-            inputs=inputs, cluster=cluster, clock=clock, state=self.state, blocking=self._blocking
+            inputs=inputs, cluster=cluster, clock=clock, state=self.state
         )
 
-    async def _blocking(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run a blocking call on the worker's executor."""
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
-
     async def _cpu(self, fn: Callable[..., T], *args: Any, size: int) -> T:
-        """Run a pure computation inline when small (no thread hop), else on the executor."""
+        """Run a pure computation inline when small (no thread hop), else in a thread: a
+        big policy's compute must not stall the event loop that serves every node."""
         if size < INLINE_ENTRIES:
             return fn(*args)
-        return await self._blocking(fn, *args)
+        return await asyncio.to_thread(fn, *args)
 
     # --- triggers --------------------------------------------------------------------
 
@@ -269,7 +259,7 @@ class PolicyWorker:
             return
         if fleet.stored == UNREAD:
             try:
-                fleet.stored = await self._blocking(self._cluster.read_version, key)
+                fleet.stored = await self._cluster.read_version(key)
             except errors.NotFound:
                 log.info("fleet %s has no policy ConfigMap yet; waiting for its first node", key)
                 return
@@ -322,7 +312,7 @@ class PolicyWorker:
             return
         patch, shards = write
         try:
-            await self._blocking(self._cluster.write_policy, key, patch, shards)
+            await self._cluster.write_policy(key, patch, shards)
         except errors.OperatorError as exc:
             log.warning(
                 "fleet %s: writing policy v%d failed: %s", key, version.version, exc.message
@@ -485,4 +475,4 @@ class PolicyWorker:
         dumped = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in entries]
         before = [e.model_dump(mode="json", by_alias=True, exclude_none=True) for e in previous]
         if dumped != before or (current is None and dumped):
-            await self._blocking(self._cluster.write_auto_banlist, key, dumped)
+            await self._cluster.write_auto_banlist(key, dumped)

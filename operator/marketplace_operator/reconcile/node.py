@@ -256,7 +256,7 @@ def volume_ready(
     created = claim.get("metadata", {}).get("creationTimestamp")
     if created is None:
         return False
-    born = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    born = datetime.fromisoformat(str(created))
     return now - born >= PVC_BIND_GRACE
 
 

@@ -15,6 +15,9 @@ TEMPLATE_HASH_ANNOTATION = f"{LABEL_PREFIX}pod-template-hash"
 PEER_ID_ANNOTATION = f"{LABEL_PREFIX}peer-id"
 JOINED_CONDITION = f"{LABEL_PREFIX}joined"
 MANAGED_BY = "marketplace-operator"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED = {MANAGED_BY_LABEL: MANAGED_BY}
+"""The label every object of ours carries; the operator's watches select on it."""
 APP_NAME = "marketplace-node"
 
 CONTAINER = "node"
@@ -74,7 +77,7 @@ def policy_shard_configmap_name(fleet: str, index: int) -> str:
 def fleet_labels(fleet: str) -> dict[str, str]:
     return {
         "app.kubernetes.io/name": APP_NAME,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
+        MANAGED_BY_LABEL: MANAGED_BY,
         "app.kubernetes.io/part-of": "marketplace-fleet",
         FLEET_LABEL: fleet,
     }
@@ -89,17 +92,32 @@ def node_selector(ref: NodeRef) -> dict[str, str]:
     return {"app.kubernetes.io/name": APP_NAME, NODE_LABEL: ref.name}
 
 
+def owner_reference_to(
+    api_version: str,
+    kind: str,
+    name: str,
+    uid: str,
+    *,
+    controller: bool = False,
+    block_owner_deletion: bool = False,
+) -> dict[str, Any]:
+    """A reference that makes garbage collection delete the owned object with its owner."""
+    return {
+        "apiVersion": api_version,
+        "kind": kind,
+        "name": name,
+        "uid": uid,
+        "controller": controller,
+        "blockOwnerDeletion": block_owner_deletion,
+    }
+
+
 def owner_reference(ref: NodeRef, *, controller: bool = True) -> dict[str, Any]:
     """`controller: true` for the node's own children; `false` for shared fleet objects,
     which carry one reference per member so garbage collection removes them with the last."""
-    return {
-        "apiVersion": API_VERSION,
-        "kind": KIND,
-        "name": ref.name,
-        "uid": ref.uid,
-        "controller": controller,
-        "blockOwnerDeletion": controller,
-    }
+    return owner_reference_to(
+        API_VERSION, KIND, ref.name, ref.uid, controller=controller, block_owner_deletion=controller
+    )
 
 
 def fleet_owner_references(members: Iterable[NodeRef]) -> list[dict[str, Any]]:

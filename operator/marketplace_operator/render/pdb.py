@@ -65,14 +65,7 @@ def pdb(
     }
     if owner_uid is not None:
         metadata["ownerReferences"] = [
-            {
-                "apiVersion": API_VERSION,
-                "kind": KIND,
-                "name": fleet,
-                "uid": owner_uid,
-                "controller": True,
-                "blockOwnerDeletion": False,
-            }
+            names.owner_reference_to(API_VERSION, KIND, fleet, owner_uid, controller=True)
         ]
     return {
         "apiVersion": "policy/v1",

@@ -12,8 +12,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from marketplace_operator.model.common import rfc3339
 from marketplace_operator.model.fleet import RESTARTED_AT_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
 from marketplace_operator.render import names
@@ -223,3 +225,21 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
             ],
         },
     }
+
+
+def gate_patch(
+    *, joined: bool, reason: str, message: str, now: datetime, uid: str | None = None
+) -> dict[str, Any]:
+    """A strategic-merge patch of `pods/status` that sets the readiness gate's condition
+    (`names.JOINED_CONDITION`); with `uid` it applies only to that pod (a precondition)."""
+    condition = {
+        "type": names.JOINED_CONDITION,
+        "status": "True" if joined else "False",
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": rfc3339(now),
+    }
+    patch: dict[str, Any] = {"status": {"conditions": [condition]}}
+    if uid is not None:
+        patch["metadata"] = {"uid": uid}
+    return patch

@@ -38,7 +38,7 @@ def on_real_node(pod: dict[str, Any] | None) -> dict[str, Any]:
     return pod
 
 
-def ready_slice_addresses(kube: k8s.Kube, namespace: str, service: str) -> list[str]:
+def ready_slice_addresses(kube: k8s.BlockingKube, namespace: str, service: str) -> list[str]:
     slices = kube.request(
         "GET",
         f"/apis/discovery.k8s.io/v1/namespaces/{namespace}/endpointslices",
@@ -54,7 +54,11 @@ def ready_slice_addresses(kube: k8s.Kube, namespace: str, service: str) -> list[
 
 
 def test_a_fleet_of_three_becomes_ready_with_real_endpointslices(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, operator: OperatorProcess, images: Images
+    kube: k8s.BlockingKube,
+    kubectl: Kubectl,
+    namespace: str,
+    operator: OperatorProcess,
+    images: Images,
 ) -> None:
     kubectl("apply", "-n", namespace, "-f", str(EXAMPLE))
     names = ["market-a", "market-b", "market-c"]
@@ -96,7 +100,7 @@ def test_a_fleet_of_three_becomes_ready_with_real_endpointslices(
 
 
 def test_workloads_that_bind_all_addresses_run_side_by_side(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, images: Images
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, images: Images
 ) -> None:
     """The issue's first report: two replicas of `python -m http.server 8080` (0.0.0.0)
     crash-loop under the local kubelet (one network namespace); here each pod has its own."""
@@ -134,7 +138,7 @@ def test_workloads_that_bind_all_addresses_run_side_by_side(
 
 
 def test_a_banlist_propagates_to_every_node(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, operator: OperatorProcess
 ) -> None:
     names = make_fleet(kube, namespace, "blue", 3)
     ips = {n: on_real_node(kube.get(k8s.PODS, namespace, n))["status"]["podIP"] for n in names}
@@ -147,7 +151,11 @@ def test_a_banlist_propagates_to_every_node(
 
 
 def test_a_rolling_restart_under_load_through_the_services_fails_no_request(
-    kube: k8s.Kube, kubeconfig: str, namespace: str, operator: OperatorProcess, tmp_path: Path
+    kube: k8s.BlockingKube,
+    kubeconfig: str,
+    namespace: str,
+    operator: OperatorProcess,
+    tmp_path: Path,
 ) -> None:
     """Load goes to what the nodes' Services' EndpointSlices list as ready (the real
     EndpointSlice controller, fed by the real kubelet's readiness), as kube-proxy would."""
@@ -176,7 +184,7 @@ def test_a_rolling_restart_under_load_through_the_services_fails_no_request(
 
 
 def test_the_operator_runs_as_a_pod_from_its_image(
-    kube: k8s.Kube, kubectl: Kubectl, namespace: str, images: Images, tmp_path: Path
+    kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str, images: Images, tmp_path: Path
 ) -> None:
     """The chart's Deployment, from the operator image, in-cluster credentials through
     the `kubernetes` Service address, reconciling a MarketplaceNode to Ready."""

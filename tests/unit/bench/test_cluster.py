@@ -50,7 +50,7 @@ def test_our_finalizer_is_the_one_the_operator_configures() -> None:
 
 
 class FakeKube:
-    """The project's API wrapper, in memory: objects per resource plural, calls recorded."""
+    """The blocking API wrapper, in memory: objects per resource plural, calls recorded."""
 
     def __init__(self, objects: dict[str, list[dict[str, Any]]], missing: set[str]) -> None:
         self.objects, self.missing = objects, missing

@@ -12,9 +12,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from aiohttp.typedefs import Handler
-from marketplace_node import http_errors, logs
+from marketplace_node import http_errors
 from marketplace_node.policy.enforcer import PolicyEnforcer
-from marketplace_protocol import errors
+from marketplace_protocol import errors, logs
 from marketplace_protocol.admin import ErrorBody, Escalation, PolicyDocument, RateLimits
 from marketplace_protocol.clock import FakeClock
 

@@ -80,12 +80,12 @@ class Cluster:
     events: list[tuple[str, str]] = field(default_factory=list)
     auto: list[list[dict[str, Any]]] = field(default_factory=list)
 
-    def read_version(self, key: FleetKey) -> PolicyVersion | None:
+    async def read_version(self, key: FleetKey) -> PolicyVersion | None:
         if self.annotations is None:
             raise errors.NotFound("no ConfigMap")
         return from_annotations(self.annotations)
 
-    def write_policy(
+    async def write_policy(
         self, key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
     ) -> None:
         assert self.annotations is not None
@@ -94,13 +94,13 @@ class Cluster:
             f"configmap v{patch['metadata']['annotations']['marketplace.p2p.dev/policy-version']}"
         )
 
-    def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
+    async def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
         self.auto.append(entries)
 
-    def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
+    async def write_status(self, ref: ObjectRef, status: dict[str, Any]) -> None:
         self.statuses[ref.name] = status
 
-    def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None:
+    async def event(self, ref: ObjectRef, *, reason: str, message: str, warning: bool) -> None:
         self.events.append((ref.name, reason))
 
 
@@ -331,7 +331,7 @@ async def test_a_failed_configmap_write_is_retried_and_versions_still_only_grow(
     worker = world.worker()
     write = world.cluster.write_policy
 
-    def failing(
+    async def failing(
         key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
     ) -> None:
         raise errors.Unavailable("etcd is slow")

@@ -3,6 +3,7 @@ ConfigMaps when larger still; every ConfigMap under the API server's 1 MiB."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import gzip
 import json
@@ -319,15 +320,17 @@ class RecordingKube:
         }
         self.calls: list[tuple[str, str]] = []
 
-    def get(self, res: k8s.Resource, namespace: str, name: str) -> dict[str, Any] | None:
+    async def get(self, res: k8s.Resource, namespace: str, name: str) -> dict[str, Any] | None:
         return self.objects.get(name)
 
-    def patch(self, res: k8s.Resource, namespace: str, name: str, patch: dict[str, Any]) -> None:
+    async def patch(
+        self, res: k8s.Resource, namespace: str, name: str, patch: dict[str, Any]
+    ) -> None:
         self.calls.append(("patch", name))
         if name not in self.objects:
             raise op_errors.NotFound(name)
 
-    def create(self, res: k8s.Resource, body: dict[str, Any]) -> dict[str, Any]:
+    async def create(self, res: k8s.Resource, body: dict[str, Any]) -> dict[str, Any]:
         self.calls.append(("create", body["metadata"]["name"]))
         self.objects[body["metadata"]["name"]] = body
         return body
@@ -336,7 +339,8 @@ class RecordingKube:
 def write(kube: RecordingKube, doc: PolicyDocument, rendered: RenderedPolicy) -> None:
     cluster = KubeCluster(cast("k8s.Kube", kube))
     key = FleetKey(namespace="ns", fleet="blue")
-    cluster.write_policy(key, configmap_patch(doc, rendered=rendered), shard_patches(doc, rendered))
+    patch, shards = configmap_patch(doc, rendered=rendered), shard_patches(doc, rendered)
+    asyncio.run(cluster.write_policy(key, patch, shards))
 
 
 def test_shards_are_created_owned_by_the_fleet_configmap_and_written_before_it() -> None:
@@ -354,7 +358,14 @@ def test_shards_are_created_owned_by_the_fleet_configmap_and_written_before_it()
     created = kube.objects["blue-policy-1"]
     assert created["metadata"]["labels"] == names.fleet_labels("blue")
     assert created["metadata"]["ownerReferences"] == [
-        {"apiVersion": "v1", "kind": "ConfigMap", "name": "blue-policy", "uid": "uid-blue-policy"}
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "name": "blue-policy",
+            "uid": "uid-blue-policy",
+            "controller": False,
+            "blockOwnerDeletion": False,
+        }
     ]
     assert set(created["binaryData"]) == {part_name(1)}
     assert created["metadata"]["annotations"][VERSION_ANNOTATION] == "7"

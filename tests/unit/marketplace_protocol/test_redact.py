@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from marketplace_node import logs, redact
+from marketplace_protocol import logs, redact
 from pydantic import BaseModel, SecretStr
 
 SECRET = "Zq9vX2kP4mW8tY6r"

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import IO, Final
 
-from marketplace_node import redact
+from marketplace_protocol import redact
 
 _EMPTY: Final[Mapping[str, object]] = MappingProxyType({})
 _context: contextvars.ContextVar[Mapping[str, object]] = contextvars.ContextVar(
