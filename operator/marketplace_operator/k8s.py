@@ -131,7 +131,12 @@ class Kube:
         content_type: str = "application/json",
         query: dict[str, str] | None = None,
     ) -> dict[str, Any]:
-        """One REST call; the decoded JSON answer."""
+        """One REST call; the decoded JSON answer.
+
+        A kept-alive connection the server closed meanwhile fails the call before it got an
+        answer; it is sent once more on a new connection (urllib3, under the synchronous
+        client, did the same). Every call we make may be repeated: creates are idempotent
+        for us (AlreadyExists), patches are merges, deletes carry a uid precondition."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             method, url, headers, payload, post = await self._api.param_serialize(
@@ -142,9 +147,14 @@ class Kube:
                 body=body,
                 auth_settings=["BearerToken"],
             )
-            response = await self._api.call_api(
-                method, url, headers, payload, post, _request_timeout=self._timeout
-            )
+            try:
+                response = await self._api.call_api(
+                    method, url, headers, payload, post, _request_timeout=self._timeout
+                )
+            except aiohttp.ServerDisconnectedError:
+                response = await self._api.call_api(
+                    method, url, headers, payload, post, _request_timeout=self._timeout
+                )
             data = await response.read()  # type: ignore[no-untyped-call]
         except client.ApiException as exc:
             raise translate(exc.status or 0, exc.body) from None

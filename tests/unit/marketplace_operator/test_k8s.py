@@ -1,0 +1,53 @@
+"""The API adapter against a loopback HTTP server: answers, typed errors, a dropped connection."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from kubernetes.aio import client
+from marketplace_operator import errors, k8s
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TestServer, list[str]]]:
+    seen: list[str] = []
+
+    async def pod(request: web.Request) -> web.StreamResponse:
+        seen.append(request.match_info["name"])
+        name = request.match_info["name"]
+        if name == "dropped" and seen.count("dropped") == 1:
+            assert request.transport is not None
+            request.transport.close()  # as a server closing a kept-alive connection
+            return web.Response()
+        if name == "missing":
+            return web.json_response({"message": 'pods "missing" not found'}, status=404)
+        return web.json_response({"metadata": {"name": name}})
+
+    app = web.Application()
+    app.router.add_route("*", "/api/v1/namespaces/{ns}/pods/{name}", pod)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    yield test_server, seen
+    await test_server.close()
+
+
+async def test_answers_errors_and_one_resend_after_a_dropped_connection(
+    server: tuple[TestServer, list[str]],
+) -> None:
+    test_server, seen = server
+    configuration = client.Configuration(host=str(test_server.make_url("")).rstrip("/"))
+    kube = k8s.Kube(client.ApiClient(configuration), timeout=5.0)
+    try:
+        assert await kube.get(k8s.PODS, "ns", "a") == {"metadata": {"name": "a"}}
+        assert await kube.get(k8s.PODS, "ns", "missing") is None
+        # aiohttp itself resends only idempotent methods (a GET) on a dropped connection.
+        patched = await kube.patch(k8s.PODS, "ns", "dropped", {"metadata": {"labels": {}}})
+        assert patched == {"metadata": {"name": "dropped"}}
+        assert seen == ["a", "missing", "dropped", "dropped"]
+        with pytest.raises(errors.NotFound):
+            await kube.request("GET", k8s.PODS.path("ns", "missing"))
+    finally:
+        await kube.close()
