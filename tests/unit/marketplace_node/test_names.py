@@ -84,13 +84,13 @@ def test_a_client_entry_never_displaces_what_the_node_holds_even_if_it_sorts_fir
     catalogue = Catalogue()
     held = pkg(ALICE, "1.0", 100, b"a")
     catalogue.add(held)
-    same_second = [pkg(BOB, "1.0", 100, bytes([i])) for i in range(8)]
+    same_second = [pkg(BOB, "1.0", 100, bytes([i])) for i in range(64)]  # half sort first
     sorts_first = next(p for p in same_second if names.entry_key(p) < names.entry_key(held))
     assert catalogue.refusal(sorts_first) is None  # from a peer: a race the fold decides
     assert catalogue.refusal(sorts_first, settled=True) == names.NAME_TAKEN
     rewrite = next(
         p
-        for p in (pkg(ALICE, "1.0", 100, bytes([i])) for i in range(8))
+        for p in (pkg(ALICE, "1.0", 100, bytes([i])) for i in range(64))
         if names.entry_key(p) < names.entry_key(held)
     )
     assert catalogue.refusal(rewrite, settled=True) == names.VERSION_EXISTS
