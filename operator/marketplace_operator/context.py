@@ -49,6 +49,22 @@ class Wakeups:
 
 
 @dataclass
+class NodeState:
+    """What the operator remembers of one node between passes, in one place: created on
+    first use, dropped when nothing of the node is left to remember (`Context.release`)."""
+
+    phase: Phase | None = None
+    poll: PollMemory | None = None  # its pod's status-poll history (the gate's hysteresis)
+    status_written: float | None = None  # monotonic time of its last status write (pacing)
+    intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
+    pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
+    pushed_members: tuple[str, str] | None = None  # (pod uid, members digest) last pushed
+
+    def idle(self) -> bool:
+        return all(v is None for v in vars(self).values())
+
+
+@dataclass
 class Context:
     settings: Settings
     kube: Kube
@@ -60,16 +76,19 @@ class Context:
     # The rollout engineer replaces this with the fleet-paced planner's decision.
     may_replace: ReplaceGate = one_at_a_time
     wakeups: Wakeups = field(default_factory=Wakeups)
-    phases: dict[NodeKey, Phase] = field(default_factory=dict)
-    # pod uid -> digest of the members last pushed to that pod's node.
-    pushed_members: dict[str, str] = field(default_factory=dict)
+    # (namespace, node) -> what is remembered of it; the one per-node store.
+    node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
-    # (namespace, pod) -> (ip, deleting, uid) as last seen, to tell address changes apart.
-    pod_addresses: dict[NodeKey, tuple[str | None, bool, str]] = field(default_factory=dict)
-    # (namespace, node) -> its pod's status-poll history, for the `joined` gate's hysteresis.
-    polls: dict[NodeKey, PollMemory] = field(default_factory=dict)
-    # (namespace, node) -> monotonic time of its last status write, to pace peer counts.
-    status_written: dict[NodeKey, float] = field(default_factory=dict)
-    # (namespace, node) -> what of the MarketplaceNode its reconcile last woke for.
-    intents: dict[NodeKey, Hashable] = field(default_factory=dict)
+
+    def node(self, key: NodeKey) -> NodeState:
+        return self.node_states.setdefault(key, NodeState())
+
+    def release(self, key: NodeKey) -> None:
+        """Drop the node's state once nothing in it is left (its loop ended, its pod went)."""
+        state = self.node_states.get(key)
+        if state is not None and state.idle():
+            del self.node_states[key]
+
+    def phases(self) -> dict[NodeKey, Phase]:
+        return {k: s.phase for k, s in self.node_states.items() if s.phase is not None}

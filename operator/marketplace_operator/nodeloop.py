@@ -279,14 +279,15 @@ async def _sync_members(
         return
     if not view.started:  # the node reads members.json first; push once it answers
         return
-    if ctx.pushed_members.get(view.uid) == digest:
+    state = ctx.node((ref.namespace, ref.name))
+    if state.pushed_members == (view.uid, digest):
         return
     others = [m for m in current if m.name != ref.name]
     try:
         await ctx.nodes.put_members(base_url(view.ip, port), token, Members(members=others))
     except (errors.NodeUnreachable, errors.NodeRefused):
         return  # not up yet; the next pass retries
-    ctx.pushed_members[view.uid] = digest
+    state.pushed_members = (view.uid, digest)
 
 
 async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: bool) -> None:
@@ -553,10 +554,11 @@ async def report_status(
         await _sync_members(ctx, ref, views, view, port=port, token=token)
     key = (ref.namespace, ref.name)
     now = time.monotonic()
-    last = ctx.status_written.get(key)
+    state = ctx.node(key)
+    last = state.status_written
     decision = decide(
         body, views, desired, poll, findings,
-        memory=ctx.polls.get(key),
+        memory=state.poll,
         since_last_write=None if last is None else now - last,
         now=now,
         wall=datetime.now(UTC),
@@ -587,7 +589,7 @@ async def _write(
     until a paced patch is due (None when nothing waits)."""
     key = (ref.namespace, ref.name)
     if decision.memory is not None:
-        ctx.polls[key] = decision.memory
+        ctx.node(key).poll = decision.memory
     if decision.set_gate is not None and view is not None:
         await _set_gate(ctx, ref, view, decision.set_gate)
     delay = decision.delay
@@ -595,7 +597,7 @@ async def _write(
         await ctx.kube.patch(
             k8s.MNODES, ref.namespace, ref.name, {"status": decision.patch}, sub="status"
         )
-        ctx.status_written[key] = now
+        ctx.node(key).status_written = now
         delay = None
     if decision.event is not None:
         warning, text = decision.event
@@ -604,7 +606,7 @@ async def _write(
         else:
             events.normal(body, events.Reason.PHASE_CHANGED, text)
     if decision.status.phase is not None:
-        ctx.phases[key] = decision.status.phase
+        ctx.node(key).phase = decision.status.phase
     return delay
 
 
@@ -665,7 +667,6 @@ async def run(
             await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
-        ctx.phases.pop(key, None)
-        ctx.polls.pop(key, None)
-        ctx.status_written.pop(key, None)
-        ctx.intents.pop(key, None)
+        state = ctx.node(key)
+        state.phase = state.poll = state.status_written = state.intent = None
+        ctx.release(key)

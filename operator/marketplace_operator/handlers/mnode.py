@@ -20,6 +20,7 @@ from marketplace_operator import actuate, errors, events, nodeloop
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
+from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
@@ -30,6 +31,7 @@ from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names
+from marketplace_operator.rollout import gate as rollout_gate
 from marketplace_operator.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -188,11 +190,12 @@ async def mnode_event(
     ctx: Context = memo.ctx
     key = (str(namespace), name)
     if type == "DELETED":
-        ctx.intents.pop(key, None)
+        ctx.node_states.pop(key, None)  # the node is gone: nothing of it is kept
         return
     wanted = nodeloop.intent(body)
-    if ctx.intents.get(key) != wanted:
-        ctx.intents[key] = wanted
+    state = ctx.node(key)
+    if state.intent != wanted:
+        state.intent = wanted
         ctx.wakeups.wake(key)
 
 
@@ -209,18 +212,19 @@ async def pod_event(
     ctx: Context = memo.ctx
     namespace = str(namespace)
     node = labels.get(names.NODE_LABEL)
-    if node is not None:
-        ctx.wakeups.wake((namespace, node))
+    if node is None:
+        return
+    ctx.wakeups.wake((namespace, node))
     view = pod_view(dict(body))
     address = (view.ip, view.deleting, view.uid) if kw.get("type") != "DELETED" else None
-    seen = ctx.pod_addresses.get((namespace, name))
-    if address == seen:
+    key = (namespace, node)
+    state = ctx.node(key) if address is not None else ctx.node_states.get(key)
+    if state is None or state.pod_address == address:
         return
-    if address is None:
-        ctx.pod_addresses.pop((namespace, name), None)
-        ctx.pushed_members.pop(view.uid, None)  # keyed by pod uid: that pod is gone
-    else:
-        ctx.pod_addresses[(namespace, name)] = address
+    state.pod_address = address
+    if address is None:  # the pod is gone: so is what was remembered of it
+        state.pushed_members = None
+        ctx.release(key)
     fleet = labels.get(names.FLEET_LABEL)
     for member in kw["mnode_fleet_pods"].get((namespace, fleet)) or ():
         ctx.wakeups.wake((namespace, member.node))
@@ -323,12 +327,14 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
 
 @kopf.on.startup()
 async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    """The operator's one startup: every handler finds `memo.ctx` and `memo.policy` built
+    (no handler waits for another's startup)."""
     cfg: Settings = memo.settings
     configure(settings, cfg)
-    phases: dict[Any, Any] = {}
-    metrics = Metrics(memo.registry, phases=lambda: phases)
+    metrics = Metrics(memo.registry, phases=lambda: memo.ctx.phases())  # noqa: PLW0108 - ctx is set below
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
+    policy_settings = PolicySettings()
     kube = await Kube.from_environment(timeout=cfg.api_timeout_seconds)
     tokens = AdminTokens(nodeloop.token_reader(kube), overlap=cfg.admin_token_overlap_seconds)
     memo.ctx = Context(
@@ -342,9 +348,11 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
         metrics=metrics,
         tokens=tokens,
-        policy_required=PolicySettings().enabled,
-        phases=phases,
+        # Replacing stale pods is the fleet rollout's job: the node reconcile defers to it.
+        may_replace=rollout_gate.may_replace,
+        policy_required=policy_settings.enabled,
     )
+    memo.policy = PolicyHolder(policy_settings)
 
 
 @kopf.on.cleanup()

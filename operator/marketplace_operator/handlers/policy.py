@@ -8,9 +8,11 @@ handlers only once every index is fully populated, so the first round never
 sees half a fleet's BanLists (which would briefly lift bans).
 
 Events only mark fleets dirty; `policy.worker.PolicyWorker` (one asyncio task,
-plus resync and local-ban collection loops) does the work. The worker is
-started on the first event, when the core handlers' startup has built
-`memo.ctx` (the Kube adapter, the node client, the metrics registry).
+plus resync and local-ban collection loops) does the work. The operator's one
+startup (`handlers.mnode.start`) builds `memo.ctx` and the `PolicyHolder`; the
+worker itself starts on the first event on purpose: kopf calls event handlers
+only once every index is complete, and a round (its resync loop included) that
+saw a half-filled BanList index would lift bans.
 """
 
 from __future__ import annotations
@@ -310,11 +312,6 @@ class PolicyHolder:
 
     settings: PolicySettings
     runtime: PolicyRuntime | None = None
-
-
-@kopf.on.startup()
-async def policy_start(memo: kopf.Memo, **_: Any) -> None:
-    memo.policy = PolicyHolder(PolicySettings())
 
 
 def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None:

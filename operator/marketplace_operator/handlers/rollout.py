@@ -32,7 +32,7 @@ from marketplace_operator.model.mnode import KIND as MNODE_KIND
 from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.render import names, pdb, pod
-from marketplace_operator.rollout import gate, planner, status, triggers
+from marketplace_operator.rollout import planner, status, triggers
 from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
 
 log = logging.getLogger(__name__)
@@ -90,15 +90,13 @@ async def rollout_pod_event(
 ) -> None:
     """A pod of the fleet changed (readiness, deletion): re-plan now, not at the next tick."""
     fleet = labels.get(names.FLEET_LABEL)
-    if fleet is not None and hasattr(memo, "ctx"):
+    if fleet is not None:
         memo.ctx.wakeups.wake(_key(str(namespace), fleet))
 
 
 @kopf.on.event(GROUP, VERSION, MNODE_PLURAL)
 async def rollout_mnode_event(body: kopf.Body, namespace: str | None, memo: Any, **kw: Any) -> None:
     """Every fleet gets a MarketplaceFleet (all defaults) to hold its rollout's record."""
-    if not hasattr(memo, "ctx"):
-        return
     ctx: Context = memo.ctx
     fleet = str((body.get("spec") or {}).get("fleet") or DEFAULT_FLEET)
     ctx.wakeups.wake(_key(str(namespace), fleet))
@@ -114,14 +112,6 @@ async def rollout_mnode_event(body: kopf.Body, namespace: str | None, memo: Any,
         await ctx.kube.create(k8s.FLEETS, created)
     except errors.OperatorError as exc:
         log.warning("%s: cannot create MarketplaceFleet %s: %s", namespace, fleet, exc.message)
-
-
-@kopf.on.startup()
-async def rollout_startup(memo: kopf.Memo, **_: Any) -> None:
-    """Replacing stale pods is this loop's job: the node reconcile's gate defers to it."""
-    if not hasattr(memo, "ctx"):
-        raise kopf.TemporaryError("waiting for the operator context", delay=0.1)
-    memo.ctx.may_replace = gate.may_replace
 
 
 # --- the fleet's loop -------------------------------------------------------------------

@@ -1,0 +1,46 @@
+"""One per-node state in the Context, dropped when nothing of the node is left (issue 16,
+item 11): a fleet of short-lived nodes does not grow the operator's memory."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from marketplace_operator.context import Context, NodeState
+from marketplace_operator.model.mnode import Phase
+from marketplace_operator.reconcile.gate import PollMemory
+
+KEY = ("ns", "n1")
+
+
+def context() -> Context:
+    return Context(
+        settings=cast("Any", None),
+        kube=cast("Any", None),
+        nodes=cast("Any", None),
+        metrics=cast("Any", None),
+        tokens=cast("Any", None),
+    )
+
+
+def test_a_node_state_is_released_only_when_nothing_is_left() -> None:
+    ctx = context()
+    state = ctx.node(KEY)
+    assert ctx.node(KEY) is state
+    state.phase = Phase.READY
+    state.poll = PollMemory.fresh("pod-1", 0.0)
+    state.pod_address = ("127.1.0.5", False, "pod-1")
+    assert ctx.phases() == {KEY: Phase.READY}
+    # The node's loop ends: its own fields go, the pod is still there.
+    state.phase = state.poll = None
+    ctx.release(KEY)
+    assert KEY in ctx.node_states
+    # The pod goes too: nothing is left.
+    state.pod_address = None
+    ctx.release(KEY)
+    assert ctx.node_states == {}
+    assert ctx.phases() == {}
+
+
+def test_an_idle_state_is_empty() -> None:
+    assert NodeState().idle()
+    assert not NodeState(pushed_members=("pod-1", "digest")).idle()
