@@ -348,11 +348,18 @@ def _carry_over(fleet: FleetView, draft: _Draft, now: datetime) -> None:
 
 
 def _isolates(candidate: NodeView, nodes: tuple[NodeView, ...], out: set[str]) -> str | None:
-    """A node in service whose every known fleet peer would be out with `candidate` gone."""
+    """A node in service whose every known fleet peer would be out with `candidate` gone.
+
+    Only while another member stays in service that it could re-join: in a fleet of two, or
+    when maxUnavailable takes out all the others, waiting cannot help and would block forever.
+    """
     fleet_ids = {n.peer_id for n in nodes if n.peer_id is not None}
     gone = {n.peer_id for n in nodes if n.name in out or n.name == candidate.name} - {None}
+    staying = {
+        n.name for n in nodes if n.available and n.name not in out and n.name != candidate.name
+    }
     for node in nodes:
-        if node.name == candidate.name or node.name in out or not node.available:
+        if node.name not in staying or not staying - {node.name}:
             continue
         if node.peers is None or node.peer_count > len(node.peers):
             continue  # unknown, or more peers than listed: not isolated by one node

@@ -519,6 +519,18 @@ def test_a_step_waits_while_it_would_take_a_nodes_last_peer() -> None:
     assert d.rejoining in {"a", "c"}  # whose status the caller refreshes now
 
 
+def test_a_fleet_of_two_rolls_although_each_node_is_the_others_only_peer() -> None:
+    # Waiting for b to re-join someone else cannot help: there is nobody else.
+    pair = (member("a", {"id-b"}), member("b", {"id-a"}))
+    d = planner.plan(fleet(*pair), T0)
+    assert [s.node for s in d.record.steps] == ["a"]
+    assert d.rejoining is None
+    # The same when maxUnavailable takes out every other member of a larger fleet.
+    trio = (member("a", {"id-b"}), member("b", {"id-c"}), member("c", {"id-a", "id-b"}))
+    d = planner.plan(fleet(*trio, max_unavailable=2), T0)
+    assert [s.node for s in d.record.steps] == ["a", "b"]
+
+
 def test_unknown_or_truncated_peer_lists_do_not_block() -> None:
     unknown = (member("a", None, pod(NEW)), member("b", {"id-a"}))
     assert planner.plan(fleet(*unknown), T0).record.steps[0].node == "b"
@@ -527,5 +539,9 @@ def test_unknown_or_truncated_peer_lists_do_not_block() -> None:
 
 
 def test_peers_outside_the_fleet_do_not_count_as_membership() -> None:
-    nodes = (member("a", {"id-b", "stranger"}, pod(NEW)), member("b", {"id-a"}))
+    nodes = (
+        member("a", {"id-b", "stranger"}, pod(NEW)),
+        member("b", {"id-a", "id-c"}),
+        member("c", {"id-b"}, pod(NEW)),
+    )
     assert planner.plan(fleet(*nodes), T0).actions == ()
