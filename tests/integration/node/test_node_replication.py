@@ -84,8 +84,16 @@ def test_acknowledged_publishes_survive_a_node_and_its_disk(cluster: NodeCluster
         for node in nodes:
             status, _ = http("GET", f"{node.url}/api/v1/packages/{pid}/content")
             assert status == 200, (node.index, pid)
-    metrics = http("GET", f"{nodes[0].url}/metrics")[1].decode()
-    assert "marketplace_node_under_replicated_packages 0.0" in metrics
+    # The gauge is refreshed by the repairer's next pass, after the copies have landed.
+    wait_for(
+        lambda: (
+            "marketplace_node_under_replicated_packages 0.0"
+            in http("GET", f"{nodes[0].url}/metrics")[1].decode()
+        ),
+        timeout=60,
+        what="the under-replicated gauge back at 0",
+        ignoring=NODE_ERRORS,
+    )
 
     for node in nodes[1:]:
         node.kill()
