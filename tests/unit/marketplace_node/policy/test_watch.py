@@ -267,7 +267,8 @@ async def test_torn_parts_wait_for_the_lagging_shard_without_error_or_retry_loop
     assert not await watcher.poll_once()
     assert not await watcher.poll_once()  # nothing changed: not read again
     assert (applied, reads) == ([], 1)
-    assert [r.levelno for r in caplog.records] == [logging.DEBUG]
+    # Only our logger: asyncio's debug mode may add a slow-callback WARNING on a loaded machine.
+    assert [r.levelno for r in caplog.records if r.name == watch.__name__] == [logging.DEBUG]
     assert "not applied yet" in caplog.text
 
     configmap(tmp_path, new, 2)  # the kubelet caught up with the lagging shard
