@@ -26,7 +26,7 @@ k8s-binaries: ## build (once, cached) etcd, kube-apiserver, controller-manager, 
 	@hack/build-k8s.sh >/dev/null
 
 .PHONY: cluster
-cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent)
+cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent; NODES=N local Nodes, default 3)
 	@hack/cluster.sh up
 
 .PHONY: cluster-down

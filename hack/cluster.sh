@@ -3,12 +3,18 @@
 # kube-scheduler (built by hack/build-k8s.sh) and our local kubelet, all on
 # loopback, with certificates made here by openssl. docs/local-cluster.md.
 #
-#   hack/cluster.sh up          # start what is not running; wait for /readyz and a Ready node
+#   hack/cluster.sh up          # start what is not running; wait for /readyz and Ready nodes
 #   hack/cluster.sh down        # stop every process it recorded (and the pods' processes)
 #   hack/cluster.sh status      # which recorded processes are alive
 #   hack/cluster.sh restart-kubelet  # pick up kubelet changes; running pods are adopted
 #   hack/cluster.sh kubeconfig  # print the admin kubeconfig's absolute path
+#   hack/cluster.sh nodes       # the local Nodes' names, one a line
+#   hack/cluster.sh stop-kubelet NODE  # kill one Node's kubelet (its pods run on, unmanaged)
+#   hack/cluster.sh stop-node NODE     # lose one Node: its kubelet and its pods' processes
+#   hack/cluster.sh start-node NODE    # start one Node's kubelet again; wait until Ready
 #
+# NODES=N (default 3, then what the cluster last had) local kubelets, each its own Node
+# in its own zone with its own slice of POD_CIDR (docs/local-cluster.md).
 # Several clusters can run side by side: set CLUSTER_DIR and the ports below.
 set -euo pipefail
 
@@ -23,6 +29,10 @@ KCM_PORT="${KCM_PORT:-10257}"
 SCHEDULER_PORT="${SCHEDULER_PORT:-10259}"
 KUBELET_PORT="${KUBELET_PORT:-10250}"
 NODE_NAME="${NODE_NAME:-local-node}"
+# Local Nodes: the first is $NODE_NAME, the others $NODE_NAME-2 ...; kubelet ports
+# KUBELET_PORT, KUBELET_PORT+1, ... (the real-kubelet Node takes the next one).
+NODES="${NODES:-$(cat "$dir/node-count" 2>/dev/null || echo 3)}"
+MAX_NODES=16
 # Pods get loopback IPs from POD_CIDR. Unset, each cluster derives its /16 from
 # its directory's path (127.N.0.0/16, N in 16..254), whichever checkout it is
 # in, and keeps it (recorded in $dir/pod-cidr). `up` claims the range in a
@@ -98,9 +108,6 @@ subjectAltName=IP:127.0.0.1,IP:$SERVICE_IP,DNS:localhost,DNS:kubernetes,DNS:kube
   sign admin "/O=system:masters/CN=kubernetes-admin" "$client"
   sign controller-manager "/CN=system:kube-controller-manager" "$client"
   sign scheduler "/CN=system:kube-scheduler" "$client"
-  sign kubelet "/O=system:nodes/CN=system:node:$NODE_NAME" "$client"
-  sign kubelet-serving "/O=system:nodes/CN=system:node:$NODE_NAME" "$server
-subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$NODE_NAME"
   sign apiserver-kubelet-client "/O=kube-apiserver-kubelet-client/CN=kube-apiserver-kubelet-client" "$client"
   CA=front-proxy-ca sign front-proxy-client "/CN=front-proxy-client" "$client"
   if [[ ! -f "$pki/sa.key" ]]; then
@@ -138,7 +145,46 @@ make_kubeconfigs() {
   write_kubeconfig "$kubeconfig" admin admin
   write_kubeconfig "$pki/controller-manager.kubeconfig" controller-manager system:kube-controller-manager
   write_kubeconfig "$pki/scheduler.kubeconfig" scheduler system:kube-scheduler
-  write_kubeconfig "$pki/kubelet.kubeconfig" kubelet "system:node:$NODE_NAME"
+}
+
+# node_vars I: the name, port, zone, pod range and paths of local Node I (1-based). The
+# first keeps the paths of the one-Node layout, so a running older cluster is adopted.
+node_vars() {
+  local i="$1" letters=abcdefghijklmnop
+  if ((i == 1)); then
+    node="$NODE_NAME" cert=kubelet node_dir="$dir" node_pids="$pids/pods"
+    kubelet_pid="$pids/kubelet.pid"
+  else
+    node="$NODE_NAME-$i" cert="kubelet-$NODE_NAME-$i" node_dir="$dir/nodes/$NODE_NAME-$i"
+    node_pids="$pids/pods/$NODE_NAME-$i" kubelet_pid="$pids/kubelet-$NODE_NAME-$i.pid"
+  fi
+  node_port=$((KUBELET_PORT + i - 1))
+  node_zone="zone-${letters:i-1:1}"
+  node_index="$i"
+}
+
+# node_cidr: local Node $node_index's pod range, a sixteenth of the cluster's POD_CIDR.
+node_cidr() {
+  python3 -c 'import ipaddress, sys
+print(list(ipaddress.ip_network(sys.argv[1]).subnets(prefixlen_diff=4))[int(sys.argv[2]) - 1])' \
+    "$POD_CIDR" "$node_index"
+}
+
+# node_index NAME: I of the local Node NAME (fails for another name).
+node_index() {
+  local i
+  for ((i = 1; i <= MAX_NODES; i++)); do
+    node_vars "$i"
+    [[ "$node" == "$1" ]] && { echo "$i"; return 0; }
+  done
+  die "no local Node named $1 (hack/cluster.sh nodes)"
+}
+
+make_node_pki() {
+  sign "$cert" "/O=system:nodes/CN=system:node:$node" "$client"
+  sign "$cert-serving" "/O=system:nodes/CN=system:node:$node" "$server
+subjectAltName=IP:127.0.0.1,DNS:localhost,DNS:$node"
+  write_kubeconfig "$pki/$cert.kubeconfig" "$cert" "system:node:$node"
 }
 
 # --- processes ----------------------------------------------------------------
@@ -214,6 +260,57 @@ wait_for() {
   done
 }
 
+# start_kubelet: start local Node $node's kubelet (node_vars first) unless it runs.
+start_kubelet() {
+  make_node_pki
+  mkdir -p "$node_pids"
+  start "$(basename "$kubelet_pid" .pid)" env \
+    LOCAL_KUBELET_NODE_NAME="$node" \
+    LOCAL_KUBELET_ZONE="$node_zone" \
+    LOCAL_KUBELET_PRIMARY="$([[ "$node" == "$NODE_NAME" ]] && echo true || echo false)" \
+    LOCAL_KUBELET_KUBECONFIG="$pki/$cert.kubeconfig" \
+    LOCAL_KUBELET_ADMIN_KUBECONFIG="$kubeconfig" \
+    LOCAL_KUBELET_STATE_DIR="$node_dir/kubelet" \
+    LOCAL_KUBELET_VOLUMES_DIR="$node_dir/volumes" \
+    LOCAL_KUBELET_PID_DIR="$node_pids" \
+    LOCAL_KUBELET_POD_CIDR="$(node_cidr)" \
+    LOCAL_KUBELET_PORT="$node_port" \
+    LOCAL_KUBELET_TLS_CERT="$pki/$cert-serving.crt" \
+    LOCAL_KUBELET_TLS_KEY="$pki/$cert-serving.key" \
+    LOCAL_KUBELET_CLIENT_CA="$pki/ca.crt" \
+    LOCAL_KUBELET_INITIAL_BACKOFF_SECONDS="$KUBELET_INITIAL_BACKOFF_SECONDS" \
+    LOCAL_KUBELET_FARM_EVENTS="$dir/kubelet/farm-events.jsonl" \
+    ${KUBELET_MAX_PODS:+LOCAL_KUBELET_MAX_PODS="$KUBELET_MAX_PODS"} \
+    ${KUBELET_CPU:+LOCAL_KUBELET_CPU="$KUBELET_CPU"} \
+    ${KUBELET_MEMORY:+LOCAL_KUBELET_MEMORY="$KUBELET_MEMORY"} \
+    ${SIMULATE_NODES:+LOCAL_KUBELET_SIMULATE_NODES="$SIMULATE_NODES"} \
+    "$root/.venv/bin/local-kubelet"
+}
+
+# stop_node I [keep-pods]: stop local Node I's kubelet and, unless told, its pods' processes
+# (a lost machine takes its containers with it).
+stop_node() {
+  local f
+  node_vars "$1"
+  stop "$kubelet_pid"
+  [[ "${2:-}" == keep-pods ]] && return 0
+  for f in "$node_pids"/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
+  return 0
+}
+
+# stop_extra_nodes: a cluster asked for fewer Nodes than it runs stops the rest and
+# removes their Node objects (their pods go with them).
+stop_extra_nodes() {
+  local i
+  for ((i = NODES + 1; i <= MAX_NODES; i++)); do
+    node_vars "$i"
+    [[ -f "$kubelet_pid" || -d "$node_pids" ]] || continue
+    log "stopping local Node $node (NODES=$NODES)"
+    stop_node "$i"
+    "$bin/kubectl" --kubeconfig "$kubeconfig" delete node "$node" --ignore-not-found >/dev/null
+  done
+}
+
 # Serialise up and down: several engineers and test runs share one cluster.
 # (Components are started with fd 9 closed, so they never hold the lock.)
 lock() {
@@ -226,14 +323,15 @@ api_ready() {
     "https://127.0.0.1:$API_PORT/readyz" | grep -q ok
 }
 
+# node_ready NAME [SINCE]: the Node is Ready, with a heartbeat at or after SINCE if given.
 node_ready() {
-  local out status beat
-  out="$("$bin/kubectl" --kubeconfig "$kubeconfig" get node "$NODE_NAME" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null)" || return 1
+  local out status beat name="$1" since="${2:-}"
+  out="$("$bin/kubectl" --kubeconfig "$kubeconfig" get node "$name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status} {.status.conditions[?(@.type=="Ready")].lastHeartbeatTime}' 2>/dev/null)" || return 1
   read -r status beat <<<"$out"
   [[ "$status" == True ]] || return 1
   # After a reboot the Node still says Ready from before: when this run started the
   # kubelet, only a heartbeat written since then counts.
-  [[ -z "$kubelet_since" ]] || (($(date -d "$beat" +%s) >= kubelet_since))
+  [[ -z "$since" ]] || (($(date -d "$beat" +%s) >= since))
 }
 
 # forget_dead: drop the PID files of processes that no longer run (a reboot, a
@@ -249,7 +347,7 @@ forget_dead() {
 # cluster_alive DIR: a process recorded by the cluster in DIR still runs.
 cluster_alive() {
   local f
-  for f in "$1"/pids/*.pid "$1"/pids/pods/*.pid; do alive "$f" && return 0; done
+  for f in "$1"/pids/*.pid "$1"/pids/pods/*.pid "$1"/pids/pods/*/*.pid; do alive "$f" && return 0; done
   return 1
 }
 
@@ -366,28 +464,20 @@ up() {
     --bind-address 127.0.0.1 --secure-port "$SCHEDULER_PORT" --leader-elect=false --profiling=false
 
   "$root/hack/venv.sh"
-  mkdir -p "$pids/pods"
-  kubelet_since=""
-  alive "$pids/kubelet.pid" || kubelet_since=$(date +%s)
-  start kubelet env \
-    LOCAL_KUBELET_NODE_NAME="$NODE_NAME" \
-    LOCAL_KUBELET_KUBECONFIG="$pki/kubelet.kubeconfig" \
-    LOCAL_KUBELET_ADMIN_KUBECONFIG="$kubeconfig" \
-    LOCAL_KUBELET_STATE_DIR="$dir/kubelet" \
-    LOCAL_KUBELET_VOLUMES_DIR="$dir/volumes" \
-    LOCAL_KUBELET_PID_DIR="$pids/pods" \
-    LOCAL_KUBELET_POD_CIDR="$POD_CIDR" \
-    LOCAL_KUBELET_PORT="$KUBELET_PORT" \
-    LOCAL_KUBELET_TLS_CERT="$pki/kubelet-serving.crt" \
-    LOCAL_KUBELET_TLS_KEY="$pki/kubelet-serving.key" \
-    LOCAL_KUBELET_CLIENT_CA="$pki/ca.crt" \
-    LOCAL_KUBELET_INITIAL_BACKOFF_SECONDS="$KUBELET_INITIAL_BACKOFF_SECONDS" \
-    ${KUBELET_MAX_PODS:+LOCAL_KUBELET_MAX_PODS="$KUBELET_MAX_PODS"} \
-    ${KUBELET_CPU:+LOCAL_KUBELET_CPU="$KUBELET_CPU"} \
-    ${KUBELET_MEMORY:+LOCAL_KUBELET_MEMORY="$KUBELET_MEMORY"} \
-    ${SIMULATE_NODES:+LOCAL_KUBELET_SIMULATE_NODES="$SIMULATE_NODES"} \
-    "$root/.venv/bin/local-kubelet"
-  wait_for "node $NODE_NAME to be Ready" node_ready
+  ((NODES >= 1 && NODES <= MAX_NODES)) || die "NODES=$NODES: 1 to $MAX_NODES local Nodes"
+  echo "$NODES" >"$dir/node-count"
+  stop_extra_nodes
+  local i since=()
+  for ((i = 1; i <= NODES; i++)); do
+    node_vars "$i"
+    since[i]=""
+    alive "$kubelet_pid" || since[i]=$(date +%s)
+    start_kubelet
+  done
+  for ((i = 1; i <= NODES; i++)); do
+    node_vars "$i"
+    wait_for "node $node to be Ready" node_ready "$node" "${since[i]}"
+  done
   # Pods need their namespace's service account, which a controller creates.
   wait_for "the default service account" "$bin/kubectl" --kubeconfig "$kubeconfig" get serviceaccount default
 
@@ -412,12 +502,12 @@ down() {
   if [[ -d "$dir/real-node" ]]; then "$root/hack/real-node.sh" down; fi
   for f in "$pids"/*.pid; do
     case "$(basename "$f" .pid)" in
-      etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) ;;
+      etcd | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet | kubelet-*) ;;
       *) stop "$f" ;;
     esac
   done
-  stop "$pids/kubelet.pid"
-  for f in "$pids"/pods/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
+  for f in "$pids"/kubelet.pid "$pids"/kubelet-*.pid; do stop "$f"; done
+  for f in "$pids"/pods/*.pid "$pids"/pods/*/*.pid; do [[ -f "$f" ]] && STOP_TIMEOUT=5 stop "$f"; done
   for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop "$pids/$name.pid"
   done
@@ -427,7 +517,7 @@ down() {
 
 status() {
   local f rc=0
-  for f in "$pids"/*.pid "$pids"/pods/*.pid; do
+  for f in "$pids"/*.pid "$pids"/pods/*.pid "$pids"/pods/*/*.pid; do
     [[ -f "$f" ]] || continue
     if alive "$f"; then echo "running  $(basename "$f" .pid) (pid $(cut -d' ' -f1 "$f"))"
     else echo "DEAD     $(basename "$f" .pid)"; rc=1; fi
@@ -439,11 +529,37 @@ status() {
 # hack/real-node.sh sources this file for its settings and helpers.
 [[ "${BASH_SOURCE[0]}" == "$0" ]] || return 0
 
+# start_node NAME: start one local Node's kubelet again and wait until it is Ready.
+start_node() {
+  local i since
+  i="$(node_index "$1")"
+  bin="$("$root/hack/build-k8s.sh")"
+  node_vars "$i"
+  since=""
+  alive "$kubelet_pid" || since=$(date +%s)
+  start_kubelet
+  wait_for "node $node to be Ready" node_ready "$node" "$since"
+}
+
+nodes() {
+  local i
+  for ((i = 1; i <= NODES; i++)); do node_vars "$i"; echo "$node"; done
+}
+
+restart_kubelets() {
+  local f
+  for f in "$pids"/kubelet.pid "$pids"/kubelet-*.pid; do stop "$f"; done
+}
+
 case "${1:-}" in
   up) lock; up ;;
-  restart-kubelet) lock; stop "$pids/kubelet.pid"; up ;;  # after changing hack/local_kubelet
+  restart-kubelet) lock; restart_kubelets; up ;;  # after changing hack/local_kubelet
   down) lock; down ;;
   status) status ;;
   kubeconfig) echo "$kubeconfig" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|restart-kubelet" >&2; exit 2 ;;
+  nodes) nodes ;;
+  stop-kubelet) lock; stop_node "$(node_index "${2:?NODE}")" keep-pods ;;
+  stop-node) lock; stop_node "$(node_index "${2:?NODE}")" ;;
+  start-node) lock; start_node "${2:?NODE}" ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|restart-kubelet|nodes|stop-kubelet NODE|stop-node NODE|start-node NODE" >&2; exit 2 ;;
 esac

@@ -29,7 +29,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/cluster.sh"
 source "$root/hack/versions.env"
 
 REAL_NODE_NAME="${REAL_NODE_NAME:-real-node}"
-REAL_KUBELET_PORT="${REAL_KUBELET_PORT:-$((KUBELET_PORT + 1))}"
+REAL_KUBELET_PORT="${REAL_KUBELET_PORT:-$((KUBELET_PORT + NODES))}"  # after the local kubelets
 LABEL=marketplace.p2p.dev/real-kubelet
 hash="$(printf %s "$dir" | sha256sum | cut -c1-6)"
 octet=$((0x$hash % 250 + 1))
@@ -278,7 +278,7 @@ EOF
 }
 
 node_heartbeat_since_start() {
-  NODE_NAME="$REAL_NODE_NAME" bin="$k8sbin" node_ready
+  bin="$k8sbin" node_ready "$REAL_NODE_NAME" "$kubelet_since"
 }
 
 up() {

@@ -20,12 +20,15 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="LOCAL_KUBELET_", frozen=True)
 
     node_name: str = "local-node"
+    # The Node's `topology.kubernetes.io/zone` label; each local Node is its own zone.
+    zone: str = ""
     kubeconfig: Path
     # The provisioner creates PersistentVolumes, which a node may not: it uses these.
     admin_kubeconfig: Path
     state_dir: Path
     volumes_dir: Path
     pid_dir: Path
+    # This Node's own range of pod addresses: its slice of the cluster's POD_CIDR.
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("127.1.0.0/16")
     host_ip: str = "127.0.0.1"
     port: int = 10250
@@ -49,6 +52,12 @@ class Settings(BaseSettings):
     # Serve marketplace-node containers from the in-process node farm (`farm`) instead of
     # processes: a thousand simulated nodes on one machine (the scale benchmark).
     simulate_nodes: bool = False
+    # Where the farm records what its nodes applied; one file for every kubelet of the
+    # cluster (short O_APPEND lines). Default: the state dir's farm-events.jsonl.
+    farm_events: Path | None = None
+    # The cluster's first kubelet: it keeps the StorageClass and provisions volumes for
+    # Nodes that run no provisioner of ours (the real-kubelet Node).
+    primary: bool = True
     # The Node's capacity; default: this machine's. Nothing enforces it (no
     # cgroups), so a larger figure only lets the scheduler place more pods.
     cpu: str | None = None
@@ -57,6 +66,10 @@ class Settings(BaseSettings):
     @property
     def cpu_capacity(self) -> str:
         return self.cpu or str(os.cpu_count() or 1)
+
+    @property
+    def farm_events_file(self) -> Path:
+        return self.farm_events or self.state_dir / "farm-events.jsonl"
 
     @property
     def initial_backoff(self) -> timedelta:

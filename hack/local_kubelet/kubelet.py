@@ -22,7 +22,7 @@ from local_kubelet.model import Pod
 from local_kubelet.node import NodeAgent
 from local_kubelet.objects import ObjectCache, ObjectKey
 from local_kubelet.pod_worker import Deps, PodWorker
-from local_kubelet.provisioner import Provisioner
+from local_kubelet.provisioner import Provisioner, Scope
 from local_kubelet.volumes import VolumeManager, object_path, referenced_objects
 
 log = logging.getLogger(__name__)
@@ -209,7 +209,11 @@ async def main(settings: Settings) -> None:
         try:
             await asyncio.gather(
                 NodeAgent(kube, settings).run(),
-                Provisioner(admin, settings.volumes_dir).run(),
+                Provisioner(
+                    admin,
+                    settings.volumes_dir,
+                    Scope(node=settings.node_name, primary=settings.primary),
+                ).run(),
                 kubelet.run(),
             )
         finally:

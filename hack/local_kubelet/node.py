@@ -15,6 +15,11 @@ from local_kubelet.status import rfc3339
 log = logging.getLogger(__name__)
 
 KUBELET_VERSION = "v1.37.2-local"
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
+REGION = "local"
+LOCAL_KUBELET_LABEL = "marketplace.p2p.dev/local-kubelet"
+"""On every Node of ours: the provisioner tells them from Nodes it must serve for."""
 
 
 def _micro(moment: datetime) -> str:
@@ -35,20 +40,27 @@ def _arch() -> str:
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(machine, machine)
 
 
+def node_labels(settings: Settings) -> dict[str, str]:
+    """Labels a kubelet may set on its own Node (NodeRestriction allows these)."""
+    labels = {
+        "kubernetes.io/hostname": settings.node_name,
+        "kubernetes.io/os": "linux",
+        "kubernetes.io/arch": _arch(),
+        LOCAL_KUBELET_LABEL: "true",
+    }
+    if settings.zone:
+        labels |= {ZONE_LABEL: settings.zone, REGION_LABEL: REGION}
+    return labels
+
+
 def node_object(settings: Settings) -> dict[str, Any]:
-    """The Node as first registered (labels a kubelet may set on itself)."""
+    """The Node as first registered: its labels and its own pod address range."""
+    cidr = str(settings.pod_cidr)
     return {
         "apiVersion": "v1",
         "kind": "Node",
-        "metadata": {
-            "name": settings.node_name,
-            "labels": {
-                "kubernetes.io/hostname": settings.node_name,
-                "kubernetes.io/os": "linux",
-                "kubernetes.io/arch": _arch(),
-            },
-        },
-        "spec": {},
+        "metadata": {"name": settings.node_name, "labels": node_labels(settings)},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]},
     }
 
 
@@ -119,6 +131,10 @@ class NodeAgent:
         except KubeError as exc:
             if exc.status != 409:
                 raise
+            # Registered before: bring its labels up to date (a zone given since), as a
+            # kubelet reconciles its default labels.
+            patch = {"metadata": {"labels": node_labels(self._settings)}}
+            await self._kube.request("PATCH", self._path, body=patch, content_type=STRATEGIC)
         await self.post_status()
 
     async def post_status(self) -> None:

@@ -45,9 +45,6 @@ class Deps:
     leftovers: dict[str, runtime.Adopted] = field(default_factory=dict)
 
 
-FARM_EVENTS = "farm-events.jsonl"  # in the state dir: what the farm's nodes applied, when
-
-
 def _now() -> datetime:
     return datetime.now(UTC)
 
@@ -179,7 +176,7 @@ class PodWorker:
             grace_seconds=float(self.pod.spec.termination_grace_period_seconds),
             session=self._deps.session,
             nice=settings.container_nice,
-            farm_events=settings.state_dir / FARM_EVENTS if settings.simulate_nodes else None,
+            farm_events=settings.farm_events_file if settings.simulate_nodes else None,
         )
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)

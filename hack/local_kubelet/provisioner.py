@@ -1,9 +1,16 @@
-"""The default StorageClass `local-dir` and its provisioner: one host directory per claim.
+"""The default StorageClass `local-dir` and its provisioner: one directory per claim, on
+the claim's Node, bound to that Node by node affinity, as real local volumes are.
 
-Runs with the admin credentials: a node may read the claims of its own pods
-but not create PersistentVolumes. The PV controller of kube-controller-manager
-binds each claim to the volume created here; `Delete` reclaim removes the
-directory once the claim is gone.
+The class binds `WaitForFirstConsumer`: the scheduler picks the pod's Node first and
+writes it on the claim (`volume.kubernetes.io/selected-node`); the provisioner of that
+Node's kubelet then creates a `local` PersistentVolume under its own volumes directory
+with node affinity to that Node, so a later pod of the claim can only run there. The
+first kubelet (`primary`) keeps the class and also serves Nodes without a provisioner
+of ours (the real-kubelet Node, on the same machine). Runs with the admin credentials:
+a node may read the claims of its own pods but not create PersistentVolumes. The PV
+controller of kube-controller-manager binds each claim to the volume created here;
+`Delete` reclaim removes the directory once the claim is gone, done by the provisioner
+whose directory it is.
 """
 
 from __future__ import annotations
@@ -12,18 +19,23 @@ import asyncio
 import logging
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from local_kubelet import atomic_dir
 from local_kubelet.informer import inform
 from local_kubelet.kube import JSON, Kube, KubeError
+from local_kubelet.node import LOCAL_KUBELET_LABEL
 
 log = logging.getLogger(__name__)
 
 CLASS_NAME = "local-dir"
 PROVISIONER = "marketplace.p2p.dev/local-dir"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+BINDING_MODE = "WaitForFirstConsumer"
+HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
 def storage_class() -> dict[str, Any]:
@@ -36,8 +48,8 @@ def storage_class() -> dict[str, Any]:
         },
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
-        # One node: binding at once lets the scheduler place claimants right away.
-        "volumeBindingMode": "Immediate",
+        # Several Nodes: the volume must be made where the scheduler puts the pod.
+        "volumeBindingMode": BINDING_MODE,
     }
 
 
@@ -52,8 +64,37 @@ def wants_volume(claim: JSON) -> bool:
     )
 
 
-def volume_for(claim: JSON, base: Path) -> dict[str, Any]:
-    """The PersistentVolume that satisfies a claim (pure)."""
+def selected_node(claim: JSON) -> str | None:
+    return (claim["metadata"].get("annotations") or {}).get(SELECTED_NODE)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which claims this kubelet's provisioner serves."""
+
+    node: str
+    primary: bool
+
+    def node_for(self, claim: JSON, *, selected_is_ours: bool | None) -> str | None:
+        """The Node to make the claim's volume on, if this provisioner makes it (pure).
+
+        `selected_is_ours`: whether the selected Node runs a local kubelet (None: not
+        looked up, only needed when the primary might serve it)."""
+        selected = selected_node(claim)
+        if selected == self.node:
+            return self.node
+        if not self.primary or selected is None:  # None: no pod scheduled yet
+            return None
+        return selected if selected_is_ours is False else None
+
+
+def volume_path(volume: JSON) -> Path | None:
+    source = volume.get("spec", {}).get("local") or volume.get("spec", {}).get("hostPath")
+    return Path(source["path"]) if source and source.get("path") else None
+
+
+def volume_for(claim: JSON, base: Path, node: str) -> dict[str, Any]:
+    """The PersistentVolume that satisfies a claim, on `node` (pure)."""
     meta = claim["metadata"]
     spec = claim["spec"]
     safe = re.sub(r"[^a-zA-Z0-9_.-]", "_", f"{meta['namespace']}_{meta['name']}")
@@ -79,67 +120,116 @@ def volume_for(claim: JSON, base: Path) -> dict[str, Any]:
                 "name": meta["name"],
                 "uid": meta["uid"],
             },
-            "hostPath": {"path": str(base / f"{safe}_{meta['uid']}"), "type": "DirectoryOrCreate"},
+            "local": {"path": str(base / f"{safe}_{meta['uid']}")},
+            "nodeAffinity": {
+                "required": {
+                    "nodeSelectorTerms": [
+                        {
+                            "matchExpressions": [
+                                {"key": HOSTNAME_LABEL, "operator": "In", "values": [node]}
+                            ]
+                        }
+                    ]
+                }
+            },
         },
     }
 
 
-def reclaimable(volume: JSON) -> bool:
-    """A released volume of ours with reclaim policy Delete (pure)."""
+def reclaimable(volume: JSON, base: Path) -> bool:
+    """A released volume of ours with reclaim policy Delete, in `base` (pure)."""
+    path = volume_path(volume)
     return bool(
         volume["metadata"].get("annotations", {}).get(PROVISIONED_BY) == PROVISIONER
         and volume.get("spec", {}).get("persistentVolumeReclaimPolicy") == "Delete"
         and volume.get("status", {}).get("phase") == "Released"
+        and path is not None
+        and path.is_relative_to(base)
     )
 
 
 class Provisioner:
-    """Creates volumes for new claims and deletes released ones.
+    """Creates volumes for new claims of its Node and deletes its released ones.
 
     Each claim is provisioned in its own task, as external-provisioner's workers do: one
     at a time inside the watch callback, twenty claims applied together waited on twenty
     API round trips in a row. A claim already in flight is not provisioned twice.
     """
 
-    def __init__(self, kube: Kube, base: Path) -> None:
+    def __init__(self, kube: Kube, base: Path, scope: Scope) -> None:
         self._kube = kube
         self._base = base
+        self._scope = scope
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # claim uid -> its task
 
     async def ensure_class(self) -> None:
+        """Create the class; one of an older cluster (bound Immediate) is replaced: the
+        binding mode is immutable, and bound claims keep their volumes."""
+        path = "/apis/storage.k8s.io/v1/storageclasses"
+        have = await self._kube.get(f"{path}/{CLASS_NAME}")
+        if have is not None and have.get("volumeBindingMode") == BINDING_MODE:
+            return
+        if have is not None:
+            log.info("replacing StorageClass %s (binding %s)", CLASS_NAME, BINDING_MODE)
+            try:
+                await self._kube.request("DELETE", f"{path}/{CLASS_NAME}")
+            except KubeError as exc:
+                if not exc.not_found:
+                    raise
         try:
-            await self._kube.request(
-                "POST", "/apis/storage.k8s.io/v1/storageclasses", body=storage_class()
-            )
+            await self._kube.request("POST", path, body=storage_class())
         except KubeError as exc:
             if exc.status != 409:
                 raise
+
+    async def _is_ours(self, node: str) -> bool | None:
+        """Whether a Node runs a local kubelet (None: no such Node)."""
+        obj = await self._kube.get(f"/api/v1/nodes/{node}")
+        if obj is None:
+            return None
+        return (obj["metadata"].get("labels") or {}).get(LOCAL_KUBELET_LABEL) == "true"
 
     async def _on_claim(self, kind: str, claim: JSON) -> None:
         uid = claim["metadata"]["uid"]
         if kind == "DELETED" or not wants_volume(claim) or uid in self._in_flight:
             return
+        if not self._scope.primary and selected_node(claim) != self._scope.node:
+            return  # another kubelet's claim
         task = asyncio.get_running_loop().create_task(self._provision(claim))
         self._in_flight[uid] = task
         task.add_done_callback(lambda _: self._in_flight.pop(uid, None))
 
     async def _provision(self, claim: JSON) -> None:
-        volume = volume_for(claim, self._base)
+        node = self._scope.node_for(claim, selected_is_ours=None)
+        selected = selected_node(claim)
+        if node is None and selected is not None:  # the primary, for another Node?
+            try:
+                node = self._scope.node_for(claim, selected_is_ours=await self._is_ours(selected))
+            except KubeError as exc:
+                log.warning("looking up node %s: %s", selected, exc)
+        if node is None:
+            return
+        volume = volume_for(claim, self._base, node)
         # World-writable, as local-path-provisioner makes them: a real kubelet applies no
-        # fsGroup to a hostPath volume, so a pod running as non-root could not write it.
-        atomic_dir.ensure_dir(Path(volume["spec"]["hostPath"]["path"])).chmod(0o777)
+        # fsGroup to a local volume, so a pod running as non-root could not write it.
+        path = volume_path(volume)
+        assert path is not None
+        atomic_dir.ensure_dir(path).chmod(0o777)
         try:
             await self._kube.request("POST", "/api/v1/persistentvolumes", body=volume)
-            log.info("provisioned %s for %s", volume["metadata"]["name"], claim["metadata"]["name"])
+            log.info(
+                "provisioned %s on %s for %s", volume["metadata"]["name"], node,
+                claim["metadata"]["name"],
+            )  # fmt: skip
         except KubeError as exc:
             if exc.status != 409:
                 log.warning("provisioning for %s failed: %s", claim["metadata"]["name"], exc)
 
     async def _on_volume(self, kind: str, volume: JSON) -> None:
-        if kind == "DELETED" or not reclaimable(volume):
+        if kind == "DELETED" or not reclaimable(volume, self._base):
             return
-        path = Path(volume["spec"]["hostPath"]["path"])
-        if path.is_relative_to(self._base):
+        path = volume_path(volume)
+        if path is not None:
             shutil.rmtree(path, ignore_errors=True)
         try:
             await self._kube.request(
@@ -151,7 +241,7 @@ class Provisioner:
                 log.warning("deleting %s failed: %s", volume["metadata"]["name"], exc)
 
     async def run(self) -> None:
-        while True:
+        while self._scope.primary:
             try:
                 await self.ensure_class()
                 break

@@ -158,11 +158,10 @@ def test_a_sharded_policy_reaches_a_restarting_node_through_its_volume(
     except pytest.fail.Exception:
         logs = kubectl("logs", "pc", "-n", namespace, "--tail=40", check=False)
         seen = kube.get(k8s.PODS, namespace, "pc") or {"metadata": {"uid": "?"}}
-        volume = Path(".cluster/kubelet/pods", seen["metadata"]["uid"], "volumes", "policy")
+        uid = seen["metadata"]["uid"]
+        volumes = [*Path(".cluster").glob(f"**/kubelet/pods/{uid}/volumes/policy")]
         files = (
-            sorted((p.name, p.stat().st_size) for p in volume.glob("*"))
-            if volume.exists()
-            else None
+            sorted((p.name, p.stat().st_size) for p in volumes[0].glob("*")) if volumes else None
         )
         pytest.fail(f"pc not on v{current}; volume {files}; its log:\n{logs.stdout}{logs.stderr}")
     assert banned(*peer_request(ip, canary))

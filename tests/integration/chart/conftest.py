@@ -163,6 +163,7 @@ def chart_cluster() -> Iterator[Cluster]:
         "SCHEDULER_PORT": str(sched),
         "KUBELET_PORT": str(kubelet),
         "NODE_NAME": "chart-node",
+        "NODES": "1",
     }
     script = str(ROOT / "hack" / "cluster.sh")
     try:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.net import free_ports
+from tests.support.net import free_ports, free_run
 from tests.support.poll import wait_for
 
 pytestmark = pytest.mark.cluster
@@ -71,21 +71,33 @@ def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
     names = ["API_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT", "SCHEDULER_PORT"]
     env = {
         **os.environ,
-        **dict(zip([*names, "KUBELET_PORT"], map(str, free_ports(len(names) + 1)), strict=True)),
+        **dict(zip(names, map(str, free_ports(len(names))), strict=True)),
+        "KUBELET_PORT": str(free_run(2)),
         "CLUSTER_DIR": str(state),
         # No POD_CIDR: cluster.sh derives this cluster's own from its directory.
         "NODE_NAME": "second-node",
+        "NODES": "2",
     }
     env.pop("KUBECONFIG", None)
     try:
         subprocess.run([CLUSTER, "up"], env=env, check=True, timeout=240, capture_output=True)
         kubectl = [str(state / "bin" / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
-        subprocess.run([*kubectl, "apply", "-f", "-"], input=POD.encode(), check=True, timeout=30)
-        (pod_pid_file,) = wait_for(
-            lambda: list((state / "pids" / "pods").glob("*.pid")),
-            timeout=60,
-            what="the pod's process to start",
+        for node in ("second-node", "second-node-2"):  # one pod on each Node
+            pod = POD.replace("sleeper", f"sleeper-{node}").replace(
+                "spec:", f"spec:\n  nodeName: {node}", 1
+            )
+            subprocess.run(
+                [*kubectl, "apply", "-f", "-"], input=pod.encode(), check=True, timeout=30
+            )
+
+        def started() -> list[Path]:
+            found = sorted((state / "pids" / "pods").rglob("*.pid"), key=lambda p: len(p.parts))
+            return found if len(found) == 2 else []
+
+        pod_pid_file, other_pid_file = wait_for(
+            started, timeout=60, what="the pods' processes to start"
         )
+        assert other_pid_file.parent.name == "second-node-2"  # each Node records its own
         pod_record = pod_pid_file.read_text()
         # A new kubelet adopts the running container instead of restarting it.
         subprocess.run(
@@ -93,7 +105,8 @@ def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
         )
         assert pod_pid_file.read_text() == pod_record
         pids = recorded_pids(state / "pids")
-        assert len(pids) == 6  # etcd, apiserver, controller-manager, scheduler, kubelet, the pod
+        # etcd, apiserver, controller-manager, scheduler, two kubelets, two pods
+        assert len(pids) == 8
         assert all(alive(pid) for pid in pids)
     finally:
         subprocess.run([CLUSTER, "down"], env=env, check=True, timeout=120, capture_output=True)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from local_kubelet import ips, logserver, probes, provisioner
+from local_kubelet.config import Settings
 from local_kubelet.model import ContainerPort, Pod, Probe
+from local_kubelet.node import LOCAL_KUBELET_LABEL, node_object
 from local_kubelet.pod_worker import adoption, restarts_before
 from local_kubelet.runtime import Adopted, start_time, started_at
 
@@ -88,15 +90,47 @@ def test_provisioner_serves_only_unbound_claims_of_its_class() -> None:
     assert not provisioner.wants_volume(claim(volumeName="pv-1"))
 
 
-def test_provisioned_volume_is_pre_bound_to_its_claim_under_the_base_dir() -> None:
-    volume = provisioner.volume_for(claim(), Path("/state/volumes"))
+def test_provisioned_volume_is_pre_bound_to_its_claim_on_its_node() -> None:
+    volume = provisioner.volume_for(claim(), Path("/state/volumes"), "n2")
     assert volume["spec"]["claimRef"]["uid"] == "u1"
     assert volume["spec"]["capacity"] == {"storage": "2Gi"}
-    assert volume["spec"]["hostPath"]["path"] == "/state/volumes/ns_data_u1"
+    assert volume["spec"]["local"]["path"] == "/state/volumes/ns_data_u1"
+    (term,) = volume["spec"]["nodeAffinity"]["required"]["nodeSelectorTerms"]
+    assert term["matchExpressions"] == [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["n2"]}
+    ]
     assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Delete"
     released = {**volume, "status": {"phase": "Released"}}
-    assert provisioner.reclaimable(released)
-    assert not provisioner.reclaimable({**volume, "status": {"phase": "Bound"}})
+    assert provisioner.reclaimable(released, Path("/state/volumes"))
+    assert not provisioner.reclaimable(released, Path("/state/nodes/n3/volumes"))  # not its
+    assert not provisioner.reclaimable({**volume, "status": {"phase": "Bound"}}, Path("/state"))
+
+
+def selected(node: str | None) -> dict[str, object]:
+    out = claim()
+    if node is not None:
+        out["metadata"] = {"name": "data", "namespace": "ns", "uid": "u1",
+                           "annotations": {provisioner.SELECTED_NODE: node}}  # fmt: skip
+    return out
+
+
+@pytest.mark.parametrize(
+    ("primary", "node", "ours", "expected"),
+    [
+        (False, "me", None, "me"),  # selected for this kubelet's Node
+        (False, "other", None, None),  # another kubelet's
+        (False, None, None, None),  # not scheduled yet: nobody's
+        (True, None, None, None),
+        (True, "other", True, None),  # another local kubelet serves its own
+        (True, "real-node", False, "real-node"),  # a Node without a provisioner of ours
+        (True, "real-node", None, None),  # not looked up (or gone): not yet
+    ],
+)
+def test_each_claim_is_provisioned_by_exactly_one_kubelet(
+    primary: bool, node: str | None, ours: bool | None, expected: str | None
+) -> None:
+    scope = provisioner.Scope(node="me", primary=primary)
+    assert scope.node_for(selected(node), selected_is_ours=ours) == expected
 
 
 @pytest.mark.parametrize(
@@ -204,3 +238,17 @@ def test_this_process_started_after_boot_and_before_now() -> None:
     assert start is not None
     when = Adopted(os.getpid(), start, Path("unused")).started_at()
     assert when <= datetime.now(UTC)
+
+
+def test_a_local_node_registers_its_zone_and_its_own_pod_range(tmp_path: Path) -> None:
+    settings = Settings(
+        node_name="n2", zone="zone-b", pod_cidr="127.9.16.0/20", kubeconfig=tmp_path,
+        admin_kubeconfig=tmp_path, state_dir=tmp_path, volumes_dir=tmp_path, pid_dir=tmp_path,
+        tls_cert=tmp_path, tls_key=tmp_path, client_ca=tmp_path,
+    )  # fmt: skip
+    node = node_object(settings)
+    labels = node["metadata"]["labels"]
+    assert labels["topology.kubernetes.io/zone"] == "zone-b"
+    assert labels["kubernetes.io/hostname"] == "n2"
+    assert labels[LOCAL_KUBELET_LABEL] == "true"
+    assert node["spec"] == {"podCIDR": "127.9.16.0/20", "podCIDRs": ["127.9.16.0/20"]}

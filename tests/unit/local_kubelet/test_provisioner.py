@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from local_kubelet.kube import JSON, Kube
-from local_kubelet.provisioner import CLASS_NAME, Provisioner
+from local_kubelet.provisioner import CLASS_NAME, SELECTED_NODE, Provisioner, Scope
 
 
 class SlowApi:
@@ -30,7 +30,12 @@ class SlowApi:
 
 def claim(name: str) -> JSON:
     return {
-        "metadata": {"name": name, "namespace": "ns", "uid": f"uid-{name}"},
+        "metadata": {
+            "name": name,
+            "namespace": "ns",
+            "uid": f"uid-{name}",
+            "annotations": {SELECTED_NODE: "n1"},
+        },
         "spec": {"storageClassName": CLASS_NAME, "resources": {"requests": {"storage": "1Gi"}}},
         "status": {"phase": "Pending"},
     }
@@ -38,7 +43,7 @@ def claim(name: str) -> JSON:
 
 async def test_claims_are_provisioned_concurrently_and_once(tmp_path: Path) -> None:
     api = SlowApi()
-    provisioner = Provisioner(cast("Kube", api), tmp_path)
+    provisioner = Provisioner(cast("Kube", api), tmp_path, Scope(node="n1", primary=False))
     for name in ("a", "b", "c"):
         await provisioner._on_claim("ADDED", claim(name))  # returns without waiting
     await provisioner._on_claim("MODIFIED", claim("a"))  # still in flight: not again
@@ -59,7 +64,7 @@ async def test_a_provisioned_directory_is_writable_by_any_user(tmp_path: Path) -
     """A real kubelet applies no fsGroup to hostPath volumes: a non-root pod must write."""
     api = SlowApi()
     api.release.set()
-    provisioner = Provisioner(cast("Kube", api), tmp_path)
+    provisioner = Provisioner(cast("Kube", api), tmp_path, Scope(node="n1", primary=False))
     await provisioner._on_claim("ADDED", claim("a"))
     await asyncio.sleep(0.01)
     (mode,) = await asyncio.to_thread(lambda: [p.stat().st_mode for p in tmp_path.iterdir()])
