@@ -389,9 +389,15 @@ class NodeService:
     # -- copies ------------------------------------------------------------------
 
     def replication(self) -> Replication:
-        """Factor and minInSync in force, capped at the fleet's size as this node knows it
-        (the operator's member list, or the peers it knows if that is more)."""
-        wanted = Replication(self.settings.replication_factor, self.settings.min_in_sync)
+        """Factor and minInSync in force (the fleet's, from the operator's policy, else this
+        node's settings), capped at the fleet's size as this node knows it (the operator's
+        member list, or the peers it knows if that is more)."""
+        fleet = self.enforcer.policy.replication
+        wanted = (
+            Replication(self.settings.replication_factor, self.settings.min_in_sync)
+            if fleet is None
+            else Replication(fleet.factor, fleet.min_in_sync)
+        )
         return wanted.capped(max(len(self.members), len(self.peers)) + 1)
 
     def live_holders(self, package_id: str) -> set[str]:
@@ -549,6 +555,7 @@ class NodeService:
             in_flight=self.in_flight,
             ready=self.ready(),
             packages=len(self.catalogue),
+            under_replicated=self.under_replicated,
         )
 
     async def replicate(

@@ -104,6 +104,21 @@ class BanEntry(WireModel):
 
 
 MAX_POLICY_BANS = 50_000
+MAX_REPLICATION = 64
+
+
+class Replication(WireModel):
+    """A fleet's durability setting (MarketplaceFleet `spec.replication`): `factor` copies
+    of every package, a publish acknowledged once `minInSync` of them hold it."""
+
+    factor: int = Field(default=3, ge=1, le=MAX_REPLICATION)
+    min_in_sync: int = Field(default=2, ge=1, le=MAX_REPLICATION, alias="minInSync")
+
+    @model_validator(mode="after")
+    def _in_sync_within_factor(self) -> Replication:
+        if self.min_in_sync > self.factor:
+            raise ValueError("minInSync must not exceed factor")
+        return self
 
 
 class PolicyDocument(WireModel):
@@ -117,6 +132,11 @@ class PolicyDocument(WireModel):
     hash: str = Field(default="", max_length=80)
     bans: list[BanEntry] = Field(default_factory=list, max_length=MAX_POLICY_BANS)
     rate_limits: RateLimits = Field(default_factory=RateLimits, alias="rateLimits")
+    # None: the node's own settings. Left out of documents when None, so nodes that
+    # predate the field (their wire models refuse unknown fields) take the rest.
+    replication: Replication | None = Field(
+        default=None, exclude_if=lambda replication: replication is None
+    )
 
 
 class PolicyApplied(WireModel):
@@ -160,6 +180,11 @@ class NodeStatus(WireModel):
     in_flight: int = Field(default=0, alias="inFlight")
     ready: bool = False
     packages: int = 0
+    # Packages this node knows below the factor, as of its repairer's last pass. Left
+    # out when 0, so operators that predate the field read healthy nodes' answers.
+    under_replicated: int = Field(
+        default=0, ge=0, alias="underReplicated", exclude_if=lambda count: count == 0
+    )
 
 
 class LocalBan(WireModel):

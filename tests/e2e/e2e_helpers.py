@@ -139,9 +139,14 @@ class OperatorProcess:
 
 
 def mnode_body(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return custom_body("MarketplaceNode", name, namespace, **spec)
+
+
+def custom_body(kind: str, name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    """An object of one of our kinds (MarketplaceNode, MarketplaceFleet, BanList, ...)."""
     return {
         "apiVersion": "marketplace.p2p.dev/v1alpha1",
-        "kind": "MarketplaceNode",
+        "kind": kind,
         "metadata": {"name": name, "namespace": namespace},
         "spec": spec,
     }

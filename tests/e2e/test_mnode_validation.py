@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_helpers import Kubectl, mnode_body
+from e2e_helpers import Kubectl, custom_body, mnode_body
 from marketplace_operator import errors, k8s
 
 BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
@@ -79,6 +79,40 @@ def test_defaults_are_filled_in_by_the_api_server(kube: k8s.BlockingKube, namesp
         "drainTimeoutSeconds": 30,
         "paused": False,
     }
+
+
+def _fleet(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
+    return custom_body("MarketplaceFleet", name, namespace, **spec)
+
+
+@pytest.mark.parametrize(
+    ("replication", "message"),
+    [
+        ({"factor": 2, "minInSync": 3}, "minInSync must not exceed factor"),
+        ({"minInSync": 4}, "minInSync must not exceed factor"),  # the default factor is 3
+        ({"factor": 1, "minInSync": 2}, "minInSync must not exceed factor"),
+        ({"factor": 0}, "greater than or equal to 1"),
+        ({"minInSync": 0}, "greater than or equal to 1"),
+        ({"factor": 65, "minInSync": 2}, "less than or equal to 64"),
+    ],
+    ids=["above", "above-default", "above-one", "factor-zero", "in-sync-zero", "factor-big"],
+)
+def test_fleet_replication_is_refused_outside_one_to_factor(
+    kube: k8s.BlockingKube, namespace: str, replication: dict[str, Any], message: str
+) -> None:
+    with pytest.raises(errors.Invalid) as refused:
+        kube.create(k8s.FLEETS, _fleet("bad", namespace, replication=replication))
+    assert message in refused.value.message
+
+
+def test_fleet_replication_defaults_to_three_copies_two_in_sync(
+    kube: k8s.BlockingKube, namespace: str
+) -> None:
+    created = kube.create(k8s.FLEETS, _fleet("defaults", namespace))
+    assert created is not None
+    assert created["spec"]["replication"] == {"factor": 3}  # minInSync: 2, or factor if less
+    one = kube.create(k8s.FLEETS, _fleet("one", namespace, replication={"factor": 1}))
+    assert one is not None  # a single copy needs no explicit minInSync
 
 
 CLASS_IMMUTABLE = "storageClassName is immutable"

@@ -15,7 +15,13 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from marketplace_protocol import errors
-from marketplace_protocol.admin import Escalation, Operation, PolicyDocument, RateLimits
+from marketplace_protocol.admin import (
+    Escalation,
+    Operation,
+    PolicyDocument,
+    RateLimits,
+    Replication,
+)
 
 from marketplace_node.policy.bans import BanTable, fleet_bans
 from marketplace_node.policy.ratelimit import Rate
@@ -32,6 +38,7 @@ class CompiledPolicy:
     max_pending: int
     escalation: Escalation
     bans: BanTable = field(default_factory=BanTable)
+    replication: Replication | None = None  # the fleet's; None: the node's own settings
 
 
 def policy_hash(doc: PolicyDocument) -> str:
@@ -62,6 +69,7 @@ def compile_policy(
         bans=BanTable()
         if doc is None
         else fleet_bans(doc.bans, now_monotonic=now_monotonic, now_wall=now_wall),
+        replication=None if doc is None else doc.replication,
     )
 
 

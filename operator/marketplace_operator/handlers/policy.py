@@ -1,9 +1,9 @@
 """kopf wiring for fleet policy: indexes and event handlers only, plus the worker's adapters.
 
-BanLists and RateLimitPolicies are watched with `@kopf.index` and `@kopf.on.event`
-only. Neither stores anything on the object, so kopf never writes its
-last-handled-configuration annotation, which would outgrow the 256 KiB
-annotation limit on a list of 2,000 bans (kopf issue #1087). kopf calls event
+BanLists, RateLimitPolicies and (for their replication setting) MarketplaceFleets are
+watched with `@kopf.index` and `@kopf.on.event` only. None stores anything on the
+object, so kopf never writes its last-handled-configuration annotation, which would
+outgrow the 256 KiB annotation limit on a list of 2,000 bans (kopf issue #1087). kopf calls event
 handlers only once every index is fully populated, so the first round never
 sees half a fleet's BanLists (which would briefly lift bans).
 
@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import kopf
+from marketplace_protocol.admin import Replication
 from marketplace_protocol.clock import SystemClock, to_datetime
 from pydantic import ValidationError
 
@@ -32,6 +33,8 @@ from marketplace_operator import errors, events, k8s
 from marketplace_operator.context import Context
 from marketplace_operator.model.banlist import BanList, BanListSpec
 from marketplace_operator.model.common import API_VERSION, GROUP, LABEL_PREFIX, VERSION
+from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
+from marketplace_operator.model.fleet import MarketplaceFleetSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy.metrics import PolicyMetrics
@@ -132,6 +135,19 @@ async def policy_banlists(
     return {namespace: _cached(memo, dict(body), parse_banlist)}
 
 
+@kopf.index(GROUP, VERSION, FLEET_PLURAL)
+async def policy_fleets(
+    body: kopf.Body, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
+    """Each MarketplaceFleet's replication setting, or None when its spec cannot be read
+    (the schema refuses such specs; the nodes then keep their own settings)."""
+    try:
+        spec = MarketplaceFleetSpec.model_validate(body.get("spec") or {})
+    except ValidationError:
+        return {(namespace, name): None}
+    return {(namespace, name): spec.replication.wire()}
+
+
 @kopf.index(GROUP, VERSION, "ratelimitpolicies")
 async def policy_ratelimitpolicies(
     body: kopf.Body, namespace: str | None, memo: kopf.Memo, **_: Any
@@ -147,6 +163,7 @@ class IndexInputs:
     policy_index: kopf.Index[Any, Any]
     pod_index: kopf.Index[Any, Any]
     configmap_index: kopf.Index[Any, Any]
+    fleet_index: kopf.Index[Any, Any]
 
     def fleet_uid(self, key: FleetKey) -> str | None:
         found = self.configmap_index.get((key.namespace, names.policy_configmap_name(key.fleet)))
@@ -183,6 +200,10 @@ class IndexInputs:
         return {
             FleetKey(str(ns), str(fleet)) for (ns, fleet), pods in self.pod_index.items() if pods
         }
+
+    def replication(self, key: FleetKey) -> Replication | None:
+        found = self.fleet_index.get((key.namespace, key.fleet))
+        return next(iter(found), None) if found is not None else None
 
 
 # --- the Kubernetes side of the worker --------------------------------------------------
@@ -304,6 +325,19 @@ class PolicyRuntime:
     # (namespace, pod) -> (ip, deleting, uid, started) as last seen.
     pods: dict[tuple[str, str], tuple[str | None, bool, str, bool]] = field(default_factory=dict)
 
+    def spec_changed(self, type: str | None, plural: str, body: Mapping[str, Any]) -> bool:
+        """A new generation or a deletion; False for status-only events (our own writes)."""
+        meta = body.get("metadata", {})
+        key = (plural, str(meta.get("namespace")), str(meta.get("name")))
+        generation = int(meta.get("generation", 0))
+        if type == "DELETED":
+            self.generations.pop(key, None)
+        elif self.generations.get(key) == generation:
+            return False
+        else:
+            self.generations[key] = generation
+        return True
+
 
 @dataclass
 class PolicyHolder:
@@ -326,6 +360,7 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
         kwargs["policy_ratelimitpolicies"],
         kwargs["mnode_fleet_pods"],
         kwargs["mnode_configmaps"],
+        kwargs["policy_fleets"],
     )
     # Its own admin-API session: with hundreds of nodes, the node loops keep the shared
     # session's slots busy, and a ban must not queue behind them.
@@ -378,17 +413,25 @@ async def policy_object_event(
 ) -> None:
     """A spec change (generation) or a deletion marks the namespace's fleets dirty."""
     runtime = _runtime(memo, kwargs)
-    if runtime is None:
-        return
-    key = (resource.plural, str(namespace), name)
-    generation = int(body.get("metadata", {}).get("generation", 0))
-    if type == "DELETED":
-        runtime.generations.pop(key, None)
-    elif runtime.generations.get(key) == generation:
-        return  # only the status changed (our own write)
-    else:
-        runtime.generations[key] = generation
-    runtime.worker.mark_namespace(str(namespace))
+    if runtime is not None and runtime.spec_changed(type, resource.plural, body):
+        runtime.worker.mark_namespace(str(namespace))
+
+
+@kopf.on.event(GROUP, VERSION, FLEET_PLURAL)
+async def policy_fleet_event(
+    *,
+    type: str | None,
+    body: kopf.Body,
+    namespace: str | None,
+    name: str,
+    memo: kopf.Memo,
+    **kwargs: Any,
+) -> None:
+    """A MarketplaceFleet's spec changed (its replication may have): its fleet needs a round.
+    The rollout writes the fleet's status often; those events keep the generation."""
+    runtime = _runtime(memo, kwargs)
+    if runtime is not None and runtime.spec_changed(type, FLEET_PLURAL, body):
+        runtime.worker.mark(FleetKey(str(namespace), name))
 
 
 @kopf.on.event("pods", labels=names.MANAGED)

@@ -67,9 +67,11 @@ async def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> di
             if meta.get(k) is not None
         },
         "spec": spec,
-        "status": {  # membership, for the planner's "would it un-join someone" check
+        # membership, for the planner's "would it un-join someone" check; the packages the
+        # node reports below the replication factor, for the fleet's status
+        "status": {
             k: (body.get("status") or {})[k]
-            for k in ("peerId", "connectedPeers", "peers")
+            for k in ("peerId", "connectedPeers", "peers", "underReplicated")
             if (body.get("status") or {}).get(k) is not None
         },
     }
@@ -298,7 +300,11 @@ async def run_once(
     now = datetime.now(UTC)
     decision = planner.plan(view, now)
     new = status.build(
-        previous, decision, now=now, generation=fleet_body["metadata"].get("generation")
+        previous,
+        decision,
+        now=now,
+        generation=fleet_body["metadata"].get("generation"),
+        under=status.under_replicated(seen.mnodes.values()),
     )
     if new != previous:  # the record first: acting on an unwritten decision could repeat it
         await ctx.kube.patch(k8s.FLEETS, namespace, fleet, status.as_patch(new), sub="status")

@@ -20,7 +20,8 @@ import enum
 from datetime import datetime
 from typing import Final
 
-from pydantic import Field
+from marketplace_protocol.admin import MAX_REPLICATION, Replication
+from pydantic import ConfigDict, Field, model_validator
 
 from marketplace_operator.model.common import (
     FLEET_NAME_MAX,
@@ -31,6 +32,7 @@ from marketplace_operator.model.common import (
     PrinterColumn,
     cel,
     conditions_field,
+    validations,
 )
 
 KIND: Final = "MarketplaceFleet"
@@ -42,13 +44,58 @@ LEAVING_ANNOTATION: Final = f"{LABEL_PREFIX}leaving"
 RESTARTED_AT_ANNOTATION: Final = f"{LABEL_PREFIX}restartedAt"
 """On a MarketplaceNode: a new value asks for a new pod (as `kubectl rollout restart`)."""
 
+DEFAULT_MIN_IN_SYNC: Final = 2
 MAX_PLAN_ENTRIES: Final = 256
 MAX_FAILURES: Final = 16
 MAX_STEPS: Final = 64
 
 
+class ReplicationSpec(CamelModel):
+    """How many nodes keep each package, and how many must hold it before a publish is
+    answered 201 (Kafka's `min.insync.replicas`). Both are capped at the fleet's size by
+    the nodes; the operator passes them in the fleet's policy document (docs/packages.md)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.minInSync) || self.minInSync <= self.factor",
+                "minInSync must not exceed factor",
+            )
+        )
+    )
+
+    factor: int = Field(
+        default=3,
+        ge=1,
+        le=MAX_REPLICATION,
+        description="Copies of every package the fleet keeps (capped at the fleet's size).",
+    )
+    min_in_sync: int | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_REPLICATION,
+        description=(
+            "Nodes that hold a package's verified, fsynced bytes before its publish is "
+            f"acknowledged; at most factor. Unset: {DEFAULT_MIN_IN_SYNC}, or factor if smaller."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _in_sync_within_factor(self) -> ReplicationSpec:
+        if self.min_in_sync is not None and self.min_in_sync > self.factor:
+            raise ValueError("minInSync must not exceed factor")
+        return self
+
+    def wire(self) -> Replication:
+        """What the nodes receive: both numbers, the default made explicit."""
+        in_sync = self.min_in_sync
+        if in_sync is None:
+            in_sync = min(DEFAULT_MIN_IN_SYNC, self.factor)
+        return Replication(factor=self.factor, min_in_sync=in_sync)
+
+
 class MarketplaceFleetSpec(CamelModel):
-    """How the fleet's rolling restarts are paced. The operator never writes it."""
+    """Fleet-wide settings: package replication, rolling-restart pacing. Users' only."""
 
     max_unavailable: int = Field(
         default=1,
@@ -68,6 +115,10 @@ class MarketplaceFleetSpec(CamelModel):
             "How long a replacement pod may take to become Ready and joined (after the "
             "old pod's grace period) before the rollout stops with Degraded."
         ),
+    )
+    replication: ReplicationSpec = Field(
+        default_factory=ReplicationSpec,
+        description="Copies of each package and the copies a publish waits for.",
     )
 
 
@@ -169,6 +220,14 @@ class MarketplaceFleetStatus(CamelModel):
         description=f"Nodes still to be replaced, in order (first {MAX_PLAN_ENTRIES}).",
     )
     pending: int = Field(default=0, ge=0, description="How many nodes still need a new pod.")
+    under_replicated: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Packages below the replication factor: the most any node of the fleet reports "
+            "(each counts the packages it knows, as of its repairer's last pass)."
+        ),
+    )
     conditions: list[Condition] = conditions_field(
         max_length=8, description="Progressing and Degraded (API conventions)."
     )
@@ -182,8 +241,9 @@ CRD = CrdInfo(
     spec=MarketplaceFleetSpec,
     status=MarketplaceFleetStatus,
     description=(
-        "A MarketplaceFleet holds the settings of one fleet's rolling restarts (its name is "
-        "the fleet's name) and shows their progress. Annotate it with "
+        "A MarketplaceFleet holds the settings of one fleet (its name is the fleet's name): "
+        "package replication and rolling restarts, and shows their progress and the "
+        "packages below the replication factor. Annotate it with "
         f"{PAUSED_ANNOTATION}=true to pause a rollout after the current step."
     ),
     root_validations=(
@@ -200,7 +260,23 @@ CRD = CrdInfo(
         PrinterColumn("Unavailable", "integer", ".status.unavailable", "Nodes out"),
         PrinterColumn("Phase", "string", ".status.phase", "Rollout phase"),
         PrinterColumn("Current", "string", ".status.current", "Node being replaced"),
+        PrinterColumn(
+            "Under-Replicated",
+            "integer",
+            ".status.underReplicated",
+            "Packages below the replication factor",
+        ),
         PrinterColumn("Age", "date", ".metadata.creationTimestamp", "Age"),
         PrinterColumn("Blocked-By", "string", ".status.blockedBy", "Why waiting", priority=1),
+        PrinterColumn(
+            "Factor", "integer", ".spec.replication.factor", "Copies per package", priority=1
+        ),
+        PrinterColumn(
+            "MinInSync",
+            "integer",
+            ".spec.replication.minInSync",
+            "Copies a publish waits for",
+            priority=1,
+        ),
     ),
 )

@@ -207,6 +207,14 @@ class MarketplaceNodeStatus(CamelModel):
         max_length=64,
         description="Hash of the inputs that shape the pod; a change means a new pod.",
     )
+    under_replicated: int | None = Field(
+        default=None,
+        ge=0,
+        description=(
+            "Packages the node knows below the fleet's replication factor, as of its "
+            "repairer's last pass."
+        ),
+    )
     message: str | None = Field(
         default=None, max_length=1024, description="Human-readable summary of the phase."
     )

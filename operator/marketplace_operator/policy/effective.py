@@ -1,4 +1,5 @@
-"""The effective policy of a fleet: a pure function of the BanLists and RateLimitPolicies.
+"""The effective policy of a fleet: a pure function of the BanLists, RateLimitPolicies and
+the fleet's replication setting.
 
 No I/O, no clock: `now` is a parameter. The output is in a deterministic
 order, so the same inputs always hash the same (see `policy.versioning`).
@@ -15,6 +16,9 @@ limit, the global limit, the pending-query cap, each escalation field — comes
 from the first policy, in precedence order, that sets it; otherwise the node
 default. Precedence: higher `priority`; then a policy naming the fleet before
 one selecting every fleet (`*`); then name in ascending order.
+
+Replication: the MarketplaceFleet's `spec.replication`, carried as is (None when the
+fleet has no MarketplaceFleet yet: the nodes keep their own settings).
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_protocol.admin import BanEntry, RateLimits
+from marketplace_protocol.admin import BanEntry, RateLimits, Replication
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketplace_operator.model.banlist import Action, BanList, BanListEntry, canonical_cidr
@@ -35,12 +39,14 @@ _SOURCE_LIMIT = 256
 
 
 class PolicyContent(BaseModel):
-    """What a fleet's nodes enforce, without the version stamp: bans and rate limits."""
+    """What a fleet's nodes enforce, without the version stamp: bans, rate limits and the
+    replication setting."""
 
     model_config = ConfigDict(frozen=True)
 
     bans: tuple[BanEntry, ...] = ()
     rate_limits: RateLimits = Field(default_factory=RateLimits)
+    replication: Replication | None = None
 
 
 class ProblemKind(enum.StrEnum):
@@ -185,6 +191,7 @@ def effective_policy(
     banlists: Sequence[BanList],
     ratelimitpolicies: Sequence[RateLimitPolicy],
     now: datetime,
+    replication: Replication | None = None,
 ) -> Effective:
     """The policy `fleet`'s nodes should enforce at `now`, or the problems preventing it.
 
@@ -194,7 +201,11 @@ def effective_policy(
     """
     bans = effective_bans(fleet, banlists, now)
     limits, _, problems = merge_limits(fleet, ratelimitpolicies)
-    content = None if limits is None else PolicyContent(bans=bans, rate_limits=limits)
+    content = (
+        None
+        if limits is None
+        else PolicyContent(bans=bans, rate_limits=limits, replication=replication)
+    )
     return Effective(
         content=content,
         problems=problems,

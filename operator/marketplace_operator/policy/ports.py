@@ -10,6 +10,8 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from marketplace_protocol.admin import Replication
+
 from marketplace_operator.model.banlist import BanList
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
 from marketplace_operator.policy.propagate import NodeTarget
@@ -54,6 +56,10 @@ class Inputs(Protocol):
     def invalid(self, namespace: str) -> Sequence[InvalidObject]: ...
     def nodes(self, key: FleetKey) -> Sequence[NodeTarget]: ...
     def fleets(self) -> Collection[FleetKey]: ...
+    def replication(self, key: FleetKey) -> Replication | None:
+        """The MarketplaceFleet's `spec.replication` (None: no fleet object yet)."""
+        ...
+
     def fleet_uid(self, key: FleetKey) -> str | None:
         """The uid of the fleet's policy ConfigMap (None: not there): a fleet deleted and
         recreated under its name is a new fleet, whose state starts afresh."""

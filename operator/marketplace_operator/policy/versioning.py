@@ -28,10 +28,12 @@ HASH_PREFIX: Final = "sha256:"
 
 def canonical_json(content: PolicyContent) -> bytes:
     """The content as canonical JSON: sorted keys, no spaces, wire aliases, UTC times."""
-    data = {
+    data: dict[str, Any] = {
         "bans": [b.model_dump(mode="json", by_alias=True) for b in content.bans],
         "rateLimits": content.rate_limits.model_dump(mode="json", by_alias=True),
     }
+    if content.replication is not None:  # absent: the hash of a policy without it is kept
+        data["replication"] = content.replication.model_dump(mode="json", by_alias=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -68,6 +70,7 @@ def stamp(content: PolicyContent, version: PolicyVersion) -> PolicyDocument:
         hash=version.hash,
         bans=list(content.bans),
         rate_limits=content.rate_limits,
+        replication=content.replication,
     )
 
 

@@ -35,9 +35,9 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
-from marketplace_protocol.admin import PolicyDocument
+from marketplace_protocol.admin import PolicyDocument, Replication
 from marketplace_protocol.clock import Clock, to_datetime
 
 from marketplace_operator import errors
@@ -74,8 +74,18 @@ INLINE_ENTRIES = 1_000
 """Below this many entries, computing, hashing and rendering take under ~10 ms: inline."""
 
 
-def _size(inputs: tuple[list[Any], list[BanList], list[Any], float]) -> int:
-    return sum(len(b.spec.entries) for b in inputs[1])
+class Snapshot(NamedTuple):
+    """The inputs of one computation, read on the event loop (the indexes live there)."""
+
+    invalid: list[InvalidObject]
+    banlists: list[BanList]
+    policies: list[RateLimitPolicy]
+    wall: float
+    replication: Replication | None
+
+
+def _size(inputs: Snapshot) -> int:
+    return sum(len(b.spec.entries) for b in inputs.banlists)
 
 
 Write = tuple[dict[str, Any], list[dict[str, Any]]]
@@ -253,7 +263,7 @@ class PolicyWorker:
         nodes = list(self._inputs.nodes(key))
         inputs = self._snapshot(key)
         # CPU-bound for big lists (10,000 bans: ~0.1 s): off the event loop.
-        effective = await self._cpu(self._compute, key, *inputs, size=_size(inputs))
+        effective = await self._cpu(self._compute, key, inputs, size=_size(inputs))
         if effective.content is None:
             self._set_problem(key, effective)
             return
@@ -290,7 +300,7 @@ class PolicyWorker:
         )
         self._observe_convergence(key, nodes, version)
         if self.state(key).stored == version:
-            fleet.included = _included(key, inputs[1], inputs[2])
+            fleet.included = _included(key, inputs.banlists, inputs.policies)
         if pushed or version.version != (fleet.logged or 0):
             fleet.logged = version.version
             acked = sum(1 for n in nodes if fleet.applied.get(n) == version.version)
@@ -323,26 +333,18 @@ class PolicyWorker:
             return
         self.state(key).stored = version
 
-    def _snapshot(
-        self, key: FleetKey
-    ) -> tuple[list[InvalidObject], list[BanList], list[RateLimitPolicy], float]:
-        """The inputs of one computation, read on the event loop (the indexes live there)."""
-        return (
+    def _snapshot(self, key: FleetKey) -> Snapshot:
+        return Snapshot(
             list(self._inputs.invalid(key.namespace)),
             list(self._inputs.banlists(key.namespace)),
             list(self._inputs.policies(key.namespace)),
             self._clock.wall(),
+            self._inputs.replication(key),
         )
 
     @staticmethod
-    def _compute(
-        key: FleetKey,
-        invalid: list[InvalidObject],
-        banlists: list[BanList],
-        policies: list[RateLimitPolicy],
-        wall: float,
-    ) -> Effective:
-        blocking = [i for i in invalid if i.fleet in ("*", key.fleet)]
+    def _compute(key: FleetKey, inputs: Snapshot) -> Effective:
+        blocking = [i for i in inputs.invalid if i.fleet in ("*", key.fleet)]
         if blocking:
             message = "; ".join(f"{i.ref.plural}/{i.ref.name}: {i.message}" for i in blocking)
             problem = Problem(
@@ -350,7 +352,11 @@ class PolicyWorker:
             )
             return Effective(content=None, problems=(problem,))
         return effective_policy(
-            key.fleet, banlists=banlists, ratelimitpolicies=policies, now=to_datetime(wall)
+            key.fleet,
+            banlists=inputs.banlists,
+            ratelimitpolicies=inputs.policies,
+            now=to_datetime(inputs.wall),
+            replication=inputs.replication,
         )
 
     async def _push(self, key: FleetKey, nodes: list[NodeTarget], doc: PolicyDocument) -> int:

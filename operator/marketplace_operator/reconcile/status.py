@@ -228,5 +228,7 @@ def build_status(
         policy_version=node.policy_version if node is not None else previous.policy_version,
         policy_hash=(node.policy_hash or None) if node is not None else previous.policy_hash,
         pod_template_hash=pod.template_hash if pod is not None else None,
+        under_replicated=node.under_replicated if node is not None
+        else previous.under_replicated,
         conditions=conditions,
     )  # fmt: skip

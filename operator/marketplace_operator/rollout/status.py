@@ -1,4 +1,5 @@
-"""The MarketplaceFleet status for a planner decision: the record, the plan, two conditions.
+"""The MarketplaceFleet status for a planner decision: the record, the plan, two conditions,
+and the fleet's under-replicated packages as its nodes report them.
 
 Pure. The handler writes it before acting (the record is what makes a killed operator
 resume exactly), and only when it differs from what is in the API.
@@ -6,7 +7,9 @@ resume exactly), and only when it differs from what is in the API.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from datetime import datetime
+from typing import Any
 
 from marketplace_operator.model.common import Condition, ConditionStatus, merge_condition, rfc3339
 from marketplace_operator.model.fleet import MarketplaceFleetStatus, RolloutPhase
@@ -33,12 +36,26 @@ def _progress_message(decision: Decision) -> str:
     return "; ".join(parts)[:4096]
 
 
+def under_replicated(mnodes: Iterable[Mapping[str, Any]]) -> int | None:
+    """The most packages below the factor any node reports (None: no node reported yet).
+
+    The most, not the sum: every node counts every package it knows, so the same package
+    lacking a copy is counted by each node; a node that lags behind reports fewer."""
+    counts = [
+        int(found)
+        for m in mnodes
+        if isinstance(found := (m.get("status") or {}).get("underReplicated"), int)
+    ]
+    return max(counts, default=None)
+
+
 def build(
     previous: MarketplaceFleetStatus,
     decision: Decision,
     *,
     now: datetime,
     generation: int | None,
+    under: int | None = None,
 ) -> MarketplaceFleetStatus:
     """The whole status; conditions keep their transition time unless their status flips."""
     stamp = rfc3339(now)
@@ -76,6 +93,7 @@ def build(
         failures=list(failures),
         plan=list(decision.plan),
         pending=decision.pending,
+        under_replicated=under,
         conditions=conditions,
     )
 

@@ -208,6 +208,29 @@ async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, Nod
     assert not service.ready()  # peers configured, none joined
 
 
+async def test_the_fleets_replication_arrives_with_the_policy_and_overrides_the_settings(
+    node: tuple[TestServer, NodeService],
+) -> None:
+    server, service = node
+    service.members = tuple(f"http://127.0.0.{i}:1" for i in range(2, 7))  # a fleet of six
+    assert (service.replication().factor, service.replication().min_in_sync) == (3, 2)
+    admin = {"Authorization": "Bearer s3cret"}
+    async with aiohttp.ClientSession() as http:
+        bad = {"version": 1, "replication": {"factor": 2, "minInSync": 3}}
+        resp = await http.put(server.make_url("/admin/v1/policy"), json=bad, headers=admin)
+        assert resp.status == 400
+        assert (service.replication().factor, service.replication().min_in_sync) == (3, 2)
+        good = {"version": 1, "replication": {"factor": 5, "minInSync": 1}}
+        resp = await http.put(server.make_url("/admin/v1/policy"), json=good, headers=admin)
+        assert resp.status == 200
+        assert (service.replication().factor, service.replication().min_in_sync) == (5, 1)
+        resp = await http.put(
+            server.make_url("/admin/v1/policy"), json={"version": 2}, headers=admin
+        )
+        assert resp.status == 200  # without it: the node's own settings again
+    assert (service.replication().factor, service.replication().min_in_sync) == (3, 2)
+
+
 async def test_oversized_peer_body_is_refused(
     node: tuple[TestServer, NodeService],
 ) -> None:

@@ -31,6 +31,7 @@ from marketplace_protocol.admin import (
     NodeStatus,
     PolicyApplied,
     PolicyDocument,
+    Replication,
 )
 from marketplace_protocol.clock import FakeClock, SystemClock
 from prometheus_client import CollectorRegistry
@@ -52,6 +53,10 @@ class Inputs:
     node_list: list[NodeTarget] = field(default_factory=lambda: [target(1), target(2)])
     fleet_keys: set[FleetKey] = field(default_factory=lambda: {KEY})
     configmap_uid: str | None = "cm-1"
+    fleet_replication: Replication | None = None
+
+    def replication(self, key: FleetKey) -> Replication | None:
+        return self.fleet_replication
 
     def fleet_uid(self, key: FleetKey) -> str | None:
         return self.configmap_uid
@@ -110,6 +115,7 @@ class Nodes:
     def __init__(self, log: list[str]) -> None:
         self.log = log
         self.applied: dict[str, tuple[int, str]] = {}
+        self.documents: dict[str, PolicyDocument] = {}
         self.down: set[str] = set()
         self.local: dict[str, list[LocalBan]] = {}
 
@@ -123,6 +129,7 @@ class Nodes:
         ):
             raise errors.NodeRefused("stale", status=409, code="stale_policy")
         self.applied[base] = (policy.version, policy.hash)
+        self.documents[base] = policy
         self.log.append(f"push {base.removeprefix('http://')} v{policy.version}")
         return PolicyApplied(version=policy.version, hash=policy.hash)
 
@@ -245,6 +252,22 @@ async def test_a_change_gets_the_next_version(world: World) -> None:
     assert world.versions() == [2, 2]
     assert world.cluster.annotations is not None
     assert world.cluster.annotations["marketplace.p2p.dev/policy-version"] == "2"
+
+
+async def test_the_fleets_replication_travels_in_the_document_and_a_change_is_a_version(
+    world: World,
+) -> None:
+    worker = world.worker()
+    await worker.round(KEY)
+    first = next(iter(world.nodes.documents.values()))
+    assert first.replication is None  # no MarketplaceFleet yet: the nodes' own settings
+    assert "replication" not in first.model_dump(by_alias=True)  # nodes before the field
+    world.inputs.fleet_replication = Replication(factor=5, min_in_sync=3)
+    await worker.round(KEY)
+    assert world.versions() == [2, 2]
+    assert {d.replication for d in world.nodes.documents.values()} == {
+        Replication(factor=5, min_in_sync=3)
+    }
 
 
 async def test_a_restarted_operator_keeps_the_version_and_never_goes_back(world: World) -> None:

@@ -415,6 +415,16 @@ def test_status_phase_and_conditions(
     assert st(ConditionType.PROGRESSING) == progressing
 
 
+def test_status_carries_the_under_replicated_packages_the_node_reports() -> None:
+    reported = NodeStatus(peer_id="p", under_replicated=4)
+    first = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH, node=reported), now=NOW
+    )
+    assert first.under_replicated == 4
+    unreachable = status.build_status(first, status.StatusInputs(1, view(), HASH), now=NOW)
+    assert unreachable.under_replicated == 4  # the last word stands while it does not answer
+
+
 def test_transition_time_moves_only_when_status_flips() -> None:
     first = status.build_status(
         MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW

@@ -470,6 +470,15 @@ def test_status_carries_the_record_the_plan_and_conditions() -> None:
     assert patch["steps"][0]["phaseSince"] == "2026-01-01T00:00:00Z"
 
 
+def test_the_fleet_reports_the_most_under_replicated_packages_any_node_reports() -> None:
+    assert status.under_replicated([{"status": {}}, {}]) is None  # nobody reported yet
+    mnodes = [{"status": {"underReplicated": 0}}, {"status": {"underReplicated": 7}}, {}]
+    assert status.under_replicated(mnodes) == 7
+    d = planner.plan(fleet(up_to_date("a")), T0)
+    st = status.build(MarketplaceFleetStatus(), d, now=T0, generation=1, under=7)
+    assert status.as_patch(st)["status"]["underReplicated"] == 7  # type: ignore[index]
+
+
 def test_status_of_a_failed_rollout_is_degraded() -> None:
     rec = Record(
         failures=(
