@@ -15,7 +15,7 @@ from marketplace_node import sealing
 from marketplace_node.model import PackageDraft
 from marketplace_protocol import identity
 
-from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, get_json, http
+from tests.support.node_processes import NODE_ERRORS, Node, NodeCluster, http
 from tests.support.poll import wait_for
 
 PACKAGES = 12
@@ -53,9 +53,17 @@ def publish(node: Node, author: identity.Identity, name: str) -> tuple[int, dict
     return status, json.loads(body)
 
 
+def holds(node: Node, package_id: str) -> bool:
+    """The node holds the bytes on disk (`local`); one that has not heard of it yet does not."""
+    status, body = http("GET", f"{node.url}/api/v1/packages/{package_id}")
+    if status == 404:
+        return False
+    assert status == 200, (node.index, status, body[:200])
+    return bool(json.loads(body).get("local"))
+
+
 def holders(nodes: list[Node], package_id: str) -> int:
-    """Nodes holding the bytes on disk (`local`)."""
-    return sum(1 for n in nodes if get_json(f"{n.url}/api/v1/packages/{package_id}").get("local"))
+    return sum(1 for n in nodes if holds(n, package_id))
 
 
 def test_acknowledged_publishes_survive_a_node_and_its_disk(cluster: NodeCluster) -> None:
