@@ -12,6 +12,7 @@ import enum
 import errno
 import json
 import socket
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -50,6 +51,8 @@ class CliError(Exception):
 def _reason(exc: BaseException) -> str:
     """'connection refused', 'timed out', ... from whatever urllib and sockets raise."""
     inner = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    if isinstance(inner, ssl.SSLCertVerificationError):  # before OSError: it is one
+        return f"its certificate is not trusted ({inner.verify_message})"
     if isinstance(inner, socket.gaierror):
         return "name not resolved"
     if isinstance(inner, TimeoutError):
@@ -81,14 +84,17 @@ def request(
     body: bytes | None = None,
     content_type: str = "application/json",
     timeout: float | None = TIMEOUT,
+    *,
+    context: ssl.SSLContext | None = None,
 ) -> Iterator[HTTPResponse]:
-    """Open `url`; every failure, while opening or reading, is a `CliError`."""
+    """Open `url` (https verified with `context`, else the system's CAs); every failure,
+    while opening or reading, is a `CliError`."""
     req = urllib.request.Request(  # noqa: S310 - http(s) only, checked by the CLI
         url, data=body, method=method, headers={"Content-Type": content_type}
     )
     base = url.split("/api/", 1)[0]
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - as above
+        with urllib.request.urlopen(req, timeout=timeout, context=context) as resp:  # noqa: S310
             yield resp
     except urllib.error.HTTPError as exc:
         raise _http_error(url, exc) from None
@@ -96,9 +102,16 @@ def request(
         raise CliError(Exit.UNREACHABLE, f"cannot reach {base}: {_reason(exc)}") from None
 
 
-def call(method: str, url: str, body: bytes | None = None, content_type: str = "") -> Any:
+def call(
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    content_type: str = "",
+    *,
+    context: ssl.SSLContext | None = None,
+) -> Any:
     """A JSON request and its JSON answer."""
-    with request(method, url, body, content_type or "application/json") as resp:
+    with request(method, url, body, content_type or "application/json", context=context) as resp:
         raw = resp.read()
     try:
         return json.loads(raw or b"null")
@@ -106,6 +119,6 @@ def call(method: str, url: str, body: bytes | None = None, content_type: str = "
         raise CliError(Exit.FAILED, f"{url} answered something that is not JSON") from None
 
 
-def download(url: str) -> bytes:
-    with request("GET", url) as resp:
+def download(url: str, *, context: ssl.SSLContext | None = None) -> bytes:
+    with request("GET", url, context=context) as resp:
         return resp.read()

@@ -27,6 +27,7 @@ from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.config import NodeSettings
 from marketplace_node.membership import Membership
 from marketplace_node.metrics import Snapshot, SnapshotCollector, StateCollector
+from marketplace_node.policy import watch
 from marketplace_node.policy.watch import PolicyDirWatcher
 from marketplace_node.service import NodeService
 
@@ -140,7 +141,11 @@ async def _lifecycle(
     app: web.Application, service: NodeService, membership: Membership
 ) -> AsyncIterator[None]:
     settings = service.settings
-    connector = aiohttp.TCPConnector(limit=settings.client_connection_limit, limit_per_host=8)
+    connector = aiohttp.TCPConnector(
+        limit=settings.client_connection_limit,
+        limit_per_host=8,
+        ssl=service.tls.client if service.tls is not None else True,
+    )
     session = aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=settings.peer_timeout_seconds)
     )
@@ -151,9 +156,13 @@ async def _lifecycle(
         service.republish_loop,
         lambda: replication.run(service),
     ]
+    mounted: list[watch.Poller] = []
     if settings.policy_dir is not None:
-        watcher = _policy_watcher(service, membership, settings.policy_dir)
-        loops.append(watcher.run)
+        mounted.append(_policy_watcher(service, membership, settings.policy_dir))
+    if service.tls is not None:
+        mounted.append(service.tls)
+    if mounted:
+        loops.append(lambda: watch.poll_forever(mounted))
     try:
         await service.start(session, loops)
         yield

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import hashlib
 import json
 import re
+import ssl
 import sys
 import urllib.parse
 from pathlib import Path
@@ -15,7 +17,7 @@ from typing import Any
 import pydantic
 from pydantic_settings import CliSettingsSource, SettingsError
 
-from marketplace_node import api_client, config, publishing
+from marketplace_node import api_client, config, publishing, tls
 from marketplace_node.api_client import CliError, Exit
 
 DEFAULT_NODE = "http://127.0.0.1:7070"
@@ -71,6 +73,28 @@ def _parser() -> tuple[argparse.ArgumentParser, CliSettingsSource[config.NodeSet
 
 def _node_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--node", default=DEFAULT_NODE, help="base URL of the node's HTTP API")
+    p.add_argument(
+        "--ca-file",
+        type=Path,
+        help="PEM CA bundle an https node's certificate must chain to (the fleet's ca.crt; "
+        "default: the system's)",
+    )
+    p.add_argument(
+        "--server-name",
+        help="name the node's certificate must carry, when --node is an address "
+        "(e.g. the fleet's name, as kubectl's --tls-server-name)",
+    )
+
+
+def _tls(args: argparse.Namespace) -> ssl.SSLContext | None:
+    """The context https calls verify with; None (the system's) without --ca-file or
+    --server-name."""
+    if args.ca_file is None and args.server_name is None:
+        return None
+    try:
+        return tls.client_context(args.ca_file, args.server_name)
+    except (OSError, ssl.SSLError) as exc:
+        raise CliError(Exit.LOCAL, f"cannot read the CA file {args.ca_file}: {exc}") from None
 
 
 def _query_string(args: argparse.Namespace) -> str:
@@ -88,16 +112,19 @@ def _query_string(args: argparse.Namespace) -> str:
     return urllib.parse.urlencode(pairs)
 
 
-def _fetch(args: argparse.Namespace) -> Any:
+def _fetch(args: argparse.Namespace, context: ssl.SSLContext | None) -> Any:
     if re.fullmatch(r"[0-9a-f]{32}", args.id):
-        view = api_client.call("GET", f"{args.node}/api/v1/packages/{args.id}")
+        view = api_client.call("GET", f"{args.node}/api/v1/packages/{args.id}", context=context)
     else:  # NAME, NAME@VERSION, NAME@RANGE
         name, _, want = args.id.partition("@")
         query = urllib.parse.urlencode({"want": want or "latest"})
         view = api_client.call(
-            "GET", f"{args.node}/api/v1/names/{urllib.parse.quote(name)}/resolve?{query}"
+            "GET",
+            f"{args.node}/api/v1/names/{urllib.parse.quote(name)}/resolve?{query}",
+            context=context,
         )
-    data = api_client.download(f"{args.node}/api/v1/packages/{view['id']}/content")
+    content_url = f"{args.node}/api/v1/packages/{view['id']}/content"
+    data = api_client.download(content_url, context=context)
     digest = view["package"]["digest"]
     if hashlib.sha256(data).hexdigest() != digest:
         raise CliError(
@@ -119,9 +146,9 @@ def _fetch(args: argparse.Namespace) -> Any:
     }
 
 
-def _subscribe(args: argparse.Namespace) -> None:
+def _subscribe(args: argparse.Namespace, context: ssl.SSLContext | None) -> None:
     url = f"{args.node}/api/v1/subscribe?{_query_string(args)}"
-    with api_client.request("GET", url, timeout=None) as resp:
+    with api_client.request("GET", url, timeout=None, context=context) as resp:
         for line in resp:
             sys.stdout.write(line.decode())
             sys.stdout.flush()
@@ -172,18 +199,20 @@ def _client(args: argparse.Namespace) -> None:
     if not node.startswith(("http://", "https://")):
         raise CliError(Exit.USAGE, "--node must be an http:// or https:// URL")
     args.node = node
+    context = _tls(args)
     if args.command == "subscribe":
-        _subscribe(args)
+        _subscribe(args, context)
         return
+    call = functools.partial(api_client.call, context=context)
     result = {
-        "publish": lambda: publishing.publish(args, api_client.call),
-        "owner": lambda: publishing.record(args, api_client.call),
-        "yank": lambda: publishing.record(args, api_client.call),
-        "unyank": lambda: publishing.record(args, api_client.call),
-        "search": lambda: api_client.call("GET", f"{node}/api/v1/search?{_query_string(args)}"),
-        "fetch": lambda: _fetch(args),
-        "peers": lambda: api_client.call("GET", f"{node}/api/v1/peers"),
-        "status": lambda: api_client.call("GET", f"{node}/api/v1/status"),
+        "publish": lambda: publishing.publish(args, call),
+        "owner": lambda: publishing.record(args, call),
+        "yank": lambda: publishing.record(args, call),
+        "unyank": lambda: publishing.record(args, call),
+        "search": lambda: call("GET", f"{node}/api/v1/search?{_query_string(args)}"),
+        "fetch": lambda: _fetch(args, context),
+        "peers": lambda: call("GET", f"{node}/api/v1/peers"),
+        "status": lambda: call("GET", f"{node}/api/v1/status"),
     }[args.command]()
     json.dump(result, sys.stdout, indent=2)
     sys.stdout.write("\n")

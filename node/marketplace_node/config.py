@@ -65,7 +65,7 @@ class NodeSettings(BaseSettings):
     advertise_url: str | None = Field(
         default=None,
         max_length=limits.ADDRESS_MAX,
-        description="URL peers use to reach this node (default http://HOST:PORT; "
+        description="URL peers use to reach this node (default http(s)://HOST:PORT; "
         "required when listening on 0.0.0.0 or ::)",
     )
     data_dir: Path = Field(
@@ -90,6 +90,23 @@ class NodeSettings(BaseSettings):
     )
     policy_dir: Path | None = Field(
         default=None, description="directory of the mounted policy ConfigMap (docs/node.md)"
+    )
+    tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the public listener; with tls_key_file the "
+        "node serves HTTPS there, and reloads both when they change (docs/node.md, TLS)",
+    )
+    tls_key_file: Path | None = Field(default=None, description="PEM private key of tls_cert_file")
+    tls_ca_file: Path | None = Field(
+        default=None,
+        description="PEM bundle peers' certificates must chain to (default: the system's)",
+    )
+    tls_peer_name: str | None = Field(
+        default=None,
+        max_length=253,
+        pattern=r"^[A-Za-z0-9]([-.A-Za-z0-9]*[A-Za-z0-9])?$",
+        description="DNS name every peer's certificate must carry, e.g. the fleet's name "
+        "(default: the host of each peer's URL)",
     )
     fleet: str = Field(
         default="default",
@@ -180,7 +197,14 @@ class NodeSettings(BaseSettings):
     def _reachable(self) -> NodeSettings:
         if self.advertise_url is None and self.host in ("0.0.0.0", "::", ""):  # noqa: S104
             raise ValueError("listening on all addresses needs advertise_url (the URL peers use)")
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file go together")
         return self
+
+    @property
+    def serves_tls(self) -> bool:
+        """Whether the public listener speaks HTTPS."""
+        return self.tls_cert_file is not None
 
     @property
     def public_url(self) -> str:
@@ -188,7 +212,8 @@ class NodeSettings(BaseSettings):
         if self.advertise_url:
             return self.advertise_url
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        scheme = "https" if self.serves_tls else "http"
+        return f"{scheme}://{host}:{self.port}"
 
     @classmethod
     def settings_customise_sources(

@@ -1,5 +1,9 @@
 """Signed requests to other peers over the process's one `aiohttp.ClientSession`.
 
+Over https a peer's certificate is verified by the session's context (the fleet's CA,
+marketplace_node.tls) for `server_name` when one is set: members dial each other by pod
+address, and what every member's certificate carries is the fleet's name.
+
 aiohttp exceptions never leave this module: they become `UpstreamFailed` or
 `UpstreamTimeout`, and a peer's `ErrorBody` answer becomes `UpstreamFailed`
 carrying the peer's code in `details`.
@@ -63,8 +67,10 @@ class PeerClient:
         timeout: float,
         breakers: Breakers | None = None,
         networks: tuple[Network, ...] = (),
+        server_name: str | None = None,
     ) -> None:
         self._session = session
+        self._server_name = server_name
         self._networks = networks
         self.breakers = breakers or Breakers(clock)
         self._identity = ident
@@ -112,6 +118,7 @@ class PeerClient:
                 data=body or None,
                 headers=headers,
                 timeout=self._timeout if within is None else aiohttp.ClientTimeout(total=within),
+                server_hostname=self._tls_name(url),
             ) as resp:
                 payload = await resp.content.read(MAX_REPLY_BYTES + 1)
         self._health(base_url, resp.status)
@@ -119,6 +126,10 @@ class PeerClient:
         if len(payload) > MAX_REPLY_BYTES:
             raise UpstreamFailed("peer reply too large", details={"peer": base_url})
         return payload
+
+    def _tls_name(self, url: URL) -> str | None:
+        """The name an https peer's certificate must carry (the fleet's), not its address."""
+        return self._server_name if url.scheme == "https" else None
 
     def _health(self, base_url: str, status: int) -> None:
         """A 5xx is the peer's trouble; a 4xx is an answer (it is alive and refused us)."""
@@ -137,7 +148,10 @@ class PeerClient:
         self.breakers.check(base_url)
         with self._transport_errors(base_url, late="did not deliver", failed="transfer failed"):
             async with self._session.get(
-                url, headers=headers, timeout=aiohttp.ClientTimeout(total=transfer_seconds)
+                url,
+                headers=headers,
+                timeout=aiohttp.ClientTimeout(total=transfer_seconds),
+                server_hostname=self._tls_name(url),
             ) as resp:
                 self._health(base_url, resp.status)
                 if resp.status != 200:

@@ -23,6 +23,7 @@ from marketplace_protocol.clock import Clock, SystemClock
 from prometheus_client import CollectorRegistry
 
 from marketplace_node import app as app_module
+from marketplace_node import tls
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
@@ -43,6 +44,20 @@ def build_service(settings: NodeSettings, clock: Clock | None = None) -> NodeSer
         identity=ident,
         clock=clock or SystemClock(),
         metrics=NodeMetrics(CollectorRegistry()),
+        tls=certificate_files(settings),
+    )
+
+
+def certificate_files(settings: NodeSettings) -> tls.CertificateFiles | None:
+    """The public listener's TLS files, loaded (an `OSError` or `ssl.SSLError` if they
+    cannot be); None when it serves plain HTTP."""
+    if settings.tls_cert_file is None or settings.tls_key_file is None:
+        return None
+    return tls.CertificateFiles(
+        cert=settings.tls_cert_file,
+        key=settings.tls_key_file,
+        ca=settings.tls_ca_file,
+        peer_name=settings.tls_peer_name,
     )
 
 
@@ -53,7 +68,8 @@ async def serve(settings: NodeSettings) -> None:
         application, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
     )
     await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024)
+    server_tls = service.tls.server if service.tls is not None else None
+    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls)
     await site.start()
     logger.info(
         "node %s listening on %s:%d", service.identity.peer_id, settings.host, settings.port

@@ -59,6 +59,7 @@ from marketplace_node.reputation import ReputationBook
 from marketplace_node.signing import ReplayCache
 from marketplace_node.store import Applied, Store
 from marketplace_node.subscribe import SubscriptionHub
+from marketplace_node.tls import CertificateFiles
 
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 64
@@ -76,8 +77,10 @@ class NodeService:
         clock: Clock,
         metrics: NodeMetrics,
         rng: random.Random | None = None,
+        tls: CertificateFiles | None = None,
     ) -> None:
         self.settings = settings
+        self.tls = tls  # the public listener's certificate and the peers' CA, when HTTPS
         self.identity = identity
         self.clock = clock
         self.metrics = metrics
@@ -133,6 +136,7 @@ class NodeService:
             self.clock,
             timeout=self.settings.peer_timeout_seconds,
             networks=tuple(self.settings.peer_networks),
+            server_name=self.settings.tls_peer_name,
         )
         await asyncio.to_thread(self.blobs.prepare)
         self.fresh_store = await self.store.open()

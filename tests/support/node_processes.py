@@ -8,10 +8,12 @@ import functools
 import json
 import os
 import signal
+import ssl
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,18 +44,23 @@ SINGLE_COPY = {"MARKETPLACE_NODE_REPLICATION_FACTOR": "1", "MARKETPLACE_NODE_MIN
 
 
 def http(
-    method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    method: str,
+    url: str,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+    *,
+    context: ssl.SSLContext | None = None,
 ) -> tuple[int, bytes]:
     request = urllib.request.Request(url, data=body, method=method, headers=headers or {})
     try:
-        with urllib.request.urlopen(request, timeout=10) as resp:
+        with urllib.request.urlopen(request, timeout=10, context=context) as resp:
             return resp.status, resp.read()
     except urllib.error.HTTPError as exc:
         return exc.code, exc.read()
 
 
-def get_json(url: str) -> Any:
-    status, body = http("GET", url)
+def get_json(url: str, *, context: ssl.SSLContext | None = None) -> Any:
+    status, body = http("GET", url, context=context)
     if status != 200:
         raise ValueError(f"{url}: {status} {body[:200]!r}")
     return json.loads(body)
@@ -70,10 +77,13 @@ class Node:
     process: subprocess.Popen[bytes] | None = None
     peer_id: str = ""
     env: dict[str, str] = field(default_factory=dict)
+    context: ssl.SSLContext | None = None  # set: the node serves https, verified with it
+    client_flags: tuple[str, ...] = ()  # e.g. --ca-file and --server-name for https
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.context is not None else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     def start(self) -> None:
         env = (
@@ -93,7 +103,7 @@ class Node:
 
     def wait_listening(self) -> None:
         self.peer_id = wait_for(
-            lambda: get_json(f"{self.url}/api/v1/status")["peerId"],
+            lambda: get_json(f"{self.url}/api/v1/status", context=self.context)["peerId"],
             timeout=90,
             what=f"node {self.index} to listen",
             ignoring=NODE_ERRORS,
@@ -105,7 +115,7 @@ class Node:
         key = author_key or self.data_dir.parent / "author.pem"
         identity.load_or_create(key)
         result = subprocess.run(
-            [CLI, *args, "--node", self.url],
+            [CLI, *args, "--node", self.url, *self.client_flags],
             capture_output=True,
             timeout=60,
             check=False,
@@ -126,7 +136,7 @@ class Node:
 
 
 def _knows(node: Node, peers: int) -> bool:
-    return len(get_json(f"{node.url}/api/v1/peers")) >= peers
+    return len(get_json(f"{node.url}/api/v1/peers", context=node.context)) >= peers
 
 
 @dataclass
@@ -135,8 +145,16 @@ class NodeCluster:
     nodes: list[Node] = field(default_factory=list)
 
     @classmethod
-    def start(cls, root: Path, count: int, env: dict[str, str] | None = None) -> NodeCluster:
-        """`count` nodes bootstrapped from the first, with `env` on top of `FAST`."""
+    def start(
+        cls,
+        root: Path,
+        count: int,
+        env: dict[str, str] | None = None,
+        *,
+        prepare: Callable[[Node], None] | None = None,
+    ) -> NodeCluster:
+        """`count` nodes bootstrapped from the first, with `env` on top of `FAST`;
+        `prepare` may change each node before it starts (e.g. give it TLS files)."""
         cluster = cls(root)
         seed: list[str] = []
         for i in range(count):
@@ -145,6 +163,8 @@ class NodeCluster:
                 i, host, free_port(host), root / f"node{i}", root / f"node{i}.log", list(seed)
             )
             node.env = dict(env or {})
+            if prepare is not None:
+                prepare(node)
             cluster.nodes.append(node)
             if not seed:
                 seed.append(node.url)
@@ -185,3 +205,11 @@ class NodeCluster:
     def close(self) -> None:
         for node in self.nodes:
             node.kill()
+
+    def show_logs(self, tail: int = 3000) -> None:
+        """Each node's log tail on stderr (pytest shows it for a failed test)."""
+        for node in self.nodes:
+            if node.log.exists():
+                sys.stderr.write(
+                    f"--- node {node.index} log tail ---\n{node.log.read_text()[-tail:]}\n"
+                )

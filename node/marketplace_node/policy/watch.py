@@ -1,4 +1,5 @@
-"""Reads the mounted policy directory at start and again whenever its files change.
+"""Reads the mounted policy directory at start and again whenever its files change, in the
+node's one loop over mounted files (`poll_forever`, which also follows the TLS files).
 
 The fleet ConfigMap is mounted as a directory: `policy.json` (or
 `policy.json.gz` when large, or `policy.parts.json` naming the parts
@@ -18,9 +19,9 @@ import inspect
 import logging
 import os
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final, Protocol, TypeVar
 
 import pydantic
 from marketplace_protocol import errors
@@ -217,14 +218,27 @@ class PolicyDirWatcher:
         return True
 
     async def run(self) -> None:
-        """Poll until cancelled (run it as a background task; cancel it on stop).
+        """Poll until cancelled (`poll_forever` with this watcher alone)."""
+        await poll_forever([self], period=self._period)
 
-        A failure of one poll is logged and the next poll goes ahead: a bug in
-        a callback must not end the watching for the rest of the process.
-        """
-        while True:
+
+class Poller(Protocol):
+    """Something that looks at mounted files and takes in what changed."""
+
+    async def poll_once(self) -> bool: ...
+
+
+async def poll_forever(pollers: Sequence[Poller], *, period: float = 1.0) -> None:
+    """The node's one loop over mounted files (policy directory, TLS files): each poller
+    once a `period`, until cancelled (run it as a background task; cancel it on stop).
+
+    A failure of one poll is logged and the next goes ahead: a bug in a callback must
+    not end the watching for the rest of the process.
+    """
+    while True:
+        for poller in pollers:
             try:
-                await self.poll_once()
+                await poller.poll_once()
             except Exception:
-                logger.exception("polling %s failed", self._directory)
-            await asyncio.sleep(self._period)
+                logger.exception("polling %s failed", type(poller).__name__)
+        await asyncio.sleep(period)

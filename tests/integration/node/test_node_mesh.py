@@ -6,7 +6,6 @@ import functools
 import hashlib
 import json
 import socket
-import sys
 import time
 import urllib.parse
 from collections.abc import Iterator
@@ -38,11 +37,7 @@ def cluster(tmp_path: Path) -> Iterator[NodeCluster]:
         yield started
     finally:
         started.close()
-        for node in started.nodes:
-            if node.log.exists():
-                sys.stderr.write(
-                    f"--- node {node.index} log tail ---\n{node.log.read_text()[-3000:]}\n"
-                )
+        started.show_logs()
 
 
 def publish(node: Node, tmp: Path, name: str, content: bytes, **extra: str) -> str:
