@@ -34,3 +34,18 @@ _.pod_template_hash
 # http_message_signatures.HTTPSignatureKeyResolver, called by that library (tests)
 _.resolve_public_key
 _.resolve_private_key
+# pydantic fields of model/scheduling.py that only travel: the Pod API's own, sent to it
+_.effect
+_.hostnames
+_.match_fields
+_.match_label_keys
+_.max_skew
+_.min_domains
+_.mismatch_label_keys
+_.namespace_selector
+_.node_affinity_policy
+_.node_taints_policy
+_.preference
+_.toleration_seconds
+_.topology_key
+_.when_unsatisfiable

@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from marketplace_operator.model import CRDS
-from marketplace_operator.model.common import GROUP, VERSION, CrdInfo
+from marketplace_operator.model.common import GROUP, NO_DEFAULT_KEY, VERSION, CrdInfo
 
 Schema = dict[str, Any]
 
@@ -102,9 +102,37 @@ _LIMIT_WORDS = (
 )
 
 
+def _key_rule(schema: Schema) -> Schema:
+    """A map with constrained keys (`dict[Key, V]`: JSON Schema's `patternProperties` and
+    `propertyNames`, which a CRD may not hold) as `additionalProperties` plus a CEL rule
+    on the keys."""
+    patterns = schema.get("patternProperties") or {}
+    names = schema.get("propertyNames") or {}
+    if not patterns and not names:
+        return schema
+    out = {k: v for k, v in schema.items() if k not in {"patternProperties", "propertyNames"}}
+    tests = []
+    if patterns:
+        ((pattern, value),) = patterns.items()
+        out["additionalProperties"] = value
+        tests.append(f"k.matches('{pattern}')")
+    if "minLength" in names:
+        tests.append(f"k.size() >= {names['minLength']}")
+    if "maxLength" in names:
+        tests.append(f"k.size() <= {names['maxLength']}")
+    rule = cel_rule(f"self.all(k, {' && '.join(tests)})", "every key must be a valid label key")
+    out["x-kubernetes-validations"] = [*out.get("x-kubernetes-validations", []), rule]
+    return out
+
+
+def cel_rule(rule: str, message: str) -> Schema:
+    return {"rule": rule, "message": message}
+
+
 def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     """One node of a pydantic JSON schema as a structural OpenAPI v3 schema."""
     schema = _int_or_string(_resolve(_collapse_nullable(_resolve(schema, defs)), defs))
+    schema = _key_rule(schema)
     if schema.get("x-kubernetes-int-or-string"):
         return _ordered(documented({k: v for k, v in schema.items() if k not in _DROP}))
     out: Schema = {k: v for k, v in schema.items() if k not in _DROP | {"properties", "items"}}
@@ -116,6 +144,7 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
             rendered = structural(sub, defs)
             if (
                 name not in required
+                and not rendered.get(NO_DEFAULT_KEY)
                 and rendered.get("type") == "object"
                 and "properties" in rendered
                 and not rendered.get("required")
@@ -139,6 +168,14 @@ def structural(schema: Schema, defs: dict[str, Schema]) -> Schema:
     return _ordered(documented(out))
 
 
+def _strip_markers(schema: Any) -> Any:
+    if isinstance(schema, dict):
+        return {k: _strip_markers(v) for k, v in schema.items() if k != NO_DEFAULT_KEY}
+    if isinstance(schema, list):
+        return [_strip_markers(v) for v in schema]
+    return schema
+
+
 def _ordered(schema: Schema) -> Schema:
     """Readable key order: type and description first, the nested parts last."""
     first = [k for k in ("type", "description") if k in schema]
@@ -150,7 +187,8 @@ def _ordered(schema: Schema) -> Schema:
 def _model_schema(model: Any) -> Schema:
     raw: Schema = model.model_json_schema(by_alias=True, mode="validation")
     defs = raw.pop("$defs", {})
-    return structural(raw, defs)
+    stripped: Schema = _strip_markers(structural(raw, defs))
+    return stripped
 
 
 def openapi_schema(info: CrdInfo) -> Schema:

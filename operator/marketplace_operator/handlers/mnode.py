@@ -60,7 +60,9 @@ def _trim(body: Mapping[str, Any], *parts: str) -> dict[str, Any]:
 
 @kopf.index("pods", labels=names.MANAGED)
 async def mnode_pods(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): _trim(body, "status")}
+    trimmed = _trim(body, "status")
+    trimmed["spec"] = {"nodeName": body.get("spec", {}).get("nodeName")}  # where it runs
+    return {(namespace, name): trimmed}
 
 
 @kopf.index("pods", labels=names.MANAGED)

@@ -36,6 +36,11 @@ QUANTITY_PATTERN = (
 _QUANTITY_RE = re.compile(QUANTITY_PATTERN)
 
 
+NO_DEFAULT_KEY = "x-marketplace-no-default"
+"""On a model's schema: crdgen does not default the object to `{}` when it is absent (for
+objects with no defaults of their own, where an empty object in every spec is noise)."""
+
+
 def cel(rule: str, message: str, *, reason: str | None = None) -> JsonDict:
     """One `x-kubernetes-validations` entry; `reason` e.g. FieldValueForbidden."""
     out: JsonDict = {"rule": rule, "message": message}

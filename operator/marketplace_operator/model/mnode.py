@@ -20,6 +20,7 @@ from marketplace_operator.model.common import (
     conditions_field,
     validations,
 )
+from marketplace_operator.model.scheduling import SchedulingSpec, TemplateSpec
 
 KIND = "MarketplaceNode"
 PLURAL = "marketplacenodes"
@@ -156,6 +157,17 @@ class MarketplaceNodeSpec(CamelModel):
     paused: bool = Field(
         default=False,
         description="Stop reconciling this node's children (the pod keeps running as it is).",
+    )
+    scheduling: SchedulingSpec = Field(
+        default_factory=SchedulingSpec,
+        description=(
+            "Where the pod may run: affinity, topologySpreadConstraints, tolerations, "
+            "nodeSelector, priorityClassName. Default: spread softly over Nodes and zones."
+        ),
+    )
+    template: TemplateSpec = Field(
+        default_factory=TemplateSpec,
+        description="Pod and container fields the spec has no field for (typed overrides).",
     )
 
 

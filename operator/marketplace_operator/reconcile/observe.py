@@ -35,6 +35,9 @@ class PodView:
     # Every container passed its startup probe: the node process answers. Before that, a
     # policy push can only be refused (the node reads its policy from the ConfigMap first).
     started: bool = True
+    node_name: str | None = None  # the Node it is bound to, once scheduled
+    # The scheduler's word when it cannot place the pod (PodScheduled False, Unschedulable).
+    unschedulable: str | None = None
 
     @property
     def stuck_reason(self) -> str | None:
@@ -57,6 +60,15 @@ def _condition(status: dict[str, Any], type_: str) -> bool:
     return any(
         c.get("type") == type_ and c.get("status") == "True" for c in status.get("conditions") or []
     )
+
+
+def _unschedulable(status: dict[str, Any]) -> str | None:
+    for c in status.get("conditions") or []:
+        if (c.get("type"), c.get("status"), c.get("reason")) == (
+            "PodScheduled", "False", "Unschedulable",
+        ):  # fmt: skip
+            return str(c.get("message") or "no Node fits the pod")
+    return None
 
 
 def pod_view(pod: dict[str, Any]) -> PodView:
@@ -83,4 +95,6 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         controller_uid=controller_uid(pod),
         labels=dict(meta.get("labels") or {}),
         started=bool(containers) and all(c.get("started") for c in containers),
+        node_name=(pod.get("spec") or {}).get("nodeName") or None,
+        unschedulable=_unschedulable(status),
     )

@@ -76,6 +76,7 @@ class StatusInputs:
 SPEC_REJECTED = "SpecRejected"
 IDENTITY_CHANGED = "IdentityChanged"
 VOLUME_MISMATCH = "VolumeMismatch"
+UNSCHEDULABLE = "Unschedulable"  # the scheduler finds no Node for the pod (it keeps trying)
 TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
 
 
@@ -132,6 +133,12 @@ def _verdict(inp: StatusInputs) -> _Verdict:
         return _Verdict(
             Phase.DEGRADED, message[:1024], (not_ready, stuck),
             (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, stuck),
+        )  # fmt: skip
+    if pod is not None and pod.unschedulable is not None and not pod.deleting:
+        message = f"the scheduler cannot place the pod: {pod.unschedulable}"
+        return _Verdict(
+            Phase.DEGRADED, message[:1024], (not_ready, UNSCHEDULABLE),
+            (ConditionStatus.TRUE, UNSCHEDULABLE), (ConditionStatus.TRUE, UNSCHEDULABLE),
         )  # fmt: skip
     ready_now = pod is not None and pod.ready and not pod.deleting
     ready = (ConditionStatus.TRUE, "Joined") if ready_now else (not_ready, _not_ready_reason(pod))

@@ -1,7 +1,8 @@
 """The node's Pod, and the hash of the inputs that shape it.
 
 The hash covers the *inputs* (image, p2p settings, resources, storage class, drain
-timeout, a restart request) rather than the rendered object, so a new operator
+timeout, scheduling and template overrides when set, a restart request) rather than the
+rendered object, so a new operator
 version that renders the pod differently does not restart the fleet: only a change
 a user made does. The rollout planner imports `template_hash` to see who is stale.
 """
@@ -18,6 +19,15 @@ from typing import Any
 from marketplace_operator.model.common import rfc3339
 from marketplace_operator.model.fleet import RESTARTED_AT_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.model.scheduling import (
+    Affinity,
+    LabelSelector,
+    PodAffinity,
+    PodAffinityTerm,
+    SchedulingSpec,
+    TemplateSpec,
+    TopologySpreadConstraint,
+)
 from marketplace_operator.render import names
 
 RUN_AS = 65532
@@ -52,7 +62,26 @@ class PodInputs:
             "storageClassName": spec.storage.storage_class_name,
             "drainTimeoutSeconds": spec.drain_timeout_seconds,
             "restart": self.restart_token,
+            # Only when set: nodes made before these fields existed keep their hash (and pod).
+            # (The schema defaults empty objects in: those count as unset.)
+            **{
+                key: value
+                for key, value in (
+                    ("scheduling", _dump(spec.scheduling)),
+                    ("template", _dump(spec.template)),
+                )
+                if value
+            },
         }
+
+
+def _dump(model: SchedulingSpec | TemplateSpec) -> Any:
+    dumped = model.model_dump(mode="json", by_alias=True, exclude_none=True, exclude_defaults=True)
+    spread = dumped.pop("topologySpreadConstraints", None)
+    out: dict[str, Any] = _drop_empty(dumped)
+    if spread is not None:  # [] means "no spreading", unlike unset
+        out["topologySpreadConstraints"] = _drop_empty(spread)
+    return out
 
 
 RESTART_TOKEN_MAX = 64  # the fleet status records the token with this bound
@@ -151,7 +180,125 @@ def _container(inputs: PodInputs) -> dict[str, Any]:
     resources = spec.resources.model_dump(mode="json", exclude_defaults=True)
     if resources:
         container["resources"] = resources
+    container["env"] += [{"name": e.name, "value": e.value} for e in spec.template.container.env]
     return container
+
+
+ZONE_KEY = "topology.kubernetes.io/zone"
+HOSTNAME_KEY = "kubernetes.io/hostname"
+
+
+def default_spread() -> list[TopologySpreadConstraint]:
+    """A fleet spreads softly over Nodes, then zones: one Node or zone lost takes as few of
+    its nodes as the cluster allows, and a fleet still schedules on a single Node."""
+    return [
+        TopologySpreadConstraint(max_skew=1, topology_key=key, when_unsatisfiable="ScheduleAnyway")
+        for key in (HOSTNAME_KEY, ZONE_KEY)
+    ]
+
+
+def _fleet_selector(fleet: str) -> LabelSelector:
+    return LabelSelector(
+        match_labels={"app.kubernetes.io/name": names.APP_NAME, names.FLEET_LABEL: fleet}
+    )
+
+
+def scheduling(fleet: str, spec: SchedulingSpec) -> dict[str, Any]:
+    """The pod spec's placement fields. A spread constraint without a selector counts the
+    node's own fleet."""
+    spread = spec.topology_spread_constraints
+    if spread is None:
+        spread = default_spread()
+    out: dict[str, Any] = {}
+    if spread:
+        out["topologySpreadConstraints"] = [
+            _dump_model(
+                c
+                if _selects(c.label_selector)
+                else c.model_copy(update={"label_selector": _fleet_selector(fleet)})
+            )
+            for c in spread
+        ]
+    affinity = _dump_model(_fleet_by_default(spec.affinity, fleet)) if spec.affinity else {}
+    if affinity:
+        out["affinity"] = affinity
+    if spec.tolerations:
+        out["tolerations"] = [_dump_model(t) for t in spec.tolerations]
+    if spec.node_selector:
+        out["nodeSelector"] = dict(spec.node_selector)
+    if spec.priority_class_name:
+        out["priorityClassName"] = spec.priority_class_name
+    return out
+
+
+def _fleet_by_default(affinity: Affinity, fleet: str) -> Affinity:
+    """Pod (anti-)affinity terms without a selector select the node's own fleet (a term
+    with no selector would match no pod at all)."""
+
+    def term(t: PodAffinityTerm) -> PodAffinityTerm:
+        return (
+            t
+            if _selects(t.label_selector)
+            else t.model_copy(update={"label_selector": _fleet_selector(fleet)})
+        )
+
+    def terms(rules: PodAffinity | None) -> PodAffinity | None:
+        if rules is None:
+            return None
+        required = [term(t) for t in rules.required_during_scheduling_ignored_during_execution]
+        preferred = [
+            w.model_copy(update={"pod_affinity_term": term(w.pod_affinity_term)})
+            for w in rules.preferred_during_scheduling_ignored_during_execution
+        ]
+        return rules.model_copy(
+            update={
+                "required_during_scheduling_ignored_during_execution": required,
+                "preferred_during_scheduling_ignored_during_execution": preferred,
+            }
+        )
+
+    return affinity.model_copy(
+        update={
+            "pod_affinity": terms(affinity.pod_affinity),
+            "pod_anti_affinity": terms(affinity.pod_anti_affinity),
+        }
+    )
+
+
+def _dump_model(model: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = _drop_empty(
+        model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    )
+    return dumped
+
+
+def _drop_empty(value: Any) -> Any:
+    """Empty lists and maps left out, inner ones first (`{"a": {"b": []}}` is empty)."""
+    if isinstance(value, dict):
+        inner = {k: _drop_empty(v) for k, v in value.items()}
+        return {k: v for k, v in inner.items() if v not in ({}, [])}
+    if isinstance(value, list):
+        return [_drop_empty(v) for v in value]
+    return value
+
+
+def _selects(selector: LabelSelector | None) -> bool:
+    """A selector that names something (the schema defaults an absent one to `{}`)."""
+    return selector is not None and bool(selector.match_labels or selector.match_expressions)
+
+
+def _template_pod_fields(template: TemplateSpec) -> dict[str, Any]:
+    pod_t = template.pod
+    out: dict[str, Any] = {}
+    if pod_t.host_aliases:
+        out["hostAliases"] = [_dump_model(a) for a in pod_t.host_aliases]
+    if pod_t.image_pull_secrets:
+        out["imagePullSecrets"] = [_dump_model(r) for r in pod_t.image_pull_secrets]
+    if pod_t.runtime_class_name:
+        out["runtimeClassName"] = pod_t.runtime_class_name
+    if pod_t.scheduler_name:
+        out["schedulerName"] = pod_t.scheduler_name
+    return out
 
 
 def _policy_volume(fleet: str) -> dict[str, Any]:
@@ -174,19 +321,25 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
     """The node's pod: the image's entrypoint (no `command`), restricted security context,
     probes on the p2p port, the `joined` readiness gate, and a grace period that covers
     the node's own drain on SIGTERM."""
+    extra = inputs.spec.template.pod.metadata
+    meta = names.metadata(
+        names.pod_name(ref.name),
+        ref,
+        annotations={
+            **extra.annotations,  # the operator's own keys win
+            names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs),
+            # tells the rollout's plan *why* a pod is stale; the hash covers it already
+            **({RESTARTED_AT_ANNOTATION: inputs.restart_token} if inputs.restart_token else {}),
+        },
+    )
+    meta["labels"] = {**extra.labels, **meta["labels"]}
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": names.metadata(
-            names.pod_name(ref.name),
-            ref,
-            annotations={
-                names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs),
-                # tells the rollout's plan *why* a pod is stale; the hash covers it already
-                **({RESTARTED_AT_ANNOTATION: inputs.restart_token} if inputs.restart_token else {}),
-            },
-        ),
+        "metadata": meta,
         "spec": {
+            **_template_pod_fields(inputs.spec.template),
+            **scheduling(ref.fleet, inputs.spec.scheduling),
             "containers": [_container(inputs)],
             "readinessGates": [{"conditionType": names.JOINED_CONDITION}],
             "terminationGracePeriodSeconds": inputs.spec.drain_timeout_seconds
