@@ -132,10 +132,13 @@ class Catalogue:
             latest=versions.latest(held, state.yanked),
         )
 
-    def resolve(self, name: str, wanted: str) -> PackageMeta:
-        """`name@wanted`: an exact version, `latest`, or an npm range (`^1.2`, `~1.2.3`)."""
+    def resolve(
+        self, name: str, wanted: str, *, hidden: frozenset[str] = frozenset()
+    ) -> PackageMeta:
+        """`name@wanted`: an exact version, `latest`, or an npm range (`^1.2`, `~1.2.3`);
+        ranges and `latest` pass over yanked and `hidden` versions."""
         state = self.names.state(name)
-        version = versions.select(state.versions, wanted, state.yanked)
+        version = versions.select(state.versions, wanted, state.yanked | hidden)
         meta = self._packages.get(state.versions[version]) if version is not None else None
         if meta is None:
             raise NotFound("no version matches", details={"name": name, "wanted": wanted[:64]})

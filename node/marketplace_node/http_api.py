@@ -20,6 +20,7 @@ import pydantic
 from aiohttp import web
 from marketplace_protocol.admin import Operation
 from marketplace_protocol.errors import (
+    Blocked,
     Draining,
     IntegrityError,
     InvalidInput,
@@ -212,8 +213,7 @@ async def resolve(request: web.Request) -> web.Response:
     want = request.rel_url.query.get("want", "latest")
     if not 1 <= len(want) <= limits.VERSION_MAX:
         raise InvalidInput("want is 1 to VERSION_MAX characters")
-    meta = service.catalogue.resolve(request.match_info["name"], want)
-    return json_response(service.view(meta.id))
+    return json_response(service.resolve(request.match_info["name"], want))
 
 
 async def get_package(request: web.Request) -> web.Response:
@@ -402,9 +402,12 @@ async def p2p_changes(request: web.Request) -> web.Response:
 
 async def p2p_content(request: web.Request) -> web.StreamResponse:
     digest = request.match_info["digest"]
-    blobs = request.app[SERVICE].blobs
+    service = request.app[SERVICE]
+    blobs = service.blobs
     if len(digest) != 64 or not blobs.has(digest):
         raise web.HTTPNotFound(reason="no such content")
+    if not service.serves_digest(digest):
+        raise Blocked("this content was taken down by the fleet's policy")
     return web.FileResponse(
         blobs.path(digest), headers={"Content-Type": "application/octet-stream"}
     )

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Final
 
-# Package metadata (validated on every boundary: client API, gossip, sync).
-NAME_MAX: Final = 128
-VERSION_MAX: Final = 64
+from marketplace_protocol import admin
+
+# Package metadata (validated on every boundary: client API, gossip, sync). Names and
+# versions are in the protocol too: takedowns (`ContentBlock`) name them.
+NAME_MAX: Final = admin.PACKAGE_NAME_MAX
+VERSION_MAX: Final = admin.VERSION_MAX
 DESCRIPTION_MAX: Final = 4_096
 TAG_MAX: Final = 64  # also categories (same label syntax)
 TAGS_MAX: Final = 32

@@ -99,6 +99,10 @@ class NodeMetrics:
             registry=registry,
         )
         self.repaired = counter("repaired_copies", "Copies this node's repairer had peers make.")
+        self.takedown_refusals = counter(
+            "takedown_refusals",
+            "Requests for content the fleet took down (publish, view, fetch, copy), answered 451.",
+        )
         self.name_refusals = counter(
             "name_refusals",
             "Packages and owner records refused by the names rule (from clients, gossip or sync),"

@@ -16,6 +16,7 @@ import re
 from typing import Annotated, Any, Final
 
 from marketplace_protocol import identity
+from marketplace_protocol.admin import PACKAGE_NAME_PATTERN, VERSION_PATTERN
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -24,11 +25,9 @@ from marketplace_node import limits
 _SAFE_TEXT = r"^[^\x00-\x08\x0b-\x1f\x7f]*$"  # no control characters except tab and newline
 Name = Annotated[
     str,
-    StringConstraints(
-        min_length=1, max_length=limits.NAME_MAX, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
-    ),
+    StringConstraints(min_length=1, max_length=limits.NAME_MAX, pattern=PACKAGE_NAME_PATTERN),
 ]
-_VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
+_VERSION_PATTERN = VERSION_PATTERN
 _VERSION_RE = re.compile(_VERSION_PATTERN)
 Version = Annotated[
     str,

@@ -9,7 +9,7 @@ holders (providers that are us or in our peer table) are fewer than the
 factor is repaired by its best-ranked live holder, which asks non-holders for
 copies. A provider that died drops out of the peer table after its failed
 probes; one that lost its disk says so at start (`peer_leaving`), so both
-count as lost copies.
+count as lost copies. Content the fleet took down is neither copied nor counted.
 """
 
 from __future__ import annotations
@@ -82,6 +82,9 @@ async def repair_once(service: NodeService) -> int:
     live = service.peers.alive()
     under, repairs = 0, []
     for package_id in service.catalogue.ids():
+        meta = service.catalogue.get(package_id)
+        if meta is None or service.blocked(meta) is not None:
+            continue  # taken down: never copied, so never counted as lacking copies
         holders = service.live_holders(package_id)
         if len(holders) < replication.factor:
             under += 1

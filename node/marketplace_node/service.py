@@ -18,10 +18,11 @@ from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 
 import aiohttp
-from marketplace_protocol.admin import Members, NodeStatus, PeerInfo
+from marketplace_protocol.admin import ContentBlock, Members, NodeStatus, PeerInfo
 from marketplace_protocol.clock import Clock
 from marketplace_protocol.errors import (
     AuthorSignatureRequired,
+    Blocked,
     InvalidInput,
     NotFound,
     StaleRecord,
@@ -249,7 +250,8 @@ class NodeService:
         entry = ann.package or ann.record
         if entry is not None:
             for meta in self.catalogue.add(entry):
-                self.hub.publish(applied.seq, meta)
+                if self.blocked(meta) is None:  # a takedown is not streamed to subscribers
+                    self.hub.publish(applied.seq, meta)
         if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
             rec = ann.provider
             expires = self.clock.wall() + rec.ttl_seconds
@@ -263,7 +265,10 @@ class NodeService:
             self.peers.remove(ann.origin)
 
     def forward(self, ann: Announcement, *, sender: str | None) -> None:
-        """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying."""
+        """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying.
+        Never a package or provider announcement of content the fleet took down."""
+        if self._announces_blocked(ann):
+            return
         fanout = gossip.fanout_for(
             ann,
             self.identity.peer_id,
@@ -288,6 +293,14 @@ class NodeService:
             self._pushes.add(task)
             task.add_done_callback(self._tasks.discard)
             task.add_done_callback(self._pushes.discard)
+
+    def _announces_blocked(self, ann: Announcement) -> bool:
+        if ann.package is not None:
+            return self.blocked(ann.package) is not None
+        if ann.provider is not None:
+            meta = self.catalogue.get(ann.provider.package_id)
+            return meta is not None and self.blocked(meta) is not None
+        return False
 
     async def _push(self, peer_id: str, address: str, body: bytes, ann_id: str) -> None:
         async with self._send_slots:
@@ -346,6 +359,7 @@ class NodeService:
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
         sealing.verify_package(meta)
+        self.refuse_blocked(meta)
         self._check_fresh(meta.created or 0)
         state = self.catalogue.names.state(meta.name)
         held = self.catalogue.get(state.versions.get(meta.version, ""))
@@ -440,11 +454,54 @@ class NodeService:
             await self.store.prune_providers(now_wall=self.clock.wall())
             for package_id in self.catalogue.ids():
                 meta = self.catalogue.get(package_id)
-                if meta is not None and self.blobs.has(meta.digest):
+                if meta is not None and self.blobs.has(meta.digest) and not self.blocked(meta):
                     await self.announce(
                         AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
                     )
             await asyncio.sleep(self.settings.provider_ttl_seconds / 3)
+
+    # -- takedowns ----------------------------------------------------------------
+
+    def blocked(self, meta: PackageMeta) -> ContentBlock | None:
+        """The fleet's takedown that covers `meta`, if one is in force."""
+        return self.enforcer.policy.takedowns.match(meta, now_wall=self.clock.wall())
+
+    def refuse_blocked(self, meta: PackageMeta) -> None:
+        """451 `blocked`, with the block's provenance, for content the fleet took down."""
+        block = self.blocked(meta)
+        if block is not None:
+            self.metrics.takedown_refusals.inc()
+            raise Blocked(
+                "this content was taken down by the fleet's policy",
+                details={"id": meta.id, "source": block.source, "reason": block.reason},
+            )
+
+    def serves_digest(self, digest: str) -> bool:
+        """May a peer fetch these bytes from us? Not when the digest, or every package we
+        know with these bytes, is taken down (a block on one name leaves the same bytes
+        published under another name servable)."""
+        takedowns, now = self.enforcer.policy.takedowns, self.clock.wall()
+        if not len(takedowns):
+            return True
+        if takedowns.blocks_digest(digest, now_wall=now):
+            return False
+        holders = [
+            meta
+            for pid in self.catalogue.ids()
+            if (meta := self.catalogue.get(pid)) is not None and meta.digest == digest
+        ]
+        return not holders or any(takedowns.match(m, now_wall=now) is None for m in holders)
+
+    def resolve(self, name: str, wanted: str) -> PackageView:
+        """`name@wanted` as `view` shows it; ranges and `latest` pass over versions taken
+        down (as over yanked ones), an exact version taken down answers 451."""
+        state = self.catalogue.names.state(name)
+        hidden = frozenset(
+            version
+            for version, pid in state.versions.items()
+            if (meta := self.catalogue.get(pid)) is not None and self.blocked(meta) is not None
+        )
+        return self.view(self.catalogue.resolve(name, wanted, hidden=hidden).id)
 
     # -- queries -----------------------------------------------------------------
 
@@ -465,6 +522,7 @@ class NodeService:
                 "results": tuple(
                     r.model_copy(update={"providers": self.providers.count(r.id, now)})
                     for r in page.results
+                    if self.blocked(r.package) is None
                 )
             }
         )
@@ -473,6 +531,7 @@ class NodeService:
         meta = self.catalogue.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
+        self.refuse_blocked(meta)
         rows = self.providers.live(package_id, self.clock.wall())
         return PackageView(
             id=package_id,
@@ -504,6 +563,7 @@ class NodeService:
         meta = self.catalogue.get(package_id)
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
+        self.refuse_blocked(meta)
         if not self.blobs.has(meta.digest):
             pending = self._fetches.get(meta.digest)
             if pending is None:

@@ -15,6 +15,13 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 PEER_ID_PATTERN = r"^[A-Za-z0-9_-]{8,128}$"
 PeerId = Annotated[str, Field(pattern=PEER_ID_PATTERN)]
+PACKAGE_NAME_MAX = 128
+PACKAGE_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+VERSION_MAX = 64
+VERSION_PATTERN = r"^[0-9A-Za-z][0-9A-Za-z.+_-]*$"
+DIGEST_PATTERN = r"^[0-9a-f]{64}$"
+PACKAGE_REF_PATTERN = rf"^{PACKAGE_NAME_PATTERN[1:-1]}@{VERSION_PATTERN[1:-1]}$"
+"""`name@version`: a package name (no `@` in it) and one exact version."""
 
 
 class WireModel(BaseModel):
@@ -103,6 +110,31 @@ class BanEntry(WireModel):
         return self
 
 
+class ContentBlock(WireModel):
+    """A takedown: exactly one of a content digest, a `name@version`, a whole name or a
+    publisher (author id). Nodes stop serving, announcing and replicating what it matches;
+    `expiresAt` None means until lifted; `source` is its BanList (provenance)."""
+
+    digest: str | None = Field(default=None, pattern=DIGEST_PATTERN)
+    package: str | None = Field(
+        default=None, max_length=PACKAGE_NAME_MAX + 1 + VERSION_MAX, pattern=PACKAGE_REF_PATTERN
+    )
+    name: str | None = Field(
+        default=None, max_length=PACKAGE_NAME_MAX, pattern=PACKAGE_NAME_PATTERN
+    )
+    publisher: PeerId | None = None
+    reason: str = Field(default="", max_length=256)
+    expires_at: datetime | None = Field(default=None, alias="expiresAt")
+    source: str = Field(default="", max_length=256)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> ContentBlock:
+        targets = (self.digest, self.package, self.name, self.publisher)
+        if sum(t is not None for t in targets) != 1:
+            raise ValueError("exactly one of digest, package, name and publisher must be set")
+        return self
+
+
 MAX_POLICY_BANS = 50_000
 MAX_REPLICATION = 64
 
@@ -131,6 +163,10 @@ class PolicyDocument(WireModel):
     version: int = Field(ge=0)
     hash: str = Field(default="", max_length=80)
     bans: list[BanEntry] = Field(default_factory=list, max_length=MAX_POLICY_BANS)
+    # Left out when empty, for nodes that predate takedowns (see `replication`).
+    blocks: list[ContentBlock] = Field(
+        default_factory=list, max_length=MAX_POLICY_BANS, exclude_if=lambda blocks: not blocks
+    )
     rate_limits: RateLimits = Field(default_factory=RateLimits, alias="rateLimits")
     # None: the node's own settings. Left out of documents when None, so nodes that
     # predate the field (their wire models refuse unknown fields) take the rest.

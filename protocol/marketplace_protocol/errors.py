@@ -68,6 +68,14 @@ class NotFound(NodeError):
     http_status = 404
 
 
+class Blocked(NodeError):
+    """The fleet took this content down (a takedown in its policy): not served, copied or
+    published here. `details` carry the block's source and reason (its provenance)."""
+
+    code = "blocked"
+    http_status = 451  # Unavailable For Legal Reasons (RFC 7725)
+
+
 class Conflict(NodeError):
     code = "conflict"
     http_status = 409

@@ -45,9 +45,9 @@ def _banlist_with(*entries: dict[str, Any]) -> dict[str, Any]:
     [
         (
             _banlist_with({"peerId": PEER, "cidr": "10.0.0.0/8"}),
-            "set exactly one of peerId and cidr",
+            "set exactly one of peerId, cidr",
         ),
-        (_banlist_with({"reason": "nobody"}), "set exactly one of peerId and cidr"),
+        (_banlist_with({"reason": "nobody"}), "set exactly one of peerId, cidr"),
         (_banlist_with({"cidr": "10.0.0.300/8"}), "cidr must be a network in CIDR notation"),
         (_banlist_with({"cidr": "example.com"}), "cidr must be a network in CIDR notation"),
         (

@@ -25,6 +25,7 @@ from marketplace_protocol.admin import (
 
 from marketplace_node.policy.bans import BanTable, fleet_bans
 from marketplace_node.policy.ratelimit import Rate
+from marketplace_node.policy.takedowns import Takedowns, compile_takedowns
 
 _DEFAULTS = RateLimits()
 
@@ -39,6 +40,7 @@ class CompiledPolicy:
     escalation: Escalation
     bans: BanTable = field(default_factory=BanTable)
     replication: Replication | None = None  # the fleet's; None: the node's own settings
+    takedowns: Takedowns = field(default_factory=Takedowns)
 
 
 def policy_hash(doc: PolicyDocument) -> str:
@@ -70,6 +72,7 @@ def compile_policy(
         if doc is None
         else fleet_bans(doc.bans, now_monotonic=now_monotonic, now_wall=now_wall),
         replication=None if doc is None else doc.replication,
+        takedowns=Takedowns() if doc is None else compile_takedowns(doc.blocks),
     )
 
 

@@ -1,4 +1,5 @@
-"""The `BanList` custom resource: bans (and explicit lifts) of peers or networks for a fleet.
+"""The `BanList` custom resource: bans (and explicit lifts) of peers or networks, and
+takedowns of content (a digest, a `name@version`, a name, a publisher key), for a fleet.
 
 The spec is what a user writes; the schema carries CEL rules so that
 `kubectl apply` refuses a malformed entry before the operator sees it. The
@@ -15,6 +16,8 @@ Design choices, documented in docs/policy.md:
 - `action: allow` lifts every ban of the same target (same peer id, or the
   same network) in the fleet, manual or automatic, while the allow entry is
   in force. Allow beats ban regardless of which object holds it.
+- A takedown is an entry whose target is content rather than a peer; it travels,
+  expires, is lifted and reports convergence exactly as a ban (docs/packages.md).
 """
 
 from __future__ import annotations
@@ -25,7 +28,14 @@ import re
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Final
 
-from marketplace_protocol.admin import PEER_ID_PATTERN
+from marketplace_protocol.admin import (
+    DIGEST_PATTERN,
+    PACKAGE_NAME_MAX,
+    PACKAGE_NAME_PATTERN,
+    PACKAGE_REF_PATTERN,
+    PEER_ID_PATTERN,
+    VERSION_MAX,
+)
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from marketplace_operator.model.common import (
@@ -107,12 +117,19 @@ class Provenance(CrdModel):
     offences: int = Field(ge=0, description="Offences counted by the reporting nodes.")
 
 
+PEER_TARGETS: Final = ("peerId", "cidr")
+CONTENT_TARGETS: Final = ("digest", "package", "name", "publisher")
+_ONE_TARGET = " + ".join(f"(has(self.{t}) ? 1 : 0)" for t in PEER_TARGETS + CONTENT_TARGETS)
+ONE_TARGET_MESSAGE: Final = "set exactly one of peerId, cidr, digest, package, name and publisher"
+
+
 class BanListEntry(CrdModel):
-    """One ban or lift of exactly one target: a peer id or a network (CIDR)."""
+    """One ban or lift of exactly one target: a peer id or a network (CIDR), or, as a
+    takedown, content: a digest, a `name@version`, a whole name or a publisher key."""
 
     model_config = ConfigDict(
         json_schema_extra=validations(
-            cel("has(self.peerId) != has(self.cidr)", "set exactly one of peerId and cidr"),
+            cel(f"{_ONE_TARGET} == 1", ONE_TARGET_MESSAGE),
             cel(
                 "!has(self.cidr) || isCIDR(self.cidr)",
                 "cidr must be a network in CIDR notation, e.g. 203.0.113.0/24",
@@ -129,12 +146,36 @@ class BanListEntry(CrdModel):
         alias="peerId",
         pattern=PEER_ID_PATTERN,
         max_length=128,
-        description="Peer id to ban or allow (exactly one of peerId and cidr).",
+        description="Peer id to ban or allow.",
     )
     cidr: str | None = Field(
         default=None,
         max_length=64,
-        description="Network to ban or allow, e.g. 203.0.113.0/24 (exactly one of peerId, cidr).",
+        description="Network to ban or allow, e.g. 203.0.113.0/24.",
+    )
+    digest: str | None = Field(
+        default=None,
+        pattern=DIGEST_PATTERN,
+        max_length=64,
+        description="Takedown: content with this sha256 (hex), under any name.",
+    )
+    package: str | None = Field(
+        default=None,
+        pattern=PACKAGE_REF_PATTERN,
+        max_length=PACKAGE_NAME_MAX + 1 + VERSION_MAX,
+        description="Takedown: one version of a package, as name@version.",
+    )
+    name: str | None = Field(
+        default=None,
+        pattern=PACKAGE_NAME_PATTERN,
+        max_length=PACKAGE_NAME_MAX,
+        description="Takedown: every version of a package name.",
+    )
+    publisher: str | None = Field(
+        default=None,
+        pattern=PEER_ID_PATTERN,
+        max_length=128,
+        description="Takedown: every package signed by this author (or node) key.",
     )
     action: Action = Field(
         default=Action.BAN,
@@ -183,19 +224,34 @@ class BanListEntry(CrdModel):
 
     @model_validator(mode="after")
     def _one_target_one_expiry(self) -> BanListEntry:
-        if (self.peer_id is None) == (self.cidr is None):
-            raise ValueError("set exactly one of peerId and cidr")
+        if sum(t is not None for t in self._targets()) != 1:
+            raise ValueError(ONE_TARGET_MESSAGE)
         if self.duration is not None and self.expires_at is not None:
             raise ValueError("set at most one of duration and expiresAt")
         return self
 
+    def _targets(self) -> tuple[str | None, ...]:
+        return (self.peer_id, self.cidr, self.digest, self.package, self.name, self.publisher)
+
+    @property
+    def takedown(self) -> bool:
+        """About content (a digest, a version, a name, a publisher), not about a peer."""
+        return self.peer_id is None and self.cidr is None
+
     @property
     def target(self) -> str:
-        """The identity of what this entry is about: `peer:<id>` or `cidr:<network>`."""
+        """The identity of what this entry is about: `peer:<id>`, `cidr:<network>`,
+        `digest:<hex>`, `package:<name@version>`, `name:<name>` or `publisher:<id>`."""
         if self.peer_id is not None:
             return f"peer:{self.peer_id}"
-        assert self.cidr is not None
-        return f"cidr:{canonical_cidr(self.cidr)}"
+        if self.cidr is not None:
+            return f"cidr:{canonical_cidr(self.cidr)}"
+        kind, value = next(
+            (kind, value)
+            for kind, value in zip(CONTENT_TARGETS, self._targets()[2:], strict=True)
+            if value is not None
+        )
+        return f"{kind}:{value}"
 
     def expiry(self, created: datetime) -> datetime | None:
         """When the entry stops applying, given its BanList's creation time; None = never."""
@@ -321,9 +377,10 @@ CRD = CrdInfo(
     spec=BanListSpec,
     status=BanListStatus,
     description=(
-        "A BanList bans (or, with action allow, lifts bans of) peer ids and networks in one "
-        "fleet or every fleet of its namespace; the operator pushes the fleet's effective "
-        "policy to every node."
+        "A BanList bans (or, with action allow, lifts bans of) peer ids and networks, and takes "
+        "down content (a digest, a name@version, a name or a publisher key), in one fleet or "
+        "every fleet of its namespace; the operator pushes the fleet's effective policy to "
+        "every node."
     ),
     printer_columns=(
         PrinterColumn("Fleet", "string", ".spec.fleet", "Fleet selected (* = every fleet)"),

@@ -10,6 +10,8 @@ Bans (docs/policy.md, "Bans"):
 - for one target (a peer id, or a network in canonical form) the longest-lived
   ban wins ("until lifted" beats any date); ties go to the first source name;
 - an `allow` entry in force lifts every ban of the same target.
+Takedowns (entries about content: a digest, `name@version`, a name, a publisher) follow
+the same rules and go to the document's `blocks`, peers and networks to its `bans`.
 
 Limits (docs/policy.md, "Rate limits"): each leaf — one operation's per-peer
 limit, the global limit, the pending-query cap, each escalation field — comes
@@ -29,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_protocol.admin import BanEntry, RateLimits, Replication
+from marketplace_protocol.admin import BanEntry, ContentBlock, RateLimits, Replication
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketplace_operator.model.banlist import Action, BanList, BanListEntry, canonical_cidr
@@ -47,6 +49,7 @@ class PolicyContent(BaseModel):
     bans: tuple[BanEntry, ...] = ()
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     replication: Replication | None = None
+    blocks: tuple[ContentBlock, ...] = ()
 
 
 class ProblemKind(enum.StrEnum):
@@ -117,8 +120,21 @@ def _to_wire(candidate: _Candidate) -> BanEntry:
     )
 
 
-def effective_bans(fleet: str, banlists: Iterable[BanList], now: datetime) -> tuple[BanEntry, ...]:
-    """The union of the bans in force for `fleet`, one per target, allows applied, sorted."""
+def _to_block(candidate: _Candidate) -> ContentBlock:
+    entry = candidate.entry
+    return ContentBlock(
+        digest=entry.digest,
+        package=entry.package,
+        name=entry.name,
+        publisher=entry.publisher,
+        reason=entry.reason,
+        expires_at=candidate.expiry,
+        source=candidate.source,
+    )
+
+
+def _in_force(fleet: str, banlists: Iterable[BanList], now: datetime) -> list[_Candidate]:
+    """One entry per target (the longest-lived), allows applied, sorted by target."""
     now = as_utc(now)
     best: dict[str, _Candidate] = {}
     allowed: set[str] = set()
@@ -128,7 +144,19 @@ def effective_bans(fleet: str, banlists: Iterable[BanList], now: datetime) -> tu
             allowed.add(target)
         elif target not in best or candidate.rank() < best[target].rank():
             best[target] = candidate
-    return tuple(_to_wire(best[t]) for t in sorted(best) if t not in allowed)
+    return [best[t] for t in sorted(best) if t not in allowed]
+
+
+def effective_bans(fleet: str, banlists: Iterable[BanList], now: datetime) -> tuple[BanEntry, ...]:
+    """The union of the bans of peers and networks in force for `fleet`, one per target."""
+    return tuple(_to_wire(c) for c in _in_force(fleet, banlists, now) if not c.entry.takedown)
+
+
+def effective_blocks(
+    fleet: str, banlists: Iterable[BanList], now: datetime
+) -> tuple[ContentBlock, ...]:
+    """The takedowns in force for `fleet`, one per target, with their provenance."""
+    return tuple(_to_block(c) for c in _in_force(fleet, banlists, now) if c.entry.takedown)
 
 
 def precedence_key(policy: RateLimitPolicy) -> tuple[int, int, str]:
@@ -200,11 +228,12 @@ def effective_policy(
     them and a user's longer ban pins them.
     """
     bans = effective_bans(fleet, banlists, now)
+    blocks = effective_blocks(fleet, banlists, now)
     limits, _, problems = merge_limits(fleet, ratelimitpolicies)
     content = (
         None
         if limits is None
-        else PolicyContent(bans=bans, rate_limits=limits, replication=replication)
+        else PolicyContent(bans=bans, rate_limits=limits, replication=replication, blocks=blocks)
     )
     return Effective(
         content=content,

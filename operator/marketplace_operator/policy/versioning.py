@@ -32,6 +32,8 @@ def canonical_json(content: PolicyContent) -> bytes:
         "bans": [b.model_dump(mode="json", by_alias=True) for b in content.bans],
         "rateLimits": content.rate_limits.model_dump(mode="json", by_alias=True),
     }
+    if content.blocks:  # absent when empty: the hash of a policy without them is kept
+        data["blocks"] = [b.model_dump(mode="json", by_alias=True) for b in content.blocks]
     if content.replication is not None:  # absent: the hash of a policy without it is kept
         data["replication"] = content.replication.model_dump(mode="json", by_alias=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
@@ -71,6 +73,7 @@ def stamp(content: PolicyContent, version: PolicyVersion) -> PolicyDocument:
         bans=list(content.bans),
         rate_limits=content.rate_limits,
         replication=content.replication,
+        blocks=list(content.blocks),
     )
 
 

@@ -100,8 +100,8 @@ def test_remove_drops_the_target_or_says_it_is_not_there() -> None:
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
-        ({}, "exactly one of peerId and cidr"),
-        ({"peer_id": PEER, "cidr": "10.0.0.0/8"}, "exactly one of peerId and cidr"),
+        ({}, "exactly one of peerId, cidr"),
+        ({"peer_id": PEER, "cidr": "10.0.0.0/8"}, "exactly one of peerId, cidr"),
         ({"peer_id": "short"}, "String should match pattern"),
         ({"cidr": "10.0.0.0/33"}, "does not appear to be an IPv4 or IPv6 network"),
         ({"cidr": "10.0.0.0/8", "duration": "forever"}, "should match pattern"),

@@ -27,8 +27,8 @@ PEER = "peerAAAAAAAA"
 @pytest.mark.parametrize(
     ("fields", "error"),
     [
-        ({}, "exactly one of peerId and cidr"),
-        ({"peerId": PEER, "cidr": "10.0.0.0/8"}, "exactly one of peerId and cidr"),
+        ({}, "exactly one of peerId, cidr"),
+        ({"peerId": PEER, "cidr": "10.0.0.0/8"}, "exactly one of peerId, cidr"),
         ({"cidr": "10.0.0.300/8"}, "does not appear to be"),
         ({"cidr": "not-a-network"}, "does not appear to be"),
         ({"peerId": "short"}, "pattern"),
@@ -39,6 +39,12 @@ PEER = "peerAAAAAAAA"
         ({"peerId": PEER, "action": "maybe"}, "ban"),
         ({"peerId": PEER, "reason": "x" * 257}, "256"),
         ({"peerId": PEER, "colour": "red"}, "Extra inputs"),
+        ({"peerId": PEER, "name": "hello-tool"}, "exactly one of peerId, cidr"),
+        ({"name": "hello-tool", "publisher": "mp" + "a" * 52}, "exactly one of peerId, cidr"),
+        ({"digest": "ABC"}, "pattern"),
+        ({"package": "hello-tool"}, "pattern"),  # a version is required
+        ({"package": "hello-tool@"}, "pattern"),
+        ({"name": "hello tool"}, "pattern"),
     ],
 )
 def test_invalid_entries_are_refused(fields: dict[str, Any], error: str) -> None:
@@ -53,6 +59,10 @@ def test_invalid_entries_are_refused(fields: dict[str, Any], error: str) -> None
         {"cidr": "203.0.113.0/24", "duration": "90m"},
         {"cidr": "2001:db8::/32", "expiresAt": "2030-01-01T00:00:00Z"},
         {"peerId": PEER, "action": "allow", "reason": "false positive"},
+        {"digest": "ab" * 32, "reason": "malware"},
+        {"package": "hello-tool@1.0.0", "duration": "24h"},
+        {"name": "hello-tool", "action": "allow"},
+        {"publisher": "mp" + "a" * 52},
     ],
 )
 def test_valid_entries_are_accepted(fields: dict[str, Any]) -> None:
@@ -176,7 +186,9 @@ def test_crd_carries_the_cel_rules_and_bounds() -> None:
     entries = bl["properties"]["spec"]["properties"]["entries"]
     assert entries["maxItems"] == MAX_ENTRIES_PER_OBJECT
     assert set(_rules(bl)) == {
-        "has(self.peerId) != has(self.cidr)",
+        "(has(self.peerId) ? 1 : 0) + (has(self.cidr) ? 1 : 0) + (has(self.digest) ? 1 : 0)"
+        " + (has(self.package) ? 1 : 0) + (has(self.name) ? 1 : 0)"
+        " + (has(self.publisher) ? 1 : 0) == 1",
         "!has(self.cidr) || isCIDR(self.cidr)",
         "!(has(self.duration) && has(self.expiresAt))",
         "duration(self) > duration('0s') && duration(self) <= duration('87600h')",

@@ -16,7 +16,7 @@ from marketplace_operator.policy.effective import (
     effective_policy,
     merge_limits,
 )
-from marketplace_operator.policy.versioning import content_hash
+from marketplace_operator.policy.versioning import canonical_json, content_hash
 from marketplace_protocol.admin import Escalation, Limit, Operation, RateLimits
 
 NOW = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)
@@ -433,3 +433,49 @@ def test_naive_expiry_is_taken_as_utc() -> None:
     )
     (ban,) = effective_bans("blue", [bl], NOW)
     assert ban.expires_at == NOW + timedelta(hours=1)
+
+
+# -- takedowns: content entries travel as blocks, with the bans' rules -----------------------
+
+DIGEST = "ab" * 32
+AUTHOR = "mp" + "a" * 52
+
+
+def test_takedowns_go_to_blocks_and_peers_to_bans_each_with_its_provenance() -> None:
+    lists = [
+        banlist("abuse", {"peerId": A}, {"digest": DIGEST, "reason": "malware"}),
+        banlist("dmca", {"package": "hello-tool@1.0.0"}, {"name": "evil"}, fleet="blue"),
+        banlist("spam", {"publisher": AUTHOR, "duration": "2h"}),
+        banlist("other-fleet", {"name": "elsewhere"}, fleet="green"),
+    ]
+    content = effective_policy("blue", banlists=lists, ratelimitpolicies=[], now=NOW).content
+    assert content is not None
+    assert [b.peer_id for b in content.bans] == [A]
+    blocks = {(b.digest or b.package or b.name or b.publisher): b for b in content.blocks}
+    assert set(blocks) == {DIGEST, "hello-tool@1.0.0", "evil", AUTHOR}
+    assert (blocks[DIGEST].source, blocks[DIGEST].reason) == ("banlist/abuse", "malware")
+    assert blocks["evil"].source == "banlist/dmca"
+    assert blocks[AUTHOR].expires_at == NOW + timedelta(hours=1)  # created an hour ago, 2h
+
+
+def test_an_allow_lifts_a_takedown_and_an_expired_one_is_gone() -> None:
+    lists = [
+        banlist("x", {"name": "evil"}, {"package": "a@1.0.0", "expiresAt": at(seconds=-1)}),
+        banlist("y", {"name": "evil", "action": "allow", "reason": "appeal granted"}),
+    ]
+    content = effective_policy("blue", banlists=lists, ratelimitpolicies=[], now=NOW).content
+    assert content is not None
+    assert content.blocks == ()
+
+
+def test_a_policy_without_takedowns_hashes_as_before_and_a_takedown_changes_the_hash() -> None:
+    plain = effective_policy("blue", banlists=[banlist("x", {"peerId": A})], ratelimitpolicies=[],
+                             now=NOW).content  # fmt: skip
+    blocked = effective_policy(
+        "blue", banlists=[banlist("x", {"peerId": A}, {"name": "evil"})], ratelimitpolicies=[],
+        now=NOW,
+    ).content  # fmt: skip
+    assert plain is not None
+    assert blocked is not None
+    assert b"blocks" not in canonical_json(plain)
+    assert content_hash(plain) != content_hash(blocked)
