@@ -75,9 +75,9 @@ def a_takedown_reaches_every_node_and_the_content_cannot_be_fetched_anywhere(
         return all(call(ip, "GET", path)[0] == want for ip in fleet.values())
 
     # Every node knows and serves both (fetching also leaves a copy on each node).
-    for pkg in (evil, good):
-        wait_for(lambda p=pkg: everywhere(f"/api/v1/packages/{p['id']}/content", 200),
-                 timeout=30, what="served everywhere")  # fmt: skip
+    both = [f"/api/v1/packages/{p['id']}/content" for p in (evil, good)]
+    wait_for(lambda: all(everywhere(path, 200) for path in both), timeout=30,
+             what="served everywhere")  # fmt: skip
 
     started = time.monotonic()
     apply(kubectl, namespace, {
