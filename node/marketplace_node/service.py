@@ -359,6 +359,7 @@ class NodeService:
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
         sealing.verify_package(meta)
+        self.enforcer.admit_publisher(meta.publisher)
         self.refuse_blocked(meta)
         self._check_fresh(meta.created or 0)
         state = self.catalogue.names.state(meta.name)
@@ -385,6 +386,7 @@ class NodeService:
     async def record(self, record: NameRecord) -> OwnerView:
         """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""
         sealing.verify_record(record)
+        self.enforcer.admit_publisher(record.signer)
         self._check_fresh(record.created)
         self._screen(record, settled=True)
         ann = sealing.announce(

@@ -83,10 +83,22 @@ def _default_operations() -> dict[Operation, Limit]:
     }
 
 
+DEFAULT_PER_PUBLISHER = Limit(rate=2, burst=50)
+"""Publishes and owner records per author key, per node: a release of 50 at once, then 2/s."""
+
+
 class RateLimits(WireModel):
-    """Per-operation per-peer limits, a global limit, the pending-query cap and escalation."""
+    """Per-operation per-peer limits, a per-publisher limit, a global limit, the
+    pending-query cap and escalation."""
 
     per_peer: dict[Operation, Limit] = Field(default_factory=_default_operations, alias="perPeer")
+    # Per author key (after its signature is verified), on top of the per-address
+    # `publish` limit. Left out when default, for nodes that predate it (`tarpitSeconds`).
+    per_publisher: Limit = Field(
+        default=DEFAULT_PER_PUBLISHER,
+        alias="perPublisher",
+        exclude_if=lambda limit: limit == DEFAULT_PER_PUBLISHER,
+    )
     global_: Limit = Field(default_factory=lambda: Limit(rate=2_000, burst=4_000), alias="global")
     max_pending_queries: int = Field(default=256, ge=1, le=100_000, alias="maxPendingQueries")
     escalation: Escalation = Field(default_factory=Escalation)

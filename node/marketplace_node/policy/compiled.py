@@ -35,6 +35,7 @@ class CompiledPolicy:
     version: int | None  # None until a document is applied: the built-in defaults
     hash: str
     per_peer: Mapping[Operation, Rate]
+    per_publisher: Rate
     global_rate: Rate
     max_pending: int
     escalation: Escalation
@@ -65,6 +66,7 @@ def compile_policy(
         version=None if doc is None else doc.version,
         hash="" if doc is None else (digest or policy_hash(doc)),
         per_peer=MappingProxyType(per_peer),
+        per_publisher=Rate.of(limits.per_publisher),
         global_rate=Rate.of(limits.global_),
         max_pending=limits.max_pending_queries,
         escalation=limits.escalation,

@@ -48,6 +48,8 @@ DEFAULT_LOCAL_BAN_CAPACITY: Final = 10_000
 so a flood of new bans costs amortised O(log n) each, not a scan per ban)."""
 
 PENDING_RETRY_AFTER: Final = 1.0
+PUBLISHER_SCOPE: Final = "publisher"
+"""The limiter keys of author keys (never an `Operation`, so never a peer's key)."""
 
 
 class EnforcerMetrics(Protocol):
@@ -140,6 +142,21 @@ class PolicyEnforcer:
             if self._metrics is not None:
                 self._metrics.rate_limited(op, "global")
             raise errors.RateLimited("the node is at its request limit", retry_after=retry_after)
+
+    def admit_publisher(self, author: str) -> None:
+        """Charge one publish (or owner record) to its author key, or raise `RateLimited`.
+        Called only once the author's signature verified: nobody else can spend it."""
+        now = self._clock.monotonic()
+        key = (PUBLISHER_SCOPE, author)
+        allowed, retry_after = self._limiter.check(key, now, self._policy.per_publisher)
+        if not allowed:
+            if self._metrics is not None:
+                self._metrics.rate_limited(Operation.PUBLISH, PUBLISHER_SCOPE)
+            raise errors.RateLimited(
+                "publish rate limit for this author key exceeded",
+                retry_after=retry_after,
+                details={"scope": PUBLISHER_SCOPE, "author": author},
+            )
 
     def screen(self, ip: str, op: Operation) -> None:
         """Refuse a banned network before any costly work (reading a body, checking a

@@ -114,6 +114,14 @@ class RateLimitPolicySpec(CrdModel):
     per_peer: PerPeerSpec = Field(
         default_factory=PerPeerSpec, alias="perPeer", description="Per-peer limits."
     )
+    per_publisher: LimitSpec | None = Field(
+        default=None,
+        alias="perPublisher",
+        description=(
+            "Publishes and owner records per author key on each node (checked once the "
+            "author's signature is verified), on top of perPeer.publish per address."
+        ),
+    )
     global_: LimitSpec | None = Field(
         default=None, alias="global", description="Limit over all peers together."
     )
@@ -134,6 +142,8 @@ class RateLimitPolicySpec(CrdModel):
     def fields_set(self) -> list[str]:
         """Names of the limits this policy sets, for the printer column."""
         names = [op for op, value in self.per_peer if value is not None]
+        if self.per_publisher is not None:
+            names.append("perPublisher")
         if self.global_ is not None:
             names.append("global")
         if self.max_pending_queries is not None:
@@ -170,9 +180,9 @@ CRD = CrdInfo(
     spec=RateLimitPolicySpec,
     status=RateLimitPolicyStatus,
     description=(
-        "A RateLimitPolicy sets per-peer and global rate limits, the pending-query cap and the "
-        "escalation from violations to bans for one fleet or every fleet of its namespace; "
-        "several policies merge field by field by priority."
+        "A RateLimitPolicy sets per-peer, per-publisher and global rate limits, the "
+        "pending-query cap and the escalation from violations to bans for one fleet or every "
+        "fleet of its namespace; several policies merge field by field by priority."
     ),
     printer_columns=(
         PrinterColumn("Fleet", "string", ".spec.fleet", "Fleet selected (* = every fleet)"),

@@ -171,6 +171,8 @@ def _leaves(policy: RateLimitPolicy) -> dict[str, Any]:
     for op, limit in spec.per_peer:
         if limit is not None:
             leaves[f"perPeer.{op}"] = limit.model_dump()
+    if spec.per_publisher is not None:
+        leaves["perPublisher"] = spec.per_publisher.model_dump()
     if spec.global_ is not None:
         leaves["global"] = spec.global_.model_dump()
     if spec.max_pending_queries is not None:

@@ -326,3 +326,35 @@ async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named
     assert (error.code, error.retryable) == ("integrity_failed", False)
     assert error.details == {"package": package_id, "providers": provider.identity.peer_id}
     assert not fetcher.blobs.has(digest)
+
+
+async def test_publishes_are_limited_per_author_key_and_only_verified_ones_count(
+    node: tuple[TestServer, NodeService],
+) -> None:
+    server, _ = node
+    author, now = identity.Identity.generate(), int(SystemClock().wall())
+    limits_doc = {"version": 1, "rateLimits": {"perPublisher": {"rate": 0.001, "burst": 1}}}
+    async with aiohttp.ClientSession() as http:
+        resp = await http.put(
+            server.make_url("/admin/v1/policy"),
+            json=limits_doc,
+            headers={"Authorization": "Bearer s3cret"},
+        )
+        assert resp.status == 200
+        digest = hashlib.sha256(b"content").hexdigest()
+        await http.put(server.make_url(f"/api/v1/blobs/{digest}"), data=b"content")
+
+        async def post(body: str) -> tuple[int, dict[str, object]]:
+            resp = await http.post(server.make_url("/api/v1/packages"), data=body)
+            return resp.status, await resp.json()
+
+        first = package("limited", "1.0.0", publisher=author, created=now)
+        forged = first.model_copy(update={"signature": "A" * 86 + "=="})
+        assert (await post(forged.model_dump_json(by_alias=True)))[0] in {400, 401}
+        assert (await post(first.model_dump_json(by_alias=True)))[0] == 201  # budget intact
+        second = package("limited", "1.0.1", publisher=author, created=now)
+        status, error = await post(second.model_dump_json(by_alias=True))
+        assert (status, error["code"]) == (429, "rate_limited")
+        assert error["details"] == {"scope": "publisher", "author": author.peer_id}
+        other = package("other-name", "1.0.0", publisher=identity.Identity.generate(), created=now)
+        assert (await post(other.model_dump_json(by_alias=True)))[0] == 201

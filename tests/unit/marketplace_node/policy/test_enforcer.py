@@ -397,3 +397,25 @@ async def test_a_document_overtaken_while_compiling_is_refused(
     with pytest.raises(errors.StalePolicy):
         await task
     assert door.status.version == 3
+
+
+def test_publishes_are_limited_per_author_key_with_a_typed_answer(
+    enforcer: PolicyEnforcer, clock: FakeClock
+) -> None:
+    enforcer.apply(doc(2, per_publisher=Limit(rate=0.5, burst=2)))
+    enforcer.admit_publisher("mpauthor")
+    enforcer.admit_publisher("mpauthor")
+    with pytest.raises(errors.RateLimited) as refused:
+        enforcer.admit_publisher("mpauthor")
+    assert refused.value.details == {"scope": "publisher", "author": "mpauthor"}
+    assert refused.value.retry_after == pytest.approx(2.0)
+    enforcer.admit_publisher("mpother")  # another key has its own budget
+    enforcer.admit(PEER, IP, Operation.PUBLISH)  # and the peer's own limit is untouched
+    clock.advance(2.0)
+    enforcer.admit_publisher("mpauthor")
+
+
+def test_the_default_per_publisher_limit_is_left_out_of_documents() -> None:
+    assert "perPublisher" not in RateLimits().model_dump(by_alias=True)
+    strict = RateLimits(per_publisher=Limit(rate=1, burst=1)).model_dump(by_alias=True)
+    assert strict["perPublisher"] == {"rate": 1, "burst": 1}

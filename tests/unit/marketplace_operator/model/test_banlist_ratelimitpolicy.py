@@ -164,11 +164,12 @@ def test_fields_set_names_what_a_policy_sets() -> None:
     spec = RateLimitPolicySpec.model_validate(
         {
             "perPeer": {"fetch": {"rate": 1, "burst": 2}},
+            "perPublisher": {"rate": 0.1, "burst": 5},
             "global": {"rate": 5, "burst": 5},
             "escalation": {"threshold": 3},
         }
     )
-    assert spec.fields_set() == ["fetch", "global", "escalation"]
+    assert spec.fields_set() == ["fetch", "perPublisher", "global", "escalation"]
     assert RateLimitPolicySpec().fields_set() == []
 
 

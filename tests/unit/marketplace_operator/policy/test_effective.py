@@ -479,3 +479,16 @@ def test_a_policy_without_takedowns_hashes_as_before_and_a_takedown_changes_the_
     assert blocked is not None
     assert b"blocks" not in canonical_json(plain)
     assert content_hash(plain) != content_hash(blocked)
+
+
+def test_per_publisher_limits_merge_by_precedence_and_default_when_unset() -> None:
+    strong = policy("a-strong", priority=5, perPublisher={"rate": 0.2, "burst": 3})
+    weak = policy("b-weak", perPublisher={"rate": 9, "burst": 9})
+    merged, sources, problems = merge_limits("blue", [weak, strong])
+    assert problems == ()
+    assert merged is not None
+    assert (merged.per_publisher.rate, merged.per_publisher.burst) == (0.2, 3)
+    assert sources["perPublisher"] == "a-strong"
+    unset, _, _ = merge_limits("blue", [policy("c", perPeer={"fetch": {"rate": 1, "burst": 1}})])
+    assert unset is not None
+    assert unset.per_publisher == RateLimits().per_publisher
