@@ -8,18 +8,22 @@ decided for.
 from __future__ import annotations
 
 import asyncio
+import base64
 import logging
 import secrets as random_tokens
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from marketplace_protocol.admin import DrainState
 from marketplace_protocol.identity import Identity
 
-from marketplace_operator import errors, k8s
+from marketplace_operator import certs, errors, k8s
 from marketplace_operator.nodeclient import NodeClient
 from marketplace_operator.reconcile import node as plan
+from marketplace_operator.reconcile import tls
 from marketplace_operator.render import names, secrets
+from marketplace_operator.render import tls as render_tls
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,10 @@ RESOURCES: dict[plan.Kind, k8s.Resource] = {
     plan.Kind.PVC: k8s.PVCS,
     plan.Kind.SERVICE: k8s.SERVICES,
     plan.Kind.POD: k8s.PODS,
+    plan.Kind.TLS_CA: k8s.SECRETS,
+    plan.Kind.TLS_SECRET: k8s.SECRETS,
+    plan.Kind.ISSUER: k8s.ISSUERS,
+    plan.Kind.CERTIFICATE: k8s.CERTIFICATES,
 }
 
 
@@ -54,6 +62,10 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
                 if created
                 else None
             )
+        case plan.CreateFleetCa(owners=owners):
+            return await create_fleet_ca(kube, ref, owners)
+        case plan.IssueCertificate(reason=reason, dns_names=dns_names):
+            return await issue_certificate(kube, ref, dns_names, reason)
         case plan.Patch(kind=kind, name=name, patch=patch, why=why, strategic=strategic):
             content_type = k8s.STRATEGIC if strategic else k8s.MERGE
             await kube.patch(RESOURCES[kind], ref.namespace, name, patch, content_type=content_type)
@@ -63,6 +75,58 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
             return f"deleted pod {name} ({reason})"
         case _:
             raise ValueError(f"not an action apply() carries out: {action!r}")
+
+
+async def create_fleet_ca(
+    kube: k8s.Kube, ref: names.NodeRef, owners: tuple[names.NodeRef, ...]
+) -> str | None:
+    """A new CA for the fleet, in its Secret (created only when absent)."""
+    now = datetime.now(UTC)
+    pair = certs.new_ca(f"{ref.fleet}.{ref.namespace} fleet CA", now=now, valid=tls.CA_VALIDITY)
+    body = render_tls.ca_secret(
+        ref,
+        cert_pem=pair.cert_pem,
+        key_pem=pair.key_pem,
+        ca_id=certs.key_id(pair.cert_pem),
+        owners=owners,
+    )
+    created = await kube.create(k8s.SECRETS, body)
+    return f"created fleet CA Secret {body['metadata']['name']}" if created else None
+
+
+async def issue_certificate(
+    kube: k8s.Kube, ref: names.NodeRef, dns_names: tuple[str, ...], reason: str
+) -> str:
+    """Sign the node a certificate with the fleet's CA (read here: the watch holds no Secret
+    data) and write its Secret, creating or replacing it."""
+    ca_name = names.tls_ca_secret_name(ref.fleet)
+    found = await kube.get(k8s.SECRETS, ref.namespace, ca_name)
+    if found is None:
+        raise errors.NotFound(f"Secret {ca_name} vanished")
+    data = found.get("data") or {}
+    ca = certs.KeyPair(
+        base64.b64decode(data[render_tls.CERT_KEY]), base64.b64decode(data[render_tls.KEY_KEY])
+    )
+    now = datetime.now(UTC)
+    pair = certs.issue(ca, dns_names=dns_names, now=now, valid=tls.NODE_VALIDITY)
+    issued = certs.info(pair.cert_pem)
+    body = render_tls.node_tls_secret(
+        ref,
+        cert_pem=pair.cert_pem,
+        key_pem=pair.key_pem,
+        ca_pem=ca.cert_pem,
+        annotations=render_tls.certificate_annotations(
+            ca_id=certs.key_id(ca.cert_pem),
+            not_before=issued.not_before,
+            not_after=issued.not_after,
+            names_digest=tls.names_digest(dns_names),
+        ),
+    )
+    if not await kube.create(k8s.SECRETS, body):
+        patch = {"metadata": {"annotations": body["metadata"]["annotations"]}, "data": body["data"]}
+        await kube.patch(k8s.SECRETS, ref.namespace, body["metadata"]["name"], patch)
+    name = body["metadata"]["name"]
+    return f"issued certificate {name} ({reason}), valid until {issued.not_after:%Y-%m-%d}"
 
 
 async def drain(

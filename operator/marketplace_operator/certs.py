@@ -32,6 +32,17 @@ class KeyPair:
     key_pem: bytes
 
 
+@dataclass(frozen=True)
+class CertificateInfo:
+    """What the operator's decisions need of a certificate."""
+
+    not_before: datetime
+    not_after: datetime
+    dns_names: tuple[str, ...]
+    ip_addresses: tuple[str, ...]
+    authority_key_id: str  # hex; the `key_id` of the CA that signed it ("" if unsaid)
+
+
 def _name(common_name: str) -> x509.Name:
     return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name[:64])])
 
@@ -124,3 +135,38 @@ def issue(
         .sign(ca_key, hashes.SHA256())
     )
     return KeyPair(cert.public_bytes(serialization.Encoding.PEM), _pem_key(key))
+
+
+def info(cert_pem: bytes) -> CertificateInfo:
+    """The validity, names and issuer of a PEM certificate (`ValueError` if it is none)."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        dns: list[str] = []
+        ips: list[str] = []
+    else:
+        dns = san.get_values_for_type(x509.DNSName)
+        ips = [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return CertificateInfo(
+        not_before=cert.not_valid_before_utc,
+        not_after=cert.not_valid_after_utc,
+        dns_names=tuple(dns),
+        ip_addresses=tuple(ips),
+        authority_key_id=_authority_key_id(cert),
+    )
+
+
+def _authority_key_id(cert: x509.Certificate) -> str:
+    try:
+        aki = cert.extensions.get_extension_for_class(x509.AuthorityKeyIdentifier).value
+    except x509.ExtensionNotFound:
+        return ""
+    return (aki.key_identifier or b"").hex()
+
+
+def key_id(cert_pem: bytes) -> str:
+    """The key identifier of a (CA) certificate's public key, hex: what the certificates
+    it signs name as their authority."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return x509.SubjectKeyIdentifier.from_public_key(cert.public_key()).digest.hex()

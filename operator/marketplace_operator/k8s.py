@@ -65,6 +65,8 @@ STORAGECLASSES = Resource("storageclasses", "storage.k8s.io", "v1", namespaced=F
 FLEETS = Resource("marketplacefleets", GROUP, VERSION)
 PDBS = Resource("poddisruptionbudgets", "policy", "v1")
 ENDPOINTSLICES = Resource("endpointslices", "discovery.k8s.io", "v1")
+ISSUERS = Resource("issuers", "cert-manager.io", "v1")
+CERTIFICATES = Resource("certificates", "cert-manager.io", "v1")
 
 
 def translate(status: int, body: bytes | str | None) -> errors.KubeError:

@@ -26,8 +26,9 @@ from marketplace_operator import actuate, errors, events, k8s, nodeclient
 from marketplace_operator.context import Context
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
+from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.nodeclient import base_url
-from marketplace_operator.reconcile import fleet, gate, status
+from marketplace_operator.reconcile import fleet, gate, status, tls
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
 from marketplace_operator.render import configmap, names, pod
@@ -51,9 +52,20 @@ class Views:
     peer_ids: Mapping[str, str] = field(default_factory=dict)
     current_policy_version: int | None = None
     members: tuple[names.NodeRef, ...] = ()  # the fleet's live MarketplaceNodes
+    fleet_tls: TlsSpec = field(default_factory=TlsSpec)  # the MarketplaceFleet's spec.tls
+    cert_manager: bool = False  # cert-manager's Certificate CRD is installed
+    tls_ca: dict[str, Any] | None = None  # the fleet's CA Secret
+    node_tls_secret: dict[str, Any] | None = None  # the node's certificate (operator CA)
+    fleet_tls_secret: dict[str, Any] | None = None  # the fleet's certificate (cert-manager)
 
-    def observed(self, binding_mode: str | None = None) -> plan.Observed:
+    def observed(
+        self, binding_mode: str | None = None, tls_path: tls.Path | None = None
+    ) -> plan.Observed:
         return plan.Observed(
+            tls_ca=self.tls_ca,
+            tls_secret=self.fleet_tls_secret
+            if tls_path is tls.Path.CERT_MANAGER
+            else self.node_tls_secret,
             fleet_members=self.members,
             binding_mode=binding_mode,
             pod=self.pod,
@@ -74,14 +86,36 @@ class Outcome:
     backoff: bool = False  # the API server refused what the spec asks for: retry slower
 
 
-def desired_of(ctx: Context, body: Mapping[str, Any]) -> plan.Desired:
+def desired_of(ctx: Context, body: Mapping[str, Any], views: Views | None = None) -> plan.Desired:
+    """What the node should be, with its fleet's TLS as `views` has it (none: plain)."""
     meta = body["metadata"]
-    inputs = pod.inputs_of(body, default_image=ctx.settings.default_node_image)
-    spec = inputs.spec
+    fleet_name = str((body.get("spec") or {}).get("fleet") or "default")
     ref = names.NodeRef(
-        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], fleet=spec.fleet
+        name=meta["name"], namespace=meta["namespace"], uid=meta["uid"], fleet=fleet_name
     )
-    return plan.Desired(ref=ref, spec=spec, pod_inputs=inputs, paused=spec.paused)
+    views = views or Views()
+    mount = tls.mount_of(ref, views.fleet_tls, cert_manager=views.cert_manager)
+    inputs = pod.inputs_of(body, default_image=ctx.settings.default_node_image, tls=mount)
+    spec = inputs.spec
+    chosen = tls_plan(views)
+    return plan.Desired(ref=ref, spec=spec, pod_inputs=inputs, paused=spec.paused, tls=chosen)
+
+
+def tls_plan(views: Views) -> plan.TlsPlan | None:
+    try:
+        chosen = tls.path(views.fleet_tls, cert_manager=views.cert_manager)
+    except tls.Unavailable:
+        return None
+    return plan.TlsPlan(chosen, views.fleet_tls.issuer_ref) if chosen is not None else None
+
+
+def tls_refusal(views: Views) -> str | None:
+    """Why the fleet's spec.tls cannot be served here (for the status), or None."""
+    try:
+        tls.path(views.fleet_tls, cert_manager=views.cert_manager)
+    except tls.Unavailable as exc:
+        return str(exc)
+    return None
 
 
 async def admin_token(ctx: Context, ref: names.NodeRef, secret: Mapping[str, Any] | None) -> str:
@@ -309,14 +343,18 @@ async def reconcile_once(
     ctx: Context, body: Mapping[str, Any], views: Views, *, stopped: Callable[[], bool]
 ) -> Outcome:
     """Bring one node's children in line, report on it, and say whether it is joining."""
-    desired = desired_of(ctx, body)
+    desired = desired_of(ctx, body, views)
     ref = desired.ref
     port = desired.spec.p2p.port
     conflicts: list[str] = []
     replacing: str | None = None
     binding = await _binding_mode(ctx, views.pvc) if views.pod is None else None
-    actions = plan.plan(desired, views.observed(binding), now=datetime.now(UTC))
+    tls_path = desired.tls.path if desired.tls is not None else None
+    actions = plan.plan(desired, views.observed(binding, tls_path), now=datetime.now(UTC))
     rejected = await _apply_concurrently(ctx, body, ref, [a for a in actions if _independent(a)])
+    refusal = tls_refusal(views)
+    if refusal is not None:
+        rejected.append(f"tls: {refusal}")
     for action in actions:
         if _independent(action) or isinstance(action, plan.WaitForVolume):
             continue  # done above / the claim's own watch event wakes this loop
@@ -389,7 +427,7 @@ def _independent(action: plan.Action) -> bool:
     """Actions on the node's other children: they do not depend on each other."""
     if isinstance(action, plan.Create | plan.Patch):
         return action.kind is not plan.Kind.POD
-    return isinstance(action, plan.CreateIdentity | plan.CreateAdminSecret)
+    return isinstance(action, plan.CreateIdentity | plan.CreateAdminSecret | plan.CreateFleetCa)
 
 
 async def _apply_logged(

@@ -96,6 +96,10 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list]
+# A fleet with spec.tls on, when cert-manager is installed: its CA Issuer and Certificate.
+- apiGroups: [cert-manager.io]
+  resources: [issuers, certificates]
+  verbs: [create]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "namespaced") }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

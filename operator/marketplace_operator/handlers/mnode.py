@@ -24,7 +24,9 @@ from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.common import GROUP, LABEL_PREFIX, VERSION
+from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
 from marketplace_operator.model.mnode import PLURAL, MarketplaceNodeSpec
+from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy import versioning
 from marketplace_operator.policy.settings import PolicySettings
@@ -74,7 +76,10 @@ async def mnode_fleet_pods(
         return None
     ports = body.get("spec", {}).get("containers", [{}])[0].get("ports") or [{}]
     port = int(ports[0].get("containerPort", 7070))
-    return {(namespace, fleet): MemberPod(node=node, pod=pod_view(dict(body)), port=port)}
+    notes = body.get("metadata", {}).get("annotations") or {}
+    scheme = "https" if notes.get(names.TLS_SCHEME_ANNOTATION) == "https" else "http"
+    member = MemberPod(node=node, pod=pod_view(dict(body)), port=port, scheme=scheme)
+    return {(namespace, fleet): member}
 
 
 @kopf.index("services", labels=names.MANAGED)
@@ -113,6 +118,26 @@ async def mnode_configmaps(
     return {(namespace, name): _trim(body, "data")}
 
 
+@kopf.index(GROUP, VERSION, FLEET_PLURAL)
+async def mnode_fleet_tls(
+    spec: kopf.Spec, namespace: str | None, name: str, **_: Any
+) -> dict[Any, Any]:
+    """Each MarketplaceFleet's spec.tls: what its nodes' pods mount and who issues."""
+    return {(namespace, name): dict(spec.get("tls") or {})}
+
+
+@kopf.index(
+    "apiextensions.k8s.io",
+    "v1",
+    "customresourcedefinitions",
+    field="metadata.name",
+    value=CERTIFICATE_CRD,
+)
+async def cert_manager_crds(name: str, **_: Any) -> dict[Any, Any]:
+    """Present while cert-manager's Certificate CRD is installed (tls.source Auto)."""
+    return {name: True}
+
+
 def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
     store = index.get(key)
     return next(iter(store), None) if store is not None else None
@@ -138,7 +163,23 @@ def gather(
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
         members=_members(indexes["rollout_mnodes"], str(namespace), fleet),
+        **_tls_views(namespace, name, fleet, indexes),
     )
+
+
+def _tls_views(
+    namespace: str | None, name: str, fleet: str, indexes: Mapping[str, kopf.Index[Any, Any]]
+) -> dict[str, Any]:
+    secrets = indexes["mnode_secrets"]
+    return {
+        "fleet_tls": TlsSpec.model_validate(
+            _one(indexes["mnode_fleet_tls"], (namespace, fleet)) or {}
+        ),
+        "cert_manager": CERTIFICATE_CRD in indexes["cert_manager_crds"],
+        "tls_ca": _one(secrets, (namespace, names.tls_ca_secret_name(fleet))),
+        "node_tls_secret": _one(secrets, (namespace, names.node_tls_secret_name(name))),
+        "fleet_tls_secret": _one(secrets, (namespace, names.fleet_tls_secret_name(fleet))),
+    }
 
 
 def _members(index: kopf.Index[Any, Any], namespace: str, fleet: str) -> tuple[names.NodeRef, ...]:
@@ -153,7 +194,8 @@ def _members(index: kopf.Index[Any, Any], namespace: str, fleet: str) -> tuple[n
 
 _INDEXES = (
     "mnode_pods", "mnode_fleet_pods", "mnode_services", "mnode_pvcs", "mnode_secrets",
-    "mnode_peer_ids", "mnode_configmaps", "rollout_mnodes",
+    "mnode_peer_ids", "mnode_configmaps", "rollout_mnodes", "mnode_fleet_tls",
+    "cert_manager_crds",
 )  # fmt: skip
 
 
@@ -253,7 +295,7 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     ctx: Context = memo.ctx
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
-    desired = nodeloop.desired_of(ctx, body)
+    desired = nodeloop.desired_of(ctx, body, views)
     await nodeloop.report_status(ctx, body, views, desired)
     pod = pod_view(views.pod) if views.pod is not None else None
     if pod is None or pod.ip is None or pod.deleting:

@@ -30,7 +30,9 @@ from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
 from marketplace_operator.model.mnode import DEFAULT_FLEET, MarketplaceNodeSpec
 from marketplace_operator.model.mnode import KIND as MNODE_KIND
 from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
+from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import base_url
+from marketplace_operator.reconcile import tls as reconcile_tls
 from marketplace_operator.render import names, pdb, pod
 from marketplace_operator.rollout import planner, status, triggers
 from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
@@ -212,11 +214,20 @@ class _Pass:
             out[node] = triggers.routed(slices, ip)
         return out
 
-    def node_view(self, node: str, drain: Drain | None, routed: bool | None = None) -> NodeView:
+    def node_view(
+        self, node: str, drain: Drain | None, routed: bool | None = None, *, tls: TlsSpec
+    ) -> NodeView:
         mnode, pod = self.mnodes[node], self.pods[node]
         image = self.ctx.settings.default_node_image
+        ref = names.NodeRef(name=node, namespace=self.namespace, uid="", fleet=self.fleet)
+        cert_manager = CERTIFICATE_CRD in self.indexes["cert_manager_crds"]
         view = triggers.node_view(
-            mnode, pod, default_image=image, drain=drain or Drain.UNKNOWN, routed=routed
+            mnode,
+            pod,
+            default_image=image,
+            drain=drain or Drain.UNKNOWN,
+            routed=routed,
+            tls=reconcile_tls.mount_of(ref, tls, cert_manager=cert_manager),
         )
         if mnode["metadata"].get("deletionTimestamp") and view.pod is not None:
             # Being deleted: its finalizer drains it; never a rollout step, still counted.
@@ -282,6 +293,7 @@ async def run_once(
     if fleet_body is None:
         return False, None
     previous = triggers.fleet_status(fleet_body)
+    fleet_tls = triggers.fleet_spec(fleet_body).tls
     seen = _Pass.gather(ctx, namespace, fleet, indexes)
     drains = await seen.drain_states(
         {s.node for s in previous.steps if s.phase == StepPhase.DRAINING}
@@ -291,7 +303,9 @@ async def run_once(
     )
     view = FleetView(
         fleet=fleet,
-        nodes=tuple(seen.node_view(n, drains.get(n), routes.get(n)) for n in seen.mnodes),
+        nodes=tuple(
+            seen.node_view(n, drains.get(n), routes.get(n), tls=fleet_tls) for n in seen.mnodes
+        ),
         settings=triggers.fleet_settings(
             fleet_body, settle=timedelta(seconds=ctx.settings.rollout_settle_seconds)
         ),

@@ -34,6 +34,7 @@ from marketplace_operator.model.common import (
     conditions_field,
     validations,
 )
+from marketplace_operator.model.tls import TlsSpec
 
 KIND: Final = "MarketplaceFleet"
 PLURAL: Final = "marketplacefleets"
@@ -119,6 +120,10 @@ class MarketplaceFleetSpec(CamelModel):
     replication: ReplicationSpec = Field(
         default_factory=ReplicationSpec,
         description="Copies of each package and the copies a publish waits for.",
+    )
+    tls: TlsSpec = Field(
+        default_factory=TlsSpec,
+        description="HTTPS on the public listener and where its certificates come from.",
     )
 
 

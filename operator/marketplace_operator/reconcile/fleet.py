@@ -19,6 +19,7 @@ class MemberPod:
     node: str
     pod: PodView
     port: int
+    scheme: str = "http"  # https when its public listener serves TLS
 
 
 def members(pods: Iterable[MemberPod], peer_ids: Mapping[str, str]) -> list[Member]:
@@ -33,7 +34,9 @@ def members(pods: Iterable[MemberPod], peer_ids: Mapping[str, str]) -> list[Memb
             continue
         host = f"[{m.pod.ip}]" if ":" in m.pod.ip else m.pod.ip
         out.append(
-            Member(address=f"http://{host}:{m.port}", name=m.node, peer_id=peer_ids.get(m.node))
+            Member(
+                address=f"{m.scheme}://{host}:{m.port}", name=m.node, peer_id=peer_ids.get(m.node)
+            )
         )
     return configmap.members_document(out).members
 

@@ -14,8 +14,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.model.tls import IssuerRef
+from marketplace_operator.reconcile import tls
 from marketplace_operator.reconcile.observe import PodView, controller_uid, pod_view
 from marketplace_operator.render import configmap, names, pod, pvc, service
+from marketplace_operator.render import tls as render_tls
 
 
 class Kind(enum.StrEnum):
@@ -25,6 +28,10 @@ class Kind(enum.StrEnum):
     PVC = "pvc"
     SERVICE = "service"
     POD = "pod"
+    TLS_CA = "tls-ca-secret"
+    TLS_SECRET = "tls-secret"  # noqa: S105 - a kind's name, not a secret
+    ISSUER = "issuer"
+    CERTIFICATE = "certificate"
 
 
 PVC_BIND_GRACE = timedelta(seconds=10)
@@ -47,6 +54,21 @@ class CreateAdminSecret:
     by the `owners` too."""
 
     owners: tuple[names.NodeRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class CreateFleetCa:
+    """Make the fleet's CA and its Secret (only when absent), owned by the `owners` too."""
+
+    owners: tuple[names.NodeRef, ...] = ()
+
+
+@dataclass(frozen=True)
+class IssueCertificate:
+    """Issue the node a certificate from the fleet's CA and write its Secret."""
+
+    reason: tls.Reissue
+    dns_names: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -101,6 +123,8 @@ Action = (
     Create
     | CreateIdentity
     | CreateAdminSecret
+    | CreateFleetCa
+    | IssueCertificate
     | Patch
     | DeletePod
     | ReplacePod
@@ -115,6 +139,15 @@ class Desired:
     spec: MarketplaceNodeSpec
     pod_inputs: pod.PodInputs
     paused: bool = False
+    tls: TlsPlan | None = None  # the fleet's spec.tls is on
+
+
+@dataclass(frozen=True)
+class TlsPlan:
+    """The fleet's TLS as decided (reconcile.tls.path) and its cert-manager issuer."""
+
+    path: tls.Path
+    issuer: IssuerRef | None = None
 
 
 @dataclass(frozen=True)
@@ -131,6 +164,8 @@ class Observed:
     # The fleet's live MarketplaceNodes (this one may be among them): co-owners of the
     # fleet's shared objects.
     fleet_members: tuple[names.NodeRef, ...] = ()
+    tls_ca: dict[str, Any] | None = None  # the fleet's CA Secret (metadata only)
+    tls_secret: dict[str, Any] | None = None  # the certificate Secret the pod mounts
 
 
 def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Action]:
@@ -178,6 +213,38 @@ def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:
         actions.append(Create(Kind.POLICY_CONFIGMAP, body))
     else:
         actions += _shared_owners(Kind.POLICY_CONFIGMAP, observed.policy_configmap, ref, others)
+    return actions
+
+
+def _plan_tls(desired: Desired, observed: Observed, now: datetime) -> list[Action]:
+    """The fleet's CA when one of ours signs (the operator path, or cert-manager without an
+    issuer named); then the node's certificate (operator) or the fleet's Certificate."""
+    chosen = desired.tls
+    if chosen is None:
+        return []
+    ref = desired.ref
+    others = tuple(m for m in observed.fleet_members if m.uid != ref.uid)
+    actions: list[Action] = []
+    own_ca = chosen.path is tls.Path.OPERATOR or chosen.issuer is None
+    if own_ca and observed.tls_ca is None:
+        actions.append(CreateFleetCa(owners=others))
+    elif own_ca and observed.tls_ca is not None:
+        actions += _shared_owners(Kind.TLS_CA, observed.tls_ca, ref, others)
+    if chosen.path is tls.Path.CERT_MANAGER:
+        if observed.tls_secret is None:  # cert-manager has not written it (yet)
+            dns = tls.fleet_names(ref.fleet, ref.namespace)
+            if chosen.issuer is None:
+                actions.append(Create(Kind.ISSUER, render_tls.ca_issuer(ref, owners=others)))
+            body = render_tls.certificate(ref, dns_names=dns, issuer=chosen.issuer, owners=others)
+            actions.append(Create(Kind.CERTIFICATE, body))
+        return actions
+    ca = tls.ca_id(observed.tls_ca)
+    if ca is None:
+        return actions  # issued once the CA is there (the next pass)
+    dns = tls.node_names(ref)
+    why = tls.reissue(observed.tls_secret, ca=ca, dns_names=dns, now=now)
+    if why is not None:
+        actions.append(IssueCertificate(why, tuple(dns)))
     return actions
 
 
@@ -284,7 +351,7 @@ def _plan_existing_pod(desired: Desired, observed: dict[str, Any]) -> list[Actio
 
 
 def plan(desired: Desired, observed: Observed, *, now: datetime) -> list[Action]:
-    """Actions in dependency order: fleet objects, identity, volume, service, pod.
+    """Actions in dependency order: fleet objects, identity, TLS, volume, service, pod.
 
     A paused node plans nothing. The pod is planned even while its Secrets are being
     created in the same pass (the kubelet waits for mounted objects to appear), but not
@@ -297,6 +364,7 @@ def plan(desired: Desired, observed: Observed, *, now: datetime) -> list[Action]
         actions.append(CreateIdentity())
     else:
         actions += _ownership(Kind.IDENTITY, observed.identity, desired.ref)
+    actions += _plan_tls(desired, observed, now)
     actions += _plan_pvc(desired, observed.pvc)
     actions += _plan_service(desired, observed.service)
     actions += _plan_pod(desired, observed, now)

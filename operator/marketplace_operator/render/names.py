@@ -29,6 +29,15 @@ ADMIN_DIR = "/etc/marketplace/admin"
 ADMIN_TOKEN_KEY = "token"  # noqa: S105 - a key name, not a secret
 POLICY_DIR = "/etc/marketplace/policy"
 MEMBERS_KEY = "members.json"
+TLS_DIR = "/etc/marketplace/tls"
+TLS_SCHEME_ANNOTATION = f"{LABEL_PREFIX}scheme"
+"""On a node's pod: `https` when its public listener serves TLS (members are told so)."""
+TLS_CA_ANNOTATION = f"{LABEL_PREFIX}tls-ca"
+"""On the fleet CA Secret and each certificate Secret the operator issues: the CA's key id."""
+TLS_NOT_AFTER_ANNOTATION = f"{LABEL_PREFIX}tls-not-after"
+TLS_NOT_BEFORE_ANNOTATION = f"{LABEL_PREFIX}tls-not-before"
+TLS_NAMES_ANNOTATION = f"{LABEL_PREFIX}tls-names"
+"""On a certificate Secret the operator issues: a digest of the names it carries."""
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,40 @@ def data_pvc_name(node: str) -> str:
 
 def admin_secret_name(fleet: str) -> str:
     return f"{fleet}-admin"
+
+
+@dataclass(frozen=True)
+class TlsMount:
+    """What a node's pod needs for TLS: the certificate Secret to mount and the name every
+    member's certificate carries (what peers verify)."""
+
+    secret: str
+    peer_name: str
+
+
+def tls_ca_secret_name(fleet: str) -> str:
+    """The fleet's CA (operator-made; also what the default cert-manager Issuer signs with)."""
+    return f"{fleet}-tls-ca"
+
+
+def node_tls_secret_name(node: str) -> str:
+    """A node's certificate issued by the operator's CA."""
+    return f"{node}-tls"
+
+
+def fleet_tls_secret_name(fleet: str) -> str:
+    """The fleet's certificate, written by cert-manager (also the Certificate's name)."""
+    return f"{fleet}-fleet-tls"
+
+
+def ca_issuer_name(fleet: str) -> str:
+    """The cert-manager CA Issuer the operator makes when the fleet names no issuer."""
+    return f"{fleet}-ca"
+
+
+def fleet_tls_name(fleet: str, namespace: str) -> str:
+    """The name every certificate of the fleet carries and peers verify."""
+    return f"{fleet}.{namespace}.svc"
 
 
 def policy_configmap_name(fleet: str) -> str:

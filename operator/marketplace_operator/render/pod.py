@@ -29,6 +29,7 @@ from marketplace_operator.model.scheduling import (
     TopologySpreadConstraint,
 )
 from marketplace_operator.render import names
+from marketplace_operator.render.names import TlsMount
 
 RUN_AS = 65532
 # SIGTERM → the node drains itself within drainTimeout; give it this much more to exit.
@@ -42,13 +43,21 @@ class PodInputs:
     image: str
     spec: MarketplaceNodeSpec
     restart_token: str = ""  # e.g. the marketplace.p2p.dev/restartedAt annotation
+    tls: TlsMount | None = None  # HTTPS on the public listener (the fleet's spec.tls)
 
     @classmethod
     def resolve(
-        cls, spec: MarketplaceNodeSpec, *, default_image: str, restart_token: str = ""
+        cls,
+        spec: MarketplaceNodeSpec,
+        *,
+        default_image: str,
+        restart_token: str = "",
+        tls: TlsMount | None = None,
     ) -> PodInputs:
         """The inputs of a node with `spec`: its image, or the operator's default."""
-        return cls(image=spec.image or default_image, spec=spec, restart_token=restart_token)
+        return cls(
+            image=spec.image or default_image, spec=spec, restart_token=restart_token, tls=tls
+        )
 
     def hash_material(self) -> dict[str, Any]:
         spec = self.spec
@@ -72,6 +81,8 @@ class PodInputs:
                 )
                 if value
             },
+            # Only when on, so that pods made before TLS existed keep their hash.
+            **({"tls": [self.tls.secret, self.tls.peer_name]} if self.tls else {}),
         }
 
 
@@ -94,17 +105,31 @@ def restart_token(mnode: Mapping[str, Any]) -> str:
     return str(notes.get(RESTARTED_AT_ANNOTATION, ""))[:RESTART_TOKEN_MAX]
 
 
-def inputs_of(mnode: Mapping[str, Any], *, default_image: str) -> PodInputs:
+def inputs_of(
+    mnode: Mapping[str, Any], *, default_image: str, tls: TlsMount | None = None
+) -> PodInputs:
     """Everything a MarketplaceNode's pod is a function of: spec, resolved image, restart
-    token."""
+    token, and the TLS its fleet asks for."""
     spec = MarketplaceNodeSpec.model_validate(mnode.get("spec") or {})
-    return PodInputs.resolve(spec, default_image=default_image, restart_token=restart_token(mnode))
+    return PodInputs.resolve(
+        spec, default_image=default_image, restart_token=restart_token(mnode), tls=tls
+    )
 
 
 def template_hash(inputs: PodInputs) -> str:
     """A short stable digest of `inputs` (canonical JSON, SHA-256, 16 hex digits)."""
     material = json.dumps(inputs.hash_material(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(material.encode()).hexdigest()[:16]
+
+
+def _tls_env(tls: TlsMount) -> list[dict[str, Any]]:
+    """The mounted certificate Secret, cert-manager's layout, and the fleet's name."""
+    return [
+        {"name": "MARKETPLACE_NODE_TLS_CERT_FILE", "value": f"{names.TLS_DIR}/tls.crt"},
+        {"name": "MARKETPLACE_NODE_TLS_KEY_FILE", "value": f"{names.TLS_DIR}/tls.key"},
+        {"name": "MARKETPLACE_NODE_TLS_CA_FILE", "value": f"{names.TLS_DIR}/ca.crt"},
+        {"name": "MARKETPLACE_NODE_TLS_PEER_NAME", "value": tls.peer_name},
+    ]
 
 
 def _env(spec: MarketplaceNodeSpec) -> list[dict[str, Any]]:
@@ -155,7 +180,7 @@ def _container(inputs: PodInputs) -> dict[str, Any]:
     container: dict[str, Any] = {
         "name": names.CONTAINER,
         "image": inputs.image,
-        "env": _env(spec),
+        "env": _env(spec) + (_tls_env(inputs.tls) if inputs.tls else []),
         "ports": [{"name": names.PORT_NAME, "containerPort": spec.p2p.port, "protocol": "TCP"}],
         "readinessProbe": _probe("/readyz", period=1, failures=1),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
@@ -177,6 +202,10 @@ def _container(inputs: PodInputs) -> dict[str, Any]:
             {"name": "tmp", "mountPath": "/tmp"},  # noqa: S108 - the pod's own emptyDir
         ],
     }
+    if inputs.tls is not None:
+        container["volumeMounts"].append(
+            {"name": "tls", "mountPath": names.TLS_DIR, "readOnly": True}
+        )
     resources = spec.resources.model_dump(mode="json", exclude_defaults=True)
     if resources:
         container["resources"] = resources
@@ -330,6 +359,7 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
             names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs),
             # tells the rollout's plan *why* a pod is stale; the hash covers it already
             **({RESTARTED_AT_ANNOTATION: inputs.restart_token} if inputs.restart_token else {}),
+            **({names.TLS_SCHEME_ANNOTATION: "https"} if inputs.tls else {}),
         },
     )
     meta["labels"] = {**extra.labels, **meta["labels"]}
@@ -375,9 +405,16 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
                     "persistentVolumeClaim": {"claimName": names.data_pvc_name(ref.name)},
                 },
                 {"name": "tmp", "emptyDir": {}},
+                *(_tls_volume(inputs.tls) if inputs.tls else []),
             ],
         },
     }
+
+
+def _tls_volume(tls: TlsMount) -> list[dict[str, Any]]:
+    """The certificate Secret; the kubelet updates the files when it changes, and the node
+    reloads them (a renewal needs no new pod)."""
+    return [{"name": "tls", "secret": {"secretName": tls.secret, "defaultMode": 0o400}}]
 
 
 def gate_patch(

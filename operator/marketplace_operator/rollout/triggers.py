@@ -50,17 +50,21 @@ def _spec_text(mnode: Body) -> str:
     return json.dumps(mnode.get("spec") or {}, sort_keys=True, separators=(",", ":"))
 
 
-def desired_revision(mnode: Body, *, default_image: str) -> Revision:
+def desired_revision(
+    mnode: Body, *, default_image: str, tls: names.TlsMount | None = None
+) -> Revision:
     """Memoized on the spec's JSON: every rollout pass reads every member's, and validating
     and hashing twenty specs per pass was a tenth of the operator's CPU while a fleet
-    starts."""
-    return _revision(_spec_text(mnode), pod.restart_token(mnode), default_image)
+    starts. `tls`: what the fleet's spec.tls mounts (reconcile.tls.mount_of)."""
+    return _revision(_spec_text(mnode), pod.restart_token(mnode), default_image, tls)
 
 
 @functools.lru_cache(maxsize=4096)
-def _revision(spec_text: str, token: str, default_image: str) -> Revision:
+def _revision(
+    spec_text: str, token: str, default_image: str, tls: names.TlsMount | None
+) -> Revision:
     spec = MarketplaceNodeSpec.model_validate_json(spec_text)
-    inputs = pod.PodInputs.resolve(spec, default_image=default_image, restart_token=token)
+    inputs = pod.PodInputs.resolve(spec, default_image=default_image, restart_token=token, tls=tls)
     return Revision(pod.template_hash(inputs), token or None)
 
 
@@ -91,10 +95,11 @@ def node_view(
     default_image: str,
     drain: Drain = Drain.UNKNOWN,
     routed: bool | None = None,
+    tls: names.TlsMount | None = None,
 ) -> NodeView:
     """One MarketplaceNode and its pod as the planner sees them."""
     name = str(mnode["metadata"]["name"])
-    desired = desired_revision(mnode, default_image=default_image)
+    desired = desired_revision(mnode, default_image=default_image, tls=tls)
     status = mnode.get("status") or {}
     listed = status.get("connectedPeers")
     base = NodeView(
