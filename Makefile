@@ -25,6 +25,10 @@ lock: ## re-resolve lock/ after editing dependencies in pyproject.toml (keeps wh
 k8s-binaries: ## build (once, cached) etcd, kube-apiserver, controller-manager, scheduler, kubectl
 	@hack/build-k8s.sh >/dev/null
 
+.PHONY: go-binaries
+go-binaries: ## build (once, cached) Prometheus and promtool from their Go module
+	@hack/build-prometheus.sh >/dev/null
+
 .PHONY: cluster
 cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent; NODES=N local Nodes, default 3)
 	@hack/cluster.sh up
@@ -77,7 +81,7 @@ test-lowest: ## unit tests with every direct dependency at its floor (lock/lowes
 	$(ROOT)/.venv-lowest/bin/pytest tests/unit -q -W ignore::pytest.PytestUnraisableExceptionWarning $(PYTEST_ARGS)
 
 .PHONY: test-integration
-test-integration: cluster ## integration tests against the local cluster and real node processes
+test-integration: cluster go-binaries ## integration tests against the local cluster and real node processes
 	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e

@@ -10,6 +10,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from marketplace_operator.model.mnode import Phase
+from marketplace_operator.nodeclient import OPERATIONS
 
 
 class _PhaseCollector(Collector):
@@ -52,6 +53,8 @@ class Metrics:
             ["operation"],
             registry=registry,
         )
+        for operation in OPERATIONS:  # 0, not absent, until the first error (and on dashboards)
+            self.admin_errors.labels(operation)
         registry.register(_PhaseCollector(phases))
 
     def observe_reconcile(self, outcome: str, seconds: float) -> None:

@@ -213,6 +213,10 @@ class NodeClient:
         return got
 
 
+OPERATIONS: Final = ("status", "members", "drain", "drain-status", "policy", "local-bans")
+"""Every admin API call above by its `operation` name (the label of the error counter)."""
+
+
 def _refused(status: int, raw: bytes, operation: str) -> errors.NodeRefused:
     try:
         body = ErrorBody.model_validate_json(raw)

@@ -53,6 +53,24 @@ def wait_for(
     )
 
 
+def wait_http_ok(
+    proc: subprocess.Popen[bytes], url: str, *, logs: Callable[[], str], timeout: float, what: str
+) -> None:
+    """Wait until the child process `proc` answers 200 at `url`; fail with its log if it
+    exits first."""
+    http = urllib3.PoolManager()
+
+    def ok() -> bool:
+        if proc.poll() is not None:
+            pytest.fail(f"{what} exited with {proc.returncode}:\n{logs()[-3000:]}")
+        try:
+            return http.request("GET", url, timeout=1.0, retries=False).status == 200
+        except urllib3.exceptions.HTTPError:
+            return False
+
+    wait_for(ok, timeout=timeout, what=f"{what} at {url}")
+
+
 class OperatorProcess:
     """The real operator as a child process, for start/stop/SIGKILL scenarios."""
 
@@ -100,19 +118,8 @@ class OperatorProcess:
                 ],
                 stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT,
             )  # fmt: skip
-        http = urllib3.PoolManager()
-
-        def alive() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                pytest.fail(f"operator exited with {self.proc.returncode}:\n{self.logs()[-3000:]}")
-            try:
-                url = f"http://127.0.0.1:{self.liveness_port}/healthz"
-                return http.request("GET", url, timeout=1.0, retries=False).status == 200
-            except urllib3.exceptions.HTTPError:
-                return False
-
-        wait_for(alive, timeout=timeout, what="the operator's liveness endpoint")
+        url = f"http://127.0.0.1:{self.liveness_port}/healthz"
+        wait_http_ok(self.proc, url, logs=self.logs, timeout=timeout, what="the operator")
 
     def stop(self, *, timeout: float = 30) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -16,7 +16,8 @@ from marketplace_node.model import AnnouncementKind, PackageDraft, PackageMeta
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_protocol.identity import Identity
-from test_policy_propagation import FLEET, HTTP, apply
+from peer_helpers import HTTP
+from test_policy_propagation import FLEET, apply
 from test_policy_propagation import fleet as fleet  # noqa: PLC0414 - the shared fixture
 
 AUTHOR, HIJACKER = Identity.generate(), Identity.generate()

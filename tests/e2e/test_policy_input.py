@@ -13,15 +13,14 @@ from e2e_helpers import Kubectl, wait_for
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
 from marketplace_protocol.identity import Identity
+from peer_helpers import banned, peer_request
 from test_policy_propagation import (
     FLEET,
     apply,
     banlist,
-    banned,
     configmap_version,
     everywhere,
     node_versions,
-    peer_request,
     ratelimitpolicy,
     served,
     token_of,

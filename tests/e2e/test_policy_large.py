@@ -23,13 +23,11 @@ from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_operator.model.banlist import MAX_ENTRIES_PER_OBJECT
 from marketplace_protocol.identity import Identity
 from marketplace_protocol.parts import MANIFEST_FILE, PolicyManifest, part_name
+from peer_helpers import banned, peer_request
 from test_policy_propagation import (  # the fleet of three nodes and its helpers
     FLEET,
-    banned,
     configmap_version,
-    fleet,  # noqa: F401 - a fixture
     node_versions,
-    peer_request,
     pod_ips,
     serving,
     token_of,
@@ -93,7 +91,7 @@ def test_a_sharded_policy_reaches_a_restarting_node_through_its_volume(
     kube: k8s.BlockingKube,
     kubectl: Kubectl,
     namespace: str,
-    fleet: dict[str, str],  # noqa: F811 - the fixture imported above
+    fleet: dict[str, str],
     operator: OperatorProcess,
 ) -> None:
     rnd = random.Random(6)

@@ -18,31 +18,16 @@ import pytest
 import urllib3
 import yaml
 from e2e_helpers import Kubectl, OperatorProcess, wait_for
-from marketplace_node import signing
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_protocol.identity import Identity
+from peer_helpers import HTTP, banned, peer_request
 
 FLEET = "blue"
 NODES = ["pa", "pb", "pc"]
-HTTP = urllib3.PoolManager(maxsize=16)
-QUERY = "after=0&limit=1"
-PATH = "/p2p/v1/changes"
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def peer_request(ip: str, ident: Identity) -> tuple[int, str | None]:
-    """One signed peer request; (HTTP status, error code or None)."""
-    headers = signing.sign_request(
-        ident, method="GET", path=PATH, query=QUERY, created=int(time.time())
-    )
-    resp = HTTP.request(
-        "GET", f"http://{ip}:7070{PATH}?{QUERY}", headers=headers, timeout=3.0, retries=False
-    )
-    code = json.loads(resp.data).get("code") if resp.status >= 400 else None
-    return resp.status, code
 
 
 def admin(ip: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
@@ -141,10 +126,6 @@ def everywhere(
         return all(want(*peer_request(ip, ident)) for ip in ips.values())
 
     return probe
-
-
-def banned(status: int, code: str | None) -> bool:
-    return status == 403 and code == "peer_banned"
 
 
 def served(status: int, code: str | None) -> bool:

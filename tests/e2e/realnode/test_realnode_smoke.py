@@ -15,6 +15,7 @@ import yaml
 from e2e_helpers import ROOT, Kubectl, OperatorProcess, condition, wait_for, wait_ready
 from marketplace_operator import k8s
 from marketplace_protocol.identity import Identity
+from peer_helpers import banned
 from real_node import REAL_NODE, Images
 from rollout_helpers import (
     check_pods_owned,
@@ -24,7 +25,7 @@ from rollout_helpers import (
     request_restart,
     wait_rollout,
 )
-from test_policy_propagation import apply, banlist, banned, everywhere, served
+from test_policy_propagation import apply, banlist, everywhere, served
 
 BRIDGE_NET = ipaddress.ip_network("10.244.0.0/16")
 EXAMPLE = ROOT / "examples" / "fleet.yaml"

@@ -1,5 +1,5 @@
 """The chart's PrometheusRule under the real promtool (built from the Prometheus Go module,
-hack/build-promtool.sh): the rendered rules pass `promtool check rules`, and every alert
+hack/build-prometheus.sh): the rendered rules pass `promtool check rules`, and every alert
 has unit tests (rules/alerts_test.yaml) in which it fires on the series that should
 trigger it and stays silent on the ones that should not."""
 
@@ -22,10 +22,10 @@ VALUES = {"monitoring": {"prometheusRule": {"enabled": True}}}
 @pytest.fixture(scope="session")
 def promtool() -> Path:
     out = subprocess.run(
-        [str(ROOT / "hack" / "build-promtool.sh")],
+        [str(ROOT / "hack" / "build-prometheus.sh")],
         capture_output=True, text=True, timeout=3600, check=True,
     )  # fmt: skip
-    return Path(out.stdout.strip())
+    return Path(out.stdout.strip()) / "promtool"
 
 
 def _rule(helm: Helm) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import gzip
+import inspect
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,3 +88,16 @@ def test_large_bodies_shrink() -> None:
     assert encoded.headers["Content-Encoding"] == "gzip"
     raw = gzip.decompress(encoded.data)
     assert len(encoded.data) < len(raw) / 3
+
+
+def test_operations_names_every_admin_call() -> None:
+    """The error counter's series are created for OPERATIONS: it must name every call."""
+    tree = ast.parse(inspect.getsource(nodeclient))
+    used = {
+        kw.value.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        for kw in node.keywords
+        if kw.arg == "operation" and isinstance(kw.value, ast.Constant)
+    }
+    assert used == set(nodeclient.OPERATIONS)

@@ -10,7 +10,7 @@ from aiohttp import web
 from marketplace_operator import actuate, errors, nodeloop
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
-from marketplace_operator.nodeclient import NodeClient, base_url
+from marketplace_operator.nodeclient import OPERATIONS, NodeClient, base_url
 from marketplace_operator.settings import Settings
 from marketplace_protocol.admin import DrainState, Member, Members
 from prometheus_client import CollectorRegistry
@@ -68,12 +68,14 @@ def test_settings_refuse_nonsense(bad: dict[str, Any]) -> None:
 
 def test_metrics_count_outcomes_and_phases_at_scrape_time() -> None:
     registry = CollectorRegistry()
+    got = registry.get_sample_value
     phases: dict[Any, Phase] = {("ns", "a"): Phase.READY, ("ns", "b"): Phase.READY}
     metrics = Metrics(registry, phases=lambda: phases)
+    for operation in OPERATIONS:  # every operation's series exists from the start
+        assert got("marketplace_operator_admin_api_errors_total", {"operation": operation}) == 0
     metrics.observe_reconcile("ok", 0.2)
     metrics.observe_reconcile("retry", 1.0)
     metrics.admin_error("status")
-    got = registry.get_sample_value
     assert got("marketplace_operator_reconciliations_total", {"outcome": "ok"}) == 1
     assert got("marketplace_operator_reconcile_duration_seconds_count", {"outcome": "retry"}) == 1
     assert got("marketplace_operator_admin_api_errors_total", {"operation": "status"}) == 1
