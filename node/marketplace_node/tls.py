@@ -58,16 +58,19 @@ class NamedContext(ssl.SSLContext):
         return super().wrap_socket(sock, *args, **kwargs)
 
 
-def client_context(ca_file: Path | None, server_name: str | None = None) -> NamedContext:
-    """A verifying client context: the CA bundle in `ca_file` (else the system's), and
-    `server_name` as the name every server's certificate must carry (else its host)."""
+def client_context(
+    ca_file: Path | None, server_name: str | None = None, *, ca_pem: str | None = None
+) -> NamedContext:
+    """A verifying client context: the CA bundle in `ca_file` or `ca_pem` (else the
+    system's), and `server_name` as the name every server's certificate must carry (else
+    its host)."""
     ctx = NamedContext(ssl.PROTOCOL_TLS_CLIENT)
     ctx.minimum_version = MINIMUM_VERSION
     ctx.server_name = server_name
-    if ca_file is None:
+    if ca_file is None and ca_pem is None:
         ctx.load_default_certs(ssl.Purpose.SERVER_AUTH)
     else:
-        ctx.load_verify_locations(cafile=ca_file)
+        ctx.load_verify_locations(cafile=ca_file, cadata=ca_pem)
     return ctx
 
 

@@ -10,6 +10,7 @@ json|yaml|wide`). Exit codes: 0 done; 1 the cluster refused or the thing is not 
 from __future__ import annotations
 
 import argparse
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -363,17 +364,27 @@ def cmd_report(cli: kube.Api, args: argparse.Namespace, target: kube.Target) -> 
     return f"wrote {path} ({len(bundle.files)} files)\n"
 
 
+def _node_tls(cli: kube.Api, mnode: dict[str, Any]) -> ssl.SSLContext | None:
+    """How to verify the node when its pod serves HTTPS (its fleet's spec.tls)."""
+    pod_name = str((mnode.get("status") or {}).get("podName") or mnode["metadata"]["name"])
+    found = nodeaccess.pod_tls(cli.get(kube.PODS, pod_name))
+    if found is None:
+        return None
+    return nodeaccess.context_for(found, cli.get(kube.SECRETS, found.secret))
+
+
 def cmd_node(cli: kube.Api, args: argparse.Namespace, target: kube.Target) -> str:
     node = nodeaccess.pick(cli.list(kube.MNODES), node=args.node, fleet=args.fleet)
     mnode = cli.get(kube.MNODES, node)
     if mnode is None:
         raise Failed(f'marketplacenodes.{GROUP} "{node}" not found')
-    with nodeaccess.base_url(nodeaccess.endpoint(mnode), target.kubectl()) as base:
+    end = nodeaccess.endpoint(mnode, context=_node_tls(cli, mnode))
+    with nodeaccess.base_url(end, target.kubectl()) as base:
         if args.verb == "search":
             query = nodeaccess.search_query(
                 args.keywords, tags=args.tag, category=args.category, limit=args.limit
             )
-            page = nodeaccess.call(f"{base}/api/v1/search?{query}")
+            page = nodeaccess.call(f"{base}/api/v1/search?{query}", context=end.context)
             if args.output:
                 return output.dump(page, args.output)
             rows = nodeaccess.result_rows(page)
@@ -395,7 +406,7 @@ def cmd_node(cli: kube.Api, args: argparse.Namespace, target: kube.Target) -> st
             author = authors.load(authors.key_path(args.key_file))
         except (OSError, ValueError) as exc:
             raise Failed(str(exc)) from None
-        result = nodeaccess.publish(base, content, draft, author)
+        result = nodeaccess.publish(base, content, draft, author, context=end.context)
     if args.output:
         return output.dump(result, args.output)
     return f"published {args.name}@{args.version} as {result.get('id')} (through {node})\n"

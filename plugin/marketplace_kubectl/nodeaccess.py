@@ -1,6 +1,11 @@
 """`kubectl marketplace search|publish` (and the report's node status): a node's client API
 from outside the cluster.
 
+A node whose fleet has TLS on (its pod annotated `scheme: https`) is called over HTTPS,
+verified with the fleet's CA (`ca.crt` of the certificate Secret its pod mounts) for the
+fleet's name (the pod's `MARKETPLACE_NODE_TLS_PEER_NAME`), through the port-forward as
+directly: the certificate names the fleet, not the address dialled.
+
 The way in is `kubectl port-forward` to the node's pod, run with the same kubeconfig,
 context and namespace as the plugin, on a free local port. One exception: a pod whose
 IP is a loopback address is a process on this very machine (the project's local
@@ -11,10 +16,12 @@ streaming endpoint for port-forward.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
 import re
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -25,8 +32,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_node import sealing
+from marketplace_node import sealing, tls
 from marketplace_node.model import PackageDraft
+from marketplace_operator.render import names
 from marketplace_protocol import identity
 
 from marketplace_kubectl.status import condition, fleet_of
@@ -42,13 +50,49 @@ class NodeAccessError(Exception):
 
 
 @dataclass(frozen=True)
+class PodTls:
+    """How to verify a node that serves HTTPS: its certificate Secret and the fleet's name."""
+
+    secret: str
+    server_name: str
+
+
+def pod_tls(pod: Mapping[str, Any] | None) -> PodTls | None:
+    """The TLS of a node's pod as the operator made it (pure); None: plain HTTP."""
+    if pod is None:
+        return None
+    notes = (pod.get("metadata") or {}).get("annotations") or {}
+    if notes.get(names.TLS_SCHEME_ANNOTATION) != "https":
+        return None
+    spec = pod.get("spec") or {}
+    secret = next(
+        (v["secret"]["secretName"] for v in spec.get("volumes") or [] if v.get("name") == "tls"),
+        None,
+    )
+    env = {
+        e.get("name"): e.get("value")
+        for c in spec.get("containers") or []
+        for e in c.get("env") or []
+    }
+    server_name = env.get("MARKETPLACE_NODE_TLS_PEER_NAME")
+    if secret is None or server_name is None:
+        raise NodeAccessError(f"pod {pod['metadata'].get('name')} serves https but names no CA")
+    return PodTls(secret=str(secret), server_name=str(server_name))
+
+
+@dataclass(frozen=True)
 class Endpoint:
-    """Where a MarketplaceNode serves: its pod, pod IP and port."""
+    """Where a MarketplaceNode serves: its pod, pod IP and port, and how to verify it."""
 
     namespace: str
     pod: str
     ip: str | None
     port: int
+    context: ssl.SSLContext | None = None  # set: the node serves https, verified with it
+
+    @property
+    def scheme(self) -> str:
+        return "https" if self.context is not None else "http"
 
     @property
     def local(self) -> bool:
@@ -77,14 +121,27 @@ def pick(mnodes: Sequence[Mapping[str, Any]], *, node: str | None, fleet: str | 
     return ready[0]
 
 
-def endpoint(mnode: Mapping[str, Any]) -> Endpoint:
+def endpoint(mnode: Mapping[str, Any], *, context: ssl.SSLContext | None = None) -> Endpoint:
     status = mnode.get("status") or {}
     return Endpoint(
         namespace=str(mnode["metadata"]["namespace"]),
         pod=str(status.get("podName") or mnode["metadata"]["name"]),
         ip=status.get("podIP"),
         port=int(((mnode.get("spec") or {}).get("p2p") or {}).get("port") or DEFAULT_PORT),
+        context=context,
     )
+
+
+def context_for(found: PodTls, ca_secret: Mapping[str, Any] | None) -> ssl.SSLContext:
+    """The client context verifying a node with the CA in its certificate Secret."""
+    data = (ca_secret or {}).get("data") or {}
+    if "ca.crt" not in data:
+        raise NodeAccessError(f"Secret {found.secret} holds no ca.crt to verify the node with")
+    ca_pem = base64.b64decode(data["ca.crt"]).decode()
+    try:
+        return tls.client_context(None, found.server_name, ca_pem=ca_pem)
+    except ssl.SSLError as exc:
+        raise NodeAccessError(f"the ca.crt of Secret {found.secret} is unusable: {exc}") from None
 
 
 def forwarded_port(line: str) -> int | None:
@@ -99,7 +156,7 @@ def base_url(end: Endpoint, kubectl: Sequence[str]) -> Iterator[str]:
 
     `kubectl` is the command line of kubectl with the plugin's global flags."""
     if end.local:
-        yield f"http://{end.ip}:{end.port}"
+        yield f"{end.scheme}://{end.ip}:{end.port}"
         return
     command = [
         *kubectl, "-n", end.namespace, "port-forward", f"pod/{end.pod}", f":{end.port}",
@@ -119,7 +176,7 @@ def base_url(end: Endpoint, kubectl: Sequence[str]) -> Iterator[str]:
         if port is None:
             err = proc.stderr.read() if proc.stderr else ""
             raise NodeAccessError(f"kubectl port-forward to {end.pod} failed: {err.strip()}")
-        yield f"http://127.0.0.1:{port}"
+        yield f"{end.scheme}://127.0.0.1:{port}"
     finally:
         proc.terminate()
         try:
@@ -129,14 +186,21 @@ def base_url(end: Endpoint, kubectl: Sequence[str]) -> Iterator[str]:
 
 
 def call(
-    url: str, *, method: str = "GET", body: bytes | None = None, content_type: str = ""
+    url: str,
+    *,
+    method: str = "GET",
+    body: bytes | None = None,
+    content_type: str = "",
+    context: ssl.SSLContext | None = None,
 ) -> Any:
     """One call to the node's client API; its JSON answer, or NodeAccessError with its body."""
-    request = urllib.request.Request(  # noqa: S310 - http only: built above from a pod address
+    request = urllib.request.Request(  # noqa: S310 - http(s) only: built above from a pod address
         url, data=body, method=method, headers={"Content-Type": content_type or "application/json"}
     )
     try:
-        with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT_SECONDS) as resp:  # noqa: S310
+        with urllib.request.urlopen(  # noqa: S310 - as above
+            request, timeout=HTTP_TIMEOUT_SECONDS, context=context
+        ) as resp:
             return json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as exc:
         detail = exc.read().decode(errors="replace")[:500]
@@ -157,7 +221,14 @@ def search_query(
     return urllib.parse.urlencode(pairs)
 
 
-def publish(base: str, content: bytes, draft: Mapping[str, Any], author: identity.Identity) -> Any:
+def publish(
+    base: str,
+    content: bytes,
+    draft: Mapping[str, Any],
+    author: identity.Identity,
+    *,
+    context: ssl.SSLContext | None = None,
+) -> Any:
     """Upload the bytes, sign the package with the author's key here, then post it (what
     `marketplace-node publish` does: the node never signs for a client)."""
     digest = hashlib.sha256(content).hexdigest()
@@ -166,11 +237,15 @@ def publish(base: str, content: bytes, draft: Mapping[str, Any], author: identit
         method="PUT",
         body=content,
         content_type="application/octet-stream",
+        context=context,
     )
     package = PackageDraft.model_validate({**draft, "digest": digest, "size": len(content)})
     meta = sealing.sign_package(author, package, created=int(time.time()))
     return call(
-        f"{base}/api/v1/packages", method="POST", body=meta.model_dump_json(by_alias=True).encode()
+        f"{base}/api/v1/packages",
+        method="POST",
+        body=meta.model_dump_json(by_alias=True).encode(),
+        context=context,
     )
 
 

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import base64
 import urllib.parse
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from marketplace_kubectl import nodeaccess
+from marketplace_node import tls
+from marketplace_operator import certs
+from marketplace_operator.render import names
 
 from . import objects as o
 
@@ -67,3 +73,37 @@ def test_result_rows() -> None:
         ]
     }
     assert nodeaccess.result_rows(page) == [["n", "1.0.0", "tools", "3", "2", "i1"]]
+
+
+def _tls_pod(*, scheme: str = "https", volumes: bool = True) -> dict[str, Any]:
+    return {
+        "metadata": {"name": "n1", "annotations": {names.TLS_SCHEME_ANNOTATION: scheme}},
+        "spec": {
+            "containers": [
+                {"env": [{"name": "MARKETPLACE_NODE_TLS_PEER_NAME", "value": "blue.ns.svc"}]}
+            ],
+            "volumes": [{"name": "tls", "secret": {"secretName": "n1-tls"}}] if volumes else [],
+        },
+    }
+
+
+def test_a_pod_serving_https_names_its_ca_secret_and_the_fleet_name() -> None:
+    assert nodeaccess.pod_tls(_tls_pod()) == nodeaccess.PodTls("n1-tls", "blue.ns.svc")
+    assert nodeaccess.pod_tls(_tls_pod(scheme="http")) is None
+    assert nodeaccess.pod_tls(None) is None
+    with pytest.raises(nodeaccess.NodeAccessError, match="names no CA"):
+        nodeaccess.pod_tls(_tls_pod(volumes=False))
+
+
+def test_the_ca_comes_from_the_certificate_secret() -> None:
+    ca = certs.new_ca("fleet", now=datetime.now(UTC), valid=timedelta(days=1))
+    secret = {"data": {"ca.crt": base64.b64encode(ca.cert_pem).decode()}}
+    found = nodeaccess.PodTls("n1-tls", "blue.ns.svc")
+    context = nodeaccess.context_for(found, secret)
+    assert isinstance(context, tls.NamedContext)
+    assert context.server_name == "blue.ns.svc"
+    assert len(context.get_ca_certs()) == 1
+    end = nodeaccess.endpoint(o.mnode("n1"), context=context)
+    assert end.scheme == "https"
+    with pytest.raises(nodeaccess.NodeAccessError, match=r"no ca\.crt"):
+        nodeaccess.context_for(found, {"data": {}})
