@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.k8s import Kube
@@ -80,6 +81,9 @@ class Context:
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
+    # Kubernetes Node name -> (monotonic time read, the Node or None): read only for nodes
+    # whose pod is not serving, and shared for a moment by all of them (a lost Node has many).
+    kube_nodes: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
 
     def node(self, key: NodeKey) -> NodeState:
         return self.node_states.setdefault(key, NodeState())

@@ -18,6 +18,8 @@ class Reason(enum.StrEnum):
     DRAIN_SKIPPED = "DrainSkipped"
     DEGRADED = "Degraded"
     RECONCILE_FAILED = "ReconcileFailed"
+    NODE_LOST = "NodeLost"  # its Kubernetes Node is lost: the pod deleted forcibly
+    RELOCATING = "Relocating"  # its data claim's Node is unavailable: a new claim elsewhere
 
 
 def post(target: Mapping[str, Any], *, reason: str, message: str, warning: bool = False) -> None:

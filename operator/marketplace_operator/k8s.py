@@ -67,6 +67,7 @@ PDBS = Resource("poddisruptionbudgets", "policy", "v1")
 ENDPOINTSLICES = Resource("endpointslices", "discovery.k8s.io", "v1")
 ISSUERS = Resource("issuers", "cert-manager.io", "v1")
 CERTIFICATES = Resource("certificates", "cert-manager.io", "v1")
+NODES = Resource("nodes", namespaced=False)
 
 
 def translate(status: int, body: bytes | str | None) -> errors.KubeError:

@@ -28,7 +28,7 @@ from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
 from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.nodeclient import base_url
-from marketplace_operator.reconcile import fleet, gate, status, tls
+from marketplace_operator.reconcile import fleet, gate, relocation, status, tls
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
 from marketplace_operator.render import configmap, names, pod
@@ -83,6 +83,7 @@ class Outcome:
     # Only the node itself can say when it joined (no watch tells): poll it soon.
     joining: bool = False
     status_in: float | None = None  # a paced status write is due in this many seconds
+    recheck_in: float | None = None  # a NotReady Node's grace ends in this many seconds
     backoff: bool = False  # the API server refused what the spec asks for: retry slower
 
 
@@ -339,6 +340,57 @@ async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: boo
         )
 
 
+NODE_READ_TTL_SECONDS = 2.0
+
+
+async def _kube_node(ctx: Context, name: str) -> relocation.NodeHealth:
+    """A Kubernetes Node's health, read at most every `NODE_READ_TTL_SECONDS`."""
+    now = time.monotonic()
+    cached = ctx.kube_nodes.get(name)
+    if cached is None or now - cached[0] >= NODE_READ_TTL_SECONDS:
+        cached = (now, await ctx.kube.get(k8s.NODES, "", name))
+        ctx.kube_nodes[name] = cached
+    return relocation.node_health(name, cached[1])
+
+
+async def relocate(
+    ctx: Context, body: Mapping[str, Any], views: Views, desired: plan.Desired
+) -> relocation.Verdict:
+    """Look at the Nodes the node depends on (only when its pod is not serving) and carry
+    out the relocation verdict (reconcile/relocation.py)."""
+    view = pod_view(views.pod) if views.pod is not None else None
+    pod_node = relocation.pods_node_to_check(view)
+    claim_node = relocation.claims_node_to_check(view, views.pvc)
+    if desired.paused or (pod_node is None and claim_node is None):
+        return relocation.Verdict()
+    verdict = relocation.decide(
+        desired.spec.relocation,
+        pod_node=await _kube_node(ctx, pod_node) if pod_node else None,
+        claim_node_health=await _kube_node(ctx, claim_node) if claim_node else None,
+        now=datetime.now(UTC),
+    )
+    ref, action = desired.ref, verdict.action
+    if isinstance(action, relocation.ForceDeletePod) and view is not None:
+        await ctx.kube.delete(k8s.PODS, ref.namespace, view.name, uid=view.uid, grace_seconds=0)
+        events.warning(
+            body, events.Reason.NODE_LOST,
+            f"{action.why}: Node {action.node} has not been Ready for "
+            f"{desired.spec.relocation.node_lost_grace_seconds}s: deleted pod {view.name} "
+            "(its kubelet cannot confirm); it is replaced on a healthy Node",
+        )  # fmt: skip
+    elif isinstance(action, relocation.RelocateVolume) and views.pvc is not None:
+        if view is not None:  # never scheduled: nothing ran
+            await ctx.kube.delete(k8s.PODS, ref.namespace, view.name, uid=view.uid, grace_seconds=0)
+        claim = views.pvc["metadata"]
+        await ctx.kube.delete(k8s.PVCS, ref.namespace, claim["name"], uid=claim.get("uid"))
+        events.normal(
+            body, events.Reason.RELOCATING,
+            f"{action.why}: the data volume is on Node {action.node}: a new one is made where "
+            "the new pod runs; the node fills it again from its peers",
+        )  # fmt: skip
+    return verdict
+
+
 async def reconcile_once(
     ctx: Context, body: Mapping[str, Any], views: Views, *, stopped: Callable[[], bool]
 ) -> Outcome:
@@ -348,6 +400,13 @@ async def reconcile_once(
     port = desired.spec.p2p.port
     conflicts: list[str] = []
     replacing: str | None = None
+    moved = await relocate(ctx, body, views, desired)
+    if moved.action is not None:
+        # Acted on (or waiting for) an unavailable Node: the views are stale until the
+        # deletions' watch events arrive, which wake this loop again.
+        outcome = await report_status(ctx, body, views, desired, Findings(replacing=moved.reason))
+        outcome.recheck_in = moved.recheck_in
+        return outcome
     binding = await _binding_mode(ctx, views.pvc) if views.pod is None else None
     tls_path = desired.tls.path if desired.tls is not None else None
     actions = plan.plan(desired, views.observed(binding, tls_path), now=datetime.now(UTC))
@@ -384,12 +443,14 @@ async def reconcile_once(
         isinstance(a, plan.Patch) and a.kind is plan.Kind.PVC and a.why == "resize" for a in actions
     ) and not any(r.startswith("pvc ") for r in rejected)
     findings = Findings(
-        replacing=replacing,
+        replacing=replacing or moved.reason,
         conflicts=tuple(conflicts),
         rejected=tuple(rejected),
         volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
     )
-    return await report_status(ctx, body, views, desired, findings)
+    outcome = await report_status(ctx, body, views, desired, findings)
+    outcome.recheck_in = moved.recheck_in
+    return outcome
 
 
 def refuses_spec(exc: BaseException) -> bool:
@@ -682,6 +743,9 @@ async def run(
             try:
                 result = await reconcile_once(ctx, body, views(), stopped=stopped)
                 outcome, joining, status_in = "ok", result.joining, result.status_in
+                if result.recheck_in is not None:  # a NotReady Node's grace: look again then
+                    due = result.recheck_in + 0.5
+                    status_in = due if status_in is None else min(status_in, due)
                 failures = failures + 1 if result.backoff else 0
             except errors.OperatorError as exc:
                 outcome = "retry" if exc.retriable else "error"

@@ -189,3 +189,30 @@ def wait_ready(
 
         out.append(wait_for(probe, timeout=timeout, what=f"MarketplaceNode {name} Ready"))
     return out
+
+
+# --- Kubernetes Nodes ----------------------------------------------------------------------
+
+LOCAL_KUBELET = "marketplace.p2p.dev/local-kubelet"
+
+
+def local_nodes(kube: k8s.BlockingKube) -> list[str]:
+    """Schedulable local Nodes (the real-kubelet Node is tainted and has no such label)."""
+    items = kube.request("GET", "/api/v1/nodes")["items"]
+    return sorted(
+        n["metadata"]["name"]
+        for n in items
+        if (n["metadata"].get("labels") or {}).get(LOCAL_KUBELET) == "true"
+        and not n.get("spec", {}).get("unschedulable")
+    )
+
+
+def placement(kube: k8s.BlockingKube, namespace: str, names: list[str]) -> dict[str, str]:
+    """Pod -> its Node, for the pods already bound to one."""
+    out = {}
+    for name in names:
+        pod = kube.get(k8s.PODS, namespace, name)
+        node = ((pod or {}).get("spec") or {}).get("nodeName")
+        if node:
+            out[name] = node
+    return out

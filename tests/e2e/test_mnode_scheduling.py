@@ -6,33 +6,16 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from e2e_helpers import OperatorProcess, condition, mnode_body, wait_for
+from e2e_helpers import (
+    OperatorProcess,
+    condition,
+    local_nodes,
+    mnode_body,
+    placement,
+    wait_for,
+)
 from marketplace_operator import k8s
 from rollout_helpers import events
-
-LOCAL = "marketplace.p2p.dev/local-kubelet"
-
-
-def local_nodes(kube: k8s.BlockingKube) -> list[str]:
-    """Local Nodes that take pods (the real-kubelet Node is tainted and has no such label)."""
-    items = kube.request("GET", "/api/v1/nodes")["items"]
-    return sorted(
-        n["metadata"]["name"]
-        for n in items
-        if (n["metadata"].get("labels") or {}).get(LOCAL) == "true"
-        and not n.get("spec", {}).get("unschedulable")
-    )
-
-
-def placement(kube: k8s.BlockingKube, namespace: str, names: list[str]) -> dict[str, str]:
-    """Pod -> its Node, for the pods already scheduled."""
-    out = {}
-    for name in names:
-        pod = kube.get(k8s.PODS, namespace, name)
-        node = ((pod or {}).get("spec") or {}).get("nodeName")
-        if node:
-            out[name] = node
-    return out
 
 
 def test_a_fleet_spreads_evenly_over_the_nodes_by_default(

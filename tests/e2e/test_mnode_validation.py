@@ -78,6 +78,7 @@ def test_defaults_are_filled_in_by_the_api_server(kube: k8s.BlockingKube, namesp
         "resources": {},
         "drainTimeoutSeconds": 30,
         "paused": False,
+        "relocation": {"whenNodeUnavailable": "Relocate", "nodeLostGraceSeconds": 60},
     }
 
 

@@ -82,8 +82,12 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
   resources: [pods/status]
   verbs: [patch]
 - apiGroups: [""]
-  resources: [services, persistentvolumeclaims]
+  resources: [services]
   verbs: [list, watch, create, patch]
+# delete: a relocated node's claim, left on a cordoned or lost Node
+- apiGroups: [""]
+  resources: [persistentvolumeclaims]
+  verbs: [list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [configmaps, secrets]
   verbs: [get, list, watch, create, patch]
@@ -124,6 +128,11 @@ cluster-wide peering object when peering in cluster scope.
 # operator waits for the claim to bind before it creates the pod.
 - apiGroups: [storage.k8s.io]
   resources: [storageclasses]
+  verbs: [get]
+# A node whose pod is not serving: is its Kubernetes Node cordoned or lost
+# (relocation, docs/operations.md)?
+- apiGroups: [""]
+  resources: [nodes]
   verbs: [get]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "cluster") }}
 - apiGroups: [kopf.dev]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import ConfigDict, Field
 
@@ -127,6 +127,30 @@ class ResourceRequirements(CamelModel):
     )
 
 
+class RelocationSpec(CamelModel):
+    """What happens to the node when its Kubernetes Node is drained, cordoned or lost
+    (docs/operations.md, "Draining and losing a Node")."""
+
+    when_node_unavailable: Literal["Relocate", "WaitForNode"] = Field(
+        default="Relocate",
+        description=(
+            "Relocate: a pod on a lost Node is deleted after nodeLostGraceSeconds, and a "
+            "node whose data volume sits on a cordoned or lost Node gets a new, empty "
+            "volume on another Node and re-syncs from its peers. WaitForNode: keep the "
+            "volume and wait for the Node to come back (as CloudNativePG's reusePVC)."
+        ),
+    )
+    node_lost_grace_seconds: int = Field(
+        default=60,
+        ge=0,
+        le=86_400,
+        description=(
+            "How long the Node may be NotReady (after the node lifecycle controller says "
+            "so) before the node counts as lost."
+        ),
+    )
+
+
 class MarketplaceNodeSpec(CamelModel):
     """Desired state of one marketplace node. The operator never writes it (GitOps-safe)."""
 
@@ -157,6 +181,10 @@ class MarketplaceNodeSpec(CamelModel):
     paused: bool = Field(
         default=False,
         description="Stop reconciling this node's children (the pod keeps running as it is).",
+    )
+    relocation: RelocationSpec = Field(
+        default_factory=RelocationSpec,
+        description="When its Kubernetes Node is drained or lost: relocate, or wait for it.",
     )
     scheduling: SchedulingSpec = Field(
         default_factory=SchedulingSpec,

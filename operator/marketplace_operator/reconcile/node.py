@@ -252,6 +252,8 @@ def _plan_pvc(desired: Desired, observed: dict[str, Any] | None) -> list[Action]
     wanted = pvc.data_pvc(desired.ref, desired.spec)
     if observed is None:
         return [Create(Kind.PVC, wanted)]
+    if _claim_deleting(observed):
+        return []  # going (a relocation): its successor is created once it is gone
     actions = _ownership(Kind.PVC, observed, desired.ref)
     size = wanted["spec"]["resources"]["requests"]["storage"]
     have = observed.get("spec", {}).get("resources", {}).get("requests", {}).get("storage")
@@ -327,7 +329,14 @@ def volume_ready(
     return now - born >= PVC_BIND_GRACE
 
 
+def _claim_deleting(claim: dict[str, Any] | None) -> bool:
+    return claim is not None and (claim.get("metadata") or {}).get("deletionTimestamp") is not None
+
+
 def _plan_pod(desired: Desired, observed: Observed, now: datetime) -> list[Action]:
+    if observed.pod is None and _claim_deleting(observed.pvc):
+        # A relocated node's old claim: the new pod waits for the new claim.
+        return [WaitForVolume(names.data_pvc_name(desired.ref.name))]
     if observed.pod is None:
         if not volume_ready(observed.pvc, now, binding_mode=observed.binding_mode):
             return [WaitForVolume(names.data_pvc_name(desired.ref.name))]

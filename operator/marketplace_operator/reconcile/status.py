@@ -134,7 +134,14 @@ def _verdict(inp: StatusInputs) -> _Verdict:
             Phase.DEGRADED, message[:1024], (not_ready, stuck),
             (ConditionStatus.FALSE, "Blocked"), (ConditionStatus.TRUE, stuck),
         )  # fmt: skip
-    if pod is not None and pod.unschedulable is not None and not pod.deleting:
+    if (
+        pod is not None
+        and pod.unschedulable is not None
+        and not pod.deleting
+        and not (
+            inp.replacing  # a relocation deals with it (or waits for the Node, as asked)
+        )
+    ):
         message = f"the scheduler cannot place the pod: {pod.unschedulable}"
         return _Verdict(
             Phase.DEGRADED, message[:1024], (not_ready, UNSCHEDULABLE),

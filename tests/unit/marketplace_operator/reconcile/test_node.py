@@ -586,3 +586,16 @@ def test_a_replaced_identity_secret_is_reported_until_the_node_restarts() -> Non
     assert degraded.reason == "IdentityChanged"
     same = status.StatusInputs(1, view(), HASH, node=node_status(), peer_id="mpself00")
     assert status.build_status(MarketplaceNodeStatus(), same, now=NOW).phase == Phase.READY
+
+
+def test_a_relocated_nodes_old_claim_is_waited_out_before_anything_is_made() -> None:
+    d = desired()
+    old = existing(d)
+    assert old.pvc is not None
+    meta = {**old.pvc["metadata"], "deletionTimestamp": "2026-01-01T00:00:00Z"}
+    going = {**old.pvc, "metadata": meta}
+    actions = node.plan(d, node.Observed(**{**old.__dict__, "pod": None, "pvc": going}), now=NOW)
+    assert node.WaitForVolume("n1-data") in actions
+    made = [a.kind for a in actions if isinstance(a, node.Create)]
+    assert node.Kind.PVC not in made
+    assert node.Kind.POD not in made
