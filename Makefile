@@ -127,6 +127,13 @@ bench-scale: venv k8s-binaries ## the operator at 100/300/1,000 nodes on the nod
 	SIMULATE_NODES=1 KUBELET_MAX_PODS=1100 KUBELET_CPU=1000 KUBELET_MEMORY=4000Gi hack/cluster.sh up
 	SIMULATE_NODES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench scale
 
+.PHONY: chaos
+chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under load; writes docs/benchmarks/chaos.md
+	@results=$$(dirname $$(hack/cluster.sh kubeconfig))/chaos-results.jsonl; rm -f $$results; rc=0; \
+	MARKETPLACE_CHAOS=full MARKETPLACE_CHAOS_RESULTS=$$results KUBECONFIG=$$(hack/cluster.sh kubeconfig) \
+	  pytest tests/e2e/test_chaos.py $(PYTEST_ARGS) || rc=$$?; \
+	$(PY) -m bench.chaos_report $$results || rc=$$?; exit $$rc
+
 .PHONY: clean
 clean: cluster-down ## stop the cluster and remove local state (keeps caches)
 	rm -rf .cluster

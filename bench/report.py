@@ -136,4 +136,8 @@ def assemble() -> None:
             bodies.append(text)
         else:
             parts.append(f"| {short(name)} | not yet: `python -m bench {short(name)}` |")
+    if (SECTIONS / "chaos.md").exists():  # written by `make chaos`, not by a benchmark
+        parts.append(
+            "\nThe chaos suite's table (`make chaos`): [benchmarks/chaos.md](benchmarks/chaos.md)."
+        )
     REPORT.write_text("\n".join(parts) + "\n\n" + "\n".join(bodies))

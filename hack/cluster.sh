@@ -12,6 +12,11 @@
 #   hack/cluster.sh stop-kubelet NODE  # kill one Node's kubelet (its pods run on, unmanaged)
 #   hack/cluster.sh stop-node NODE     # lose one Node: its kubelet and its pods' processes
 #   hack/cluster.sh start-node NODE    # start one Node's kubelet again; wait until Ready
+#   hack/cluster.sh signal COMPONENT SIG   # signal a control-plane component (etcd,
+#                                          # kube-apiserver, ...); after KILL, `up` restarts it
+#   hack/cluster.sh restart COMPONENT      # stop one control-plane component, start it again
+#   hack/cluster.sh signal-pod NS/POD SIG  # signal a pod's processes (KILL, STOP, CONT): faults
+#                                          # for the chaos suite (docs/local-cluster.md)
 #
 # NODES=N (default 3, then what the cluster last had) local kubelets, each its own Node
 # in its own zone with its own slice of POD_CIDR (docs/local-cluster.md).
@@ -546,6 +551,29 @@ nodes() {
   for ((i = 1; i <= NODES; i++)); do node_vars "$i"; echo "$node"; done
 }
 
+# signal_component NAME SIG: signal a recorded control-plane process group (no restart).
+signal_component() {
+  local file="$pids/$1.pid" pid start
+  case "$1" in etcd | kube-apiserver | kube-controller-manager | kube-scheduler) ;; *) die "not a control-plane component: $1" ;; esac
+  alive "$file" || die "$1 is not running"
+  read -r pid start <"$file"
+  kill "-$2" -- "-$pid"
+}
+
+# signal_pod NS/POD SIG: signal the processes of a pod's containers, found by the pod's
+# uid in the PID files its kubelet keeps (each container is its own process group).
+signal_pod() {
+  local ns="${1%%/*}" pod="${1#*/}" uid f pid start hit=0
+  uid="$("$dir/bin/kubectl" --kubeconfig "$kubeconfig" get pod -n "$ns" "$pod" -o 'jsonpath={.metadata.uid}')"
+  [[ -n "$uid" ]] || die "no pod $1"
+  for f in "$pids"/pods/"${uid}"_*.pid "$pids"/pods/*/"${uid}"_*.pid; do
+    alive "$f" || continue
+    read -r pid start <"$f"
+    kill "-$2" -- "-$pid" && hit=1
+  done
+  ((hit)) || die "no running process of pod $1"
+}
+
 restart_kubelets() {
   local f
   for f in "$pids"/kubelet.pid "$pids"/kubelet-*.pid; do stop "$f"; done
@@ -561,5 +589,8 @@ case "${1:-}" in
   stop-kubelet) lock; stop_node "$(node_index "${2:?NODE}")" keep-pods ;;
   stop-node) lock; stop_node "$(node_index "${2:?NODE}")" ;;
   start-node) lock; start_node "${2:?NODE}" ;;
-  *) echo "usage: $0 up|down|status|kubeconfig|restart-kubelet|nodes|stop-kubelet NODE|stop-node NODE|start-node NODE" >&2; exit 2 ;;
+  signal) signal_component "${2:?COMPONENT}" "${3:?SIGNAL}" ;;
+  restart) signal_component "${2:?COMPONENT}" 0; lock; stop "$pids/$2.pid"; up ;;
+  signal-pod) signal_pod "${2:?NS/POD}" "${3:?SIGNAL}" ;;
+  *) echo "usage: $0 up|down|status|kubeconfig|restart-kubelet|nodes|stop-kubelet NODE|stop-node NODE|start-node NODE|signal COMPONENT SIG|restart COMPONENT|signal-pod NS/POD SIG" >&2; exit 2 ;;
 esac
