@@ -96,9 +96,19 @@ def translate(status: int, body: bytes | str | None) -> errors.KubeError:
 class Kube:
     """The operator's only door to the API server."""
 
-    def __init__(self, api: client.ApiClient, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        timeout: float = 10.0,
+        on_unavailable: Callable[[str], None] | None = None,
+    ) -> None:
         self._api = api
         self._timeout = timeout
+        # Told the verb of every call the API server did not answer (no connection, a
+        # timeout, 429 or 5xx): an API server or etcd outage shows in the operator's
+        # metrics, where nothing else can record it while it lasts.
+        self._on_unavailable = on_unavailable or (lambda _verb: None)
 
     @classmethod
     async def from_environment(
@@ -107,6 +117,7 @@ class Kube:
         timeout: float = 10.0,  # noqa: ASYNC109 - not this call's: each later request's
         kubeconfig: str | None = None,
         connections: int = CONNECTIONS,
+        on_unavailable: Callable[[str], None] | None = None,
     ) -> Kube:
         """`kubeconfig` if given, else in-cluster config if present, else KUBECONFIG.
 
@@ -116,11 +127,13 @@ class Kube:
         if kubeconfig is None:
             try:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-                return cls(client.ApiClient(configuration), timeout=timeout)
+                return cls(
+                    client.ApiClient(configuration), timeout=timeout, on_unavailable=on_unavailable
+                )
             except config.ConfigException:
                 pass  # not in a pod: KUBECONFIG
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient(configuration), timeout=timeout)
+        return cls(client.ApiClient(configuration), timeout=timeout, on_unavailable=on_unavailable)
 
     async def close(self) -> None:
         await self._api.close()  # type: ignore[no-untyped-call]
@@ -160,12 +173,18 @@ class Kube:
                 )
             data = await response.read()  # type: ignore[no-untyped-call]
         except client.ApiException as exc:
-            raise translate(exc.status or 0, exc.body) from None
+            raise self._failed(method, translate(exc.status or 0, exc.body)) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.Unavailable(f"{method} {path}: {exc or type(exc).__name__}") from None
+            message = f"{method} {path}: {exc or type(exc).__name__}"
+            raise self._failed(method, errors.Unavailable(message)) from None
         if not 200 <= response.status < 300:
-            raise translate(response.status, data)
+            raise self._failed(method, translate(response.status, data))
         return json.loads(data) if data else {}
+
+    def _failed(self, method: str, error: errors.KubeError) -> errors.KubeError:
+        if isinstance(error, errors.Unavailable):
+            self._on_unavailable(method)
+        return error
 
     # --- typed verbs ---------------------------------------------------------------
 

@@ -55,6 +55,14 @@ class Metrics:
         )
         for operation in OPERATIONS:  # 0, not absent, until the first error (and on dashboards)
             self.admin_errors.labels(operation)
+        self.api_unavailable = Counter(
+            "marketplace_operator_api_unavailable",
+            "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
+            ["verb"],
+            registry=registry,
+        )
+        for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"):
+            self.api_unavailable.labels(verb)
         registry.register(_PhaseCollector(phases))
 
     def observe_reconcile(self, outcome: str, seconds: float) -> None:
@@ -63,3 +71,6 @@ class Metrics:
 
     def admin_error(self, operation: str) -> None:
         self.admin_errors.labels(operation).inc()
+
+    def api_unavailable_call(self, verb: str) -> None:
+        self.api_unavailable.labels(verb).inc()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import itertools
 import random
 import subprocess
 import threading
@@ -288,6 +289,14 @@ class Observer:
         if not after:
             return False
         return max(after) > (before[-1] if before else 0.0)
+
+    def counter_reset(self, since: float, name: str) -> bool:
+        """A counter went down after `since`: the process behind the metrics restarted."""
+        values = [(at, metric_sum(t, name)) for at, t in self.metrics]
+        return any(
+            later < earlier and at >= since
+            for (_, earlier), (at, later) in itertools.pairwise(values)
+        )
 
     def degraded_gauge(self, since: float) -> bool:
         return any(

@@ -379,7 +379,9 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     if cfg.metrics_port:
         start_http_server(cfg.metrics_port, addr=cfg.metrics_address, registry=memo.registry)
     policy_settings = PolicySettings()
-    kube = await Kube.from_environment(timeout=cfg.api_timeout_seconds)
+    kube = await Kube.from_environment(
+        timeout=cfg.api_timeout_seconds, on_unavailable=metrics.api_unavailable_call
+    )
     tokens = AdminTokens(nodeloop.token_reader(kube), overlap=cfg.admin_token_overlap_seconds)
     memo.ctx = Context(
         settings=cfg,

@@ -22,6 +22,8 @@ async def server() -> AsyncIterator[tuple[TestServer, list[str]]]:
             assert request.transport is not None
             request.transport.close()  # as a server closing a kept-alive connection
             return web.Response()
+        if name == "busy":
+            return web.json_response({"message": "etcdserver: request timed out"}, status=500)
         if name == "missing":
             return web.json_response({"message": 'pods "missing" not found'}, status=404)
         return web.json_response({"metadata": {"name": name}})
@@ -49,5 +51,25 @@ async def test_answers_errors_and_one_resend_after_a_dropped_connection(
         assert seen == ["a", "missing", "dropped", "dropped"]
         with pytest.raises(errors.NotFound):
             await kube.request("GET", k8s.PODS.path("ns", "missing"))
+    finally:
+        await kube.close()
+
+
+async def test_calls_the_api_server_did_not_answer_are_counted_by_verb(
+    server: tuple[TestServer, list[str]],
+) -> None:
+    test_server, _ = server
+    unanswered: list[str] = []
+    configuration = client.Configuration(host=str(test_server.make_url("")).rstrip("/"))
+    kube = k8s.Kube(client.ApiClient(configuration), timeout=5.0, on_unavailable=unanswered.append)
+    try:
+        assert await kube.get(k8s.PODS, "ns", "missing") is None  # an answer: not counted
+        with pytest.raises(errors.Unavailable):
+            await kube.get(k8s.PODS, "ns", "busy")
+        assert unanswered == ["GET"]
+        await test_server.close()  # nobody listens any more
+        with pytest.raises(errors.Unavailable):
+            await kube.patch(k8s.PODS, "ns", "a", {"metadata": {"labels": {}}})
+        assert unanswered == ["GET", "PATCH"]
     finally:
         await kube.close()
