@@ -14,12 +14,15 @@ would make it.
 
 from __future__ import annotations
 
+import datetime
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import pydantic
+
+from bench import report
 
 ROOT = Path(__file__).resolve().parent.parent
 REPORT = ROOT / "docs" / "benchmarks" / "chaos.md"
@@ -57,6 +60,19 @@ def budget_breaches(
             )
         before = s.unavailable
     return out
+
+
+def down_seconds(samples: Iterable[Sample], member: str, *, until: float) -> float:
+    """How long `member` was unavailable, from the timeline up to `until`."""
+    total, went_down = 0.0, None
+    for s in sorted(samples, key=lambda s: s.at):
+        if s.at > until:
+            break
+        if member in s.unavailable and went_down is None:
+            went_down = s.at
+        elif member not in s.unavailable and went_down is not None:
+            total, went_down = total + s.at - went_down, None
+    return total + (until - went_down if went_down is not None else 0.0)
 
 
 def most_down(samples: Iterable[Sample]) -> int:
@@ -116,9 +132,11 @@ def render(outcomes: Sequence[Outcome]) -> str:
 
 
 def read(path: Path) -> list[Outcome]:
-    return [
+    """The outcomes in `path`; a scenario run again counts with its last outcome."""
+    outcomes = [
         Outcome.model_validate_json(line) for line in path.read_text().splitlines() if line.strip()
     ]
+    return list({(o.fault, o.situation): o for o in outcomes}.values())
 
 
 def main(argv: Sequence[str]) -> int:
@@ -127,12 +145,15 @@ def main(argv: Sequence[str]) -> int:
     table = render(outcomes)
     print(table)
     REPORT.parent.mkdir(parents=True, exist_ok=True)
+    now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     REPORT.write_text(
         "# Chaos suite\n\n"
-        "Written by `make chaos` (tests/e2e/test_chaos.py; how each fault is made: "
-        "docs/local-cluster.md). Each cell: the verdict, and the time from the fault to "
-        "a converged fleet. Every scenario runs under steady client load (reads and "
-        "publishes).\n\n" + table
+        f"_Written {now} on {report.machine()} by `make chaos` (tests/e2e/test_chaos.py; "
+        'what it asserts and what the results mean: docs/operator.md, "The chaos suite"; '
+        "how each fault is made: docs/local-cluster.md)._ Each cell: the verdict, and the "
+        'time from the fault to a converged fleet; "not run": the scenario failed before '
+        "its fault (see the suite's output). Every scenario runs under steady client load "
+        "(reads, and a publish a second).\n\n" + table
     )
     return 0 if all(o.passed for o in outcomes) else 1
 

@@ -82,7 +82,7 @@ def _kill_kubelet(t: Target) -> None:
     assert node, f"pod {t.member} is not on a Node"
     cluster("stop-kubelet", node)  # its pods run on, unmanaged
     try:
-        time.sleep(20)
+        time.sleep(60)  # past the Node's 40 s grace: the node lifecycle controller notices
     finally:
         cluster("start-node", node)
 

@@ -30,7 +30,7 @@ from marketplace_node.api_client import CliError
 from marketplace_operator import k8s
 from rollout_helpers import make_fleet, pod_uids, request_restart, wait_rollout
 
-from bench.chaos_report import Outcome, Sample, budget_breaches, most_down
+from bench.chaos_report import Outcome, Sample, budget_breaches, down_seconds, most_down
 from tests.support.net import free_port
 
 FLEET = "chaos"
@@ -47,6 +47,9 @@ RESULTS = os.environ.get("MARKETPLACE_CHAOS_RESULTS")
 # SIGKILLed operator writes nothing (its counters start again from zero: a reset, as
 # Prometheus' `resets()` sees it). docs/operator.md, "The chaos suite".
 CONTROL_PLANE = {"kube-apiserver restart", "etcd kill -9", "operator SIGKILL"}
+
+# The Events a rollout posts about a member on its own: not a fault's trace.
+ROLLOUT_REASONS = {"Replacing", "PodDeleted", "Drained", "DrainSkipped", "ChildChanged"}
 
 SCENARIOS = [
     pytest.param(
@@ -87,7 +90,7 @@ def test_fault_under_load(
     # Right after Ready a member may not know enough peers yet for a durable publish (503).
     package = wait_for(
         lambda: _try(lambda: seeder.publish(first, "1.0.0", name="chaosread")),
-        timeout=60, interval=1, what="a first acknowledged publish",
+        timeout=180, interval=1, what="a first acknowledged publish",
     )  # fmt: skip
     wait_for(
         lambda: chaos.holders(kube, namespace, names, package) == SIZE,
@@ -124,7 +127,8 @@ def test_fault_under_load(
                 timeout=300, interval=0.5, what="the policy on every member",
             )  # fmt: skip
         wait_ready(kube, namespace, names, timeout=300)
-        recovery = time.monotonic() - fault_at
+        converged_at = time.monotonic()
+        recovery = converged_at - fault_at
         time.sleep(2)  # and steady state after
         publisher.stop()
         load.stop()
@@ -139,18 +143,23 @@ def test_fault_under_load(
 
     samples = [Sample(s.at, frozenset(s.unavailable)) for s in watch.samples]
     faulted = frozenset({member}) if spec.node_local else frozenset()
+    after = [s for s in samples if s.at >= fault_at]
     breaches = budget_breaches(samples, max_unavailable=MAX_UNAVAILABLE, faulted=faulted)
 
     events = chaos.events_since(kube, namespace, fault_wall)
     warnings = sorted(
         {f"{e['involvedObject']['kind']}/{e['reason']}" for e in events if e["type"] == "Warning"}
     )
+    # A node-local fault may also show as a Normal Event about its member (PhaseChanged).
+    about_member = sorted(
+        {e["reason"] for e in events if e["involvedObject"].get("name") == member} - ROLLOUT_REASONS
+    )
     unready = observer.unready(fault_at, member if spec.node_local else None)
     if situation == "rollout":  # the rollout's own Replacing/Starting is not the fault
         unready = [u for u in unready if u[1] not in ("Replacing", "Starting")]
     seen = {
         "status": bool(unready),
-        "events": bool(warnings),
+        "events": bool(warnings or (spec.node_local and about_member)),
         "metrics": observer.metric_grew(fault_at, "marketplace_operator_admin_api_errors_total")
         or observer.metric_grew(fault_at, "marketplace_operator_api_unavailable_total")
         or observer.metric_grew(
@@ -174,7 +183,14 @@ def test_fault_under_load(
         most_down=most_down(samples),
         max_unavailable=MAX_UNAVAILABLE,
         seen_in=seen_in,
-        note=f"healed after {healed_at - fault_at:.0f} s; warnings {', '.join(warnings) or '-'}",
+        note=f"healed after {healed_at - fault_at:.0f} s; warnings {', '.join(warnings) or '-'}"
+        + (f"; {member}: {', '.join(about_member)}" if spec.node_local and about_member else "")
+        + "".join(f"; {b.why} at +{b.at - fault_at:.0f} s" for b in breaches[:1])
+        + "".join(
+            f"; {m} down {down:.1f} s"
+            for m in names
+            if m not in faulted and (down := down_seconds(after, m, until=converged_at)) > 0
+        ),
     )
     print(outcome.model_dump_json())
     if RESULTS:

@@ -58,6 +58,14 @@ def test_samples_are_read_in_time_order() -> None:
     assert budget_breaches(samples, max_unavailable=1, faulted=frozenset({"a"})) == []
 
 
+def test_down_seconds_adds_every_span_and_one_still_open() -> None:
+    samples = timeline((0, ""), (1, "a"), (2, "a b"), (3, "b"), (5, "a"), (9, "a"))
+    assert chaos_report.down_seconds(samples, "a", until=10) == 2 + 5
+    assert chaos_report.down_seconds(samples, "b", until=10) == 3
+    assert chaos_report.down_seconds(samples, "a", until=2.5) == 1.5
+    assert chaos_report.down_seconds(samples, "c", until=10) == 0
+
+
 def test_an_empty_timeline_has_nothing_down() -> None:
     assert chaos_report.most_down([]) == 0
     assert budget_breaches([], max_unavailable=0) == []
@@ -102,3 +110,13 @@ def test_main_writes_the_report_and_fails_on_a_failed_scenario(
 def test_a_bad_result_line_is_refused() -> None:
     with pytest.raises(ValueError, match="extra"):
         Outcome.model_validate({"fault": "x", "situation": "y", "passed": True, "oops": 1})
+
+
+def test_a_scenario_run_again_counts_with_its_last_outcome(tmp_path: Path) -> None:
+    results = tmp_path / "results.jsonl"
+    first = outcome("node SIGKILL", "rollout", passed=False)
+    again = outcome("node SIGKILL", "rollout", recovery_seconds=5)
+    other = outcome("node SIGKILL", "policy change")
+    lines = [first.model_dump_json(), other.model_dump_json(), again.model_dump_json()]
+    results.write_text("\n".join(lines))
+    assert chaos_report.read(results) == [again, other]
