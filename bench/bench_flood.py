@@ -66,11 +66,11 @@ asyncio.run(main())
 """
 
 
-async def wait_ready(base: str) -> None:
+async def wait_ready(private: str) -> None:
     async with aiohttp.ClientSession() as session, asyncio.timeout(90):
         while True:
             with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(f"{base}/readyz") as response:
+                async with session.get(f"{private}/readyz") as response:
                     if response.status == 200:
                         return
             await asyncio.sleep(0.2)
@@ -114,8 +114,8 @@ async def local_bans(base: str) -> list[dict[str, object]]:
         return list(json.loads(await response.read())["bans"])
 
 
-async def run(base: str) -> float:
-    await wait_ready(base)
+async def run(base: str, private: str) -> float:
+    await wait_ready(private)
     await honest_phase(base, 1.0)  # warm-up: connections, caches
     unloaded = await honest_phase(base, PHASE_SECONDS)
     flood_seconds = ESCALATION_GRACE + PHASE_SECONDS + 1
@@ -139,7 +139,7 @@ async def run(base: str) -> float:
             abuser.kill()
             await abuser.wait()
     report = json.loads(out)
-    bans = await local_bans(base)
+    bans = await local_bans(private)
     banned = any(b.get("cidr") == f"{ABUSER_SOURCE}/32" for b in bans)
     last_banned = all(code == "peer_banned" for code in report["last"])
     ratio = p(flooded, 99) / p(unloaded, 99)
@@ -161,11 +161,12 @@ async def run(base: str) -> float:
 
 def main() -> int:
     print("== flood: honest searches while one client floods a node ==")
-    port = free_port(HOST)
+    port, private_port = free_port(HOST), free_port(HOST)
     with tempfile.TemporaryDirectory(prefix="bench-flood-") as data:
         env = os.environ | {
             "MARKETPLACE_NODE_HOST": HOST,
             "MARKETPLACE_NODE_PORT": str(port),
+            "MARKETPLACE_NODE_PRIVATE_PORT": str(private_port),
             "MARKETPLACE_NODE_DATA_DIR": data,
             "MARKETPLACE_NODE_ADMIN_TOKEN": TOKEN,
             "MARKETPLACE_NODE_LOG_LEVEL": "WARNING",
@@ -174,7 +175,7 @@ def main() -> int:
         with log.open("wb") as out:
             node = subprocess.Popen([CLI, "run"], env=env, stdout=out, stderr=subprocess.STDOUT)
         try:
-            ratio = asyncio.run(run(f"http://{HOST}:{port}"))
+            ratio = asyncio.run(run(f"http://{HOST}:{port}", f"http://{HOST}:{private_port}"))
         finally:
             node.send_signal(signal.SIGTERM)
             try:

@@ -177,11 +177,12 @@ async def node_process(
     policy_dir: Path,
     bootstrap: str = "",
     extra: dict[str, str] | None = None,
-) -> AsyncIterator[tuple[str, int]]:
-    port = free_port(host)
+) -> AsyncIterator[tuple[str, str, int]]:
+    port, private_port = free_port(host), free_port(host)
     env = os.environ | {
         "MARKETPLACE_NODE_HOST": host,
         "MARKETPLACE_NODE_PORT": str(port),
+        "MARKETPLACE_NODE_PRIVATE_PORT": str(private_port),
         "MARKETPLACE_NODE_DATA_DIR": str(data_dir),
         "MARKETPLACE_NODE_POLICY_DIR": str(policy_dir),
         "MARKETPLACE_NODE_BOOTSTRAP_PEERS": bootstrap,
@@ -192,7 +193,7 @@ async def node_process(
         CLI, "run", env=env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
     )
     try:
-        yield f"http://{host}:{port}", proc.pid
+        yield f"http://{host}:{port}", f"http://{host}:{private_port}", proc.pid
     finally:
         if proc.returncode is None:
             proc.kill()
@@ -239,10 +240,10 @@ async def bench_http(
     await preload(data, packages)
     host = "127.0.0.61"
     async with (
-        node_process(host, data, policy_dir=policy) as (url, node_pid),
+        node_process(host, data, policy_dir=policy) as (url, private, node_pid),
         aiohttp.ClientSession() as http,
     ):
-        await wait_ok(http, f"{url}/readyz")
+        await wait_ok(http, f"{private}/readyz")
         await asyncio.sleep(1.5)  # the policy watcher applies the permissive policy
         latencies = []
         for query in qs[:1_000]:
@@ -274,7 +275,7 @@ async def bench_http(
             for _ in range(RPS_ROUNDS):
                 bare_runs.append(await rps(bare_url, bare.pid))
                 status_runs.append(await rps(f"{url}/api/v1/status", node_pid))
-                health_runs.append(await rps(f"{url}/healthz", node_pid))
+                health_runs.append(await rps(f"{private}/healthz", node_pid))
         finally:
             bare.kill()
             await bare.wait()
@@ -331,12 +332,12 @@ async def bench_gossip(root: Path) -> float:
         "MARKETPLACE_NODE_SYNC_INTERVAL_SECONDS": "60",
     }
     async with contextlib.AsyncExitStack() as stack:
-        first_url, first_pid = await stack.enter_async_context(
+        first_url, first_private, first_pid = await stack.enter_async_context(
             node_process("127.0.0.70", root / "mesh0", policy_dir=policy, extra=fast)
         )
-        urls, pids = [first_url], [first_pid]
+        urls, privates, pids = [first_url], [first_private], [first_pid]
         for i in range(1, MESH_SIZE):
-            url, pid = await stack.enter_async_context(
+            url, private, pid = await stack.enter_async_context(
                 node_process(
                     f"127.0.0.{70 + i}",
                     root / f"mesh{i}",
@@ -346,11 +347,12 @@ async def bench_gossip(root: Path) -> float:
                 )
             )
             urls.append(url)
+            privates.append(private)
             pids.append(pid)
         http = await stack.enter_async_context(aiohttp.ClientSession())
         started = time.monotonic()
-        for url in urls:
-            await wait_ok(http, f"{url}/readyz", within=180)  # 20 interpreters starting at once
+        for private in privates:
+            await wait_ok(http, f"{private}/readyz", within=180)  # 20 interpreters starting at once
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
             sizes = []

@@ -4,7 +4,7 @@ An in-process `NodeService` (the one `marketplace-node run` builds, on a
 temporary data directory) takes two paths, bounded in time:
 
 1. HTTP, a sample: `HTTP_REQUESTS` requests through the node's real aiohttp
-   app on loopback (`app.build_app`, every middleware and the policy door):
+   app on loopback (`app.build_apps`, every middleware and the policy door):
    searches with distinct keywords and package lookups of distinct content
    ids.
 2. In process, the million: for each of `DISTINCT` identities the calls the
@@ -79,7 +79,7 @@ def policy(version: int, *, strict: bool) -> PolicyDocument:
 
 async def http_sample(service: NodeService) -> tuple[int, dict[int, int]]:
     """Distinct searches and lookups through the real app; returns (requests, statuses)."""
-    server = TestServer(app.build_app(service), host="127.0.0.1")
+    server = TestServer(app.build_apps(service).public, host="127.0.0.1")
     await server.start_server()
     statuses: dict[int, int] = {}
     todo = iter(range(HTTP_REQUESTS))

@@ -46,7 +46,7 @@ STATEFULSETS = k8s.Resource("statefulsets", "apps", "v1")
 def _deployment(namespace: str, name: str) -> dict[str, Any]:
     labels = {"app": name}
     probe = {
-        "httpGet": {"path": "/readyz", "port": 7070},
+        "httpGet": {"path": "/readyz", "port": 9070},  # the private listener
         "periodSeconds": 1,
         "failureThreshold": 1,
     }

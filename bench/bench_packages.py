@@ -77,7 +77,7 @@ def publish_latency(root: Path, min_in_sync: int) -> tuple[float, float]:
 
 
 def _under_replicated(node: Node) -> float:
-    _, text = http("GET", f"{node.url}/metrics")
+    _, text = http("GET", f"{node.private_url}/metrics")
     for line in text.decode().splitlines():
         if line.startswith("marketplace_node_under_replicated_packages "):
             return float(line.split()[1])

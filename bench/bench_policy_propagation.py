@@ -119,7 +119,7 @@ def _serving_ips(kube: k8s.BlockingKube, namespace: str) -> dict[str, str]:
         if not ip or pod["metadata"].get("deletionTimestamp"):
             continue
         with contextlib.suppress(urllib3.exceptions.HTTPError):
-            url = f"http://{ip}:7070/healthz"
+            url = f"http://{ip}:9070/healthz"
             if http.request("GET", url, timeout=1.0, retries=False).status == 200:
                 ips[pod["metadata"]["name"]] = ip
     return ips
@@ -358,7 +358,7 @@ class Informers:
         self.versions[name] += 1
         doc = _document(banlists, limits, self.versions[name])
         self.http.request(
-            "PUT", f"http://{self.ips[name]}:7070/admin/v1/policy",
+            "PUT", f"http://{self.ips[name]}:9070/admin/v1/policy",
             body=doc.model_dump_json(by_alias=True).encode(),
             headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
             timeout=5.0, retries=False,

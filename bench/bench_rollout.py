@@ -53,7 +53,7 @@ TARGET_OVERHEAD_SECONDS = 1.0
 def _statefulset(namespace: str, fleet: str) -> dict[str, Any]:
     labels = {"app.kubernetes.io/name": "marketplace-node", loadgen.FLEET_LABEL: fleet}
     probe = {
-        "httpGet": {"path": "/readyz", "port": 7070},
+        "httpGet": {"path": "/readyz", "port": 9070},  # the private listener
         "periodSeconds": 1,
         "failureThreshold": 1,
     }

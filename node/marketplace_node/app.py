@@ -1,10 +1,17 @@
-"""Assembles the aiohttp application: routes, door, metrics, OpenAPI, admin, service lifecycle."""
+"""Assembles the node's two aiohttp applications and the service lifecycle.
+
+The public one (peer protocol, client API, its OpenAPI document) is what peers and
+clients reach; the private one (admin API, /metrics, probes, its own OpenAPI
+document) is for the operator, Prometheus and the kubelet only, so a
+NetworkPolicy can tell them apart by port (docs/node.md, "HTTP surfaces").
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 from aiohttp import web
@@ -56,7 +63,20 @@ def _state(service: NodeService) -> dict[str, float]:
     }
 
 
-def build_app(service: NodeService) -> web.Application:
+class Apps(NamedTuple):
+    """The application of each listener; the service's lifecycle runs with `public`."""
+
+    public: web.Application
+    private: web.Application
+
+
+def build_apps(service: NodeService) -> Apps:
+    membership = Membership(service)
+    service.drain.add_handoff("leave", lambda: handoff.leave(service))
+    return Apps(public=_public_app(service, membership), private=_private_app(service, membership))
+
+
+def _public_app(service: NodeService, membership: Membership) -> web.Application:
     app = web.Application(
         middlewares=[
             http_errors.error_middleware,
@@ -68,22 +88,36 @@ def build_app(service: NodeService) -> web.Application:
         client_max_size=limits.CLIENT_JSON_MAX,
     )
     app[http_api.SERVICE] = service
-    service.drain.add_handoff("leave", lambda: handoff.leave(service))
-    membership = Membership(service)
     app[http_api.MEMBERSHIP] = membership
     http_api.add_routes(app)
+    _add_openapi(app, openapi.public_document())
+    app.cleanup_ctx.append(lambda a: _lifecycle(a, service, membership))
+    return app
+
+
+def _private_app(service: NodeService, membership: Membership) -> web.Application:
+    app = web.Application(
+        middlewares=[
+            http_errors.error_middleware,
+            deadlines.deadline_middleware(REQUEST_DEADLINE_SECONDS),
+        ],
+        client_max_size=limits.CLIENT_JSON_MAX,
+    )
+    app[http_api.SERVICE] = service
+    http_api.add_probes(app)
     service.metrics.registry.register(SnapshotCollector(lambda: _snapshot(service)))
     service.metrics.registry.register(StateCollector(lambda: _state(service)))
     app.router.add_get("/metrics", make_aiohttp_handler(service.metrics.registry), name="metrics")
-    document = openapi.document()
+    _add_openapi(app, openapi.private_document())
+    _add_admin(app, service, membership)
+    return app
 
+
+def _add_openapi(app: web.Application, document: dict[str, object]) -> None:
     async def openapi_json(request: web.Request) -> web.Response:
         return web.json_response(document)
 
     app.router.add_get("/openapi.json", openapi_json, name="openapi")
-    _add_admin(app, service, membership)
-    app.cleanup_ctx.append(lambda a: _lifecycle(a, service, membership))
-    return app
 
 
 def _deadlines(settings: NodeSettings) -> Middleware:

@@ -60,8 +60,20 @@ class NodeSettings(BaseSettings):
     config: FilePath | None = Field(
         default=None, description="YAML or JSON file of these settings (snake_case keys)"
     )
-    host: str = Field(default="127.0.0.1", max_length=253, description="address to listen on")
-    port: int = Field(default=7070, ge=0, le=65_535, description="TCP port to listen on")
+    host: str = Field(
+        default="127.0.0.1",
+        max_length=253,
+        description="address of the public listener (peer protocol, client API)",
+    )
+    port: int = Field(default=7070, ge=0, le=65_535, description="TCP port of the public listener")
+    private_host: str | None = Field(
+        default=None,
+        max_length=253,
+        description="address of the private listener (admin API, /metrics, probes; default HOST)",
+    )
+    private_port: int = Field(
+        default=9070, ge=0, le=65_535, description="TCP port of the private listener"
+    )
     advertise_url: str | None = Field(
         default=None,
         max_length=limits.ADDRESS_MAX,
@@ -199,12 +211,19 @@ class NodeSettings(BaseSettings):
             raise ValueError("listening on all addresses needs advertise_url (the URL peers use)")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.port == self.private_port != 0 and self.host == self.listen_private_host:
+            raise ValueError("port and private_port must differ (two listeners)")
         return self
 
     @property
     def serves_tls(self) -> bool:
         """Whether the public listener speaks HTTPS."""
         return self.tls_cert_file is not None
+
+    @property
+    def listen_private_host(self) -> str:
+        """Where the private listener binds: `private_host`, else the public `host`."""
+        return self.host if self.private_host is None else self.private_host
 
     @property
     def public_url(self) -> str:

@@ -420,10 +420,15 @@ async def p2p_replicate(request: web.Request) -> web.Response:
     return web.json_response({"replicated": True})
 
 
+def add_probes(app: web.Application) -> None:
+    """The kubelet's probes, on the private listener."""
+    app.router.add_get("/healthz", healthz, name="healthz")
+    app.router.add_get("/readyz", readyz, name="readyz")
+
+
 def add_routes(app: web.Application) -> None:
+    """The client API and the peer protocol, on the public listener."""
     r = app.router
-    r.add_get("/healthz", healthz, name="healthz")
-    r.add_get("/readyz", readyz, name="readyz")
     r.add_put("/api/v1/blobs/{digest}", put_blob, name="put_blob")
     r.add_post("/api/v1/packages", publish, name="publish")
     r.add_get("/api/v1/packages/{id}", get_package, name="get_package")

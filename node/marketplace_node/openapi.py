@@ -1,4 +1,7 @@
-"""The OpenAPI 3.1 document of the client API and peer protocol; schemas from the models."""
+"""The OpenAPI 3.1 documents of the node's two listeners; schemas from the models.
+
+Each listener serves its own `/openapi.json`: the public one the client API and the
+peer protocol, the private one the admin API and the probes."""
 
 from __future__ import annotations
 
@@ -147,7 +150,7 @@ def _op(
     return op
 
 
-def paths() -> dict[str, Any]:
+def probe_paths() -> dict[str, Any]:
     return {
         "/healthz": {"get": _op("liveness")},
         "/readyz": {
@@ -156,6 +159,11 @@ def paths() -> dict[str, Any]:
                 "not draining"
             )
         },
+    }
+
+
+def paths() -> dict[str, Any]:
+    return {
         "/api/v1/blobs/{digest}": {
             "put": _op("upload content (raw body) under its SHA-256", status="201")
         },
@@ -233,19 +241,30 @@ def paths() -> dict[str, Any]:
     }
 
 
-def document() -> dict[str, Any]:
+def public_document() -> dict[str, Any]:
+    """The public listener's document: client API and peer protocol."""
+    return _document("marketplace-node", paths(), MODELS)
+
+
+def private_document() -> dict[str, Any]:
+    """The private listener's document: admin API and probes (`/metrics` is Prometheus')."""
+    return _document(
+        "marketplace-node (private)", probe_paths() | admin_openapi.PATHS, admin_openapi.MODELS
+    )
+
+
+def _document(
+    title: str, items: dict[str, Any], models: tuple[type[BaseModel], ...]
+) -> dict[str, Any]:
     _, schemas = models_json_schema(
-        [(m, "serialization") for m in (*MODELS, *admin_openapi.MODELS)],
+        [(m, "serialization") for m in models],
         by_alias=True,
         ref_template="#/components/schemas/{model}",
     )
     return {
         "openapi": "3.1.0",
-        "info": {"title": "marketplace-node", "version": "v1"},
-        "paths": {
-            path: with_parameters(path, item)
-            for path, item in (paths() | admin_openapi.PATHS).items()
-        },
+        "info": {"title": title, "version": "v1"},
+        "paths": {path: with_parameters(path, item) for path, item in items.items()},
         "components": {
             "schemas": schemas.get("$defs", {}),
             "securitySchemes": {

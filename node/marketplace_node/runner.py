@@ -1,5 +1,10 @@
 """Runs one node process: listen, serve, and shut down gracefully on SIGTERM/SIGINT.
 
+Two listeners (docs/node.md, "HTTP surfaces"): the public one (peer protocol, client
+API) and the private one (admin API, /metrics, probes), each built by one function
+below (`public_site`, `private_site`), so what a listener needs (TLS on the public one)
+is added in one place.
+
 On the first signal the node drains (`drain.DrainCoordinator`: readiness
 false, no new client work, in-flight work finishes, hand-offs run — sole
 content replicated to a peer, then the leaving announcement — all within
@@ -61,18 +66,39 @@ def certificate_files(settings: NodeSettings) -> tls.CertificateFiles | None:
     )
 
 
-async def serve(settings: NodeSettings) -> None:
-    service = build_service(settings)
-    application = app_module.build_app(service)
-    runner = web.AppRunner(
+def public_site(runner: web.AppRunner, service: NodeService) -> web.TCPSite:
+    """The listener peers and clients reach: HTTPS when the node has certificate files."""
+    settings = service.settings
+    server_tls = service.tls.server if service.tls is not None else None
+    return web.TCPSite(runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls)
+
+
+def private_site(runner: web.AppRunner, settings: NodeSettings) -> web.TCPSite:
+    """The listener of the operator, Prometheus and the kubelet's probes."""
+    return web.TCPSite(runner, settings.listen_private_host, settings.private_port, backlog=128)
+
+
+def _runner(application: web.Application) -> web.AppRunner:
+    return web.AppRunner(
         application, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
     )
-    await runner.setup()
-    server_tls = service.tls.server if service.tls is not None else None
-    site = web.TCPSite(runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls)
-    await site.start()
+
+
+async def serve(settings: NodeSettings) -> None:
+    service = build_service(settings)
+    apps = app_module.build_apps(service)
+    public, private = _runner(apps.public), _runner(apps.private)
+    await public.setup()  # starts the service (its lifecycle runs with the public app)
+    await private.setup()
+    await private_site(private, settings).start()  # probes answer from the start
+    await public_site(public, service).start()
     logger.info(
-        "node %s listening on %s:%d", service.identity.peer_id, settings.host, settings.port
+        "node %s listening on %s:%d (private %s:%d)",
+        service.identity.peer_id,
+        settings.host,
+        settings.port,
+        settings.listen_private_host,
+        settings.private_port,
     )
     print(f"READY {service.identity.peer_id} {settings.public_url}", flush=True)
     signalled = asyncio.Event()
@@ -87,5 +113,6 @@ async def serve(settings: NodeSettings) -> None:
     await signalled.wait()
     logger.info("signal received: draining")
     await service.drain.wait()
-    await runner.cleanup()
+    await public.cleanup()  # stops the service
+    await private.cleanup()
     logger.info("stopped")

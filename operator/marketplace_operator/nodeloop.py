@@ -156,7 +156,7 @@ async def replace_pod(
         try:
             done = await actuate.drain(
                 ctx.nodes,
-                base_url(current.ip, port),
+                base_url(current.ip, current.admin_port(port)),
                 token,
                 deadline_seconds=drain_timeout,
                 poll=ctx.settings.drain_poll_seconds,
@@ -277,7 +277,7 @@ async def _poll_node(
     if view.phase != "Running" or not view.started:
         return Poll()  # not answering yet; the pod event of its start wakes this loop
     try:
-        return Poll(node=await ctx.nodes.status(base_url(view.ip, port), token))
+        return Poll(node=await ctx.nodes.status(base_url(view.ip, view.admin_port(port)), token))
     except errors.NodeRefused as exc:
         if exc.status == nodeclient.UNAUTHORIZED:
             log.warning(
@@ -319,7 +319,9 @@ async def _sync_members(
         return
     others = [m for m in current if m.name != ref.name]
     try:
-        await ctx.nodes.put_members(base_url(view.ip, port), token, Members(members=others))
+        await ctx.nodes.put_members(
+            base_url(view.ip, view.admin_port(port)), token, Members(members=others)
+        )
     except (errors.NodeUnreachable, errors.NodeRefused):
         return  # not up yet; the next pass retries
     state.pushed_members = (view.uid, digest)

@@ -162,10 +162,10 @@ class Publisher:
                 self.refused.append(str(exc))
 
 
-def address(kube: k8s.BlockingKube, namespace: str, member: str) -> str:
-    """The member's node API base URL (its pod's IP)."""
+def address(kube: k8s.BlockingKube, namespace: str, member: str, port: int = 7070) -> str:
+    """The member's node API base URL (its pod's IP; the private listener on 9070)."""
     pod = kube.get(k8s.PODS, namespace, member)
-    return f"http://{((pod or {}).get('status') or {}).get('podIP')}:7070"
+    return f"http://{((pod or {}).get('status') or {}).get('podIP')}:{port}"
 
 
 def holders(kube: k8s.BlockingKube, namespace: str, members: list[str], package: str) -> int:
@@ -214,7 +214,7 @@ def policy_everywhere(
     for name in members:
         try:
             resp = HTTP.request(
-                "GET", f"{address(kube, namespace, name)}/admin/v1/status",
+                "GET", f"{address(kube, namespace, name, 9070)}/admin/v1/status",
                 headers={"Authorization": f"Bearer {token}"},
             )  # fmt: skip
         except urllib3.exceptions.HTTPError:

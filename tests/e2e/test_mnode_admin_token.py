@@ -35,7 +35,7 @@ def test_deleting_the_admin_secret_keeps_the_fleet_in_service(
 ) -> None:
     kube.create(k8s.MNODES, mnode_body("keyed", namespace, fleet="tok"))
     (ready,) = wait_ready(kube, namespace, ["keyed"])
-    address = f"http://{ready['status']['podIP']}:7070"
+    address = f"http://{ready['status']['podIP']}:9070"  # the private listener
     old = _token(kube, namespace, "tok-admin")
     assert old is not None
     assert _accepts(address, old)

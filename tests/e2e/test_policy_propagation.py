@@ -33,7 +33,7 @@ NODES = ["pa", "pb", "pc"]
 def admin(ip: str, token: str, method: str, path: str, body: Any = None) -> tuple[int, Any]:
     resp = HTTP.request(
         method,
-        f"http://{ip}:7070/admin/v1/{path}",
+        f"http://{ip}:9070/admin/v1/{path}",
         headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
         body=None if body is None else json.dumps(body).encode(),
         timeout=5.0,
@@ -55,7 +55,7 @@ def pod_ips(kube: k8s.BlockingKube, namespace: str) -> dict[str, str]:
 def serving(ip: str) -> bool:
     try:
         return (
-            HTTP.request("GET", f"http://{ip}:7070/healthz", timeout=1.0, retries=False).status
+            HTTP.request("GET", f"http://{ip}:9070/healthz", timeout=1.0, retries=False).status
             == 200
         )
     except urllib3.exceptions.HTTPError:

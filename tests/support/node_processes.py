@@ -79,11 +79,22 @@ class Node:
     env: dict[str, str] = field(default_factory=dict)
     context: ssl.SSLContext | None = None  # set: the node serves https, verified with it
     client_flags: tuple[str, ...] = ()  # e.g. --ca-file and --server-name for https
+    private_port: int = 0  # free_port(host) when 0
+
+    def __post_init__(self) -> None:
+        if not self.private_port:
+            self.private_port = free_port(self.host)
 
     @property
     def url(self) -> str:
+        """The public listener: peer protocol and client API."""
         scheme = "https" if self.context is not None else "http"
         return f"{scheme}://{self.host}:{self.port}"
+
+    @property
+    def private_url(self) -> str:
+        """The private listener: admin API, /metrics and probes."""
+        return f"http://{self.host}:{self.private_port}"
 
     def start(self) -> None:
         env = (
@@ -92,6 +103,7 @@ class Node:
             | {
                 "MARKETPLACE_NODE_HOST": self.host,
                 "MARKETPLACE_NODE_PORT": str(self.port),
+                "MARKETPLACE_NODE_PRIVATE_PORT": str(self.private_port),
                 "MARKETPLACE_NODE_DATA_DIR": str(self.data_dir),
                 "MARKETPLACE_NODE_BOOTSTRAP_PEERS": ",".join(self.bootstrap),
             }

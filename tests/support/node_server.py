@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from aiohttp.test_utils import TestServer
 from marketplace_node import app
@@ -15,18 +16,31 @@ from marketplace_protocol.clock import SystemClock
 from prometheus_client import CollectorRegistry
 
 
+class Served(NamedTuple):
+    public: TestServer
+    service: NodeService
+    private: TestServer
+
+
 @contextlib.asynccontextmanager
-async def serving(settings: NodeSettings) -> AsyncIterator[tuple[TestServer, NodeService]]:
-    """The node `settings` describe, listening on 127.0.0.1 (`settings.port`, else any port)."""
+async def serving(settings: NodeSettings) -> AsyncIterator[Served]:
+    """The node `settings` describe, its public listener on 127.0.0.1 (`settings.port`, else
+    any port), its private one on any port of 127.0.0.1."""
     service = NodeService(
         settings,
         identity=identity.Identity.generate(),
         clock=SystemClock(),
         metrics=NodeMetrics(CollectorRegistry()),
     )
-    server = TestServer(app.build_app(service), host="127.0.0.1", port=settings.port or None)
-    await server.start_server()
+    apps = app.build_apps(service)
+    public = TestServer(apps.public, host="127.0.0.1", port=settings.port or None)
+    private = TestServer(apps.private, host="127.0.0.1")
+    await public.start_server()
     try:
-        yield server, service
+        await private.start_server()
+        try:
+            yield Served(public, service, private)
+        finally:
+            await private.close()
     finally:
-        await server.close()
+        await public.close()

@@ -1,7 +1,7 @@
 """The admin API's part of the node's OpenAPI document, from the same wire models.
 
-`marketplace_node.openapi.document()` merges `PATHS` and `MODELS` into the
-node's `/openapi.json`; a test proves every admin route is described and
+`marketplace_node.openapi.private_document()` puts `PATHS` and `MODELS` in the
+private listener's `/openapi.json`; a test proves every admin route is described and
 every schema reference resolves, so the document cannot drift from
 `admin/routes.py`.
 """

@@ -305,7 +305,7 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
         token = await nodeloop.admin_token(ctx, desired.ref, views.admin_secret)
         drained = await actuate.drain(
             ctx.nodes,
-            base_url(pod.ip, spec.p2p.port),
+            base_url(pod.ip, pod.admin_port(spec.p2p.port)),
             token,
             deadline_seconds=spec.drain_timeout_seconds,
             poll=ctx.settings.drain_poll_seconds,

@@ -193,7 +193,9 @@ class IndexInputs:
                 continue
             if not pod.started:  # not answering yet: it starts on the ConfigMap's policy
                 continue
-            targets.append(NodeTarget(member.node, pod.uid, base_url(pod.ip, member.port)))
+            targets.append(
+                NodeTarget(member.node, pod.uid, base_url(pod.ip, pod.admin_port(member.port)))
+            )
         return sorted(targets, key=lambda t: t.name)
 
     def fleets(self) -> Collection[FleetKey]:

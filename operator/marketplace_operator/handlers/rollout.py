@@ -33,6 +33,7 @@ from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
 from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.reconcile import tls as reconcile_tls
+from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names, pdb, pod
 from marketplace_operator.rollout import planner, status, triggers
 from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
@@ -168,9 +169,10 @@ class _Pass:
         return cls(ctx, namespace, fleet, indexes, dict(sorted(mnodes.items())), pods)
 
     def address(self, node: str) -> str | None:
-        ip = ((self.pods.get(node) or {}).get("status") or {}).get("podIP")
+        """The base URL of the node's admin API (None while its pod has no address)."""
+        view = pod_view(self.pods.get(node) or {})
         spec = MarketplaceNodeSpec.model_validate(self.mnodes[node].get("spec") or {})
-        return base_url(ip, spec.p2p.port) if ip else None
+        return base_url(view.ip, view.admin_port(spec.p2p.port)) if view.ip else None
 
     async def token(self) -> str | None:
         ref = names.NodeRef(name="", namespace=self.namespace, uid="", fleet=self.fleet)

@@ -26,6 +26,7 @@ KIND = "MarketplaceNode"
 PLURAL = "marketplacenodes"
 DEFAULT_FLEET = "default"
 DEFAULT_PORT = 7070
+DEFAULT_PRIVATE_PORT = 9070
 MAX_CONNECTED_PEERS_LISTED = 32
 
 PeerUrl = Annotated[
@@ -39,11 +40,30 @@ _QTY_CMP = "quantity(string({a})).compareTo(quantity(string({b})))"
 class P2PSpec(CamelModel):
     """Settings of the peer-to-peer protocol."""
 
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "!has(self.privatePort) || self.port != self.privatePort",
+                "p2p.port and p2p.privatePort must differ",
+                reason="FieldValueInvalid",
+            )
+        )
+    )
+
     port: int = Field(
         default=DEFAULT_PORT,
         ge=1024,
         le=65535,
-        description="Port of the peer protocol, client API, admin API, probes and metrics.",
+        description="Port of the public listener: the peer protocol and the client API.",
+    )
+    private_port: int = Field(
+        default=DEFAULT_PRIVATE_PORT,
+        ge=1024,
+        le=65535,
+        description=(
+            "Port of the private listener: the admin API, /metrics and probes (only the "
+            "operator, Prometheus and the kubelet reach it)."
+        ),
     )
     max_peers: int = Field(default=50, ge=1, le=1000, description="Cap of the node's peer table.")
     bootstrap_peers: list[PeerUrl] = Field(

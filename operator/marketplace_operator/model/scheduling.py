@@ -304,7 +304,8 @@ EnvName = Annotated[
 OPERATOR_ENV: tuple[str, ...] = tuple(
     f"MARKETPLACE_NODE_{name}"
     for name in (
-        "HOST", "PORT", "DATA_DIR", "IDENTITY_FILE", "ADMIN_TOKEN_FILE", "POLICY_DIR", "FLEET",
+        "HOST", "PORT", "PRIVATE_PORT", "DATA_DIR", "IDENTITY_FILE", "ADMIN_TOKEN_FILE",
+        "POLICY_DIR", "FLEET",
         "MAX_PEERS", "DRAIN_TIMEOUT_SECONDS", "BOOTSTRAP_PEERS",
     )
 )  # fmt: skip

@@ -38,6 +38,13 @@ class PodView:
     node_name: str | None = None  # the Node it is bound to, once scheduled
     # The scheduler's word when it cannot place the pod (PodScheduled False, Unschedulable).
     unschedulable: str | None = None
+    # The private listener's port; None for a pod of the one-port layout (admin on p2p).
+    private_port: int | None = None
+
+    def admin_port(self, public_port: int) -> int:
+        """Where the pod's admin API listens: its private port, else (one-port layout,
+        a node image before the split) the public one."""
+        return self.private_port if self.private_port is not None else public_port
 
     @property
     def stuck_reason(self) -> str | None:
@@ -97,4 +104,10 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         started=bool(containers) and all(c.get("started") for c in containers),
         node_name=(pod.get("spec") or {}).get("nodeName") or None,
         unschedulable=_unschedulable(status),
+        private_port=_private_port(meta),
     )
+
+
+def _private_port(meta: dict[str, Any]) -> int | None:
+    value = (meta.get("annotations") or {}).get(names.PRIVATE_PORT_ANNOTATION, "")
+    return int(value) if value.isdigit() else None

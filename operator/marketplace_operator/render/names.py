@@ -13,6 +13,9 @@ FLEET_LABEL = f"{LABEL_PREFIX}fleet"
 NODE_LABEL = "app.kubernetes.io/instance"
 TEMPLATE_HASH_ANNOTATION = f"{LABEL_PREFIX}pod-template-hash"
 PEER_ID_ANNOTATION = f"{LABEL_PREFIX}peer-id"
+# The pod's private port (admin API, /metrics, probes); a pod without it has the one-port
+# layout of node images before the split, whose admin API is on the p2p port.
+PRIVATE_PORT_ANNOTATION = f"{LABEL_PREFIX}private-port"
 JOINED_CONDITION = f"{LABEL_PREFIX}joined"
 MANAGED_BY = "marketplace-operator"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
@@ -22,6 +25,7 @@ APP_NAME = "marketplace-node"
 
 CONTAINER = "node"
 PORT_NAME = "p2p"
+PRIVATE_PORT_NAME = "private"
 DATA_DIR = "/var/lib/marketplace"
 IDENTITY_DIR = "/etc/marketplace/identity"
 IDENTITY_KEY = "ed25519.pem"

@@ -18,7 +18,7 @@ from typing import Any
 
 from marketplace_operator.model.common import rfc3339
 from marketplace_operator.model.fleet import RESTARTED_AT_ANNOTATION
-from marketplace_operator.model.mnode import MarketplaceNodeSpec
+from marketplace_operator.model.mnode import DEFAULT_PRIVATE_PORT, MarketplaceNodeSpec
 from marketplace_operator.model.scheduling import (
     Affinity,
     LabelSelector,
@@ -83,6 +83,12 @@ class PodInputs:
             },
             # Only when on, so that pods made before TLS existed keep their hash.
             **({"tls": [self.tls.secret, self.tls.peer_name]} if self.tls else {}),
+            # only when changed: the hashes of pods made before the field stay the same
+            **(
+                {"privatePort": spec.p2p.private_port}
+                if spec.p2p.private_port != DEFAULT_PRIVATE_PORT
+                else {}
+            ),
         }
 
 
@@ -139,6 +145,7 @@ def _env(spec: MarketplaceNodeSpec) -> list[dict[str, Any]]:
             "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}},
         },
         {"name": "MARKETPLACE_NODE_PORT", "value": str(spec.p2p.port)},
+        {"name": "MARKETPLACE_NODE_PRIVATE_PORT", "value": str(spec.p2p.private_port)},
         {"name": "MARKETPLACE_NODE_DATA_DIR", "value": names.DATA_DIR},
         {
             "name": "MARKETPLACE_NODE_IDENTITY_FILE",
@@ -168,7 +175,7 @@ def _env(spec: MarketplaceNodeSpec) -> list[dict[str, Any]]:
 
 def _probe(path: str, *, period: int, failures: int) -> dict[str, Any]:
     return {
-        "httpGet": {"path": path, "port": names.PORT_NAME},
+        "httpGet": {"path": path, "port": names.PRIVATE_PORT_NAME},
         "periodSeconds": period,
         "timeoutSeconds": 2,
         "failureThreshold": failures,
@@ -181,7 +188,14 @@ def _container(inputs: PodInputs) -> dict[str, Any]:
         "name": names.CONTAINER,
         "image": inputs.image,
         "env": _env(spec) + (_tls_env(inputs.tls) if inputs.tls else []),
-        "ports": [{"name": names.PORT_NAME, "containerPort": spec.p2p.port, "protocol": "TCP"}],
+        "ports": [
+            {"name": names.PORT_NAME, "containerPort": spec.p2p.port, "protocol": "TCP"},
+            {
+                "name": names.PRIVATE_PORT_NAME,
+                "containerPort": spec.p2p.private_port,
+                "protocol": "TCP",
+            },
+        ],
         "readinessProbe": _probe("/readyz", period=1, failures=1),
         "livenessProbe": _probe("/healthz", period=10, failures=3),
         "startupProbe": _probe("/healthz", period=1, failures=60),
@@ -348,7 +362,7 @@ def _policy_volume(fleet: str) -> dict[str, Any]:
 
 def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
     """The node's pod: the image's entrypoint (no `command`), restricted security context,
-    probes on the p2p port, the `joined` readiness gate, and a grace period that covers
+    probes on the private port, the `joined` readiness gate, and a grace period that covers
     the node's own drain on SIGTERM."""
     extra = inputs.spec.template.pod.metadata
     meta = names.metadata(
@@ -357,6 +371,7 @@ def pod(ref: names.NodeRef, inputs: PodInputs) -> dict[str, Any]:
         annotations={
             **extra.annotations,  # the operator's own keys win
             names.TEMPLATE_HASH_ANNOTATION: template_hash(inputs),
+            names.PRIVATE_PORT_ANNOTATION: str(inputs.spec.p2p.private_port),
             # tells the rollout's plan *why* a pod is stale; the hash covers it already
             **({RESTARTED_AT_ANNOTATION: inputs.restart_token} if inputs.restart_token else {}),
             **({names.TLS_SCHEME_ANNOTATION: "https"} if inputs.tls else {}),

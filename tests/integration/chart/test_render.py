@@ -182,7 +182,7 @@ def test_monitoring_objects(helm: Helm) -> None:
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
-    assert one(objs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "p2p"
+    assert one(objs, "PodMonitor")["spec"]["podMetricsEndpoints"][0]["port"] == "private"
     alerts = {r["alert"] for g in one(objs, "PrometheusRule")["spec"]["groups"] for r in g["rules"]}
     assert alerts == {
         "MarketplaceOperatorDown",
@@ -197,10 +197,17 @@ def test_monitoring_objects(helm: Helm) -> None:
     assert json.loads(content)["panels"]
     (policy,) = by_kind(objs, "NetworkPolicy")
     assert policy["metadata"]["namespace"] == "fleet-a"
-    sources = policy["spec"]["ingress"][0]["from"]
-    assert sources[0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == (
-        "marketplace-operator"
-    )
+    public, private = policy["spec"]["ingress"]
+    assert [p["port"] for p in public["ports"]] == [7070]
+    assert [p["port"] for p in private["ports"]] == [9070]
+    operator = public["from"][0]["podSelector"]["matchLabels"]["app.kubernetes.io/name"]
+    assert operator == "marketplace-operator"
+    assert public["from"][1]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == (
+        "marketplace-node"
+    )  # the fleet's peers
+    # the private port: only the operator and Prometheus, never the nodes' peers
+    names = [s["podSelector"]["matchLabels"]["app.kubernetes.io/name"] for s in private["from"]]
+    assert names == ["marketplace-operator", "prometheus"]
 
 
 def _exported_metric_names() -> set[str]:

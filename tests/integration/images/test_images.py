@@ -73,13 +73,17 @@ def test_node_image_serves_healthz(
     ctr: Ctr, images: Images, tmp_path: Path, container_name: str
 ) -> None:
     host = "127.0.0.1"
-    port = free_port(host)
+    port, private = free_port(host), free_port(host)
     data = writable_dir(tmp_path, "data")
     flags = restricted(tmp_path, f"type=bind,src={data},dst=/var/lib/marketplace,options=rbind:rw")
-    env = [f"MARKETPLACE_NODE_HOST={host}", f"MARKETPLACE_NODE_PORT={port}"]
+    env = [
+        f"MARKETPLACE_NODE_HOST={host}",
+        f"MARKETPLACE_NODE_PORT={port}",
+        f"MARKETPLACE_NODE_PRIVATE_PORT={private}",
+    ]
     try:
         ctr("run", "--detach", *flags, *(f"--env={e}" for e in env), images.node, container_name)
-        wait_http_ok(f"http://{host}:{port}/healthz", timeout=60, log=tmp_path / "container.log")
+        wait_http_ok(f"http://{host}:{private}/healthz", timeout=60, log=tmp_path / "container.log")
         assert_runs_as_non_root(ctr, container_name)
         # The node created its identity in the data volume, as the non-root user.
         assert any(p.stat().st_uid == UID for p in data.rglob("*"))

@@ -58,7 +58,7 @@ def begin_upload(node: Node) -> socket.socket:
 
 
 def in_flight(node: Node) -> float:
-    _, body = http("GET", f"{node.url}/metrics")
+    _, body = http("GET", f"{node.private_url}/metrics")
     for line in body.decode().splitlines():
         if line.startswith("marketplace_node_in_flight_requests "):
             return float(line.split()[1])

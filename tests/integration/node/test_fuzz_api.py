@@ -1,12 +1,13 @@
-"""Fuzz a real node process through its own `/openapi.json` with schemathesis: no 5xx, no
-crash, every error a typed `ErrorBody` with a stable code.
+"""Fuzz a real node process through its listeners' own `/openapi.json` with schemathesis:
+no 5xx, no crash, every error a typed `ErrorBody` with a stable code.
 
-Schemathesis generates requests for every operation from the document the node
-serves (the client API, the peer protocol and the admin API): valid ones and,
-in its negative mode, ones that break the schema (bodies, path and query
-parameters). One requests auth hook (`NodeAuth`) adds the admin bearer token
-to admin routes and signs peer routes (RFC 9421, a fresh identity) over the
-exact bytes sent, so their bodies are reached past authentication.
+Schemathesis generates requests for every operation from the documents the node
+serves (public listener: the client API and the peer protocol; private listener:
+the admin API and the probes): valid ones and, in its negative mode, ones that
+break the schema (bodies, path and query parameters). One requests auth hook
+(`NodeAuth`) adds the admin bearer token to admin routes and signs peer routes
+(RFC 9421, a fresh identity) over the exact bytes sent, so their bodies are
+reached past authentication.
 `derandomize` and a fixed example count keep the run reproducible and
 bounded for CI.
 
@@ -120,14 +121,16 @@ def permit(node: Node, version: int) -> None:
 
 def admin(node: Node, method: str, path: str, body: bytes | None = None) -> tuple[int, bytes]:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    return http(method, node.url + path, body, headers)
+    return http(method, node.private_url + path, body, headers)
 
 
 @pytest.fixture(scope="module")
 def operations(node: Node) -> list[ApiOperation]:
-    schema = schemathesis.openapi.from_url(f"{node.url}/openapi.json")
-    schema.config.update(base_url=node.url)
-    results = list(schema.get_all_operations())
+    results = []
+    for base in (node.url, node.private_url):  # each listener serves its own document
+        schema = schemathesis.openapi.from_url(f"{base}/openapi.json")
+        schema.config.update(base_url=base)
+        results += list(schema.get_all_operations())
     every = [result.ok() for result in results if isinstance(result, Ok)]
     assert len(every) == len(results), "the document has operations schemathesis cannot read"
     return [op for op in every if (op.path, op.method.upper()) not in SKIPPED]
@@ -165,7 +168,7 @@ def test_no_request_from_the_openapi_document_gets_a_5xx(
                 one()
             except Unsatisfiable:
                 assert mode is GenerationMode.NEGATIVE  # nothing to break: no parameters or body
-    assert http("GET", f"{node.url}/healthz")[0] == 200, "the node died under the fuzz"
+    assert http("GET", f"{node.private_url}/healthz")[0] == 200, "the node died under the fuzz"
     assert {(method.upper(), route) for method, route, _ in seen} == {
         (op.method.upper(), op.path) for op in operations
     }

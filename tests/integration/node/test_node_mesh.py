@@ -127,7 +127,7 @@ def test_dead_and_tampering_providers_are_skipped_and_lose_reputation(
     assert reputation[dead.peer_id] < 0.5
     assert reputation[tampering.peer_id] < 0.5
     assert reputation[good.peer_id] > 0.5
-    metrics = http("GET", f"{fetcher.url}/metrics")[1].decode()
+    metrics = http("GET", f"{fetcher.private_url}/metrics")[1].decode()
     assert 'marketplace_node_fetches_total{outcome="integrity"} 1.0' in metrics
     assert 'marketplace_node_fetches_total{outcome="failed"} 1.0' in metrics
 
@@ -309,4 +309,4 @@ def test_members_file_in_the_policy_dir_joins_the_fleet(
         what="the newcomer to sync",
         ignoring=NODE_ERRORS,
     )
-    assert http("GET", f"{newcomer.url}/readyz")[0] == 200
+    assert http("GET", f"{newcomer.private_url}/readyz")[0] == 200

@@ -132,7 +132,7 @@ def test_a_claim_race_ends_with_one_owner_and_hijacks_are_refused_everywhere(
         "POST", f"{left.url}/p2p/v1/announce", body, headers | {"Content-Type": "application/json"}
     )
     assert (status, json.loads(answer)["code"]) == (400, "stale_record")
-    metrics = http("GET", f"{left.url}/metrics")[1].decode()
+    metrics = http("GET", f"{left.private_url}/metrics")[1].decode()
     assert 'marketplace_node_name_refusals_total{reason="name_taken"}' in metrics
 
     # Yank through the CLI: resolution skips it, the exact version still resolves.

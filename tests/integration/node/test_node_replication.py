@@ -109,7 +109,7 @@ def test_acknowledged_publishes_survive_a_node_and_its_disk(cluster: NodeCluster
     wait_for(
         lambda: (
             "marketplace_node_under_replicated_packages 0.0"
-            in http("GET", f"{nodes[0].url}/metrics")[1].decode()
+            in http("GET", f"{nodes[0].private_url}/metrics")[1].decode()
         ),
         timeout=60,
         what="the under-replicated gauge back at 0",

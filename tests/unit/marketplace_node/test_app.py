@@ -8,7 +8,6 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from marketplace_node import limits, sealing, signing
 from marketplace_node.config import NodeSettings
 from marketplace_node.model import Hello
@@ -19,12 +18,12 @@ from marketplace_protocol.clock import SystemClock
 from pydantic import SecretStr
 
 from tests.support.net import free_port
-from tests.support.node_server import serving
+from tests.support.node_server import Served, serving
 from tests.support.signed import package, package_announcement
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[tuple[TestServer, NodeService]]:
+async def node(tmp_path: Path) -> AsyncIterator[Served]:
     settings = NodeSettings(data_dir=tmp_path, port=0, admin_token=SecretStr("s3cret"))
     async with serving(settings) as running:
         yield running
@@ -39,20 +38,39 @@ def signed(
     return headers | {"Content-Type": "application/json"}
 
 
-async def test_probes_and_documents(node: tuple[TestServer, NodeService]) -> None:
-    server, _ = node
+async def test_probes_and_documents(node: Served) -> None:
+    public, _, private = node
     async with aiohttp.ClientSession() as http:
-        assert (await http.get(server.make_url("/healthz"))).status == 200
-        assert (await http.get(server.make_url("/readyz"))).status == 200  # no peers configured
-        spec = await (await http.get(server.make_url("/openapi.json"))).json()
+        assert (await http.get(private.make_url("/healthz"))).status == 200
+        assert (await http.get(private.make_url("/readyz"))).status == 200  # no peers configured
+        spec = await (await http.get(public.make_url("/openapi.json"))).json()
         assert "/p2p/v1/announce" in spec["paths"]
         assert "Announcement" in spec["components"]["schemas"]
-        metrics = await (await http.get(server.make_url("/metrics"))).text()
+        assert not any(path.startswith("/admin/") for path in spec["paths"])
+        spec = await (await http.get(private.make_url("/openapi.json"))).json()
+        assert {"/healthz", "/readyz", "/admin/v1/status"} <= set(spec["paths"])
+        assert not any(path.startswith(("/api/", "/p2p/")) for path in spec["paths"])
+        metrics = await (await http.get(private.make_url("/metrics"))).text()
         assert "marketplace_node_catalogue_packages" in metrics
 
 
-async def test_unsigned_peer_request_is_refused(node: tuple[TestServer, NodeService]) -> None:
-    server, service = node
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/admin/v1/status"])
+async def test_the_public_listener_serves_no_private_route(node: Served, path: str) -> None:
+    public, _, _ = node
+    async with aiohttp.ClientSession() as http:
+        resp = await http.get(public.make_url(path), headers={"Authorization": "Bearer s3cret"})
+        assert resp.status == 404
+
+
+@pytest.mark.parametrize("path", ["/api/v1/status", "/api/v1/search?q=x", "/p2p/v1/changes"])
+async def test_the_private_listener_serves_no_public_route(node: Served, path: str) -> None:
+    _, _, private = node
+    async with aiohttp.ClientSession() as http:
+        assert (await http.get(private.make_url(path))).status == 404
+
+
+async def test_unsigned_peer_request_is_refused(node: Served) -> None:
+    server, service, _ = node
     body = package_announcement(package()).model_dump_json(by_alias=True).encode()
     async with aiohttp.ClientSession() as http:
         resp = await http.post(server.make_url("/p2p/v1/announce"), data=body)
@@ -62,9 +80,9 @@ async def test_unsigned_peer_request_is_refused(node: tuple[TestServer, NodeServ
 
 
 async def test_signed_announcement_is_stored_and_a_replay_refused(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, service = node
+    server, service, _ = node
     peer = identity.Identity.generate()
     now = int(SystemClock().wall())  # a push must be fresh (docs/packages.md)
     meta = package("goodpkg", created=now)
@@ -79,9 +97,9 @@ async def test_signed_announcement_is_stored_and_a_replay_refused(
 
 
 async def test_forged_announcement_in_a_validly_signed_request_is_refused(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, service = node
+    server, service, _ = node
     peer = identity.Identity.generate()
     genuine = package_announcement(package("victim"))
     assert genuine.package is not None
@@ -107,9 +125,9 @@ async def test_forged_announcement_in_a_validly_signed_request_is_refused(
 
 
 async def test_malformed_peer_body_is_a_400_with_a_code(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, _ = node
+    server, _, _ = node
     peer = identity.Identity.generate()
     body = b'{"kind": "package"}'
     async with aiohttp.ClientSession() as http:
@@ -122,9 +140,9 @@ async def test_malformed_peer_body_is_a_400_with_a_code(
 
 
 async def test_publish_then_search_and_page_through_the_api(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, service = node
+    server, service, _ = node
     author = identity.Identity.generate()
     content = b"some bytes"
     now = int(SystemClock().wall())
@@ -189,8 +207,8 @@ async def test_publish_then_search_and_page_through_the_api(
     sealing.verify_package(service.catalogue.get(page["results"][0]["id"]))  # type: ignore[arg-type]
 
 
-async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, NodeService]) -> None:
-    server, service = node
+async def test_admin_api_is_mounted_behind_the_token(node: Served) -> None:
+    _, service, server = node
     async with aiohttp.ClientSession() as http:
         assert (await http.get(server.make_url("/admin/v1/status"))).status == 401
         resp = await http.get(
@@ -209,9 +227,9 @@ async def test_admin_api_is_mounted_behind_the_token(node: tuple[TestServer, Nod
 
 
 async def test_the_fleets_replication_arrives_with_the_policy_and_overrides_the_settings(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, service = node
+    _, service, server = node  # the admin API: the private listener
     service.members = tuple(f"http://127.0.0.{i}:1" for i in range(2, 7))  # a fleet of six
     assert (service.replication().factor, service.replication().min_in_sync) == (3, 2)
     admin = {"Authorization": "Bearer s3cret"}
@@ -232,9 +250,9 @@ async def test_the_fleets_replication_arrives_with_the_policy_and_overrides_the_
 
 
 async def test_oversized_peer_body_is_refused(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, _ = node
+    server, _, _ = node
     body = b"x" * (limits.ANNOUNCE_BODY_MAX + 1)
     peer = identity.Identity.generate()
     async with aiohttp.ClientSession() as http:
@@ -246,8 +264,8 @@ async def test_oversized_peer_body_is_refused(
         assert (resp.status, (await resp.json())["code"]) == (413, "payload_too_large")
 
 
-async def test_hello_from_another_fleet_is_refused(node: tuple[TestServer, NodeService]) -> None:
-    server, service = node
+async def test_hello_from_another_fleet_is_refused(node: Served) -> None:
+    server, service, _ = node
     peer = identity.Identity.generate()
     async with aiohttp.ClientSession() as http:
         for fleet, expected in (("other", 403), ("default", 200)):
@@ -264,7 +282,10 @@ async def test_hello_from_another_fleet_is_refused(node: tuple[TestServer, NodeS
 async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Path) -> None:
     relay_settings = NodeSettings(data_dir=tmp_path / "relay", port=0)
     next_settings = NodeSettings(data_dir=tmp_path / "next", port=0)
-    async with serving(relay_settings) as (relay, relayed), serving(next_settings) as (nxt, last):
+    async with (
+        serving(relay_settings) as (relay, relayed, _),
+        serving(next_settings) as (nxt, last, _),
+    ):
         relayed.peers.seen(last.identity.peer_id, str(nxt.make_url("")).rstrip("/"), 0.0)
         now = int(SystemClock().wall())  # a push must be fresh (docs/packages.md)
         ann = package_announcement(package("spread", created=now), created=now)
@@ -299,8 +320,8 @@ async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named
     )
     fetcher_settings = NodeSettings(data_dir=tmp_path / "fetcher", port=0)
     async with (
-        serving(provider_settings) as (provider_server, provider),
-        serving(fetcher_settings) as (fetcher_server, fetcher),
+        serving(provider_settings) as (provider_server, provider, _),
+        serving(fetcher_settings) as (fetcher_server, fetcher, _),
     ):
         provider.peers.seen(
             fetcher.identity.peer_id, str(fetcher_server.make_url("")).rstrip("/"), 0.0
@@ -329,14 +350,14 @@ async def test_provider_serving_bytes_that_contradict_the_signed_digest_is_named
 
 
 async def test_publishes_are_limited_per_author_key_and_only_verified_ones_count(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, _ = node
+    server, _, private = node
     author, now = identity.Identity.generate(), int(SystemClock().wall())
     limits_doc = {"version": 1, "rateLimits": {"perPublisher": {"rate": 0.001, "burst": 1}}}
     async with aiohttp.ClientSession() as http:
         resp = await http.put(
-            server.make_url("/admin/v1/policy"),
+            private.make_url("/admin/v1/policy"),
             json=limits_doc,
             headers={"Authorization": "Bearer s3cret"},
         )

@@ -20,7 +20,7 @@ from tests.support.node_server import serving
 
 @pytest.fixture
 async def server(tmp_path: Path) -> AsyncIterator[TestServer]:
-    async with serving(NodeSettings(data_dir=tmp_path, port=0)) as (started, _):
+    async with serving(NodeSettings(data_dir=tmp_path, port=0)) as (started, _, _):
         yield started
 
 

@@ -118,7 +118,9 @@ def test_docs_list_every_setting_with_its_default() -> None:
         default = field.get_default(call_default_factory=True)
         documented = rows[name.upper()]
         if default in (None, []):
-            assert documented.startswith(("none", "`http://HOST:PORT`", "`DATA_DIR/")), name
+            assert documented.startswith(("none", "`http://HOST:PORT`", "`DATA_DIR/", "`HOST`")), (
+                name
+            )
         elif isinstance(default, Path):
             assert documented == f"`./{default}`", name
         else:

@@ -11,12 +11,11 @@ import aiohttp
 import pytest
 from marketplace_node import membership
 from marketplace_node.config import NodeSettings
-from marketplace_node.service import NodeService
 from marketplace_protocol.admin import Member, Members
 from pydantic import SecretStr
 
 from tests.support.net import free_port
-from tests.support.node_server import serving
+from tests.support.node_server import Served, serving
 from tests.support.poll import until
 
 INTERVAL = 60.0  # far beyond every deadline below: only a retry or a nudge can join in time
@@ -48,7 +47,7 @@ async def stack() -> AsyncIterator[AsyncExitStack]:
 
 async def _node(
     exits: AsyncExitStack, data: Path, port: int, bootstrap: list[str] | None = None
-) -> NodeService:
+) -> Served:
     settings = NodeSettings(
         data_dir=data,
         port=port,
@@ -57,19 +56,18 @@ async def _node(
         liveness_interval_seconds=INTERVAL,
         sync_interval_seconds=INTERVAL,
     )
-    _, service = await exits.enter_async_context(serving(settings))
-    return service
+    return await exits.enter_async_context(serving(settings))
 
 
 async def test_a_node_joins_a_bootstrap_peer_that_starts_later(
     stack: AsyncExitStack, tmp_path: Path
 ) -> None:
     port_b = free_port()
-    a = await _node(stack, tmp_path / "a", free_port(), [f"http://127.0.0.1:{port_b}"])
+    a = (await _node(stack, tmp_path / "a", free_port(), [f"http://127.0.0.1:{port_b}"])).service
     await asyncio.sleep(1.0)  # a's first hellos fail: it is backing off, not sleeping 60 s
     assert not a.joined()
     assert not a.ready()
-    b = await _node(stack, tmp_path / "b", port_b)
+    b = (await _node(stack, tmp_path / "b", port_b)).service
     await until(a.joined, within=5.0)
     assert b.identity.peer_id in a.peers
     assert a.identity.peer_id in b.peers  # the hello recorded a at b too
@@ -79,14 +77,15 @@ async def test_a_node_joins_a_bootstrap_peer_that_starts_later(
 async def test_new_members_are_greeted_at_once(stack: AsyncExitStack, tmp_path: Path) -> None:
     port_b = free_port()
     port_a = free_port()
-    a = await _node(stack, tmp_path / "a", port_a)
-    b = await _node(stack, tmp_path / "b", port_b)
+    served_a = await _node(stack, tmp_path / "a", port_a)
+    a = served_a.service
+    b = (await _node(stack, tmp_path / "b", port_b)).service
     await asyncio.sleep(0.3)  # both ran their first round: no configured peers, nothing to do
     assert len(a.peers) == 0
     members = Members(members=[Member(address=f"http://127.0.0.1:{port_b}", name="b")])
     async with aiohttp.ClientSession() as http:
         resp = await http.put(
-            f"http://127.0.0.1:{port_a}/admin/v1/members",
+            served_a.private.make_url("/admin/v1/members"),
             data=members.model_dump_json(by_alias=True),
             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
         )

@@ -11,18 +11,16 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 from marketplace_node.config import NodeSettings
 from marketplace_node.model import AnnouncementKind
 from marketplace_node.policy.takedowns import compile_takedowns
-from marketplace_node.service import NodeService
 from marketplace_protocol import identity
 from marketplace_protocol.admin import ContentBlock, PolicyDocument
 from marketplace_protocol.clock import SystemClock
 from marketplace_protocol.errors import Blocked
 from pydantic import SecretStr
 
-from tests.support.node_server import serving
+from tests.support.node_server import Served, serving
 from tests.support.signed import package, provider_announcement
 
 ADMIN = {"Authorization": "Bearer s3cret"}
@@ -51,16 +49,16 @@ def test_a_block_matches_by_digest_version_name_or_publisher_until_it_expires() 
 
 
 @pytest.fixture
-async def node(tmp_path: Path) -> AsyncIterator[tuple[TestServer, NodeService]]:
+async def node(tmp_path: Path) -> AsyncIterator[Served]:
     settings = NodeSettings(data_dir=tmp_path, port=0, admin_token=SecretStr("s3cret"))
     async with serving(settings) as running:
         yield running
 
 
 async def test_a_takedown_stops_serving_and_lifting_it_restores(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    server, service = node
+    server, service, private = node
     now = int(SystemClock().wall())
     metas = {
         (name, version, who.peer_id): package(
@@ -76,7 +74,8 @@ async def test_a_takedown_stops_serving_and_lifting_it_restores(
     async with aiohttp.ClientSession() as http:
 
         async def call(method: str, path: str, **kw: Any) -> tuple[int, Any]:
-            resp = await http.request(method, server.make_url(path), **kw)
+            listener = private if path.startswith(("/admin/", "/metrics")) else server
+            resp = await http.request(method, listener.make_url(path), **kw)
             body = await resp.read()
             return resp.status, (await resp.json()) if resp.content_type == "application/json" \
                 else body  # fmt: skip
@@ -124,9 +123,9 @@ async def test_a_takedown_stops_serving_and_lifting_it_restores(
 
 
 async def test_a_node_neither_announces_nor_copies_what_was_taken_down(
-    node: tuple[TestServer, NodeService],
+    node: Served,
 ) -> None:
-    _, service = node
+    _, service, _ = node
     meta = package("evil", "1.0.0", publisher=AUTHOR, created=int(SystemClock().wall()))
     service.enforcer.apply(PolicyDocument(version=1, blocks=[ContentBlock(name="evil")]))
     ann = provider_announcement(meta.id, AUTHOR, kind=AnnouncementKind.PROVIDER_ADDED)

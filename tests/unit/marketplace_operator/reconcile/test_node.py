@@ -488,6 +488,14 @@ def test_pod_view_started_means_every_container_passed_its_startup_probe(
     assert pod_view(p).started is started
 
 
+def test_the_admin_api_is_reached_on_the_private_port_or_on_p2p_for_a_one_port_pod() -> None:
+    d = desired()
+    p = pod.pod(d.ref, d.pod_inputs)
+    assert pod_view(p).admin_port(7070) == 9070
+    del p["metadata"]["annotations"]["marketplace.p2p.dev/private-port"]  # made before the split
+    assert pod_view(p).admin_port(7070) == 7070
+
+
 def test_a_node_refusing_the_admin_token_is_reported_as_that_not_as_not_joined() -> None:
     inputs = status.StatusInputs(
         1, view(ready=False, joined=False), HASH, token_rejected="status: unauthenticated"

@@ -40,9 +40,25 @@ def test_pod_runs_the_image_entrypoint_with_the_contract_env() -> None:
     assert env["MARKETPLACE_NODE_IDENTITY_FILE"] == "/etc/marketplace/identity/ed25519.pem"
     assert env["MARKETPLACE_NODE_ADMIN_TOKEN_FILE"] == "/etc/marketplace/admin/token"
     assert env["MARKETPLACE_NODE_POLICY_DIR"] == "/etc/marketplace/policy"
-    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "p2p"}
-    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "p2p"}
-    assert container["ports"][0]["containerPort"] == 7444
+    assert env["MARKETPLACE_NODE_PRIVATE_PORT"] == "9070"
+    # probes on the private listener; the p2p port first (peers' addresses use it)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "private"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "private"}
+    assert [(p["name"], p["containerPort"]) for p in container["ports"]] == [
+        ("p2p", 7444),
+        ("private", 9070),
+    ]
+    assert p["metadata"]["annotations"]["marketplace.p2p.dev/private-port"] == "9070"
+
+
+def test_the_private_port_shapes_the_pod_only_when_changed() -> None:
+    """Pods made before the field keep their hash (no restart on operator upgrade); a
+    user's change of it is a change of the pod."""
+    default = pod.template_hash(pod.PodInputs(IMAGE, spec()))
+    assert pod.template_hash(pod.PodInputs(IMAGE, spec(p2p={"privatePort": 9070}))) == default
+    moved = pod.PodInputs(IMAGE, spec(p2p={"privatePort": 9555}))
+    assert pod.template_hash(moved) != default
+    assert _env(pod.pod(REF, moved))["MARKETPLACE_NODE_PRIVATE_PORT"] == "9555"
 
 
 def test_bootstrap_env_absent_when_the_fleet_provides_peers() -> None:
