@@ -143,6 +143,14 @@ class NodeSettings(BaseSettings):
         description="on SIGTERM: in-flight work and hand-offs finish within this; "
         "a second signal ends the drain at once",
     )
+    termination_settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=30,
+        description="on SIGTERM while serving: readiness goes false at once, but work is "
+        "still taken this long before the drain starts (clients following readiness "
+        "move on first)",
+    )
     log_level: str = Field(
         default="INFO",
         pattern=r"^(DEBUG|INFO|WARNING|ERROR|CRITICAL)$",

@@ -14,6 +14,13 @@ readiness false at once and runs, in the background:
    the server still writes responses (aiohttp's own shutdown, which follows,
    would stop reading the request and drop the connection).
 
+A termination signal while still serving (`handle_signal()`: an eviction, a
+`kubectl delete`, not the operator's rollout, which drains first) turns readiness
+false at once but keeps taking work for `settle` seconds before the drain starts,
+so that load balancers and clients following the pod's readiness stop sending
+first (what a preStop sleep does for servers that stop accepting on SIGTERM):
+without it a client that has not yet seen the pod leave gets a 503.
+
 A second signal (`handle_signal()` twice) or `abort()` ends the drain at
 once, cutting off in-flight work the same way (review MAJOR-2). Drain is
 one-way: a drained node is stopped, never resumed, so there is no state in
@@ -44,11 +51,16 @@ logger = logging.getLogger(__name__)
 class DrainCoordinator:
     """Counts in-flight work and runs the drain sequence once; see the module docstring."""
 
-    def __init__(self, clock: Clock, *, timeout: float) -> None:
+    def __init__(self, clock: Clock, *, timeout: float, settle: float = 0.0) -> None:
         if timeout <= 0:
             raise ValueError("the drain timeout must be positive")
+        if settle < 0:
+            raise ValueError("the settle time cannot be negative")
         self._clock = clock
         self._timeout = timeout
+        self._settle = settle
+        self._leaving = False  # signalled: not ready, still serving until the settle ends
+        self._settling: asyncio.Task[None] | None = None
         self._state = DrainState.SERVING
         self._in_flight = 0
         self._idle = asyncio.Event()
@@ -68,8 +80,8 @@ class DrainCoordinator:
 
     @property
     def ready(self) -> bool:
-        """Readiness: false from the moment a drain starts."""
-        return self._state is DrainState.SERVING
+        """Readiness: false from the moment a drain starts, or a signal arrives."""
+        return self._state is DrainState.SERVING and not self._leaving
 
     @property
     def in_flight(self) -> int:
@@ -100,27 +112,40 @@ class DrainCoordinator:
             )
         return self.status()
 
-    async def wait(self) -> DrainStatus:
-        """Until the drain has finished (or was aborted)."""
-        if self._task is not None:
-            await asyncio.wait({self._task})  # never raises, even for an aborted drain
-        return self.status()
-
     def abort(self) -> None:
         """End a drain now: cancel hand-offs and cut off in-flight work."""
+        if self._settling is not None and not self._settling.done():
+            self._settling.cancel()
         if self._task is not None and not self._task.done():
             self._task.cancel()
         self._state = DrainState.DRAINED
         self._cut_off()
 
     def handle_signal(self) -> None:
-        """For `loop.add_signal_handler(SIGTERM, ...)`: first drain, second abort."""
+        """For `loop.add_signal_handler(SIGTERM, ...)`: first drain (after the settle, if
+        still serving), second abort."""
         self._signals += 1
         if self._signals == 1:
-            self.drain()
+            if self._state is DrainState.SERVING and self._settle > 0:
+                self._leaving = True
+                self._settling = asyncio.create_task(self._settle_then_drain())
+            else:
+                self.drain()
         else:
             logger.warning("second termination signal: ending the drain now")
             self.abort()
+
+    async def _settle_then_drain(self) -> None:
+        await asyncio.sleep(self._settle)
+        self.drain()
+
+    async def wait(self) -> DrainStatus:
+        """Until the drain has finished (or was aborted), the settle before it included."""
+        if self._settling is not None:
+            await asyncio.wait({self._settling})
+        if self._task is not None:
+            await asyncio.wait({self._task})  # never raises, even for an aborted drain
+        return self.status()
 
     async def _run(self, *, seconds: float) -> None:
         loop = asyncio.get_running_loop()

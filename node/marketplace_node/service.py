@@ -104,7 +104,11 @@ class NodeService:
         self.members: tuple[str, ...] = ()
         self._configured = self.bootstrap
         self.last_seq = 0
-        self.drain = DrainCoordinator(clock, timeout=settings.drain_timeout_seconds)
+        self.drain = DrainCoordinator(
+            clock,
+            timeout=settings.drain_timeout_seconds,
+            settle=settings.termination_settle_seconds,
+        )
         self.lifecycle = Lifecycle(on_start=self._on_start, on_stop=self._on_stop)
         self._session: aiohttp.ClientSession | None = None
         self._loops: list[Callable[[], Awaitable[None]]] = []

@@ -24,12 +24,16 @@ CONTENT = b"slow upload " * 100_000
 DIGEST = hashlib.sha256(CONTENT).hexdigest()
 # aiohttp waits up to twice its shutdown timeout; the rest is process start-up noise.
 MARGIN = 2 * SHUTDOWN_SECONDS + 3
+SETTLE = 1.0  # after the first SIGTERM the node still serves this long (drain.py)
 
 
 def start(tmp_path: Path, drain_seconds: float) -> Node:
     port = free_port(HOST)
     node = Node(0, HOST, port, tmp_path / "data", tmp_path / "node.log", [])
-    node.env = {"MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": str(drain_seconds)}
+    node.env = {
+        "MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS": str(drain_seconds),
+        "MARKETPLACE_NODE_TERMINATION_SETTLE_SECONDS": str(SETTLE),
+    }
     node.start()
     node.wait_listening()
     return node
@@ -98,9 +102,9 @@ def test_upload_in_flight_at_the_deadline_is_answered_and_the_node_exits_0(
         status, body = answer(sock)  # the client stalls: the deadline cuts it off, with an answer
     answered = time.monotonic() - sent
     assert (status, body["code"]) == (503, "draining")
-    assert answered < drain + MARGIN
-    assert node.process.wait(timeout=drain + MARGIN + 10) == 0
-    assert time.monotonic() - sent < drain + MARGIN
+    assert answered < SETTLE + drain + MARGIN
+    assert node.process.wait(timeout=SETTLE + drain + MARGIN + 10) == 0
+    assert time.monotonic() - sent < SETTLE + drain + MARGIN
 
 
 def test_upload_that_finishes_during_the_drain_is_stored(
@@ -126,7 +130,7 @@ def test_second_sigterm_ends_the_drain_at_once(node_factory: list[Node], tmp_pat
     assert node.process is not None
     with begin_upload(node) as sock:
         node.process.send_signal(signal.SIGTERM)
-        time.sleep(1)
+        time.sleep(SETTLE + 1)  # the drain has begun
         sent = time.monotonic()
         node.process.send_signal(signal.SIGTERM)
         status, body = answer(sock)

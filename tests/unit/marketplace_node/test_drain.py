@@ -168,3 +168,33 @@ async def test_a_callers_own_cancellation_stays_a_cancellation(drain: DrainCoord
 def test_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError):
         DrainCoordinator(FakeClock(), timeout=0)
+
+
+async def test_a_signal_while_serving_turns_readiness_off_but_serves_until_the_settle_ends() -> (
+    None
+):
+    drain = DrainCoordinator(FakeClock(), timeout=2.0, settle=0.2)
+    drain.handle_signal()
+    assert not drain.ready  # load balancers and clients move on
+    with drain.track():  # a client that has not seen it yet is still served
+        assert drain.in_flight == 1
+    assert drain.state is DrainState.SERVING
+    await asyncio.sleep(0.3)
+    assert drain.status().state is not DrainState.SERVING  # then the drain runs
+    with pytest.raises(errors.Draining), drain.track():
+        pass
+    assert (await drain.wait()).state is DrainState.DRAINED
+
+
+async def test_a_signal_after_the_operators_drain_adds_no_settle() -> None:
+    drain = DrainCoordinator(FakeClock(), timeout=2.0, settle=30.0)
+    drain.drain()  # the rollout drained it through the admin API
+    drain.handle_signal()
+    assert (await asyncio.wait_for(drain.wait(), 5)).state is DrainState.DRAINED
+
+
+async def test_a_second_signal_during_the_settle_ends_it_at_once() -> None:
+    drain = DrainCoordinator(FakeClock(), timeout=2.0, settle=30.0)
+    drain.handle_signal()
+    drain.handle_signal()
+    assert (await asyncio.wait_for(drain.wait(), 5)).state is DrainState.DRAINED
