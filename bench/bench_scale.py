@@ -283,6 +283,7 @@ def main() -> int:
     sizes = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,300,1000").split(",")]
     log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
     print(f"== the operator at scale (node farm), sizes {sizes}; machine: {report.machine()} ==")
+    cluster.apply_crds()
     kube = k8s.BlockingKube.from_environment()
     results: list[Result] = []
     try:
