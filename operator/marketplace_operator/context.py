@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.k8s import Kube
@@ -19,6 +19,29 @@ from marketplace_operator.settings import Settings
 
 NodeKey = tuple[str, str]  # (namespace, name)
 ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
+T = TypeVar("T")
+
+
+class FleetMemo:
+    """Values derived from a whole fleet, recomputed only when their inputs changed.
+
+    Every member's pass reads its fleet (members to announce, co-owners): N members
+    deriving the same O(N) value each pass is O(N^2) per poll round. The inputs are what
+    kopf's indexes hold, compared with `==`: the same objects short-circuit, so an
+    unchanged fleet costs one C-level scan of references. One entry per (kind, fleet).
+    """
+
+    def __init__(self) -> None:
+        self._values: dict[Hashable, tuple[Any, Any]] = {}
+
+    def get(self, key: Hashable, inputs: object, compute: Callable[[], T]) -> T:
+        hit = self._values.get(key)
+        if hit is not None and hit[0] == inputs:
+            value: T = hit[1]
+            return value
+        value = compute()
+        self._values[key] = (inputs, value)
+        return value
 
 
 class Wakeups:
@@ -77,6 +100,7 @@ class Context:
     # The rollout engineer replaces this with the fleet-paced planner's decision.
     may_replace: ReplaceGate = one_at_a_time
     wakeups: Wakeups = field(default_factory=Wakeups)
+    fleets: FleetMemo = field(default_factory=FleetMemo)
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
     # StorageClass name -> its volumeBindingMode (None: could not read it).

@@ -43,11 +43,14 @@ class Encoded:
     headers: dict[str, str]
 
 
+JSON_HEADERS: Final = {"Content-Type": "application/json"}
+
+
 def encode(body: WireModel) -> Encoded:
     """JSON bytes, gzipped when large (nodes inflate `Content-Encoding: gzip` bodies)."""
     raw = body.model_dump_json(by_alias=True).encode()
     if len(raw) <= GZIP_ABOVE:
-        return Encoded(raw, {"Content-Type": "application/json"})
+        return Encoded(raw, JSON_HEADERS)
     packed = gzip.compress(raw, compresslevel=5, mtime=0)
     return Encoded(packed, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
@@ -164,7 +167,8 @@ class NodeClient:
         assert got is not None
         return got
 
-    async def put_members(self, base: str, token: str, members: Members) -> None:
+    async def put_members(self, base: str, token: str, members: Members | Encoded) -> None:
+        """`members` may come encoded: a fleet's list is rendered once for all its nodes."""
         await self._call(
             "PUT", f"{base}/admin/v1/members", token, operation="members", body=members
         )

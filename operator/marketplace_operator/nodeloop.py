@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_protocol.admin import Members, NodeStatus
+from marketplace_protocol.admin import NodeStatus
 from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
@@ -31,7 +31,7 @@ from marketplace_operator.nodeclient import base_url
 from marketplace_operator.reconcile import fleet, gate, relocation, status, tls
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
-from marketplace_operator.render import configmap, names, pod
+from marketplace_operator.render import names, pod
 
 log = logging.getLogger(__name__)
 
@@ -302,29 +302,33 @@ async def _sync_members(
     token: str | None,
 ) -> None:
     """Tell the node its fleet's members (once per change), and keep members.json current."""
-    current = fleet.members(views.fleet, views.peer_ids)
-    digest = fleet.members_digest(current)
+    current = ctx.fleets.get(
+        ("members", ref.namespace, ref.fleet),
+        (views.fleet, views.peer_ids),
+        lambda: fleet.announcement(views.fleet, views.peer_ids),
+    )
     cm = views.policy_configmap
-    if cm is not None and fleet.leader(m.node for m in views.fleet) == ref.name:
-        text = configmap.members_json(current)
-        if (cm.get("data") or {}).get(names.MEMBERS_KEY) != text:
-            patch = {"data": {names.MEMBERS_KEY: text}}
-            await ctx.kube.patch(k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch)
+    written = (cm or {}).get("data") or {}
+    if (
+        cm is not None
+        and current.leader == ref.name
+        and written.get(names.MEMBERS_KEY) != current.text
+    ):
+        patch = {"data": {names.MEMBERS_KEY: current.text}}
+        await ctx.kube.patch(k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch)
     if view is None or view.ip is None or token is None or view.phase != "Running":
         return
     if not view.started:  # the node reads members.json first; push once it answers
         return
     state = ctx.node((ref.namespace, ref.name))
-    if state.pushed_members == (view.uid, digest):
+    if state.pushed_members == (view.uid, current.digest):
         return
-    others = [m for m in current if m.name != ref.name]
+    body = nodeclient.Encoded(current.push_body(ref.name), nodeclient.JSON_HEADERS)
     try:
-        await ctx.nodes.put_members(
-            base_url(view.ip, view.admin_port(port)), token, Members(members=others)
-        )
+        await ctx.nodes.put_members(base_url(view.ip, view.admin_port(port)), token, body)
     except (errors.NodeUnreachable, errors.NodeRefused):
         return  # not up yet; the next pass retries
-    state.pushed_members = (view.uid, digest)
+    state.pushed_members = (view.uid, current.digest)
 
 
 async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: bool) -> None:

@@ -18,7 +18,7 @@ from prometheus_client import start_http_server
 
 from marketplace_operator import actuate, errors, events, nodeloop
 from marketplace_operator.admintoken import AdminTokens
-from marketplace_operator.context import Context
+from marketplace_operator.context import Context, FleetMemo
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
 from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
@@ -144,7 +144,11 @@ def _one(index: kopf.Index[Any, Any], key: Any) -> Any:
 
 
 def gather(
-    namespace: str | None, name: str, fleet: str, indexes: Mapping[str, kopf.Index[Any, Any]]
+    namespace: str | None,
+    name: str,
+    fleet: str,
+    indexes: Mapping[str, kopf.Index[Any, Any]],
+    fleets: FleetMemo,
 ) -> nodeloop.Views:
     """The node's observed world from the indexes (no API calls)."""
     peer_ids = dict(indexes["mnode_peer_ids"].get((namespace, fleet)) or ())
@@ -162,7 +166,7 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
-        members=_members(indexes["rollout_mnodes"], str(namespace), fleet),
+        members=_members(indexes["rollout_mnodes"], str(namespace), fleet, fleets),
         **_tls_views(namespace, name, fleet, indexes),
     )
 
@@ -182,9 +186,20 @@ def _tls_views(
     }
 
 
-def _members(index: kopf.Index[Any, Any], namespace: str, fleet: str) -> tuple[names.NodeRef, ...]:
+def _members(
+    index: kopf.Index[Any, Any], namespace: str, fleet: str, fleets: FleetMemo
+) -> tuple[names.NodeRef, ...]:
     """The fleet's MarketplaceNodes not being deleted (the rollout's index has them all)."""
-    metas = (m["metadata"] for m in index.get((namespace, fleet)) or ())
+    slims = tuple(index.get((namespace, fleet)) or ())
+    return fleets.get(
+        ("co-owners", namespace, fleet), slims, lambda: _live_refs(slims, namespace, fleet)
+    )
+
+
+def _live_refs(
+    slims: tuple[Mapping[str, Any], ...], namespace: str, fleet: str
+) -> tuple[names.NodeRef, ...]:
+    metas = (m["metadata"] for m in slims)
     return tuple(
         names.NodeRef(name=meta["name"], namespace=namespace, uid=meta["uid"], fleet=fleet)
         for meta in metas
@@ -221,7 +236,7 @@ async def mnode_loop(
     await nodeloop.run(
         ctx,
         body,
-        lambda: gather(namespace, name, _fleet_of(body), indexes),
+        lambda: gather(namespace, name, _fleet_of(body), indexes, ctx.fleets),
         stopped=lambda: bool(stopped),
     )
 
@@ -294,7 +309,7 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     """Drain before the children go; an unreachable node does not block deletion."""
     ctx: Context = memo.ctx
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
+    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs), ctx.fleets)
     desired = nodeloop.desired_of(ctx, body, views)
     await nodeloop.report_status(ctx, body, views, desired)
     pod = pod_view(views.pod) if views.pod is not None else None

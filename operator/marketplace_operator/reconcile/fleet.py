@@ -41,8 +41,37 @@ def members(pods: Iterable[MemberPod], peer_ids: Mapping[str, str]) -> list[Memb
     return configmap.members_document(out).members
 
 
-def members_digest(items: Sequence[Member]) -> str:
-    return hashlib.sha256(configmap.members_json(items).encode()).hexdigest()[:16]
+@dataclass(frozen=True)
+class Announcement:
+    """A fleet's members, rendered once per change of the fleet for all its members' passes.
+
+    Each member's pass needs the list, its digest, members.json and its own push body
+    (every member but itself). Built per pass, that was N pydantic models and an N-entry
+    JSON document per pass: O(N) per pass, O(N^2) per poll round of the fleet.
+    """
+
+    members: tuple[Member, ...]
+    digest: str
+    text: str  # members.json, as the fleet's policy ConfigMap carries it
+    leader: str | None  # the member that writes members.json
+    _fragments: tuple[tuple[str, str], ...]  # (name, the member's JSON) in document order
+
+    def push_body(self, node: str) -> bytes:
+        """`PUT /admin/v1/members` for `node`: every other member, as `Members` dumps it."""
+        inner = ",".join(text for name, text in self._fragments if name != node)
+        return f'{{"members":[{inner}]}}'.encode()
+
+
+def announcement(pods: Sequence[MemberPod], peer_ids: Mapping[str, str]) -> Announcement:
+    listed = tuple(members(pods, peer_ids))
+    text = configmap.members_json(listed)
+    return Announcement(
+        members=listed,
+        digest=hashlib.sha256(text.encode()).hexdigest()[:16],
+        text=text,
+        leader=leader(m.node for m in pods),
+        _fragments=tuple((m.name, m.model_dump_json(by_alias=True)) for m in listed),
+    )
 
 
 def leader(names: Iterable[str]) -> str | None:

@@ -1,0 +1,63 @@
+"""A fleet's announcement is rendered once for all its members, and says what each
+member's own rendering said (issue 15: O(N) per pass was O(N^2) per poll round)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marketplace_operator.context import FleetMemo
+from marketplace_operator.reconcile import fleet
+from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.render import configmap
+from marketplace_protocol.admin import Members
+
+
+def member(node: str, ip: str | None, *, phase: str = "Running") -> fleet.MemberPod:
+    pod: dict[str, Any] = {"metadata": {"name": f"{node}-pod", "uid": f"u-{node}"}}
+    pod["status"] = {"phase": phase, **({"podIP": ip} if ip else {})}
+    return fleet.MemberPod(node=node, pod=pod_view(pod), port=7070)
+
+
+PODS = (
+    member("c", "127.1.0.3"),
+    member("a", "127.1.0.1"),
+    member("d", None),
+    member("b", "::1"),
+    member("e", "127.1.0.5", phase="Failed"),
+)
+PEER_IDS = {"a": "mpaaaaaaaaaaaaaaaa", "c": "mpcccccccccccccccc"}
+
+
+def test_the_announcement_matches_the_members_document() -> None:
+    got = fleet.announcement(PODS, PEER_IDS)
+    listed = fleet.members(PODS, PEER_IDS)
+    assert [m.name for m in got.members] == ["a", "b", "c"]  # sorted; no IP or failed: out
+    assert got.text == configmap.members_json(listed)
+    assert got.leader == "a"
+    for node in ("a", "b", "c", "d", "z"):
+        others = [m for m in listed if m.name != node]
+        expected = Members(members=others).model_dump_json(by_alias=True).encode()
+        assert got.push_body(node) == expected
+        assert Members.model_validate_json(got.push_body(node)).members == others
+
+
+def test_the_digest_follows_the_content() -> None:
+    one = fleet.announcement(PODS, PEER_IDS)
+    assert fleet.announcement(PODS, dict(PEER_IDS)).digest == one.digest
+    assert fleet.announcement(PODS, {**PEER_IDS, "b": "mpbbbbbbbbbbbbbbbb"}).digest != one.digest
+    assert fleet.announcement(PODS[:-2], PEER_IDS).digest != one.digest
+
+
+def test_the_memo_recomputes_only_when_its_inputs_change() -> None:
+    memo = FleetMemo()
+    calls: list[int] = []
+
+    def compute(n: int) -> int:
+        calls.append(n)
+        return n * 10
+
+    assert memo.get("k", (PODS, PEER_IDS), lambda: compute(1)) == 10
+    assert memo.get("k", (PODS, dict(PEER_IDS)), lambda: compute(2)) == 10  # equal inputs
+    assert memo.get("other", (PODS, PEER_IDS), lambda: compute(3)) == 30  # per key
+    assert memo.get("k", (PODS[:2], PEER_IDS), lambda: compute(4)) == 40
+    assert calls == [1, 3, 4]
