@@ -31,7 +31,12 @@ FIELD_MANAGER = "marketplace-operator"
 CONNECTIONS = 16
 """Concurrent requests to the API server; more wait for a free connection. Twenty nodes
 starting make bursts of about forty calls: unbounded, each burst opened (and TLS
-handshook) as many connections, for more CPU and memory and no faster start-up."""
+handshook) as many connections, for more CPU and memory and no faster start-up.
+
+They wait in `Kube.request`, before their timeout starts: aiohttp counts the wait for a
+pooled connection against the request's timeout, so 300 nodes starting (a thousand calls
+queued behind 16 connections) timed out by the hundred without the API server being
+slow, and each timeout doubled a node's backoff (issue 15)."""
 
 
 @dataclass(frozen=True)
@@ -102,9 +107,11 @@ class Kube:
         *,
         timeout: float = 10.0,
         on_unavailable: Callable[[str], None] | None = None,
+        connections: int = CONNECTIONS,
     ) -> None:
         self._api = api
         self._timeout = timeout
+        self._slots = asyncio.Semaphore(connections)  # the pool's size: see CONNECTIONS
         # Told the verb of every call the API server did not answer (no connection, a
         # timeout, 429 or 5xx): an API server or etcd outage shows in the operator's
         # metrics, where nothing else can record it while it lasts.
@@ -128,12 +135,20 @@ class Kube:
             try:
                 config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
                 return cls(
-                    client.ApiClient(configuration), timeout=timeout, on_unavailable=on_unavailable
+                    client.ApiClient(configuration),
+                    timeout=timeout,
+                    on_unavailable=on_unavailable,
+                    connections=connections,
                 )
             except config.ConfigException:
                 pass  # not in a pod: KUBECONFIG
         await config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)  # type: ignore[no-untyped-call]
-        return cls(client.ApiClient(configuration), timeout=timeout, on_unavailable=on_unavailable)
+        return cls(
+            client.ApiClient(configuration),
+            timeout=timeout,
+            on_unavailable=on_unavailable,
+            connections=connections,
+        )
 
     async def close(self) -> None:
         await self._api.close()  # type: ignore[no-untyped-call]
@@ -153,6 +168,17 @@ class Kube:
         answer; it is sent once more on a new connection (urllib3, under the synchronous
         client, did the same). Every call we make may be repeated: creates are idempotent
         for us (AlreadyExists), patches are merges, deletes carry a uid precondition."""
+        async with self._slots:
+            return await self._request(method, path, body, content_type, query)
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        body: Any,
+        content_type: str,
+        query: dict[str, str] | None,
+    ) -> dict[str, Any]:
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             method, url, headers, payload, post = await self._api.param_serialize(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -24,6 +25,8 @@ async def server() -> AsyncIterator[tuple[TestServer, list[str]]]:
             return web.Response()
         if name == "busy":
             return web.json_response({"message": "etcdserver: request timed out"}, status=500)
+        if name.startswith("slow"):
+            await asyncio.sleep(0.3)
         if name == "missing":
             return web.json_response({"message": 'pods "missing" not found'}, status=404)
         return web.json_response({"metadata": {"name": name}})
@@ -71,5 +74,23 @@ async def test_calls_the_api_server_did_not_answer_are_counted_by_verb(
         with pytest.raises(errors.Unavailable):
             await kube.patch(k8s.PODS, "ns", "a", {"metadata": {"labels": {}}})
         assert unanswered == ["GET", "PATCH"]
+    finally:
+        await kube.close()
+
+
+async def test_waiting_for_a_connection_does_not_count_against_the_timeout(
+    server: tuple[TestServer, list[str]],
+) -> None:
+    """Issue 15: 300 nodes starting queued a thousand calls behind the pool, and aiohttp's
+    timeout counted the queueing: calls the API server answered in time still failed."""
+    test_server, seen = server
+    configuration = client.Configuration(host=str(test_server.make_url("")).rstrip("/"))
+    configuration.connection_pool_maxsize = 1
+    kube = k8s.Kube(client.ApiClient(configuration), timeout=0.6, connections=1)
+    try:
+        # Each answer takes 0.3 s; one at a time, the fourth waits 0.9 s before it is sent.
+        got = await asyncio.gather(*(kube.get(k8s.PODS, "ns", f"slow-{i}") for i in range(4)))
+        assert [g["metadata"]["name"] for g in got if g] == [f"slow-{i}" for i in range(4)]
+        assert sorted(seen) == [f"slow-{i}" for i in range(4)]
     finally:
         await kube.close()
