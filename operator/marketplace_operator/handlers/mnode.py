@@ -267,7 +267,12 @@ async def pod_event(
     memo: kopf.Memo,
     **kw: Any,
 ) -> None:
-    """Wake the pod's node; when the pod's address changed, wake its whole fleet (members)."""
+    """Wake the pod's node, and remember its address (what it was pushed goes with it).
+
+    The other members learn a new address at their next pass: at once while they join
+    (they poll every `startup_poll_interval_seconds`), within `poll_interval_seconds`
+    once joined. Waking the whole fleet at every address change made a fleet of N
+    starting (or rolling) nodes N^2 passes, each an admin-API poll (issue 15)."""
     ctx: Context = memo.ctx
     namespace = str(namespace)
     node = labels.get(names.NODE_LABEL)
@@ -284,9 +289,6 @@ async def pod_event(
     if address is None:  # the pod is gone: so is what was remembered of it
         state.pushed_members = None
         ctx.release(key)
-    fleet = labels.get(names.FLEET_LABEL)
-    for member in kw["mnode_fleet_pods"].get((namespace, fleet)) or ():
-        ctx.wakeups.wake((namespace, member.node))
 
 
 @kopf.on.event("services", labels=names.MANAGED)
