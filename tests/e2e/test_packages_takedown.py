@@ -26,7 +26,7 @@ AUTHOR, HIJACKER = Identity.generate(), Identity.generate()
 def call(ip: str, method: str, path: str, body: bytes | None = None, **headers: str) -> Any:
     """(status, JSON body or raw bytes) of one request to a node's API."""
     resp = HTTP.request(
-        method, f"http://{ip}:7070{path}", body=body, headers=headers, timeout=10.0, retries=False
+        method, f"http://{ip}:7070{path}", body=body, headers=headers, timeout=30.0, retries=False
     )
     try:
         return resp.status, json.loads(resp.data)
