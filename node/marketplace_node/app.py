@@ -21,6 +21,7 @@ from prometheus_client.aiohttp import make_aiohttp_handler
 
 from marketplace_node import (
     deadlines,
+    forwarded,
     handoff,
     http_api,
     http_errors,
@@ -80,6 +81,8 @@ def _public_app(service: NodeService, membership: Membership) -> web.Application
     app = web.Application(
         middlewares=[
             http_errors.error_middleware,
+            # the client's address behind trusted proxies, before anything keyed by it
+            forwarded.forwarded_middleware(service.settings.trusted_proxies),
             # banned peers wait for their answer, as long as the applied policy says
             http_errors.tarpit_middleware(lambda: service.enforcer.tarpit_seconds),
             _deadlines(service.settings),

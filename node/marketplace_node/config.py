@@ -135,6 +135,13 @@ class NodeSettings(BaseSettings):
         description="CIDRs peer addresses must be IP literals in, separated by commas "
         "(empty: any address, names resolved)",
     )
+    # Behind a balancer or proxy that adds X-Forwarded-For (docs/operations.md, "Client
+    # addresses behind a balancer"): only these senders' header is believed.
+    trusted_proxies: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs of proxies whose X-Forwarded-For names the client, separated by "
+        "commas (empty: the header is ignored, the client is the connection's address)",
+    )
     max_peers: int = Field(default=64, ge=1, le=10_000, description="size of the peer table")
     drain_timeout_seconds: float = Field(
         default=30.0,
@@ -206,7 +213,7 @@ class NodeSettings(BaseSettings):
         default=10.0, gt=0, le=3_600, description="between passes of the repairer"
     )
 
-    @field_validator("bootstrap_peers", "peer_networks", mode="before")
+    @field_validator("bootstrap_peers", "peer_networks", "trusted_proxies", mode="before")
     @classmethod
     def _split_commas(cls, value: Any) -> Any:
         if isinstance(value, str):

@@ -24,6 +24,8 @@ from aiohttp.typedefs import Handler, Middleware
 from marketplace_protocol import errors, logs
 from marketplace_protocol.admin import ErrorBody
 
+from marketplace_node import limits
+
 logger = logging.getLogger(__name__)
 
 JSON: Final = "application/json"
@@ -36,6 +38,7 @@ _CODES: Final = {
     405: "method_not_allowed",
     409: errors.Conflict.code,
     413: errors.PayloadTooLarge.code,
+    414: errors.RequestLineTooLong.code,
     415: errors.UnsupportedMediaType.code,
     429: errors.RateLimited.code,
 }
@@ -90,8 +93,25 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     return response
 
 
+def check_sizes(request: web.Request) -> None:
+    """Our limits of the request line and header fields (`limits`), tighter than the
+    parser's, so an over-long request gets a typed answer rather than aiohttp's plain 400."""
+    line = len(request.method) + len(request.raw_path) + len("  HTTP/1.1")
+    if line > limits.REQUEST_LINE_MAX:
+        raise errors.RequestLineTooLong(
+            f"request line of {line} bytes; at most {limits.REQUEST_LINE_MAX}"
+        )
+    for name, value in request.raw_headers:
+        if len(name) + len(value) + 2 > limits.HEADER_FIELD_MAX:
+            raise errors.HeaderTooLarge(
+                f"header field {name[:64].decode('latin-1')!r} longer than "
+                f"{limits.HEADER_FIELD_MAX} bytes"
+            )
+
+
 async def _render_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        check_sizes(request)
         return await handler(request)
     except errors.NodeError as exc:
         if exc.http_status >= 500:

@@ -26,6 +26,12 @@ CURSOR_MAX: Final = 512
 
 # Peer protocol.
 ADDRESS_MAX: Final = 256
+# The request line and each header field: longer ones get a typed 414/431 from our
+# middleware. aiohttp's parser is given PARSER_LINE_MAX, so that between the two it
+# is our answer (an `ErrorBody`) and not its plain-text 400; beyond it the parser's.
+REQUEST_LINE_MAX: Final = 8_190
+HEADER_FIELD_MAX: Final = 8_190
+PARSER_LINE_MAX: Final = 64 * 1024
 ANNOUNCE_BODY_MAX: Final = 64 * 1024  # any peer request body (announce, hello, replicate)
 CLIENT_JSON_MAX: Final = 256 * 1024
 HOP_LIMIT_MAX: Final = 16

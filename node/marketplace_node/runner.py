@@ -28,7 +28,7 @@ from marketplace_protocol.clock import Clock, SystemClock
 from prometheus_client import CollectorRegistry
 
 from marketplace_node import app as app_module
-from marketplace_node import tls
+from marketplace_node import limits, tls
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
@@ -80,7 +80,14 @@ def private_site(runner: web.AppRunner, settings: NodeSettings) -> web.TCPSite:
 
 def _runner(application: web.Application) -> web.AppRunner:
     return web.AppRunner(
-        application, handle_signals=False, access_log=None, shutdown_timeout=SHUTDOWN_SECONDS
+        application,
+        handle_signals=False,
+        access_log=None,
+        shutdown_timeout=SHUTDOWN_SECONDS,
+        # the parser reads more than our own limits allow, so over-long requests get our
+        # typed answer (`http_errors.check_sizes`)
+        max_line_size=limits.PARSER_LINE_MAX,
+        max_field_size=limits.PARSER_LINE_MAX,
     )
 
 

@@ -32,6 +32,20 @@ class PayloadTooLarge(InvalidInput):
     http_status = 413
 
 
+class RequestLineTooLong(InvalidInput):
+    """The request line (method, path and query) is longer than the node reads."""
+
+    code = "request_line_too_long"
+    http_status = 414
+
+
+class HeaderTooLarge(InvalidInput):
+    """One header field (name and value) is longer than the node reads."""
+
+    code = "header_too_large"
+    http_status = 431
+
+
 class UnsupportedMediaType(InvalidInput):
     code = "unsupported_media_type"
     http_status = 415

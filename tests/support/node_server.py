@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from typing import NamedTuple
 
 from aiohttp.test_utils import TestServer
-from marketplace_node import app
+from marketplace_node import app, limits
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
@@ -35,9 +35,10 @@ async def serving(settings: NodeSettings) -> AsyncIterator[Served]:
     apps = app.build_apps(service)
     public = TestServer(apps.public, host="127.0.0.1", port=settings.port or None)
     private = TestServer(apps.private, host="127.0.0.1")
-    await public.start_server()
+    parser = limits.PARSER_LINE_MAX  # as `runner` gives aiohttp
+    await public.start_server(max_line_size=parser, max_field_size=parser)
     try:
-        await private.start_server()
+        await private.start_server(max_line_size=parser, max_field_size=parser)
         try:
             yield Served(public, service, private)
         finally:
