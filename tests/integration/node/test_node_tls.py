@@ -4,8 +4,6 @@ served without a restart."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import hashlib
 import os
 import ssl
@@ -15,12 +13,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography import x509
 from marketplace_node import tls
 from marketplace_operator import certs
 
 from tests.support.node_processes import CLI, NODE_ERRORS, Node, NodeCluster
 from tests.support.poll import wait_for
+from tests.support.tls_probe import serial, served_serial
 
 FLEET_NAME = "blue.shop.svc"
 NOW = datetime.now(UTC)
@@ -71,22 +69,6 @@ def cluster(tmp_path: Path, fleet_ca: certs.KeyPair) -> Iterator[NodeCluster]:
         started.show_logs()
 
 
-def served_serial(node: Node) -> int:
-    async def look() -> int:
-        _, writer = await asyncio.open_connection(
-            node.host, node.port, ssl=node.context, server_hostname=FLEET_NAME
-        )
-        try:
-            der = writer.get_extra_info("ssl_object").getpeercert(binary_form=True)
-            return x509.load_der_x509_certificate(der).serial_number
-        finally:
-            writer.close()
-            with contextlib.suppress(OSError, ssl.SSLError, TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 5)
-
-    return asyncio.run(look())
-
-
 def test_a_fleet_peers_over_tls_and_a_client_fetches_with_the_ca(
     cluster: NodeCluster, tmp_path: Path, fleet_ca: certs.KeyPair
 ) -> None:
@@ -122,9 +104,11 @@ def test_a_fleet_peers_over_tls_and_a_client_fetches_with_the_ca(
     pid = second.process.pid if second.process else None
     renewed = certs.issue(fleet_ca, dns_names=[FLEET_NAME], now=NOW, valid=timedelta(days=1))
     write_pair(tmp_path / "tls1", renewed, fleet_ca)
-    want = x509.load_pem_x509_certificate(renewed.cert_pem).serial_number
+    want = serial(renewed.cert_pem)
+    context = second.context
+    assert context is not None
     wait_for(
-        lambda: served_serial(second) == want,
+        lambda: served_serial(second.host, second.port, context, FLEET_NAME) == want,
         timeout=30,
         what="the renewed certificate to be served",
         ignoring=(OSError, ssl.SSLError),
