@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from marketplace_operator import certs
+from marketplace_operator import certs, nodeloop
 from marketplace_operator.model.tls import CertificateSource, IssuerKind, IssuerRef, TlsSpec
 from marketplace_operator.reconcile import fleet, node, tls
 from marketplace_operator.reconcile.observe import pod_view
@@ -239,3 +239,13 @@ def test_members_serving_tls_are_announced_with_https() -> None:
     secure = fleet.MemberPod("n2", view, 7070, scheme="https")
     addresses = [m.address for m in fleet.members([plain, secure], {})]
     assert addresses == ["http://127.1.0.5:7070", "https://127.1.0.5:7070"]
+
+
+def test_the_node_loop_reports_a_path_the_cluster_cannot_serve() -> None:
+    wanted = TlsSpec(enabled=True, source=CM)
+    views = nodeloop.Views(fleet_tls=wanted, cert_manager=False)
+    assert "not installed" in (nodeloop.tls_refusal(views) or "")
+    assert nodeloop.tls_plan(views) is None
+    served = nodeloop.Views(fleet_tls=wanted, cert_manager=True)
+    assert nodeloop.tls_refusal(served) is None
+    assert nodeloop.tls_plan(served) == node.TlsPlan(tls.Path.CERT_MANAGER, None)
