@@ -1,6 +1,7 @@
 """A node farm: the simulated runtime for marketplace-node containers (as kwok does for pods).
 
-With `LOCAL_KUBELET_SIMULATE_NODES=1`, a marketplace-node container is not a
+With `LOCAL_KUBELET_SIMULATE_NODES=1` (or on a pod annotated `SIMULATE_ANNOTATION`),
+a marketplace-node container is not a
 process (about 90 MiB each) but a `VirtualNode` in this kubelet's event loop:
 one aiohttp server on the pod's IP and p2p port that answers `/healthz`,
 `/readyz` and the whole admin API with the node's own code — the admin routes
@@ -46,6 +47,15 @@ from local_kubelet.podspec import ProcessPlan
 log = logging.getLogger(__name__)
 NODE_COMMAND = "marketplace-node"
 TOKEN_OVERLAP = NodeSettings.model_fields["admin_token_overlap_seconds"].default
+
+
+SIMULATE_ANNOTATION = "local-kubelet.p2p.dev/simulate"
+"""On a pod, `"true"`: the farm serves its node container even when the kubelet does not
+simulate every node (the scale smoke in `make test` shares the ordinary cluster)."""
+
+
+def simulated(pod_annotations: dict[str, str]) -> bool:
+    return pod_annotations.get(SIMULATE_ANNOTATION) == "true"
 
 
 def serves(plan: ProcessPlan) -> bool:

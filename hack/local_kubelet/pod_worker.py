@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from local_kubelet import images, podspec, projection, runtime, status
+from local_kubelet import farm, images, podspec, projection, runtime, status
 from local_kubelet.config import Settings
 from local_kubelet.container import ContainerRunner, RunnerConfig
 from local_kubelet.ips import IpPool
@@ -176,7 +176,9 @@ class PodWorker:
             grace_seconds=float(self.pod.spec.termination_grace_period_seconds),
             session=self._deps.session,
             nice=settings.container_nice,
-            farm_events=settings.farm_events_file if settings.simulate_nodes else None,
+            farm_events=settings.farm_events_file
+            if settings.simulate_nodes or farm.simulated(self.pod.metadata.annotations)
+            else None,
         )
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)
