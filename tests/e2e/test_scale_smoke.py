@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from e2e_helpers import OperatorProcess, custom_body, mnode_body, wait_for
 from local_kubelet.farm import SIMULATE_ANNOTATION
 from marketplace_operator import k8s
@@ -38,16 +39,17 @@ def _all(kube: k8s.BlockingKube, namespace: str, test: Any) -> bool | None:
     return (len(nodes) == N and all(test(o) for o in nodes)) or None
 
 
+@pytest.mark.timeout(720)  # about 3 min alone; 5 to 10 on a machine at load 20
 def test_a_hundred_simulated_nodes_join_take_a_policy_and_roll(
     kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
     fleet = custom_body("MarketplaceFleet", FLEET, namespace, maxUnavailable=N // 10)
     kube.create(k8s.FLEETS, fleet)
-    template = {"metadata": {"annotations": {SIMULATE_ANNOTATION: "true"}}}
+    template = {"pod": {"metadata": {"annotations": {SIMULATE_ANNOTATION: "true"}}}}
     for i in range(N):
         body = mnode_body(f"s{i}", namespace, fleet=FLEET, drainTimeoutSeconds=2, template=template)
         kube.create(k8s.MNODES, body)
-    wait_for(lambda: _all(kube, namespace, _ready), timeout=240, interval=2, what="all Ready")
+    wait_for(lambda: _all(kube, namespace, _ready), timeout=300, interval=2, what="all Ready")
 
     def version() -> int | None:
         cm = kube.get(k8s.CONFIGMAPS, namespace, names.policy_configmap_name(FLEET))
