@@ -3,7 +3,7 @@
 With `LOCAL_KUBELET_SIMULATE_NODES=1` (or on a pod annotated `SIMULATE_ANNOTATION`),
 a marketplace-node container is not a
 process (about 90 MiB each) but a `VirtualNode` in this kubelet's event loop:
-one aiohttp server on the pod's IP and p2p port that answers `/healthz`,
+one aiohttp server on the pod's IP, p2p and private ports that answers `/healthz`,
 `/readyz` and the whole admin API with the node's own code — the admin routes
 and bearer-token check (`marketplace_node.admin`), a real `PolicyEnforcer`
 (policy documents compiled and applied as on a node) and `DrainCoordinator`
@@ -86,6 +86,9 @@ class VirtualNode:
         clock = SystemClock()
         self.address = f"http://{pod_ip}:{env.get('MARKETPLACE_NODE_PORT', '7070')}"
         self.port = int(env.get("MARKETPLACE_NODE_PORT", "7070"))
+        # The node's private listener (admin API, probes); a node before the split had one.
+        private = int(env.get("MARKETPLACE_NODE_PRIVATE_PORT", "0"))
+        self.ports = sorted({self.port, private} - {0})
         self.pod_ip = pod_ip
         self.fleet = env.get("MARKETPLACE_NODE_FLEET", "default")
         key_file = env.get("MARKETPLACE_NODE_IDENTITY_FILE")
@@ -186,6 +189,7 @@ async def launch(plan: ProcessPlan, pod_ip: str, *, events: Path) -> Virtual:
     node = VirtualNode(plan, pod_ip, events=events)
     runner = web.AppRunner(node.app(), access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, pod_ip, node.port).start()
+    for port in node.ports:  # the same answers on both: a farm node has no client API
+        await web.TCPSite(runner, pod_ip, port).start()
     log.info("virtual node %s at %s", node.identity.peer_id[:12], node.address)
     return Virtual(node, runner)
