@@ -42,6 +42,39 @@ def cluster(*args: str, timeout: float = 300) -> None:
 
 
 @dataclass
+class Supervisor:
+    """What a real control plane has and `hack/cluster.sh` does not: something that starts
+    a control-plane component again when it exited (kubelet static pods, systemd). Every
+    few seconds, `hack/cluster.sh up` if `status` reports one dead; `restarted` says which."""
+
+    interval: float = 5.0
+    restarted: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="supervisor", daemon=True)
+
+    def __enter__(self) -> Supervisor:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=300)
+
+    def _run(self) -> None:
+        components = ("etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler")
+        while not self._stop.wait(self.interval):
+            out = subprocess.run(
+                [str(CLUSTER), "status"], capture_output=True, text=True, timeout=60, check=False
+            ).stdout
+            dead = [c for c in components if f"DEAD     {c}\n" in out + "\n"]
+            if dead:
+                self.restarted += dead
+                subprocess.run([str(CLUSTER), "up"], capture_output=True, timeout=300, check=False)
+
+
+@dataclass
 class Target:
     """What a fault acts on: the namespace, one member, the operator."""
 

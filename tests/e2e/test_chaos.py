@@ -109,6 +109,7 @@ def test_fault_under_load(
         ) as load,
         chaos.Publisher(watch.ready_addresses, tmp_path) as publisher,
         chaos.Observer(kube, namespace, metrics_url) as observer,
+        chaos.Supervisor() as supervisor,
     ):
         time.sleep(3)  # steady state first
         if situation == "rollout":
@@ -119,16 +120,20 @@ def test_fault_under_load(
         fault_at, fault_wall = time.monotonic(), time.time()
         spec.inject(target)
         healed_at = time.monotonic()
-        if situation == "rollout":
-            wait_rollout(kube, namespace, FLEET, names, before, timeout=300)
-        else:
-            wait_for(
-                lambda: chaos.policy_everywhere(kube, namespace, FLEET, names),
-                timeout=300, interval=0.5, what="the policy on every member",
-            )  # fmt: skip
-        wait_ready(kube, namespace, names, timeout=300)
+        stuck = ""  # why the fleet did not converge, if it did not
+        try:
+            if situation == "rollout":
+                wait_rollout(kube, namespace, FLEET, names, before, timeout=300)
+            else:
+                wait_for(
+                    lambda: chaos.policy_everywhere(kube, namespace, FLEET, names),
+                    timeout=300, interval=0.5, what="the policy on every member",
+                )  # fmt: skip
+            wait_ready(kube, namespace, names, timeout=300)
+        except pytest.fail.Exception as exc:  # still recorded: a row of the table
+            stuck = str(exc)[:300]
         converged_at = time.monotonic()
-        recovery = converged_at - fault_at
+        recovery = None if stuck else round(converged_at - fault_at, 1)
         time.sleep(2)  # and steady state after
         publisher.stop()
         load.stop()
@@ -170,12 +175,12 @@ def test_fault_under_load(
     }
     seen_in = tuple(k for k, v in seen.items() if v)
     shows = len(seen_in) == len(seen) or (fault in CONTROL_PLANE and "metrics" in seen_in)
-    passed = not lost and not missing and not breaches and shows
+    passed = not stuck and not lost and not missing and not breaches and shows
     outcome = Outcome(
         fault=fault,
         situation=situation,
         passed=passed,
-        recovery_seconds=round(recovery, 1),
+        recovery_seconds=recovery,
         acknowledged=len(acked),
         lost=len(lost),
         requests=load.report.total,
@@ -183,8 +188,10 @@ def test_fault_under_load(
         most_down=most_down(samples),
         max_unavailable=MAX_UNAVAILABLE,
         seen_in=seen_in,
-        note=f"healed after {healed_at - fault_at:.0f} s; warnings {', '.join(warnings) or '-'}"
+        note=(f"DID NOT CONVERGE: {stuck}; " if stuck else "")
+        + f"healed after {healed_at - fault_at:.0f} s; warnings {', '.join(warnings) or '-'}"
         + (f"; {member}: {', '.join(about_member)}" if spec.node_local and about_member else "")
+        + (f"; restarted {', '.join(supervisor.restarted)}" if supervisor.restarted else "")
         + "".join(f"; {b.why} at +{b.at - fault_at:.0f} s" for b in breaches[:1])
         + "".join(
             f"; {m} down {down:.1f} s"
@@ -196,6 +203,7 @@ def test_fault_under_load(
     if RESULTS:
         with Path(RESULTS).open("a") as out:
             out.write(outcome.model_dump_json() + "\n")
+    assert not stuck, stuck
     assert acked, f"no publish was acknowledged: {publisher.refused[:5]}"
     assert not lost, f"acknowledged publishes lost: {lost}"
     assert not missing, f"publishes not on every member after convergence: {missing}"
