@@ -41,6 +41,11 @@ def cluster(*args: str, timeout: float = 300) -> None:
     subprocess.run([str(CLUSTER), *args], check=True, timeout=timeout, capture_output=True)
 
 
+def local_kubeconfig() -> str:
+    out = subprocess.run([str(CLUSTER), "kubeconfig"], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
 @dataclass
 class Supervisor:
     """What a real control plane has and `hack/cluster.sh` does not: something that starts
