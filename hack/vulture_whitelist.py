@@ -49,3 +49,6 @@ _.preference
 _.toleration_seconds
 _.topology_key
 _.when_unsatisfiable
+# enum members only parsed from a custom resource (spec.exposure.type)
+_.NODE_PORT
+_.LOAD_BALANCER

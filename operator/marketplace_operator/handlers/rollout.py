@@ -25,7 +25,12 @@ from marketplace_operator import errors, events, k8s, nodeloop
 from marketplace_operator.context import Context
 from marketplace_operator.model.common import API_VERSION, GROUP, VERSION, rfc3339
 from marketplace_operator.model.fleet import KIND as FLEET_KIND
-from marketplace_operator.model.fleet import LEAVING_ANNOTATION, RolloutPhase, StepPhase
+from marketplace_operator.model.fleet import (
+    LEAVING_ANNOTATION,
+    ExposureSpec,
+    RolloutPhase,
+    StepPhase,
+)
 from marketplace_operator.model.fleet import PLURAL as FLEET_PLURAL
 from marketplace_operator.model.mnode import DEFAULT_FLEET, MarketplaceNodeSpec
 from marketplace_operator.model.mnode import KIND as MNODE_KIND
@@ -34,7 +39,7 @@ from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import base_url
 from marketplace_operator.reconcile import tls as reconcile_tls
 from marketplace_operator.reconcile.observe import pod_view
-from marketplace_operator.render import names, pdb, pod
+from marketplace_operator.render import entry, names, pdb, pod
 from marketplace_operator.rollout import planner, status, triggers
 from marketplace_operator.rollout.observation import Drain, FleetView, NodeView
 
@@ -130,14 +135,18 @@ async def rollout_loop(
     namespace, fleet = body["metadata"]["namespace"], body["metadata"]["name"]
     wake = ctx.wakeups.register(_key(namespace, fleet))
     ensured_pdb: pdb.Budget | None = None
+    ensured_entry: ExposureSpec | None = None
     try:
         while not stopped:
             busy = False
             try:
-                busy, budget = await run_once(ctx, namespace, fleet, kwargs)
+                busy, budget, exposure = await run_once(ctx, namespace, fleet, kwargs)
                 if budget is not None and budget != ensured_pdb:  # members or maxUnavailable
                     await ensure_pdb(ctx, namespace, fleet, budget)
                     ensured_pdb = budget
+                if exposure is not None and exposure != ensured_entry:
+                    await ensure_entry(ctx, namespace, fleet, exposure)
+                    ensured_entry = exposure
             except errors.OperatorError as exc:
                 log.warning("fleet %s/%s: rollout pass failed: %s", namespace, fleet, exc.message)
             interval = ctx.settings.rollout_interval_seconds if busy else IDLE_SECONDS
@@ -289,11 +298,12 @@ def _one(index: Any, key: Any) -> Any:
 
 async def run_once(
     ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]
-) -> tuple[bool, pdb.Budget | None]:
-    """One pass: (still busy?, what the fleet's PDB is computed from)."""
+) -> tuple[bool, pdb.Budget | None, ExposureSpec | None]:
+    """One pass: (still busy?, what the fleet's PDB is computed from, its entry Service's
+    settings)."""
     fleet_body = await ctx.kube.get(k8s.FLEETS, namespace, fleet)
     if fleet_body is None:
-        return False, None
+        return False, None, None
     previous = triggers.fleet_status(fleet_body)
     fleet_tls = triggers.fleet_spec(fleet_body).tls
     seen = _Pass.gather(ctx, namespace, fleet, indexes)
@@ -330,8 +340,9 @@ async def run_once(
         ctx.wakeups.wake((namespace, decision.rejoining))
     _emit(fleet_body, seen.mnodes, decision.notes)
     busy = bool(decision.record.steps) or decision.phase == RolloutPhase.WAITING
-    max_unavailable = triggers.fleet_spec(fleet_body).max_unavailable
-    return busy, pdb.Budget(pdb.members(seen.mnodes.values()), max_unavailable)
+    spec = triggers.fleet_spec(fleet_body)
+    budget = pdb.Budget(pdb.members(seen.mnodes.values()), spec.max_unavailable)
+    return busy, budget, spec.exposure
 
 
 def _emit(
@@ -346,6 +357,22 @@ def _emit(
         if mnode is not None:
             target = {"apiVersion": API_VERSION, "kind": MNODE_KIND, "metadata": mnode["metadata"]}
             events.post(target, reason=note.reason, message=note.message, warning=note.warning)
+
+
+async def ensure_entry(ctx: Context, namespace: str, fleet: str, exposure: ExposureSpec) -> None:
+    """The fleet's entry Service exists as `spec.exposure` says (a new type: a new one)."""
+    owner = await ctx.kube.get(k8s.FLEETS, namespace, fleet)
+    uid = owner["metadata"]["uid"] if owner is not None else None
+    wanted = entry.entry_service(fleet, namespace=namespace, exposure=exposure, owner_uid=uid)
+    name = entry.entry_name(fleet)
+    have = await ctx.kube.get(k8s.SERVICES, namespace, name)
+    if have is not None and entry.needs_recreate(have, wanted):
+        await ctx.kube.delete(k8s.SERVICES, namespace, name)
+        have = None
+    if have is None:
+        await ctx.kube.create(k8s.SERVICES, wanted)
+    elif (change := entry.patch(have, wanted)) is not None:
+        await ctx.kube.patch(k8s.SERVICES, namespace, name, change)
 
 
 async def ensure_pdb(ctx: Context, namespace: str, fleet: str, budget: pdb.Budget) -> None:

@@ -95,6 +95,49 @@ class ReplicationSpec(CamelModel):
         return Replication(factor=self.factor, min_in_sync=in_sync)
 
 
+class ServiceType(enum.StrEnum):
+    CLUSTER_IP = "ClusterIP"
+    NODE_PORT = "NodePort"
+    LOAD_BALANCER = "LoadBalancer"
+
+
+class TrafficPolicy(enum.StrEnum):
+    CLUSTER = "Cluster"
+    LOCAL = "Local"
+
+
+class ExposureSpec(CamelModel):
+    """The fleet's entry Service (`<fleet>-entry`): the public port of every ready node,
+    for clients and peers outside the fleet. Never the private port."""
+
+    model_config = ConfigDict(
+        json_schema_extra=validations(
+            cel(
+                "self.type != 'ClusterIP' || !has(self.externalTrafficPolicy)",
+                "externalTrafficPolicy needs type NodePort or LoadBalancer",
+                reason="FieldValueForbidden",
+            )
+        )
+    )
+
+    type: ServiceType = Field(
+        default=ServiceType.CLUSTER_IP,
+        description="ClusterIP (inside the cluster), NodePort or LoadBalancer.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        max_length=64,
+        description="Annotations of the Service, e.g. a cloud's load-balancer settings.",
+    )
+    external_traffic_policy: TrafficPolicy | None = Field(
+        default=None,
+        description=(
+            "Local keeps the client's address (docs/operations.md, \"Client addresses "
+            "behind a balancer\"); Cluster spreads over every node. Unset: Kubernetes' default."
+        ),
+    )
+
+
 class MarketplaceFleetSpec(CamelModel):
     """Fleet-wide settings: package replication, rolling-restart pacing. Users' only."""
 
@@ -124,6 +167,10 @@ class MarketplaceFleetSpec(CamelModel):
     tls: TlsSpec = Field(
         default_factory=TlsSpec,
         description="HTTPS on the public listener and where its certificates come from.",
+    )
+    exposure: ExposureSpec = Field(
+        default_factory=ExposureSpec,
+        description="The fleet's entry Service for clients and peers outside the fleet.",
     )
 
 
