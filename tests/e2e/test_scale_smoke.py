@@ -14,8 +14,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+import real_node
 from e2e_helpers import OperatorProcess, custom_body, mnode_body, wait_for
 from local_kubelet.farm import SIMULATE_ANNOTATION
+from local_kubelet.node import LOCAL_KUBELET_LABEL
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_operator.policy import versioning
@@ -43,11 +45,26 @@ def _all(kube: k8s.BlockingKube, namespace: str, test: Any) -> bool | None:
 def test_a_hundred_simulated_nodes_join_take_a_policy_and_roll(
     kube: k8s.BlockingKube, namespace: str, operator: OperatorProcess
 ) -> None:
+    local = [
+        n
+        for n in kube.list(k8s.NODES, "")
+        if (n["metadata"].get("labels") or {}).get(LOCAL_KUBELET_LABEL) == "true"
+    ]
+    if not local or real_node.ON_REAL_NODE:
+        pytest.skip("scale smoke: no local-kubelet Node (its node farm simulates the 100 nodes)")
     fleet = custom_body("MarketplaceFleet", FLEET, namespace, maxUnavailable=N // 10)
     kube.create(k8s.FLEETS, fleet)
     template = {"pod": {"metadata": {"annotations": {SIMULATE_ANNOTATION: "true"}}}}
+    on_farm = {"nodeSelector": {LOCAL_KUBELET_LABEL: "true"}}  # never a real kubelet's Node
     for i in range(N):
-        body = mnode_body(f"s{i}", namespace, fleet=FLEET, drainTimeoutSeconds=2, template=template)
+        body = mnode_body(
+            f"s{i}",
+            namespace,
+            fleet=FLEET,
+            drainTimeoutSeconds=2,
+            template=template,
+            scheduling=on_farm,
+        )
         kube.create(k8s.MNODES, body)
     wait_for(lambda: _all(kube, namespace, _ready), timeout=300, interval=2, what="all Ready")
 
