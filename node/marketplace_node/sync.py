@@ -56,7 +56,7 @@ async def pull(service: NodeService, peer_id: str, address: str) -> int:
             )
             page = ChangePage.model_validate_json(raw)
         except (NodeError, ValueError) as exc:
-            logger.debug("sync from %s failed: %s", peer_id, exc)
+            logger.info("sync from %s failed: %s", peer_id, exc)
             return applied
         if page.head < cursor:
             cursor = 0  # the peer lost its log: start over (dedup makes this safe)
@@ -94,5 +94,9 @@ async def run(service: NodeService) -> None:
     while True:
         await asyncio.sleep(next_pull_delay(service.settings.sync_interval_seconds, service.rng))
         peer = pull_peer(service.peers.all(), service.rng)
-        if peer is not None:
+        if peer is None:
+            continue
+        try:
             await pull(service, peer.peer_id, peer.address)
+        except Exception:  # one failed pull must not end anti-entropy (it would, silently)
+            logger.exception("sync from %s failed", peer.peer_id)

@@ -1,19 +1,18 @@
 """Durability on a real cluster with real node processes: the fleet's replication setting
 (MarketplaceFleet `spec.replication`) reaches the nodes; two owners racing for one name on
 two nodes end with one owner everywhere; acknowledged publishes reach the factor, and
-`kubectl get mfleet` shows no package under-replicated.
-
-Not here yet (docs/packages.md): `kill -9` of a node with the deletion of its claim. On this
-cluster the restarted node (new pod IP, same identity, empty volume) did not catch up the
-catalogue by anti-entropy within minutes, so its peers' repairs answered 404; loopback
-processes restarted on a new port do catch up (tests/integration/node/test_node_replication.py).
-"""
+`kubectl get mfleet` shows no package under-replicated; after `kill -9` of a node and the
+deletion of its PersistentVolumeClaim, no package is lost and every one is back at its
+factor on the node's new volume."""
 
 from __future__ import annotations
 
 import hashlib
+import os
+import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 from e2e_helpers import Kubectl, wait_for
 from marketplace_operator import k8s
@@ -25,12 +24,36 @@ from test_policy_propagation import (
     configmap_version,
     node_versions,
     ratelimitpolicy,
+    serving,
     token_of,
 )
 from test_policy_propagation import fleet as fleet  # noqa: PLC0414 - the shared fixture
 
 PACKAGES = 30
 REPAIR_SECONDS = 120  # a repair pass (10 s) and the copies, on a loaded machine
+FACTOR = 3  # the fleet's three nodes
+
+
+def node_pid(ip: str) -> int:
+    """The pid of the node process serving `ip` (the local kubelet runs it on this host)."""
+    wanted = f"MARKETPLACE_NODE_HOST={ip}".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            if (
+                proc.name.isdigit()
+                and b"marketplace-node" in (proc / "cmdline").read_bytes()
+                and wanted in (proc / "environ").read_bytes().split(b"\0")
+            ):
+                return int(proc.name)
+        except OSError:
+            continue
+    raise AssertionError(f"no node process serves {ip}")
+
+
+def holders(ips: list[str], package_id: str) -> int:
+    """Nodes that hold the package's verified bytes on their own disk."""
+    views = [call(ip, "GET", f"/api/v1/packages/{package_id}") for ip in ips]
+    return sum(1 for status, view in views if status == 200 and view.get("local") is True)
 
 
 def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
@@ -107,3 +130,28 @@ def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
             assert status == 200
             assert hashlib.sha256(data).digest() == hashlib.sha256(
                 f"durable payload {i}".encode()).digest()  # fmt: skip
+
+    # kill -9 of a node and its claim deleted: the operator makes a new claim and pod.
+    victim = "pc"
+    os.kill(node_pid(fleet[victim]), signal.SIGKILL)
+    kubectl("delete", "pvc", f"{victim}-data", "-n", namespace, "--wait=false")
+    kubectl("delete", "pod", victim, "-n", namespace, "--grace-period=0", "--force")
+    lost = time.monotonic()
+
+    def back() -> list[str] | None:
+        pod = kube.get(k8s.PODS, namespace, victim)
+        ip = ((pod or {}).get("status") or {}).get("podIP")
+        if ip is None or not serving(ip):
+            return None
+        return [*(fleet[n] for n in fleet if n != victim), ip]
+
+    ips = wait_for(back, timeout=180, what="the node back on a new volume")
+    wait_for(lambda: all(holders(ips, pid) >= FACTOR for pid in ids) or None,
+             timeout=REPAIR_SECONDS, interval=2.0, what="every package at factor 3")  # fmt: skip
+    print(f"{PACKAGES} packages back at factor {FACTOR} {time.monotonic() - lost:.1f} s "
+          "after the loss (the new pod's start included)")  # fmt: skip
+    for i, pid in enumerate(ids):  # none lost, the right bytes on the new volume too
+        status, data = call(ips[-1], "GET", f"/api/v1/packages/{pid}/content")
+        assert status == 200
+        assert hashlib.sha256(data).digest() == hashlib.sha256(
+            f"durable payload {i}".encode()).digest()  # fmt: skip

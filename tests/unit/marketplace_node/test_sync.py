@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
+import types
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -136,3 +138,28 @@ def test_pull_pacing_is_jittered_around_the_interval_and_aims_at_a_known_peer() 
     assert sync.pull_peer([], rng) is None
     peers = [Peer(f"p{i}", f"http://p{i}", 0.0) for i in range(3)]
     assert {sync.pull_peer(peers, rng).peer_id for _ in range(100)} == {"p0", "p1", "p2"}  # type: ignore[union-attr]
+
+
+async def test_a_pull_that_raises_does_not_end_anti_entropy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    peer = types.SimpleNamespace(peer_id="mppeer", address="http://127.0.0.1:1")
+    service = types.SimpleNamespace(
+        settings=types.SimpleNamespace(sync_interval_seconds=0.001),
+        rng=random.Random(1),
+        peers=types.SimpleNamespace(all=lambda: [peer]),
+    )
+    calls: list[str] = []
+
+    async def pull(_: object, peer_id: str, address: str) -> int:
+        calls.append(peer_id)
+        if len(calls) == 1:
+            raise RuntimeError("an announcement no handler expected")
+        if len(calls) == 3:
+            raise asyncio.CancelledError
+        return 0
+
+    monkeypatch.setattr(sync, "pull", pull)
+    with pytest.raises(asyncio.CancelledError):
+        await sync.run(service)  # type: ignore[arg-type]
+    assert calls == ["mppeer"] * 3  # it went on pulling after the first one raised
