@@ -26,8 +26,9 @@ k8s-binaries: ## build (once, cached) etcd, kube-apiserver, controller-manager, 
 	@hack/build-k8s.sh >/dev/null
 
 .PHONY: go-binaries
-go-binaries: ## build (once, cached) Prometheus and promtool from their Go module
+go-binaries: ## build (once, cached) Prometheus, promtool and Flux's controllers from their Go modules
 	@hack/build-prometheus.sh >/dev/null
+	@hack/build-flux.sh >/dev/null
 
 .PHONY: cluster
 cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent; NODES=N local Nodes, default 3)
@@ -85,7 +86,7 @@ test-integration: cluster go-binaries ## integration tests against the local clu
 	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration $(PYTEST_ARGS)
 
 .PHONY: test-e2e
-test-e2e: venv ## end-to-end tests; against KUBECONFIG if set, else the local cluster
+test-e2e: venv go-binaries ## end-to-end tests (Flux and Prometheus included); against KUBECONFIG if set, else the local cluster
 	@if [[ -z "$${KUBECONFIG:-}" ]]; then $(MAKE) -s cluster; export KUBECONFIG=$$(hack/cluster.sh kubeconfig); fi; \
 	pytest tests/e2e $(PYTEST_ARGS)
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cert-manager's CRDs (Certificate, Issuer, ClusterIssuer) from the cert-manager Go module
 # (deploy/crds, the schemas cert-manager itself is generated with), cached outside git
-# keyed by the pinned version, as hack/build-promtool.sh does for promtool. The TLS
+# keyed by the pinned version, as hack/build-prometheus.sh does for promtool. The TLS
 # end-to-end test installs them to exercise the operator's cert-manager path against
 # cert-manager's real schemas (docs/operations.md, "TLS").
 #

@@ -52,3 +52,8 @@ _.when_unsatisfiable
 # enum members only parsed from a custom resource (spec.exposure.type)
 _.NODE_PORT
 _.LOAD_BALANCER
+# http.server's handler hooks and server flag (tests/support/git_http.py)
+_.do_GET
+_.do_POST
+_.log_message
+_.daemon_threads
