@@ -98,7 +98,7 @@ def test_fault_under_load(
     )  # fmt: skip
     wait_for(
         lambda: chaos.holders(kube, namespace, names, package) == SIZE,
-        timeout=60, interval=0.5, what="the first package on every member",
+        timeout=180, interval=0.5, what="the first package on every member",
     )  # fmt: skip
     member = names[-1]
     target = chaos.Target(kube, namespace, member, operator)
