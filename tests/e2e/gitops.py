@@ -282,13 +282,12 @@ def gitops_fleet(
             _delete_and_wait(kube, KUSTOMIZATIONS, namespace, "operator")
             _delete_and_wait(kube, GIT_REPOSITORIES, namespace, "fleet")
             flux.stop()
-            for obj in kube.list(k8s.MNODES, namespace):
-                kube.patch(
-                    k8s.MNODES,
-                    namespace,
-                    obj["metadata"]["name"],
-                    {"metadata": {"finalizers": None}},
-                )
+            # With the operator gone, its finalizers (nodes, the fleet object it made)
+            # would hold the namespace forever.
+            for res in (k8s.MNODES, k8s.FLEETS):
+                for obj in kube.list(res, namespace):
+                    patch = {"metadata": {"finalizers": None}}
+                    kube.patch(res, namespace, obj["metadata"]["name"], patch)
             kubectl("delete", "namespace", namespace, "--wait=false", check=False)
 
 
