@@ -170,7 +170,12 @@ def test_deleting_a_node_from_git_removes_it_cleanly(
         return {(kube.get(k8s.MNODES, namespace, n) or {})["status"]["peers"] for n in rest}
 
     # ... and peer only with each other
-    wait_for(lambda: peers() == {len(rest) - 1}, timeout=60, what="the peers to forget it")
+    def forgotten() -> bool:
+        seen = peers()
+        assert seen <= {len(rest), len(rest) - 1}, seen  # never more, never none
+        return seen == {len(rest) - 1}
+
+    wait_for(forgotten, timeout=120, what=f"the peers to forget {gone} (peers {peers()})")
 
 
 @pytest.fixture
