@@ -68,6 +68,7 @@ class Membership:
             hello.address,
             svc.clock.monotonic(),
             pinned=hello.address in svc.configured_peers,
+            wall=svc.clock.wall(),
         )
         known = svc.peers.sample(32, svc.rng, exclude={sender})
         return HelloReply(
@@ -93,7 +94,11 @@ class Membership:
             return None  # ourselves, or another fleet ("": a peer too old to say)
         is_new = reply.peer_id not in svc.peers
         if svc.peers.seen(
-            reply.peer_id, address, svc.clock.monotonic(), pinned=address in svc.configured_peers
+            reply.peer_id,
+            address,
+            svc.clock.monotonic(),
+            pinned=address in svc.configured_peers,
+            wall=svc.clock.wall(),
         ):
             for peer_id, peer_address in reply.peers:
                 if peer_id != svc.identity.peer_id and peer_id not in svc.peers:

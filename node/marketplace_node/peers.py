@@ -5,11 +5,15 @@ evicted for room. When the table is full, a new peer replaces the unpinned
 entry seen least recently, and only if that entry is older than the newcomer's
 sighting; if every entry is pinned the newcomer is refused. A peer whose
 liveness checks fail `max_failures` times in a row and that has not been seen
-for `stale_after` seconds is removed.
+for `stale_after` seconds is removed. A peer's `peer_leaving` removes it only if
+it was announced after we met this incarnation of the peer (`left`): a node
+reborn with an empty disk announces its leaving dated before its first hello,
+so peers drop what they knew of its old copies without dropping the new node.
 """
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -24,6 +28,7 @@ class Peer:
     last_seen: float  # monotonic
     pinned: bool = False
     failures: int = 0
+    met_wall: float = 0.0  # wall clock when this entry was made (first sighting)
 
 
 @dataclass
@@ -49,8 +54,11 @@ class PeerTable:
         """Peers we count on: known, and not failing (fewer than `max_failures` in a row)."""
         return {p.peer_id for p in self._peers.values() if p.failures < self.max_failures}
 
-    def seen(self, peer_id: str, address: str, now: float, *, pinned: bool = False) -> bool:
-        """Record a sign of life; returns False if the table had no room for a new peer."""
+    def seen(
+        self, peer_id: str, address: str, now: float, *, pinned: bool = False, wall: float = 0.0
+    ) -> bool:
+        """Record a sign of life (`now` monotonic, `wall` the wall clock); returns False if the
+        table had no room for a new peer."""
         peer = self._peers.get(peer_id)
         if peer is not None:
             peer.address, peer.last_seen, peer.failures = address, now, 0
@@ -58,7 +66,7 @@ class PeerTable:
             return True
         if len(self._peers) >= self.capacity and not self._evict_one(pinned=pinned):
             return False
-        self._peers[peer_id] = Peer(peer_id, address, now, pinned)
+        self._peers[peer_id] = Peer(peer_id, address, now, pinned, met_wall=wall)
         return True
 
     def _evict_one(self, *, pinned: bool) -> bool:
@@ -87,6 +95,15 @@ class PeerTable:
 
     def remove(self, peer_id: str) -> None:
         self._peers.pop(peer_id, None)
+
+    def left(self, peer_id: str, announced: int) -> bool:
+        """The peer announced its leaving at `announced` (wall seconds): remove it unless we
+        met it after that (a later incarnation). True if it was removed."""
+        peer = self._peers.get(peer_id)
+        if peer is None or announced < math.floor(peer.met_wall):
+            return False
+        del self._peers[peer_id]
+        return True
 
     def repin(self, addresses: Iterable[str]) -> None:
         """Pin exactly the peers at `addresses` (the current bootstrap/member set)."""

@@ -154,6 +154,8 @@ class NodeService:
         # at 10,000 packages, the p99 of search).
         gc.collect()
         gc.freeze()
+        if self.fresh_store:  # a lost disk: peers must stop counting on our old copies
+            await self.announce_lost_disk()
         for loop in self._loops:
             self.spawn(loop())
         logger.info("started: %d packages, change seq %d", len(self.catalogue), self.last_seq)
@@ -266,7 +268,7 @@ class NodeService:
             self.providers.drop(ann.provider.package_id, ann.provider.peer_id, ann.created)
         if ann.kind is AnnouncementKind.PEER_LEAVING:
             self.providers.drop_peer(ann.origin, ann.created)
-            self.peers.remove(ann.origin)
+            self.peers.left(ann.origin, ann.created)
 
     def forward(self, ann: Announcement, *, sender: str | None) -> None:
         """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying.
@@ -330,6 +332,16 @@ class NodeService:
             else:
                 self.metrics.gossip_sent.labels("ok").inc()
                 self.metrics.gossip_bytes.labels("out").inc(len(body))
+
+    async def announce_lost_disk(self) -> None:
+        """Before our first hello: `peer_leaving`, dated a second before we started, so peers
+        drop our old incarnation's provider records (and the entry of whoever knew it) but
+        keep the entry they make for us when we say hello (`PeerTable.left`). It reaches them
+        by their first anti-entropy pull of our log."""
+        ann = sealing.announce(
+            self.identity, AnnouncementKind.PEER_LEAVING, created=int(self.clock.wall()) - 1
+        )
+        await self.accept(ann, sender=None)
 
     async def announce(self, kind: AnnouncementKind, **payload: object) -> list[Announcement]:
         ann = sealing.announce(self.identity, kind, created=int(self.clock.wall()), **payload)  # type: ignore[arg-type]
@@ -453,8 +465,6 @@ class NodeService:
     async def republish_loop(self) -> None:
         """Re-announce us as provider of each local blob: soon after start, then every TTL/3."""
         await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
-        if self.fresh_store:  # a lost disk: peers must stop counting on our old copies
-            await self.announce(AnnouncementKind.PEER_LEAVING)
         while True:
             self.providers.prune(self.clock.wall())
             await self.store.prune_providers(now_wall=self.clock.wall())

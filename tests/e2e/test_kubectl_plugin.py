@@ -32,8 +32,10 @@ def test_status_why_bans_search_publish_and_report(
     assert out.returncode == 0, out.stderr
     header, *rows, summary = out.stdout.splitlines()
     assert header.split() == [
-        "FLEET", "NAME", "PHASE", "READY", "PEERS", "POLICY", "LAG", "ROLLOUT", "AGE",
+        "FLEET", "NAME", "PHASE", "READY", "PEERS", "POLICY", "LAG", "ROLLOUT", "REPLICATION",
+        "AGE",
     ]  # fmt: skip
+    assert all(r.split()[8] == "healthy" for r in rows)  # no package lacks copies
     assert [r.split()[:4] for r in rows] == [["kp", n, "Ready", "True"] for n in names]
     assert all(r.split()[6] == "0" for r in rows)  # on the fleet's current policy
     assert summary.startswith("fleet kp: rollout Complete, policy v")

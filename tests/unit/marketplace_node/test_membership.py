@@ -91,3 +91,19 @@ async def test_new_members_are_greeted_at_once(stack: AsyncExitStack, tmp_path: 
         )
         assert resp.status < 300, await resp.text()
     await until(lambda: b.identity.peer_id in a.peers, within=3.0)
+
+
+async def test_new_nodes_stay_peers_after_reading_each_others_lost_disk_notice(
+    stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    """Every node starts on an empty store and says so (`peer_leaving` for its old copies);
+    a peer that reads that notice in the node's log must not drop the node it just met (a
+    two-node fleet went unready, and publishes found no one to copy to)."""
+    port_b = free_port()
+    a = (await _node(stack, tmp_path / "a", free_port(), [f"http://127.0.0.1:{port_b}"])).service
+    b = (await _node(stack, tmp_path / "b", port_b)).service
+    await until(a.joined, within=5.0)
+    await until(lambda: a.last_seq >= 2, within=5.0)  # its own notice, then b's, by the pull
+    await asyncio.sleep(0.2)
+    assert b.identity.peer_id in a.peers
+    assert a.ready()

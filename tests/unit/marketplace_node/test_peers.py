@@ -30,3 +30,14 @@ def test_stale_needs_both_failures_and_silence() -> None:
     assert table.stale(11.0) == ["a"]
     table.seen("a", "http://a:1", 11.0)
     assert table.stale(30.0) == []
+
+
+def test_a_leaving_removes_only_the_incarnation_met_before_it() -> None:
+    table = PeerTable(capacity=4)
+    table.seen("old", "http://o:1", 0.0, wall=1_000.4)
+    table.seen("new", "http://n:1", 0.0, wall=1_000.6)
+    assert not table.left("new", 999)  # announced before we met it: a reborn node's old news
+    assert "new" in table
+    assert table.left("old", 1_000)  # the same second as our meeting counts as after it
+    assert "old" not in table
+    assert not table.left("ghost", 2_000)
