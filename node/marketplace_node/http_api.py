@@ -110,7 +110,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
         if peer_route:
             service.enforcer.screen(request.remote or "", op)  # banned networks pay nothing more
             peer = await _authenticate(request, service)
-        service.enforcer.admit(peer, request.remote or "", op)
+        service.enforcer.admit(peer, request.remote or "", op, copy=_is_copy(request, route, peer))
         if peer_route:  # peers keep syncing and fetching from a draining node (hand-off)
             return await handler(request)
         if route in LONG_LIVED:
@@ -129,6 +129,18 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
         raise
     finally:
         service.metrics.observe(op, outcome, time.perf_counter() - started)
+
+
+def _is_copy(request: web.Request, route: str, peer: str | None) -> bool:
+    """A copy between nodes: a `replicate`, or a peer's fetch of bytes we asked it to copy.
+    Charged to the copy budget (`limits.COPY_LIMIT`), so clients' load never refuses it."""
+    if peer is None:
+        return False
+    if route == "p2p_replicate":
+        return True
+    return route == "p2p_content" and request.app[SERVICE].invited(
+        peer, request.match_info["digest"]
+    )
 
 
 async def _authenticate(request: web.Request, service: NodeService) -> str:

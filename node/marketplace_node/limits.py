@@ -34,6 +34,9 @@ HEADER_FIELD_MAX: Final = 8_190
 PARSER_LINE_MAX: Final = 64 * 1024
 ANNOUNCE_BODY_MAX: Final = 64 * 1024  # any peer request body (announce, hello, replicate)
 CLIENT_JSON_MAX: Final = 256 * 1024
+# Per peer: the copies it asks us to take (`replicate`) and its fetches of bytes we asked it
+# to copy. Not the policy's `fetch` limit, which is for clients and fetches on their behalf.
+COPY_LIMIT: Final = admin.Limit(rate=200, burst=400)
 HOP_LIMIT_MAX: Final = 16
 CLOCK_SKEW_SECONDS: Final = 300.0  # RFC 9421 `created` must lie within now ± this
 NONCE_CACHE_MAX: Final = 200_000  # replay cache entries (bounded memory)

@@ -35,7 +35,9 @@ async def copy_to(
     announcement: Announcement | None = None,
 ) -> int:
     """Ask `candidates` (best first) for copies until `need` answered; returns how many did.
-    At most `need` requests are in flight; a failure moves on to the next candidate."""
+    At most `need` requests are in flight; a failure moves on to the next candidate. Each
+    asked peer is invited (`NodeService.inviting`): its fetch of the bytes from us is a copy,
+    charged to its copy budget like the `replicate` itself, never to its `fetch` limit."""
     if need <= 0:
         return 0
     body = (
@@ -46,18 +48,22 @@ async def copy_to(
     queue = list(candidates)
     acks = 0
 
+    meta = service.catalogue.get(package_id)
+    digest = "" if meta is None else meta.digest
+
     async def one(peer_id: str) -> bool:
         peer = service.peers.get(peer_id)
         if peer is None:
             return False
         try:
-            await service.client.request(
-                "POST",
-                peer.address,
-                "/p2p/v1/replicate",
-                body=body,
-                within=service.settings.fetch_timeout_seconds,
-            )
+            with service.inviting(peer_id, digest):
+                await service.client.request(
+                    "POST",
+                    peer.address,
+                    "/p2p/v1/replicate",
+                    body=body,
+                    within=service.settings.fetch_timeout_seconds,
+                )
         except NodeError as exc:
             logger.info("copy of %s to %s failed: %s", package_id, peer_id, exc.message)
             return False

@@ -10,11 +10,13 @@ awaited by `stop()`; both are idempotent.
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import gc
 import logging
 import random
 import sys
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 
 import aiohttp
@@ -117,6 +119,7 @@ class NodeService:
         self._pushes: set[asyncio.Task[object]] = set()
         self._send_slots = asyncio.Semaphore(SEND_CONCURRENCY)
         self._fetches: dict[str, asyncio.Future[None]] = {}
+        self._invited: collections.Counter[tuple[str, str]] = collections.Counter()
         self.under_replicated = 0
         self._landing: dict[str, asyncio.Future[None]] = {}  # announcements being stored
         self.fresh_store = False
@@ -444,6 +447,22 @@ class NodeService:
         return mine | {
             r.peer_id for r in self.providers.live(package_id, now) if r.peer_id in alive
         }
+
+    @contextlib.contextmanager
+    def inviting(self, peer_id: str, digest: str) -> Iterator[None]:
+        """While we ask `peer_id` for a copy, its fetch of these bytes from us is a copy
+        (`invited`), charged to its copy budget, not to its `fetch` limit."""
+        key = (peer_id, digest)
+        self._invited[key] += 1
+        try:
+            yield
+        finally:
+            self._invited[key] -= 1
+            if self._invited[key] <= 0:
+                del self._invited[key]
+
+    def invited(self, peer_id: str, digest: str) -> bool:
+        return (peer_id, digest) in self._invited
 
     def note_holder(self, package_id: str, peer_id: str, address: str) -> None:
         """A peer answered that it holds a copy: count it now, before its announcement."""

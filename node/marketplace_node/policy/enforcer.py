@@ -6,7 +6,8 @@ GCRA step per limit): the compiled policy is swapped atomically by
 and the next request after `apply()` returns sees the new one.
 
 Order in `admit()`: bans (peer id, then the networks of the address), then
-the per-peer per-operation limit, then the global limit. Checking the
+the per-peer per-operation limit (or, for copies between nodes, the per-peer
+copy budget), then the global limit. Checking the
 per-peer limit before the global one means a flooding peer is refused
 before it spends the global budget that honest peers share.
 """
@@ -32,6 +33,7 @@ from marketplace_protocol.admin import (
 )
 from marketplace_protocol.clock import Clock
 
+from marketplace_node import limits
 from marketplace_node.policy import bans as bans_
 from marketplace_node.policy.compiled import (
     Change,
@@ -41,13 +43,17 @@ from marketplace_node.policy.compiled import (
     policy_hash,
 )
 from marketplace_node.policy.escalation import BanDecision, Offence, Offenders
-from marketplace_node.policy.ratelimit import Gcra, KeyedLimiter
+from marketplace_node.policy.ratelimit import Gcra, KeyedLimiter, Rate
 
 DEFAULT_LOCAL_BAN_CAPACITY: Final = 10_000
 """Local bans kept at once; when full, the tenth expiring soonest makes room (in one batch,
 so a flood of new bans costs amortised O(log n) each, not a scan per ban)."""
 
 PENDING_RETRY_AFTER: Final = 1.0
+COPY_SCOPE: Final = "copy"
+"""The limiter keys of copies between nodes (a `replicate`, and the fetch of the bytes the
+asking node invited): their own budget, so clients' fetches never starve a publish's copies."""
+COPY_RATE: Final = Rate.of(limits.COPY_LIMIT)
 PUBLISHER_SCOPE: Final = "publisher"
 """The limiter keys of author keys (never an `Operation`, so never a peer's key)."""
 
@@ -118,8 +124,9 @@ class PolicyEnforcer:
 
     # -- the door ---------------------------------------------------------------
 
-    def admit(self, peer_id: str | None, ip: str, op: Operation) -> None:
-        """Let one request in or raise `PeerBanned`, `RateLimited`."""
+    def admit(self, peer_id: str | None, ip: str, op: Operation, *, copy: bool = False) -> None:
+        """Let one request in or raise `PeerBanned`, `RateLimited`. A `copy` (see `COPY_SCOPE`)
+        is charged to the peer's copy budget instead of its `op` limit; bans still come first."""
         now = self._clock.monotonic()
         policy = self._policy
         banned = self._banned(policy, peer_id, ip, now)
@@ -129,10 +136,11 @@ class PolicyEnforcer:
                 self._metrics.refused_banned(op, layer)
             raise errors.PeerBanned("this peer is banned", details={"reason": ban.reason})
         key = peer_id if peer_id is not None else self._client_key(ip)
-        allowed, retry_after = self._limiter.check((op, key), now, policy.per_peer[op])
+        scope, bucket = (COPY_SCOPE, COPY_RATE) if copy else ("peer", policy.per_peer[op])
+        allowed, retry_after = self._limiter.check((COPY_SCOPE if copy else op, key), now, bucket)
         if not allowed:
             if self._metrics is not None:
-                self._metrics.rate_limited(op, "peer")
+                self._metrics.rate_limited(op, scope)
             self.record(peer_id, ip, Offence.RATE_LIMITED)
             raise errors.RateLimited(f"rate limit for {op} exceeded", retry_after=retry_after)
         if self._global.rate is not policy.global_rate:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from marketplace_node import limits
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.policy import compiled as compiled_module
 from marketplace_node.policy import enforcer as enforcer_module
@@ -107,6 +108,23 @@ def test_per_peer_limit_refuses_with_retry_after(enforcer: PolicyEnforcer) -> No
     assert caught.value.retry_after == pytest.approx(1.0)
     enforcer.admit(HONEST, IP, Operation.SEARCH)  # another peer on the same address is fine
     enforcer.admit(PEER, IP, Operation.FETCH)  # another operation has its own budget
+
+
+def test_copies_have_their_own_budget_and_bans_still_win(enforcer: PolicyEnforcer) -> None:
+    tight = doc(2, per_peer={Operation.FETCH: Limit(rate=1, burst=1)})
+    enforcer.apply(tight)
+    enforcer.admit(PEER, IP, Operation.FETCH)
+    with pytest.raises(errors.RateLimited):  # the peer's fetch limit is spent...
+        enforcer.admit(PEER, IP, Operation.FETCH)
+    copies = limits.COPY_LIMIT.burst
+    for _ in range(copies):  # ...its copies are not charged to it
+        enforcer.admit(PEER, IP, Operation.FETCH, copy=True)
+    with pytest.raises(errors.RateLimited) as caught:  # and are bounded on their own
+        enforcer.admit(PEER, IP, Operation.FETCH, copy=True)
+    assert caught.value.retry_after == pytest.approx(1 / limits.COPY_LIMIT.rate)
+    enforcer.apply(tight.model_copy(update={"version": 3, "bans": [BanEntry(peer_id=HONEST)]}))
+    with pytest.raises(errors.PeerBanned):
+        enforcer.admit(HONEST, IP, Operation.FETCH, copy=True)
 
 
 def test_unauthenticated_requests_are_limited_by_address(enforcer: PolicyEnforcer) -> None:
