@@ -81,9 +81,10 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 - apiGroups: [""]
   resources: [pods/status]
   verbs: [patch]
+# get, delete: the fleet's entry Service (spec.exposure; a new type replaces it)
 - apiGroups: [""]
   resources: [services]
-  verbs: [list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 # delete: a relocated node's claim, left on a cordoned or lost Node
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
