@@ -73,7 +73,7 @@ def test_defaults_are_filled_in_by_the_api_server(kube: k8s.BlockingKube, namesp
     assert created["spec"] == {
         "image": "",
         "fleet": "default",
-        "p2p": {"port": 7070, "maxPeers": 50},
+        "p2p": {"port": 7070, "privatePort": 9070, "maxPeers": 50},
         "storage": {"size": "1Gi"},
         "resources": {},
         "drainTimeoutSeconds": 30,

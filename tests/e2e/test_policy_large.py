@@ -27,6 +27,7 @@ from peer_helpers import banned, peer_request
 from test_policy_propagation import (  # the fleet of three nodes and its helpers
     FLEET,
     configmap_version,
+    fleet,  # noqa: F401 - a fixture
     node_versions,
     pod_ips,
     serving,
@@ -91,7 +92,7 @@ def test_a_sharded_policy_reaches_a_restarting_node_through_its_volume(
     kube: k8s.BlockingKube,
     kubectl: Kubectl,
     namespace: str,
-    fleet: dict[str, str],
+    fleet: dict[str, str],  # noqa: F811 - the fixture imported above
     operator: OperatorProcess,
 ) -> None:
     rnd = random.Random(6)
