@@ -183,9 +183,16 @@ def test_with_cert_manager_installed_a_fleet_asks_for_one_certificate_and_serves
     assert spec["issuerRef"] == {"name": "tls-b-ca", "kind": "Issuer", "group": "cert-manager.io"}
     assert spec["dnsNames"] == [f"tls-b.{namespace}.svc", f"tls-b.{namespace}.svc.cluster.local"]
     assert spec["secretTemplate"]["labels"][names.FLEET_LABEL] == fleet
-    issuer = json.loads(
-        kubectl("get", "issuers.cert-manager.io", "-n", namespace, "tls-b-ca", "-o", "json").stdout
-    )
+    issuer = json.loads(  # made in the same pass as the Certificate, possibly just after it
+        wait_for(
+            lambda: kubectl(
+                "get", "issuers.cert-manager.io", "-n", namespace, "tls-b-ca",
+                "-o", "json", check=False,
+            ).stdout or None,
+            timeout=60,
+            what="the operator to create the fleet's CA Issuer",
+        )
+    )  # fmt: skip
     assert issuer["spec"]["ca"]["secretName"] == names.tls_ca_secret_name(fleet)
 
     # Do what cert-manager's CA issuer does: sign with the Issuer's Secret and write the
