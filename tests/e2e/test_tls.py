@@ -169,30 +169,26 @@ def test_with_cert_manager_installed_a_fleet_asks_for_one_certificate_and_serves
         k8s.FLEETS, custom_body("MarketplaceFleet", fleet, namespace, tls={"enabled": True})
     )
     kube.create(k8s.MNODES, mnode_body("tls-b1", namespace, fleet=fleet))
-    certificate = json.loads(
-        wait_for(
-            lambda: kubectl(
-                "get", "certificates.cert-manager.io", "-n", namespace, "tls-b-fleet-tls",
-                "-o", "json", check=False,
-            ).stdout or None,
-            timeout=60,
-            what="the operator to create the fleet's Certificate",
-        )
-    )  # fmt: skip
+
+    def made(resource: str, name: str) -> dict[str, Any]:
+        """The object once the operator has made it (kubectl: cert-manager's kinds)."""
+        return json.loads(  # type: ignore[no-any-return]
+            wait_for(
+                lambda: kubectl(
+                    "get", resource, "-n", namespace, name, "-o", "json", check=False
+                ).stdout or None,
+                timeout=60,
+                what=f"the operator to create {resource}/{name}",
+            )
+        )  # fmt: skip
+
+    certificate = made("certificates.cert-manager.io", "tls-b-fleet-tls")
     spec = certificate["spec"]  # as stored: what cert-manager's schema kept of it
     assert spec["issuerRef"] == {"name": "tls-b-ca", "kind": "Issuer", "group": "cert-manager.io"}
     assert spec["dnsNames"] == [f"tls-b.{namespace}.svc", f"tls-b.{namespace}.svc.cluster.local"]
     assert spec["secretTemplate"]["labels"][names.FLEET_LABEL] == fleet
-    issuer = json.loads(  # made in the same pass as the Certificate, possibly just after it
-        wait_for(
-            lambda: kubectl(
-                "get", "issuers.cert-manager.io", "-n", namespace, "tls-b-ca",
-                "-o", "json", check=False,
-            ).stdout or None,
-            timeout=60,
-            what="the operator to create the fleet's CA Issuer",
-        )
-    )  # fmt: skip
+    # Made in the same pass as the Certificate, possibly just after it.
+    issuer = made("issuers.cert-manager.io", "tls-b-ca")
     assert issuer["spec"]["ca"]["secretName"] == names.tls_ca_secret_name(fleet)
 
     # Do what cert-manager's CA issuer does: sign with the Issuer's Secret and write the
