@@ -5,7 +5,9 @@ records it has accepted, and computes the name's state with `resolve`, a
 function of that *set* alone (never of arrival order), so nodes that hold the
 same set agree, whatever order gossip, sync or a healed partition delivered it in.
 
-The rule: sort the entries by `(created, hash)` and fold them.
+The rule: sort the entries by `(created, hash)` and fold them; within one
+second, a `yank`/`unyank` comes after the packages and ownership records, so
+yanking a version published in the same second is no coin toss.
 
 * A package whose name has no owner yet *claims* the name: its publisher
   becomes the only owner. First claim wins; ties by hash.
@@ -60,10 +62,19 @@ def refusal(reason: str, entry: Entry) -> errors.NodeError:
     return _ERRORS[reason](message, details={"name": entry.name, "reason": reason})
 
 
-def entry_key(entry: Entry) -> tuple[int, str]:
-    """The total order of the fold: signer's time, then the hash of the signed bytes."""
+_AFTER_VERSIONS = frozenset({RecordAction.YANK, RecordAction.UNYANK})
+
+
+def entry_key(entry: Entry) -> tuple[int, bool, str]:
+    """The total order of the fold: signer's time, then (within a second) version records
+    after what makes versions, then the hash of the signed bytes.
+
+    `created` has one-second resolution, so an owner who publishes and yanks in the same
+    second would otherwise see the yank refused `no_such_version` when its hash sorts first.
+    """
     assert entry.created is not None  # node-signed packages never enter the fold
-    return entry.created, hashlib.sha256(entry.signed_bytes()).hexdigest()
+    late = isinstance(entry, NameRecord) and entry.action in _AFTER_VERSIONS
+    return entry.created, late, hashlib.sha256(entry.signed_bytes()).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)

@@ -67,6 +67,18 @@ def test_a_yank_of_a_version_not_yet_published_is_refused() -> None:
     assert state.refused == {early_yank.id: names.NO_SUCH_VERSION}
 
 
+def test_a_yank_in_the_same_second_as_its_version_applies_whatever_the_hashes() -> None:
+    # Signatures are deterministic, so vary the version: about half of these yanks hash
+    # below their package, and the hash-only order refused those `no_such_version`.
+    for minor in range(16):
+        release = pkg(ALICE, f"1.{minor}", 100)
+        yank = record(ALICE, RecordAction.YANK, f"1.{minor}", 100)
+        for order in ([release, yank], [yank, release]):
+            state = names.resolve(order)
+            assert state.refused == {}
+            assert state.yanked == {f"1.{minor}"}
+
+
 def test_racing_claims_with_the_same_timestamp_are_decided_by_hash() -> None:
     a, b = pkg(ALICE, "1.0", 100), pkg(BOB, "1.0", 100)
     winner = min((a, b), key=names.entry_key)
