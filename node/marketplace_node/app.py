@@ -182,6 +182,7 @@ async def _lifecycle(
         limit=settings.client_connection_limit,
         limit_per_host=8,
         ssl=service.tls.client if service.tls is not None else True,
+        local_addr=None if settings.source_host is None else (settings.source_host, 0),
     )
     session = aiohttp.ClientSession(
         connector=connector, timeout=aiohttp.ClientTimeout(total=settings.peer_timeout_seconds)

@@ -10,6 +10,7 @@ nothing reads the environment anywhere else.
 
 from __future__ import annotations
 
+import ipaddress
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Annotated, Any
@@ -239,6 +240,21 @@ class NodeSettings(BaseSettings):
     def listen_private_host(self) -> str:
         """Where the private listener binds: `private_host`, else the public `host`."""
         return self.host if self.private_host is None else self.private_host
+
+    @property
+    def source_host(self) -> str | None:
+        """The address our calls to peers leave from: the public listener's, when it is one
+        IP literal other than the defaults (all addresses, 127.0.0.1, ::1). Peers then see
+        us at the address we listen and advertise, so their allowed networks and bans of
+        it apply to our calls too (on a machine with several addresses, as the local
+        cluster's loopback pod IPs, the kernel would otherwise pick one)."""
+        try:
+            address = ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+        if address.is_unspecified or str(address) in ("127.0.0.1", "::1"):
+            return None
+        return str(address)
 
     @property
     def public_url(self) -> str:

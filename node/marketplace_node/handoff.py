@@ -30,7 +30,8 @@ async def hand_off_content(service: NodeService) -> int:
         for pid in service.providers.sole(service.identity.peer_id)
         if service.catalogue.get(pid)
     ]
-    peers = service.peers.sample(len(service.peers), service.rng)
+    everyone = service.peers.sample(len(service.peers), service.rng)
+    peers = [p for p in everyone if not p.foreign]  # another fleet does not keep our copies
     if not sole or not peers:
         return 0
     handed = 0

@@ -3,7 +3,8 @@
 Handlers only parse, call the service and serialise. One middleware (`door`)
 does, in order: signature verification for `/p2p/` requests (the sender's
 peer id is then `request[PEER]`), the policy door (bans, rate limits) with
-the route's `Operation`, in-flight accounting, and the translation of every
+the route's `Operation`, for peers the fleet's peering rule (`policy.peering`: a
+non-member only from its allowed networks), in-flight accounting, and the translation of every
 `NodeError`/validation error into an `ErrorBody` with a stable code.
 """
 
@@ -112,6 +113,7 @@ async def door(request: web.Request, handler: Handler) -> web.StreamResponse:
             peer = await _authenticate(request, service)
         service.enforcer.admit(peer, request.remote or "", op, copy=_is_copy(request, route, peer))
         if peer_route:  # peers keep syncing and fetching from a draining node (hand-off)
+            service.check_peer(peer, request.remote or "")  # after bans: a ban wins
             return await handler(request)
         if route in LONG_LIVED:
             if service.draining:
@@ -397,7 +399,7 @@ async def p2p_announce(request: web.Request) -> web.Response:
 
 async def p2p_hello(request: web.Request) -> web.Response:
     hello = Hello.model_validate_json(await request.read())
-    return json_response(request.app[MEMBERSHIP].reply(request[PEER], hello))
+    return json_response(request.app[MEMBERSHIP].reply(request[PEER], hello, request.remote or ""))
 
 
 async def p2p_changes(request: web.Request) -> web.Response:

@@ -28,6 +28,8 @@ from marketplace_protocol.errors import Forbidden, NodeError
 
 from marketplace_node import sync
 from marketplace_node.model import Hello, HelloReply
+from marketplace_node.peers import Peer
+from marketplace_node.policy import peering
 from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
@@ -55,13 +57,16 @@ class Membership:
         """Run a round now (e.g. new configured peers) instead of at the next interval."""
         self._nudged.set()
 
-    def reply(self, sender: str, hello: Hello) -> HelloReply:
-        """Answer a peer's hello: record it, and share a sample of the peers we know.
+    def reply(self, sender: str, hello: Hello, ip: str) -> HelloReply:
+        """Answer a peer's hello (from connection address `ip`): record it, and share a
+        sample of the peers we know.
 
-        Fleets do not mix: a hello naming another fleet is refused (403), so a
+        Fleets do not mix unless the fleet's peering rule allows it: a hello naming another
+        fleet is refused (403) unless `ip` is in the fleet's allowed peer networks, so a
         misconfigured bootstrap list cannot merge two fleets' catalogues."""
         svc = self.service
-        if hello.fleet != svc.settings.fleet:
+        foreign = hello.fleet != svc.settings.fleet
+        if foreign and not peering.foreign_allowed(svc.enforcer.policy.peering, ip):
             raise Forbidden("peer belongs to another fleet", details={"fleet": hello.fleet})
         svc.peers.seen(
             sender,
@@ -69,6 +74,7 @@ class Membership:
             svc.clock.monotonic(),
             pinned=hello.address in svc.configured_peers,
             wall=svc.clock.wall(),
+            foreign=foreign,
         )
         known = svc.peers.sample(32, svc.rng, exclude={sender})
         return HelloReply(
@@ -90,8 +96,13 @@ class Membership:
         except (NodeError, ValueError) as exc:
             logger.debug("hello to %s failed: %s", address, exc)
             return None
-        if reply.peer_id == svc.identity.peer_id or reply.fleet not in ("", svc.settings.fleet):
-            return None  # ourselves, or another fleet ("": a peer too old to say)
+        if reply.peer_id == svc.identity.peer_id:
+            return None
+        foreign = reply.fleet not in ("", svc.settings.fleet)  # "": a peer too old to say
+        if foreign and not self._may_peer_abroad(address):
+            return None
+        if svc.enforcer.banned(reply.peer_id, str(peering.host_address(address) or "")):
+            return None  # a ban wins: we do not keep a banned node as a peer either
         is_new = reply.peer_id not in svc.peers
         if svc.peers.seen(
             reply.peer_id,
@@ -99,6 +110,7 @@ class Membership:
             svc.clock.monotonic(),
             pinned=address in svc.configured_peers,
             wall=svc.clock.wall(),
+            foreign=foreign,
         ):
             for peer_id, peer_address in reply.peers:
                 if peer_id != svc.identity.peer_id and peer_id not in svc.peers:
@@ -107,16 +119,30 @@ class Membership:
                 svc.spawn(sync.pull(svc, reply.peer_id, address))
         return reply.peer_id
 
+    def _may_peer_abroad(self, address: str) -> bool:
+        rule = self.service.enforcer.policy.peering
+        return rule is not None and rule.allows_url(address)
+
+    def _keep(self, peer: Peer) -> bool:
+        """Whether a known peer stays: not banned, and (of another fleet) still allowed."""
+        svc = self.service
+        if svc.enforcer.banned(peer.peer_id, str(peering.host_address(peer.address) or "")):
+            return False
+        return not peer.foreign or self._may_peer_abroad(peer.address)
+
     async def round(self) -> None:
         svc = self.service
         if svc.draining:
             return  # a hello after our `peer_leaving` would make peers add us back
+        for peer_id in svc.peers.prune(self._keep):
+            logger.info("dropped peer %s (banned, or outside the allowed networks)", peer_id)
         known = {p.address: p.peer_id for p in svc.peers.all()}
         now = svc.clock.monotonic()
         quiet = svc.peers.least_recently_seen(
             PROBES_PER_ROUND, before=now - svc.settings.liveness_interval_seconds
         )
-        targets = [p.address for p in quiet] + [a for a in svc.configured_peers if a not in known]
+        configured = (*svc.configured_peers, *svc.seeds)
+        targets = [p.address for p in quiet] + [a for a in configured if a not in known]
         targets += [a for a in list(self.candidates)[:CANDIDATES_PER_ROUND] if a not in known]
         targets = [a for a in dict.fromkeys(targets) if a != svc.settings.public_url]
         answers = await asyncio.gather(*(self.hello(a) for a in targets))

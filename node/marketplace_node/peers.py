@@ -9,13 +9,16 @@ for `stale_after` seconds is removed. A peer's `peer_leaving` removes it only if
 it was announced after we met this incarnation of the peer (`left`): a node
 reborn with an empty disk announces its leaving dated before its first hello,
 so peers drop what they knew of its old copies without dropping the new node.
+
+A `foreign` peer belongs to another fleet (admitted by the fleet's peering rule): it
+shares catalogues and content, but the fleet never counts on it for copies (`alive`).
 """
 
 from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from marketplace_protocol.clock import elapsed
@@ -29,6 +32,7 @@ class Peer:
     pinned: bool = False
     failures: int = 0
     met_wall: float = 0.0  # wall clock when this entry was made (first sighting)
+    foreign: bool = False  # of another fleet
 
 
 @dataclass
@@ -51,11 +55,27 @@ class PeerTable:
         return list(self._peers.values())
 
     def alive(self) -> set[str]:
-        """Peers we count on: known, and not failing (fewer than `max_failures` in a row)."""
-        return {p.peer_id for p in self._peers.values() if p.failures < self.max_failures}
+        """Peers we count on: of our fleet, known, and not failing (fewer than
+        `max_failures` in a row)."""
+        return {
+            p.peer_id
+            for p in self._peers.values()
+            if p.failures < self.max_failures and not p.foreign
+        }
+
+    def fleet_size(self) -> int:
+        """Known peers of our own fleet."""
+        return sum(not p.foreign for p in self._peers.values())
 
     def seen(
-        self, peer_id: str, address: str, now: float, *, pinned: bool = False, wall: float = 0.0
+        self,
+        peer_id: str,
+        address: str,
+        now: float,
+        *,
+        pinned: bool = False,
+        wall: float = 0.0,
+        foreign: bool = False,
     ) -> bool:
         """Record a sign of life (`now` monotonic, `wall` the wall clock); returns False if the
         table had no room for a new peer."""
@@ -63,10 +83,11 @@ class PeerTable:
         if peer is not None:
             peer.address, peer.last_seen, peer.failures = address, now, 0
             peer.pinned = peer.pinned or pinned
+            peer.foreign = foreign
             return True
         if len(self._peers) >= self.capacity and not self._evict_one(pinned=pinned):
             return False
-        self._peers[peer_id] = Peer(peer_id, address, now, pinned, met_wall=wall)
+        self._peers[peer_id] = Peer(peer_id, address, now, pinned, met_wall=wall, foreign=foreign)
         return True
 
     def _evict_one(self, *, pinned: bool) -> bool:
@@ -95,6 +116,13 @@ class PeerTable:
 
     def remove(self, peer_id: str) -> None:
         self._peers.pop(peer_id, None)
+
+    def prune(self, keep: Callable[[Peer], bool]) -> list[str]:
+        """Remove every peer `keep` refuses (banned, or no longer allowed); their ids."""
+        gone = [p.peer_id for p in self._peers.values() if not keep(p)]
+        for peer_id in gone:
+            del self._peers[peer_id]
+        return gone
 
     def left(self, peer_id: str, announced: int) -> bool:
         """The peer announced its leaving at `announced` (wall seconds): remove it unless we

@@ -57,6 +57,7 @@ from marketplace_node.placement import Replication
 from marketplace_node.policy.enforcer import PolicyEnforcer
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.policy.journal import LocalBanJournal
+from marketplace_node.policy.peering import FleetMembers, check_peer
 from marketplace_node.providers import ProviderRow, ProviderTable
 from marketplace_node.reputation import ReputationBook
 from marketplace_node.signing import ReplayCache
@@ -104,6 +105,7 @@ class NodeService:
         )
         self.bootstrap: tuple[str, ...] = tuple(settings.bootstrap_peers)
         self.members: tuple[str, ...] = ()
+        self.fleet_members = FleetMembers()
         self._configured = self.bootstrap
         self.last_seq = 0
         self.drain = DrainCoordinator(
@@ -196,6 +198,17 @@ class NodeService:
     def configured_peers(self) -> tuple[str, ...]:
         """Bootstrap peers and fleet members, in order, without duplicates (pinned peers)."""
         return self._configured
+
+    @property
+    def seeds(self) -> tuple[str, ...]:
+        """Peers outside the fleet to greet (the fleet's `peering.seeds`); not needed to join."""
+        rule = self.enforcer.policy.peering
+        return () if rule is None else rule.seeds
+
+    def check_peer(self, peer_id: str | None, ip: str) -> None:
+        """The peering part of the door: `PeerNotAllowed` for a non-member outside the
+        fleet's allowed networks (bans are checked before, by the enforcer)."""
+        check_peer(self.enforcer.policy.peering, self.fleet_members, peer_id, ip)
 
     def joined(self) -> bool:
         """One configured peer has answered (trivially true with none configured)."""
@@ -437,7 +450,7 @@ class NodeService:
             if fleet is None
             else Replication(fleet.factor, fleet.min_in_sync)
         )
-        return wanted.capped(max(len(self.members), len(self.peers)) + 1)
+        return wanted.capped(max(len(self.members), self.peers.fleet_size()) + 1)
 
     def live_holders(self, package_id: str) -> set[str]:
         """Who holds a copy we can count on: us (on disk) and providers that are alive peers."""
@@ -639,6 +652,7 @@ class NodeService:
         """The fleet's members (from the operator) become pinned bootstrap peers."""
         mine = self.settings.public_url
         self.members = tuple(m.address for m in members.members if m.address != mine)
+        self.fleet_members = FleetMembers.of(members.members)
         self._configured = tuple(dict.fromkeys((*self.bootstrap, *self.members)))
         self.peers.repin(self.configured_peers)
 

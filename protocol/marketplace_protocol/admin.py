@@ -165,6 +165,29 @@ class Replication(WireModel):
         return self
 
 
+MAX_PEER_NETWORKS = 256
+MAX_SEEDS = 64
+
+
+class Peering(WireModel):
+    """A fleet's peering beyond itself (MarketplaceFleet `spec.peering`): a peer that is not a
+    member of the fleet is admitted only from `allowedNetworks` (CIDRs); `seeds` are base
+    URLs outside the fleet its nodes greet as they greet bootstrap peers. Bans still win."""
+
+    allowed_networks: tuple[str, ...] = Field(
+        default=(), max_length=MAX_PEER_NETWORKS, alias="allowedNetworks"
+    )
+    seeds: tuple[Annotated[str, Field(max_length=256)], ...] = Field(
+        default=(), max_length=MAX_SEEDS
+    )
+
+    @model_validator(mode="after")
+    def _networks(self) -> Peering:
+        for cidr in self.allowed_networks:
+            ipaddress.ip_network(cidr, strict=False)
+        return self
+
+
 class PolicyDocument(WireModel):
     """The whole effective policy of a fleet, pushed with `PUT /admin/v1/policy`.
 
@@ -185,6 +208,9 @@ class PolicyDocument(WireModel):
     replication: Replication | None = Field(
         default=None, exclude_if=lambda replication: replication is None
     )
+    # None: no MarketplaceFleet says anything: peers of the fleet only, from anywhere.
+    # Left out when None (see `replication`).
+    peering: Peering | None = Field(default=None, exclude_if=lambda peering: peering is None)
 
 
 class PolicyApplied(WireModel):

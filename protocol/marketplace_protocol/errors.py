@@ -77,6 +77,13 @@ class PeerBanned(Forbidden):
     code = "peer_banned"
 
 
+class PeerNotAllowed(Forbidden):
+    """A peer from outside the fleet whose address is not in the fleet's allowed peer
+    networks (MarketplaceFleet `spec.peering.allowedNetworks`)."""
+
+    code = "peer_not_allowed"
+
+
 class NotFound(NodeError):
     code = "not_found"
     http_status = 404

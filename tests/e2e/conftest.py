@@ -5,7 +5,8 @@ Reusable by every operator test (core, policy, rollout):
 - `kubeconfig` / `kube` / `kubectl`: the cluster in $KUBECONFIG, else the local one
   (`hack/cluster.sh up`, idempotent);
 - `crds`: every CRD in crds/ applied and Established;
-- `namespace`: a fresh namespace per test, torn down without leaving stuck finalizers;
+- `namespace`: a fresh namespace per test, torn down without leaving stuck finalizers
+  (`other_namespace`: a second one);
 - `operator`: an `OperatorProcess` (the real `marketplace-operator` console script) watching
   that namespace, with `start()`, `stop()`, `kill()` (SIGKILL) and `restart()`;
 - `wait_for(...)`: poll a predicate with a deadline, failing with what was last seen;
@@ -90,13 +91,8 @@ def crds(kubectl: Kubectl) -> list[str]:
     return names
 
 
-@pytest.fixture
-def namespace(
-    kube: k8s.BlockingKube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
-) -> Iterator[str]:
-    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40]
-    base = base.strip("-")
-    name = f"e2e-{base}-{uuid.uuid4().hex[:5]}"
+@contextlib.contextmanager
+def _fresh_namespace(kube: k8s.BlockingKube, kubectl: Kubectl, name: str) -> Iterator[str]:
     kubectl("create", "namespace", name)
     if real_node.ON_REAL_NODE:
         real_node.place_pods(kubectl, name)
@@ -110,6 +106,24 @@ def namespace(
                     resource, name, obj["metadata"]["name"], {"metadata": {"finalizers": None}}
                 )
     kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture
+def namespace(
+    kube: k8s.BlockingKube, kubectl: Kubectl, crds: list[str], request: pytest.FixtureRequest
+) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower().removeprefix("test_"))[:40]
+    base = base.strip("-")
+    with _fresh_namespace(kube, kubectl, f"e2e-{base}-{uuid.uuid4().hex[:5]}") as name:
+        yield name
+
+
+@pytest.fixture
+def other_namespace(namespace: str, kube: k8s.BlockingKube, kubectl: Kubectl) -> Iterator[str]:
+    """A second fresh namespace, for tests that span two (watch it: `--namespace` to the
+    operator factory)."""
+    with _fresh_namespace(kube, kubectl, f"{namespace[:50]}-other") as name:
+        yield name
 
 
 @pytest.fixture

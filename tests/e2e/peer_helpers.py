@@ -15,12 +15,14 @@ QUERY = "after=0&limit=1"
 PATH = "/p2p/v1/changes"
 
 
-def peer_request(ip: str, ident: Identity) -> tuple[int, str | None]:
-    """One signed peer request; (HTTP status, error code or None)."""
+def peer_request(ip: str, ident: Identity, *, source: str | None = None) -> tuple[int, str | None]:
+    """One signed peer request, from connection address `source` if given (a loopback pod IP
+    on the local cluster: a node's own address); (HTTP status, error code or None)."""
     headers = signing.sign_request(
         ident, method="GET", path=PATH, query=QUERY, created=int(time.time())
     )
-    resp = HTTP.request(
+    pool = HTTP if source is None else urllib3.PoolManager(source_address=(source, 0))
+    resp = pool.request(
         "GET", f"http://{ip}:7070{PATH}?{QUERY}", headers=headers, timeout=3.0, retries=False
     )
     code = json.loads(resp.data).get("code") if resp.status >= 400 else None

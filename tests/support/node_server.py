@@ -24,8 +24,8 @@ class Served(NamedTuple):
 
 @contextlib.asynccontextmanager
 async def serving(settings: NodeSettings) -> AsyncIterator[Served]:
-    """The node `settings` describe, its public listener on 127.0.0.1 (`settings.port`, else
-    any port), its private one on any port of 127.0.0.1."""
+    """The node `settings` describe, its public listener on `settings.host` (`settings.port`,
+    else any port), its private one on any port of 127.0.0.1."""
     service = NodeService(
         settings,
         identity=identity.Identity.generate(),
@@ -33,7 +33,7 @@ async def serving(settings: NodeSettings) -> AsyncIterator[Served]:
         metrics=NodeMetrics(CollectorRegistry()),
     )
     apps = app.build_apps(service)
-    public = TestServer(apps.public, host="127.0.0.1", port=settings.port or None)
+    public = TestServer(apps.public, host=settings.host, port=settings.port or None)
     private = TestServer(apps.private, host="127.0.0.1")
     parser = limits.PARSER_LINE_MAX  # as `runner` gives aiohttp
     await public.start_server(max_line_size=parser, max_field_size=parser)

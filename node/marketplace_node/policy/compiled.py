@@ -24,6 +24,7 @@ from marketplace_protocol.admin import (
 )
 
 from marketplace_node.policy.bans import BanTable, fleet_bans
+from marketplace_node.policy.peering import PeeringRule
 from marketplace_node.policy.ratelimit import Rate
 from marketplace_node.policy.takedowns import Takedowns, compile_takedowns
 
@@ -42,6 +43,7 @@ class CompiledPolicy:
     bans: BanTable = field(default_factory=BanTable)
     replication: Replication | None = None  # the fleet's; None: the node's own settings
     takedowns: Takedowns = field(default_factory=Takedowns)
+    peering: PeeringRule | None = None  # the fleet's; None: its own fleet only, from anywhere
 
 
 def policy_hash(doc: PolicyDocument) -> str:
@@ -75,6 +77,7 @@ def compile_policy(
         else fleet_bans(doc.bans, now_monotonic=now_monotonic, now_wall=now_wall),
         replication=None if doc is None else doc.replication,
         takedowns=Takedowns() if doc is None else compile_takedowns(doc.blocks),
+        peering=None if doc is None else PeeringRule.of(doc.peering),
     )
 
 

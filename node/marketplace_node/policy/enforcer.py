@@ -180,6 +180,11 @@ class PolicyEnforcer:
                     self._metrics.refused_banned(op, layer)
                 raise errors.PeerBanned("this address is banned", details={"reason": ban.reason})
 
+    def banned(self, peer_id: str | None, ip: str) -> bool:
+        """Is this peer shut out (by id or network, fleet or local ban)? Charges nothing:
+        for whom to keep as a peer, not for admitting a request."""
+        return self._banned(self._policy, peer_id, ip, self._clock.monotonic()) is not None
+
     def _anonymous_key(self, ip: str) -> str:
         address = self._address(ip)
         if address is None:

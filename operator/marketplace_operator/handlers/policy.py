@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 import kopf
-from marketplace_protocol.admin import Replication
+from marketplace_protocol.admin import Peering, Replication
 from marketplace_protocol.clock import SystemClock, to_datetime
 from pydantic import ValidationError
 
@@ -38,7 +38,13 @@ from marketplace_operator.model.fleet import MarketplaceFleetSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy.metrics import PolicyMetrics
-from marketplace_operator.policy.ports import FleetKey, InvalidObject, ObjectRef, auto_banlist_name
+from marketplace_operator.policy.ports import (
+    FleetKey,
+    FleetWire,
+    InvalidObject,
+    ObjectRef,
+    auto_banlist_name,
+)
 from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
@@ -139,13 +145,15 @@ async def policy_banlists(
 async def policy_fleets(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Any, Any]:
-    """Each MarketplaceFleet's replication setting, or None when its spec cannot be read
-    (the schema refuses such specs; the nodes then keep their own settings)."""
+    """Each MarketplaceFleet's settings for the policy document (replication, peering), or
+    None when its spec cannot be read (the schema refuses such specs; the nodes then keep
+    their own settings)."""
     try:
         spec = MarketplaceFleetSpec.model_validate(body.get("spec") or {})
     except ValidationError:
         return {(namespace, name): None}
-    return {(namespace, name): spec.replication.wire()}
+    peering = None if spec.peering is None else spec.peering.wire()
+    return {(namespace, name): FleetWire(spec.replication.wire(), peering)}
 
 
 @kopf.index(GROUP, VERSION, "ratelimitpolicies")
@@ -203,9 +211,17 @@ class IndexInputs:
             FleetKey(str(ns), str(fleet)) for (ns, fleet), pods in self.pod_index.items() if pods
         }
 
-    def replication(self, key: FleetKey) -> Replication | None:
+    def _fleet(self, key: FleetKey) -> FleetWire | None:
         found = self.fleet_index.get((key.namespace, key.fleet))
         return next(iter(found), None) if found is not None else None
+
+    def replication(self, key: FleetKey) -> Replication | None:
+        fleet = self._fleet(key)
+        return None if fleet is None else fleet.replication
+
+    def peering(self, key: FleetKey) -> Peering | None:
+        fleet = self._fleet(key)
+        return None if fleet is None else fleet.peering
 
 
 # --- the Kubernetes side of the worker --------------------------------------------------

@@ -17,15 +17,23 @@ subresource of its own, so the rollout writes only its own object's status.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from datetime import datetime
-from typing import Final
+from typing import Annotated, Final
 
-from marketplace_protocol.admin import MAX_REPLICATION, Replication
-from pydantic import ConfigDict, Field, model_validator
+from marketplace_protocol.admin import (
+    MAX_PEER_NETWORKS,
+    MAX_REPLICATION,
+    MAX_SEEDS,
+    Peering,
+    Replication,
+)
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from marketplace_operator.model.common import (
     FLEET_NAME_MAX,
     LABEL_PREFIX,
+    NO_DEFAULT_KEY,
     CamelModel,
     Condition,
     CrdInfo,
@@ -34,6 +42,7 @@ from marketplace_operator.model.common import (
     conditions_field,
     validations,
 )
+from marketplace_operator.model.mnode import PeerUrl
 from marketplace_operator.model.tls import TlsSpec
 
 KIND: Final = "MarketplaceFleet"
@@ -138,6 +147,58 @@ class ExposureSpec(CamelModel):
     )
 
 
+class PeeringSpec(CamelModel):
+    """Peers beyond the fleet (another fleet, another cluster): where they may connect
+    from, and whom the fleet's nodes greet first. Bans still win over an allowance."""
+
+    # Absent stays absent: an empty peering (members only) is not the same as none.
+    model_config = ConfigDict(json_schema_extra={NO_DEFAULT_KEY: True})
+
+    allowed_networks: list[
+        Annotated[
+            str,
+            Field(
+                max_length=64,
+                json_schema_extra=validations(
+                    cel("isCIDR(self)", "each allowed network must be a CIDR, e.g. 10.8.0.0/16")
+                ),
+            ),
+        ]
+    ] = Field(
+        default_factory=list,
+        max_length=MAX_PEER_NETWORKS,
+        description=(
+            "CIDRs a peer outside the fleet may connect from. With peering set, a peer "
+            "that is neither a member of the fleet nor inside one of these is refused "
+            "(403 peer_not_allowed). Empty: members only."
+        ),
+    )
+    seeds: list[PeerUrl] = Field(
+        default_factory=list,
+        max_length=MAX_SEEDS,
+        description=(
+            "Base URLs of nodes outside the fleet to greet (http(s)://HOST:PORT); their "
+            "addresses must be in allowedNetworks unless given by name."
+        ),
+    )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    def wire(self) -> Peering:
+        """What the nodes receive: networks in canonical form."""
+        return Peering(
+            allowed_networks=tuple(
+                str(ipaddress.ip_network(c, strict=False)) for c in self.allowed_networks
+            ),
+            seeds=tuple(self.seeds),
+        )
+
+
 class MarketplaceFleetSpec(CamelModel):
     """Fleet-wide settings: package replication, rolling-restart pacing. Users' only."""
 
@@ -171,6 +232,13 @@ class MarketplaceFleetSpec(CamelModel):
     exposure: ExposureSpec = Field(
         default_factory=ExposureSpec,
         description="The fleet's entry Service for clients and peers outside the fleet.",
+    )
+    peering: PeeringSpec | None = Field(
+        default=None,
+        description=(
+            "Peering beyond the fleet. Unset: the nodes peer with their own fleet only, "
+            "from any address."
+        ),
     )
 
 

@@ -19,8 +19,9 @@ from the first policy, in precedence order, that sets it; otherwise the node
 default. Precedence: higher `priority`; then a policy naming the fleet before
 one selecting every fleet (`*`); then name in ascending order.
 
-Replication: the MarketplaceFleet's `spec.replication`, carried as is (None when the
-fleet has no MarketplaceFleet yet: the nodes keep their own settings).
+Replication and peering: the MarketplaceFleet's `spec.replication` and `spec.peering`,
+carried as they are (None when the fleet has no MarketplaceFleet yet, or no peering:
+the nodes keep their own settings, and peer with their own fleet only).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from marketplace_protocol.admin import BanEntry, ContentBlock, RateLimits, Replication
+from marketplace_protocol.admin import BanEntry, ContentBlock, Peering, RateLimits, Replication
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from marketplace_operator.model.banlist import Action, BanList, BanListEntry, canonical_cidr
@@ -50,6 +51,7 @@ class PolicyContent(BaseModel):
     rate_limits: RateLimits = Field(default_factory=RateLimits)
     replication: Replication | None = None
     blocks: tuple[ContentBlock, ...] = ()
+    peering: Peering | None = None
 
 
 class ProblemKind(enum.StrEnum):
@@ -222,6 +224,7 @@ def effective_policy(
     ratelimitpolicies: Sequence[RateLimitPolicy],
     now: datetime,
     replication: Replication | None = None,
+    peering: Peering | None = None,
 ) -> Effective:
     """The policy `fleet`'s nodes should enforce at `now`, or the problems preventing it.
 
@@ -235,7 +238,13 @@ def effective_policy(
     content = (
         None
         if limits is None
-        else PolicyContent(bans=bans, rate_limits=limits, replication=replication, blocks=blocks)
+        else PolicyContent(
+            bans=bans,
+            rate_limits=limits,
+            replication=replication,
+            blocks=blocks,
+            peering=peering,
+        )
     )
     return Effective(
         content=content,

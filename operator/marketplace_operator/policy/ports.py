@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
-from marketplace_protocol.admin import Replication
+from marketplace_protocol.admin import Peering, Replication
 
 from marketplace_operator.model.banlist import BanList
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy
@@ -22,6 +22,13 @@ AUTO_SUFFIX = "-auto"
 
 def auto_banlist_name(fleet: str) -> str:
     return f"{fleet}{AUTO_SUFFIX}"
+
+
+class FleetWire(NamedTuple):
+    """What a MarketplaceFleet contributes to its fleet's policy document."""
+
+    replication: Replication
+    peering: Peering | None
 
 
 @dataclass(frozen=True, order=True)
@@ -58,6 +65,10 @@ class Inputs(Protocol):
     def fleets(self) -> Collection[FleetKey]: ...
     def replication(self, key: FleetKey) -> Replication | None:
         """The MarketplaceFleet's `spec.replication` (None: no fleet object yet)."""
+        ...
+
+    def peering(self, key: FleetKey) -> Peering | None:
+        """The MarketplaceFleet's `spec.peering` (None: unset, or no fleet object yet)."""
         ...
 
     def fleet_uid(self, key: FleetKey) -> str | None:

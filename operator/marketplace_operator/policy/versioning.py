@@ -36,6 +36,8 @@ def canonical_json(content: PolicyContent) -> bytes:
         data["blocks"] = [b.model_dump(mode="json", by_alias=True) for b in content.blocks]
     if content.replication is not None:  # absent: the hash of a policy without it is kept
         data["replication"] = content.replication.model_dump(mode="json", by_alias=True)
+    if content.peering is not None:  # absent: likewise
+        data["peering"] = content.peering.model_dump(mode="json", by_alias=True)
     return json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -74,6 +76,7 @@ def stamp(content: PolicyContent, version: PolicyVersion) -> PolicyDocument:
         rate_limits=content.rate_limits,
         replication=content.replication,
         blocks=list(content.blocks),
+        peering=content.peering,
     )
 
 

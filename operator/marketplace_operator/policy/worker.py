@@ -37,7 +37,7 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
-from marketplace_protocol.admin import PolicyDocument, Replication
+from marketplace_protocol.admin import Peering, PolicyDocument, Replication
 from marketplace_protocol.clock import Clock, to_datetime
 
 from marketplace_operator import errors
@@ -82,6 +82,7 @@ class Snapshot(NamedTuple):
     policies: list[RateLimitPolicy]
     wall: float
     replication: Replication | None
+    peering: Peering | None
 
 
 SWEEP_NODES_PER_SECOND = 100.0
@@ -360,6 +361,7 @@ class PolicyWorker:
             list(self._inputs.policies(key.namespace)),
             self._clock.wall(),
             self._inputs.replication(key),
+            self._inputs.peering(key),
         )
 
     @staticmethod
@@ -377,6 +379,7 @@ class PolicyWorker:
             ratelimitpolicies=inputs.policies,
             now=to_datetime(inputs.wall),
             replication=inputs.replication,
+            peering=inputs.peering,
         )
 
     async def _push(self, key: FleetKey, nodes: list[NodeTarget], doc: PolicyDocument) -> int:

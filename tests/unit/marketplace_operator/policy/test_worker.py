@@ -29,6 +29,7 @@ from marketplace_protocol.admin import (
     LocalBan,
     LocalBans,
     NodeStatus,
+    Peering,
     PolicyApplied,
     PolicyDocument,
     Replication,
@@ -54,9 +55,13 @@ class Inputs:
     fleet_keys: set[FleetKey] = field(default_factory=lambda: {KEY})
     configmap_uid: str | None = "cm-1"
     fleet_replication: Replication | None = None
+    fleet_peering: Peering | None = None
 
     def replication(self, key: FleetKey) -> Replication | None:
         return self.fleet_replication
+
+    def peering(self, key: FleetKey) -> Peering | None:
+        return self.fleet_peering
 
     def fleet_uid(self, key: FleetKey) -> str | None:
         return self.configmap_uid
@@ -268,6 +273,22 @@ async def test_the_fleets_replication_travels_in_the_document_and_a_change_is_a_
     assert {d.replication for d in world.nodes.documents.values()} == {
         Replication(factor=5, min_in_sync=3)
     }
+
+
+async def test_the_fleets_peering_travels_in_the_document_and_a_change_is_a_version(
+    world: World,
+) -> None:
+    worker = world.worker()
+    await worker.round(KEY)
+    first = next(iter(world.nodes.documents.values()))
+    assert "peering" not in first.model_dump(by_alias=True)  # unset: nodes before the field
+    peering = Peering(allowed_networks=("10.8.0.0/16",), seeds=("http://10.8.0.4:7070",))
+    world.inputs.fleet_peering = peering
+    await worker.round(KEY)
+    assert world.versions() == [2, 2]
+    assert {d.peering for d in world.nodes.documents.values()} == {peering}
+    await worker.round(KEY)
+    assert world.versions() == [2, 2]  # same peering, same version: no push storm
 
 
 async def test_a_restarted_operator_keeps_the_version_and_never_goes_back(world: World) -> None:
