@@ -29,7 +29,7 @@ base_packages=python3,python3-venv
 base_ref="localhost/marketplace-fleet/base:$suite-$(echo "$suite $base_packages" | sha256sum | cut -c1-8)"
 # What the product wheels are built from, and the images' locks.
 image_inputs=(protocol node operator lock/node.txt lock/operator.txt)
-python="$(command -v python3)"
+pip_version=25.0.1  # only for `pip download` of the images' wheels
 
 log() { echo "images: $*" >&2; }
 
@@ -87,14 +87,16 @@ make_context() {
   # A clean copy, so no stale build/ directory of the checkout leaks in.
   (cd "$root" && git ls-files -z --cached --others --exclude-standard -- "${image_inputs[@]}" \
     | tar --null --files-from=- -c) | tar -x -C "$ctx/src"
-  local dist image
+  local dist image uv
+  uv="$("$root/hack/uv.sh")"
   for dist in protocol node operator; do
-    "$("$root/hack/uv.sh")" build --quiet --wheel --out-dir "$ctx/wheelhouse" "$ctx/src/$dist" >&2
+    "$uv" build --quiet --wheel --out-dir "$ctx/wheelhouse" "$ctx/src/$dist" >&2
   done
   for image in node operator; do
     cp "$ctx/src/lock/$image.txt" "$ctx/wheelhouse/$image.txt"
-    # uv has no `pip download`; pip checks every file against the lock's hashes.
-    "$python" -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+    # uv has no `pip download`; pip checks every file against the lock's hashes. pip runs
+    # from uv's tool cache: the project's venvs are synced exactly and hold no pip.
+    "$uv" tool run --from "pip==$pip_version" pip download --quiet --disable-pip-version-check --only-binary=:all: \
       --python-version 3.11 --implementation cp --abi cp311 \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 --dest "$ctx/wheelhouse" \
