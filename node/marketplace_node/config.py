@@ -143,6 +143,11 @@ class NodeSettings(BaseSettings):
         description="CIDRs of proxies whose X-Forwarded-For names the client, separated by "
         "commas (empty: the header is ignored, the client is the connection's address)",
     )
+    proxy_protocol: bool = Field(
+        default=False,
+        description="read a PROXY protocol v2 header on the public listener from senders "
+        "in trusted_proxies (the client's address; from anyone else it is never read)",
+    )
     max_peers: int = Field(default=64, ge=1, le=10_000, description="size of the peer table")
     drain_timeout_seconds: float = Field(
         default=30.0,
@@ -227,6 +232,10 @@ class NodeSettings(BaseSettings):
             raise ValueError("listening on all addresses needs advertise_url (the URL peers use)")
         if (self.tls_cert_file is None) != (self.tls_key_file is None):
             raise ValueError("tls_cert_file and tls_key_file go together")
+        if self.proxy_protocol and not self.trusted_proxies:
+            raise ValueError("proxy_protocol needs trusted_proxies (whose header to believe)")
+        if self.proxy_protocol and self.serves_tls:
+            raise ValueError("proxy_protocol with TLS on the node is not supported")
         if self.port == self.private_port != 0 and self.host == self.listen_private_host:
             raise ValueError("port and private_port must differ (two listeners)")
         return self

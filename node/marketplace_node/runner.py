@@ -28,7 +28,7 @@ from marketplace_protocol.clock import Clock, SystemClock
 from prometheus_client import CollectorRegistry
 
 from marketplace_node import app as app_module
-from marketplace_node import limits, tls
+from marketplace_node import limits, proxy_gate, tls
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
 from marketplace_node.service import NodeService
@@ -67,8 +67,13 @@ def certificate_files(settings: NodeSettings) -> tls.CertificateFiles | None:
 
 
 def public_site(runner: web.AppRunner, service: NodeService) -> web.TCPSite:
-    """The listener peers and clients reach: HTTPS when the node has certificate files."""
+    """The listener peers and clients reach: HTTPS when the node has certificate files,
+    a PROXY protocol v2 gate before HTTP when asked for (`proxy_gate`)."""
     settings = service.settings
+    if settings.proxy_protocol:
+        return proxy_gate.ProxyProtocolSite(
+            runner, settings.host, settings.port, settings.trusted_proxies
+        )
     server_tls = service.tls.server if service.tls is not None else None
     return web.TCPSite(runner, settings.host, settings.port, backlog=1024, ssl_context=server_tls)
 
