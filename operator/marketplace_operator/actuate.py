@@ -54,16 +54,17 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
             )
             created = await kube.create(k8s.SECRETS, body)
             return f"created identity {identity.peer_id}" if created else None
-        case plan.CreateAdminSecret(owners=owners):
-            body = secrets.admin_secret(ref, token=random_tokens.token_urlsafe(32), owners=owners)
+        case plan.CreateAdminSecret(fleet_uid=fleet_uid):
+            token = random_tokens.token_urlsafe(32)
+            body = secrets.admin_secret(ref, token=token, fleet_uid=fleet_uid)
             created = await kube.create(k8s.SECRETS, body)
             return (
                 f"created fleet admin Secret {names.admin_secret_name(ref.fleet)}"
                 if created
                 else None
             )
-        case plan.CreateFleetCa(owners=owners):
-            return await create_fleet_ca(kube, ref, owners)
+        case plan.CreateFleetCa(fleet_uid=fleet_uid):
+            return await create_fleet_ca(kube, ref, fleet_uid)
         case plan.IssueCertificate(reason=reason, dns_names=dns_names):
             return await issue_certificate(kube, ref, dns_names, reason)
         case plan.Patch(kind=kind, name=name, patch=patch, why=why, strategic=strategic):
@@ -77,9 +78,7 @@ async def apply(kube: k8s.Kube, ref: names.NodeRef, action: plan.Action) -> str 
             raise ValueError(f"not an action apply() carries out: {action!r}")
 
 
-async def create_fleet_ca(
-    kube: k8s.Kube, ref: names.NodeRef, owners: tuple[names.NodeRef, ...]
-) -> str | None:
+async def create_fleet_ca(kube: k8s.Kube, ref: names.NodeRef, fleet_uid: str | None) -> str | None:
     """A new CA for the fleet, in its Secret (created only when absent)."""
     now = datetime.now(UTC)
     pair = certs.new_ca(f"{ref.fleet}.{ref.namespace} fleet CA", now=now, valid=tls.CA_VALIDITY)
@@ -88,7 +87,7 @@ async def create_fleet_ca(
         cert_pem=pair.cert_pem,
         key_pem=pair.key_pem,
         ca_id=certs.key_id(pair.cert_pem),
-        owners=owners,
+        fleet_uid=fleet_uid,
     )
     created = await kube.create(k8s.SECRETS, body)
     return f"created fleet CA Secret {body['metadata']['name']}" if created else None

@@ -25,7 +25,7 @@ T = TypeVar("T")
 class FleetMemo:
     """Values derived from a whole fleet, recomputed only when their inputs changed.
 
-    Every member's pass reads its fleet (members to announce, co-owners): N members
+    Every member's pass reads its fleet (members to announce, live members): N members
     deriving the same O(N) value each pass is O(N^2) per poll round. The inputs are what
     kopf's indexes hold, compared with `==`: the same objects short-circuit, so an
     unchanged fleet costs one C-level scan of references. One entry per (kind, fleet).

@@ -52,6 +52,7 @@ class Views:
     peer_ids: Mapping[str, str] = field(default_factory=dict)
     current_policy_version: int | None = None
     members: tuple[names.NodeRef, ...] = ()  # the fleet's live MarketplaceNodes
+    fleet_uid: str | None = None  # the MarketplaceFleet's, once the operator has made it
     fleet_tls: TlsSpec = field(default_factory=TlsSpec)  # the MarketplaceFleet's spec.tls
     cert_manager: bool = False  # cert-manager's Certificate CRD is installed
     tls_ca: dict[str, Any] | None = None  # the fleet's CA Secret
@@ -66,7 +67,7 @@ class Views:
             tls_secret=self.fleet_tls_secret
             if tls_path is tls.Path.CERT_MANAGER
             else self.node_tls_secret,
-            fleet_members=self.members,
+            fleet_uid=self.fleet_uid,
             binding_mode=binding_mode,
             pod=self.pod,
             service=self.service,

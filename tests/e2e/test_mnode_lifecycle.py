@@ -15,6 +15,7 @@ from e2e_helpers import (
     wait_ready,
 )
 from marketplace_operator import k8s
+from marketplace_operator.render import names
 
 LABELS = {"app.kubernetes.io/managed-by": "marketplace-operator"}
 
@@ -128,7 +129,32 @@ def test_deleting_a_node_drains_it_and_collects_its_children(
 ) -> None:
     for name in ("keep", "gone"):
         kube.create(k8s.MNODES, mnode_body(name, namespace, fleet="shrink"))
-    wait_ready(kube, namespace, ["keep", "gone"])
+    members = wait_ready(kube, namespace, ["keep", "gone"])
+    fleet = kube.get(k8s.FLEETS, namespace, "shrink")
+    assert fleet is not None
+    by_fleet = [names.fleet_owner_reference("shrink", fleet["metadata"]["uid"])]
+
+    def owners(kind: k8s.Resource, name: str) -> list[dict[str, Any]] | None:
+        obj = kube.get(kind, namespace, name)
+        return None if obj is None else obj["metadata"].get("ownerReferences")
+
+    # The fleet's shared objects have one owner, the MarketplaceFleet (issue 15). One an
+    # older operator left owned by every member is handed over by the fleet's loop.
+    wait_for(lambda: owners(k8s.SECRETS, "shrink-admin") == by_fleet, timeout=30, what="owner")
+    legacy = [
+        names.owner_reference_to(
+            m["apiVersion"], m["kind"], m["metadata"]["name"], m["metadata"]["uid"]
+        )
+        for m in members
+    ]
+    kube.patch(
+        k8s.CONFIGMAPS, namespace, "shrink-policy", {"metadata": {"ownerReferences": legacy}}
+    )
+    wait_for(
+        lambda: owners(k8s.CONFIGMAPS, "shrink-policy") == by_fleet,
+        timeout=30,
+        what="the members' references replaced by the MarketplaceFleet's",
+    )
 
     kube.delete(k8s.MNODES, namespace, "gone")
     wait_for(lambda: kube.get(k8s.MNODES, namespace, "gone") is None, timeout=60, what="deletion")

@@ -30,7 +30,9 @@ from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import NodeClient, base_url
 from marketplace_operator.policy import versioning
 from marketplace_operator.policy.settings import PolicySettings
+from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile.fleet import MemberPod
+from marketplace_operator.reconcile.node import Desired
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names
 from marketplace_operator.rollout import gate as rollout_gate
@@ -167,6 +169,7 @@ def gather(
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
         members=_members(indexes["rollout_mnodes"], str(namespace), fleet, fleets),
+        fleet_uid=_one(indexes["rollout_fleets"], (namespace, fleet)),
         **_tls_views(namespace, name, fleet, indexes),
     )
 
@@ -192,7 +195,7 @@ def _members(
     """The fleet's MarketplaceNodes not being deleted (the rollout's index has them all)."""
     slims = tuple(index.get((namespace, fleet)) or ())
     return fleets.get(
-        ("co-owners", namespace, fleet), slims, lambda: _live_refs(slims, namespace, fleet)
+        ("live", namespace, fleet), slims, lambda: _live_refs(slims, namespace, fleet)
     )
 
 
@@ -209,8 +212,8 @@ def _live_refs(
 
 _INDEXES = (
     "mnode_pods", "mnode_fleet_pods", "mnode_services", "mnode_pvcs", "mnode_secrets",
-    "mnode_peer_ids", "mnode_configmaps", "rollout_mnodes", "mnode_fleet_tls",
-    "cert_manager_crds",
+    "mnode_peer_ids", "mnode_configmaps", "rollout_mnodes", "rollout_fleets",
+    "mnode_fleet_tls", "cert_manager_crds",
 )  # fmt: skip
 
 
@@ -308,12 +311,27 @@ async def child_event(
 
 @kopf.on.delete(GROUP, VERSION, PLURAL)
 async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None:
-    """Drain before the children go; an unreachable node does not block deletion."""
+    """Drain before the children go; an unreachable node does not block deletion. The
+    fleet's last node takes the fleet's shared objects with it (`reconcile.shared`)."""
     ctx: Context = memo.ctx
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
     views = gather(namespace, name, _fleet_of(body), _indexes(kwargs), ctx.fleets)
     desired = nodeloop.desired_of(ctx, body, views)
     await nodeloop.report_status(ctx, body, views, desired)
+    await _drain(ctx, body, views, desired)
+    if shared.last_member(views.members, desired.ref.uid):
+        await release_fleet(ctx, namespace, desired.ref.fleet)
+
+
+async def release_fleet(ctx: Context, namespace: str, fleet: str) -> None:
+    """Delete the fleet's shared objects: its last node is going."""
+    for kind, name in shared.objects(fleet):
+        if await ctx.kube.delete(actuate.RESOURCES[kind], namespace, name):
+            log.info("%s: deleted %s %s with the fleet's last node", namespace, kind, name)
+
+
+async def _drain(ctx: Context, body: kopf.Body, views: nodeloop.Views, desired: Desired) -> None:
+    name = body["metadata"]["name"]
     pod = pod_view(views.pod) if views.pod is not None else None
     if pod is None or pod.ip is None or pod.deleting:
         return

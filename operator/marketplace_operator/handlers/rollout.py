@@ -21,7 +21,7 @@ from typing import Any
 import kopf
 from marketplace_protocol.admin import DrainState
 
-from marketplace_operator import errors, events, k8s, nodeloop
+from marketplace_operator import actuate, errors, events, k8s, nodeloop
 from marketplace_operator.context import Context
 from marketplace_operator.model.common import API_VERSION, GROUP, VERSION, rfc3339
 from marketplace_operator.model.fleet import KIND as FLEET_KIND
@@ -37,6 +37,8 @@ from marketplace_operator.model.mnode import KIND as MNODE_KIND
 from marketplace_operator.model.mnode import PLURAL as MNODE_PLURAL
 from marketplace_operator.model.tls import CERTIFICATE_CRD, TlsSpec
 from marketplace_operator.nodeclient import base_url
+from marketplace_operator.reconcile import node as plan
+from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile import tls as reconcile_tls
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import entry, names, pdb, pod
@@ -87,8 +89,11 @@ async def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> di
 
 
 @kopf.index(GROUP, VERSION, FLEET_PLURAL)
-async def rollout_fleets(namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    return {(namespace, name): True}
+async def rollout_fleets(
+    namespace: str | None, name: str, uid: str | None, **_: Any
+) -> dict[Any, Any]:
+    """Each MarketplaceFleet's uid: the owner its nodes give the fleet's shared objects."""
+    return {(namespace, name): uid}
 
 
 # --- wake-ups and fleet objects ---------------------------------------------------------
@@ -136,6 +141,7 @@ async def rollout_loop(
     wake = ctx.wakeups.register(_key(namespace, fleet))
     ensured_pdb: pdb.Budget | None = None
     ensured_entry: ExposureSpec | None = None
+    adopted = False  # the Issuer and Certificate (not watched) are read once, for an upgrade
     try:
         while not stopped:
             busy = False
@@ -147,6 +153,8 @@ async def rollout_loop(
                 if exposure is not None and exposure != ensured_entry:
                     await ensure_entry(ctx, namespace, fleet, exposure)
                     ensured_entry = exposure
+                await ensure_owners(ctx, body, kwargs, unwatched=not adopted)
+                adopted = True
             except errors.OperatorError as exc:
                 log.warning("fleet %s/%s: rollout pass failed: %s", namespace, fleet, exc.message)
             interval = ctx.settings.rollout_interval_seconds if busy else IDLE_SECONDS
@@ -357,6 +365,42 @@ def _emit(
         if mnode is not None:
             target = {"apiVersion": API_VERSION, "kind": MNODE_KIND, "metadata": mnode["metadata"]}
             events.post(target, reason=note.reason, message=note.message, warning=note.warning)
+
+
+_WATCHED = {
+    plan.Kind.FLEET_ADMIN: "mnode_secrets",
+    plan.Kind.TLS_CA: "mnode_secrets",
+    plan.Kind.POLICY_CONFIGMAP: "mnode_configmaps",
+}
+
+
+async def ensure_owners(
+    ctx: Context, fleet_body: Mapping[str, Any], indexes: Mapping[str, Any], *, unwatched: bool
+) -> None:
+    """The fleet's shared objects are owned by its MarketplaceFleet (`reconcile.shared`):
+    this loop alone writes their ownership, so N members never do. Watched kinds are read
+    from the indexes each pass; the others (`unwatched`) with a GET."""
+    meta = fleet_body["metadata"]
+    namespace, fleet, uid = meta["namespace"], meta["name"], meta["uid"]
+    for kind, name in shared.objects(fleet):
+        index = _WATCHED.get(kind)
+        if index is not None:
+            obj = _one(indexes[index], (namespace, name))
+        elif unwatched:
+            obj = await ctx.kube.get(actuate.RESOURCES[kind], namespace, name)
+        else:
+            continue
+        change = shared.owner_patch(obj, fleet, uid) if obj is not None else None
+        if change is None:
+            continue
+        try:
+            await ctx.kube.patch(actuate.RESOURCES[kind], namespace, name, change)
+        except (errors.NotFound, errors.Conflict) as exc:  # gone or changed: the next pass
+            log.debug("fleet %s/%s: owner of %s %s: %s", namespace, fleet, kind, name, exc)
+            continue
+        log.info(
+            "fleet %s/%s: %s %s now owned by the MarketplaceFleet", namespace, fleet, kind, name
+        )
 
 
 async def ensure_entry(ctx: Context, namespace: str, fleet: str, exposure: ExposureSpec) -> None:

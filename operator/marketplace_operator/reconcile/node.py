@@ -51,16 +51,16 @@ class CreateIdentity:
 @dataclass(frozen=True)
 class CreateAdminSecret:
     """Generate the fleet's admin token and create its Secret (only when absent), owned
-    by the `owners` too."""
+    by the MarketplaceFleet `fleet_uid` (when known)."""
 
-    owners: tuple[names.NodeRef, ...] = ()
+    fleet_uid: str | None = None
 
 
 @dataclass(frozen=True)
 class CreateFleetCa:
-    """Make the fleet's CA and its Secret (only when absent), owned by the `owners` too."""
+    """Make the fleet's CA and its Secret (only when absent), owned like the admin Secret."""
 
-    owners: tuple[names.NodeRef, ...] = ()
+    fleet_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -161,9 +161,9 @@ class Observed:
     admin_secret: dict[str, Any] | None = None
     policy_configmap: dict[str, Any] | None = None
     binding_mode: str | None = None  # volumeBindingMode of the claim's StorageClass, if known
-    # The fleet's live MarketplaceNodes (this one may be among them): co-owners of the
-    # fleet's shared objects.
-    fleet_members: tuple[names.NodeRef, ...] = ()
+    # The uid of the fleet's MarketplaceFleet, owner of the fleet's shared objects (None
+    # until the operator has made it: the fleet's loop adopts what was made before).
+    fleet_uid: str | None = None
     tls_ca: dict[str, Any] | None = None  # the fleet's CA Secret (metadata only)
     tls_secret: dict[str, Any] | None = None  # the certificate Secret the pod mounts
 
@@ -181,38 +181,17 @@ def _ownership(kind: Kind, obj: dict[str, Any], ref: names.NodeRef) -> list[Acti
     return [Conflict(kind, name, owner or "")]
 
 
-FLEET_OWNERS = "add-fleet-owners"  # a Patch's `why`
-
-
-def _shared_owners(
-    kind: Kind, obj: dict[str, Any], ref: names.NodeRef, others: tuple[names.NodeRef, ...]
-) -> list[Action]:
-    """Fleet objects carry one non-controller reference per member. A member that finds
-    its own missing adds every missing one in a single patch, so the fleet's other
-    starting nodes mostly find theirs already there: a few writes for twenty nodes, not
-    one each (every one a watch event for each pod that mounts the object)."""
-    have = {r.get("uid") for r in obj.get("metadata", {}).get("ownerReferences") or []}
-    if ref.uid in have:
-        return []
-    missing = [m for m in (ref, *others) if m.uid not in have]
-    patch = {"metadata": {"ownerReferences": names.fleet_owner_references(missing)}}
-    name = obj["metadata"]["name"]
-    return [Patch(kind, name, patch, FLEET_OWNERS, strategic=True, announce=False)]
-
-
 def _plan_fleet(desired: Desired, observed: Observed) -> list[Action]:
-    ref = desired.ref
-    others = tuple(m for m in observed.fleet_members if m.uid != ref.uid)
+    """The fleet's shared objects, when absent. Their owner is the MarketplaceFleet, kept
+    by the fleet's loop (`reconcile.shared`): a member never writes to them for ownership,
+    which at 1,000 nodes was 1,000 writes of 1,000-reference objects (issue 15)."""
+    ref, uid = desired.ref, observed.fleet_uid
     actions: list[Action] = []
     if observed.admin_secret is None:
-        actions.append(CreateAdminSecret(owners=others))
-    else:
-        actions += _shared_owners(Kind.FLEET_ADMIN, observed.admin_secret, ref, others)
+        actions.append(CreateAdminSecret(fleet_uid=uid))
     if observed.policy_configmap is None:
-        body = configmap.policy_configmap(ref, members=configmap.members_json([]), owners=others)
+        body = configmap.policy_configmap(ref, members=configmap.members_json([]), fleet_uid=uid)
         actions.append(Create(Kind.POLICY_CONFIGMAP, body))
-    else:
-        actions += _shared_owners(Kind.POLICY_CONFIGMAP, observed.policy_configmap, ref, others)
     return actions
 
 
@@ -222,20 +201,17 @@ def _plan_tls(desired: Desired, observed: Observed, now: datetime) -> list[Actio
     chosen = desired.tls
     if chosen is None:
         return []
-    ref = desired.ref
-    others = tuple(m for m in observed.fleet_members if m.uid != ref.uid)
+    ref, uid = desired.ref, observed.fleet_uid
     actions: list[Action] = []
     own_ca = chosen.path is tls.Path.OPERATOR or chosen.issuer is None
     if own_ca and observed.tls_ca is None:
-        actions.append(CreateFleetCa(owners=others))
-    elif own_ca and observed.tls_ca is not None:
-        actions += _shared_owners(Kind.TLS_CA, observed.tls_ca, ref, others)
+        actions.append(CreateFleetCa(fleet_uid=uid))
     if chosen.path is tls.Path.CERT_MANAGER:
         if observed.tls_secret is None:  # cert-manager has not written it (yet)
             dns = tls.fleet_names(ref.fleet, ref.namespace)
             if chosen.issuer is None:
-                actions.append(Create(Kind.ISSUER, render_tls.ca_issuer(ref, owners=others)))
-            body = render_tls.certificate(ref, dns_names=dns, issuer=chosen.issuer, owners=others)
+                actions.append(Create(Kind.ISSUER, render_tls.ca_issuer(ref, fleet_uid=uid)))
+            body = render_tls.certificate(ref, dns_names=dns, issuer=chosen.issuer, fleet_uid=uid)
             actions.append(Create(Kind.CERTIFICATE, body))
         return actions
     ca = tls.ca_id(observed.tls_ca)

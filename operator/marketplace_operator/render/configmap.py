@@ -23,18 +23,16 @@ def members_json(members: Iterable[Member]) -> str:
     return members_document(members).model_dump_json(by_alias=True, exclude_none=True)
 
 
-def policy_configmap(
-    ref: names.NodeRef, *, members: str, owners: Iterable[names.NodeRef] = ()
-) -> dict[str, Any]:
-    """Owned like the admin Secret: one non-controller reference per member."""
+def policy_configmap(ref: names.NodeRef, *, members: str, fleet_uid: str | None) -> dict[str, Any]:
+    """Owned like the admin Secret: by the MarketplaceFleet."""
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",
-        "metadata": {
-            "name": names.policy_configmap_name(ref.fleet),
-            "namespace": ref.namespace,
-            "labels": names.fleet_labels(ref.fleet),
-            "ownerReferences": names.fleet_owner_references([ref, *owners]),
-        },
+        "metadata": names.fleet_metadata(
+            names.policy_configmap_name(ref.fleet),
+            namespace=ref.namespace,
+            fleet=ref.fleet,
+            fleet_uid=fleet_uid,
+        ),
         "data": {names.MEMBERS_KEY: members},
     }

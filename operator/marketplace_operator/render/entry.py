@@ -13,8 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from marketplace_operator.model.common import API_VERSION
-from marketplace_operator.model.fleet import KIND, ExposureSpec, ServiceType
+from marketplace_operator.model.fleet import ExposureSpec, ServiceType
 from marketplace_operator.model.mnode import DEFAULT_PORT
 from marketplace_operator.render import names
 
@@ -26,16 +25,10 @@ def entry_name(fleet: str) -> str:
 def entry_service(
     fleet: str, *, namespace: str, exposure: ExposureSpec, owner_uid: str | None = None
 ) -> dict[str, Any]:
-    metadata: dict[str, Any] = {
-        "name": entry_name(fleet),
-        "namespace": namespace,
-        "labels": names.fleet_labels(fleet),
-        "annotations": dict(exposure.annotations),
-    }
-    if owner_uid is not None:
-        metadata["ownerReferences"] = [
-            names.owner_reference_to(API_VERSION, KIND, fleet, owner_uid, controller=True)
-        ]
+    metadata = names.fleet_metadata(
+        entry_name(fleet), namespace=namespace, fleet=fleet, fleet_uid=owner_uid
+    )
+    metadata["annotations"] = dict(exposure.annotations)
     spec: dict[str, Any] = {
         "type": exposure.type.value,
         "selector": {"app.kubernetes.io/name": names.APP_NAME, names.FLEET_LABEL: fleet},

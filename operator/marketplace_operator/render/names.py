@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from marketplace_operator.model.common import API_VERSION, LABEL_PREFIX
+from marketplace_operator.model.fleet import KIND as FLEET_KIND
 from marketplace_operator.model.mnode import KIND
 
 FLEET_LABEL = f"{LABEL_PREFIX}fleet"
@@ -159,19 +159,31 @@ def owner_reference_to(
     }
 
 
-def owner_reference(ref: NodeRef, *, controller: bool = True) -> dict[str, Any]:
-    """`controller: true` for the node's own children; `false` for shared fleet objects,
-    which carry one reference per member so garbage collection removes them with the last."""
+def owner_reference(ref: NodeRef) -> dict[str, Any]:
+    """The MarketplaceNode as controller of one of its own children."""
     return owner_reference_to(
-        API_VERSION, KIND, ref.name, ref.uid, controller=controller, block_owner_deletion=controller
+        API_VERSION, KIND, ref.name, ref.uid, controller=True, block_owner_deletion=True
     )
 
 
-def fleet_owner_references(members: Iterable[NodeRef]) -> list[dict[str, Any]]:
-    """Non-controller references to every member, once each (by uid), in name order."""
-    unique = {m.uid: m for m in members}
-    ordered = sorted(unique.values(), key=lambda m: m.name)
-    return [owner_reference(m, controller=False) for m in ordered]
+def fleet_owner_reference(fleet: str, uid: str) -> dict[str, Any]:
+    """The MarketplaceFleet as controller of an object the whole fleet shares (admin
+    Secret, policy ConfigMap, CA, PDB, entry Service): one reference however many members.
+    One per member made each a write per starting node, N references long (issue 15)."""
+    return owner_reference_to(API_VERSION, FLEET_KIND, fleet, uid, controller=True)
+
+
+def fleet_metadata(
+    name: str, *, namespace: str, fleet: str, fleet_uid: str | None, **annotations: str
+) -> dict[str, Any]:
+    """Metadata of a fleet-wide object, owned by the MarketplaceFleet once its uid is known
+    (the fleet's loop adopts one made before: `reconcile.shared.owner_patch`)."""
+    meta: dict[str, Any] = {"name": name, "namespace": namespace, "labels": fleet_labels(fleet)}
+    if fleet_uid is not None:
+        meta["ownerReferences"] = [fleet_owner_reference(fleet, fleet_uid)]
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
 
 
 def metadata(

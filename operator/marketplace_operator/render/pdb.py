@@ -22,8 +22,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from marketplace_operator.model.common import API_VERSION
-from marketplace_operator.model.fleet import KIND
 from marketplace_operator.render import names
 
 LEGACY_FIELD = "maxUnavailable"  # what operators before minAvailable wrote; always removed
@@ -58,15 +56,9 @@ def pdb(
     fleet: str, *, namespace: str, budget: Budget, owner_uid: str | None = None
 ) -> dict[str, Any]:
     """The fleet's PDB, owned by its MarketplaceFleet (when known) so it goes with it."""
-    metadata: dict[str, Any] = {
-        "name": pdb_name(fleet),
-        "namespace": namespace,
-        "labels": names.fleet_labels(fleet),
-    }
-    if owner_uid is not None:
-        metadata["ownerReferences"] = [
-            names.owner_reference_to(API_VERSION, KIND, fleet, owner_uid, controller=True)
-        ]
+    metadata = names.fleet_metadata(
+        pdb_name(fleet), namespace=namespace, fleet=fleet, fleet_uid=owner_uid
+    )
     return {
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable
 from typing import Any
 
 from marketplace_operator.render import names
@@ -30,24 +29,18 @@ def identity_secret(ref: names.NodeRef, *, private_key_pem: bytes, peer_id: str)
     }
 
 
-def admin_secret(
-    ref: names.NodeRef, *, token: str, owners: Iterable[names.NodeRef] = ()
-) -> dict[str, Any]:
-    """The fleet's admin bearer token, shared by its nodes and the operator.
-
-    Owned by every member (non-controller references: `ref` and the `owners` known at
-    creation, later members added by a reconcile), so garbage collection removes it
-    together with the fleet's last MarketplaceNode.
-    """
+def admin_secret(ref: names.NodeRef, *, token: str, fleet_uid: str | None) -> dict[str, Any]:
+    """The fleet's admin bearer token, shared by its nodes and the operator. Owned by the
+    MarketplaceFleet; the operator deletes it when the fleet's last node goes."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
-        "metadata": {
-            "name": names.admin_secret_name(ref.fleet),
-            "namespace": ref.namespace,
-            "labels": names.fleet_labels(ref.fleet),
-            "ownerReferences": names.fleet_owner_references([ref, *owners]),
-        },
+        "metadata": names.fleet_metadata(
+            names.admin_secret_name(ref.fleet),
+            namespace=ref.namespace,
+            fleet=ref.fleet,
+            fleet_uid=fleet_uid,
+        ),
         "type": "Opaque",
         "data": {names.ADMIN_TOKEN_KEY: _b64(token.encode())},
     }

@@ -8,7 +8,7 @@ Every certificate Secret has cert-manager's layout (`kubernetes.io/tls`: `tls.cr
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -27,18 +27,11 @@ def _b64(data: bytes) -> str:
 
 
 def _fleet_metadata(
-    name: str, ref: names.NodeRef, owners: Iterable[names.NodeRef], **annotations: str
+    name: str, ref: names.NodeRef, fleet_uid: str | None, **annotations: str
 ) -> dict[str, Any]:
-    """A fleet object: owned by every member (garbage collection removes it with the last)."""
-    meta: dict[str, Any] = {
-        "name": name,
-        "namespace": ref.namespace,
-        "labels": names.fleet_labels(ref.fleet),
-        "ownerReferences": names.fleet_owner_references([ref, *owners]),
-    }
-    if annotations:
-        meta["annotations"] = annotations
-    return meta
+    return names.fleet_metadata(
+        name, namespace=ref.namespace, fleet=ref.fleet, fleet_uid=fleet_uid, **annotations
+    )
 
 
 def ca_secret(
@@ -47,14 +40,14 @@ def ca_secret(
     cert_pem: bytes,
     key_pem: bytes,
     ca_id: str,
-    owners: Iterable[names.NodeRef] = (),
+    fleet_uid: str | None,
 ) -> dict[str, Any]:
     """The fleet's CA (`tls.crt`, `tls.key`: what a cert-manager CA Issuer reads)."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": _fleet_metadata(
-            names.tls_ca_secret_name(ref.fleet), ref, owners, **{names.TLS_CA_ANNOTATION: ca_id}
+            names.tls_ca_secret_name(ref.fleet), ref, fleet_uid, **{names.TLS_CA_ANNOTATION: ca_id}
         ),
         "type": "kubernetes.io/tls",
         "data": {CERT_KEY: _b64(cert_pem), KEY_KEY: _b64(key_pem)},
@@ -93,12 +86,12 @@ def node_tls_secret(
     }
 
 
-def ca_issuer(ref: names.NodeRef, *, owners: Iterable[names.NodeRef] = ()) -> dict[str, Any]:
+def ca_issuer(ref: names.NodeRef, *, fleet_uid: str | None) -> dict[str, Any]:
     """A cert-manager CA Issuer signing with the fleet's operator-made CA Secret."""
     return {
         "apiVersion": CERT_MANAGER_VERSION,
         "kind": "Issuer",
-        "metadata": _fleet_metadata(names.ca_issuer_name(ref.fleet), ref, owners),
+        "metadata": _fleet_metadata(names.ca_issuer_name(ref.fleet), ref, fleet_uid),
         "spec": {"ca": {"secretName": names.tls_ca_secret_name(ref.fleet)}},
     }
 
@@ -108,7 +101,7 @@ def certificate(
     *,
     dns_names: Sequence[str],
     issuer: IssuerRef | None,
-    owners: Iterable[names.NodeRef] = (),
+    fleet_uid: str | None,
 ) -> dict[str, Any]:
     """The fleet's one cert-manager Certificate. Its Secret carries our labels
     (`secretTemplate`), so the operator's Secret watch sees it arrive."""
@@ -125,7 +118,7 @@ def certificate(
     return {
         "apiVersion": CERT_MANAGER_VERSION,
         "kind": "Certificate",
-        "metadata": _fleet_metadata(secret, ref, owners),
+        "metadata": _fleet_metadata(secret, ref, fleet_uid),
         "spec": {
             "secretName": secret,
             "secretTemplate": {"labels": names.fleet_labels(ref.fleet)},

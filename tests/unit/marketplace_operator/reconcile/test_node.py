@@ -19,6 +19,7 @@ from marketplace_operator.render import configmap, names, pod, pvc, secrets, ser
 from marketplace_protocol.admin import NodeStatus, PeerInfo
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
+FLEET_UID = "fleet-uid"
 IMAGE = "ghcr.io/marketplace-fleet/node:0.1.0"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -69,8 +70,8 @@ def existing(d: node.Desired, **pod_fields: Any) -> node.Observed:
         service=service.service(d.ref, d.spec),
         pvc={**pvc.data_pvc(d.ref, d.spec), "status": {"phase": "Bound"}},
         identity=secrets.identity_secret(d.ref, private_key_pem=b"k", peer_id="mpx"),
-        admin_secret=secrets.admin_secret(d.ref, token="t"),
-        policy_configmap=configmap.policy_configmap(d.ref, members="{}"),
+        admin_secret=secrets.admin_secret(d.ref, token="t", fleet_uid=FLEET_UID),
+        policy_configmap=configmap.policy_configmap(d.ref, members="{}", fleet_uid=FLEET_UID),
     )
 
 
@@ -190,74 +191,55 @@ def test_unowned_child_with_our_labels_is_adopted_and_a_foreign_one_is_a_conflic
     assert conflict == node.Conflict(node.Kind.SERVICE, "n1", "x")
 
 
-def test_second_member_adds_itself_as_owner_of_fleet_objects() -> None:
+def test_members_never_write_the_fleet_objects_ownership() -> None:
+    """Issue 15: a member finding the fleet's objects owned by anyone (a node, as an older
+    operator made them, or nobody yet) plans nothing for them; the fleet's loop owns that."""
     d = desired()
     world = existing(d)
-    other = node.Desired(
-        ref=names.NodeRef(name="n2", namespace="ns", uid="uid-2", fleet="blue"),
-        spec=d.spec,
-        pod_inputs=d.pod_inputs,
-    )
-    patches = [a for a in node.plan(other, world, now=NOW) if isinstance(a, node.Patch)]
-    assert {p.kind for p in patches if p.why == node.FLEET_OWNERS} == {
-        node.Kind.FLEET_ADMIN,
-        node.Kind.POLICY_CONFIGMAP,
-    }
-    for p in patches:
-        if p.why == node.FLEET_OWNERS:
-            # a strategic merge by uid: appended on the server, never a stale whole list
-            assert p.strategic
-            assert [r["uid"] for r in p.patch["metadata"]["ownerReferences"]] == ["uid-2"]
-            assert p.patch["metadata"]["ownerReferences"][0]["controller"] is False
-
-
-def _member(i: int) -> names.NodeRef:
-    return names.NodeRef(name=f"m{i:02d}", namespace="ns", uid=f"uid-m{i}", fleet="blue")
-
-
-def test_one_patch_adds_every_missing_fleet_member_as_owner() -> None:
-    """A fleet starting twenty nodes: the first to miss itself adds all that are missing."""
-    d = desired()
-    world = existing(d)  # the fleet objects, owned by REF (their creator)
     newcomer = node.Desired(
         ref=names.NodeRef(name="n2", namespace="ns", uid="uid-2", fleet="blue"),
         spec=d.spec,
         pod_inputs=d.pod_inputs,
     )
-    others = tuple(_member(i) for i in range(5))
-    seen = node.Observed(**{**world.__dict__, "fleet_members": (*others, REF, newcomer.ref)})
-    patches = [
-        a
-        for a in node.plan(newcomer, seen, now=NOW)
-        if isinstance(a, node.Patch) and a.why == node.FLEET_OWNERS
-    ]
-    assert len(patches) == 2  # one for the Secret, one for the ConfigMap
-    for p in patches:
-        refs = p.patch["metadata"]["ownerReferences"]
-        # REF is already an owner; the newcomer and the five others are added, once each.
-        assert [r["uid"] for r in refs] == [*(m.uid for m in others), "uid-2"]
-        assert all(r["controller"] is False and r["blockOwnerDeletion"] is False for r in refs)
-        assert not p.announce  # bookkeeping: no Event
-    # An owner does not write for the others: each adds itself (and who is missing) first.
-    assert not [a for a in node.plan(d, seen, now=NOW) if isinstance(a, node.Patch)]
+    legacy_meta = {"ownerReferences": [names.owner_reference(REF)]}
+    assert world.admin_secret is not None
+    assert world.policy_configmap is not None
+    legacy = node.Observed(
+        **{
+            **world.__dict__,
+            "admin_secret": {
+                **world.admin_secret,
+                "metadata": legacy_meta | {"name": "blue-admin"},
+            },
+            "policy_configmap": {
+                **world.policy_configmap,
+                "metadata": legacy_meta | {"name": "blue-policy"},
+            },
+            "fleet_uid": None,
+        }
+    )
+    fleet_kinds = {node.Kind.FLEET_ADMIN, node.Kind.POLICY_CONFIGMAP}
+    for who in (d, newcomer):
+        for seen in (world, legacy):
+            actions = node.plan(who, seen, now=NOW)
+            assert not [a for a in actions if getattr(a, "kind", None) in fleet_kinds]
+            assert not [a for a in actions if isinstance(a, node.CreateAdminSecret)]
 
 
-def test_fleet_objects_are_created_owned_by_every_known_member() -> None:
+def test_fleet_objects_are_created_owned_by_the_marketplacefleet() -> None:
     d = desired()
-    members = (_member(1), _member(2), REF)
-    actions = node.plan(d, node.Observed(fleet_members=members), now=NOW)
+    actions = node.plan(d, node.Observed(fleet_uid=FLEET_UID), now=NOW)
     (admin,) = [a for a in actions if isinstance(a, node.CreateAdminSecret)]
-    assert {m.uid for m in admin.owners} == {"uid-m1", "uid-m2"}
+    assert admin.fleet_uid == FLEET_UID
     (cm,) = [
         a for a in actions if isinstance(a, node.Create) and a.kind is node.Kind.POLICY_CONFIGMAP
     ]
-    uids = [r["uid"] for r in cm.body["metadata"]["ownerReferences"]]
-    assert sorted(uids) == ["uid-1", "uid-m1", "uid-m2"]  # each once
-
-
-def test_fleet_owner_references_dedupe_by_uid() -> None:
-    refs = names.fleet_owner_references([_member(2), _member(1), _member(2)])
-    assert [r["name"] for r in refs] == ["m01", "m02"]
+    assert cm.body["metadata"]["ownerReferences"] == [
+        names.fleet_owner_reference("blue", FLEET_UID)
+    ]
+    # Before the operator has made the MarketplaceFleet: created unowned, adopted later.
+    early = node.plan(d, node.Observed(), now=NOW)
+    assert node.CreateAdminSecret(fleet_uid=None) in early
 
 
 @pytest.mark.parametrize(

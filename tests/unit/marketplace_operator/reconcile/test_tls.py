@@ -150,7 +150,7 @@ CA_SECRET = {
     "metadata": {
         "name": "blue-tls-ca",
         "annotations": {names.TLS_CA_ANNOTATION: "ca-1"},
-        "ownerReferences": [names.owner_reference(REF, controller=False)],
+        "ownerReferences": [names.fleet_owner_reference("blue", "fleet-uid")],
     }
 }
 

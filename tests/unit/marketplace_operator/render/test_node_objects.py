@@ -140,25 +140,29 @@ def test_identity_secret_is_immutable_and_carries_the_peer_id() -> None:
     assert s["metadata"]["name"] == "n1-identity"
 
 
-def test_fleet_objects_are_shared_not_controlled() -> None:
-    admin = secrets.admin_secret(REF, token="t0k")
-    cm = configmap.policy_configmap(REF, members="{}")
+def test_fleet_objects_are_owned_by_the_marketplacefleet_not_a_node() -> None:
+    admin = secrets.admin_secret(REF, token="t0k", fleet_uid="fleet-uid")
+    cm = configmap.policy_configmap(REF, members="{}", fleet_uid="fleet-uid")
     for obj, name in ((admin, "blue-admin"), (cm, "blue-policy")):
         assert obj["metadata"]["name"] == name
+        assert obj["metadata"]["labels"] == names.fleet_labels("blue")
         (owner,) = obj["metadata"]["ownerReferences"]
-        assert owner["controller"] is False
+        assert (owner["kind"], owner["name"], owner["uid"]) == (
+            "MarketplaceFleet",
+            "blue",
+            "fleet-uid",
+        )
+        assert owner["controller"] is True
         assert owner["blockOwnerDeletion"] is False
     assert base64.b64decode(admin["data"]["token"]) == b"t0k"
 
 
-def test_fleet_objects_are_created_owned_by_the_known_members() -> None:
-    other = names.NodeRef(name="a0", namespace="ns", uid="uid-a0", fleet="blue")
-    admin = secrets.admin_secret(REF, token="t0k", owners=[other, REF])
-    cm = configmap.policy_configmap(REF, members="{}", owners=[other])
-    for obj in (admin, cm):
-        refs = obj["metadata"]["ownerReferences"]
-        assert [r["uid"] for r in refs] == ["uid-a0", REF.uid]  # by name, each once
-        assert not any(r["controller"] for r in refs)
+def test_fleet_objects_made_before_their_marketplacefleet_have_no_owner() -> None:
+    # The fleet's loop adopts them once the MarketplaceFleet exists (reconcile.shared).
+    admin = secrets.admin_secret(REF, token="t0k", fleet_uid=None)
+    cm = configmap.policy_configmap(REF, members="{}", fleet_uid=None)
+    assert "ownerReferences" not in admin["metadata"]
+    assert "ownerReferences" not in cm["metadata"]
 
 
 def test_members_json_is_canonical() -> None:
