@@ -197,8 +197,10 @@ class SliceEndpoints:
         at, cached = self._cache
         if time.monotonic() - at < 0.1:
             return cached
+        # The nodes' own Services (they carry the instance label); the fleet's entry Service
+        # selects the same pods and would list every address twice.
         slices = self._api.list_namespaced_endpoint_slice(
-            self._namespace, label_selector=APP_SELECTOR
+            self._namespace, label_selector=f"{APP_SELECTOR},app.kubernetes.io/instance"
         )
         out: list[str] = []
         for s in slices.items:
