@@ -18,6 +18,7 @@ _.api_key  # kubernetes.client.Configuration (tests)
 _.progress_storage  # kopf.OperatorSettings
 _.diffbase_storage  # kopf.OperatorSettings
 _.max_workers  # kopf.OperatorSettings
+_._bound_port  # aiohttp.web.TCPSite (its `port` reads it; proxy_gate.ProxyProtocolSite sets it)
 # a reference that keeps a fire-and-forget task from being garbage-collected
 _._liveness_kill
 # pydantic fields that only travel: parsed from the Kubernetes API or sent on the wire

@@ -77,19 +77,23 @@ class Membership:
             foreign=foreign,
         )
         known = svc.peers.sample(32, svc.rng, exclude={sender})
+        # Beyond the fleet, our members are named by their outside addresses where known.
+        shown = svc.externals if foreign else {}
         return HelloReply(
             peer_id=svc.identity.peer_id,
-            address=svc.settings.public_url,
+            address=svc.advertised(abroad=foreign),
             fleet=svc.settings.fleet,
-            peers=tuple((p.peer_id, p.address) for p in known),
+            peers=tuple((p.peer_id, shown.get(p.address, p.address)) for p in known),
         )
 
     async def hello(self, address: str) -> str | None:
         """Say hello to `address`; the peer id that answered, None on failure."""
         svc = self.service
-        body = Hello(address=svc.settings.public_url, fleet=svc.settings.fleet).model_dump_json(
-            by_alias=True
-        )
+        # Not a member, bootstrap or known peer of our fleet: tell it our outside address.
+        own = {p.address for p in svc.peers.all() if not p.foreign}
+        abroad = address not in svc.configured_peers and address not in own
+        hello = Hello(address=svc.advertised(abroad=abroad), fleet=svc.settings.fleet)
+        body = hello.model_dump_json(by_alias=True)
         try:
             raw = await svc.client.request("POST", address, "/p2p/v1/hello", body=body.encode())
             reply = HelloReply.model_validate_json(raw)

@@ -106,6 +106,8 @@ class NodeService:
         self.bootstrap: tuple[str, ...] = tuple(settings.bootstrap_peers)
         self.members: tuple[str, ...] = ()
         self.fleet_members = FleetMembers()
+        # Outside addresses (the fleet's entry Service) by member address, ours included.
+        self.externals: dict[str, str] = {}
         self._configured = self.bootstrap
         self.last_seq = 0
         self.drain = DrainCoordinator(
@@ -204,6 +206,12 @@ class NodeService:
         """Peers outside the fleet to greet (the fleet's `peering.seeds`); not needed to join."""
         rule = self.enforcer.policy.peering
         return () if rule is None else rule.seeds
+
+    def advertised(self, *, abroad: bool) -> str:
+        """The URL we give a peer: our outside address (from the operator's member list)
+        to a peer beyond the fleet when we have one, else the one our fleet dials."""
+        mine = self.settings.public_url
+        return self.externals.get(mine, mine) if abroad else mine
 
     def check_peer(self, peer_id: str | None, ip: str) -> None:
         """The peering part of the door: `PeerNotAllowed` for a non-member outside the
@@ -653,6 +661,7 @@ class NodeService:
         mine = self.settings.public_url
         self.members = tuple(m.address for m in members.members if m.address != mine)
         self.fleet_members = FleetMembers.of(members.members)
+        self.externals = {m.address: m.external for m in members.members if m.external}
         self._configured = tuple(dict.fromkeys((*self.bootstrap, *self.members)))
         self.peers.repin(self.configured_peers)
 

@@ -58,6 +58,7 @@ class Views:
     tls_ca: dict[str, Any] | None = None  # the fleet's CA Secret
     node_tls_secret: dict[str, Any] | None = None  # the node's certificate (operator CA)
     fleet_tls_secret: dict[str, Any] | None = None  # the fleet's certificate (cert-manager)
+    entry_service: dict[str, Any] | None = None  # the fleet's `<fleet>-entry` Service
 
     def observed(
         self, binding_mode: str | None = None, tls_path: tls.Path | None = None
@@ -303,10 +304,11 @@ async def _sync_members(
     token: str | None,
 ) -> None:
     """Tell the node its fleet's members (once per change), and keep members.json current."""
+    entry = fleet.entry_address(views.entry_service)
     current = ctx.fleets.get(
         ("members", ref.namespace, ref.fleet),
-        (views.fleet, views.peer_ids),
-        lambda: fleet.announcement(views.fleet, views.peer_ids),
+        (views.fleet, views.peer_ids, entry),
+        lambda: fleet.announcement(views.fleet, views.peer_ids, entry),
     )
     cm = views.policy_configmap
     written = (cm or {}).get("data") or {}

@@ -283,6 +283,11 @@ class Member(WireModel):
     address: str = Field(max_length=256, description="base URL, e.g. http://127.1.0.5:7070")
     peer_id: PeerId | None = Field(default=None, alias="peerId")
     name: str = Field(default="", max_length=253)
+    # Where peers outside the fleet reach it (the fleet's entry Service: a NodePort on its
+    # Node, or the balancer). Left out when None, for nodes that predate it.
+    external: str | None = Field(
+        default=None, max_length=256, exclude_if=lambda external: external is None
+    )
 
 
 class Members(WireModel):

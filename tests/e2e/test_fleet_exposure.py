@@ -4,11 +4,13 @@ traffic policy on a ClusterIP."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 from e2e_helpers import OperatorProcess, wait_for
 from marketplace_operator import errors, k8s
+from marketplace_operator.render import names as names_
 from rollout_helpers import make_fleet
 
 
@@ -55,6 +57,20 @@ def test_the_entry_service_follows_the_fleets_exposure(
     assert node_port["spec"]["externalTrafficPolicy"] == "Local"
     assert node_port["metadata"]["annotations"]["example.com/balancer"] == "edge"
     assert node_port["spec"]["ports"][0]["nodePort"] > 0
+
+    # Each member's outside address, as its node tells peers beyond the fleet: the node
+    # port on its own Node (every local Node's address is 127.0.0.1).
+    outside = f"http://127.0.0.1:{node_port['spec']['ports'][0]['nodePort']}"
+
+    def announced() -> dict[str, str | None] | None:
+        cm = kube.get(k8s.CONFIGMAPS, namespace, names_.policy_configmap_name("door"))
+        listed = json.loads(((cm or {}).get("data") or {}).get(names_.MEMBERS_KEY) or "{}")
+        got = {m["name"]: m.get("external") for m in listed.get("members", [])}
+        return got if set(got.values()) == {outside} else None
+
+    assert wait_for(announced, timeout=60, what="members.json with outside addresses") == {
+        name: outside for name in names
+    }
 
     with pytest.raises(errors.Invalid, match="externalTrafficPolicy needs type"):
         kube.patch(

@@ -34,7 +34,7 @@ from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.node import Desired
 from marketplace_operator.reconcile.observe import pod_view
-from marketplace_operator.render import names
+from marketplace_operator.render import entry, names
 from marketplace_operator.rollout import gate as rollout_gate
 from marketplace_operator.settings import Settings
 
@@ -88,7 +88,7 @@ async def mnode_fleet_pods(
 async def mnode_services(
     body: kopf.Body, namespace: str | None, name: str, **_: Any
 ) -> dict[Any, Any]:
-    return {(namespace, name): _trim(body, "spec")}
+    return {(namespace, name): _trim(body, "spec", "status")}  # status: a balancer's address
 
 
 @kopf.index("persistentvolumeclaims", labels=names.MANAGED)
@@ -157,6 +157,7 @@ def gather(
     return nodeloop.Views(
         pod=_one(indexes["mnode_pods"], (namespace, names.pod_name(name))),
         service=_one(indexes["mnode_services"], (namespace, names.service_name(name))),
+        entry_service=_one(indexes["mnode_services"], (namespace, entry.entry_name(fleet))),
         pvc=_one(indexes["mnode_pvcs"], (namespace, names.data_pvc_name(name))),
         identity=_one(indexes["mnode_secrets"], (namespace, names.identity_secret_name(name))),
         admin_secret=_one(indexes["mnode_secrets"], (namespace, names.admin_secret_name(fleet))),

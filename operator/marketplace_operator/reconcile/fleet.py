@@ -1,10 +1,12 @@
-"""Fleet-level views and decisions: members to announce, and whether a pod may be replaced."""
+"""Fleet-level views and decisions: members to announce (with the addresses outside peers
+reach them at), and whether a pod may be replaced."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from marketplace_protocol.admin import Member
 
@@ -22,8 +24,50 @@ class MemberPod:
     scheme: str = "http"  # https when its public listener serves TLS
 
 
-def members(pods: Iterable[MemberPod], peer_ids: Mapping[str, str]) -> list[Member]:
-    """Members a node should know: every pod of the fleet with an IP that is not going away.
+@dataclass(frozen=True)
+class EntryAddress:
+    """Where the fleet's entry Service is reached from outside the cluster: a balancer's
+    `host` (the same for every member), or else `node_port` on each member's own Node."""
+
+    port: int
+    host: str | None = None  # the balancer's; None: the member's Node (a NodePort)
+
+
+def entry_address(service: Mapping[str, Any] | None) -> EntryAddress | None:
+    """The outside address the entry Service gives, if any: a LoadBalancer's first ingress
+    (IP, else hostname) on the Service port; else, for NodePort and LoadBalancer, the node
+    port; None for a ClusterIP (reached only inside the cluster) or no Service."""
+    if service is None:
+        return None
+    spec = service.get("spec") or {}
+    if spec.get("type") not in ("NodePort", "LoadBalancer"):
+        return None
+    port = (spec.get("ports") or [{}])[0]
+    ingress = ((service.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    balancer = next((i.get("ip") or i.get("hostname") for i in ingress if i), None)
+    if spec.get("type") == "LoadBalancer" and balancer and port.get("port"):
+        return EntryAddress(port=int(port["port"]), host=str(balancer))
+    if port.get("nodePort"):
+        return EntryAddress(port=int(port["nodePort"]))
+    return None
+
+
+def _url(scheme: str, host: str, port: int) -> str:
+    return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
+
+
+def _external(m: MemberPod, entry: EntryAddress | None) -> str | None:
+    if entry is None:
+        return None
+    host = entry.host if entry.host is not None else m.pod.host_ip
+    return None if host is None else _url(m.scheme, host, entry.port)
+
+
+def members(
+    pods: Iterable[MemberPod], peer_ids: Mapping[str, str], entry: EntryAddress | None = None
+) -> list[Member]:
+    """Members a node should know: every pod of the fleet with an IP that is not going away,
+    with its outside address when the fleet's entry Service gives one (`entry`).
 
     Readiness is deliberately not required: a fleet starting together must find each
     other before any member can pass its `joined` gate.
@@ -32,10 +76,12 @@ def members(pods: Iterable[MemberPod], peer_ids: Mapping[str, str]) -> list[Memb
     for m in pods:
         if m.pod.ip is None or m.pod.deleting or m.pod.phase in {"Failed", "Succeeded"}:
             continue
-        host = f"[{m.pod.ip}]" if ":" in m.pod.ip else m.pod.ip
         out.append(
             Member(
-                address=f"{m.scheme}://{host}:{m.port}", name=m.node, peer_id=peer_ids.get(m.node)
+                address=_url(m.scheme, m.pod.ip, m.port),
+                name=m.node,
+                peer_id=peer_ids.get(m.node),
+                external=_external(m, entry),
             )
         )
     return configmap.members_document(out).members
@@ -62,8 +108,10 @@ class Announcement:
         return f'{{"members":[{inner}]}}'.encode()
 
 
-def announcement(pods: Sequence[MemberPod], peer_ids: Mapping[str, str]) -> Announcement:
-    listed = tuple(members(pods, peer_ids))
+def announcement(
+    pods: Sequence[MemberPod], peer_ids: Mapping[str, str], entry: EntryAddress | None = None
+) -> Announcement:
+    listed = tuple(members(pods, peer_ids, entry))
     text = configmap.members_json(listed)
     return Announcement(
         members=listed,

@@ -36,6 +36,7 @@ class PodView:
     # policy push can only be refused (the node reads its policy from the ConfigMap first).
     started: bool = True
     node_name: str | None = None  # the Node it is bound to, once scheduled
+    host_ip: str | None = None  # that Node's address (a NodePort is reached there)
     # The scheduler's word when it cannot place the pod (PodScheduled False, Unschedulable).
     unschedulable: str | None = None
     # The private listener's port; None for a pod of the one-port layout (admin on p2p).
@@ -103,6 +104,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         labels=dict(meta.get("labels") or {}),
         started=bool(containers) and all(c.get("started") for c in containers),
         node_name=(pod.get("spec") or {}).get("nodeName") or None,
+        host_ip=status.get("hostIP") or None,
         unschedulable=_unschedulable(status),
         private_port=_private_port(meta),
     )

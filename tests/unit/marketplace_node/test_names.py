@@ -73,7 +73,8 @@ def test_a_yank_in_the_same_second_as_its_version_applies_whatever_the_hashes() 
     for minor in range(16):
         release = pkg(ALICE, f"1.{minor}", 100)
         yank = record(ALICE, RecordAction.YANK, f"1.{minor}", 100)
-        for order in ([release, yank], [yank, release]):
+        orders: list[list[PackageMeta | NameRecord]] = [[release, yank], [yank, release]]
+        for order in orders:
             state = names.resolve(order)
             assert state.refused == {}
             assert state.yanked == {f"1.{minor}"}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from marketplace_node import signing
+from marketplace_node import http_api, signing
 from marketplace_node.config import NodeSettings
 from marketplace_node.peers import PeerTable
 from marketplace_node.policy.peering import FleetMembers, PeeringRule, check_peer, host_address
@@ -219,3 +219,41 @@ async def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     await asyncio.sleep(10 * INTERVAL)  # c is still offered by b's peer exchange
     assert c.identity.peer_id not in east.peers
     assert b.identity.peer_id in east.peers
+
+
+async def test_a_node_gives_peers_beyond_the_fleet_its_outside_address(
+    stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    """The operator's member list carries each member's outside address (the entry
+    Service); a node tells peers of other fleets that one, and its own fleet the pod URL."""
+    east = (await _node(stack, tmp_path / "e", EAST, "east")).service
+    mate = (await _node(stack, tmp_path / "m", WEST_C, "east")).service
+    served_west = await _node(stack, tmp_path / "w", WEST_B, "west")
+    west, west_membership = served_west.service, served_west.public.app[http_api.MEMBERSHIP]
+    outside, mate_outside = "http://198.51.100.7:31070", "http://198.51.100.8:31070"
+    members = Members(
+        members=[
+            Member(address=east.settings.public_url, name="e", external=outside),
+            Member(address=mate.settings.public_url, name="m", external=mate_outside),
+        ]
+    )
+    allowed = Peering(allowed_networks=["127.0.0.0/29"])
+    for node in (east, mate):
+        await node.set_members(members)
+        node.enforcer.apply(_policy(1, allowed))
+    west.enforcer.apply(_policy(1, allowed))
+    await until(lambda: mate.identity.peer_id in east.peers, within=5.0)
+    mates_view = mate.peers.get(east.identity.peer_id)
+    assert mates_view is not None
+    assert mates_view.address == east.settings.public_url  # its own fleet dials the pod
+
+    assert await west_membership.hello(east.settings.public_url) == east.identity.peer_id
+    assert mate_outside in west_membership.candidates  # shared by its outside address
+    assert mate.settings.public_url not in west_membership.candidates
+
+    def wests_view() -> str | None:
+        peer = west.peers.get(east.identity.peer_id)
+        return None if peer is None else peer.address
+
+    # East probes its new peer west and greets it with its outside address.
+    await until(lambda: wests_view() == outside, within=5.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from marketplace_operator.context import FleetMemo
 from marketplace_operator.reconcile import fleet
 from marketplace_operator.reconcile.observe import pod_view
@@ -61,3 +62,66 @@ def test_the_memo_recomputes_only_when_its_inputs_change() -> None:
     assert memo.get("other", (PODS, PEER_IDS), lambda: compute(3)) == 30  # per key
     assert memo.get("k", (PODS[:2], PEER_IDS), lambda: compute(4)) == 40
     assert calls == [1, 3, 4]
+
+
+def _service(type_: str, *, node_port: int | None = 31070, ingress: Any = None) -> dict[str, Any]:
+    port: dict[str, Any] = {"name": "p2p", "port": 7070}
+    if node_port is not None:
+        port["nodePort"] = node_port
+    body: dict[str, Any] = {"spec": {"type": type_, "ports": [port]}}
+    if ingress is not None:
+        body["status"] = {"loadBalancer": {"ingress": ingress}}
+    return body
+
+
+@pytest.mark.parametrize(
+    ("service", "expected"),
+    [
+        (None, None),
+        (_service("ClusterIP", node_port=None), None),
+        (_service("NodePort"), fleet.EntryAddress(port=31070)),
+        (_service("NodePort", node_port=None), None),  # not allocated yet
+        (
+            _service("LoadBalancer", ingress=[{"ip": "198.51.100.4"}]),
+            fleet.EntryAddress(port=7070, host="198.51.100.4"),
+        ),
+        (
+            _service("LoadBalancer", ingress=[{"hostname": "lb.example.com"}]),
+            fleet.EntryAddress(port=7070, host="lb.example.com"),
+        ),
+        (_service("LoadBalancer", ingress=[]), fleet.EntryAddress(port=31070)),  # pending
+        (_service("LoadBalancer", node_port=None), None),  # allocateLoadBalancerNodePorts off
+    ],
+)
+def test_the_entry_service_gives_an_outside_address(
+    service: dict[str, Any] | None, expected: fleet.EntryAddress | None
+) -> None:
+    assert fleet.entry_address(service) == expected
+
+
+def _on_node(node: str, ip: str, host_ip: str | None) -> fleet.MemberPod:
+    pod: dict[str, Any] = {"metadata": {"name": f"{node}-pod", "uid": f"u-{node}"}}
+    pod["status"] = {"phase": "Running", "podIP": ip, **({"hostIP": host_ip} if host_ip else {})}
+    return fleet.MemberPod(node=node, pod=pod_view(pod), port=7070)
+
+
+def test_each_member_is_reached_outside_on_its_own_node_or_at_the_balancer() -> None:
+    pods = (
+        _on_node("a", "10.1.0.5", "192.0.2.1"),
+        _on_node("b", "10.1.0.6", "2001:db8::2"),
+        _on_node("c", "10.1.0.7", None),  # not scheduled yet: no Node, no outside address
+    )
+    by_port = {m.name: m.external for m in fleet.members(pods, {}, fleet.EntryAddress(31070))}
+    assert by_port == {
+        "a": "http://192.0.2.1:31070",
+        "b": "http://[2001:db8::2]:31070",
+        "c": None,
+    }
+    balancer = fleet.EntryAddress(port=7070, host="198.51.100.4")
+    assert {m.external for m in fleet.members(pods, {}, balancer)} == {"http://198.51.100.4:7070"}
+    plain = fleet.announcement(pods, {})
+    assert "external" not in plain.text  # ClusterIP: members.json as nodes before the field read
+    assert (
+        '"external":"http://192.0.2.1:31070"'
+        in fleet.announcement(pods, {}, fleet.EntryAddress(31070)).text
+    )
