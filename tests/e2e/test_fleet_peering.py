@@ -54,7 +54,7 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     w0, w1 = (n["status"] for n in wait_ready(kube, west, ["w0", "w1"]))
     wait_for(
         lambda: _connected(kube, west, "w0") == {w1["peerId"]},
-        timeout=30,
+        timeout=60,
         what="west's members to peer (members need no allowance)",
     )
     e0_ip, w0_ip, w1_ip = e0["podIP"], w0["podIP"], w1["podIP"]
@@ -65,7 +65,7 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     _peering(kube, east, EAST, allowedNetworks=[UNREACHABLE], seeds=[seed])
     wait_for(
         lambda: peer_request(e0_ip, Identity.generate(), source=w0_ip) == (403, "peer_not_allowed"),
-        timeout=30,
+        timeout=60,
         what="east to refuse a west node (peer_not_allowed)",
     )
     assert _connected(kube, east, "e0") == set()
@@ -75,10 +75,14 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     both = {w0["peerId"], w1["peerId"]}
     wait_for(
         lambda: _connected(kube, east, "e0") == both,
-        timeout=45,
+        timeout=60,
         what="e0 to peer with both west nodes",
     )
-    assert e0["peerId"] in _connected(kube, west, "w0")
+    wait_for(
+        lambda: e0["peerId"] in _connected(kube, west, "w0"),
+        timeout=60,
+        what="w0 to list e0 among its peers",
+    )
     assert peer_request(e0_ip, Identity.generate(), source=w1_ip)[0] == 200
 
     # A ban of w1 in east's fleet wins over the allowance: refused, dropped, kept out.
@@ -97,11 +101,11 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     )
     wait_for(
         lambda: peer_request(e0_ip, Identity.generate(), source=w1_ip) == (403, "peer_banned"),
-        timeout=30,
+        timeout=60,
         what="east to refuse the banned west node (peer_banned)",
     )
     wait_for(
         lambda: _connected(kube, east, "e0") == {w0["peerId"]},
-        timeout=30,
+        timeout=60,
         what="e0 to drop the banned w1 and keep w0",
     )
