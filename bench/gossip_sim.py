@@ -216,7 +216,14 @@ class FleetGossip(_EventLoop):
         return True
 
     def _accept(
-        self, node: _Node, number: int, ann: Announcement, *, sender: str | None, forward: bool
+        self,
+        node: _Node,
+        number: int,
+        ann: Announcement,
+        *,
+        sender: str | None,
+        forward: bool,
+        reached: frozenset[str] = frozenset(),
     ) -> None:
         """`NodeService.accept`: the seen-cache first, forward before the store's dedup."""
         key = f"{number}"
@@ -225,10 +232,18 @@ class FleetGossip(_EventLoop):
             return
         node.seen.add(key)
         if forward:
-            self._forward(node, number, ann, sender=sender)
+            self._forward(node, number, ann, sender=sender, reached=reached)
         self._store(node, number, by_push=forward)
 
-    def _forward(self, node: _Node, number: int, ann: Announcement, *, sender: str | None) -> None:
+    def _forward(
+        self,
+        node: _Node,
+        number: int,
+        ann: Announcement,
+        *,
+        sender: str | None,
+        reached: frozenset[str] = frozenset(),
+    ) -> None:
         p = self.params
         fanout = gossip.fanout_for(
             ann, node.peer_id, origin_fanout=p.origin_fanout, relay_fanout=p.fanout
@@ -241,10 +256,12 @@ class FleetGossip(_EventLoop):
             hop_limit=p.hop_limit,
             sender=sender,
             self_id=node.peer_id,
+            reached=reached,
         )
         if not targets:
             return
         relayed = ann.model_copy(update={"hops": ann.hops + 1})
+        hint = frozenset(gossip.reached_hint(targets, reached))
         self.deliveries[number].pushes += len(targets)
         for peer in targets:
             receiver = self.nodes[self.index_of[peer.peer_id]]
@@ -253,7 +270,13 @@ class FleetGossip(_EventLoop):
                 self.at(
                     arrival,
                     partial(
-                        self._accept, receiver, number, relayed, sender=node.peer_id, forward=True
+                        self._accept,
+                        receiver,
+                        number,
+                        relayed,
+                        sender=node.peer_id,
+                        forward=True,
+                        reached=hint,
                     ),
                 )
 

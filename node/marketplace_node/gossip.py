@@ -4,15 +4,18 @@ An announcement is accepted once (bounded TTL seen-cache keyed by its id, a
 hash of its signed body, held as a compact 64-bit key: `compact`), after its
 signatures verified — so a forgery never enters the cache and cannot shadow
 the genuine announcement. It is forwarded
-to `fanout` random peers other than the sender and the origin while its hop
-count stays under the hop limit. Lost pushes are repaired by anti-entropy
+to `fanout` random peers other than the sender, the origin and those the
+sender says it reached (`reached_hint`) while its hop count stays under the
+hop limit. Lost pushes are repaired by anti-entropy
 (`sync`), so gossip only has to be fast, not perfect.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Collection, Iterable
 
+from marketplace_protocol import identity
 from marketplace_protocol.clock import Clock
 
 from marketplace_node import limits
@@ -60,9 +63,26 @@ def forward_targets(
     hop_limit: int,
     sender: str | None,
     self_id: str,
+    reached: Collection[str] = (),
 ) -> list[Peer]:
-    """Peers to push `ann` to next (empty once the hop limit is reached)."""
+    """Peers to push `ann` to next (empty once the hop limit is reached), none of those the
+    sender says it reached already (`reached`, the `Gossip-Reached` hint: in a fleet no
+    larger than the origin's fan-out the origin reached every member, and a relay that
+    pushed to them all again would send three quarters of the fleet's pushes for nothing)."""
     if ann.hops >= hop_limit:
         return []
-    exclude = {ann.origin, self_id} | ({sender} if sender else set())
+    exclude = {ann.origin, self_id, *reached} | ({sender} if sender else set())
     return table.sample(fanout, rng, exclude=exclude)
+
+
+def reached_hint(targets: Iterable[Peer], reached: Iterable[str]) -> tuple[str, ...]:
+    """Whom the next hop can skip: the peers we push to, then those we were told had it,
+    at most `limits.GOSSIP_REACHED_MAX` (a hint; a peer it leaves out only gets a duplicate)."""
+    ids = dict.fromkeys([*(p.peer_id for p in targets), *reached])
+    return tuple(ids)[: limits.GOSSIP_REACHED_MAX]
+
+
+def parse_reached(header: str) -> frozenset[str]:
+    """The `Gossip-Reached` hint as sent (unverified, bounded): peer ids, comma-separated."""
+    ids = header.split(",", limits.GOSSIP_REACHED_MAX)[: limits.GOSSIP_REACHED_MAX]
+    return frozenset(i for i in ids if identity.is_peer_id(i))

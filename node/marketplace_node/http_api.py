@@ -30,7 +30,7 @@ from marketplace_protocol.errors import (
     Unauthenticated,
 )
 
-from marketplace_node import limits, replication, signing, sync
+from marketplace_node import gossip, limits, replication, signing, sync
 from marketplace_node.admin import body
 from marketplace_node.membership import Membership
 from marketplace_node.model import (
@@ -48,7 +48,7 @@ from marketplace_node.model import (
 )
 from marketplace_node.policy.escalation import Offence
 from marketplace_node.search import matches
-from marketplace_node.service import ANNOUNCEMENT_ID, NodeService
+from marketplace_node.service import ANNOUNCEMENT_ID, GOSSIP_REACHED, NodeService
 from marketplace_node.subscribe import Subscriber
 
 logger = logging.getLogger(__name__)
@@ -206,7 +206,11 @@ async def publish(request: web.Request) -> web.Response:
     service = request.app[SERVICE]
     meta = PackageMeta.model_validate_json(await request.read())
     announcement = await service.publish(meta)
-    await replication.acknowledge(service, meta.id, announcement)
+    try:
+        await replication.acknowledge(service, meta.id, announcement)
+    finally:  # the fleet hears of it after the in-sync copies (`NodeService.publish`)
+        if announcement is not None:
+            service.forward(announcement, sender=None)
     return json_response(service.view(meta.id), status=201 if announcement else 200)
 
 
@@ -390,7 +394,8 @@ async def p2p_announce(request: web.Request) -> web.Response:
         return web.json_response({"accepted": False}, status=202)
     ann = Announcement.model_validate_json(raw)
     try:
-        accepted = await service.accept(ann, sender=sender)
+        reached = gossip.parse_reached(request.headers.get(GOSSIP_REACHED, ""))
+        accepted = await service.accept(ann, sender=sender, reached=reached)
     except Unauthenticated:
         service.enforcer.record(sender, request.remote or "", Offence.BAD_SIGNATURE)
         raise

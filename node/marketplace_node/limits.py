@@ -38,6 +38,7 @@ CLIENT_JSON_MAX: Final = 256 * 1024
 # to copy. Not the policy's `fetch` limit, which is for clients and fetches on their behalf.
 COPY_LIMIT: Final = admin.Limit(rate=200, burst=400)
 HOP_LIMIT_MAX: Final = 16
+GOSSIP_REACHED_MAX: Final = 64  # peer ids in a push's `Gossip-Reached` hint (one table)
 CLOCK_SKEW_SECONDS: Final = 300.0  # RFC 9421 `created` must lie within now ± this
 NONCE_CACHE_MAX: Final = 200_000  # replay cache entries (bounded memory)
 NONCE_MAX: Final = 64

@@ -68,6 +68,7 @@ from marketplace_node.tls import CertificateFiles
 logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 64
 ANNOUNCEMENT_ID = "Announcement-Id"  # hint that lets a receiver skip parsing a duplicate
+GOSSIP_REACHED = "Gossip-Reached"  # hint: peers that got this push already (`gossip.reached_hint`)
 
 
 class NodeService:
@@ -228,7 +229,14 @@ class NodeService:
 
     # -- catalogue ---------------------------------------------------------------
 
-    async def accept(self, ann: Announcement, *, sender: str | None, forward: bool = True) -> bool:
+    async def accept(
+        self,
+        ann: Announcement,
+        *,
+        sender: str | None,
+        forward: bool = True,
+        reached: frozenset[str] = frozenset(),
+    ) -> bool:
         """Verify, forward, store and apply one announcement; False if already known.
 
         Forwarding happens right after verification, before the durable
@@ -249,7 +257,7 @@ class NodeService:
         self._screen(entry)
         self.seen.add(ann.id)
         if forward:
-            self.forward(ann, sender=sender)
+            self.forward(ann, sender=sender, reached=reached)
         landed = self._landing[ann.id] = asyncio.get_running_loop().create_future()
         try:
             applied = await self.store.apply(ann, now_wall=self.clock.wall())
@@ -294,9 +302,12 @@ class NodeService:
             self.providers.drop_peer(ann.origin, ann.created)
             self.peers.left(ann.origin, ann.created)
 
-    def forward(self, ann: Announcement, *, sender: str | None) -> None:
-        """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying.
-        Never a package or provider announcement of content the fleet took down."""
+    def forward(
+        self, ann: Announcement, *, sender: str | None, reached: frozenset[str] = frozenset()
+    ) -> None:
+        """Push `ann` on: widely when we are its origin, to `gossip_fanout` peers when relaying,
+        none that the sender says it `reached`. Never a package or provider announcement of
+        content the fleet took down."""
         if self._announces_blocked(ann):
             return
         fanout = gossip.fanout_for(
@@ -313,12 +324,17 @@ class NodeService:
             hop_limit=self.settings.gossip_hop_limit,
             sender=sender,
             self_id=self.identity.peer_id,
+            reached=reached,
         )
         if not targets:
             return
         body = ann.model_copy(update={"hops": ann.hops + 1}).model_dump_json(by_alias=True).encode()
+        hints = {
+            ANNOUNCEMENT_ID: ann.id,
+            GOSSIP_REACHED: ",".join(gossip.reached_hint(targets, reached)),
+        }
         for peer in targets:
-            task = asyncio.ensure_future(self._push(peer.peer_id, peer.address, body, ann.id))
+            task = asyncio.ensure_future(self._push(peer.peer_id, peer.address, body, hints))
             self._tasks.add(task)
             self._pushes.add(task)
             task.add_done_callback(self._tasks.discard)
@@ -332,15 +348,11 @@ class NodeService:
             return meta is not None and self.blocked(meta) is not None
         return False
 
-    async def _push(self, peer_id: str, address: str, body: bytes, ann_id: str) -> None:
+    async def _push(self, peer_id: str, address: str, body: bytes, hints: dict[str, str]) -> None:
         async with self._send_slots:
             try:
                 await self.client.request(
-                    "POST",
-                    address,
-                    "/p2p/v1/announce",
-                    body=body,
-                    headers={ANNOUNCEMENT_ID: ann_id},
+                    "POST", address, "/p2p/v1/announce", body=body, headers=hints
                 )
             except UpstreamFailed as exc:
                 if exc.details.get("status", "").startswith("4"):  # an answer: it refused
@@ -393,9 +405,10 @@ class NodeService:
             self._check_fresh(ann.created)
 
     async def publish(self, meta: PackageMeta) -> Announcement | None:
-        """Store an author-signed package durably with us as provider and announce it;
-        returns the announcement, or None for an identical retry of an earlier publish.
-        (`replication.acknowledge` then waits for the in-sync copies.)"""
+        """Store an author-signed package durably with us as provider; returns its
+        announcement, or None for an identical retry of an earlier publish. The caller
+        pushes it (`forward`) once `replication.acknowledge` has its in-sync copies: the
+        copies' requests then have the CPU and the peers' disks to themselves."""
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
         sealing.verify_package(meta)
@@ -420,7 +433,7 @@ class NodeService:
             package=meta,
             provider=self._provider_record(meta.id),
         )
-        await self._originate(ann)
+        await self._originate(ann, push=False)
         return ann
 
     async def record(self, record: NameRecord) -> OwnerView:
@@ -438,13 +451,14 @@ class NodeService:
         await self._originate(ann)
         return self.catalogue.owners(record.name)
 
-    async def _originate(self, ann: Announcement) -> None:
+    async def _originate(self, ann: Announcement, *, push: bool = True) -> None:
         """Commit our own announcement, then push it: acknowledged only once durable."""
         self.seen.add(ann.id)
         applied = await self.store.apply(ann, now_wall=self.clock.wall())
         if applied is not None:
             self._apply(ann, applied)
-            self.forward(ann, sender=None)
+            if push:
+                self.forward(ann, sender=None)
 
     # -- copies ------------------------------------------------------------------
 
@@ -684,9 +698,12 @@ class NodeService:
         self, package_id: str, announcement: Announcement | None, *, sender: str
     ) -> None:
         """A peer asks for a copy (hand-off, publish, repair): learn the package from its
-        announcement if new to us, then fetch, verify, fsync and provide it."""
+        announcement if new to us, then fetch, verify, fsync and provide it. The
+        announcement is not relayed (its origin pushes it to the fleet once its in-sync
+        copies answered; for a repair or hand-off the fleet knows it) and, as one from
+        anti-entropy, may be old: a repair copies packages published long ago."""
         if announcement is not None and self.catalogue.get(package_id) is None:
-            await self.accept(announcement, sender=sender)
+            await self.accept(announcement, sender=sender, forward=False)
             landing = self._landing.get(announcement.id)  # its gossip copy is being stored
             if landing is not None:
                 await asyncio.shield(landing)

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from marketplace_node import blobs as blobs_module
 from marketplace_node import sealing
 from marketplace_node.blobs import BlobStore
 from marketplace_node.model import Announcement, AnnouncementKind
@@ -80,6 +81,25 @@ async def test_blob_is_kept_only_when_its_digest_matches(tmp_path: Path) -> None
     assert list(blobs.root.iterdir()) == []
     assert await blobs.write(_chunks(b"hello", b" world"), digest=digest, max_size=100) == len(data)
     assert blobs.path(digest).read_bytes() == data
+
+
+@pytest.mark.parametrize("tail", [b"", b"!"])
+async def test_blob_over_several_batches_is_kept_only_when_its_digest_matches(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, tail: bytes
+) -> None:
+    """Larger than a batch: written batch by batch, the last one with the fsync and rename."""
+    monkeypatch.setattr(blobs_module, "BATCH", 4)
+    blobs = BlobStore(tmp_path / "blobs")
+    blobs.prepare()
+    parts = (b"abc", b"defgh", b"ijklmnop", tail)
+    data = b"".join(parts)
+    digest = hashlib.sha256(data).hexdigest()
+    with pytest.raises(IntegrityError):
+        await blobs.write(_chunks(*parts, b"?"), digest=digest, max_size=100)
+    assert list(blobs.root.iterdir()) == []
+    assert await blobs.write(_chunks(*parts), digest=digest, max_size=100) == len(data)
+    assert blobs.path(digest).read_bytes() == data
+    assert [p.name for p in blobs.root.iterdir()] == [digest]
 
 
 async def test_blob_larger_than_allowed_is_refused_midstream(tmp_path: Path) -> None:
