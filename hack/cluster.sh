@@ -66,6 +66,9 @@ ensure_debian_packages() {
   command -v nsenter >/dev/null || missing+=(util-linux)
   command -v mount >/dev/null || missing+=(mount)
   command -v curl >/dev/null || missing+=(curl)
+  command -v findmnt >/dev/null || missing+=(util-linux)
+  # The chaos suite's wall-clock jump preloads it into one node (tests/e2e/chaos.py).
+  dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -516,6 +519,12 @@ down() {
   for name in kube-scheduler kube-controller-manager kube-apiserver etcd; do
     stop "$pids/$name.pid"
   done
+  # The memory of `local-tmpfs` claims (hack/local_kubelet/provisioner.py): no pod uses
+  # them any more.
+  local mount
+  while read -r mount; do
+    umount "$mount" || log "cannot unmount $mount"
+  done < <(findmnt -rn -t tmpfs -o TARGET | grep "^$dir/" || true)
   release_pod_cidr
   log "cluster stopped (state kept in $dir; 'make clean' removes it)"
 }

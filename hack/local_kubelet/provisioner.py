@@ -11,12 +11,20 @@ a node may read the claims of its own pods but not create PersistentVolumes. The
 controller of kube-controller-manager binds each claim to the volume created here;
 `Delete` reclaim removes the directory once the claim is gone, done by the provisioner
 whose directory it is.
+
+A second class, `local-tmpfs`, backs each claim with a tmpfs of exactly the claim's
+requested size, mounted on the volume's directory before the pod starts (so the
+pod's own mount namespace sees it): a small disk that really fills, ENOSPC and all,
+without filling the machine's. The chaos suite's full data volume uses it
+(docs/local-cluster.md). Its content lives in memory: `hack/cluster.sh down`
+unmounts it, and a pod on such a claim after that finds an empty, lost disk.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -31,6 +39,7 @@ from local_kubelet.node import LOCAL_KUBELET_LABEL
 log = logging.getLogger(__name__)
 
 CLASS_NAME = "local-dir"
+TMPFS_CLASS_NAME = "local-tmpfs"
 PROVISIONER = "marketplace.p2p.dev/local-dir"
 PROVISIONED_BY = "pv.kubernetes.io/provisioned-by"
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
@@ -38,14 +47,12 @@ BINDING_MODE = "WaitForFirstConsumer"
 HOSTNAME_LABEL = "kubernetes.io/hostname"
 
 
-def storage_class() -> dict[str, Any]:
+def storage_class(name: str = CLASS_NAME) -> dict[str, Any]:
+    default = {"storageclass.kubernetes.io/is-default-class": "true"}
     return {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
-        "metadata": {
-            "name": CLASS_NAME,
-            "annotations": {"storageclass.kubernetes.io/is-default-class": "true"},
-        },
+        "metadata": {"name": name, "annotations": default if name == CLASS_NAME else {}},
         "provisioner": PROVISIONER,
         "reclaimPolicy": "Delete",
         # Several Nodes: the volume must be made where the scheduler puts the pod.
@@ -57,7 +64,7 @@ def wants_volume(claim: JSON) -> bool:
     """An unbound claim of our class (pure)."""
     spec = claim.get("spec", {})
     return (
-        spec.get("storageClassName") == CLASS_NAME
+        spec.get("storageClassName") in (CLASS_NAME, TMPFS_CLASS_NAME)
         and not spec.get("volumeName")
         and claim.get("status", {}).get("phase", "Pending") == "Pending"
         and claim["metadata"].get("deletionTimestamp") is None
@@ -88,6 +95,29 @@ class Scope:
         return selected if selected_is_ours is False else None
 
 
+_UNITS = {
+    "": 1, "k": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4,
+    "Ki": 1024, "Mi": 1024**2, "Gi": 1024**3, "Ti": 1024**4,
+}  # fmt: skip
+_QUANTITY = re.compile(r"^([0-9]+)(Ki|Mi|Gi|Ti|k|M|G|T|)$")
+
+
+def quantity_bytes(quantity: str) -> int:
+    """Bytes of a whole-number storage quantity ("64Mi", "1G", "1048576") (pure)."""
+    match = _QUANTITY.match(quantity.strip())
+    if match is None:
+        raise ValueError(f"storage quantity {quantity!r} is not a whole number of bytes")
+    return int(match[1]) * _UNITS[match[2]]
+
+
+def tmpfs_size(claim: JSON) -> int | None:
+    """The tmpfs size in bytes a claim of the tmpfs class gets, None for other claims."""
+    spec = claim.get("spec", {})
+    if spec.get("storageClassName") != TMPFS_CLASS_NAME:
+        return None
+    return quantity_bytes(spec.get("resources", {}).get("requests", {}).get("storage", "64Mi"))
+
+
 def volume_path(volume: JSON) -> Path | None:
     source = volume.get("spec", {}).get("local") or volume.get("spec", {}).get("hostPath")
     return Path(source["path"]) if source and source.get("path") else None
@@ -111,7 +141,7 @@ def volume_for(claim: JSON, base: Path, node: str) -> dict[str, Any]:
             },
             "accessModes": spec.get("accessModes") or ["ReadWriteOnce"],
             "persistentVolumeReclaimPolicy": "Delete",
-            "storageClassName": CLASS_NAME,
+            "storageClassName": spec.get("storageClassName") or CLASS_NAME,
             "volumeMode": spec.get("volumeMode", "Filesystem"),
             "claimRef": {
                 "apiVersion": "v1",
@@ -163,24 +193,25 @@ class Provisioner:
         self._in_flight: dict[str, asyncio.Task[None]] = {}  # claim uid -> its task
 
     async def ensure_class(self) -> None:
-        """Create the class; one of an older cluster (bound Immediate) is replaced: the
+        """Create the classes; one of an older cluster (bound Immediate) is replaced: the
         binding mode is immutable, and bound claims keep their volumes."""
         path = "/apis/storage.k8s.io/v1/storageclasses"
-        have = await self._kube.get(f"{path}/{CLASS_NAME}")
-        if have is not None and have.get("volumeBindingMode") == BINDING_MODE:
-            return
-        if have is not None:
-            log.info("replacing StorageClass %s (binding %s)", CLASS_NAME, BINDING_MODE)
+        for name in (CLASS_NAME, TMPFS_CLASS_NAME):
+            have = await self._kube.get(f"{path}/{name}")
+            if have is not None and have.get("volumeBindingMode") == BINDING_MODE:
+                continue
+            if have is not None:
+                log.info("replacing StorageClass %s (binding %s)", name, BINDING_MODE)
+                try:
+                    await self._kube.request("DELETE", f"{path}/{name}")
+                except KubeError as exc:
+                    if not exc.not_found:
+                        raise
             try:
-                await self._kube.request("DELETE", f"{path}/{CLASS_NAME}")
+                await self._kube.request("POST", path, body=storage_class(name))
             except KubeError as exc:
-                if not exc.not_found:
+                if exc.status != 409:
                     raise
-        try:
-            await self._kube.request("POST", path, body=storage_class())
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
 
     async def _is_ours(self, node: str) -> bool | None:
         """Whether a Node runs a local kubelet (None: no such Node)."""
@@ -215,6 +246,15 @@ class Provisioner:
         path = volume_path(volume)
         assert path is not None
         atomic_dir.ensure_dir(path).chmod(0o777)
+        size = tmpfs_size(claim)
+        if size is not None and not await asyncio.to_thread(os.path.ismount, path):
+            try:
+                await _run(
+                    "mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(path)
+                )
+            except OSError as exc:  # no volume then: the claim stays Pending, and says why
+                log.warning("tmpfs for %s: %s", claim["metadata"]["name"], exc)
+                return
         try:
             await self._kube.request("POST", "/api/v1/persistentvolumes", body=volume)
             log.info(
@@ -230,6 +270,8 @@ class Provisioner:
             return
         path = volume_path(volume)
         if path is not None:
+            if await asyncio.to_thread(os.path.ismount, path):
+                await _run("umount", str(path))
             shutil.rmtree(path, ignore_errors=True)
         try:
             await self._kube.request(
@@ -253,3 +295,12 @@ class Provisioner:
             inform(self._kube, "/api/v1/persistentvolumeclaims", self._on_claim),
             inform(self._kube, "/api/v1/persistentvolumes", self._on_volume),
         )
+
+
+async def _run(*argv: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE
+    )
+    _, err = await proc.communicate()
+    if proc.returncode:
+        raise OSError(f"{' '.join(argv)}: {err.decode(errors='replace').strip()}")

@@ -61,6 +61,9 @@ def _state(service: NodeService) -> dict[str, float]:
         "subscribers": float(len(service.hub)),
         "ready": float(service.ready()),
         "change_seq": float(service.last_seq),
+        "storage_full": float(service.volume.full()),
+        "storage_free_bytes": float(usage.free if (usage := service.volume.usage()) else -1),
+        "clock_offset_seconds": service.peer_clocks.offset(),
     }
 
 

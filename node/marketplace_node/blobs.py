@@ -4,7 +4,9 @@ A blob is streamed into a temporary file in the same directory while being
 hashed, fsynced, checked against the expected digest and size, and only then
 renamed to its final name (and the directory fsynced). A crash at any point
 leaves no file under a digest name whose content does not match it. Disk and
-hashing work run off the event loop, in batches of `BATCH` bytes.
+hashing work run off the event loop, in batches of `BATCH` bytes. Content that would
+eat into the volume's reserve is refused before it is written, and a write the disk
+has no room for ends as `StorageFull` with its partial file gone (`disk`).
 """
 
 from __future__ import annotations
@@ -19,12 +21,15 @@ from pathlib import Path
 
 from marketplace_protocol.errors import IntegrityError, PayloadTooLarge
 
+from marketplace_node.disk import DataVolume, storage_full_from
+
 BATCH = 1024 * 1024
 
 
 class BlobStore:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, volume: DataVolume | None = None) -> None:
         self.root = root
+        self.volume = volume or DataVolume(root.parent)
 
     def prepare(self) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
@@ -37,13 +42,26 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
-    async def write(self, chunks: AsyncIterator[bytes], *, digest: str, max_size: int) -> int:
-        """Store the stream as blob `digest`; `IntegrityError` if it hashes otherwise.
+    async def write(
+        self, chunks: AsyncIterator[bytes], *, digest: str, max_size: int, expected: int = 0
+    ) -> int:
+        """Store the stream as blob `digest`; `IntegrityError` if it hashes otherwise,
+        `StorageFull` if `expected` bytes do not fit or the disk fills while writing.
 
         Up to `BATCH` bytes are held in memory and written, fsynced and renamed in one
         trip to a worker thread: a package (usually far smaller) costs one wake-up of the
         thread and of the event loop, not five, which on a busy machine is most of what
         a copy for a publish waits for (docs/packages.md, publish latency)."""
+        self.volume.admit(expected)  # a statvfs: microseconds
+        try:
+            return await self._write(chunks, digest=digest, max_size=max_size)
+        except OSError as exc:
+            full = storage_full_from(exc)
+            if full is None:
+                raise
+            raise full from exc
+
+    async def _write(self, chunks: AsyncIterator[bytes], *, digest: str, max_size: int) -> int:
         tmp = self.root / f"{secrets.token_hex(8)}.tmp"
         hasher = hashlib.sha256()
         size = 0

@@ -19,7 +19,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from marketplace_protocol.clock import Clock, elapsed
-from marketplace_protocol.errors import IntegrityError, NodeError, PayloadTooLarge, UpstreamFailed
+from marketplace_protocol.errors import (
+    IntegrityError,
+    NodeError,
+    PayloadTooLarge,
+    StorageFull,
+    UpstreamFailed,
+)
 
 from marketplace_node import sealing
 from marketplace_node.blobs import BlobStore
@@ -53,8 +59,11 @@ async def fetch_verified(
     transfer_seconds: float,
     on_attempt: Callable[[Attempt], None] = lambda _: None,
 ) -> Provider:
-    """Store `meta`'s content locally from the first provider that delivers it intact."""
+    """Store `meta`'s content locally from the first provider that delivers it intact.
+    Our own full disk (`StorageFull`) ends the attempt at once: no provider is to blame,
+    and none would fare better."""
     sealing.verify_package(meta)
+    blobs.volume.admit(meta.size)
     by_id = {p.peer_id: p for p in providers}
     tampered: list[str] = []
     for peer_id in fallback_order((p.peer_id, book.score(p.peer_id)) for p in providers):
@@ -69,6 +78,8 @@ async def fetch_verified(
                 size = await blobs.write(chunks, digest=meta.digest, max_size=meta.size)
             if size != meta.size:  # unreachable with a matching digest; kept as a guard
                 raise IntegrityError("content size differs from the signed size")
+        except StorageFull:
+            raise
         except (IntegrityError, PayloadTooLarge):
             book.failure(peer_id)
             tampered.append(peer_id)

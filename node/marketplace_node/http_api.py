@@ -22,11 +22,13 @@ from aiohttp import web
 from marketplace_protocol.admin import Operation
 from marketplace_protocol.errors import (
     Blocked,
+    ClockSkewed,
     Draining,
     IntegrityError,
     InvalidInput,
     NodeError,
     PayloadTooLarge,
+    StaleRequest,
     Unauthenticated,
 )
 
@@ -161,7 +163,16 @@ async def _authenticate(request: web.Request, service: NodeService) -> str:
             body=body,
             now_wall=service.clock.wall(),
             replay=service.replay,
+            clocks=service.peer_clocks,
         )
+    except StaleRequest:  # signed by the peer: a clock apart, not an offence
+        service.metrics.stale_requests.inc()
+        if service.peer_clocks.skewed():  # most peers say it is our clock
+            raise ClockSkewed(
+                "this node's wall clock is off from its peers'",
+                details={"offsetSeconds": f"{service.peer_clocks.offset():.0f}"},
+            ) from None
+        raise
     except Unauthenticated:
         service.enforcer.record(None, request.remote or "", Offence.BAD_SIGNATURE)
         raise
@@ -194,6 +205,7 @@ async def put_blob(request: web.Request) -> web.Response:
             request.content.iter_chunked(256 * 1024),
             digest=digest,
             max_size=limits.CONTENT_MAX_BYTES,
+            expected=request.content_length or 0,
         )
     except IntegrityError as exc:  # the client's upload, not a peer's: its mistake, a 400
         raise InvalidInput("the body does not hash to the digest in the path") from exc

@@ -99,6 +99,11 @@ class NodeMetrics:
             registry=registry,
         )
         self.repaired = counter("repaired_copies", "Copies this node's repairer had peers make.")
+        self.stale_requests = counter(
+            "stale_requests",
+            "Verified peer requests refused because their `created` lies outside the clock-skew"
+            " window: a peer's clock, or ours, is off (clock_offset_seconds says which).",
+        )
         self.takedown_refusals = counter(
             "takedown_refusals",
             "Requests for content the fleet took down (publish, view, fetch, copy), answered 451.",

@@ -25,9 +25,11 @@ from marketplace_protocol.clock import Clock
 from marketplace_protocol.errors import (
     AuthorSignatureRequired,
     Blocked,
+    ClockSkewed,
     InvalidInput,
     NotFound,
     StaleRecord,
+    StorageFull,
     UpstreamFailed,
 )
 from marketplace_protocol.identity import Identity
@@ -36,6 +38,7 @@ from marketplace_node import content, gossip, limits, names, sealing
 from marketplace_node.blobs import BlobStore
 from marketplace_node.catalogue import Catalogue
 from marketplace_node.config import NodeSettings
+from marketplace_node.disk import DataVolume
 from marketplace_node.drain import DrainCoordinator
 from marketplace_node.lifecycle import Lifecycle, State
 from marketplace_node.metrics import NodeMetrics
@@ -52,6 +55,7 @@ from marketplace_node.model import (
     SearchPage,
 )
 from marketplace_node.peer_client import PeerClient
+from marketplace_node.peerclocks import PeerClocks
 from marketplace_node.peers import PeerTable
 from marketplace_node.placement import Replication
 from marketplace_node.policy.enforcer import PolicyEnforcer
@@ -91,14 +95,16 @@ class NodeService:
         self.metrics = metrics
         self.rng = rng or random.Random()  # noqa: S311 - gossip target choice, not security
         data = Path(settings.data_dir)
+        self.volume = DataVolume(data)
         self.store = Store(data / "catalogue.sqlite3")
-        self.blobs = BlobStore(data / "blobs")
+        self.blobs = BlobStore(data / "blobs", self.volume)
         self.catalogue = Catalogue()
         self.providers = ProviderTable()
         self.reputation = ReputationBook()
         self.peers = PeerTable(capacity=settings.max_peers)
         self.seen = gossip.SeenCache(clock)
         self.replay = ReplayCache(clock)
+        self.peer_clocks = PeerClocks(clock)
         self.hub = SubscriptionHub()
         self.ban_journal = LocalBanJournal(data / "local-bans.jsonl", clock=clock)
         self.enforcer = PolicyEnforcer(
@@ -355,7 +361,9 @@ class NodeService:
                     "POST", address, "/p2p/v1/announce", body=body, headers=hints
                 )
             except UpstreamFailed as exc:
-                if exc.details.get("status", "").startswith("4"):  # an answer: it refused
+                status = exc.details.get("status", "")
+                # An answer: it refused, or has no room (507 storage_full), but it is alive.
+                if status.startswith("4") or status == str(StorageFull.http_status):
                     self.metrics.gossip_sent.labels("refused").inc()
                     return
                 self.metrics.gossip_sent.labels("failed").inc()
@@ -385,8 +393,14 @@ class NodeService:
         return [ann]
 
     def _check_fresh(self, created: int) -> None:
-        """Entries enter the fleet only fresh: this bounds how far a signer can backdate."""
+        """Entries enter the fleet only fresh: this bounds how far a signer can backdate.
+        While most peers say our own clock is off, nothing can be judged: 503."""
         if abs(self.clock.wall() - created) > limits.CLOCK_SKEW_SECONDS:
+            if self.peer_clocks.skewed():
+                raise ClockSkewed(
+                    "this node's wall clock is off from its peers'; it cannot judge `created`",
+                    details={"offsetSeconds": f"{self.peer_clocks.offset():.0f}"},
+                )
             raise StaleRecord(
                 "`created` is outside now ± the clock-skew window; check the clock",
                 details={"created": str(created)},
@@ -692,6 +706,8 @@ class NodeService:
             ready=self.ready(),
             packages=len(self.catalogue),
             under_replicated=self.under_replicated,
+            storage_full=self.volume.full(),
+            clock_offset_seconds=round(self.peer_clocks.offset()),
         )
 
     async def replicate(

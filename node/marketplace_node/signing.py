@@ -23,7 +23,9 @@ lookup is needed. The receiver refuses, with typed errors:
 
 * missing or malformed headers, a wrong digest or signature → `BadSignature`;
 * `created` outside now ± `CLOCK_SKEW_SECONDS` (wall clock, used only for
-  this comparison) → `StaleRequest`;
+  this comparison) → `StaleRequest`, once the signature verified: a genuine peer
+  whose clock (or ours) stepped is told apart from a forger, and its `created`
+  still tells how far apart the clocks are (`peerclocks`);
 * a `(keyid, nonce)` seen within the window → `ReplayedRequest`.
 
 The replay cache is bounded (`NONCE_CACHE_MAX`) and keyed on monotonic time;
@@ -46,6 +48,7 @@ from marketplace_protocol.errors import BadSignature, ReplayedRequest, StaleRequ
 
 from marketplace_node import limits
 from marketplace_node.compact import TtlSet
+from marketplace_node.peerclocks import PeerClocks
 
 COMPONENTS = ("@method", "@path", "@query", "content-digest")
 _LABEL = r"[a-z][a-z0-9_.-]{0,31}"
@@ -152,8 +155,10 @@ def verify_request(
     now_wall: float,
     replay: ReplayCache,
     skew: float = limits.CLOCK_SKEW_SECONDS,
+    clocks: PeerClocks | None = None,
 ) -> str:
-    """Check a signed request and return the sender's peer id, or raise a typed error."""
+    """Check a signed request and return the sender's peer id, or raise a typed error;
+    a verified sender's `created` is noted in `clocks`."""
     sig_input = headers.get("Signature-Input", "")
     sig_header = headers.get("Signature", "")
     digest = headers.get("Content-Digest", "")
@@ -165,8 +170,6 @@ def verify_request(
         raise BadSignature("missing or malformed Signature-Input/Signature")
     params = _parse_params(match["params"])
     created = int(params["created"])
-    if not abs(now_wall - created) <= skew:
-        raise StaleRequest("request `created` outside the accepted clock-skew window")
     if digest != content_digest(body):
         raise BadSignature("Content-Digest does not match the body")
     keyid, nonce = params["keyid"], params["nonce"]
@@ -178,5 +181,9 @@ def verify_request(
     except ValueError as exc:
         raise BadSignature("signature is not base64") from exc
     identity.verify(keyid, signature, base)
+    if clocks is not None:
+        clocks.note(keyid, created, now_wall=now_wall)
+    if not abs(now_wall - created) <= skew:
+        raise StaleRequest("request `created` outside the accepted clock-skew window")
     replay.check_and_add(keyid, nonce)
     return sys.intern(keyid)  # one copy of a peer's id, however many tables and requests keep it

@@ -19,6 +19,9 @@ The schema is versioned by `PRAGMA user_version`: `migrate` runs the steps of
 An announcement and its effect commit in one transaction, and with
 synchronous=FULL a commit is on disk before `apply` returns: an acknowledged
 publish survives kill -9, and a crash leaves either the old or the new state.
+A full disk (SQLITE_FULL, ENOSPC) fails the call with `StorageFull` (507
+`storage_full`) and leaves the old state: SQLite may already have rolled the
+transaction back itself, so a rollback here runs only if one is still open.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from marketplace_node.disk import storage_full_from
 from marketplace_node.model import (
     PACKAGE_KINDS,
     Announcement,
@@ -122,7 +126,7 @@ def migrate(db: sqlite3.Connection) -> int:
             db.execute(f"PRAGMA user_version = {version}")
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            _rollback(db)
             raise
     return found
 
@@ -145,7 +149,13 @@ class Store:
         def call() -> T:
             if self._db is None:
                 raise RuntimeError("store is closed")
-            return fn(self._db)
+            try:
+                return fn(self._db)
+            except sqlite3.Error as exc:
+                full = storage_full_from(exc)
+                if full is None:
+                    raise
+                raise full from exc
 
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
@@ -273,9 +283,16 @@ def _apply_all(
             out.append(_apply_one(db, ann, now_wall))
         db.execute("COMMIT")
     except BaseException:
-        db.execute("ROLLBACK")
+        _rollback(db)
         raise
     return out
+
+
+def _rollback(db: sqlite3.Connection) -> None:
+    """Roll back the open transaction, if SQLite has not already (it does on SQLITE_FULL
+    and some I/O errors; a second ROLLBACK would raise and hide the first error)."""
+    if db.in_transaction:
+        db.execute("ROLLBACK")
 
 
 def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Applied | None:

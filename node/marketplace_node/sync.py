@@ -15,7 +15,7 @@ import logging
 import random
 from collections.abc import Sequence
 
-from marketplace_protocol.errors import Conflict, NodeError, NotFound, Unauthenticated
+from marketplace_protocol.errors import Conflict, NodeError, NotFound, StorageFull, Unauthenticated
 
 from marketplace_node import limits
 from marketplace_node.model import Announcement, Change, ChangePage
@@ -98,5 +98,7 @@ async def run(service: NodeService) -> None:
             continue
         try:
             await pull(service, peer.peer_id, peer.address)
+        except StorageFull as exc:  # our disk: the cursor stays, the next pull resumes
+            logger.warning("sync from %s paused: %s", peer.peer_id, exc.message)
         except Exception:  # one failed pull must not end anti-entropy (it would, silently)
             logger.exception("sync from %s failed", peer.peer_id)

@@ -259,6 +259,14 @@ class NodeStatus(WireModel):
     under_replicated: int = Field(
         default=0, ge=0, alias="underReplicated", exclude_if=lambda count: count == 0
     )
+    # The data volume has less free space than its reserve: content is refused (507
+    # `storage_full`). Left out when false, as above.
+    storage_full: bool = Field(default=False, alias="storageFull", exclude_if=lambda f: not f)
+    # This node's wall clock minus its peers', when most of them place it more than 30 s
+    # off (`peerclocks`); left out when 0.
+    clock_offset_seconds: int = Field(
+        default=0, alias="clockOffsetSeconds", exclude_if=lambda s: s == 0
+    )
 
 
 class LocalBan(WireModel):

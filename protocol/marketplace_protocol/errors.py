@@ -168,6 +168,26 @@ class InsufficientReplicas(NodeError):
     retryable = True
 
 
+class StorageFull(NodeError):
+    """The data volume has no room for what the request would write: nothing was written,
+    what was acknowledged before is kept. Retryable once space returns (WebDAV's 507
+    Insufficient Storage, RFC 4918 §11.5)."""
+
+    code = "storage_full"
+    http_status = 507
+    retryable = True
+
+
+class ClockSkewed(NodeError):
+    """Most of this node's peers sign with a clock far from its own, so its own wall clock
+    is the suspect: it refuses to judge a timestamp's freshness rather than blame the
+    caller. Retryable once the clock is corrected."""
+
+    code = "clock_skewed"
+    http_status = 503
+    retryable = True
+
+
 class UpstreamFailed(NodeError):
     code = "upstream_failed"
     http_status = 502

@@ -1,8 +1,9 @@
 """The chaos suite's faults, publish load and observer (tests/e2e/test_chaos.py).
 
 - `FAULTS`: each fault injects itself and heals (blocking), through `hack/cluster.sh`
-  verbs (`restart`, `signal`, `signal-pod`, `stop-kubelet`, `start-node`) or the test's
-  operator process; `member` is the fleet member a node-local fault hits.
+  verbs (`restart`, `signal`, `signal-pod`, `stop-kubelet`, `start-node`), the test's
+  operator process, the member's data volume (a 64 MiB tmpfs, filled) or its wall clock
+  (libfaketime, stepped); `member` is the fleet member a node-local fault hits.
 - `Publisher`: publishes a new version every `interval` seconds to a random ready
   member, signed with its own author key, and keeps the ids the fleet acknowledged.
 - `Observer`: samples, once a second, every MarketplaceNode's phase and Ready condition
@@ -14,14 +15,19 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import errno
 import itertools
+import os
 import random
+import re
+import shutil
 import subprocess
 import threading
 import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from marketplace_node import api_client, publishing
 from marketplace_node.api_client import CliError
 from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
+from marketplace_operator.render import names
 from marketplace_protocol import identity
 
 CLUSTER = ROOT / "hack" / "cluster.sh"
@@ -125,11 +132,127 @@ def _kill_kubelet(t: Target) -> None:
         cluster("start-node", node)
 
 
+# --- a full data volume ------------------------------------------------------------------
+
+# The member's data claim: a tmpfs of this size (the local provisioner's `local-tmpfs`
+# class), so that filling it fills no more than itself.
+SMALL_VOLUME = {"storage": {"size": "64Mi", "storageClassName": "local-tmpfs"}}
+FILLER = ".chaos-filler"
+
+
+def volume_dir(kube: k8s.BlockingKube, namespace: str, member: str) -> Path:
+    """The host directory of the member's data volume (its PersistentVolume's local path)."""
+    claim = kube.get(k8s.PVCS, namespace, names.data_pvc_name(member))
+    volume = str(((claim or {}).get("spec") or {}).get("volumeName") or "")
+    assert volume, f"the data claim of {member} is not bound"
+    pv = kube.request("GET", f"/api/v1/persistentvolumes/{volume}")
+    return Path(pv["spec"]["local"]["path"])
+
+
+def fill(directory: Path) -> int:
+    """Write a filler file into `directory` until its filesystem has no byte left (ENOSPC);
+    returns its size. What a runaway writer beside the node would do."""
+    written = 0
+    with (directory / FILLER).open("ab", buffering=0) as out:
+        for chunk in (1 << 20, 1 << 12, 1):
+            block = b"\0" * chunk
+            while True:
+                try:
+                    written += out.write(block) or 0
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+        with contextlib.suppress(OSError):
+            os.fsync(out.fileno())
+    return written
+
+
+def _fill_volume(t: Target) -> None:
+    directory = volume_dir(t.kube, t.namespace, t.member)
+    fill(directory)
+    free = shutil.disk_usage(directory).free
+    assert free < 4096, f"the volume of {t.member} still has {free} bytes free"
+    try:
+        time.sleep(t.stop_seconds)
+    finally:
+        (directory / FILLER).unlink(missing_ok=True)
+
+
+# --- a wall-clock jump --------------------------------------------------------------------
+
+JUMP_SECONDS = 600  # past the 300 s skew window of signed requests and entries
+
+
+def faketime_library() -> str:
+    """Debian's libfaketime (hack/cluster.sh installs it)."""
+    found = sorted(Path("/usr/lib").glob("*/faketime/libfaketime.so.1"))
+    assert found, "libfaketime is not installed (hack/cluster.sh up installs it)"
+    return str(found[0])
+
+
+def clock_file(namespace: str, member: str) -> Path:
+    """The file libfaketime reads the member's wall-clock offset from (in the cluster's
+    directory, which the member's container sees)."""
+    path = Path(local_kubeconfig()).parent / "faketime" / f"{namespace}.{member}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text("+0\n")
+    return path
+
+
+def faked_clock(namespace: str, member: str) -> dict[str, Any]:
+    """Spec fields that run the member under libfaketime, its wall clock offset by what
+    `clock_file` says. Only the wall clock: FAKETIME_DONT_FAKE_MONOTONIC keeps
+    CLOCK_MONOTONIC real, as an NTP step does (with it faked, Python's timed lock waits,
+    computed on the faked clock and waited on the real one, hang for the offset).
+    libfaketime 0.9.10 then fails an absolute clock_nanosleep on the monotonic clock
+    (EINVAL; Python's `time.sleep`): the node never sleeps that way, it awaits."""
+    env = {
+        "LD_PRELOAD": faketime_library(),
+        "FAKETIME_TIMESTAMP_FILE": str(clock_file(namespace, member)),
+        "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_CACHE_DURATION": "1",  # the file is read again each second
+    }
+    return {"template": {"container": {"env": [{"name": k, "value": v} for k, v in env.items()]}}}
+
+
+def node_date(kube: k8s.BlockingKube, namespace: str, member: str) -> float | None:
+    """The member's wall clock, from its HTTP `Date` header (None: no answer)."""
+    try:
+        resp = HTTP.request("GET", f"{address(kube, namespace, member)}/api/v1/status")
+    except urllib3.exceptions.HTTPError:
+        return None
+    date = resp.headers.get("Date")
+    return parsedate_to_datetime(date).timestamp() if date else None
+
+
+def _jump_clock(t: Target) -> None:
+    path = clock_file(t.namespace, t.member)
+    path.write_text(f"+{JUMP_SECONDS}\n")
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the jump took: the member's Date moved on
+            seen = node_date(t.kube, t.namespace, t.member)
+            if seen is not None and seen - time.time() > JUMP_SECONDS / 2:
+                break
+            time.sleep(0.5)
+        else:
+            raise AssertionError(f"the wall clock of {t.member} did not jump")
+        time.sleep(t.stop_seconds)
+    finally:
+        path.write_text("+0\n")  # and back: a step of -600 s
+
+
 @dataclass(frozen=True)
 class Fault:
     name: str
     inject: Callable[[Target], None]
     node_local: bool  # takes `member` down itself (excused from the disruption budget)
+    # Spec fields the faulted member needs from the start, by (namespace, member).
+    member_spec: Callable[[str, str], dict[str, Any]] | None = None
+    # The error code some publish must have been refused with (the member's own word).
+    refusal: str | None = None
 
 
 FAULTS = {
@@ -141,6 +264,8 @@ FAULTS = {
         Fault("node SIGKILL", _kill_node, True),
         Fault("node SIGSTOP 30 s", _stop_node, True),
         Fault("Node's kubelet killed", _kill_kubelet, True),
+        Fault("data volume full", _fill_volume, True, lambda ns, m: SMALL_VOLUME, "storage_full"),
+        Fault(f"wall clock +{JUMP_SECONDS} s", _jump_clock, True, faked_clock),
     )
 }
 
@@ -198,6 +323,15 @@ class Publisher:
                 self.acknowledged.append(self.publish(self._rng.choice(ready), f"1.0.{i}"))
             except CliError as exc:
                 self.refused.append(str(exc))
+
+
+def refusal_code(refused: str) -> str:
+    """The error code in a `Publisher.refused` entry ("... answered 507 storage_full: ..."),
+    else what it says (no ready member, cannot reach)."""
+    match = re.search(r" answered (\d{3}) ([a-z_]+)", refused)
+    if match is None:
+        return "unreachable" if "cannot reach" in refused else refused[:40]
+    return match[2]
 
 
 def address(kube: k8s.BlockingKube, namespace: str, member: str, port: int = 7070) -> str:
@@ -313,12 +447,15 @@ class Observer:
             with contextlib.suppress(urllib3.exceptions.HTTPError):
                 self.metrics.append((now, HTTP.request("GET", self.metrics_url).data.decode()))
 
-    def unready(self, since: float, member: str | None = None) -> list[tuple[str, str, str]]:
-        """(member, phase, reason) of every sample since `since` that was not Ready."""
+    def troubled(self, since: float, member: str | None = None) -> list[tuple[str, str, str]]:
+        """(member, phase, reason) of every sample since `since` that was not Ready, or
+        Degraded (a node that serves but reports its own machine wrong)."""
         return [
             (m, phase, reason)
             for at, m, phase, ready, reason in self.status
-            if at >= since and ready != "True" and (member is None or m == member)
+            if at >= since
+            and (ready != "True" or phase == "Degraded")
+            and (member is None or m == member)
         ]
 
     def metric_grew(self, since: float, name: str, exclude: str = "") -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,10 @@ def make_fleet(
     max_unavailable: int = 1,
     step_timeout: int = 60,
     ready_timeout: float = 180,
+    member_spec: Mapping[str, Mapping[str, Any]] | None = None,
 ) -> list[str]:
-    """A MarketplaceFleet and `size` MarketplaceNodes `<fleet>-0..`; waits until all are Ready."""
+    """A MarketplaceFleet and `size` MarketplaceNodes `<fleet>-0..`; waits until all are Ready.
+    `member_spec`: more spec fields of some members, by name."""
     kube.create(
         k8s.FLEETS,
         {
@@ -39,8 +42,10 @@ def make_fleet(
     )
     names = [f"{fleet}-{i}" for i in range(size)]
     for name in names:
+        extra = dict((member_spec or {}).get(name, {}))
         kube.create(
-            k8s.MNODES, mnode_body(name, namespace, fleet=fleet, drainTimeoutSeconds=DRAIN_SECONDS)
+            k8s.MNODES,
+            mnode_body(name, namespace, fleet=fleet, drainTimeoutSeconds=DRAIN_SECONDS, **extra),
         )
     wait_ready(kube, namespace, names, timeout=ready_timeout)
     wait_for(

@@ -17,6 +17,7 @@ MARKETPLACE_CHAOS_RESULTS, and renders the results with `python -m bench.chaos_r
 
 from __future__ import annotations
 
+import collections
 import itertools
 import os
 import time
@@ -87,7 +88,12 @@ def test_fault_under_load(
     metrics_port = free_port()
     operator = operator_factory("--metrics-port", str(metrics_port))
     operator.start()
-    names = make_fleet(kube, namespace, FLEET, SIZE, max_unavailable=MAX_UNAVAILABLE)
+    spec = chaos.FAULTS[fault]
+    member = f"{FLEET}-{SIZE - 1}"
+    names = make_fleet(
+        kube, namespace, FLEET, SIZE, max_unavailable=MAX_UNAVAILABLE,
+        member_spec={member: spec.member_spec(namespace, member)} if spec.member_spec else None,
+    )  # fmt: skip
     seeder = chaos.Publisher(lambda: [], tmp_path)
     members = itertools.cycle([chaos.address(kube, namespace, n) for n in names])
     # Right after Ready a member may not know enough peers yet for a durable publish (503
@@ -100,9 +106,7 @@ def test_fault_under_load(
         lambda: chaos.holders(kube, namespace, names, package) == SIZE,
         timeout=180, interval=0.5, what="the first package on every member",
     )  # fmt: skip
-    member = names[-1]
     target = chaos.Target(kube, namespace, member, operator)
-    spec = chaos.FAULTS[fault]
     before = pod_uids(kube, namespace, names)
     metrics_url = f"http://127.0.0.1:{metrics_port}/metrics"
 
@@ -163,7 +167,7 @@ def test_fault_under_load(
     about_member = sorted(
         {e["reason"] for e in events if e["involvedObject"].get("name") == member} - ROLLOUT_REASONS
     )
-    unready = observer.unready(fault_at, member if spec.node_local else None)
+    unready = observer.troubled(fault_at, member if spec.node_local else None)
     if situation == "rollout":  # the rollout's own Replacing/Starting is not the fault
         unready = [u for u in unready if u[1] not in ("Replacing", "Starting")]
     seen = {
@@ -178,8 +182,14 @@ def test_fault_under_load(
         or observer.counter_reset(fault_at, "marketplace_operator_reconciliations_total"),
     }
     seen_in = tuple(k for k, v in seen.items() if v)
+    # How the fleet refused publishes (error codes, counted): typed, never a 500.
+    refusals = collections.Counter(chaos.refusal_code(r) for r in publisher.refused)
+    expected = spec.refusal is None or refusals[spec.refusal] > 0
     shows = len(seen_in) == len(seen) or (fault in CONTROL_PLANE and "metrics" in seen_in)
-    passed = not stuck and not lost and not missing and not breaches and shows
+    passed = (
+        not stuck and not lost and not missing and not breaches and shows
+        and not refusals["internal"] and expected
+    )  # fmt: skip
     outcome = Outcome(
         fault=fault,
         situation=situation,
@@ -194,6 +204,11 @@ def test_fault_under_load(
         seen_in=seen_in,
         note=(f"DID NOT CONVERGE: {stuck}; " if stuck else "")
         + f"healed after {healed_at - fault_at:.0f} s; warnings {', '.join(warnings) or '-'}"
+        + (
+            f"; refused {', '.join(f'{c} x{n}' for c, n in refusals.most_common())}"
+            if refusals
+            else ""
+        )
         + (f"; {member}: {', '.join(about_member)}" if spec.node_local and about_member else "")
         + (f"; restarted {', '.join(supervisor.restarted)}" if supervisor.restarted else "")
         + "".join(f"; {b.why} at +{b.at - fault_at:.0f} s" for b in breaches[:1])
@@ -213,3 +228,5 @@ def test_fault_under_load(
     assert not missing, f"publishes not on every member after convergence: {missing}"
     assert not breaches, breaches
     assert shows, f"{fault} showed only in {seen_in}; unready {unready[:5]}; events {warnings}"
+    assert not refusals["internal"], f"publishes answered 500: {publisher.refused[:5]}"
+    assert expected, f"no publish was refused {spec.refusal}: {dict(refusals)}"

@@ -78,6 +78,8 @@ IDENTITY_CHANGED = "IdentityChanged"
 VOLUME_MISMATCH = "VolumeMismatch"
 UNSCHEDULABLE = "Unschedulable"  # the scheduler finds no Node for the pod (it keeps trying)
 TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
+STORAGE_FULL = "StorageFull"  # the node reports its data volume full
+CLOCK_SKEWED = "ClockSkewed"  # the node's peers place its wall clock far off
 
 
 @dataclass(frozen=True)
@@ -170,6 +172,13 @@ def _verdict(inp: StatusInputs) -> _Verdict:
             Phase.REPLACING, f"replacing the pod: {why}", ready,
             (ConditionStatus.TRUE, why), (ConditionStatus.FALSE, "AsExpected"),
         )  # fmt: skip
+    trouble = _node_trouble(inp.node)
+    if trouble is not None:
+        why, message = trouble
+        return _Verdict(
+            Phase.DEGRADED, message, ready,
+            (ConditionStatus.FALSE, "Stable"), (ConditionStatus.TRUE, why),
+        )  # fmt: skip
     if ready_now:
         return _Verdict(
             Phase.READY, "serving and joined", ready,
@@ -180,6 +189,25 @@ def _verdict(inp: StatusInputs) -> _Verdict:
         phase, f"waiting: {ready[1]}", ready,
         (ConditionStatus.TRUE, ready[1]), (ConditionStatus.FALSE, "AsExpected"),
     )  # fmt: skip
+
+
+def _node_trouble(node: NodeStatus | None) -> tuple[str, str] | None:
+    """What the node reports wrong with its own machine, as (reason, message): it still
+    serves (Ready is the pod's word), but not fully (docs/operator.md, "The chaos suite")."""
+    if node is None:
+        return None
+    if node.storage_full:
+        return STORAGE_FULL, (
+            "the node's data volume is full: it refuses publishes and copies (507 "
+            "storage_full) and serves reads; free space or grow spec.storage.size"
+        )
+    if node.clock_offset_seconds:
+        return CLOCK_SKEWED, (
+            f"the node's wall clock is {node.clock_offset_seconds:+d} s off from its peers': "
+            "they refuse its signed requests (stale_request) and it answers timestamp checks "
+            "503 clock_skewed; fix the time service of its Kubernetes Node"
+        )
+    return None
 
 
 def _not_ready_reason(pod: PodView | None) -> str:

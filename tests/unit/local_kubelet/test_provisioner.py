@@ -6,8 +6,20 @@ import asyncio
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from local_kubelet.kube import JSON, Kube
-from local_kubelet.provisioner import CLASS_NAME, SELECTED_NODE, Provisioner, Scope
+from local_kubelet.provisioner import (
+    CLASS_NAME,
+    SELECTED_NODE,
+    TMPFS_CLASS_NAME,
+    Provisioner,
+    Scope,
+    quantity_bytes,
+    storage_class,
+    tmpfs_size,
+    volume_for,
+    wants_volume,
+)
 
 
 class SlowApi:
@@ -69,3 +81,24 @@ async def test_a_provisioned_directory_is_writable_by_any_user(tmp_path: Path) -
     await asyncio.sleep(0.01)
     (mode,) = await asyncio.to_thread(lambda: [p.stat().st_mode for p in tmp_path.iterdir()])
     assert mode & 0o777 == 0o777
+
+
+def test_storage_quantities_in_bytes() -> None:
+    assert quantity_bytes("64Mi") == 64 * 1024**2
+    assert quantity_bytes("1G") == 10**9
+    assert quantity_bytes("4096") == 4096
+    with pytest.raises(ValueError, match="whole number"):
+        quantity_bytes("1.5Gi")
+
+
+def test_only_claims_of_the_tmpfs_class_get_a_sized_tmpfs() -> None:
+    small = claim("small")
+    small["spec"] = {
+        "storageClassName": TMPFS_CLASS_NAME, "resources": {"requests": {"storage": "32Mi"}}
+    }  # fmt: skip
+    assert wants_volume(small)
+    assert tmpfs_size(small) == 32 * 1024**2
+    assert tmpfs_size(claim("dir")) is None
+    assert volume_for(small, Path("/v"), "n1")["spec"]["storageClassName"] == TMPFS_CLASS_NAME
+    assert volume_for(claim("dir"), Path("/v"), "n1")["spec"]["storageClassName"] == CLASS_NAME
+    assert "is-default-class" not in str(storage_class(TMPFS_CLASS_NAME))

@@ -407,6 +407,39 @@ def test_status_carries_the_under_replicated_packages_the_node_reports() -> None
     assert unreachable.under_replicated == 4  # the last word stands while it does not answer
 
 
+@pytest.mark.parametrize(
+    ("reported", "reason"),
+    [
+        (NodeStatus(peer_id="p", storage_full=True), "StorageFull"),
+        (NodeStatus(peer_id="p", clock_offset_seconds=-600), "ClockSkewed"),
+    ],
+)
+def test_a_node_reporting_its_own_machine_wrong_is_degraded_and_still_ready(
+    reported: NodeStatus, reason: str
+) -> None:
+    got = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH, node=reported), now=NOW
+    )
+    conditions = {c.type: c for c in got.conditions}
+    assert got.phase is Phase.DEGRADED  # a Warning Event and the Degraded gauge follow
+    assert (
+        conditions[ConditionType.DEGRADED].status,
+        conditions[ConditionType.DEGRADED].reason,
+    ) == (
+        "True",
+        reason,
+    )
+    assert conditions[ConditionType.READY].status == "True"  # it serves reads: not unready
+    healed = status.build_status(
+        got, status.StatusInputs(1, view(), HASH, node=NodeStatus(peer_id="p")), now=NOW
+    )
+    assert healed.phase is Phase.READY
+    paused = status.build_status(
+        got, status.StatusInputs(1, view(), HASH, node=reported, paused=True), now=NOW
+    )
+    assert paused.phase is Phase.PAUSED
+
+
 def test_transition_time_moves_only_when_status_flips() -> None:
     first = status.build_status(
         MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
