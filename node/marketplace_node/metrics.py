@@ -99,6 +99,10 @@ class NodeMetrics:
             registry=registry,
         )
         self.repaired = counter("repaired_copies", "Copies this node's repairer had peers make.")
+        self.downloads_uncounted = counter(
+            "downloads_uncounted",
+            "Downloads served but not counted: the data volume had no room for the count.",
+        )
         self.stale_requests = counter(
             "stale_requests",
             "Verified peer requests refused because their `created` lies outside the clock-skew"

@@ -656,8 +656,12 @@ class NodeService:
                 pending.add_done_callback(lambda _: self._fetches.pop(meta.digest, None))
             await asyncio.shield(pending)
         if count_download:
-            downloads = await self.store.add_downloads(package_id)
-            self.catalogue.set_downloads(package_id, downloads)
+            try:
+                downloads = await self.store.add_downloads(package_id)
+            except StorageFull:  # a full disk must not fail a read of bytes we hold
+                self.metrics.downloads_uncounted.inc()
+            else:
+                self.catalogue.set_downloads(package_id, downloads)
         return self.blobs.path(meta.digest)
 
     async def _fetch(self, meta: PackageMeta) -> None:

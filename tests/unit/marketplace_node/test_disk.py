@@ -130,43 +130,67 @@ async def test_a_blob_the_disk_has_no_room_for_leaves_no_partial_file(
     assert await blobs.write(_chunks(data), digest=digest, max_size=100) == len(data)
 
 
-async def test_a_full_node_answers_publishes_507_says_so_and_serves_again(
+async def test_a_full_node_refuses_publishes_507_serves_reads_says_so_and_recovers(
     tmp_path: Path,
 ) -> None:
     settings = NodeSettings(data_dir=tmp_path, port=0, admin_token=SecretStr("s3cret"))
-    space = Space(total=64 * MIB, free=1 * MIB)
+    space = Space(total=64 * MIB, free=32 * MIB)
     async with serving(settings) as (public, service, private):
         service.volume = DataVolume(tmp_path, usage=space)
         service.blobs.volume = service.volume
         author = identity.Identity.generate()
-        content = b"payload"
-        digest = hashlib.sha256(content).hexdigest()
         admin = {"Authorization": "Bearer s3cret"}
         async with aiohttp.ClientSession() as http:
-            put = await http.put(public.make_url(f"/api/v1/blobs/{digest}"), data=content)
-            body = await put.json()
-            assert (put.status, body["code"], body["retryable"]) == (507, "storage_full", True)
-            status = await (
-                await http.get(private.make_url("/admin/v1/status"), headers=admin)
-            ).json()
-            assert status["storageFull"] is True
+
+            async def publish(name: str, content: bytes) -> tuple[int, dict[str, object]]:
+                digest = hashlib.sha256(content).hexdigest()
+                put = await http.put(public.make_url(f"/api/v1/blobs/{digest}"), data=content)
+                if put.status != 201:
+                    return put.status, await put.json()
+                meta = package(name, content=content, publisher=author,
+                               created=int(SystemClock().wall()))  # fmt: skip
+                done = await http.post(
+                    public.make_url("/api/v1/packages"), data=meta.model_dump_json(by_alias=True)
+                )
+                return done.status, await done.json()
+
+            async def node_status() -> dict[str, object]:
+                got = await http.get(private.make_url("/admin/v1/status"), headers=admin)
+                return dict(await got.json())
+
+            status, held = await publish("held", b"held bytes")
+            assert status == 201
+            # The disk fills: below the reserve, and the catalogue cannot grow either.
+            space.free = 1 * MIB
+            pages = await service.store._run(
+                lambda db: int(db.execute("PRAGMA page_count").fetchone()[0])
+            )
+            await service.store._run(lambda db: db.execute(f"PRAGMA max_page_count = {pages}"))
+            status, body = await publish("refused", b"new bytes")
+            assert (status, body["code"], body["retryable"]) == (507, "storage_full", True)
+            assert (await node_status())["storageFull"] is True
             metrics = await (await http.get(private.make_url("/metrics"))).text()
             assert "marketplace_node_storage_full 1.0" in metrics
-            assert (await http.get(private.make_url("/readyz"))).status == 200  # reads go on
+            assert (await http.get(private.make_url("/readyz"))).status == 200
 
-            space.free = 32 * MIB  # space returns
-            put = await http.put(public.make_url(f"/api/v1/blobs/{digest}"), data=content)
-            assert put.status == 201
-            meta = package("full", content=content, publisher=author,
-                           created=int(SystemClock().wall()))  # fmt: skip
-            published = await http.post(
-                public.make_url("/api/v1/packages"), data=meta.model_dump_json(by_alias=True)
+            async def no_room(package_id: str, count: int = 1) -> int:
+                # The WAL append of the count fails (ENOSPC): a page cap cannot make that.
+                raise StorageFull("the data volume is full")
+
+            counting = service.store.add_downloads
+            service.store.add_downloads = no_room  # type: ignore[method-assign]
+            read = await http.get(public.make_url(f"/api/v1/packages/{held['id']}/content"))
+            assert (read.status, await read.read()) == (200, b"held bytes")  # reads go on
+            assert (
+                "marketplace_node_downloads_uncounted_total 1.0"
+                in await (await http.get(private.make_url("/metrics"))).text()
             )
-            assert published.status == 201
-            status = await (
-                await http.get(private.make_url("/admin/v1/status"), headers=admin)
-            ).json()
-            assert "storageFull" not in status
+
+            service.store.add_downloads = counting  # type: ignore[method-assign]
+            space.free = 32 * MIB  # space returns
+            await service.store._run(lambda db: db.execute("PRAGMA max_page_count = 1000000"))
+            assert (await publish("refused", b"new bytes"))[0] == 201
+            assert "storageFull" not in await node_status()
 
 
 def test_sqlite_full_is_recognised_by_its_code() -> None:
