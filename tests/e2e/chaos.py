@@ -342,16 +342,23 @@ def address(kube: k8s.BlockingKube, namespace: str, member: str, port: int = 707
 
 def holders(kube: k8s.BlockingKube, namespace: str, members: list[str], package: str) -> int:
     """How many members answer 200 for `package`'s view."""
-    count = 0
+    return len(members) - len(lacking(kube, namespace, members, package))
+
+
+def lacking(kube: k8s.BlockingKube, namespace: str, members: list[str], package: str) -> list[str]:
+    """The members that do not answer 200 for `package`'s view."""
+    out = []
     for name in members:
         try:
             resp = HTTP.request(
                 "GET", f"{address(kube, namespace, name)}/api/v1/packages/{package}"
             )
         except urllib3.exceptions.HTTPError:
+            out.append(name)
             continue
-        count += resp.status == 200
-    return count
+        if resp.status != 200:
+            out.append(name)
+    return out
 
 
 # --- policy change -----------------------------------------------------------------------

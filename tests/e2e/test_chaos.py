@@ -225,7 +225,9 @@ def test_fault_under_load(
     assert not stuck, stuck
     assert acked, f"no publish was acknowledged: {publisher.refused[:5]}"
     assert not lost, f"acknowledged publishes lost: {lost}"
-    assert not missing, f"publishes not on every member after convergence: {missing}"
+    assert not missing, f"publishes not on every member after convergence: " + "; ".join(
+        f"{p} lacks {chaos.lacking(kube, namespace, names, p)}" for p in missing[:5]
+    )
     assert not breaches, breaches
     assert shows, f"{fault} showed only in {seen_in}; unready {unready[:5]}; events {warnings}"
     assert not refusals["internal"], f"publishes answered 500: {publisher.refused[:5]}"
