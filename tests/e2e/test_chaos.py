@@ -225,7 +225,7 @@ def test_fault_under_load(
     assert not stuck, stuck
     assert acked, f"no publish was acknowledged: {publisher.refused[:5]}"
     assert not lost, f"acknowledged publishes lost: {lost}"
-    assert not missing, f"publishes not on every member after convergence: " + "; ".join(
+    assert not missing, "publishes not on every member after convergence: " + "; ".join(
         f"{p} lacks {chaos.lacking(kube, namespace, names, p)}" for p in missing[:5]
     )
     assert not breaches, breaches
