@@ -20,7 +20,12 @@ from contextlib import asynccontextmanager, contextmanager
 
 import aiohttp
 from marketplace_protocol.clock import Clock
-from marketplace_protocol.errors import DestinationRefused, UpstreamFailed, UpstreamTimeout
+from marketplace_protocol.errors import (
+    DestinationRefused,
+    StorageFull,
+    UpstreamFailed,
+    UpstreamTimeout,
+)
 from marketplace_protocol.identity import Identity
 from yarl import URL
 
@@ -132,8 +137,9 @@ class PeerClient:
         return self._server_name if url.scheme == "https" else None
 
     def _health(self, base_url: str, status: int) -> None:
-        """A 5xx is the peer's trouble; a 4xx is an answer (it is alive and refused us)."""
-        if status >= 500:
+        """A 5xx is the peer's trouble; a 4xx is an answer (it is alive and refused us), and
+        so is 507 `storage_full`: a peer whose disk is full still serves what it holds."""
+        if status >= 500 and status != StorageFull.http_status:
             self.breakers.failure(base_url)
         else:
             self.breakers.success(base_url)

@@ -15,10 +15,11 @@ from marketplace_node import blobs as blobs_module
 from marketplace_node.blobs import BlobStore
 from marketplace_node.config import NodeSettings
 from marketplace_node.disk import RESERVE_MAX, DataVolume, Usage, storage_full_from
+from marketplace_node.peer_client import PeerClient
 from marketplace_node.store import Store
 from marketplace_protocol import identity
-from marketplace_protocol.clock import SystemClock
-from marketplace_protocol.errors import StorageFull
+from marketplace_protocol.clock import FakeClock, SystemClock
+from marketplace_protocol.errors import StorageFull, UpstreamFailed
 from pydantic import SecretStr
 
 from tests.support.node_server import serving
@@ -205,3 +206,15 @@ def test_sqlite_full_is_recognised_by_its_code() -> None:
     with pytest.raises(sqlite3.Error) as caught:
         fill()
     assert storage_full_from(caught.value) is not None
+
+
+async def test_a_peer_whose_disk_is_full_keeps_its_circuit_closed() -> None:
+    """507 is an answer from a live peer that still serves what it holds; 503 is trouble."""
+    async with aiohttp.ClientSession() as session:
+        client = PeerClient(session, identity.Identity.generate(), FakeClock(), timeout=1.0)
+        for _ in range(20):
+            client._health("http://full", 507)
+            client._health("http://sick", 503)
+        client.breakers.check("http://full")
+        with pytest.raises(UpstreamFailed):
+            client.breakers.check("http://sick")
