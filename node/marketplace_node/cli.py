@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pydantic
+from marketplace_protocol.errors import StorageFull
 from pydantic_settings import CliSettingsSource, SettingsError
 
 from marketplace_node import api_client, config, publishing, tls
@@ -181,6 +182,8 @@ def _run(settings: config.NodeSettings) -> None:
     logs.configure(settings.log_level)
     try:
         asyncio.run(runner.serve(settings))
+    except StorageFull as exc:  # one line, as every failure: free space, or grow the volume
+        raise CliError(Exit.LOCAL, f"cannot start: {exc.message}") from None
     except OSError as exc:  # the address is taken or not ours, the data dir not writable
         raise CliError(Exit.LOCAL, f"cannot start: {exc.strerror or exc}") from None
 

@@ -96,7 +96,7 @@ class NodeService:
         self.rng = rng or random.Random()  # noqa: S311 - gossip target choice, not security
         data = Path(settings.data_dir)
         self.volume = DataVolume(data)
-        self.store = Store(data / "catalogue.sqlite3")
+        self.store = Store(data / "catalogue.sqlite3", self.volume)
         self.blobs = BlobStore(data / "blobs", self.volume)
         self.catalogue = Catalogue()
         self.providers = ProviderTable()

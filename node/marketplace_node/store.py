@@ -36,7 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from marketplace_node.disk import storage_full_from
+from marketplace_protocol.errors import StorageFull
+
+from marketplace_node.disk import DataVolume, storage_full_from
 from marketplace_node.model import (
     PACKAGE_KINDS,
     Announcement,
@@ -140,8 +142,9 @@ class Applied:
 
 
 class Store:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, volume: DataVolume | None = None) -> None:
         self._path = path
+        self._volume = volume or DataVolume(path.parent)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
 
@@ -160,16 +163,29 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, call)
 
     async def open(self) -> bool:
-        """Open (creating or migrating); True if the store did not exist (a new or lost disk)."""
+        """Open (creating or migrating); True if the store did not exist (a new or lost disk).
+        `StorageFull` if it cannot for want of space: SQLite then says "disk I/O error" (the
+        WAL index cannot be made), so the volume's free space decides."""
 
         def connect() -> bool:
             fresh = not self._path.exists()
             self._path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self._path, isolation_level=None)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute("PRAGMA busy_timeout=5000")
-            migrate(db)
+            db: sqlite3.Connection | None = None
+            try:
+                db = sqlite3.connect(self._path, isolation_level=None)
+                db.execute("PRAGMA journal_mode=WAL")
+                db.execute("PRAGMA synchronous=FULL")
+                db.execute("PRAGMA busy_timeout=5000")
+                migrate(db)
+            except sqlite3.Error as exc:
+                if db is not None:
+                    db.close()
+                full = storage_full_from(exc)
+                if full is None and self._volume.full():
+                    full = StorageFull("the data volume is full: the catalogue cannot open")
+                if full is None:
+                    raise
+                raise full from exc
             self._db = db
             return fresh
 

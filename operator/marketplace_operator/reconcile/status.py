@@ -91,7 +91,7 @@ class _Verdict:
     degraded: tuple[ConditionStatus, str]
 
 
-def _verdict(inp: StatusInputs) -> _Verdict:
+def _verdict(inp: StatusInputs, previous: Phase | None = None) -> _Verdict:
     pod = inp.pod
     stuck = pod.stuck_reason if pod is not None else None
     not_ready = ConditionStatus.FALSE
@@ -184,6 +184,13 @@ def _verdict(inp: StatusInputs) -> _Verdict:
             Phase.READY, "serving and joined", ready,
             (ConditionStatus.FALSE, "Stable"), (ConditionStatus.FALSE, "AsExpected"),
         )  # fmt: skip
+    if previous in (Phase.READY, Phase.DEGRADED) and pod is not None and pod.phase == "Running":
+        # It served and stopped (a hung or partitioned process, lost peers), with no
+        # replacement under way: not a start. The chaos suite's SIGSTOP read "Starting".
+        return _Verdict(
+            Phase.DEGRADED, f"the node stopped serving: {ready[1]}", ready,
+            (ConditionStatus.FALSE, "Stable"), (ConditionStatus.TRUE, ready[1]),
+        )  # fmt: skip
     phase = Phase.PENDING if pod is None or pod.phase == "Pending" else Phase.STARTING
     return _Verdict(
         phase, f"waiting: {ready[1]}", ready,
@@ -236,7 +243,7 @@ def build_status(
     previous: MarketplaceNodeStatus, inp: StatusInputs, *, now: datetime
 ) -> MarketplaceNodeStatus:
     """The status to store. Condition transition times move only when a status flips."""
-    verdict = _verdict(inp)
+    verdict = _verdict(inp, previous.phase)
     stamp = rfc3339(now)
 
     def cond(type_: ConditionType, status: ConditionStatus, reason: str, msg: str) -> Condition:

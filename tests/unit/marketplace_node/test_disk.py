@@ -218,3 +218,15 @@ async def test_a_peer_whose_disk_is_full_keeps_its_circuit_closed() -> None:
         client.breakers.check("http://full")
         with pytest.raises(UpstreamFailed):
             client.breakers.check("http://sick")
+
+
+async def test_a_catalogue_that_cannot_open_for_want_of_space_says_so(tmp_path: Path) -> None:
+    """SQLite says "disk I/O error" when a full volume cannot take the WAL index: the
+    volume's free space tells that apart from other failures to open."""
+    (tmp_path / "db").mkdir()  # sqlite cannot open a directory: a stand-in failure
+    full = Store(tmp_path / "db", DataVolume(tmp_path, usage=Space(64 * MIB, 0)))
+    with pytest.raises(StorageFull):
+        await full.open()
+    roomy = Store(tmp_path / "db", DataVolume(tmp_path, usage=Space(64 * MIB, 32 * MIB)))
+    with pytest.raises(sqlite3.Error):
+        await roomy.open()

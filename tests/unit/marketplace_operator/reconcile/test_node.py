@@ -440,6 +440,29 @@ def test_a_node_reporting_its_own_machine_wrong_is_degraded_and_still_ready(
     assert paused.phase is Phase.PAUSED
 
 
+def test_a_node_that_served_and_stopped_is_degraded_not_starting() -> None:
+    """A SIGSTOPped (or partitioned) node's probe fails on the pod that served: not a start."""
+    serving = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
+    )
+    hung = status.StatusInputs(1, view(ready=False, containers_ready=False), HASH)
+    stopped = status.build_status(serving, hung, now=NOW)
+    assert stopped.phase is Phase.DEGRADED
+    degraded = find_condition(stopped.conditions, ConditionType.DEGRADED)
+    assert degraded is not None
+    assert (degraded.status, degraded.reason) == ("True", "NodeNotServing")
+    assert status.build_status(stopped, hung, now=NOW).phase is Phase.DEGRADED  # stays
+    assert status.build_status(stopped, status.StatusInputs(1, view(), HASH), now=NOW).phase is (
+        Phase.READY
+    )
+    fresh = status.build_status(MarketplaceNodeStatus(), hung, now=NOW)  # never served: a start
+    assert fresh.phase is Phase.STARTING
+    replacing = status.StatusInputs(
+        1, view(ready=False, containers_ready=False), HASH, replacing="RolloutStep"
+    )
+    assert status.build_status(serving, replacing, now=NOW).phase is Phase.REPLACING
+
+
 def test_transition_time_moves_only_when_status_flips() -> None:
     first = status.build_status(
         MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
