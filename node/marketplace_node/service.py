@@ -702,7 +702,11 @@ class NodeService:
         return NodeStatus(
             peer_id=self.identity.peer_id,
             fleet=self.settings.fleet,
-            peers=[PeerInfo(peer_id=p.peer_id, address=p.address) for p in self.peers.all()],
+            # The fleet's first: an operator asking for a few (`?peers=`) sees its members.
+            peers=[
+                PeerInfo(peer_id=p.peer_id, address=p.address)
+                for p in sorted(self.peers.all(), key=lambda p: p.foreign)
+            ],
             policy_version=policy.version,
             policy_hash=policy.hash,
             draining=self.draining,

@@ -16,6 +16,7 @@ from typing import Any, Final, TypeVar
 
 import aiohttp
 from marketplace_protocol.admin import (
+    STATUS_PEERS_QUERY,
     DrainRequest,
     DrainStatus,
     ErrorBody,
@@ -160,9 +161,14 @@ class NodeClient:
             self._on_error(operation)
             raise errors.NodeRefused(f"{operation}: malformed answer: {exc}") from None
 
-    async def status(self, base: str, token: str) -> NodeStatus:
+    async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
+        """The node's status listing at most `peers` of its peers (all are counted)."""
         got = await self._call(
-            "GET", f"{base}/admin/v1/status", token, operation="status", answer=NodeStatus
+            "GET",
+            f"{base}/admin/v1/status?{STATUS_PEERS_QUERY}={peers}",
+            token,
+            operation="status",
+            answer=NodeStatus,
         )
         assert got is not None
         return got

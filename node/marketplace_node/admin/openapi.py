@@ -75,7 +75,21 @@ PATHS: Final[dict[str, dict[str, Any]]] = {
             errors=(400, 401, 409, 413),
         )
     },
-    f"{PREFIX}/status": {"get": _op("peer id, peers, applied policy, drain", ok="NodeStatus")},
+    f"{PREFIX}/status": {
+        "get": {
+            **_op("peer id, peers, applied policy, drain", ok="NodeStatus", errors=(400, 401)),
+            "parameters": [
+                {
+                    "name": "peers",
+                    "in": "query",
+                    "required": False,
+                    "description": "list at most this many peers (the fleet's first), count all "
+                    "in peerCount",
+                    "schema": {"type": "integer", "minimum": 0, "maximum": 999_999},
+                }
+            ],
+        }
+    },
     f"{PREFIX}/bans/local": {
         "get": _op("bans this node decided itself, with provenance", ok="LocalBans")
     },

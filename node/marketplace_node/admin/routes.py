@@ -13,6 +13,7 @@ from typing import Final, Protocol
 
 from aiohttp import web
 from marketplace_protocol.admin import (
+    STATUS_PEERS_QUERY,
     DrainRequest,
     DrainStatus,
     LocalBans,
@@ -21,6 +22,7 @@ from marketplace_protocol.admin import (
     PolicyApplied,
     PolicyDocument,
 )
+from marketplace_protocol.errors import InvalidInput
 from pydantic import BaseModel, SecretStr
 
 from marketplace_node import http_errors
@@ -66,7 +68,13 @@ def admin_app(backend: AdminBackend, token: SecretStr | auth.Accepted | None) ->
 
     @routes.get("/status")
     async def get_status(request: web.Request) -> web.Response:
-        return _json(await backend.status())
+        status = await backend.status()
+        raw = request.rel_url.query.get(STATUS_PEERS_QUERY)
+        if raw is None:
+            return _json(status)
+        if not raw.isdigit() or len(raw) > 6:
+            raise InvalidInput(f"{STATUS_PEERS_QUERY} must be a count of peers to list")
+        return _json(status.listing(int(raw)))
 
     @routes.get("/bans/local")
     async def get_local_bans(request: web.Request) -> web.Response:

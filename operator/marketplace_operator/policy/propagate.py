@@ -33,7 +33,7 @@ class PolicyClient(Protocol):
 
     async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied: ...
 
-    async def status(self, base: str, token: str) -> NodeStatus: ...
+    async def status(self, base: str, token: str, *, peers: int) -> NodeStatus: ...
 
     async def local_bans(self, base: str, token: str) -> LocalBans: ...
 
@@ -84,7 +84,7 @@ def _retriable(exc: errors.OperatorError) -> bool:
 
 async def _read_version(client: PolicyClient, node: NodeTarget, token: str) -> int | None:
     try:
-        return (await client.status(node.base_url, token)).policy_version
+        return (await client.status(node.base_url, token, peers=0)).policy_version
     except errors.OperatorError:
         return None
 
@@ -156,7 +156,7 @@ async def applied_versions(
     async def one(node: NodeTarget) -> tuple[NodeTarget, int | None] | None:
         async with slots:
             try:
-                return node, (await client.status(node.base_url, token)).policy_version
+                return node, (await client.status(node.base_url, token, peers=0)).policy_version
             except errors.OperatorError:
                 return None
 

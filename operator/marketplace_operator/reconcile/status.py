@@ -271,7 +271,7 @@ def build_status(
         peer_id=(node.peer_id if node is not None else None) or inp.peer_id or previous.peer_id,
         pod_name=pod.name if pod is not None else None,
         pod_ip=pod.ip if pod is not None else None,
-        peers=len(peers) if node is not None else previous.peers,
+        peers=node.all_peers if node is not None else previous.peers,
         connected_peers=peers[:MAX_CONNECTED_PEERS_LISTED] if node is not None
         else previous.connected_peers,
         policy_version=node.policy_version if node is not None else previous.policy_version,

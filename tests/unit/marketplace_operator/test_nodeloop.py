@@ -94,6 +94,7 @@ async def fake_node(unused_tcp_port: int) -> AsyncIterator[dict[str, Any]]:
 
     async def status(request: web.Request) -> web.Response:
         seen["auth"].append(request.headers.get("Authorization"))
+        seen["peers_asked"] = request.rel_url.query.get("peers")
         if request.headers.get("Authorization") != "Bearer s3cret":
             body = {"code": "unauthenticated", "message": "no", "retryable": False, "details": {}}
             return web.json_response(body, status=401)
@@ -127,11 +128,12 @@ async def test_admin_client_calls_and_translates_errors(fake_node: dict[str, Any
     client = NodeClient.create(timeout=2.0, on_error=failures.append)
     try:
         base = fake_node["base"]
-        status = await client.status(base, "s3cret")
+        status = await client.status(base, "s3cret", peers=7)
+        assert fake_node["peers_asked"] == "7"
         assert status.peer_id == "mpself00"
         assert status.ready
         with pytest.raises(errors.NodeRefused) as refused:
-            await client.status(base, "wrong")
+            await client.status(base, "wrong", peers=7)
         assert refused.value.code == "unauthenticated"
         assert refused.value.status == 401
         await client.put_members(
@@ -144,7 +146,7 @@ async def test_admin_client_calls_and_translates_errors(fake_node: dict[str, Any
         assert drain.state is DrainState.DRAINING
         assert (await client.drain_status(base, "s3cret")).state is DrainState.DRAINED
         with pytest.raises(errors.NodeUnreachable):
-            await client.status("http://127.0.0.1:9", "s3cret")
+            await client.status("http://127.0.0.1:9", "s3cret", peers=7)
         assert failures == ["status", "status"]
         assert "Bearer s3cret" in fake_node["auth"]
     finally:

@@ -111,7 +111,7 @@ async def test_the_operator_keeps_reaching_nodes_across_a_rotation(
 
         async def poll() -> None:
             seen = {"metadata": {"uid": "u", "resourceVersion": secret["rv"]}}
-            await client.status(base, await tokens.get("ns", "f", seen))
+            await client.status(base, await tokens.get("ns", "f", seen), peers=0)
 
         await poll()
         # The Secret changes; the operator sees it first, the kubelet syncs the volume later.
@@ -121,7 +121,7 @@ async def test_the_operator_keeps_reaching_nodes_across_a_rotation(
         await poll()  # the node follows its file
         # A token neither side knows is refused, and says so.
         with pytest.raises(errors.NodeRefused) as refused:
-            await client.status(base, "stranger")
+            await client.status(base, "stranger", peers=0)
         assert refused.value.status == 401
     finally:
         await client.close()
@@ -135,7 +135,7 @@ async def test_a_node_that_kept_its_start_token_would_lock_the_operator_out(
     client = NodeClient.create()
     try:
         with pytest.raises(errors.NodeRefused) as refused:
-            await client.status(base, "new-token")
+            await client.status(base, "new-token", peers=0)
         assert refused.value.status == 401
     finally:
         await client.close()

@@ -22,6 +22,7 @@ from marketplace_protocol.admin import (
     LocalBans,
     Members,
     NodeStatus,
+    PeerInfo,
     PolicyApplied,
     PolicyDocument,
 )
@@ -48,6 +49,10 @@ class Node:
             policy = self.enforcer.status
             return NodeStatus(
                 peer_id=NODE,
+                peers=[
+                    PeerInfo(peer_id=f"peer{i:012d}", address=f"http://10.0.0.{i}:7070")
+                    for i in range(5)
+                ],
                 policy_version=policy.version,
                 policy_hash=policy.hash,
                 draining=not self.drain.ready,
@@ -341,3 +346,26 @@ async def test_large_policies_pass_a_root_app_with_a_small_body_limit(node: Node
         response = await client.put("/admin/v1/policy", data=io.BytesIO(data), headers=AUTH)
         assert response.status == 200
     assert node.enforcer.status.fleet_bans == 20_000
+
+
+# -- status ---------------------------------------------------------------------------
+
+
+async def test_status_lists_as_many_peers_as_asked_and_counts_all(client: Client) -> None:
+    """Issue 15: the operator asks for a few; every peer of a 1,000-node fleet per poll
+    was O(N^2) per poll round."""
+    full = NodeStatus.model_validate_json(
+        await (await client.get("/admin/v1/status", headers=AUTH)).read()
+    )
+    assert len(full.peers) == 5
+    assert full.peer_count is None  # an old operator's answer: no field it cannot read
+    for asked, listed in ((2, 2), (0, 0), (9, 5)):
+        got = await client.get(f"/admin/v1/status?peers={asked}", headers=AUTH)
+        status = NodeStatus.model_validate_json(await got.read())
+        assert status.peers == full.peers[:listed]
+        assert status.peer_count == 5
+        assert status.all_peers == 5
+    for bad in ("-1", "x", "1e3", "10000000"):
+        got = await client.get(f"/admin/v1/status?peers={bad}", headers=AUTH)
+        assert got.status == 400
+        assert (await error_of(got)).code == "invalid_input"

@@ -54,7 +54,7 @@ class FakeNodes:
         finally:
             self.active -= 1
 
-    async def status(self, base: str, token: str) -> NodeStatus:
+    async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
         if base not in self.status_version:
             raise errors.NodeUnreachable("down")
         return NodeStatus(peer_id="p", policy_version=self.status_version[base])

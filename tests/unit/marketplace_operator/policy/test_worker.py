@@ -138,7 +138,7 @@ class Nodes:
         self.log.append(f"push {base.removeprefix('http://')} v{policy.version}")
         return PolicyApplied(version=policy.version, hash=policy.hash)
 
-    async def status(self, base: str, token: str) -> NodeStatus:
+    async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
         if base in self.down:
             raise errors.NodeUnreachable("connection refused")
         current = self.applied.get(base)

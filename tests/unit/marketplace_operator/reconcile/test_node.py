@@ -463,6 +463,22 @@ def test_a_node_that_served_and_stopped_is_degraded_not_starting() -> None:
     assert status.build_status(serving, replacing, now=NOW).phase is Phase.REPLACING
 
 
+def test_status_counts_every_peer_when_the_node_lists_only_some() -> None:
+    """Issue 15: the poll asks for a few peers (`?peers=`); the node counts all."""
+    listed = [PeerInfo(peer_id=f"mp{i:010d}", address=f"http://10.0.0.{i}:7070") for i in (3, 1)]
+    some = NodeStatus(peer_id="p", peers=listed, peer_count=999)
+    out = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH, node=some), now=NOW
+    )
+    assert out.peers == 999
+    assert out.connected_peers == ["mp0000000001", "mp0000000003"]
+    every = NodeStatus(peer_id="p", peers=listed)  # a node that predates `peerCount`
+    old = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH, node=every), now=NOW
+    )
+    assert old.peers == 2
+
+
 def test_transition_time_moves_only_when_status_flips() -> None:
     first = status.build_status(
         MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
