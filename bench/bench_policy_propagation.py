@@ -26,6 +26,11 @@ and of single nodes; ratios against the targets (push p99 < 0.5 s; at least 100 
 the ConfigMap path; within 1.5 times direct watch). Then 10,000 bans in five BanLists:
 convergence time and the operator's RSS.
 
+Takedowns (issue #13: "within the same p99 as bans") travel the same push path: right after
+the push trials, `BENCH_POLICY_TRIALS` packages published on one node and known on every node
+are blocked one per trial by a `digest` entry of another BanList; a node enforces it when it
+answers 451 for the package. Reported beside the ban push p99 of the same run.
+
 Run: `make bench` (or `KUBECONFIG=… .venv/bin/python -m bench policy_propagation`).
 """
 
@@ -34,12 +39,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import hashlib
+import json
 import os
 import statistics
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +55,8 @@ from typing import TYPE_CHECKING, Any, cast
 import aiohttp
 import urllib3
 from kubernetes import client, config, watch
-from marketplace_node import signing
+from marketplace_node import sealing, signing
+from marketplace_node.model import PackageDraft
 from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import (
     BANLISTS,
@@ -165,17 +173,32 @@ async def _refused(session: aiohttp.ClientSession, ip: str, ident: Identity) -> 
         return False
 
 
+async def _taken_down(session: aiohttp.ClientSession, ip: str, package_id: str) -> bool:
+    try:
+        async with session.get(f"http://{ip}:7070/api/v1/packages/{package_id}") as resp:
+            return resp.status == 451
+    except (aiohttp.ClientError, TimeoutError):
+        return False
+
+
+Probe = Callable[[aiohttp.ClientSession, str], Awaitable[bool]]
+
+
 async def _enforcement(
-    ips: dict[str, str], ident: Identity, started: float, *, deadline: float
+    ips: dict[str, str], ident: Identity | Probe, started: float, *, deadline: float
 ) -> dict[str, float]:
-    """Seconds from `started` (monotonic) until each node refuses `ident`."""
+    """Seconds from `started` (monotonic) until each node refuses `ident` (a peer's request),
+    or until the probe says it enforces the change."""
     timeout = aiohttp.ClientTimeout(total=2.0)
     connector = aiohttp.TCPConnector(limit=len(ips) + 4)
+    probe: Probe = (
+        (lambda session, ip: _refused(session, ip, ident)) if isinstance(ident, Identity) else ident
+    )
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as session:
 
         async def one(ip: str) -> float:
             while time.monotonic() - started < deadline:
-                if await _refused(session, ip, ident):
+                if await probe(session, ip):
                     return time.monotonic() - started
                 await asyncio.sleep(POLL)
             return float("inf")
@@ -425,6 +448,93 @@ def _report(push: Samples, cm: Samples, watched: Samples) -> int:
     return 0 if met else 1
 
 
+# --- takedowns: content blocks travel the same path ------------------------------------------
+
+
+def _published_everywhere(ips: dict[str, str], count: int) -> list[tuple[str, str]]:
+    """(package id, digest) of `count` packages published on one node and known on every node:
+    what the takedown trials block. Paced under the default per-address publish limit."""
+    author, first = Identity.generate(), next(iter(ips.values()))
+    pool = urllib3.PoolManager(maxsize=8)
+    published = []
+    for i in range(count):
+        content = f"takedown trial {i} {uuid.uuid4()}".encode()
+        digest = hashlib.sha256(content).hexdigest()
+        draft = PackageDraft(
+            name=f"takedown-{i}",
+            version="1.0.0",
+            category="bench",
+            digest=digest,
+            size=len(content),
+        )
+        meta = sealing.sign_package(author, draft, created=int(time.time()))
+        for method, path, body in (
+            ("PUT", f"/api/v1/blobs/{digest}", content),
+            ("POST", "/api/v1/packages", meta.model_dump_json(by_alias=True).encode()),
+        ):
+            for _ in range(20):  # a 429 (the default limits) or 503 (copies) is retried
+                resp = pool.request(method, f"http://{first}:7070{path}", body=body, timeout=30.0)
+                if resp.status not in {429, 503}:
+                    break
+                time.sleep(1.0)
+            assert resp.status in {200, 201}, resp.data[:300]
+            time.sleep(0.25)
+        published.append((str(json.loads(resp.data)["id"]), digest))
+
+    def known() -> bool:
+        return all(
+            pool.request("GET", f"http://{ip}:7070/api/v1/packages/{pid}", timeout=5.0).status
+            == 200
+            for pid, _ in published
+            for ip in ips.values()
+        )
+
+    took = cluster.wait("the packages on every node", lambda: _quietly(known), deadline=300,
+                        interval=1.0)  # fmt: skip
+    print(f"{count} packages to take down known on every node {took:.0f} s after publishing")
+    return published
+
+
+class TakedownWriter:
+    """Grows one BanList by one `digest` entry per change (a takedown), through the API."""
+
+    def __init__(self, kube: k8s.BlockingKube, namespace: str) -> None:
+        self.kube, self.namespace, self.digests = kube, namespace, list[str]()
+        kube.create(BANLISTS, self._body())
+
+    def _body(self) -> dict[str, Any]:
+        body = _banlist(self.namespace, "bench-takedowns", [])
+        body["spec"]["entries"] = [{"digest": d, "reason": "bench"} for d in self.digests]
+        return body
+
+    def add(self, digest: str) -> None:
+        self.digests.append(digest)
+        self.kube.patch(BANLISTS, self.namespace, "bench-takedowns", {"spec": self._body()["spec"]})
+
+
+def _takedowns(kube: k8s.BlockingKube, namespace: str, ips: dict[str, str]) -> Samples:
+    """A digest block per trial, timed until every node answers 451 for its package."""
+    targets = _published_everywhere(ips, TRIALS)
+    writer = TakedownWriter(kube, namespace)
+    samples = Samples()
+    for package_id, digest in targets:
+        started = time.monotonic()
+        writer.add(digest)
+
+        async def blocked(session: aiohttp.ClientSession, ip: str, pid: str = package_id) -> bool:
+            return await _taken_down(session, ip, pid)
+
+        samples.add(asyncio.run(_enforcement(ips, blocked, started, deadline=30)))
+        time.sleep(0.3)
+    print(
+        f"{'takedown (digest, push)':<28} every node: p50 {_pct(samples.fleet, 50) * 1000:7.0f} ms"
+        f"  p99 {_pct(samples.fleet, 99) * 1000:7.0f} ms"
+        f"   single node: p50 {_pct(samples.node, 50) * 1000:6.0f} ms"
+        f"  p99 {_pct(samples.node, 99) * 1000:6.0f} ms"
+    )
+    return samples
+
+
 def _large(
     kube: k8s.BlockingKube, namespace: str, ips: dict[str, str], operator: cluster.Operator
 ) -> None:
@@ -456,6 +566,13 @@ def main() -> int:
         writer = BanListWriter(kube, namespace)
         time.sleep(2)
         push = _trials("push (operator)", ips, writer.add, deadline=30)
+        takedown = _takedowns(kube, namespace, ips)
+        ban_p99, takedown_p99 = _pct(push.fleet, 99), _pct(takedown.fleet, 99)
+        print(
+            f"takedown p99 every node of {len(ips)}: {takedown_p99 * 1000:.0f} ms "
+            f"(bound: the ban push p99 of this run, {ban_p99 * 1000:.0f} ms; "
+            f"ratio {takedown_p99 / ban_p99:.2f}x)"
+        )
         operator_rss = operator.rss_mib()
         operator.stop()
         operator.start(_policy(enabled=False))
