@@ -101,10 +101,11 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 - apiGroups: [discovery.k8s.io]
   resources: [endpointslices]
   verbs: [list]
-# A fleet with spec.tls on, when cert-manager is installed: its CA Issuer and Certificate.
+# A fleet with spec.tls on, when cert-manager is installed: its CA Issuer and Certificate
+# (get, patch: their owner, the MarketplaceFleet; delete: with the fleet's last node).
 - apiGroups: [cert-manager.io]
   resources: [issuers, certificates]
-  verbs: [create]
+  verbs: [get, create, patch, delete]
 {{- if and (include "mpo.peering" .) (eq .Values.scope "namespaced") }}
 - apiGroups: [kopf.dev]
   resources: [kopfpeerings]

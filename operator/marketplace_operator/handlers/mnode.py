@@ -321,12 +321,12 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     await nodeloop.report_status(ctx, body, views, desired)
     await _drain(ctx, body, views, desired)
     if shared.last_member(views.members, desired.ref.uid):
-        await release_fleet(ctx, namespace, desired.ref.fleet)
+        await release_fleet(ctx, namespace, desired.ref.fleet, cert_manager=views.cert_manager)
 
 
-async def release_fleet(ctx: Context, namespace: str, fleet: str) -> None:
+async def release_fleet(ctx: Context, namespace: str, fleet: str, *, cert_manager: bool) -> None:
     """Delete the fleet's shared objects: its last node is going."""
-    for kind, name in shared.objects(fleet):
+    for kind, name in shared.objects(fleet, cert_manager=cert_manager):
         if await ctx.kube.delete(actuate.RESOURCES[kind], namespace, name):
             log.info("%s: deleted %s %s with the fleet's last node", namespace, kind, name)
 

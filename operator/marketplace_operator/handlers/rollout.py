@@ -382,7 +382,8 @@ async def ensure_owners(
     from the indexes each pass; the others (`unwatched`) with a GET."""
     meta = fleet_body["metadata"]
     namespace, fleet, uid = meta["namespace"], meta["name"], meta["uid"]
-    for kind, name in shared.objects(fleet):
+    cert_manager = CERTIFICATE_CRD in indexes["cert_manager_crds"]
+    for kind, name in shared.objects(fleet, cert_manager=cert_manager):
         index = _WATCHED.get(kind)
         if index is not None:
             obj = _one(indexes[index], (namespace, name))

@@ -54,13 +54,20 @@ def last_member(members: Iterable[names.NodeRef], leaving_uid: str) -> bool:
     return all(m.uid == leaving_uid for m in members)
 
 
-def objects(fleet: str) -> tuple[tuple[Kind, str], ...]:
+def objects(fleet: str, *, cert_manager: bool) -> tuple[tuple[Kind, str], ...]:
     """The fleet's shared objects by kind and name (the ConfigMap's policy shards and the
-    auto BanList hang off it, and go with it)."""
-    return (
+    auto BanList hang off it, and go with it). The Certificate and Issuer only where
+    cert-manager is installed: elsewhere their kinds do not exist, and a cluster with
+    cert-manager but without TLS fleets need not grant the operator more than it uses."""
+    core = (
         (Kind.POLICY_CONFIGMAP, names.policy_configmap_name(fleet)),
         (Kind.FLEET_ADMIN, names.admin_secret_name(fleet)),
         (Kind.TLS_CA, names.tls_ca_secret_name(fleet)),
+    )
+    if not cert_manager:
+        return core
+    return (
+        *core,
         (Kind.CERTIFICATE, names.fleet_tls_secret_name(fleet)),
         (Kind.ISSUER, names.ca_issuer_name(fleet)),
     )

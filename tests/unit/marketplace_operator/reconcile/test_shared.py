@@ -70,10 +70,14 @@ def test_the_last_member_is_the_one_with_no_live_other() -> None:
 
 
 def test_the_shared_objects_are_the_fleets_by_name() -> None:
-    assert shared.objects("blue") == (
+    core = (
         (Kind.POLICY_CONFIGMAP, "blue-policy"),
         (Kind.FLEET_ADMIN, "blue-admin"),
         (Kind.TLS_CA, names.tls_ca_secret_name("blue")),
+    )
+    assert shared.objects("blue", cert_manager=False) == core
+    assert shared.objects("blue", cert_manager=True) == (
+        *core,
         (Kind.CERTIFICATE, names.fleet_tls_secret_name("blue")),
         (Kind.ISSUER, names.ca_issuer_name("blue")),
     )
