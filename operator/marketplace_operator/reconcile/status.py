@@ -166,18 +166,21 @@ def _verdict(inp: StatusInputs, previous: Phase | None = None) -> _Verdict:
             Phase.PAUSED, "reconciliation paused by spec.paused", ready,
             (ConditionStatus.FALSE, "Paused"), (ConditionStatus.FALSE, "AsExpected"),
         )  # fmt: skip
-    if inp.replacing is not None or (pod is not None and pod.deleting):
-        why = inp.replacing or "PodTerminating"
+    replacing = inp.replacing or ("PodTerminating" if pod is not None and pod.deleting else None)
+    trouble = _node_trouble(inp.node)
+    if trouble is not None:  # before a replacement under way: a rollout must not hide it
+        why, message = trouble
+        progressing = (
+            (ConditionStatus.TRUE, replacing) if replacing else (ConditionStatus.FALSE, "Stable")
+        )
+        return _Verdict(
+            Phase.DEGRADED, message, ready, progressing, (ConditionStatus.TRUE, why),
+        )  # fmt: skip
+    if replacing is not None:
+        why = replacing
         return _Verdict(
             Phase.REPLACING, f"replacing the pod: {why}", ready,
             (ConditionStatus.TRUE, why), (ConditionStatus.FALSE, "AsExpected"),
-        )  # fmt: skip
-    trouble = _node_trouble(inp.node)
-    if trouble is not None:
-        why, message = trouble
-        return _Verdict(
-            Phase.DEGRADED, message, ready,
-            (ConditionStatus.FALSE, "Stable"), (ConditionStatus.TRUE, why),
         )  # fmt: skip
     if ready_now:
         return _Verdict(

@@ -438,6 +438,14 @@ def test_a_node_reporting_its_own_machine_wrong_is_degraded_and_still_ready(
         got, status.StatusInputs(1, view(), HASH, node=reported, paused=True), now=NOW
     )
     assert paused.phase is Phase.PAUSED
+    # A rollout step under way does not hide it (the chaos suite's full volume did).
+    rolling = status.build_status(
+        got, status.StatusInputs(1, view(), HASH, node=reported, replacing="Rollout"), now=NOW
+    )
+    assert rolling.phase is Phase.DEGRADED
+    progressing = find_condition(rolling.conditions, ConditionType.PROGRESSING)
+    assert progressing is not None
+    assert (progressing.status, progressing.reason) == ("True", "Rollout")
 
 
 def test_a_node_that_served_and_stopped_is_degraded_not_starting() -> None:
