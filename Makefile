@@ -115,8 +115,19 @@ test-realnode: venv k8s-binaries ## smoke set on a real-kubelet Node (containerd
 	  hack/real-node.sh down; exit $$rc; \
 	else echo "test-realnode: NOT RUN: this machine cannot run a real kubelet: $$why"; fi
 
+.PHONY: test-netns
+test-netns: venv k8s-binaries ## pod network namespaces under the local kubelet (POD_NETWORK=netns) on a cluster of its own; fails when the machine cannot make one
+	@ns=mf-check-$$$$; if ! why=$$(ip netns add $$ns 2>&1 && ip netns delete $$ns 2>&1); then \
+	  echo "test-netns: FAILED: this machine cannot create a network namespace: $$why"; exit 1; fi
+	@hack/cluster.sh down >/dev/null 2>&1 || true
+	@export CLUSTER_DIR=$${CLUSTER_DIR:-$(CURDIR)/.cluster}-netns POD_NETWORK=netns NODES=2; \
+	  hack/cluster.sh up; rc=0; \
+	  MARKETPLACE_TEST_NETNS=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) \
+	    pytest tests/e2e/netns $(PYTEST_ARGS) || rc=$$?; \
+	  hack/cluster.sh down; exit $$rc
+
 .PHONY: test
-test: lint test-unit test-lowest test-integration test-e2e test-images test-realnode ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images, real kubelet
+test: lint test-unit test-lowest test-integration test-e2e test-images test-realnode test-netns ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images, real kubelet
 
 .PHONY: bench
 bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots
@@ -137,4 +148,4 @@ chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under 
 
 .PHONY: clean
 clean: cluster-down ## stop the cluster and remove local state (keeps caches)
-	rm -rf .cluster
+	rm -rf .cluster .cluster-netns

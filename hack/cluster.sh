@@ -46,6 +46,13 @@ MAX_NODES=16
 # holds is refused. So pods of side-by-side clusters never share an address.
 POD_CIDR_GIVEN="${POD_CIDR:-}"
 POD_CIDR="${POD_CIDR:-$(cat "$dir/pod-cidr" 2>/dev/null || true)}"
+# POD_NETWORK=loopback (default): pods share the host's network namespace, each with
+# a loopback address. POD_NETWORK=netns: a network namespace per pod, one veth each on
+# this cluster's CNI bridge $pod_bridge, addresses from POD_CIDR with 127. read as 10.
+# (hack/local_kubelet/netns.py; docs/local-cluster.md). Kept like NODES.
+POD_NETWORK="${POD_NETWORK:-$(cat "$dir/pod-network" 2>/dev/null || echo loopback)}"
+pod_hash="$(printf %s "$dir" | sha256sum | cut -c1-8)"
+pod_bridge="mfp-$pod_hash" netns_prefix="mf-$pod_hash"
 pod_cidrs="${MARKETPLACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-fleet}/pod-cidrs"
 # The real kubelet starts crash back-off at 10 s; 1 s keeps the dev loop and tests quick.
 KUBELET_INITIAL_BACKOFF_SECONDS="${KUBELET_INITIAL_BACKOFF_SECONDS:-1}"
@@ -171,11 +178,26 @@ node_vars() {
   node_index="$i"
 }
 
-# node_cidr: local Node $node_index's pod range, a sixteenth of the cluster's POD_CIDR.
+# pod_range: the cluster's pod addresses: POD_CIDR, under netns moved out of loopback.
+pod_range() {
+  if [[ "$POD_NETWORK" == netns ]]; then echo "${POD_CIDR/#127./10.}"; else echo "$POD_CIDR"; fi
+}
+
+# node_cidr: local Node $node_index's pod range, a sixteenth of the cluster's pod range.
 node_cidr() {
   python3 -c 'import ipaddress, sys
 print(list(ipaddress.ip_network(sys.argv[1]).subnets(prefixlen_diff=4))[int(sys.argv[2]) - 1])' \
-    "$POD_CIDR" "$node_index"
+    "$(pod_range)" "$node_index"
+}
+
+# netns_down: delete this cluster's pod namespaces (their veths go with them) and bridge.
+netns_down() {
+  local ns
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+    [[ "$ns" == "$netns_prefix"-* ]] && ip netns delete "$ns"
+  done
+  if ip link show "$pod_bridge" >/dev/null 2>&1; then ip link delete "$pod_bridge"; fi
+  return 0
 }
 
 # node_index NAME: I of the local Node NAME (fails for another name).
@@ -282,6 +304,10 @@ start_kubelet() {
     LOCAL_KUBELET_VOLUMES_DIR="$node_dir/volumes" \
     LOCAL_KUBELET_PID_DIR="$node_pids" \
     LOCAL_KUBELET_POD_CIDR="$(node_cidr)" \
+    LOCAL_KUBELET_POD_NETWORK="$POD_NETWORK" \
+    LOCAL_KUBELET_CLUSTER_POD_CIDR="$(pod_range)" \
+    LOCAL_KUBELET_BRIDGE="$pod_bridge" \
+    LOCAL_KUBELET_NETNS_PREFIX="$netns_prefix" \
     LOCAL_KUBELET_PORT="$node_port" \
     LOCAL_KUBELET_TLS_CERT="$pki/$cert-serving.crt" \
     LOCAL_KUBELET_TLS_KEY="$pki/$cert-serving.key" \
@@ -441,10 +467,10 @@ up() {
   # pods reach the API through KUBERNETES_SERVICE_HOST=127.0.0.1 anyway.
   wait_for "kube-apiserver /readyz" api_ready
 
-  # The endpoint controllers run only with the real-kubelet Node (its pods have
-  # bridge IPs); a change of mode restarts the controller-manager.
+  # The endpoint controllers run only with the real-kubelet Node or POD_NETWORK=netns
+  # (pods with bridge IPs); a change of mode restarts the controller-manager.
   local controllers='*,-endpoints-controller,-endpointslice-controller,-endpointslice-mirroring-controller'
-  if [[ "${REAL_NODE:-0}" == 1 ]] || alive "$dir/real-node/pids/kubelet.pid"; then controllers='*'; fi
+  if [[ "${REAL_NODE:-0}" == 1 || "$POD_NETWORK" == netns ]] || alive "$dir/real-node/pids/kubelet.pid"; then controllers='*'; fi
   if [[ "$(cat "$dir/controllers" 2>/dev/null)" != "$controllers" ]]; then
     stop "$pids/kube-controller-manager.pid"
     echo "$controllers" >"$dir/controllers"
@@ -474,6 +500,8 @@ up() {
   "$root/hack/venv.sh"
   ((NODES >= 1 && NODES <= MAX_NODES)) || die "NODES=$NODES: 1 to $MAX_NODES local Nodes"
   echo "$NODES" >"$dir/node-count"
+  [[ "$POD_NETWORK" == loopback || "$POD_NETWORK" == netns ]] || die "POD_NETWORK=$POD_NETWORK: loopback or netns"
+  echo "$POD_NETWORK" >"$dir/pod-network"
   stop_extra_nodes
   local i since=()
   for ((i = 1; i <= NODES; i++)); do
@@ -525,6 +553,7 @@ down() {
   while read -r mount; do
     umount "$mount" || log "cannot unmount $mount"
   done < <(findmnt -rn -t tmpfs -o TARGET | grep "^$dir/" || true)
+  netns_down
   release_pod_cidr
   log "cluster stopped (state kept in $dir; 'make clean' removes it)"
 }

@@ -6,6 +6,7 @@ import ipaddress
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,6 +32,14 @@ class Settings(BaseSettings):
     # This Node's own range of pod addresses: its slice of the cluster's POD_CIDR.
     pod_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("127.1.0.0/16")
     host_ip: str = "127.0.0.1"
+    # `loopback`: pods share the host's network, each with its own loopback address.
+    # `netns`: a network namespace per pod on the cluster's CNI bridge (`netns`).
+    pod_network: Literal["loopback", "netns"] = "loopback"
+    # netns: the whole cluster's pod range (every pod's prefix), the bridge all local
+    # Nodes share, and the prefix of this cluster's namespace names.
+    cluster_pod_cidr: ipaddress.IPv4Network | None = None
+    bridge: str = "mf-pods"
+    netns_prefix: str = "mf"
     port: int = 10250
     tls_cert: Path
     tls_key: Path

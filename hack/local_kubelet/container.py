@@ -43,6 +43,8 @@ class RunnerConfig:
     # Set: marketplace-node containers are virtual nodes of the farm (`farm`), whose
     # policy applications are recorded in this file (JSON lines).
     farm_events: Path | None = None
+    # Set: the pod's own network namespace (POD_NETWORK=netns).
+    netns: Path | None = None
 
 
 def now() -> datetime:
@@ -173,6 +175,7 @@ class ContainerRunner:
                     log_file=self.log_file(self.restart_count),
                     pid_file=self._config.pid_file,
                     nice=self._config.nice,
+                    netns=self._config.netns,
                 )
             log.info(
                 "%s/%s started: pid %d", self._config.pod_key, self.spec.name, self._process.pid

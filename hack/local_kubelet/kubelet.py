@@ -19,6 +19,7 @@ from local_kubelet.informer import inform
 from local_kubelet.ips import IpPool
 from local_kubelet.kube import JSON, Kube
 from local_kubelet.model import Pod
+from local_kubelet.netns import PodNetwork, cni_config
 from local_kubelet.node import NodeAgent
 from local_kubelet.objects import ObjectCache, ObjectKey
 from local_kubelet.pod_worker import Deps, PodWorker
@@ -177,6 +178,20 @@ def which_in(venv_bin: Path) -> Callable[[str], str | None]:
     return which
 
 
+def pod_network(settings: Settings) -> PodNetwork | None:
+    """The Node's pod network under POD_NETWORK=netns; None under loopback."""
+    if settings.pod_network != "netns":
+        return None
+    config = cni_config(
+        name=settings.netns_prefix,
+        bridge=settings.bridge,
+        cluster=settings.cluster_pod_cidr or settings.pod_cidr,
+        node=settings.pod_cidr,
+        data_dir=settings.state_dir / "cni-ipam",
+    )
+    return PodNetwork(config, f"{settings.netns_prefix}-{settings.node_name}")
+
+
 async def main(settings: Settings) -> None:
     """Run until cancelled."""
     leftovers = runtime.recorded(settings.pid_dir)
@@ -201,6 +216,7 @@ async def main(settings: Settings) -> None:
             which=which_in(settings.venv_bin),
             base_env={"PATH": path, "HOME": "/root", "LANG": "C.UTF-8"},
             leftovers=leftovers,
+            network=pod_network(settings),
         )
         kubelet = Kubelet(settings, kube, deps, objects)
         app = logserver.make_app(kubelet.locate_log, kubelet.log_is_live)

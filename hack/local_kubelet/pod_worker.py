@@ -21,6 +21,7 @@ from local_kubelet.container import ContainerRunner, RunnerConfig
 from local_kubelet.ips import IpPool
 from local_kubelet.kube import STRATEGIC, Kube, KubeError
 from local_kubelet.model import Container, Pod
+from local_kubelet.netns import NetnsError, PodNetwork
 from local_kubelet.volumes import PodVolumes, VolumeError, VolumeManager, object_path
 
 log = logging.getLogger(__name__)
@@ -43,6 +44,8 @@ class Deps:
     base_env: dict[str, str]
     # Container processes of an earlier kubelet run, by `<pod uid>_<container>`.
     leftovers: dict[str, runtime.Adopted] = field(default_factory=dict)
+    # Set under POD_NETWORK=netns: each pod gets its own network namespace.
+    network: PodNetwork | None = None
 
 
 def _now() -> datetime:
@@ -78,9 +81,13 @@ class PodWorker:
         self._last_status: dict[str, Any] | None = None
         self._volumes = PodVolumes(root=deps.volumes.pod_dir(pod.metadata.uid))
         host_network = pod.spec.host_network
+        # Under netns the address comes with the namespace, made when the pod starts.
+        self._network = None if host_network else deps.network
         self.pod_ip = (
             deps.settings.host_ip
             if host_network
+            else pod.status.pod_ip or ""
+            if self._network
             else deps.ips.allocate(pod.metadata.uid, prefer=pod.status.pod_ip)
         )
 
@@ -179,6 +186,7 @@ class PodWorker:
             farm_events=settings.farm_events_file
             if settings.simulate_nodes or farm.simulated(self.pod.metadata.annotations)
             else None,
+            netns=self._network.path(self.uid) if self._network else None,
         )
         runner = ContainerRunner(container, config, plan=plan, notify=self._notify)
         runner.restart_count = restarts_before(self.pod, container.name)
@@ -222,6 +230,8 @@ class PodWorker:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._deps.ips.release(self.uid)
+            if self._network:
+                await self._network.detach(self.uid)
 
     async def _sync_volumes(self) -> None:
         try:
@@ -234,6 +244,14 @@ class PodWorker:
             return
         self._owns_status = True
         self._dirty.set()
+        while self._network and not self._deleting():
+            try:
+                self.pod_ip = await self._network.attach(self.uid)
+                break
+            except NetnsError as exc:
+                self._sandbox_message = f"pod network: {exc}"
+                self._notify()
+                await self._wait_change(2.0)
         while not self._deleting():
             try:
                 await self._deps.volumes.sync(self.pod, self._context(), self._volumes)

@@ -139,8 +139,12 @@ def recorded(pid_dir: Path) -> dict[str, Adopted]:
     return found
 
 
-async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path, nice: int = 0) -> Process:
-    """Start the container: unshare a mount namespace, bind mounts, exec the command."""
+async def launch(
+    plan: ProcessPlan, *, log_file: Path, pid_file: Path, nice: int = 0, netns: Path | None = None
+) -> Process:
+    """Start the container: enter the pod's network namespace if it has one, unshare a
+    mount namespace, bind mounts, exec the command."""
+    enter_net = [shutil.which("nsenter") or "/usr/bin/nsenter", f"--net={netns}"] if netns else []
     spec = {
         "nice": nice,
         "mounts": [[m.source, m.target, m.read_only] for m in plan.mounts],
@@ -151,6 +155,7 @@ async def launch(plan: ProcessPlan, *, log_file: Path, pid_file: Path, nice: int
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as log:
         proc = await asyncio.create_subprocess_exec(
+            *enter_net,
             shutil.which("unshare") or "/usr/bin/unshare",
             "--mount",
             "--propagation",
