@@ -6,6 +6,7 @@
 #   hack/real-node.sh check     # can this machine run it? prints the reason when not (exit 1)
 #   hack/real-node.sh up        # start containerd and the kubelet; wait for the Node to be Ready
 #   hack/real-node.sh images    # build (cached) and import the `make images` images; print them
+#   hack/real-node.sh import ARCHIVE REF  # import an image archive built elsewhere
 #   hack/real-node.sh tag SRC DST  # give an imported image another name
 #   hack/real-node.sh down      # stop it and undo every change it made to the machine
 #   hack/real-node.sh status
@@ -232,7 +233,8 @@ images() {
     rm -f "$rn/$name.tar"
   done
   # Earlier builds are dead weight (containerd collects their layers).
-  for ref in $(ctr_ images ls --quiet | grep -E '/marketplace-fleet/(node|operator):'); do
+  # (Only this checkout's registry: hack/one-port.sh's images stay.)
+  for ref in $(ctr_ images ls --quiet | grep -E "^${IMAGE_REGISTRY:-localhost}/marketplace-fleet/(node|operator):"); do
     grep -qxF "$ref" <<<"$refs" || ctr_ images rm "$ref" >/dev/null
   done
   echo "$refs"
@@ -370,8 +372,10 @@ case "${1:-}" in
   up) lock_once; up ;;
   images) nodebin="$("$root/hack/build-node.sh")"; images ;;
   # tag SOURCE TARGET: TARGET names SOURCE's image too (a "new" image for rollout tests).
+  # import ARCHIVE REF: an image built elsewhere (hack/one-port.sh), unless held already.
+  import) nodebin="$("$root/hack/build-node.sh" path)"; import_image "$2" "$3" ;;
   tag) nodebin="$("$root/hack/build-node.sh" path)"; ctr_ images tag --force "$2" "$3" >/dev/null ;;
   down) lock_once; down ;;
   status) status ;;
-  *) echo "usage: $0 check|up|images|tag|down|status" >&2; exit 2 ;;
+  *) echo "usage: $0 check|up|images|import|tag|down|status" >&2; exit 2 ;;
 esac

@@ -82,8 +82,10 @@ class OperatorProcess:
         log_dir: Path,
         extra: list[str],
         name: str = "operator",
+        program: Path = VENV_BIN / "marketplace-operator",
     ) -> None:
         self.name = name
+        self.program = program
         self.kubeconfig = kubeconfig
         self.namespace = namespace
         self.log_dir = log_dir
@@ -110,7 +112,7 @@ class OperatorProcess:
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen(
                 [
-                    str(VENV_BIN / "marketplace-operator"),
+                    str(self.program),
                     "--namespace", self.namespace,
                     "--liveness", f"http://127.0.0.1:{self.liveness_port}/healthz",
                     "--metrics-port", "0",

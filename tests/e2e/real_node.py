@@ -4,10 +4,13 @@ label, its script, and the images it holds."""
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import os
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_helpers import ROOT, Kubectl
@@ -17,6 +20,7 @@ LABEL = "marketplace.p2p.dev/real-kubelet"
 SCRIPT = ROOT / "hack" / "real-node.sh"
 # MARKETPLACE_E2E_ON_REAL_NODE=1: every e2e test's pods on the real Node (REAL_NODE=1).
 ON_REAL_NODE = bool(os.environ.get("MARKETPLACE_E2E_ON_REAL_NODE"))
+BRIDGE_NET = ipaddress.ip_network("10.244.0.0/16")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,30 @@ def up() -> Images:
     _script("up", timeout=900)
     node, operator = _script("images", timeout=900).split()
     return Images(node=node, operator=operator)
+
+
+@dataclass(frozen=True)
+class OnePort:
+    """The fleet before the two listeners (hack/one-port.sh): its node image, imported
+    into the real Node, its operator program and its CRDs."""
+
+    node: str
+    operator: Path
+    crds: Path
+
+
+@functools.cache
+def one_port() -> OnePort:
+    """Built once per commit (cached), imported into the real Node (idempotent)."""
+    done = subprocess.run(
+        [str(ROOT / "hack" / "one-port.sh")], capture_output=True, text=True, timeout=900,
+        check=False,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.fail(f"hack/one-port.sh failed:\n{done.stderr[-4000:]}")
+    node, archive, operator, crds = done.stdout.split()
+    _script("import", archive, node, timeout=300)
+    return OnePort(node=node, operator=Path(operator), crds=Path(crds))
 
 
 def tag_image(source: str, target: str) -> None:
@@ -48,6 +76,14 @@ def place_pods(kubectl: Kubectl, namespace: str) -> None:
         f"scheduler.alpha.kubernetes.io/node-selector={LABEL}=true",
         f"scheduler.alpha.kubernetes.io/defaultTolerations={json.dumps([toleration])}",
     )  # fmt: skip
+
+
+def on_real_node(pod: dict[str, Any] | None) -> dict[str, Any]:
+    """The pod, checked to run on the real Node with a bridge address of its own."""
+    assert pod is not None
+    assert pod["spec"]["nodeName"] == REAL_NODE, pod["spec"].get("nodeName")
+    assert ipaddress.ip_address(pod["status"]["podIP"]) in BRIDGE_NET, pod["status"]
+    return pod
 
 
 def _script(*args: str, timeout: float) -> str:

@@ -4,11 +4,9 @@ behaves there as under the local kubelet."""
 
 from __future__ import annotations
 
-import ipaddress
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
 
 import loadgen
 import yaml
@@ -16,7 +14,7 @@ from e2e_helpers import ROOT, Kubectl, OperatorProcess, condition, wait_for, wai
 from marketplace_operator import k8s
 from marketplace_protocol.identity import Identity
 from peer_helpers import banned
-from real_node import REAL_NODE, Images
+from real_node import Images, on_real_node
 from rollout_helpers import (
     check_pods_owned,
     make_fleet,
@@ -27,16 +25,7 @@ from rollout_helpers import (
 )
 from test_policy_propagation import apply, banlist, everywhere, served
 
-BRIDGE_NET = ipaddress.ip_network("10.244.0.0/16")
 EXAMPLE = ROOT / "examples" / "fleet.yaml"
-
-
-def on_real_node(pod: dict[str, Any] | None) -> dict[str, Any]:
-    """The pod, checked to run on the real Node with a bridge address of its own."""
-    assert pod is not None
-    assert pod["spec"]["nodeName"] == REAL_NODE, pod["spec"].get("nodeName")
-    assert ipaddress.ip_address(pod["status"]["podIP"]) in BRIDGE_NET, pod["status"]
-    return pod
 
 
 def ready_slice_addresses(kube: k8s.BlockingKube, namespace: str, service: str) -> list[str]:
