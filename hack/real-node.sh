@@ -101,7 +101,11 @@ restore_machine_state() {
   fi
   if [[ -f "$rn/created-dirs" ]]; then
     while IFS= read -r path; do
-      [[ -n "$path" ]] && rm -rf --one-file-system "$path"
+      [[ -n "$path" && -e "$path" ]] || continue
+      # `ip netns` (another cluster's pods, or test-netns) mounts /run/netns on itself:
+      # it is in use then, and stays.
+      if mountpoint -q "$path"; then log "left $path: a mount point now"; continue; fi
+      rm -rf --one-file-system "$path"
     done <"$rn/created-dirs"
   fi
   rm -f "$rn/saved-sysctls" "$rn/created-dirs"
