@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 import real_node
-from e2e_helpers import ROOT, VENV_BIN, Kubectl, OperatorProcess, Plugin
+from e2e_helpers import ROOT, VENV_BIN, Kubectl, OperatorProcess, Plugin, wait_for
 from marketplace_node import authors
 from marketplace_operator import errors, k8s
 from marketplace_protocol import identity
@@ -88,6 +88,15 @@ def crds(kubectl: Kubectl) -> list[str]:
         names += kubectl("get", "-f", str(f), "-o", "name").stdout.split()
     for name in names:
         kubectl("wait", "--for=condition=Established", name, "--timeout=60s")
+
+    # Established is not served yet: on a fresh API server a new kind's storage answers 503
+    # "storage is (re)initializing" for a moment after (a fresh test-netns cluster hit it).
+    def served(plural: str) -> Callable[[], bool]:
+        return lambda: kubectl("get", plural, "-A", check=False).returncode == 0
+
+    for name in names:
+        plural = name.split("/", 1)[1]
+        wait_for(served(plural), timeout=60, what=f"{plural} served")
     return names
 
 
