@@ -338,7 +338,7 @@ class PolicyWorker:
         return (self._clock.monotonic() - started) * 1000, result
 
     async def _persist(self, key: FleetKey, version: PolicyVersion, write: Write | None) -> None:
-        """Store a new version in the fleet ConfigMap; on failure the next round retries."""
+        """Store a new version in the fleet ConfigMap; a failure is re-read and retried."""
         if write is None:
             return
         patch, shards = write
@@ -348,6 +348,9 @@ class PolicyWorker:
             log.warning(
                 "fleet %s: writing policy v%d failed: %s", key, version.version, exc.message
             )
+            # A write that timed out may still have landed: the next round reads the ConfigMap
+            # again rather than issuing one more number for the same content.
+            self.state(key).stored = UNREAD
             asyncio.get_running_loop().call_later(
                 self._settings.retry_round_seconds, self.mark, key
             )

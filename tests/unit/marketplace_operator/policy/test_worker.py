@@ -394,6 +394,30 @@ async def test_a_failed_configmap_write_is_retried_and_versions_still_only_grow(
     assert world.versions() == [stored + 1, stored + 1]
 
 
+async def test_a_write_that_failed_but_landed_keeps_its_version(world: World) -> None:
+    """A timed-out write the API server still applied: the next round re-reads the ConfigMap
+    and finds the same content there, so no new number is issued for it."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    write = world.cluster.write_policy
+
+    async def landed_then_failed(
+        key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
+    ) -> None:
+        await write(key, patch, shards)
+        raise errors.Unavailable("timed out waiting for the answer")
+
+    world.cluster.write_policy = landed_then_failed  # type: ignore[method-assign]
+    await worker.round(KEY)
+    world.cluster.write_policy = write  # type: ignore[method-assign]
+    world.log.clear()
+    await worker.round(KEY)
+    assert world.versions() == [1, 1]
+    assert world.log == []  # neither a second write nor a second push
+    assert world.cluster.annotations is not None
+    assert world.cluster.annotations["marketplace.p2p.dev/policy-version"] == "1"
+
+
 async def test_no_configmap_yet_means_no_push(world: World) -> None:
     world.cluster.annotations = None
     world.inputs.banlist_objs = [banlist("spam", PEER)]
