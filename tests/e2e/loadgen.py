@@ -23,13 +23,14 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import urllib3
 from kubernetes import client, config, watch
 
 APP_SELECTOR = "app.kubernetes.io/name=marketplace-node"
 FLEET_LABEL = "marketplace.p2p.dev/fleet"
+T = TypeVar("T")
 
 
 def api_client(kubeconfig: str) -> client.ApiClient:
@@ -308,3 +309,25 @@ class LoadGenerator:
                 except urllib3.exceptions.HTTPError as exc:
                     self._record(False, address, path, repr(exc))
             self._stop.wait(max(0.0, self._interval - (time.monotonic() - started)))
+
+
+def without_failures(
+    endpoints: Callable[[], list[str]],
+    act: Callable[[], T],
+    *,
+    package_id: str | None,
+    keyword: str,
+    rate: float = 20.0,
+) -> tuple[T, float, LoadReport]:
+    """Run `act` (a rollout, say) under load; its result, how long it took, and the load's
+    report, which must hold at least half the requests the rate promises and no failure."""
+    with LoadGenerator(endpoints, package_id=package_id, keyword=keyword, rate=rate) as load:
+        time.sleep(2)
+        started = time.monotonic()
+        result = act()
+        took = time.monotonic() - started
+        time.sleep(2)
+    report = load.report
+    assert report.total > rate * took * 0.5, report.summary()
+    assert report.failures == [], report.summary()
+    return result, took, report
