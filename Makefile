@@ -76,10 +76,7 @@ test-unit: venv ## unit tests (no cluster), with coverage and its floor (pyproje
 .PHONY: test-lowest
 test-lowest: ## unit tests with every direct dependency at its floor (lock/lowest.txt, .venv-lowest)
 	@VENV=$(ROOT)/.venv-lowest REQUIREMENTS=$(ROOT)/lock/lowest.txt hack/venv.sh
-	# At the floors an event loop's self-pipe socket can be collected late and surface as an
-	# unraisable ResourceWarning inside an unrelated test; this run checks the floors' APIs,
-	# the locked run (test-unit) keeps leak warnings fatal. docs/install.md.
-	$(ROOT)/.venv-lowest/bin/pytest tests/unit -q -W ignore::pytest.PytestUnraisableExceptionWarning $(PYTEST_ARGS)
+	$(ROOT)/.venv-lowest/bin/pytest tests/unit -q $(PYTEST_ARGS)
 
 .PHONY: test-integration
 test-integration: cluster go-binaries ## integration tests against the local cluster and real node processes
