@@ -80,12 +80,12 @@ test-lowest: ## unit tests with every direct dependency at its floor (lock/lowes
 
 .PHONY: test-integration
 test-integration: cluster go-binaries ## integration tests against the local cluster and real node processes
-	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration $(PYTEST_ARGS)
+	KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/integration --durations=10 $(PYTEST_ARGS)
 
 .PHONY: test-e2e
 test-e2e: venv go-binaries ## end-to-end tests (Flux and Prometheus included); against KUBECONFIG if set, else the local cluster
 	@if [[ -z "$${KUBECONFIG:-}" ]]; then $(MAKE) -s cluster; export KUBECONFIG=$$(hack/cluster.sh kubeconfig); fi; \
-	pytest tests/e2e $(PYTEST_ARGS)
+	pytest tests/e2e --durations=25 $(PYTEST_ARGS)
 
 .PHONY: helm
 helm: ## install helm (cached) and print its path
