@@ -214,16 +214,17 @@ async def put_blob(request: web.Request) -> web.Response:
 
 async def publish(request: web.Request) -> web.Response:
     """An author-signed package: 201 when new and held by `minInSync` nodes, 200 for an
-    identical retry (which completes the copies a failed attempt lacked)."""
+    identical retry (which completes the copies a failed attempt lacked), also one the
+    author signed again later: the answer is the package stored first."""
     service = request.app[SERVICE]
     meta = PackageMeta.model_validate_json(await request.read())
-    announcement = await service.publish(meta)
+    package_id, announcement = await service.publish(meta)
     try:
-        await replication.acknowledge(service, meta.id, announcement)
+        await replication.acknowledge(service, package_id, announcement)
     finally:  # the fleet hears of it after the in-sync copies (`NodeService.publish`)
         if announcement is not None:
             service.forward(announcement, sender=None)
-    return json_response(service.view(meta.id), status=201 if announcement else 200)
+    return json_response(service.view(package_id), status=201 if announcement else 200)
 
 
 async def post_record(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import random
 import sys
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 import aiohttp
 from marketplace_protocol.admin import ContentBlock, Members, NodeStatus, PeerInfo
@@ -73,6 +74,15 @@ logger = logging.getLogger(__name__)
 SEND_CONCURRENCY = 64
 ANNOUNCEMENT_ID = "Announcement-Id"  # hint that lets a receiver skip parsing a duplicate
 GOSSIP_REACHED = "Gossip-Reached"  # hint: peers that got this push already (`gossip.reached_hint`)
+
+
+class Published(NamedTuple):
+    """What a publish stored: the package's id, and its announcement (None for an identical
+    retry, whose id is the one stored first: a re-signed retry carries another `created`,
+    hence another id, but names the same content)."""
+
+    package_id: str
+    announcement: Announcement | None
 
 
 class NodeService:
@@ -418,10 +428,11 @@ class NodeService:
         if pushed:
             self._check_fresh(ann.created)
 
-    async def publish(self, meta: PackageMeta) -> Announcement | None:
-        """Store an author-signed package durably with us as provider; returns its
-        announcement, or None for an identical retry of an earlier publish. The caller
-        pushes it (`forward`) once `replication.acknowledge` has its in-sync copies: the
+    async def publish(self, meta: PackageMeta) -> Published:
+        """Store an author-signed package durably with us as provider; returns its id and
+        announcement, or the stored package's id and None for an identical retry (same
+        name, version, content and author) of an earlier publish. The caller pushes the
+        announcement (`forward`) once `replication.acknowledge` has its in-sync copies: the
         copies' requests then have the CPU and the peers' disks to themselves."""
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
@@ -432,7 +443,7 @@ class NodeService:
         state = self.catalogue.names.state(meta.name)
         held = self.catalogue.get(state.versions.get(meta.version, ""))
         if held is not None and (held.digest, held.publisher) == (meta.digest, meta.publisher):
-            return None  # a retry of a publish that was acknowledged
+            return Published(held.id, None)  # a retry, perhaps signed again later
         path = self.blobs.path(meta.digest)
         if not await asyncio.to_thread(path.is_file):
             raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
@@ -448,7 +459,7 @@ class NodeService:
             provider=self._provider_record(meta.id),
         )
         await self._originate(ann, push=False)
-        return ann
+        return Published(meta.id, ann)
 
     async def record(self, record: NameRecord) -> OwnerView:
         """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""

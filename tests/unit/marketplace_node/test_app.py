@@ -174,7 +174,12 @@ async def test_publish_then_search_and_page_through_the_api(
         for name, version in (("alpha", "1"), ("alpha", "2"), ("alps", "1")):
             status, view = await post(signed_package(name, version))
             assert (status, view["author"], view["signedBy"]) == (201, author.peer_id, "author")
-        assert (await post(signed_package("alpha", "2")))[0] == 200  # an identical retry
+        retry = await post(signed_package("alpha", "2"))
+        assert retry[0] == 200  # an identical retry
+        # the same content signed again later (another `created`, so another id), as a
+        # second `kubectl marketplace publish` of one file does: the package stored first
+        again = await post(signed_package("alpha", "2", created=now + 1))
+        assert (again[0], again[1]["id"]) == (200, retry[1]["id"])
         page = await (
             await http.get(server.make_url("/api/v1/search"), params={"q": "AL", "limit": "1"})
         ).json()
