@@ -190,12 +190,57 @@ print(list(ipaddress.ip_network(sys.argv[1]).subnets(prefixlen_diff=4))[int(sys.
     "$(pod_range)" "$node_index"
 }
 
-# netns_down: delete this cluster's pod namespaces (their veths go with them) and bridge.
+# netns_clash RANGE: why RANGE cannot be a netns cluster's pod range here (empty: it can):
+# it overlaps the Service range, the real-kubelet Node's 10.244.0.0/16, or a route of
+# the machine other than this cluster's own bridge (another cluster's, the host's LAN).
+netns_clash() {
+  python3 - "$1" "$SERVICE_CIDR" "$pod_bridge" "$(ip -4 -o route show 2>/dev/null)" <<'EOF'
+import ipaddress, sys
+pods, services, bridge, routes = sys.argv[1:]
+pods = ipaddress.ip_network(pods, strict=False)
+for what, net in (("the Service range", services), ("the real-kubelet Node's range", "10.244.0.0/16")):
+    if pods.overlaps(ipaddress.ip_network(net)):
+        sys.exit(print(f"{pods} overlaps {what} {net}"))
+for route in routes.splitlines():
+    words = route.split()
+    dev = words[words.index("dev") + 1] if "dev" in words else ""
+    if words and words[0] != "default" and dev != bridge:
+        if pods.overlaps(ipaddress.ip_network(words[0], strict=False)):
+            sys.exit(print(f"{pods} overlaps the route {words[0]} on {dev}"))
+EOF
+}
+
+# netns_up: the cluster's bridge with the pods' gateway (the range's first address) before
+# any pod, so that the `kubernetes` Service's DNAT to the API server on 127.0.0.1
+# (hack/local_kubelet/proxy.py) is allowed on it: route_localnet, this bridge only.
+netns_up() {
+  local gateway
+  gateway="$(python3 -c 'import ipaddress, sys
+n = ipaddress.ip_network(sys.argv[1]); print(f"{n.network_address + 1}/{n.prefixlen}")' "$(pod_range)")"
+  ip link show "$pod_bridge" >/dev/null 2>&1 || ip link add "$pod_bridge" type bridge
+  ip addr replace "$gateway" dev "$pod_bridge"
+  ip link set "$pod_bridge" up
+  sysctl -qw "net.ipv4.conf.$pod_bridge.route_localnet=1"
+}
+
+# netns_down: delete this cluster's pod namespaces (their veths go with them), its Service
+# rules (chains named after it, hack/local_kubelet/proxy.py) and its bridge.
 netns_down() {
-  local ns
+  local ns chain base="${netns_prefix^^}"
   for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
     [[ "$ns" == "$netns_prefix"-* ]] && ip netns delete "$ns"
   done
+  if command -v iptables >/dev/null; then
+    while iptables -w 5 -t nat -D PREROUTING -i "$pod_bridge" -j "$base-SVC" 2>/dev/null; do :; done
+    while iptables -w 5 -t nat -D POSTROUTING -o "$pod_bridge" -j "$base-MASQ" 2>/dev/null; do :; done
+    for chain in INPUT FORWARD; do
+      while iptables -w 5 -D "$chain" -i "$pod_bridge" -j "$base-FILTER" 2>/dev/null; do :; done
+    done
+    for chain in "nat $base-SVC" "nat $base-MASQ" "filter $base-FILTER"; do
+      iptables -w 5 -t "${chain% *}" -F "${chain#* }" 2>/dev/null &&
+        iptables -w 5 -t "${chain% *}" -X "${chain#* }"
+    done
+  fi
   if ip link show "$pod_bridge" >/dev/null 2>&1; then ip link delete "$pod_bridge"; fi
   return 0
 }
@@ -308,6 +353,7 @@ start_kubelet() {
     LOCAL_KUBELET_CLUSTER_POD_CIDR="$(pod_range)" \
     LOCAL_KUBELET_BRIDGE="$pod_bridge" \
     LOCAL_KUBELET_NETNS_PREFIX="$netns_prefix" \
+    LOCAL_KUBELET_SERVICE_CIDR="$SERVICE_CIDR" \
     LOCAL_KUBELET_PORT="$node_port" \
     LOCAL_KUBELET_TLS_CERT="$pki/$cert-serving.crt" \
     LOCAL_KUBELET_TLS_KEY="$pki/$cert-serving.key" \
@@ -390,17 +436,24 @@ claim_pod_cidr() {
   mkdir -p "$pod_cidrs"
   exec 8>>"$pod_cidrs/.lock"
   flock -w 60 8 || die "the pod CIDR registry $pod_cidrs is locked"
-  local cidr="${POD_CIDR_GIVEN:-$POD_CIDR}" n owner tries=0
+  local cidr="${POD_CIDR_GIVEN:-$POD_CIDR}" n owner clash tries=0
   if [[ -z "$cidr" ]]; then
     n=$((16 + 0x$(printf %s "$dir" | sha256sum | cut -c1-4) % 239))
     cidr="127.$n.0.0/16"
   fi
   while :; do
     owner="$(cat "$pod_cidrs/${cidr//\//_}" 2>/dev/null || true)"
-    if [[ -z "$owner" || "$owner" == "$dir" ]] || ! cluster_alive "$owner"; then break; fi
-    [[ -z "$POD_CIDR_GIVEN" ]] || die "POD_CIDR $cidr is in use by the running cluster in $owner"
+    clash=""
+    [[ "$POD_NETWORK" != netns ]] || clash="$(netns_clash "${cidr/#127./10.}")"
+    if [[ -z "$owner" || "$owner" == "$dir" ]] || ! cluster_alive "$owner"; then
+      [[ -z "$clash" ]] && break
+      [[ -z "$POD_CIDR_GIVEN" ]] || die "POD_CIDR $cidr cannot be a netns pod range: $clash"
+      log "pod range $cidr cannot be a netns pod range ($clash); trying the next"
+    else
+      [[ -z "$POD_CIDR_GIVEN" ]] || die "POD_CIDR $cidr is in use by the running cluster in $owner"
+      log "pod range $cidr is held by the running cluster in $owner; trying the next"
+    fi
     ((++tries < 239)) || die "no free 127.N.0.0/16 pod range for $dir"
-    log "pod range $cidr is held by the running cluster in $owner; trying the next"
     n="${cidr#127.}" n="${n%%.*}"
     cidr="127.$((16 + (n - 16 + 1) % 239)).0.0/16"
   done
@@ -418,6 +471,13 @@ release_pod_cidr() {
 }
 
 up() {
+  [[ "$POD_NETWORK" == loopback || "$POD_NETWORK" == netns ]] || die "POD_NETWORK=$POD_NETWORK: loopback or netns"
+  # Running pods keep the network they started with: a change needs `down` first.
+  local was
+  was="$(cat "$dir/pod-network" 2>/dev/null || echo loopback)"
+  if [[ "$was" != "$POD_NETWORK" ]] && alive "$pids/kubelet.pid"; then
+    die "this cluster runs POD_NETWORK=$was; 'hack/cluster.sh down' first to make it $POD_NETWORK"
+  fi
   ensure_debian_packages
   claim_pod_cidr
   bin="$("$root/hack/build-k8s.sh")"
@@ -500,8 +560,8 @@ up() {
   "$root/hack/venv.sh"
   ((NODES >= 1 && NODES <= MAX_NODES)) || die "NODES=$NODES: 1 to $MAX_NODES local Nodes"
   echo "$NODES" >"$dir/node-count"
-  [[ "$POD_NETWORK" == loopback || "$POD_NETWORK" == netns ]] || die "POD_NETWORK=$POD_NETWORK: loopback or netns"
   echo "$POD_NETWORK" >"$dir/pod-network"
+  [[ "$POD_NETWORK" != netns ]] || netns_up
   stop_extra_nodes
   local i since=()
   for ((i = 1; i <= NODES; i++)); do

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     cluster_pod_cidr: ipaddress.IPv4Network | None = None
     bridge: str = "mf-pods"
     netns_prefix: str = "mf"
+    # The API server's Service range (--service-cluster-ip-range). Under netns pods reach
+    # ClusterIPs through the first Node's Service rules (proxy.py), the API server at the
+    # first address, port 443, as a real kubelet tells them.
+    service_cidr: ipaddress.IPv4Network = ipaddress.IPv4Network("10.96.0.0/12")
     port: int = 10250
     tls_cert: Path
     tls_key: Path

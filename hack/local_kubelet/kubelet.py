@@ -24,6 +24,7 @@ from local_kubelet.node import NodeAgent
 from local_kubelet.objects import ObjectCache, ObjectKey
 from local_kubelet.pod_worker import Deps, PodWorker
 from local_kubelet.provisioner import Provisioner, Scope
+from local_kubelet.proxy import ServiceProxy
 from local_kubelet.volumes import VolumeManager, object_path, referenced_objects
 
 log = logging.getLogger(__name__)
@@ -188,8 +189,21 @@ def pod_network(settings: Settings) -> PodNetwork | None:
         cluster=settings.cluster_pod_cidr or settings.pod_cidr,
         node=settings.pod_cidr,
         data_dir=settings.state_dir / "cni-ipam",
+        services=settings.service_cidr,
     )
     return PodNetwork(config, f"{settings.netns_prefix}-{settings.node_name}")
+
+
+async def service_proxy(settings: Settings, admin: Kube) -> None:
+    """ClusterIP Services for the pods of every local Node (one bridge): the first Node's job."""
+    await ServiceProxy(
+        admin,
+        prefix=settings.netns_prefix,
+        bridge=settings.bridge,
+        pod_range=settings.cluster_pod_cidr or settings.pod_cidr,
+        service_range=settings.service_cidr,
+        api_server=admin.server.split("//", 1)[1],
+    ).run()
 
 
 async def main(settings: Settings) -> None:
@@ -231,6 +245,7 @@ async def main(settings: Settings) -> None:
                     Scope(node=settings.node_name, primary=settings.primary),
                 ).run(),
                 kubelet.run(),
+                *([service_proxy(settings, admin)] if settings.primary and deps.network else []),
             )
         finally:
             await kubelet.close()

@@ -25,7 +25,7 @@ NETNS_DIR = Path("/run/netns")
 
 
 class NetnsError(RuntimeError):
-    """A pod's network namespace could not be made or wired."""
+    """A pod's network namespace (or the Service rules, proxy.py) could not be made or wired."""
 
 
 def cni_config(
@@ -35,8 +35,14 @@ def cni_config(
     cluster: ipaddress.IPv4Network,
     node: ipaddress.IPv4Network,
     data_dir: Path,
+    services: ipaddress.IPv4Network | None = None,
 ) -> dict[str, Any]:
-    """The bridge plugin's network config for one Node's slice of the cluster range (pure)."""
+    """The bridge plugin's network config for one Node's slice of the cluster range (pure).
+
+    Pods get one route beyond their link: the Service range, through the bridge, where
+    the host's rules (proxy.py) turn ClusterIPs into pods and the API server. No default
+    route: nothing else is reachable from this machine anyway.
+    """
     return {
         "cniVersion": "1.0.0",
         "name": name,
@@ -58,6 +64,7 @@ def cni_config(
                     }
                 ]
             ],
+            "routes": [{"dst": str(services)}] if services else [],
         },
     }
 
@@ -66,7 +73,7 @@ def netns_name(prefix: str, uid: str) -> str:
     return f"{prefix}-{uid}"
 
 
-async def _run(*argv: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
+async def run(*argv: str, stdin: bytes | None = None, env: dict[str, str] | None = None) -> bytes:
     proc = await asyncio.create_subprocess_exec(
         *argv,
         stdin=asyncio.subprocess.PIPE,
@@ -101,7 +108,7 @@ class PodNetwork:
         }
 
     async def _address(self, uid: str) -> str | None:
-        out = await _run(
+        out = await run(
             "ip", "-n", netns_name(self._prefix, uid), "-4", "-j", "addr", "show", "eth0"
         )
         for link in json.loads(out or b"[]"):
@@ -119,9 +126,9 @@ class PodNetwork:
             except NetnsError:
                 pass
         else:
-            await _run("ip", "netns", "add", name)
-        await _run("ip", "-n", name, "link", "set", "lo", "up")
-        out = await _run(f"{CNI_PATH}/bridge", stdin=self._config, env=self._cni_env("ADD", uid))
+            await run("ip", "netns", "add", name)
+        await run("ip", "-n", name, "link", "set", "lo", "up")
+        out = await run(f"{CNI_PATH}/bridge", stdin=self._config, env=self._cni_env("ADD", uid))
         ips = json.loads(out).get("ips", [])
         if not ips:
             raise NetnsError(f"CNI gave pod {uid} no address: {out.decode()}")
@@ -134,10 +141,10 @@ class PodNetwork:
         if not self.path(uid).exists():
             return
         try:
-            await _run(f"{CNI_PATH}/bridge", stdin=self._config, env=self._cni_env("DEL", uid))
+            await run(f"{CNI_PATH}/bridge", stdin=self._config, env=self._cni_env("DEL", uid))
         except NetnsError as exc:
             log.warning("pod %s: CNI DEL: %s", uid, exc)
         try:
-            await _run("ip", "netns", "delete", netns_name(self._prefix, uid))
+            await run("ip", "netns", "delete", netns_name(self._prefix, uid))
         except NetnsError as exc:
             log.warning("pod %s: %s", uid, exc)

@@ -120,12 +120,22 @@ class PodWorker:
 
     def _context(self) -> podspec.PodContext:
         settings = self._deps.settings
+        # A pod in its own network namespace cannot see the host's loopback: it dials the
+        # `kubernetes` Service, which the Service rules (proxy.py) send to the API server.
+        api_host, api_port = (
+            (str(settings.service_cidr.network_address + 1), 443)
+            if self._network
+            else (
+                self._deps.kube.server.split("//", 1)[1].rsplit(":", 1)[0],
+                int(self._deps.kube.server.rsplit(":", 1)[1]),
+            )
+        )
         return podspec.PodContext(
             pod_ip=self.pod_ip,
             host_ip=settings.host_ip,
             node_name=settings.node_name,
-            api_host=self._deps.kube.server.split("//", 1)[1].rsplit(":", 1)[0],
-            api_port=int(self._deps.kube.server.rsplit(":", 1)[1]),
+            api_host=api_host,
+            api_port=api_port,
             base_env=self._deps.base_env,
             node_cpu=self._deps.settings.cpu_capacity,
         )

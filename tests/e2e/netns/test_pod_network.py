@@ -1,5 +1,6 @@
 """Under POD_NETWORK=netns two pods bind the same port side by side, pods on different
-Nodes reach each other, the host reaches pods, and EndpointSlices list them (#18)."""
+Nodes reach each other, the host reaches pods, EndpointSlices list them, and pods reach a
+Service by its ClusterIP and the API server by their in-cluster config (#18)."""
 
 from __future__ import annotations
 
@@ -101,18 +102,56 @@ def test_two_servers_on_one_port_run_side_by_side_and_are_reached(
 
     wait_for(endpoints, timeout=60, what="EndpointSlices listing both pods")
 
-    # A pod on another Node reaches a server pod through the shared bridge.
+    # A pod on another Node reaches a server pod through the shared bridge, the Service
+    # by its ClusterIP (both servers, picked at random), and the API server with the
+    # in-cluster config its kubelet gave it (the `kubernetes` Service).
+    cluster_ip = kubectl(
+        "get", "service", "httpd", "-n", namespace, "-o", "jsonpath={.spec.clusterIP}"
+    ).stdout  # fmt: skip
     other_node = {"spec": {"nodeSelector": {"kubernetes.io/hostname": "local-node-2"}}}
-    fetch = f"http://{ips[0]}:{PORT}/"
     kubectl(
         "run", "client", "-n", namespace, "--image=python:3.12-slim", "--restart=Never",
         "--overrides", json.dumps(other_node), "--command", "--", "python", "-c",
-        f"import urllib.request; print(urllib.request.urlopen({fetch!r}, timeout=5).status)",
+        CLIENT % {"pod": f"http://{ips[0]}:{PORT}/", "service": f"http://{cluster_ip}:80/"},
     )  # fmt: skip
 
     def client_done() -> str | None:
         phase = kubectl("get", "pod", "client", "-n", namespace, "-o", "jsonpath={.status.phase}")
         return phase.stdout if phase.stdout in ("Succeeded", "Failed") else None
 
-    assert wait_for(client_done, timeout=60, what="the cross-Node client pod") == "Succeeded"
-    assert kubectl("logs", "client", "-n", namespace).stdout.strip() == "200"
+    done = wait_for(client_done, timeout=60, what="the cross-Node client pod")
+    out = kubectl("logs", "client", "-n", namespace).stdout
+    assert done == "Succeeded", out
+    seen = json.loads(out.strip().splitlines()[-1])
+    assert seen["pod"] == 200
+    assert seen["service"] == [200] * 20
+    # The Service balanced over both servers: each logs every request, the host's two,
+    # the pod's one and the twenty through the ClusterIP.
+    served = [
+        kubectl("logs", str(p["metadata"]["name"]), "-n", namespace).stdout.count('"GET / ')  # type: ignore[index]
+        for p in pods
+    ]
+    assert sum(served) == 2 + 1 + 20, served
+    assert min(served) >= 1, served
+    assert seen["api"]["host"] == "10.96.0.1"
+    assert seen["api"]["user"] == f"system:serviceaccount:{namespace}:default"
+
+
+# Runs in the client pod: what it reached, as one JSON line.
+CLIENT = """
+import json, os, ssl, urllib.request
+get = lambda url: urllib.request.urlopen(url, timeout=5).status
+account = "/var/run/secrets/kubernetes.io/serviceaccount"
+host, port = os.environ["KUBERNETES_SERVICE_HOST"], os.environ["KUBERNETES_SERVICE_PORT"]
+review = urllib.request.Request(
+    f"https://{host}:{port}/apis/authentication.k8s.io/v1/selfsubjectreviews",
+    data=b'{"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}',
+    headers={"Authorization": "Bearer " + open(account + "/token").read(),
+             "Content-Type": "application/json"},
+)
+tls = ssl.create_default_context(cafile=account + "/ca.crt")
+with urllib.request.urlopen(review, timeout=5, context=tls) as resp:
+    user = json.load(resp)["status"]["userInfo"]["username"]
+print(json.dumps({"pod": get(%(pod)r), "service": [get(%(service)r) for _ in range(20)],
+                  "api": {"host": host, "user": user}}))
+"""

@@ -11,9 +11,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[3]
 
 
-def claim(cluster: Path, cache: Path, pod_cidr: str = "") -> subprocess.CompletedProcess[str]:
+def claim(
+    cluster: Path, cache: Path, pod_cidr: str = "", network: str = "loopback"
+) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "POD_CIDR"}
-    env |= {"CLUSTER_DIR": str(cluster), "MARKETPLACE_CACHE": str(cache)}
+    env |= {"CLUSTER_DIR": str(cluster), "MARKETPLACE_CACHE": str(cache), "POD_NETWORK": network}
     if pod_cidr:
         env["POD_CIDR"] = pod_cidr
     return subprocess.run(
@@ -27,8 +29,8 @@ def claim(cluster: Path, cache: Path, pod_cidr: str = "") -> subprocess.Complete
     )
 
 
-def claimed(cluster: Path, cache: Path, pod_cidr: str = "") -> str:
-    done = claim(cluster, cache, pod_cidr)
+def claimed(cluster: Path, cache: Path, pod_cidr: str = "", network: str = "loopback") -> str:
+    done = claim(cluster, cache, pod_cidr, network)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
@@ -83,3 +85,26 @@ def test_a_range_set_by_hand_that_a_running_cluster_holds_is_refused(tmp_path: P
     assert refused.returncode != 0
     assert f"POD_CIDR 127.77.0.0/16 is in use by the running cluster in {holder}" in refused.stderr
     assert not (late / "pod-cidr").exists()
+
+
+def test_a_netns_range_never_overlaps_the_service_range_or_the_real_node(tmp_path: Path) -> None:
+    # Under netns 127.N.0.0/16 becomes 10.N.0.0/16: N in 96..111 would be inside the
+    # Service range 10.96.0.0/12, N = 244 the real-kubelet Node's 10.244.x.0/24 bridges.
+    cache = tmp_path / "cache"
+    for recorded, moved in (
+        ("127.244.0.0/16", "127.245.0.0/16"),
+        ("127.96.0.0/16", "127.112.0.0/16"),
+    ):
+        cluster = tmp_path / recorded.split("/")[0]
+        cluster.mkdir()
+        (cluster / "pod-cidr").write_text(recorded + "\n")
+        assert claimed(cluster, cache, network="netns") == moved
+        # A loopback cluster keeps it: 127.244 and 127.96 clash with nothing.
+        (cluster / "pod-cidr").write_text(recorded + "\n")
+        assert claimed(cluster, cache) == recorded
+    refused = claim(tmp_path / "by-hand", cache, "10.100.0.0/16", network="netns")
+    assert refused.returncode != 0
+    assert (
+        "POD_CIDR 10.100.0.0/16 cannot be a netns pod range: "
+        "10.100.0.0/16 overlaps the Service range 10.96.0.0/12" in refused.stderr
+    )
