@@ -17,16 +17,15 @@ def test_the_operator_runs_as_a_pod_in_its_own_network_namespace(
     kube: k8s.BlockingKube, kubectl: Kubectl, namespace: str
 ) -> None:
     # The release lives in the test's namespace: its deletion takes the operator along.
-    env = {**os.environ, "NAMESPACE": namespace, "RELEASE": "op", "RELEASE_NAMESPACE": namespace}
-    subprocess.run(
-        [str(ROOT / "hack" / "chart-up.sh")], env=env, check=True, timeout=300,
+    env = {**os.environ, "NAMESPACE": namespace, "RELEASE_NAMESPACE": namespace}
+    done = subprocess.run(
+        [str(ROOT / "hack" / "chart-up.sh")], env=env, check=False, timeout=300,
         capture_output=True, text=True,
     )  # fmt: skip
-    pods = json.loads(
-        kubectl(
-            "get", "pods", "-n", namespace, "-l", "app.kubernetes.io/instance=op", "-o", "json"
-        ).stdout
-    )["items"]  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    release = "app.kubernetes.io/instance=marketplace-operator"
+    out = kubectl("get", "pods", "-n", namespace, "-l", release, "-o", "json").stdout
+    pods = json.loads(out)["items"]
     (operator,) = pods
     assert not operator["status"]["podIP"].startswith("127.")
     assert not operator["spec"].get("hostNetwork")
