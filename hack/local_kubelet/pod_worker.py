@@ -226,6 +226,7 @@ class PodWorker:
     async def run(self) -> None:
         """Run the pod until it is deleted; then delete its object for good."""
         status_task = asyncio.create_task(self._status_loop())
+        shut_down = False
         try:
             if self.pod.status.phase not in TERMINAL:
                 await self._run_pod()
@@ -234,13 +235,16 @@ class PodWorker:
                 if self._owns_status and not all(r.done for r in self.runners):
                     await self._sync_volumes()
             await self._shut_down()
+            shut_down = True
         finally:
             tasks = [status_task, *self._runner_tasks]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             self._deps.ips.release(self.uid)
-            if self._network:
+            # Only a pod that ended loses its namespace: a kubelet that stops (cancelling
+            # this worker) leaves its containers running in it, for the next run to adopt.
+            if self._network and shut_down:
                 await self._network.detach(self.uid)
 
     async def _sync_volumes(self) -> None:
