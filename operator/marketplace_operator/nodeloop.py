@@ -465,6 +465,7 @@ async def reconcile_once(
         conflicts=tuple(conflicts),
         rejected=tuple(rejected),
         volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
+        node_unready=moved.node_unready,
     )
     outcome = await report_status(ctx, body, views, desired, findings)
     outcome.recheck_in = moved.recheck_in
@@ -565,6 +566,7 @@ class Findings:
     conflicts: tuple[str, ...] = ()
     rejected: tuple[str, ...] = ()  # what the API server refused to make of the spec
     volume: str | None = None  # how the data claim differs from the spec
+    node_unready: str | None = None  # the pod's Node is NotReady (relocation.Verdict)
 
 
 @dataclass(frozen=True)
@@ -636,6 +638,7 @@ def decide(
             token_rejected=poll.rejected,
             rejected=findings.rejected,
             volume_mismatch=findings.volume,
+            node_unready=findings.node_unready,
         ),
         now=wall,
     )

@@ -31,6 +31,7 @@ from kubernetes import client, config, watch
 APP_SELECTOR = "app.kubernetes.io/name=marketplace-node"
 FLEET_LABEL = "marketplace.p2p.dev/fleet"
 T = TypeVar("T")
+JOINED_GATE = "marketplace.p2p.dev/joined"
 
 
 def api_client(kubeconfig: str) -> client.ApiClient:
@@ -43,6 +44,25 @@ def _ready(pod: Any) -> bool:
     if pod.metadata.deletion_timestamp is not None:
         return False
     return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def unready_why(pod: Any, *, gone: bool = False) -> str:
+    """Why a pod is not Ready, in a few words ("" when it is): gone, terminating, its
+    container not ready (the readiness probe: the kubelet's word), or the `joined` gate
+    off with the gate's reason (the operator's word: Leaving, NotJoined)."""
+    if gone:
+        return "gone"
+    if pod.metadata.deletion_timestamp is not None:
+        return "terminating"
+    conditions = {c.type: c for c in pod.status.conditions or []}
+    if getattr(conditions.get("Ready"), "status", None) == "True":
+        return ""
+    if getattr(conditions.get("ContainersReady"), "status", None) != "True":
+        return "container not ready"
+    gate = conditions.get(JOINED_GATE)
+    if getattr(gate, "status", None) != "True":
+        return f"gate {getattr(gate, 'reason', None) or 'unset'}"
+    return "not ready"
 
 
 @dataclass(frozen=True)
@@ -59,6 +79,7 @@ class PodEvent:
     ready: bool
     deleting: bool
     gone: bool
+    why: str = ""  # `unready_why`: what made it unavailable
 
 
 @dataclass
@@ -123,6 +144,7 @@ class FleetWatch:
                 _ready(pod) and not deleted,
                 pod.metadata.deletion_timestamp is not None,
                 deleted,
+                unready_why(pod, gone=deleted),
             )
         )
         if deleted:
@@ -180,6 +202,12 @@ class FleetWatch:
         with self._lock:
             relevant = [s for s in self.samples if s.at >= since] or [Sample(0.0, ())]
         return max(relevant, key=lambda s: len(s.unavailable))
+
+    def why_down(self, member: str, at: float) -> str:
+        """What made `member` unavailable at `at`: its last pod event's `unready_why`."""
+        with self._lock:
+            seen = [e for e in self.events if e.name == member and e.at <= at]
+        return seen[-1].why if seen else "no pod"
 
     def snapshot(self) -> dict[str, PodState]:
         with self._lock:

@@ -213,7 +213,12 @@ def test_fault_under_load(
         )
         + (f"; {member}: {', '.join(about_member)}" if spec.node_local and about_member else "")
         + (f"; restarted {', '.join(supervisor.restarted)}" if supervisor.restarted else "")
-        + "".join(f"; {b.why} at +{b.at - fault_at:.0f} s" for b in breaches[:1])
+        + "".join(
+            f"; {b.why} at +{b.at - fault_at:.0f} s ("
+            + ", ".join(f"{m}: {watch.why_down(m, b.at)}" for m in sorted(b.unavailable))
+            + ")"
+            for b in breaches[:1]
+        )
         + "".join(
             f"; {m} down {down:.1f} s"
             for m in names

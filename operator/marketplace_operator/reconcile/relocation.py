@@ -39,6 +39,7 @@ class NodeHealth:
     cordoned: bool = False
     ready: bool = True
     not_ready_since: datetime | None = None
+    why: str = ""  # the Ready condition's reason and message when not Ready
 
 
 def node_health(name: str, node: dict[str, Any] | None) -> NodeHealth:
@@ -50,14 +51,18 @@ def node_health(name: str, node: dict[str, Any] | None) -> NodeHealth:
         None,
     )
     is_ready = ready is not None and ready.get("status") == "True"
-    since = None
-    if ready is not None and not is_ready and ready.get("lastTransitionTime"):
-        since = datetime.fromisoformat(str(ready["lastTransitionTime"]).replace("Z", "+00:00"))
+    since, why = None, ""
+    if ready is not None and not is_ready:
+        if ready.get("lastTransitionTime"):
+            stamp = str(ready["lastTransitionTime"]).replace("Z", "+00:00")
+            since = datetime.fromisoformat(stamp)
+        why = ": ".join(str(ready[k]) for k in ("reason", "message") if ready.get(k))
     return NodeHealth(
         name,
         cordoned=bool((node.get("spec") or {}).get("unschedulable")),
         ready=is_ready,
         not_ready_since=since,
+        why=why,
     )
 
 
@@ -103,6 +108,9 @@ WAITING = "WaitingForNode"
 class Verdict:
     action: Action | None = None
     recheck_in: float | None = None  # seconds until a NotReady Node's grace ends
+    # The pod's Node is NotReady and its grace runs: what the status says meanwhile (the
+    # pod's state is unknown; during a rollout it read "Replacing", which hid the fault).
+    node_unready: str | None = None
 
     @property
     def reason(self) -> str | None:
@@ -122,6 +130,21 @@ def _lost(node: NodeHealth, grace: timedelta, now: datetime) -> tuple[str | None
     if left <= timedelta(0):
         return LOST, None
     return None, left.total_seconds()
+
+
+def _unready(node: NodeHealth, spec: RelocationSpec) -> str:
+    """The status's word for a pod whose Node is NotReady within its grace. Fixed while the
+    grace runs (no countdown): a changing message would be a status write every pass."""
+    then = (
+        "the node waits for it (whenNodeUnavailable: WaitForNode)"
+        if spec.when_node_unavailable == "WaitForNode"
+        else f"after {spec.node_lost_grace_seconds} s NotReady the pod is deleted and the "
+        "node relocated"
+    )
+    return (
+        f"the pod's Node {node.name} is not Ready ({node.why or 'no reason given'}): the "
+        f"pod's state is unknown and it is out of service; {then}"
+    )
 
 
 def pods_node_to_check(pod: PodView | None) -> str | None:
@@ -154,7 +177,8 @@ def decide(
     if pod_node is not None:
         why, left = _lost(pod_node, grace, now)
         if why is None:
-            return Verdict(recheck_in=left)
+            unready = None if pod_node.ready else _unready(pod_node, spec)
+            return Verdict(recheck_in=left, node_unready=unready)
         message = f"{why}: {pod_node.name}"
         return Verdict(
             WaitForNode(pod_node.name, message) if wait else ForceDeletePod(pod_node.name, why)

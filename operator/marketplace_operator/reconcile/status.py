@@ -71,6 +71,9 @@ class StatusInputs:
     token_rejected: str | None = None  # the node answered 401 to the fleet's admin token
     rejected: tuple[str, ...] = ()  # what the API server refused to make of the spec
     volume_mismatch: str | None = None  # how the data claim differs from the spec
+    # The pod's Kubernetes Node is NotReady (its kubelet silent): the status message saying
+    # so (reconcile/relocation.py); the pod's own conditions are then stale.
+    node_unready: str | None = None
 
 
 SPEC_REJECTED = "SpecRejected"
@@ -80,6 +83,7 @@ UNSCHEDULABLE = "Unschedulable"  # the scheduler finds no Node for the pod (it k
 TOKEN_REJECTED = "AdminTokenRejected"  # noqa: S105 - a Condition reason
 STORAGE_FULL = "StorageFull"  # the node reports its data volume full
 CLOCK_SKEWED = "ClockSkewed"  # the node's peers place its wall clock far off
+NODE_NOT_READY = "NodeNotReady"  # the pod's Kubernetes Node is NotReady: the pod's fate unknown
 
 
 @dataclass(frozen=True)
@@ -167,6 +171,14 @@ def _verdict(inp: StatusInputs, previous: Phase | None = None) -> _Verdict:
             (ConditionStatus.FALSE, "Paused"), (ConditionStatus.FALSE, "AsExpected"),
         )  # fmt: skip
     replacing = inp.replacing or ("PodTerminating" if pod is not None and pod.deleting else None)
+    if inp.node_unready is not None:  # a rollout step on the pod must not hide it either
+        progressing = (
+            (ConditionStatus.TRUE, replacing) if replacing else (ConditionStatus.FALSE, "Stable")
+        )
+        return _Verdict(
+            Phase.DEGRADED, inp.node_unready[:1024], (not_ready, NODE_NOT_READY), progressing,
+            (ConditionStatus.TRUE, NODE_NOT_READY),
+        )  # fmt: skip
     trouble = _node_trouble(inp.node)
     if trouble is not None:  # before a replacement under way: a rollout must not hide it
         why, message = trouble

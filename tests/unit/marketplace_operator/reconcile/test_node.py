@@ -471,6 +471,33 @@ def test_a_node_that_served_and_stopped_is_degraded_not_starting() -> None:
     assert status.build_status(serving, replacing, now=NOW).phase is Phase.REPLACING
 
 
+def test_a_pod_whose_node_is_not_ready_is_degraded_even_while_replaced() -> None:
+    """A killed kubelet: the node lifecycle controller marks the pod not Ready, and the
+    rollout may be replacing it (its deletion cannot finish without a kubelet). The status
+    says what is true: the Node is NotReady, the pod's state unknown."""
+    serving = status.build_status(
+        MarketplaceNodeStatus(), status.StatusInputs(1, view(), HASH), now=NOW
+    )
+    word = "the pod's Node n2 is not Ready (NodeStatusUnknown)"
+    for replacing in (None, "RolloutStep"):
+        inputs = status.StatusInputs(
+            1, view(ready=False), HASH, node=NodeStatus(peer_id="p"), replacing=replacing,
+            node_unready=word,
+        )  # fmt: skip
+        got = status.build_status(serving, inputs, now=NOW)
+        conditions = {c.type: c for c in got.conditions}
+        assert (got.phase, got.message) == (Phase.DEGRADED, word)
+        assert (conditions[ConditionType.READY].status, conditions[ConditionType.READY].reason) == (
+            "False", "NodeNotReady",
+        )  # fmt: skip
+        degraded = conditions[ConditionType.DEGRADED]
+        assert (degraded.status, degraded.reason) == ("True", "NodeNotReady")
+        progressing = conditions[ConditionType.PROGRESSING]
+        assert progressing.status == ("True" if replacing else "False")
+    back = status.build_status(got, status.StatusInputs(1, view(), HASH), now=NOW)
+    assert back.phase is Phase.READY
+
+
 def test_status_counts_every_peer_when_the_node_lists_only_some() -> None:
     """Issue 15: the poll asks for a few peers (`?peers=`); the node counts all."""
     listed = [PeerInfo(peer_id=f"mp{i:010d}", address=f"http://10.0.0.{i}:7070") for i in (3, 1)]

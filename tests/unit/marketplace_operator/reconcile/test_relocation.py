@@ -89,15 +89,43 @@ def test_decisions(
 
 
 def test_a_node_object_is_read_for_readiness_cordon_and_since_when() -> None:
-    node = {
-        "spec": {"unschedulable": True},
-        "status": {"conditions": [{"type": "Ready", "status": "Unknown",
-                                   "lastTransitionTime": "2026-12-04T09:58:00Z"}]},
+    ready: dict[str, str] = {
+        "type": "Ready", "status": "Unknown", "lastTransitionTime": "2026-12-04T09:58:00Z"
     }  # fmt: skip
+    node = {"spec": {"unschedulable": True}, "status": {"conditions": [ready]}}
     health = relocation.node_health("n2", node)
     assert health == NodeHealth(
         "n2", cordoned=True, ready=False, not_ready_since=NOW - timedelta(minutes=2)
     )
+    ready.update(reason="NodeStatusUnknown", message="Kubelet stopped posting node status.")
+    assert relocation.node_health("n2", node).why == (
+        "NodeStatusUnknown: Kubelet stopped posting node status."
+    )
     assert relocation.node_health("n2", None).exists is False
     assert relocation.node_health("n2", {"status": {"conditions": [
         {"type": "Ready", "status": "True"}]}}).ready  # fmt: skip
+
+
+def test_a_pod_on_a_not_ready_node_within_its_grace_is_reported_so() -> None:
+    """The chaos suite's killed kubelet: the pod's state is unknown until the grace ends.
+    The status must say so (during a rollout it read "Replacing"), with a message that does
+    not change while the grace runs (a countdown would rewrite the status every pass)."""
+    lost = NodeHealth("n2", ready=False, not_ready_since=NOW - timedelta(seconds=10),
+                      why="NodeStatusUnknown: Kubelet stopped posting node status.")  # fmt: skip
+    early = relocation.decide(RELOCATE, pod_node=lost, claim_node_health=None, now=NOW)
+    later = relocation.decide(
+        RELOCATE, pod_node=lost, claim_node_health=None, now=NOW + timedelta(seconds=40)
+    )
+    assert early.action is None
+    assert early.node_unready is not None
+    assert early.node_unready == later.node_unready
+    assert "n2" in early.node_unready
+    assert "Kubelet stopped posting node status" in early.node_unready
+    assert "60 s" in early.node_unready
+    waiting = relocation.decide(WAIT, pod_node=lost, claim_node_health=None, now=NOW)
+    assert waiting.node_unready is not None
+    assert "WaitForNode" in waiting.node_unready
+    # A Ready Node (the pod only starting), or past the grace (acted on): nothing to add.
+    for health, now in ((NodeHealth("n2"), NOW), (lost, NOW + timedelta(seconds=61))):
+        verdict = relocation.decide(RELOCATE, pod_node=health, claim_node_health=None, now=now)
+        assert verdict.node_unready is None
