@@ -207,11 +207,20 @@ def faked_clock(namespace: str, member: str) -> dict[str, Any]:
     CLOCK_MONOTONIC real, as an NTP step does (with it faked, Python's timed lock waits,
     computed on the faked clock and waited on the real one, hang for the offset).
     libfaketime 0.9.10 then fails an absolute clock_nanosleep on the monotonic clock
-    (EINVAL; Python's `time.sleep`): the node never sleeps that way, it awaits."""
+    (EINVAL; Python's `time.sleep`): the node never sleeps that way, it awaits.
+
+    FAKETIME_FORCE_MONOTONIC_FIX=0: libfaketime's rewrite of `pthread_cond_timedwait` on
+    monotonic condition variables otherwise mistimes CPython's GIL hand-over (a 5 ms timed
+    wait on such a variable), at any offset, +0 included: with one busy thread beside the
+    event loop (the node's SQLite thread under read load) the loop woke 10-40 times late
+    and the busy thread ran 6-90 times slower (docs/operator.md, "The chaos suite"). The
+    jumped member then missed its 2 s liveness probe and was killed, again after each
+    restart, a fault of the injector and not of the node."""
     env = {
         "LD_PRELOAD": faketime_library(),
         "FAKETIME_TIMESTAMP_FILE": str(clock_file(namespace, member)),
         "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+        "FAKETIME_FORCE_MONOTONIC_FIX": "0",
         "FAKETIME_CACHE_DURATION": "1",  # the file is read again each second
     }
     return {"template": {"container": {"env": [{"name": k, "value": v} for k, v in env.items()]}}}
