@@ -8,10 +8,10 @@ directly: the certificate names the fleet, not the address dialled.
 
 The way in is `kubectl port-forward` to the node's pod, run with the same kubeconfig,
 context and namespace as the plugin, on a free local port. One exception: a pod whose
-IP is a loopback address is a process on this very machine (the project's local
-cluster, docs/local-cluster.md), and is reached directly. There the API server offers no
-way in: it refuses to proxy to loopback addresses, and the local kubelet has no
-streaming endpoint for port-forward.
+IP is a loopback address, or on a link of this machine (a bridge: the project's local
+cluster under POD_NETWORK=netns, docs/local-cluster.md), is reached directly. There the
+local kubelet has no streaming endpoint for port-forward, and the API server refuses to
+proxy to loopback addresses.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import urllib.request
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from marketplace_node import sealing, tls
@@ -96,11 +97,41 @@ class Endpoint:
 
     @property
     def local(self) -> bool:
-        """The pod runs on this machine (loopback IP): connect directly."""
+        """The pod is reachable from this machine as it is: connect directly."""
         try:
-            return self.ip is not None and ipaddress.ip_address(self.ip).is_loopback
+            address = ipaddress.ip_address(self.ip or "")
         except ValueError:
             return False
+        return address.is_loopback or on_link(address, _routes())
+
+
+def _routes() -> str:
+    try:
+        return Path("/proc/net/route").read_text()
+    except OSError:  # not Linux: only loopback pods are known to be reachable
+        return ""
+
+
+def on_link(address: ipaddress.IPv4Address | ipaddress.IPv6Address, routes: str) -> bool:
+    """The address is on a link of this machine: a route without a gateway holds it (pure).
+
+    `routes` is /proc/net/route. A pod on a bridge of this machine (the local cluster's
+    POD_NETWORK=netns, the real-kubelet Node's, or the plugin run on a Node) is dialled
+    directly; pods behind a gateway or the default route go through port-forward.
+    """
+    if address.version != 4:
+        return False
+    for line in routes.splitlines()[1:]:
+        fields = line.split()
+        if len(fields) < 8:
+            continue
+        dest, gateway, mask = (
+            ipaddress.IPv4Address(int(f, 16).to_bytes(4, "little"))
+            for f in (fields[1], fields[2], fields[7])
+        )
+        if int(mask) and not int(gateway) and address in ipaddress.IPv4Network(f"{dest}/{mask}"):
+            return True
+    return False
 
 
 def pick(mnodes: Sequence[Mapping[str, Any]], *, node: str | None, fleet: str | None) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -32,8 +33,32 @@ def test_pick_prefers_the_named_node_else_the_first_ready_of_the_fleet() -> None
     ("ip", "local"),
     [("127.16.0.4", True), ("::1", True), ("10.244.1.7", False), (None, False), ("junk", False)],
 )
-def test_only_loopback_pods_are_reached_directly(ip: str | None, local: bool) -> None:
+def test_loopback_pods_are_reached_directly(
+    ip: str | None, local: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nodeaccess, "_routes", lambda: "")  # this machine's links aside
     assert nodeaccess.Endpoint("ns", "p", ip, 7070).local is local
+
+
+# /proc/net/route: the default route via 192.0.2.1, the LAN 192.0.2.0/24 and a pod bridge
+# 10.23.0.0/16 on links, 10.50.0.0/16 through a gateway.
+ROUTES = """Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT
+eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0
+mfp-1\t0000170A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
+eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0
+eth0\t0000320A\t010200C0\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0
+"""
+
+
+@pytest.mark.parametrize(
+    ("ip", "direct"),
+    [("10.23.16.2", True), ("192.0.2.77", True), ("10.50.0.9", False), ("8.8.8.8", False),
+     ("10.24.0.1", False), ("fd00::1", False)],
+)  # fmt: skip
+def test_pods_on_a_link_of_this_machine_are_reached_directly(ip: str, direct: bool) -> None:
+    # Not through the default route nor a gateway: those go through port-forward.
+    assert nodeaccess.on_link(ipaddress.ip_address(ip), ROUTES) is direct
+    assert nodeaccess.on_link(ipaddress.ip_address(ip), "") is False
 
 
 def test_endpoint_from_the_mnode() -> None:
