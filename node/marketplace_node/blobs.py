@@ -42,6 +42,23 @@ class BlobStore:
     def has(self, digest: str) -> bool:
         return self.path(digest).is_file()
 
+    def read_small(self, digest: str, limit: int) -> bytes | None:
+        """The blob's bytes if we hold it and it is at most `limit` bytes (read on the
+        caller's thread: a small read from the page cache), else None."""
+        try:
+            with self.path(digest).open("rb") as file:
+                data = file.read(limit + 1)
+        except FileNotFoundError:
+            return None
+        return data if len(data) <= limit else None
+
+    def size(self, digest: str) -> int | None:
+        """The blob's size, None if we do not hold it."""
+        try:
+            return self.path(digest).stat().st_size
+        except FileNotFoundError:
+            return None
+
     async def write(
         self, chunks: AsyncIterator[bytes], *, digest: str, max_size: int, expected: int = 0
     ) -> int:

@@ -1,9 +1,10 @@
 """Fetching a package's content from the best provider, verified, with fallback.
 
-Providers are tried best reputation first (`reputation.fallback_order`). Each
-transfer is streamed into the blob store, which hashes it off the event loop
-and only keeps it if the SHA-256 matches the digest in the publisher-signed
-metadata (checked again here, so content is never trusted on a peer's word).
+Providers are tried best reputation first (`reputation.fallback_order`), the
+peer that asked us for a copy before them. Each transfer is streamed into the
+blob store, which hashes it off the event loop and only keeps it if the
+SHA-256 matches the digest in the publisher-signed metadata (verified once,
+when it entered the catalogue), so content is never trusted on a peer's word.
 A failure, a timeout or a mismatch lowers the provider's reputation and moves
 on to the next provider; success raises it and records the latency. When no
 provider delivers, the answer says why: every provider tried served bytes
@@ -27,7 +28,6 @@ from marketplace_protocol.errors import (
     UpstreamFailed,
 )
 
-from marketplace_node import sealing
 from marketplace_node.blobs import BlobStore
 from marketplace_node.model import PackageMeta
 from marketplace_node.peer_client import PeerClient
@@ -58,15 +58,20 @@ async def fetch_verified(
     clock: Clock,
     transfer_seconds: float,
     on_attempt: Callable[[Attempt], None] = lambda _: None,
+    first: str | None = None,
 ) -> Provider:
-    """Store `meta`'s content locally from the first provider that delivers it intact.
-    Our own full disk (`StorageFull`) ends the attempt at once: no provider is to blame,
-    and none would fare better."""
-    sealing.verify_package(meta)
+    """Store `meta`'s content locally from the first provider that delivers it intact:
+    `first` if it is one (the peer that asked us for a copy), then best reputation first.
+    `meta` is the catalogue's, verified when it entered: the bytes are checked against its
+    digest. Our own full disk (`StorageFull`) ends the attempt at once: no provider is to
+    blame, and none would fare better."""
     blobs.volume.admit(meta.size)
     by_id = {p.peer_id: p for p in providers}
     tampered: list[str] = []
-    for peer_id in fallback_order((p.peer_id, book.score(p.peer_id)) for p in providers):
+    order = fallback_order((p.peer_id, book.score(p.peer_id)) for p in providers)
+    if first in by_id:
+        order = [first, *(peer_id for peer_id in order if peer_id != first)]
+    for peer_id in order:
         provider = by_id[peer_id]
         started = clock.monotonic()
         try:

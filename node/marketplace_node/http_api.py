@@ -218,13 +218,9 @@ async def publish(request: web.Request) -> web.Response:
     author signed again later: the answer is the package stored first."""
     service = request.app[SERVICE]
     meta = PackageMeta.model_validate_json(await request.read())
-    package_id, announcement = await service.publish(meta)
-    try:
-        await replication.acknowledge(service, package_id, announcement)
-    finally:  # the fleet hears of it after the in-sync copies (`NodeService.publish`)
-        if announcement is not None:
-            service.forward(announcement, sender=None)
-    return json_response(service.view(package_id), status=201 if announcement else 200)
+    package, announcement = service.prepare_publish(meta)
+    await replication.acknowledge(service, package, announcement)
+    return json_response(service.view(package.id), status=201 if announcement else 200)
 
 
 async def post_record(request: web.Request) -> web.Response:
@@ -448,7 +444,9 @@ async def p2p_content(request: web.Request) -> web.StreamResponse:
 async def p2p_replicate(request: web.Request) -> web.Response:
     """Take a copy (hand-off, publish, repair): answer once we hold it verified and fsynced."""
     req = ReplicateRequest.model_validate_json(await request.read())
-    await request.app[SERVICE].replicate(req.package_id, req.announcement, sender=request[PEER])
+    await request.app[SERVICE].replicate(
+        req.package_id, req.announcement, req.content, sender=request[PEER]
+    )
     return web.json_response({"replicated": True})
 
 

@@ -33,6 +33,9 @@ REQUEST_LINE_MAX: Final = 8_190
 HEADER_FIELD_MAX: Final = 8_190
 PARSER_LINE_MAX: Final = 64 * 1024
 ANNOUNCE_BODY_MAX: Final = 64 * 1024  # any peer request body (announce, hello, replicate)
+# A `replicate` carries a package's bytes up to this size (base64: 4/3 of it, within the
+# body limit beside the announcement); larger ones the receiver fetches.
+INLINE_CONTENT_MAX: Final = 32 * 1024
 CLIENT_JSON_MAX: Final = 256 * 1024
 # Per peer: the copies it asks us to take (`replicate`) and its fetches of bytes we asked it
 # to copy. Not the policy's `fetch` limit, which is for clients and fetches on their behalf.

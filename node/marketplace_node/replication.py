@@ -19,8 +19,8 @@ import logging
 
 from marketplace_protocol.errors import InsufficientReplicas, NodeError
 
-from marketplace_node import placement
-from marketplace_node.model import Announcement, ReplicateRequest
+from marketplace_node import limits, placement
+from marketplace_node.model import Announcement, PackageMeta, ReplicateRequest
 from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
@@ -35,28 +35,35 @@ async def copy_to(
     announcement: Announcement | None = None,
 ) -> int:
     """Ask `candidates` (best first) for copies until `need` answered; returns how many did.
-    At most `need` requests are in flight; a failure moves on to the next candidate. Each
-    asked peer is invited (`NodeService.inviting`): its fetch of the bytes from us is a copy,
-    charged to its copy budget like the `replicate` itself, never to its `fetch` limit."""
-    if need <= 0:
+    At most `need` requests are in flight; a failure moves on to the next candidate. A
+    small package's bytes go with the request (`limits.INLINE_CONTENT_MAX`); for a larger
+    one each asked peer is invited (`NodeService.inviting`): its fetch of the bytes from us
+    is a copy, charged to its copy budget like the `replicate` itself, never to its `fetch`
+    limit."""
+    meta = announcement.package if announcement is not None else None
+    meta = meta or service.catalogue.get(package_id)
+    if need <= 0 or meta is None:
         return 0
     body = (
-        ReplicateRequest(package_id=package_id, announcement=announcement)
-        .model_dump_json(by_alias=True)
+        ReplicateRequest(
+            package_id=package_id,
+            announcement=announcement,
+            content=service.blobs.read_small(meta.digest, limits.INLINE_CONTENT_MAX)
+            if meta.size <= limits.INLINE_CONTENT_MAX
+            else None,
+        )
+        .model_dump_json(by_alias=True, exclude_none=True)
         .encode()
     )
     queue = list(candidates)
     acks = 0
-
-    meta = service.catalogue.get(package_id)
-    digest = "" if meta is None else meta.digest
 
     async def one(peer_id: str) -> bool:
         peer = service.peers.get(peer_id)
         if peer is None:
             return False
         try:
-            with service.inviting(peer_id, digest):
+            with service.inviting(peer_id, meta.digest):
                 await service.client.request(
                     "POST",
                     peer.address,
@@ -103,11 +110,20 @@ async def repair_once(service: NodeService) -> int:
             repairs.append(plan)
     service.metrics.under_replicated.set(under)
     service.under_replicated = under
+    # The packages' own announcements go with the copies: a peer that has not heard of a
+    # package yet (a node back on an empty disk, still catching up) learns it from them.
+    announcements = await service.store.announcements_of([plan.package_id for plan in repairs])
     slots = asyncio.Semaphore(REPAIR_CONCURRENCY)
 
     async def repair(plan: placement.Repair) -> int:
         async with slots:
-            return await copy_to(service, plan.package_id, list(plan.targets), plan.missing)
+            return await copy_to(
+                service,
+                plan.package_id,
+                list(plan.targets),
+                plan.missing,
+                announcements.get(plan.package_id),
+            )
 
     copied = sum(await asyncio.gather(*(repair(plan) for plan in repairs)))
     if copied:
@@ -126,22 +142,39 @@ async def run(service: NodeService) -> None:
 
 
 async def acknowledge(
-    service: NodeService, package_id: str, announcement: Announcement | None
+    service: NodeService, meta: PackageMeta, announcement: Announcement | None
 ) -> None:
-    """Return once `minInSync` nodes hold the package (we are one); the copies up to the
-    factor continue in the background. `InsufficientReplicas` if too few answered."""
+    """Commit our announcement of a publish (`NodeService.prepare_publish`; None: an
+    identical retry) while `minInSync` nodes (we are one: the bytes were uploaded) take
+    copies, and return once both are done; then push it to the fleet, and make the copies
+    up to the factor in the background. `InsufficientReplicas` if too few answered."""
     replication = service.replication()
-    holders = service.live_holders(package_id)
-    live = service.peers.alive()
-    candidates = placement.rank(package_id, live - holders)
+    holders = service.live_holders(meta.id) | {service.identity.peer_id}
+    candidates = placement.rank(meta.id, service.peers.alive() - holders)
     need = replication.min_in_sync - len(holders)
-    acks = await copy_to(service, package_id, candidates, need, announcement)
+    copies = copy_to(service, meta.id, candidates, need, announcement)
+    if announcement is None:
+        acks = await copies
+    else:
+        copying = asyncio.ensure_future(copies)
+        try:
+            await service.originate(announcement, push=False)
+        except BaseException:
+            copying.cancel()
+            raise  # not stored here: not ours to push
+        try:
+            acks = await copying
+        finally:
+            # Pushed once the in-sync copies answered (or failed): while the client waits,
+            # the copies have the CPU and the peers' disks to themselves.
+            service.forward(announcement, sender=None)
     if acks < need:
         raise InsufficientReplicas(
             f"{len(holders) + acks} of {replication.min_in_sync} in-sync copies; retry",
-            details={"package": package_id},
+            details={"package": meta.id},
         )
-    rest = replication.factor - len(service.live_holders(package_id))
+    held = service.live_holders(meta.id)
+    rest = replication.factor - len(held)
     if rest > 0:
-        left = [p for p in candidates if p not in service.live_holders(package_id)]
-        service.spawn(copy_to(service, package_id, left, rest, announcement))
+        left = [p for p in candidates if p not in held]
+        service.spawn(copy_to(service, meta.id, left, rest, announcement))

@@ -16,7 +16,7 @@ import gc
 import logging
 import random
 import sys
-from collections.abc import Awaitable, Callable, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import NamedTuple
 
@@ -27,6 +27,7 @@ from marketplace_protocol.errors import (
     AuthorSignatureRequired,
     Blocked,
     ClockSkewed,
+    IntegrityError,
     InvalidInput,
     NotFound,
     StaleRecord,
@@ -77,11 +78,11 @@ GOSSIP_REACHED = "Gossip-Reached"  # hint: peers that got this push already (`go
 
 
 class Published(NamedTuple):
-    """What a publish stored: the package's id, and its announcement (None for an identical
-    retry, whose id is the one stored first: a re-signed retry carries another `created`,
-    hence another id, but names the same content)."""
+    """What a publish stores: the package, and its announcement (None for an identical
+    retry, whose package is the one stored first: a re-signed retry carries another
+    `created`, hence another id, but names the same content)."""
 
-    package_id: str
+    package: PackageMeta
     announcement: Announcement | None
 
 
@@ -259,6 +260,14 @@ class NodeService:
         commit: the next hop does not wait for our disk, and nothing we
         forward is unverified.
         """
+        if not self._admit(ann, sender=sender, forward=forward, reached=reached):
+            return False
+        return await self._land(ann)
+
+    def _admit(
+        self, ann: Announcement, *, sender: str | None, forward: bool, reached: frozenset[str]
+    ) -> bool:
+        """The checks of `accept` before its commit (verify, screen, forward); False if seen."""
         if ann.id in self.seen:
             self.metrics.announcements.labels("duplicate").inc()
             return False
@@ -274,6 +283,10 @@ class NodeService:
         self.seen.add(ann.id)
         if forward:
             self.forward(ann, sender=sender, reached=reached)
+        return True
+
+    async def _land(self, ann: Announcement) -> bool:
+        """Commit an admitted announcement and apply it; False if the store already held it."""
         landed = self._landing[ann.id] = asyncio.get_running_loop().create_future()
         try:
             applied = await self.store.apply(ann, now_wall=self.clock.wall())
@@ -428,12 +441,12 @@ class NodeService:
         if pushed:
             self._check_fresh(ann.created)
 
-    async def publish(self, meta: PackageMeta) -> Published:
-        """Store an author-signed package durably with us as provider; returns its id and
-        announcement, or the stored package's id and None for an identical retry (same
-        name, version, content and author) of an earlier publish. The caller pushes the
-        announcement (`forward`) once `replication.acknowledge` has its in-sync copies: the
-        copies' requests then have the CPU and the peers' disks to themselves."""
+    def prepare_publish(self, meta: PackageMeta) -> Published:
+        """Check an author-signed package and make our announcement of it, with us as
+        provider; for an identical retry (same name, version, content and author) of an
+        earlier publish, the package stored first and no announcement. Not committed yet:
+        `replication.acknowledge` commits it (`originate`) while the in-sync copies are
+        made, and pushes it to the fleet once they answered."""
         if not meta.author_signed:
             raise AuthorSignatureRequired("sign the package with your author key")
         sealing.verify_package(meta)
@@ -443,11 +456,13 @@ class NodeService:
         state = self.catalogue.names.state(meta.name)
         held = self.catalogue.get(state.versions.get(meta.version, ""))
         if held is not None and (held.digest, held.publisher) == (meta.digest, meta.publisher):
-            return Published(held.id, None)  # a retry, perhaps signed again later
-        path = self.blobs.path(meta.digest)
-        if not await asyncio.to_thread(path.is_file):
+            return Published(held, None)  # a retry, perhaps signed again later
+        # A stat on the loop, as `blobs.has`: microseconds, where a worker thread's round
+        # trip is a wake-up that a loaded machine makes wait.
+        size = self.blobs.size(meta.digest)
+        if size is None:
             raise InvalidInput("upload the content first (PUT /api/v1/blobs/{digest})")
-        if (await asyncio.to_thread(path.stat)).st_size != meta.size:
+        if size != meta.size:
             raise InvalidInput("size does not match the uploaded content")
         self._screen(meta, settled=True)
         kind = AnnouncementKind.NEW_VERSION if state.versions else AnnouncementKind.PACKAGE
@@ -458,8 +473,7 @@ class NodeService:
             package=meta,
             provider=self._provider_record(meta.id),
         )
-        await self._originate(ann, push=False)
-        return Published(meta.id, ann)
+        return Published(meta, ann)
 
     async def record(self, record: NameRecord) -> OwnerView:
         """Apply an owner's signed record (co-owners, transfer, yank) and announce it."""
@@ -473,10 +487,10 @@ class NodeService:
             created=int(self.clock.wall()),
             record=record,
         )
-        await self._originate(ann)
+        await self.originate(ann)
         return self.catalogue.owners(record.name)
 
-    async def _originate(self, ann: Announcement, *, push: bool = True) -> None:
+    async def originate(self, ann: Announcement, *, push: bool = True) -> None:
         """Commit our own announcement, then push it: acknowledged only once durable."""
         self.seen.add(ann.id)
         applied = await self.store.apply(ann, now_wall=self.clock.wall())
@@ -542,18 +556,36 @@ class NodeService:
         )
 
     async def republish_loop(self) -> None:
-        """Re-announce us as provider of each local blob: soon after start, then every TTL/3."""
+        """`republish_once` soon after start, then every TTL/3."""
         await asyncio.sleep(min(2.0, self.settings.liveness_interval_seconds))
         while True:
-            self.providers.prune(self.clock.wall())
-            await self.store.prune_providers(now_wall=self.clock.wall())
-            for package_id in self.catalogue.ids():
-                meta = self.catalogue.get(package_id)
-                if meta is not None and self.blobs.has(meta.digest) and not self.blocked(meta):
-                    await self.announce(
-                        AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
-                    )
+            await self.republish_once()
             await asyncio.sleep(self.settings.provider_ttl_seconds / 3)
+
+    async def republish_once(self) -> int:
+        """Re-announce us as provider of each local blob whose record is past a third of its
+        life (or missing); returns how many. A restart does not re-announce what was
+        announced minutes ago (at 10,000 packages: 10,000 announcements and their pushes
+        each time a node started)."""
+        now, me = self.clock.wall(), self.identity.peer_id
+        fresh = now + self.settings.provider_ttl_seconds * 2 / 3
+        self.providers.prune(now)
+        await self.store.prune_providers(now_wall=now)
+        announced = 0
+        for package_id in self.catalogue.ids():
+            meta = self.catalogue.get(package_id)
+            if meta is None or not self.blobs.has(meta.digest) or self.blocked(meta):
+                continue
+            if any(
+                r.peer_id == me and r.expires_at > fresh
+                for r in self.providers.live(package_id, now)
+            ):
+                continue
+            await self.announce(
+                AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
+            )
+            announced += 1
+        return announced
 
     # -- takedowns ----------------------------------------------------------------
 
@@ -659,13 +691,7 @@ class NodeService:
         if meta is None:
             raise NotFound("no such package", details={"id": package_id})
         self.refuse_blocked(meta)
-        if not self.blobs.has(meta.digest):
-            pending = self._fetches.get(meta.digest)
-            if pending is None:
-                pending = asyncio.ensure_future(self._fetch(meta))
-                self._fetches[meta.digest] = pending
-                pending.add_done_callback(lambda _: self._fetches.pop(meta.digest, None))
-            await asyncio.shield(pending)
+        await self._obtain(meta)
         if count_download:
             try:
                 downloads = await self.store.add_downloads(package_id)
@@ -675,24 +701,43 @@ class NodeService:
                 self.catalogue.set_downloads(package_id, downloads)
         return self.blobs.path(meta.digest)
 
-    async def _fetch(self, meta: PackageMeta) -> None:
+    async def _obtain(self, meta: PackageMeta, *, first: content.Provider | None = None) -> None:
+        """Hold `meta`'s bytes: fetched from its providers (`first` tried first) unless we
+        do; one fetch per digest however many ask at once."""
+        if self.blobs.has(meta.digest):
+            return
+        pending = self._fetches.get(meta.digest)
+        if pending is None:
+            pending = asyncio.ensure_future(self._fetch(meta, first))
+            self._fetches[meta.digest] = pending
+            pending.add_done_callback(lambda _: self._fetches.pop(meta.digest, None))
+        await asyncio.shield(pending)
+
+    async def _fetch(self, meta: PackageMeta, first: content.Provider | None) -> None:
         def attempt(a: content.Attempt) -> None:
             self.metrics.fetches.labels(a.outcome).inc()
             if a.outcome == "integrity":  # served bytes that contradict signed metadata
                 self.enforcer.record(a.peer_id, "", Offence.INVALID_DATA)
 
+        providers = self.live_providers(meta.id)
+        if first is not None and all(p.peer_id != first.peer_id for p in providers):
+            providers.append(first)
         await content.fetch_verified(
             meta,
-            self.live_providers(meta.id),
+            providers,
             client=self.client,
             blobs=self.blobs,
             book=self.reputation,
             clock=self.clock,
             transfer_seconds=self.settings.fetch_timeout_seconds,
             on_attempt=attempt,
+            first=None if first is None else first.peer_id,
         )
-        # The bytes are on disk: answer now, say so to peers in the background (the
-        # announcement's commit is a second fsync a fetch or a publish's copy need not wait on).
+        self._provide(meta)
+
+    def _provide(self, meta: PackageMeta) -> None:
+        """The bytes are on disk: answer now, say so to peers in the background (the
+        announcement's commit is a second fsync a fetch or a publish's copy need not wait on)."""
         self.spawn(
             self.announce(AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(meta.id))
         )
@@ -730,19 +775,67 @@ class NodeService:
         )
 
     async def replicate(
-        self, package_id: str, announcement: Announcement | None, *, sender: str
+        self,
+        package_id: str,
+        announcement: Announcement | None,
+        inline: bytes | None,
+        *,
+        sender: str,
     ) -> None:
         """A peer asks for a copy (hand-off, publish, repair): learn the package from its
-        announcement if new to us, then fetch, verify, fsync and provide it. The
-        announcement is not relayed (its origin pushes it to the fleet once its in-sync
-        copies answered; for a repair or hand-off the fleet knows it) and, as one from
-        anti-entropy, may be old: a repair copies packages published long ago."""
-        if announcement is not None and self.catalogue.get(package_id) is None:
-            await self.accept(announcement, sender=sender, forward=False)
-            landing = self._landing.get(announcement.id)  # its gossip copy is being stored
-            if landing is not None:
-                await asyncio.shield(landing)
-        await self.content_path(package_id, count_download=False)
+        announcement if new to us while we take its bytes (`inline` when small, else fetched,
+        from the asking peer first: that fetch is a copy, charged to the copy budget), then
+        hold them verified and fsynced. The announcement is not relayed (its origin pushes it
+        to the fleet once its in-sync copies answered; for a repair or hand-off the fleet
+        knows it) and, as one from anti-entropy, may be old: a repair copies old packages."""
+        meta = self.catalogue.get(package_id)
+        learning: Awaitable[object] | None = None
+        if announcement is not None and meta is None:
+            meta = announcement.package
+            if self._admit(announcement, sender=sender, forward=False, reached=frozenset()):
+                learning = self._land(announcement)
+            elif (landing := self._landing.get(announcement.id)) is not None:
+                learning = asyncio.shield(landing)  # its gossip copy is being stored
+        if meta is None:
+            raise NotFound("no such package", details={"id": package_id})
+        self.refuse_blocked(meta)
+        if inline is not None:
+            taking = self._store(meta, inline, sender)
+        else:
+            taking = self._obtain(meta, first=self._asker(sender, announcement))
+        if learning is None:
+            await taking
+        else:  # one fsync beside the other, not one after the other
+            await asyncio.gather(learning, taking)
+
+    def _asker(self, sender: str, announcement: Announcement | None) -> content.Provider | None:
+        """The peer that asks us for a copy, as a provider (it holds the bytes): from our
+        peer table, else from its own provider record in the announcement it sent."""
+        peer = self.peers.get(sender)
+        if peer is not None:
+            return content.Provider(sender, peer.address)
+        record = None if announcement is None else announcement.provider
+        if record is not None and record.peer_id == sender:
+            return content.Provider(sender, record.address)
+        return None
+
+    async def _store(self, meta: PackageMeta, data: bytes, sender: str) -> None:
+        """Bytes a peer sent with its `replicate`: kept only if they hash to the signed digest."""
+        if self.blobs.has(meta.digest):
+            return
+
+        async def once() -> AsyncIterator[bytes]:
+            yield data
+
+        try:
+            await self.blobs.write(once(), digest=meta.digest, max_size=meta.size)
+        except IntegrityError:
+            self.enforcer.record(sender, "", Offence.INVALID_DATA)
+            raise InvalidInput(
+                "the content sent does not hash to the package's digest",
+                details={"package": meta.id},
+            ) from None
+        self._provide(meta)
 
     async def settle_pushes(self) -> None:
         """Wait (bounded) for the gossip pushes in flight, e.g. the leaving announcement."""

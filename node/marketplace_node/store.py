@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import sqlite3
 from collections.abc import Callable, Iterable
@@ -147,6 +148,8 @@ class Store:
         self._volume = volume or DataVolume(path.parent)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store")
         self._db: sqlite3.Connection | None = None
+        self._queued: list[tuple[Announcement, float, asyncio.Future[Applied | None]]] = []
+        self._committer: asyncio.Future[None] | None = None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         def call() -> T:
@@ -213,13 +216,59 @@ class Store:
         return self._db is not None
 
     async def apply(self, ann: Announcement, *, now_wall: float) -> Applied | None:
-        return (await self.apply_many([ann], now_wall=now_wall))[0]
+        """Commit one announcement; answered once the commit is on disk. Announcements
+        applied while a commit runs share the next one (group commit): one transaction and
+        one fsync for all of them, where each used to wait for its own."""
+        waiter: asyncio.Future[Applied | None] = asyncio.get_running_loop().create_future()
+        self._queued.append((ann, now_wall, waiter))
+        if self._committer is None or self._committer.done():
+            self._committer = asyncio.ensure_future(self._commit_queued())
+        return await asyncio.shield(waiter)  # a caller that gives up leaves it committed
+
+    async def _commit_queued(self) -> None:
+        while self._queued:
+            batch, self._queued = self._queued, []
+            pairs = [(ann, wall) for ann, wall, _ in batch]
+            try:
+                results = await self._run(functools.partial(_apply_all, anns=pairs))
+            except Exception as exc:
+                if len(batch) == 1:
+                    _answer(batch[0][2], exc)
+                    continue
+                for ann, wall, waiter in batch:  # one by one: each gets its own outcome
+                    try:
+                        one = await self._run(functools.partial(_apply_all, anns=[(ann, wall)]))
+                    except Exception as failed:
+                        _answer(waiter, failed)
+                    else:
+                        _answer(waiter, one[0])
+                continue
+            for (_, _, waiter), result in zip(batch, results, strict=True):
+                _answer(waiter, result)
 
     async def apply_many(
         self, anns: Iterable[Announcement], *, now_wall: float
     ) -> list[Applied | None]:
-        batch = list(anns)
-        return await self._run(lambda db: _apply_all(db, batch, now_wall))
+        batch = [(ann, now_wall) for ann in anns]
+        return await self._run(lambda db: _apply_all(db, batch))
+
+    async def announcements_of(self, package_ids: Iterable[str]) -> dict[str, Announcement]:
+        """The announcement that brought each package (by id; unknown ids are left out)."""
+        ids = list(package_ids)
+
+        def query(db: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows = (
+                db.execute(
+                    "SELECT packages.id, changes.body FROM packages"
+                    " JOIN changes ON changes.seq = packages.seq WHERE packages.id = ?",
+                    (package_id,),
+                ).fetchone()
+                for package_id in ids
+            )
+            return [row for row in rows if row is not None]
+
+        rows = await self._run(query) if ids else []
+        return {pid: Announcement.model_validate_json(body) for pid, body in rows}
 
     async def last_seq(self) -> int:
         return await self._run(
@@ -289,13 +338,22 @@ class Store:
         )
 
 
+def _answer(waiter: asyncio.Future[Applied | None], outcome: Applied | Exception | None) -> None:
+    if waiter.done():
+        return
+    if isinstance(outcome, Exception):
+        waiter.set_exception(outcome)
+    else:
+        waiter.set_result(outcome)
+
+
 def _apply_all(
-    db: sqlite3.Connection, anns: list[Announcement], now_wall: float
+    db: sqlite3.Connection, anns: list[tuple[Announcement, float]]
 ) -> list[Applied | None]:
     out: list[Applied | None] = []
     db.execute("BEGIN IMMEDIATE")
     try:
-        for ann in anns:
+        for ann, now_wall in anns:
             out.append(_apply_one(db, ann, now_wall))
         db.execute("COMMIT")
     except BaseException:

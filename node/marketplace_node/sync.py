@@ -25,6 +25,7 @@ from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
 MAX_PAGES_PER_PULL = 1_000
+APPLY_TOGETHER = 64  # announcements of a page accepted at once (`independent_runs`)
 
 
 async def serve(service: NodeService, after: int, limit: int) -> ChangePage:
@@ -61,14 +62,20 @@ async def pull(service: NodeService, peer_id: str, address: str) -> int:
         if page.head < cursor:
             cursor = 0  # the peer lost its log: start over (dedup makes this safe)
             continue
-        for change in page.changes:
-            try:
-                if await service.accept(change.announcement, sender=peer_id, forward=False):
+        for run in independent_runs([c.announcement for c in page.changes], APPLY_TOGETHER):
+            outcomes = await asyncio.gather(
+                *(service.accept(ann, sender=peer_id, forward=False) for ann in run),
+                return_exceptions=True,
+            )
+            for outcome in outcomes:
+                if isinstance(outcome, Unauthenticated):
+                    service.enforcer.record(peer_id, "", Offence.INVALID_DATA)
+                elif isinstance(outcome, Conflict | NotFound):
+                    pass  # refused by the names rule (counted): a lost race or a hijack attempt
+                elif isinstance(outcome, BaseException):
+                    raise outcome
+                elif outcome:
                     applied += 1
-            except Unauthenticated:
-                service.enforcer.record(peer_id, "", Offence.INVALID_DATA)
-            except (Conflict, NotFound):
-                pass  # refused by the names rule (counted): a lost race or a hijack attempt
         cursor = page.last_seq
         await service.store.set_kv(key, str(cursor))
         if not page.more:
@@ -76,6 +83,26 @@ async def pull(service: NodeService, peer_id: str, address: str) -> int:
     if applied:
         logger.info("caught up %d announcements from %s", applied, peer_id)
     return applied
+
+
+def independent_runs(anns: Sequence[Announcement], size: int) -> list[list[Announcement]]:
+    """`anns` cut, in order, into runs of at most `size` in which no two entries (packages,
+    owner records) concern the same name. A run is accepted at once (its commits share one
+    fsync, `Store.apply`; a page used to cost 500 of them); the names rule judges an entry
+    against what came before it of the same name only, so within a run order cannot matter,
+    and between runs it is kept."""
+    runs: list[list[Announcement]] = []
+    names: set[str] = set()
+    for ann in anns:
+        entry = ann.package or ann.record
+        name = None if entry is None else entry.name
+        if not runs or len(runs[-1]) >= size or (name is not None and name in names):
+            runs.append([])
+            names = set()
+        runs[-1].append(ann)
+        if name is not None:
+            names.add(name)
+    return runs
 
 
 def next_pull_delay(interval: float, rng: random.Random) -> float:

@@ -7,12 +7,12 @@ factor on the node's new volume."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from e2e_helpers import Kubectl, wait_for
 from marketplace_operator import k8s
@@ -29,7 +29,7 @@ from test_policy_propagation import (
 )
 from test_policy_propagation import fleet as fleet  # noqa: PLC0414 - the shared fixture
 
-PACKAGES = 30
+PACKAGES = 100  # the issue's "100 acknowledged publishes"
 REPAIR_SECONDS = 120  # a repair pass (10 s) and the copies, on a loaded machine
 FACTOR = 3  # the fleet's three nodes
 
@@ -50,10 +50,32 @@ def node_pid(ip: str) -> int:
     raise AssertionError(f"no node process serves {ip}")
 
 
-def holders(ips: list[str], package_id: str) -> int:
-    """Nodes that hold the package's verified bytes on their own disk."""
-    views = [call(ip, "GET", f"/api/v1/packages/{package_id}") for ip in ips]
-    return sum(1 for status, view in views if status == 200 and view.get("local") is True)
+def polite(ip: str, method: str, path: str) -> Any:
+    """`call`, as a client that backs off on `429` does: the test reads under the fleet's
+    default client limits, like anyone else."""
+    while True:
+        status, body = call(ip, method, path)
+        if status != 429:
+            return status, body
+        time.sleep(1.0)
+
+
+def at_factor(ips: list[str], package_ids: list[str], done: set[str]) -> bool:
+    """Every package held (verified bytes on its own disk) by `FACTOR` of `ips`; `done`
+    keeps those already seen there, so each round reads only the rest."""
+    for package_id in package_ids:
+        if package_id in done:
+            continue
+        views = [polite(ip, "GET", f"/api/v1/packages/{package_id}") for ip in ips]
+        if sum(1 for status, view in views if status == 200 and view.get("local")) < FACTOR:
+            return False
+        done.add(package_id)
+    return True
+
+
+def content_ok(ip: str, i: int, package_id: str) -> bool:
+    status, data = polite(ip, "GET", f"/api/v1/packages/{package_id}/content")
+    return bool(status == 200 and data == f"durable payload {i}".encode())
 
 
 def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
@@ -61,12 +83,12 @@ def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
 ) -> None:
     kubectl("patch", "mfleet", FLEET, "-n", namespace, "--type=merge",
             "-p", '{"spec": {"replication": {"factor": 3, "minInSync": 2}}}')  # fmt: skip
-    # A bulk publisher's fleet: the default limits (publish 5/s per address, 2/s per author
-    # key after a burst of 50, fetch 20/s per peer, which the copies between nodes count
-    # against) would answer this test's publishes in a few seconds with 429 and 503.
+    # A bulk publisher's fleet: the default publish limits (5/s per address, 2/s per author
+    # key after a burst of 50) would answer this test's 100 publishes with 429. The `fetch`
+    # limit stays at its default: copies between nodes have their own budget.
     bulk = {"rate": 500, "burst": 1000}
     apply(kubectl, namespace, ratelimitpolicy(
-        "bulk", perPeer={"publish": bulk, "fetch": bulk}, perPublisher=bulk))  # fmt: skip
+        "bulk", perPeer={"publish": bulk}, perPublisher=bulk))  # fmt: skip
     token = token_of(kube, namespace)
 
     def policy_everywhere() -> bool:
@@ -123,13 +145,7 @@ def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
     shown = kubectl("get", "mfleet", FLEET, "-n", namespace).stdout.splitlines()
     column = shown[0].index("UNDER-REPLICATED")  # kubectl aligns its columns
     assert shown[1][column:].split()[0] == "0", shown
-    for i, pid in enumerate(ids):  # every node holds and serves the right bytes
-        for ip in ips:
-            assert call(ip, "GET", f"/api/v1/packages/{pid}")[1]["local"] is True
-            status, data = call(ip, "GET", f"/api/v1/packages/{pid}/content")
-            assert status == 200
-            assert hashlib.sha256(data).digest() == hashlib.sha256(
-                f"durable payload {i}".encode()).digest()  # fmt: skip
+    assert at_factor(ips, ids, set())  # every node holds the bytes on its own disk
 
     # kill -9 of a node and its claim deleted: the operator makes a new claim and pod.
     victim = "pc"
@@ -146,12 +162,10 @@ def test_replication_setting_races_and_acknowledged_publishes_on_a_fleet(
         return [*(fleet[n] for n in fleet if n != victim), ip]
 
     ips = wait_for(back, timeout=180, what="the node back on a new volume")
-    wait_for(lambda: all(holders(ips, pid) >= FACTOR for pid in ids) or None,
-             timeout=REPAIR_SECONDS, interval=2.0, what="every package at factor 3")  # fmt: skip
+    done: set[str] = set()
+    wait_for(lambda: at_factor(ips, ids, done) or None, timeout=REPAIR_SECONDS, interval=2.0,
+             what="every package at factor 3")  # fmt: skip
     print(f"{PACKAGES} packages back at factor {FACTOR} {time.monotonic() - lost:.1f} s "
           "after the loss (the new pod's start included)")  # fmt: skip
-    for i, pid in enumerate(ids):  # none lost, the right bytes on the new volume too
-        status, data = call(ips[-1], "GET", f"/api/v1/packages/{pid}/content")
-        assert status == 200
-        assert hashlib.sha256(data).digest() == hashlib.sha256(
-            f"durable payload {i}".encode()).digest()  # fmt: skip
+    # None lost: the right bytes on the new volume too.
+    assert [i for i, pid in enumerate(ids) if not content_ok(ips[-1], i, pid)] == []

@@ -163,3 +163,19 @@ async def test_a_pull_that_raises_does_not_end_anti_entropy(
     with pytest.raises(asyncio.CancelledError):
         await sync.run(service)  # type: ignore[arg-type]
     assert calls == ["mppeer"] * 3  # it went on pulling after the first one raised
+
+
+def test_a_page_is_accepted_in_runs_in_which_no_name_comes_twice() -> None:
+    one, other = package("one", content=b"1"), package("other", content=b"2")
+    newer = package("one", "2.0", content=b"3")
+    anns = [
+        package_announcement(one),
+        provider_announcement(one.id, identity.Identity.generate()),
+        package_announcement(other),
+        package_announcement(newer),  # the same name as the first: a new run
+        *(provider_announcement(newer.id, identity.Identity.generate()) for _ in range(3)),
+    ]
+    runs = sync.independent_runs(anns, 5)
+    assert [len(run) for run in runs] == [3, 4]
+    assert [a for run in runs for a in run] == anns  # order kept
+    assert [len(run) for run in sync.independent_runs(anns[4:], 2)] == [2, 1]

@@ -132,4 +132,4 @@ async def test_a_node_neither_announces_nor_copies_what_was_taken_down(
     service.catalogue.add(meta)
     assert service._announces_blocked(ann)
     with pytest.raises(Blocked, match="taken down"):
-        await service.replicate(meta.id, None, sender=OTHER.peer_id)
+        await service.replicate(meta.id, None, None, sender=OTHER.peer_id)
