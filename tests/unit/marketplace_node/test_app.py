@@ -12,6 +12,7 @@ from marketplace_node import limits, sealing, signing
 from marketplace_node.config import NodeSettings
 from marketplace_node.model import Hello
 from marketplace_node.service import NodeService
+from marketplace_node.store import Store
 from marketplace_protocol import identity
 from marketplace_protocol.admin import ErrorBody
 from marketplace_protocol.clock import SystemClock
@@ -287,6 +288,10 @@ async def test_hello_from_another_fleet_is_refused(node: Served) -> None:
 async def test_gossip_bytes_count_announcements_received_and_pushed(tmp_path: Path) -> None:
     relay_settings = NodeSettings(data_dir=tmp_path / "relay", port=0)
     next_settings = NodeSettings(data_dir=tmp_path / "next", port=0)
+    for settings in (relay_settings, next_settings):  # nodes that ran before: a fresh store
+        store = Store(settings.data_dir / "catalogue.sqlite3")  # is a lost disk, whose
+        await store.open()  # `peer_leaving` the node pushes once it knows a peer
+        await store.close()
     async with (
         serving(relay_settings) as (relay, relayed, _),
         serving(next_settings) as (nxt, last, _),
