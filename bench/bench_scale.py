@@ -28,6 +28,7 @@ than linear. `BENCH_SCALE_SIZES` (default "100,300,1000") picks the sizes.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -55,6 +56,7 @@ RSS_GOAL_MIB = 300.0
 POLICY_P99_GOAL_S = 2.0
 FLEET = "scale"
 REQUESTS_RE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+PROGRESS_SECONDS = 60.0
 
 
 @dataclass
@@ -76,6 +78,58 @@ class Result:
     reconcile: list[float] = field(default_factory=list)
     rss: float = math.nan
     unfinished: str = ""
+    loads: list[float] = field(default_factory=list)  # 1-min load averages seen meanwhile
+
+    @property
+    def load(self) -> str:
+        """The machine's 1-minute load average during this size's run, as "min-max"."""
+        if not self.loads:
+            return "-"
+        return f"{min(self.loads):.0f}-{max(self.loads):.0f}"
+
+
+class Progress:
+    """Every `PROGRESS_SECONDS` inside a wait: one line of where the fleet is (pods, claims,
+    nodes, the rollout's own account), and a load-average sample. A slow phase then says
+    which stage it is slow in, and a stalled rollout why (its `blockedBy`)."""
+
+    def __init__(self, kube: k8s.BlockingKube, namespace: str, result: Result) -> None:
+        self.kube, self.namespace, self.result = kube, namespace, result
+        self.started = time.monotonic()
+        self.last = self.started
+        self.sample()
+
+    def sample(self) -> None:
+        with contextlib.suppress(OSError):
+            self.result.loads.append(os.getloadavg()[0])
+
+    def tick(self) -> None:
+        now = time.monotonic()
+        if now - self.last < PROGRESS_SECONDS:
+            return
+        self.last = now
+        self.sample()
+        try:
+            line = self.line()
+        except Exception as exc:  # a progress line must never end the run
+            line = f"(progress unavailable: {exc})"
+        print(f"    [{now - self.started:5.0f} s] {line}", flush=True)
+
+    def line(self) -> str:
+        pods = self.kube.list(k8s.PODS, self.namespace)
+        claims = self.kube.list(k8s.PVCS, self.namespace)
+        mnodes = _mnodes(self.kube, self.namespace)
+        ready_pods = sum(1 for p in pods if _pod_ready(p))
+        bound = sum(1 for c in claims if (c.get("status") or {}).get("phase") == "Bound")
+        fleet = (self.kube.get(k8s.FLEETS, self.namespace, FLEET) or {}).get("status") or {}
+        return (
+            f"pods {len(pods)} ({ready_pods} Ready), claims {bound}/{len(claims)} bound, "
+            f"nodes {sum(_ready(o) for o in mnodes)}/{len(mnodes)} Ready; "
+            f"load {os.getloadavg()[0]:.0f}; fleet {fleet.get('phase')} "
+            f"updated {fleet.get('updated')} unavailable {fleet.get('unavailable')} "
+            f"steps {len(fleet.get('steps') or [])} failures {len(fleet.get('failures') or [])}"
+            f"; blocked by: {str(fleet.get('blockedBy') or '-')[:160]}"
+        )
 
 
 def _api_requests() -> float:
@@ -118,6 +172,13 @@ def _mnodes(kube: k8s.BlockingKube, namespace: str) -> list[dict[str, Any]]:
     return kube.list(k8s.MNODES, namespace)
 
 
+def _pod_ready(pod: dict[str, Any]) -> bool:
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (pod.get("status") or {}).get("conditions") or []
+    )
+
+
 def _ready(obj: dict[str, Any]) -> bool:
     status = obj.get("status") or {}
     ready = any(
@@ -153,6 +214,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
     kube.request("POST", "/api/v1/namespaces", body={"metadata": {"name": namespace}})
     operator = cluster.Operator(namespace, log_dir / f"bench-scale-{namespace}.log")
     result = Result(n)
+    progress = Progress(kube, namespace, result)
     try:
         operator.start()
         assert operator._proc is not None
@@ -179,12 +241,13 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                         "spec": {"fleet": FLEET, "drainTimeoutSeconds": 2},
                     },
                 )
-            cluster.wait(
-                f"{n} nodes Ready",
-                lambda: sum(_ready(o) for o in _mnodes(kube, namespace)) == n,
-                deadline=120 + 3 * n,
-                interval=2.0,
-            )
+            progress.last = time.monotonic()
+
+            def all_ready() -> bool:
+                progress.tick()
+                return sum(_ready(o) for o in _mnodes(kube, namespace)) == n
+
+            cluster.wait(f"{n} nodes Ready", all_ready, deadline=120 + 3 * n, interval=2.0)
 
         result.phases["apply -> all Ready"] = _phase(pid, apply)
         _print_phase("apply -> all Ready", result.phases["apply -> all Ready"])
@@ -229,6 +292,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             reconciled: dict[str, float] = {}
 
             def observed() -> bool:
+                progress.tick()
                 now = time.monotonic()
                 for obj in _mnodes(kube, namespace):
                     name = obj["metadata"]["name"]
@@ -241,6 +305,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             result.reconcile = sorted(reconciled.values())
 
             def rolled() -> bool:
+                progress.tick()
                 status = (kube.get(k8s.FLEETS, namespace, FLEET) or {}).get("status") or {}
                 return bool(
                     status.get("phase") == "Complete"
@@ -255,10 +320,12 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                 status = (kube.get(k8s.FLEETS, namespace, FLEET) or {}).get("status") or {}
                 result.unfinished = f"rollout NOT complete: {status.get('updated')}/{n} updated"
                 print(f"  {result.unfinished} after {rollout_deadline(n):.0f} s", flush=True)
+                print(f"    the fleet's account: {progress.line()}", flush=True)
 
         result.phases["spec change -> rollout complete"] = _phase(pid, spec_change)
         _print_phase("spec change -> rollout", result.phases["spec change -> rollout complete"])
         result.rss = operator.rss_mib()
+        progress.sample()
     finally:
         operator.stop()
         cluster.release_namespace(kube, namespace)
@@ -291,7 +358,7 @@ def main() -> int:
             print(f"n={n:,} (maxUnavailable {max_unavailable(n)}):", flush=True)
             r = measure(kube, n, log_dir)
             results.append(r)
-            print(f"n={n:,}: operator RSS {r.rss:.0f} MiB {r.unfinished}")
+            print(f"n={n:,}: operator RSS {r.rss:.0f} MiB, load {r.load} {r.unfinished}")
             print(
                 f"  policy to each node: p50 {_s(percentile(r.policy, 50))} "
                 f"p99 {_s(percentile(r.policy, 99))} "
@@ -326,10 +393,11 @@ def _write_report(results: list[Result]) -> None:
     report.add(report.table(["nodes", "phase", "took", "operator CPU-s", "API req/s"], rows))
     report.add(
         report.table(
-            ["nodes", "operator RSS", "policy p50", "policy p99", "reconcile p99"],
+            ["nodes", "load (1 min)", "operator RSS", "policy p50", "policy p99", "reconcile p99"],
             [
                 [
                     f"{r.n:,}",
+                    r.load,
                     f"{r.rss:.0f} MiB",
                     _s(percentile(r.policy, 50)),
                     _s(percentile(r.policy, 99)),

@@ -12,14 +12,16 @@ operator does exactly the work it does for real nodes: the same pods, probes,
 readiness gates, status polls, member and policy pushes, drains.
 
 What it skips, honestly: the catalogue, gossip, sync and client API (a
-virtual node reports the operator's members as its peers, and is ready as soon
-as it serves), and the node's CPU and memory. SIGTERM ends a virtual node as
-a drained node exits (0); SIGKILL as a killed one (137).
+virtual node reports the operator's members as its peers, as many as a node's
+peer table holds, and is ready as soon as it serves), and the node's CPU and
+memory. SIGTERM ends a virtual node as a drained node exits (0); SIGKILL as a
+killed one (137).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import signal
@@ -47,6 +49,10 @@ from local_kubelet.podspec import ProcessPlan
 log = logging.getLogger(__name__)
 NODE_COMMAND = "marketplace-node"
 TOKEN_OVERLAP = NodeSettings.model_fields["admin_token_overlap_seconds"].default
+MAX_PEERS: int = NodeSettings.model_fields["max_peers"].default
+"""A node's peer table holds this many peers (the operator's members are pinned into it
+until it is full), so its status never lists more: a virtual node listing every member
+was O(N) per status poll, O(N^2) per poll round, for the farm as for the operator."""
 
 
 SIMULATE_ANNOTATION = "local-kubelet.p2p.dev/simulate"
@@ -110,11 +116,12 @@ class VirtualNode:
 
     async def status(self) -> NodeStatus:
         policy = self.enforcer.status
-        peers = [
+        listed = (  # lazily: only the first MAX_PEERS are built
             PeerInfo(peer_id=m.peer_id, address=m.address)
             for m in self.members.members
             if m.peer_id and m.peer_id != self.identity.peer_id
-        ]
+        )
+        peers = list(itertools.islice(listed, MAX_PEERS))
         return NodeStatus(
             peer_id=self.identity.peer_id,
             fleet=self.fleet,

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from local_kubelet import farm
 from local_kubelet.podspec import Mount, ProcessPlan
 from marketplace_protocol import identity
+from marketplace_protocol.admin import Members
 
 TOKEN = "s3cret-admin-token"
 
@@ -89,3 +90,18 @@ async def test_sigterm_exits_as_a_drained_node_and_sigkill_as_a_killed_one(tmp_p
         virtual.signal(sig)
         virtual.signal(signal.SIGKILL)  # a second signal changes nothing
         assert await virtual.wait() == code
+
+
+async def test_a_virtual_node_lists_as_many_peers_as_a_node_s_peer_table_holds(
+    tmp_path: Path,
+) -> None:
+    """A real node pins the operator's members into a table of `max_peers`; its status
+    never lists more, however big the fleet (nor does the farm's, which was O(N) a poll)."""
+    node = farm.VirtualNode(plan(tmp_path), "127.0.0.1", events=tmp_path / "e")
+    ids = [identity.Identity.generate().peer_id for _ in range(farm.MAX_PEERS + 6)]
+    listed = [{"address": f"http://127.0.1.{i}:7070", "peerId": p} for i, p in enumerate(ids)]
+    mine = {"address": "http://127.0.0.1:7070", "peerId": node.identity.peer_id}
+    await node.set_members(Members.model_validate({"members": [mine, *listed]}))
+    status = await node.status()
+    assert [p.peer_id for p in status.peers] == ids[: farm.MAX_PEERS]
+    assert farm.MAX_PEERS == 64

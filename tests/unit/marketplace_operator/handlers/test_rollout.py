@@ -1,0 +1,92 @@
+"""The fleet rollout's I/O for one pass: a step's nodes are acted on and asked together.
+
+With 64 nodes in a step (maxUnavailable at its cap), one call after the other was 64 to
+128 round trips per pass on a loaded API server before the next pass could look.
+Here each fake call waits until all of the step's calls are in flight: done one by
+one, the first would wait for the others forever (the test's timeout says so).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from marketplace_operator import errors
+from marketplace_operator.handlers import rollout
+from marketplace_operator.rollout import planner
+from marketplace_operator.rollout.observation import Drain
+from marketplace_protocol.admin import DrainState, DrainStatus
+
+N = 8
+TOGETHER = 2.0  # seconds the calls wait for each other
+
+
+class Together:
+    """A barrier for `n` calls; `fail` names calls that raise once all are in."""
+
+    def __init__(self, n: int, fail: frozenset[str] = frozenset()) -> None:
+        self.n, self.fail = n, fail
+        self.calls: list[str] = []
+        self.all_in = asyncio.Event()
+
+    async def arrive(self, what: str) -> None:
+        self.calls.append(what)
+        if len(self.calls) == self.n:
+            self.all_in.set()
+        await asyncio.wait_for(self.all_in.wait(), TOGETHER)
+        if what in self.fail:
+            raise errors.Conflict(f"{what}: the pod changed", status=409)
+
+
+def _pass(kube: Any = None, nodes: Any = None) -> rollout._Pass:
+    names = [f"n{i}" for i in range(N)]
+    mnodes = {n: {"metadata": {"name": n}, "spec": {}} for n in names}
+    pods = {
+        n: {"metadata": {"uid": f"uid-{n}"}, "status": {"podIP": f"127.0.9.{i}"}}
+        for i, n in enumerate(names)
+    }
+
+    class Tokens:
+        async def get(self, *_: Any) -> str:
+            return "the-fleet-token"
+
+    ctx = SimpleNamespace(
+        kube=kube, nodes=nodes, tokens=Tokens(), wakeups=SimpleNamespace(wake=lambda _: None)
+    )
+    indexes: dict[str, Any] = {"mnode_secrets": {}}
+    return rollout._Pass(ctx, "ns", "f", indexes, mnodes, pods)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("failing", [frozenset(), frozenset({"n3"})])
+async def test_a_steps_pod_deletions_go_out_together(failing: frozenset[str]) -> None:
+    """All at once; every one is tried, and the first failure is raised after."""
+    together = Together(N, fail=failing)
+
+    class Kube:
+        async def delete(self, _res: Any, _ns: str, name: str, **_: Any) -> bool:
+            await together.arrive(name)
+            return True
+
+    seen = _pass(kube=Kube())
+    actions = tuple(planner.DeletePod(f"n{i}", f"uid-n{i}", 5.0) for i in range(N))
+    if failing:
+        with pytest.raises(errors.Conflict, match="n3"):
+            await rollout.act_all(seen, actions)
+    else:
+        await rollout.act_all(seen, actions)
+    assert sorted(together.calls) == sorted(f"n{i}" for i in range(N))
+
+
+async def test_drain_states_are_asked_together() -> None:
+    together = Together(N)
+
+    class Nodes:
+        async def drain_status(self, base: str, _token: str) -> DrainStatus:
+            await together.arrive(base)
+            return DrainStatus.model_validate({"state": DrainState.DRAINED, "inFlight": 0})
+
+    seen = _pass(nodes=Nodes())
+    states = await seen.drain_states({f"n{i}" for i in range(N)})
+    assert states == {f"n{i}": Drain.DRAINED for i in range(N)}
