@@ -265,15 +265,18 @@ class ContainerRunner:
         tracker = probes.ProbeTracker(probe, verdict=initial)
         await asyncio.sleep(probe.initial_delay_seconds)
         while True:
-            ok = await probes.run_handler(
-                probe,
-                session=self._config.session,
-                pod_ip=self._config.pod_ip,
-                ports=self.spec.ports,
-                pid=self._process.pid if self._process else None,
-                env=self._env,
-                time_limit=probe.timeout_seconds,
-            )
+            virtual = self._process if isinstance(self._process, farm.Virtual) else None
+            ok = virtual.probe(probe, self.spec.ports) if virtual is not None else None
+            if ok is None:
+                ok = await probes.run_handler(
+                    probe,
+                    session=self._config.session,
+                    pod_ip=self._config.pod_ip,
+                    ports=self.spec.ports,
+                    pid=self._process.pid if self._process else None,
+                    env=self._env,
+                    time_limit=probe.timeout_seconds,
+                )
             verdict = tracker.observe(ok)
             if on_verdict(verdict) or (until_verdict and verdict):
                 return

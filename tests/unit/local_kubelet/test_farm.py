@@ -9,6 +9,7 @@ from pathlib import Path
 
 from aiohttp.test_utils import TestClient, TestServer
 from local_kubelet import farm
+from local_kubelet.model import ContainerPort, Handler, HttpGet, TcpSocket
 from local_kubelet.podspec import Mount, ProcessPlan
 from marketplace_protocol import identity
 from marketplace_protocol.admin import Members
@@ -105,3 +106,27 @@ async def test_a_virtual_node_lists_as_many_peers_as_a_node_s_peer_table_holds(
     status = await node.status()
     assert [p.peer_id for p in status.peers] == ids[: farm.MAX_PEERS]
     assert farm.MAX_PEERS == 64
+
+
+async def test_the_kubelet_s_probes_of_a_virtual_node_get_its_http_answers_in_process(
+    tmp_path: Path,
+) -> None:
+    node = farm.VirtualNode(plan(tmp_path), "127.0.0.1", events=tmp_path / "e")
+    virtual = farm.Virtual(node, runner=None)  # type: ignore[arg-type]  # never waited on
+    ports = [ContainerPort(name="admin", container_port=7070)]
+
+    def probe(path: str, port: int | str = 7070, **extra: str) -> bool | None:
+        return virtual.probe(Handler(http_get=HttpGet(path=path, port=port, **extra)), ports)
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    async with TestClient(TestServer(node.app())) as client:
+        for path in ("/healthz", "/readyz"):  # as the node's own app answers, before and after
+            assert probe(path) is probe(path, "admin") is ((await client.get(path)).status == 200)
+        assert (await client.post("/admin/v1/drain", json={}, headers=auth)).status == 202
+        assert probe("/readyz") is False
+        assert (await client.get("/readyz")).status == 503
+        assert probe("/healthz") is True
+    assert probe("/readyz", 9999) is False  # nothing listens there
+    assert probe("/metrics") is None  # not a probe path: over HTTP, as before
+    assert probe("/healthz", host="127.0.0.2") is None
+    assert virtual.probe(Handler(tcp_socket=TcpSocket(port=7070)), ports) is None
