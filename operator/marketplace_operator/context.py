@@ -83,6 +83,7 @@ class NodeState:
     intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: tuple[str, str] | None = None  # (pod uid, members digest) last pushed
+    members_written: float | None = None  # monotonic time it last wrote members.json (leader)
 
     def idle(self) -> bool:
         return all(v is None for v in vars(self).values())

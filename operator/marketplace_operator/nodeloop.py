@@ -303,6 +303,28 @@ async def _poll_node(
         return Poll()
 
 
+MEMBERS_FILE_UPDATES_PER_SECOND = 20.0
+MEMBERS_FILE_MAX_SECONDS = 60.0
+
+
+def members_file_due(written_at: float | None, now: float, members: int) -> bool:
+    """May the fleet's leader write a changed members.json now (`now`, `written_at`:
+    monotonic seconds of its last write, None: none by this operator yet)?
+
+    Every write reaches every member's pod: each kubelet rewrites the ConfigMap's volume
+    of each pod it runs, so a fleet of N pays N volume updates per write (a kubelet syncs
+    a changed ConfigMap into pods about once a minute; ours at once). During a start or a
+    rollout the list changes at every pass; written at each, 1,000 members were 1,000 file
+    sets of 120 KB every few seconds. So at most `MEMBERS_FILE_UPDATES_PER_SECOND` volume
+    updates per second on average, and at least every minute (a kubelet's sync period,
+    beyond which a node could not see it sooner anyway). A running node loses nothing:
+    its members are pushed to its admin API at once; the file serves nodes (re)starting."""
+    if written_at is None:
+        return True
+    pause = min(MEMBERS_FILE_MAX_SECONDS, members / MEMBERS_FILE_UPDATES_PER_SECOND)
+    return now - written_at >= pause
+
+
 async def _sync_members(
     ctx: Context,
     ref: names.NodeRef,
@@ -321,18 +343,21 @@ async def _sync_members(
     )
     cm = views.policy_configmap
     written = (cm or {}).get("data") or {}
+    state = ctx.node((ref.namespace, ref.name))
+    now = time.monotonic()
     if (
         cm is not None
         and current.leader == ref.name
         and written.get(names.MEMBERS_KEY) != current.text
+        and members_file_due(state.members_written, now, len(current.members))
     ):
         patch = {"data": {names.MEMBERS_KEY: current.text}}
         await ctx.kube.patch(k8s.CONFIGMAPS, ref.namespace, cm["metadata"]["name"], patch)
+        state.members_written = now
     if view is None or view.ip is None or token is None or view.phase != "Running":
         return
     if not view.started:  # the node reads members.json first; push once it answers
         return
-    state = ctx.node((ref.namespace, ref.name))
     if state.pushed_members == (view.uid, current.digest):
         return
     body = nodeclient.Encoded(current.push_body(ref.name), nodeclient.JSON_HEADERS)
@@ -792,4 +817,5 @@ async def run(
         ctx.wakeups.unregister(key)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None
+        state.members_written = None
         ctx.release(key)

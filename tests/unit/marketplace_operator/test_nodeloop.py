@@ -171,3 +171,23 @@ def test_refused_passes_back_off_to_a_cap() -> None:
     assert nodeloop.backoff(5.0, 3) == 40.0
     assert nodeloop.backoff(5.0, 50) == nodeloop.MAX_BACKOFF_SECONDS
     assert nodeloop.backoff(0.5, 1) == 2.0  # a starting node's fast poll backs off too
+
+
+@pytest.mark.parametrize(
+    ("members", "since", "due"),
+    [
+        (3, 0.2, True),  # a small fleet: as good as at once (0.15 s)
+        (3, 0.1, False),
+        (300, 14.0, False),  # 300 pods' volumes: at most 20 a second, so every 15 s
+        (300, 15.0, True),
+        (1000, 49.0, False),
+        (1000, 50.0, True),
+        (100_000, 59.0, False),  # never later than a kubelet's sync period
+        (100_000, 60.0, True),
+    ],
+)
+def test_members_json_is_written_at_a_pace_its_pods_volumes_can_follow(
+    members: int, since: float, due: bool
+) -> None:
+    assert nodeloop.members_file_due(100.0, 100.0 + since, members) is due
+    assert nodeloop.members_file_due(None, 0.0, members)  # never written by this operator: now
