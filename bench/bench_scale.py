@@ -57,6 +57,7 @@ POLICY_P99_GOAL_S = 2.0
 FLEET = "scale"
 REQUESTS_RE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
 PROGRESS_SECONDS = 60.0
+PVS = k8s.Resource("persistentvolumes", namespaced=False)
 
 
 @dataclass
@@ -121,9 +122,16 @@ class Progress:
         mnodes = _mnodes(self.kube, self.namespace)
         ready_pods = sum(1 for p in pods if _pod_ready(p))
         bound = sum(1 for c in claims if (c.get("status") or {}).get("phase") == "Bound")
+        ours = {c["metadata"]["uid"] for c in claims}
+        volumes = sum(  # made by the provisioner for our claims, bound or not yet
+            1
+            for v in self.kube.list(PVS, "")
+            if ((v.get("spec") or {}).get("claimRef") or {}).get("uid") in ours
+        )
         fleet = (self.kube.get(k8s.FLEETS, self.namespace, FLEET) or {}).get("status") or {}
         return (
-            f"pods {len(pods)} ({ready_pods} Ready), claims {bound}/{len(claims)} bound, "
+            f"pods {len(pods)} ({ready_pods} Ready), claims {len(claims)} ({volumes} with a "
+            f"volume, {bound} bound), "
             f"nodes {sum(_ready(o) for o in mnodes)}/{len(mnodes)} Ready; "
             f"load {os.getloadavg()[0]:.0f}; fleet {fleet.get('phase')} "
             f"updated {fleet.get('updated')} unavailable {fleet.get('unavailable')} "
