@@ -8,7 +8,11 @@ with node affinity to that Node, so a later pod of the claim can only run there.
 first kubelet (`primary`) keeps the class and also serves Nodes without a provisioner
 of ours (the real-kubelet Node, on the same machine). Runs with the admin credentials:
 a node may read the claims of its own pods but not create PersistentVolumes. The PV
-controller of kube-controller-manager binds each claim to the volume created here;
+controller of kube-controller-manager would then bind each claim to the volume created
+here; the provisioner completes that binding itself (`binding`: the same writes, each
+claim in its own task), because the controller binds one claim at a time in a single
+worker, three writes each: at 1,000 claims on a loaded API server that was minutes of
+Pending pods (issue 15). The controller finds them bound and has nothing left to write.
 `Delete` reclaim removes the directory once the claim is gone, done by the provisioner
 whose directory it is.
 
@@ -166,6 +170,47 @@ def volume_for(claim: JSON, base: Path, node: str) -> dict[str, Any]:
     }
 
 
+BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
+BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
+MERGE = "application/merge-patch+json"
+
+
+@dataclass(frozen=True)
+class Binding:
+    """The writes that bind a claim to the volume made for it, as kube-controller-manager's
+    PV controller makes them (pure): the volume's phase, then the claim's volume name and
+    annotations, then its status. Each state in between is one that controller completes
+    itself, so a provisioner stopped halfway leaves nothing it cannot finish. The claim's
+    uid in its patches is a precondition: a claim deleted and re-created is not touched."""
+
+    volume_status: dict[str, Any]
+    claim: dict[str, Any]
+    claim_status: dict[str, Any]
+
+
+def binding(claim: JSON, volume: JSON) -> Binding:
+    uid = claim["metadata"]["uid"]
+    spec = volume["spec"]
+    return Binding(
+        volume_status={"status": {"phase": "Bound"}},
+        claim={
+            "metadata": {
+                "uid": uid,
+                "annotations": {BIND_COMPLETED: "yes", BOUND_BY_CONTROLLER: "yes"},
+            },
+            "spec": {"volumeName": volume["metadata"]["name"]},
+        },
+        claim_status={
+            "metadata": {"uid": uid},
+            "status": {
+                "phase": "Bound",
+                "accessModes": spec["accessModes"],
+                "capacity": spec["capacity"],
+            },
+        },
+    )
+
+
 def reclaimable(volume: JSON, base: Path) -> bool:
     """A released volume of ours with reclaim policy Delete, in `base` (pure)."""
     path = volume_path(volume)
@@ -262,8 +307,30 @@ class Provisioner:
                 claim["metadata"]["name"],
             )  # fmt: skip
         except KubeError as exc:
-            if exc.status != 409:
+            if exc.status != 409:  # 409: made before (a restart); bind it all the same
                 log.warning("provisioning for %s failed: %s", claim["metadata"]["name"], exc)
+                return
+        await self._bind(claim, volume)
+
+    async def _bind(self, claim: JSON, volume: JSON) -> None:
+        """Bind the claim to its new volume (`binding`); on a failure the PV controller
+        binds it as usual."""
+        writes = binding(claim, volume)
+        meta = claim["metadata"]
+        path = f"/api/v1/namespaces/{meta['namespace']}/persistentvolumeclaims/{meta['name']}"
+        try:
+            await self._kube.request(
+                "PATCH",
+                f"/api/v1/persistentvolumes/{volume['metadata']['name']}/status",
+                body=writes.volume_status,
+                content_type=MERGE,
+            )
+            await self._kube.request("PATCH", path, body=writes.claim, content_type=MERGE)
+            await self._kube.request(
+                "PATCH", f"{path}/status", body=writes.claim_status, content_type=MERGE
+            )
+        except KubeError as exc:
+            log.info("binding %s: %s (left to the PV controller)", meta["name"], exc)
 
     async def _on_volume(self, kind: str, volume: JSON) -> None:
         if kind == "DELETED" or not reclaimable(volume, self._base):
