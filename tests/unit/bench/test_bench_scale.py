@@ -1,0 +1,40 @@
+"""bench_scale's verdict on "growth no worse than linear" (issue 15), from measured costs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from bench.bench_scale import Phase, Result, _growth
+
+
+def result(n: int, *, ready: float, cpu: float, peak: float, unfinished: str = "") -> Result:
+    r = Result(n, peak=peak, unfinished=unfinished)
+    r.phases = {
+        "apply -> all Ready": Phase(ready, cpu / 3, 0),
+        "policy to every node": Phase(1, cpu / 3, 0),
+        "spec change -> rollout complete": Phase(60, cpu / 3, 0),
+    }
+    return r
+
+
+@pytest.mark.parametrize(
+    ("big", "ok"),
+    [
+        (result(1000, ready=400, cpu=300, peak=250), True),  # every cost at most x10
+        (result(1000, ready=400, cpu=300, peak=80), True),
+        (result(1000, ready=500, cpu=300, peak=250), False),  # all Ready x12.5
+        (result(1000, ready=400, cpu=301, peak=250), False),  # CPU x10.03
+        (result(1000, ready=400, cpu=300, peak=250, unfinished="rollout NOT complete"), False),
+        (result(1000, ready=400, cpu=300, peak=math.nan), False),  # not measured: not ok
+    ],
+)
+def test_growth_is_linear_only_when_every_cost_grew_at_most_as_the_fleet(
+    big: Result, ok: bool, capsys: pytest.CaptureFixture[str]
+) -> None:
+    small = result(100, ready=40, cpu=30, peak=100)
+    assert _growth(small, big) is ok
+    line = capsys.readouterr().out
+    assert "growth 100 -> 1,000 nodes (x10)" in line
+    assert ("[goal: each at most x10: ok]" in line) is ok
