@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from marketplace_operator.model.fleet import RolloutFailure, RolloutPhase, RolloutStep, StepPhase
 from marketplace_operator.rollout import planner
@@ -105,8 +105,26 @@ def test_a_decision_is_a_fixed_point(fleet: FleetView, now: datetime) -> None:
     assert planner.plan(fleet, now) == first  # and plainly deterministic
 
 
+def _serving(revision: Revision) -> PodView:
+    return PodView(revision=revision, uid="u1", ready=True, joined=True, drain=Drain.SERVING)
+
+
+# Found by this test: n2's only peer n1 may go, as n0 is out and nobody else could re-join it.
+LAST_IN_SERVICE = FleetView(
+    "f",
+    (
+        NodeView("n0", Revision("a"), None, TICK, peer_id="id-n0"),
+        NodeView("n1", Revision("a"), _serving(Revision("b")), TICK, peer_id="id-n1"),
+        NodeView("n2", Revision("a"), _serving(Revision("a")), TICK, "id-n2", frozenset({"id-n1"})),
+    ),
+    FleetSettings(max_unavailable=2, step_timeout=timedelta(seconds=5), settle=timedelta(0)),
+    Record(),
+)
+
+
 @settings(max_examples=600, deadline=None)
 @given(fleets(), times)
+@example(LAST_IN_SERVICE, T0)
 def test_never_takes_an_available_node_beyond_the_budget(fleet: FleetView, now: datetime) -> None:
     decision = planner.plan(fleet, now)
     budget = fleet.settings.max_unavailable
@@ -123,9 +141,12 @@ def test_never_takes_an_available_node_beyond_the_budget(fleet: FleetView, now: 
         assert len(decision.record.steps) <= budget
     out = {n.name for n in fleet.nodes if not n.available} | {s.node for s in decision.record.steps}
     gone = {by_name[n].peer_id for n in out if n in by_name}
-    for node in fleet.nodes:  # nobody in service loses its last fleet peer to a new step
+    staying = {n.name for n in fleet.nodes if n.available and n.name not in out}
+    for node in fleet.nodes:  # nobody in service loses its last fleet peer to a new step...
         if not taken or node.name in out or not node.peers:
             continue
+        if not staying - {node.name}:
+            continue  # ...unless no other member stays in service to re-join (waiting is endless)
         linked = node.peers & {n.peer_id for n in fleet.nodes}
         assert not linked or not linked <= gone or linked <= already_out_ids(fleet), node
     for action in decision.actions:
