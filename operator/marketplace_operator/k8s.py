@@ -178,7 +178,11 @@ class Kube:
         body: Any,
         content_type: str,
         query: dict[str, str] | None,
+        *,
+        raw: bool = False,
     ) -> dict[str, Any]:
+        """`request` without the connection slot; `raw`: the answer is not JSON (a health
+        endpoint's `ok`), only its status counts."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             method, url, headers, payload, post = await self._api.param_serialize(
@@ -205,12 +209,23 @@ class Kube:
             raise self._failed(method, errors.Unavailable(message)) from None
         if not 200 <= response.status < 300:
             raise self._failed(method, translate(response.status, data))
-        return json.loads(data) if data else {}
+        return json.loads(data) if data and not raw else {}
 
     def _failed(self, method: str, error: errors.KubeError) -> errors.KubeError:
         if isinstance(error, errors.Unavailable):
             self._on_unavailable(method)
         return error
+
+    async def ready(self) -> bool:
+        """The API server's own readiness (`GET /readyz`, which checks its etcd too): False
+        while it does not answer 200. A failed answer counts as unavailable, as every call
+        the API server did not answer does (`apihealth` asks this every few seconds)."""
+        try:
+            async with self._slots:
+                await self._request("GET", "/readyz", None, "application/json", None, raw=True)
+        except errors.KubeError:
+            return False
+        return True
 
     # --- typed verbs ---------------------------------------------------------------
 

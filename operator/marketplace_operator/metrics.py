@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -63,6 +63,12 @@ class Metrics:
         )
         for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"):
             self.api_unavailable.labels(verb)
+        self.api_ready = Gauge(
+            "marketplace_operator_api_ready",
+            "1 while the API server answers GET /readyz (which checks etcd too), else 0",
+            registry=registry,
+        )
+        self.api_ready.set(1)
         registry.register(_PhaseCollector(phases))
 
     def observe_reconcile(self, outcome: str, seconds: float) -> None:
@@ -71,6 +77,9 @@ class Metrics:
 
     def admin_error(self, operation: str) -> None:
         self.admin_errors.labels(operation).inc()
+
+    def api_readiness(self, ready: bool) -> None:
+        self.api_ready.set(1 if ready else 0)
 
     def api_unavailable_call(self, verb: str) -> None:
         self.api_unavailable.labels(verb).inc()

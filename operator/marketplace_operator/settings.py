@@ -45,6 +45,12 @@ class Settings(BaseSettings):
     # (after a 401): nodes see the new Secret only on their kubelet's next volume sync.
     admin_token_overlap_seconds: float = Field(default=300.0, ge=0, le=86_400)
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    api_check_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        le=300,
+        description="Between two GET /readyz of the API server (marketplace_operator_api_ready).",
+    )
     drain_poll_seconds: float = Field(default=0.5, gt=0, le=30)
     rollout_settle_seconds: float = Field(
         default=1.0,

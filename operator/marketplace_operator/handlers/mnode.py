@@ -8,6 +8,8 @@ reconciles of one node never race. Watches are server-side filtered to our label
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -16,7 +18,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from marketplace_operator import actuate, errors, events, nodeloop
+from marketplace_operator import actuate, apihealth, errors, events, nodeloop
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context, FleetMemo
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
@@ -435,10 +437,19 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         policy_required=policy_settings.enabled,
     )
     memo.policy = PolicyHolder(policy_settings)
+    memo.api_health = asyncio.create_task(
+        apihealth.watch(kube.ready, metrics.api_readiness, interval=cfg.api_check_seconds),
+        name="API server readiness",
+    )
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
+    heartbeat: asyncio.Task[None] | None = getattr(memo, "api_health", None)
+    if heartbeat is not None:
+        heartbeat.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await heartbeat
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
         await ctx.nodes.close()
