@@ -58,3 +58,5 @@ _.do_GET
 _.do_POST
 _.log_message
 _.daemon_threads
+# read by kubernetes.aio when it builds its aiohttp session (operator k8s.py)
+_.client_session_kwargs

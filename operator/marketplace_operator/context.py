@@ -25,22 +25,36 @@ T = TypeVar("T")
 class FleetMemo:
     """Values derived from a whole fleet, recomputed only when their inputs changed.
 
-    Every member's pass reads its fleet (members to announce, live members): N members
-    deriving the same O(N) value each pass is O(N^2) per poll round. The inputs are what
-    kopf's indexes hold, compared with `==`: the same objects short-circuit, so an
-    unchanged fleet costs one C-level scan of references. One entry per (kind, fleet).
+    Every member's pass reads its fleet (the members to announce): N members deriving the
+    same O(N) value each pass is O(N^2) per poll round. The inputs are what kopf's
+    indexes hold, compared with `==`: the same objects short-circuit, so an unchanged
+    fleet costs one C-level scan of references. They change at every pod status write,
+    most of which do not touch the value: `projection` (optional) picks what the value
+    depends on, cheaper to build and compare than the value is to compute, so only a
+    change of that recomputes it. One entry per (kind, fleet).
     """
 
     def __init__(self) -> None:
-        self._values: dict[Hashable, tuple[Any, Any]] = {}
+        self._values: dict[Hashable, tuple[Any, Any, Any]] = {}  # (inputs, projection, value)
 
-    def get(self, key: Hashable, inputs: object, compute: Callable[[], T]) -> T:
+    def get(
+        self,
+        key: Hashable,
+        inputs: object,
+        compute: Callable[[], T],
+        projection: Callable[[], object] | None = None,
+    ) -> T:
         hit = self._values.get(key)
         if hit is not None and hit[0] == inputs:
-            value: T = hit[1]
+            value: T = hit[2]
             return value
+        seen = projection() if projection is not None else inputs
+        if hit is not None and hit[1] == seen:
+            self._values[key] = (inputs, seen, hit[2])
+            kept: T = hit[2]
+            return kept
         value = compute()
-        self._values[key] = (inputs, value)
+        self._values[key] = (inputs, seen, value)
         return value
 
 

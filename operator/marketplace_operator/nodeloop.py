@@ -59,7 +59,6 @@ class Views:
     fleet: tuple[fleet.MemberPod, ...] = ()
     peer_ids: Mapping[str, str] = field(default_factory=dict)
     current_policy_version: int | None = None
-    members: tuple[names.NodeRef, ...] = ()  # the fleet's live MarketplaceNodes
     fleet_uid: str | None = None  # the MarketplaceFleet's, once the operator has made it
     fleet_tls: TlsSpec = field(default_factory=TlsSpec)  # the MarketplaceFleet's spec.tls
     cert_manager: bool = False  # cert-manager's Certificate CRD is installed
@@ -340,6 +339,7 @@ async def _sync_members(
         ("members", ref.namespace, ref.fleet),
         (views.fleet, views.peer_ids, entry),
         lambda: fleet.announcement(views.fleet, views.peer_ids, entry),
+        projection=lambda: fleet.announcement_inputs(views.fleet, views.peer_ids, entry),
     )
     cm = views.policy_configmap
     written = (cm or {}).get("data") or {}

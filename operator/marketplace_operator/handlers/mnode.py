@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 
 from marketplace_operator import actuate, apihealth, errors, events, nodeloop
 from marketplace_operator.admintoken import AdminTokens
-from marketplace_operator.context import Context, FleetMemo
+from marketplace_operator.context import Context
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
 from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
@@ -152,7 +152,6 @@ def gather(
     name: str,
     fleet: str,
     indexes: Mapping[str, kopf.Index[Any, Any]],
-    fleets: FleetMemo,
 ) -> nodeloop.Views:
     """The node's observed world from the indexes (no API calls)."""
     peer_ids = dict(indexes["mnode_peer_ids"].get((namespace, fleet)) or ())
@@ -171,7 +170,6 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
-        members=_members(indexes["rollout_mnodes"], str(namespace), fleet, fleets),
         fleet_uid=_one(indexes["rollout_fleets"], (namespace, fleet)),
         **_tls_views(namespace, name, fleet, indexes),
     )
@@ -192,20 +190,13 @@ def _tls_views(
     }
 
 
-def _members(
-    index: kopf.Index[Any, Any], namespace: str, fleet: str, fleets: FleetMemo
+def live_members(
+    index: kopf.Index[Any, Any], namespace: str, fleet: str
 ) -> tuple[names.NodeRef, ...]:
-    """The fleet's MarketplaceNodes not being deleted (the rollout's index has them all)."""
-    slims = tuple(index.get((namespace, fleet)) or ())
-    return fleets.get(
-        ("live", namespace, fleet), slims, lambda: _live_refs(slims, namespace, fleet)
-    )
-
-
-def _live_refs(
-    slims: tuple[Mapping[str, Any], ...], namespace: str, fleet: str
-) -> tuple[names.NodeRef, ...]:
-    metas = (m["metadata"] for m in slims)
+    """The fleet's MarketplaceNodes not being deleted (the rollout's index has them all).
+    Only a deletion asks (is this the fleet's last node?): built for every pass, it was
+    O(N) per pass and a tenth of the operator's CPU while 300 nodes started."""
+    metas = (m["metadata"] for m in index.get((namespace, fleet)) or ())
     return tuple(
         names.NodeRef(name=meta["name"], namespace=namespace, uid=meta["uid"], fleet=fleet)
         for meta in metas
@@ -242,7 +233,7 @@ async def mnode_loop(
     await nodeloop.run(
         ctx,
         body,
-        lambda: gather(namespace, name, _fleet_of(body), indexes, ctx.fleets),
+        lambda: gather(namespace, name, _fleet_of(body), indexes),
         stopped=lambda: bool(stopped),
     )
 
@@ -318,11 +309,12 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     fleet's last node takes the fleet's shared objects with it (`reconcile.shared`)."""
     ctx: Context = memo.ctx
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs), ctx.fleets)
+    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
     desired = nodeloop.desired_of(ctx, body, views)
     await nodeloop.report_status(ctx, body, views, desired)
     await _drain(ctx, body, views, desired)
-    if shared.last_member(views.members, desired.ref.uid):
+    members = live_members(kwargs["rollout_mnodes"], namespace, desired.ref.fleet)
+    if shared.last_member(members, desired.ref.uid):
         await release_fleet(ctx, namespace, desired.ref.fleet, cert_manager=views.cert_manager)
 
 

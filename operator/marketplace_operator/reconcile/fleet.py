@@ -63,6 +63,11 @@ def _external(m: MemberPod, entry: EntryAddress | None) -> str | None:
     return None if host is None else _url(m.scheme, host, entry.port)
 
 
+def _going(m: MemberPod) -> bool:
+    """Its pod is going away (deleted, or ended): not announced."""
+    return m.pod.deleting or m.pod.phase in {"Failed", "Succeeded"}
+
+
 def members(
     pods: Iterable[MemberPod], peer_ids: Mapping[str, str], entry: EntryAddress | None = None
 ) -> list[Member]:
@@ -74,7 +79,7 @@ def members(
     """
     out = []
     for m in pods:
-        if m.pod.ip is None or m.pod.deleting or m.pod.phase in {"Failed", "Succeeded"}:
+        if m.pod.ip is None or _going(m):
             continue
         out.append(
             Member(
@@ -106,6 +111,19 @@ class Announcement:
         """`PUT /admin/v1/members` for `node`: every other member, as `Members` dumps it."""
         inner = ",".join(text for name, text in self._fragments if name != node)
         return f'{{"members":[{inner}]}}'.encode()
+
+
+def announcement_inputs(
+    pods: Sequence[MemberPod], peer_ids: Mapping[str, str], entry: EntryAddress | None = None
+) -> tuple[object, ...]:
+    """What `announcement` depends on, and nothing else: a pod's readiness, restarts or
+    conditions change it often (each a new object in the index) and leave it as it was."""
+    listed = tuple(
+        (m.node, m.pod.ip, m.port, m.scheme, m.pod.host_ip, peer_ids.get(m.node))
+        for m in pods
+        if m.pod.ip is not None and not _going(m)
+    )
+    return listed, leader(m.node for m in pods), entry
 
 
 def announcement(

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -94,3 +97,33 @@ async def test_waiting_for_a_connection_does_not_count_against_the_timeout(
         assert sorted(seen) == [f"slow-{i}" for i in range(4)]
     finally:
         await kube.close()
+
+
+async def test_calls_do_not_read_the_environment_s_netrc(
+    server: tuple[TestServer, list[str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """kubernetes.aio trusts the environment by default: aiohttp then reads ~/.netrc in a
+    thread for each call (7 % of the operator's CPU at 300 nodes)."""
+    test_server, seen = server
+    read: list[str] = []
+    monkeypatch.setattr(aiohttp.client, "netrc_from_env", lambda: read.append("netrc"))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": str(test_server.make_url(""))}}],
+                "users": [{"name": "u", "user": {}}],
+                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+                "current-context": "x",
+            }
+        )
+    )
+    kube = await k8s.Kube.from_environment(kubeconfig=str(kubeconfig))
+    try:
+        assert await kube.get(k8s.PODS, "ns", "p") == {"metadata": {"name": "p"}}
+    finally:
+        await kube.close()
+    assert seen == ["p"]
+    assert read == []

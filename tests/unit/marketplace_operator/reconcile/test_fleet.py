@@ -3,6 +3,7 @@ member's own rendering said (issue 15: O(N) per pass was O(N^2) per poll round).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -62,6 +63,31 @@ def test_the_memo_recomputes_only_when_its_inputs_change() -> None:
     assert memo.get("other", (PODS, PEER_IDS), lambda: compute(3)) == 30  # per key
     assert memo.get("k", (PODS[:2], PEER_IDS), lambda: compute(4)) == 40
     assert calls == [1, 3, 4]
+
+
+def test_a_pod_change_that_leaves_the_announcement_alone_does_not_rebuild_it() -> None:
+    """A pod turning Ready (a new object in the index) changes no member: the projection
+    (`announcement_inputs`) says so, and the announcement is kept; a new address is not."""
+    memo = FleetMemo()
+    built: list[tuple[fleet.MemberPod, ...]] = []
+
+    def get(pods: tuple[fleet.MemberPod, ...]) -> fleet.Announcement:
+        def compute() -> fleet.Announcement:
+            built.append(pods)
+            return fleet.announcement(pods, PEER_IDS)
+
+        return memo.get(
+            "members", (pods, PEER_IDS), compute, lambda: fleet.announcement_inputs(pods, PEER_IDS)
+        )
+
+    first = get(PODS)
+    ready = replace(PODS[0], pod=replace(PODS[0].pod, ready=True))  # a new object, Ready
+    assert get((ready, *PODS[1:])) is first
+    a, _no_ip, b, _failed = PODS[1:]
+    assert get((ready, a, b)) is first  # d (no IP) and e (failed) were not announced
+    moved = get((member("c", "127.1.0.33"), a, b))
+    assert [m.address for m in moved.members if m.name == "c"] == ["http://127.1.0.33:7070"]
+    assert len(built) == 2  # the first, and the new address
 
 
 def _service(type_: str, *, node_port: int | None = 31070, ingress: Any = None) -> dict[str, Any]:
