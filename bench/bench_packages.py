@@ -4,9 +4,10 @@
   `POST /api/v1/packages` (the content already uploaded, the package signed by its author
   beforehand), which answers 201 only once `minInSync` nodes hold the bytes fsynced.
   Target: p99 < 100 ms at minInSync 2.
-* Repair: a node that held copies of `REPAIR_PACKAGES` packages is killed (SIGKILL) and
-  its data directory deleted; it restarts with its identity (as a pod keeps its identity
-  Secret but got a new volume). Measured: restart until every node reports no
+* Repair: `REPAIR_PACKAGES` (10,000) packages at factor 3 are seeded into the nodes'
+  stores before they start (`_seed`); node 2 (about 3/5 of the copies) is killed
+  (SIGKILL) and its data directory deleted; it restarts with its identity (as a pod
+  keeps its identity Secret but got a new volume). Measured: restart until every node reports no
   under-replicated package (`marketplace_node_under_replicated_packages`).
 """
 
