@@ -89,6 +89,8 @@ class Cluster:
     statuses: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[tuple[str, str]] = field(default_factory=list)
     auto: list[list[dict[str, Any]]] = field(default_factory=list)
+    write_error: Exception | None = None  # the next policy writes raise it...
+    write_lands: bool = False  # ...after landing (a timed-out answer), or without landing
 
     async def read_version(self, key: FleetKey) -> PolicyVersion | None:
         if self.annotations is None:
@@ -99,10 +101,14 @@ class Cluster:
         self, key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
     ) -> None:
         assert self.annotations is not None
+        if self.write_error is not None and not self.write_lands:
+            raise self.write_error
         self.annotations.update(patch["metadata"]["annotations"])
         self.log.append(
             f"configmap v{patch['metadata']['annotations']['marketplace.p2p.dev/policy-version']}"
         )
+        if self.write_error is not None:
+            raise self.write_error
 
     async def write_auto_banlist(self, key: FleetKey, entries: list[dict[str, Any]]) -> None:
         self.auto.append(entries)
@@ -373,17 +379,10 @@ async def test_a_failed_configmap_write_is_retried_and_versions_still_only_grow(
 ) -> None:
     world.inputs.banlist_objs = [banlist("spam", PEER)]
     worker = world.worker()
-    write = world.cluster.write_policy
-
-    async def failing(
-        key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        raise errors.Unavailable("etcd is slow")
-
-    world.cluster.write_policy = failing  # type: ignore[method-assign]
+    world.cluster.write_error = errors.Unavailable("etcd is slow")
     await worker.round(KEY)
     assert world.versions() == [1, 1]  # pushed while the write failed
-    world.cluster.write_policy = write  # type: ignore[method-assign]
+    world.cluster.write_error = None
     await worker.round(KEY)
     assert world.cluster.annotations is not None
     stored = int(world.cluster.annotations["marketplace.p2p.dev/policy-version"])
@@ -399,17 +398,10 @@ async def test_a_write_that_failed_but_landed_keeps_its_version(world: World) ->
     and finds the same content there, so no new number is issued for it."""
     world.inputs.banlist_objs = [banlist("spam", PEER)]
     worker = world.worker()
-    write = world.cluster.write_policy
-
-    async def landed_then_failed(
-        key: FleetKey, patch: dict[str, Any], shards: Sequence[dict[str, Any]] = ()
-    ) -> None:
-        await write(key, patch, shards)
-        raise errors.Unavailable("timed out waiting for the answer")
-
-    world.cluster.write_policy = landed_then_failed  # type: ignore[method-assign]
+    world.cluster.write_error = errors.Unavailable("timed out waiting for the answer")
+    world.cluster.write_lands = True
     await worker.round(KEY)
-    world.cluster.write_policy = write  # type: ignore[method-assign]
+    world.cluster.write_error = None
     world.log.clear()
     await worker.round(KEY)
     assert world.versions() == [1, 1]
