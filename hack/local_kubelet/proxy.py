@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 PROTOCOLS = ("TCP", "UDP")  # SCTP would need the sctp match module; nothing uses it here
 DEBOUNCE_SECONDS = 0.05
+RETRY_SECONDS = 1.0  # after a failed iptables-restore (xtables lock held past -w, say)
 API_PORT = 443  # the `kubernetes` Service's port, as on any cluster
 
 
@@ -217,16 +218,18 @@ class ServiceProxy:
             ports=service_ports(self._services.values(), self._slices.values()),
         )
 
-    async def _apply(self) -> None:
+    async def _apply(self) -> bool:
+        """Install the rules the cluster's objects call for; False if iptables refused."""
         text = self._text()
         if text == self._applied:
-            return
+            return True
         try:
             await run("iptables-restore", "-w", "5", "--noflush", stdin=text.encode())
         except NetnsError as exc:
-            log.warning("service rules: %s", exc)
-            return
+            log.warning("service rules: %s; retrying in %.0fs", exc, RETRY_SECONDS)
+            return False
         self._applied = text
+        return True
 
     async def _install(self) -> None:
         """The chains (with the API server's rule) and the jumps into them, once."""
@@ -253,7 +256,11 @@ class ServiceProxy:
             await self._changed.wait()
             await asyncio.sleep(DEBOUNCE_SECONDS)  # one sync for a burst of events
             self._changed.clear()
-            await self._apply()
+            if not await self._apply():
+                # Nothing else may change for hours: without a retry, the rules would
+                # stay stale until the next Service or EndpointSlice event.
+                await asyncio.sleep(RETRY_SECONDS)
+                self._changed.set()
 
     async def run(self) -> None:
         await self._install()

@@ -3,11 +3,15 @@ gets, and the iptables-restore text that sends traffic there."""
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from local_kubelet.netns import cni_config
+import pytest
+from local_kubelet import proxy
+from local_kubelet.kube import Kube
+from local_kubelet.netns import NetnsError, cni_config
 from local_kubelet.proxy import Chains, ServicePort, jumps, rules, service_ports
 
 CHAINS = Chains.named("mf-1a2b3c4d")
@@ -134,3 +138,34 @@ def test_pods_route_only_the_service_range_through_the_bridge() -> None:
         services=ipaddress.IPv4Network("10.96.0.0/12"),
     )  # fmt: skip
     assert config["ipam"]["routes"] == [{"dst": "10.96.0.0/12"}]
+
+
+async def test_rules_iptables_refused_are_installed_again_without_a_new_event(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    restores: list[bytes] = []
+
+    async def iptables(*argv: str, stdin: bytes = b"") -> bytes:
+        restores.append(stdin)
+        if len(restores) == 1:
+            raise NetnsError("iptables-restore: xtables lock held")
+        return b""
+
+    monkeypatch.setattr(proxy, "run", iptables)
+    monkeypatch.setattr(proxy, "RETRY_SECONDS", 0.01)
+    service_proxy = proxy.ServiceProxy(
+        cast("Kube", None), prefix="mf-1a2b3c4d", bridge="mfp-1a2b3c4d", pod_range=RANGE,
+        service_range=SERVICES, api_server="127.0.0.1:6531",
+    )  # fmt: skip
+    loop = asyncio.create_task(service_proxy._sync_loop())
+    service_proxy._changed.set()  # one event, then silence
+    try:
+        for _ in range(200):
+            if len(restores) >= 2:
+                break
+            await asyncio.sleep(0.01)
+    finally:
+        loop.cancel()
+    assert len(restores) == 2, restores
+    assert restores[0] == restores[1]
+    assert service_proxy._applied == restores[1].decode()
