@@ -15,12 +15,13 @@ from marketplace_operator import k8s
 from marketplace_operator.handlers.policy import BANLISTS
 from marketplace_protocol.identity import Identity
 from peer_helpers import peer_request
+from pod_client import pod_source
 
 EAST, WEST = "east", "west"
 UNREACHABLE = "192.0.2.0/24"  # TEST-NET-1: no pod is there
 pytestmark = pytest.mark.skipif(
     real_node.ON_REAL_NODE,
-    reason="sends from the nodes' loopback pod IPs; the real Node's pods are in their own netns",
+    reason="sends from pods (pod_client.py), whose namespaces the real Node names its own way",
 )
 
 
@@ -59,12 +60,16 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
     )
     e0_ip, w0_ip, w1_ip = e0["podIP"], w0["podIP"], w1["podIP"]
     seed = f"http://{w0_ip}:7070"
+    # A west node's own requests, made from its own pod (its address, its network).
+    from_w0, from_w1 = (pod_source(kube.get(k8s.PODS, west, n) or {}) for n in ("w0", "w1"))
 
     # West allows east; east greets w0 but allows nothing of west's: refused, typed.
     _peering(kube, west, WEST, allowedNetworks=[f"{e0_ip}/32"])
     _peering(kube, east, EAST, allowedNetworks=[UNREACHABLE], seeds=[seed])
     wait_for(
-        lambda: peer_request(e0_ip, Identity.generate(), source=w0_ip) == (403, "peer_not_allowed"),
+        lambda: (
+            peer_request(e0_ip, Identity.generate(), source=from_w0) == (403, "peer_not_allowed")
+        ),
         timeout=60,
         what="east to refuse a west node (peer_not_allowed)",
     )
@@ -83,7 +88,7 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
         timeout=60,
         what="w0 to list e0 among its peers",
     )
-    assert peer_request(e0_ip, Identity.generate(), source=w1_ip)[0] == 200
+    assert peer_request(e0_ip, Identity.generate(), source=from_w1)[0] == 200
 
     # A ban of w1 in east's fleet wins over the allowance: refused, dropped, kept out.
     kube.create(
@@ -100,7 +105,7 @@ def test_two_fleets_peer_when_allowed_refuse_when_not_and_a_ban_wins(
         ),
     )
     wait_for(
-        lambda: peer_request(e0_ip, Identity.generate(), source=w1_ip) == (403, "peer_banned"),
+        lambda: peer_request(e0_ip, Identity.generate(), source=from_w1) == (403, "peer_banned"),
         timeout=60,
         what="east to refuse the banned west node (peer_banned)",
     )

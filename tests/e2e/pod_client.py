@@ -1,0 +1,90 @@
+"""Connections that come from a pod's own address, as the pod itself would open them,
+under either pod network of the local kubelet (docs/local-cluster.md):
+
+- POD_NETWORK=netns: from inside the pod's network namespace (`/run/netns/<prefix>-<uid>`),
+  where the pod's address is the only one and the packets cross the cluster's bridge;
+- loopback: from the host, bound to the pod's loopback address, which is where the pod's
+  own connections come from in that mode.
+
+So a node under test sees a real peer's or balancer's address either way, never the
+host's.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import http.client
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NETNS_DIR = Path("/run/netns")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"setns: {os.strerror(err)}")
+
+
+def _connect_in(netns: Path, dest: tuple[str, int], timeout: float) -> socket.socket:
+    """A TCP connection opened inside `netns`: a socket keeps the namespace it was made in,
+    so only a short-lived thread switches (setns changes the calling thread only)."""
+    made: list[socket.socket] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        with open(netns) as target:
+            try:
+                _setns(target.fileno())
+                made.append(socket.create_connection(dest, timeout=timeout))
+            except BaseException as exc:  # handed to the caller's thread
+                failed.append(exc)
+
+    worker = threading.Thread(target=run, name=f"netns {netns.name}")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return made[0]
+
+
+@dataclass(frozen=True)
+class PodSource:
+    """Where connections from one pod come from: its address, and its network namespace
+    when it has one of its own."""
+
+    address: str
+    netns: Path | None
+
+    def connect(self, dest: tuple[str, int], timeout: float = 5.0) -> socket.socket:
+        if self.netns is not None:
+            return _connect_in(self.netns, dest, timeout)
+        return socket.create_connection(dest, timeout=timeout, source_address=(self.address, 0))
+
+    def get(
+        self, host: str, port: int, path: str, headers: dict[str, str], timeout: float = 3.0
+    ) -> tuple[int, dict[str, Any] | None]:
+        """One HTTP GET from this pod: (status, the JSON error body of a 4xx/5xx or None)."""
+        conn = http.client.HTTPConnection(host, port, timeout=timeout)
+        conn.sock = self.connect((host, port), timeout)
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        return resp.status, (json.loads(body) if resp.status >= 400 else None)
+
+
+def pod_source(pod: dict[str, Any]) -> PodSource:
+    """The source of a pod object with an address (status.podIP)."""
+    address = str(pod["status"]["podIP"])
+    netns = next(NETNS_DIR.glob(f"*-{pod['metadata']['uid']}"), None)
+    return PodSource(address=address, netns=netns)
