@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-DEFAULT_INTERVAL_SECONDS = 2.0
+DEFAULT_INTERVAL_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)

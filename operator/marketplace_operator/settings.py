@@ -46,7 +46,7 @@ class Settings(BaseSettings):
     admin_token_overlap_seconds: float = Field(default=300.0, ge=0, le=86_400)
     api_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
     api_check_seconds: float = Field(
-        default=2.0,
+        default=1.0,
         gt=0,
         le=300,
         description="Between two GET /readyz of the API server (marketplace_operator_api_ready).",

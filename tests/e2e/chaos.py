@@ -53,6 +53,22 @@ def local_kubeconfig() -> str:
     return out.stdout.strip()
 
 
+def etcd_started() -> float | None:
+    """When the cluster's etcd process started, from its own /metrics (None: no answer).
+
+    Where an etcd crash shows when nothing the operator did met it: a `kill -9` and a
+    restart within the API server's readiness probing passes `/readyz`, and so the
+    operator's heartbeat, by (1 run in 3 of etcd kill -9 during a rollout); etcd's
+    `process_start_time_seconds` moves, as a cluster's Prometheus scraping etcd sees.
+    """
+    url = f"http://127.0.0.1:{os.environ.get('ETCD_PORT', '2379')}/metrics"
+    with contextlib.suppress(urllib3.exceptions.HTTPError):
+        text = HTTP.request("GET", url).data.decode()
+        if "process_start_time_seconds" in text:
+            return metric_sum(text, "process_start_time_seconds")
+    return None
+
+
 @dataclass
 class Supervisor:
     """What a real control plane has and `hack/cluster.sh` does not: something that starts
