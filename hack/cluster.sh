@@ -190,6 +190,35 @@ print(list(ipaddress.ip_network(sys.argv[1]).subnets(prefixlen_diff=4))[int(sys.
     "$(pod_range)" "$node_index"
 }
 
+# pod_cidr_unusable CIDR: why CIDR cannot be this cluster's POD_CIDR in $POD_NETWORK (empty:
+# it can). Caught here, at `up`: the kubelet would only leave every pod ContainerCreating.
+# loopback: inside 127.0.0.0/8 (pods bind loopback addresses) without 127.0.0.1 (the
+# control plane's); netns: a private range once 127. reads as 10.; both: a /24 or larger,
+# so that each of up to 16 local Nodes gets a slice.
+pod_cidr_unusable() {
+  python3 - "$1" "$POD_NETWORK" <<'EOF'
+import ipaddress, sys
+cidr, network = sys.argv[1:]
+try:
+    pods = ipaddress.IPv4Network(cidr)
+except ValueError as exc:
+    sys.exit(print(f"is not an IPv4 network like 127.22.0.0/16 ({exc})"))
+if pods.prefixlen > 24:
+    sys.exit(print("is smaller than a /24 (each local Node takes a sixteenth of it)"))
+if network == "loopback":
+    if not pods.subnet_of(ipaddress.IPv4Network("127.0.0.0/8")):
+        sys.exit(print("is outside 127.0.0.0/8: loopback pods bind loopback addresses "
+                       "(POD_NETWORK=netns takes a private range)"))
+    if ipaddress.IPv4Address("127.0.0.1") in pods:
+        sys.exit(print("holds 127.0.0.1, the control plane's address"))
+else:
+    moved = ipaddress.IPv4Network(cidr.replace("127.", "10.", 1) if cidr.startswith("127.") else cidr)
+    private = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+    if not any(moved.subnet_of(ipaddress.IPv4Network(p)) for p in private):
+        sys.exit(print(f"is not inside a private range ({', '.join(private)}; 127.N reads as 10.N)"))
+EOF
+}
+
 # netns_clash RANGE: why RANGE cannot be a netns cluster's pod range here (empty: it can):
 # it overlaps the Service range, the real-kubelet Node's 10.244.0.0/16, or a route of
 # the machine other than this cluster's own bridge (another cluster's, the host's LAN).
@@ -436,7 +465,14 @@ claim_pod_cidr() {
   mkdir -p "$pod_cidrs"
   exec 8>>"$pod_cidrs/.lock"
   flock -w 60 8 || die "the pod CIDR registry $pod_cidrs is locked"
-  local cidr="${POD_CIDR_GIVEN:-$POD_CIDR}" n owner clash tries=0
+  local cidr="${POD_CIDR_GIVEN:-$POD_CIDR}" n owner clash why tries=0
+  why="$([[ -z "$cidr" ]] || pod_cidr_unusable "$cidr")"
+  if [[ -n "$why" && -n "$POD_CIDR_GIVEN" ]]; then
+    die "POD_CIDR $cidr cannot be a $POD_NETWORK pod range: it $why"
+  elif [[ -n "$why" ]]; then
+    log "the recorded pod range $cidr cannot be a $POD_NETWORK pod range ($why); deriving one"
+    cidr=""
+  fi
   if [[ -z "$cidr" ]]; then
     n=$((16 + 0x$(printf %s "$dir" | sha256sum | cut -c1-4) % 239))
     cidr="127.$n.0.0/16"

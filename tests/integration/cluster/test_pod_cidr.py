@@ -108,3 +108,33 @@ def test_a_netns_range_never_overlaps_the_service_range_or_the_real_node(tmp_pat
         "POD_CIDR 10.100.0.0/16 cannot be a netns pod range: "
         "10.100.0.0/16 overlaps the Service range 10.96.0.0/12" in refused.stderr
     )
+
+
+def test_a_range_unusable_for_the_pod_network_is_refused_at_start(tmp_path: Path) -> None:
+    # Before, a loopback cluster started with such a range and every pod stayed
+    # ContainerCreating without an error anywhere.
+    cache = tmp_path / "cache"
+    for network, cidr, why in (
+        ("loopback", "10.1.0.0/16", "it is outside 127.0.0.0/8"),
+        ("loopback", "127.0.0.0/16", "it holds 127.0.0.1"),
+        ("loopback", "127.30.0.0/28", "it is smaller than a /24"),
+        ("loopback", "127.30.1.0/16", "it is not an IPv4 network"),
+        ("netns", "8.8.0.0/16", "it is not inside a private range"),
+        ("netns", "172.16.0.0/27", "it is smaller than a /24"),
+    ):
+        cluster = tmp_path / f"{network}-{cidr.replace('/', '_')}"
+        refused = claim(cluster, cache, cidr, network=network)
+        assert refused.returncode != 0, (network, cidr)
+        prefix = f"[cluster] ERROR: POD_CIDR {cidr} cannot be a {network} pod range: {why}"
+        assert refused.stderr.count("\n") == 1, refused.stderr  # one line
+        assert refused.stderr.startswith(prefix), refused.stderr
+        assert not (cluster / "pod-cidr").exists()
+    # A private range is a netns cluster's to take.
+    assert claimed(tmp_path / "private", cache, "192.168.0.0/16", network="netns") == (
+        "192.168.0.0/16"
+    )
+    # A range recorded by a netns cluster that starts again in loopback: derived afresh.
+    cluster = tmp_path / "switched"
+    cluster.mkdir()
+    (cluster / "pod-cidr").write_text("192.168.0.0/16\n")
+    assert claimed(cluster, cache).startswith("127.")
