@@ -170,6 +170,7 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
+        other_peer_ids=frozenset(peer_ids.values()).difference((peer_ids.get(name),)),
         fleet_uid=_one(indexes["rollout_fleets"], (namespace, fleet)),
         **_tls_views(namespace, name, fleet, indexes),
     )

@@ -15,7 +15,7 @@ A crashed node is not kept in service by this: its readiness probe fails at the 
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from marketplace_protocol.admin import NodeStatus
@@ -51,8 +51,8 @@ class GateInputs:
     node: NodeStatus | None  # None: the poll failed or could not be made
     gate_on: bool  # the pod's gate condition as observed now
     leaving: bool  # marked `marketplace.p2p.dev/leaving` by the rollout
-    fleet_peer_ids: Collection[str] = ()
-    other_members: int = 0
+    fleet_peer_ids: AbstractSet[str] = frozenset()  # the other members' ids
+    has_other_members: bool = False
     current_policy_version: int | None = None
     policy_required: bool = False
 
@@ -66,7 +66,7 @@ def decide(
         verdict = joined(
             inp.node,
             fleet_peer_ids=inp.fleet_peer_ids,
-            other_members=inp.other_members,
+            has_other_members=inp.has_other_members,
             current_policy_version=inp.current_policy_version,
             policy_required=inp.policy_required,
         )

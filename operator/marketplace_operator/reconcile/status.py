@@ -7,7 +7,7 @@ handler patches status only when the result differs from what is stored.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -26,8 +26,8 @@ from marketplace_operator.reconcile.observe import PodView
 def joined(
     node: NodeStatus | None,
     *,
-    fleet_peer_ids: Collection[str],
-    other_members: int,
+    fleet_peer_ids: AbstractSet[str],
+    has_other_members: bool,
     current_policy_version: int | None,
     policy_required: bool = False,
 ) -> bool:
@@ -38,6 +38,9 @@ def joined(
     With fleet policy run by this operator (`policy_required`), a node that has no policy
     yet is not joined even before the fleet ConfigMap names a version: Ready never comes
     before PolicyApplied.
+
+    `fleet_peer_ids` are the other members' ids, as a set: each pass of every node asks
+    this, so it costs the peers the node listed, not the fleet's size (issue 15).
     """
     if node is None or not node.ready or node.draining:
         return False
@@ -47,13 +50,11 @@ def joined(
         node.policy_version is None or node.policy_version < current_policy_version
     ):
         return False
-    if other_members == 0:
+    if not has_other_members:
         return True
-    peer_ids = {p.peer_id for p in node.peers}
-    known = set(fleet_peer_ids) - {node.peer_id}
-    if known:
-        return bool(peer_ids & known)
-    return bool(peer_ids)
+    if len(fleet_peer_ids) > (node.peer_id in fleet_peer_ids):  # someone's id but its own
+        return any(p.peer_id in fleet_peer_ids and p.peer_id != node.peer_id for p in node.peers)
+    return bool(node.peers)
 
 
 @dataclass(frozen=True)

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 from marketplace_operator import nodeloop
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
-from marketplace_operator.reconcile import gate
+from marketplace_operator.reconcile import fleet, gate
 from marketplace_operator.reconcile import node as plan
+from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names, pod
-from marketplace_protocol.admin import NodeStatus
+from marketplace_protocol.admin import NodeStatus, PeerInfo
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -55,9 +57,8 @@ def decide(pod_body: dict[str, Any], poll: nodeloop.Poll, **kw: Any) -> nodeloop
         "policy_required": True,
     }
     args.update(kw)
-    return nodeloop.decide(
-        BODY, nodeloop.Views(pod=pod_body), desired(), poll, nodeloop.Findings(), **args
-    )
+    views = args.pop("views", None) or nodeloop.Views(pod=pod_body)
+    return nodeloop.decide(BODY, views, desired(), poll, nodeloop.Findings(), **args)
 
 
 def test_a_node_that_answers_with_its_policy_gets_its_gate_and_is_ready_now() -> None:
@@ -115,3 +116,74 @@ def test_peer_count_changes_alone_are_paced() -> None:
     assert got.patch == {}
     assert got.delay is None
     assert got.event is None
+
+
+def decide_connected(views: nodeloop.Views, *, to: str) -> nodeloop.Decision:
+    """One pass of a node with its policy that is connected to the peer `to`."""
+    peer = PeerInfo(peer_id=to, address="http://127.1.0.7:7070")
+    node = NodeStatus(peer_id="p", ready=True, policy_version=1, peers=[peer])
+    return decide(views.pod or {}, nodeloop.Poll(node), views=views)
+
+
+class CountedFleet(tuple[fleet.MemberPod, ...]):
+    """A fleet that counts the members a pass reads (`read`)."""
+
+    read = 0
+
+    def __iter__(self) -> Iterator[fleet.MemberPod]:
+        for member in super().__iter__():
+            type(self).read += 1
+            yield member
+
+
+class CountedIds(dict[str, str]):
+    """Peer ids by member that count how many a pass reads."""
+
+    read = 0
+
+    def items(self) -> Any:
+        type(self).read += len(self)
+        return super().items()
+
+    def values(self) -> Any:
+        type(self).read += len(self)
+        return super().values()
+
+    def __iter__(self) -> Iterator[str]:
+        type(self).read += len(self)
+        return super().__iter__()
+
+
+def test_a_pass_reads_a_few_members_not_the_whole_fleet() -> None:
+    """Issue 15: each pass of every node counted the fleet's members and listed their peer
+    ids (Python loops over N), a tenth of the operator's CPU while 1,000 nodes started.
+    The gate needs only whether another member has an address and the others' ids as a
+    set (built once per pass by `gather`)."""
+    member = pod_view(running_pod(joined=True))
+    members = CountedFleet(
+        fleet.MemberPod(node=f"m{i}", pod=member, port=7070) for i in range(1_000)
+    )
+    ids = CountedIds({f"m{i}": f"mp{i}" for i in range(1_000)})
+    views = nodeloop.Views(
+        pod=running_pod(joined=False),
+        fleet=members,
+        peer_ids=ids,
+        other_peer_ids=frozenset(ids.values()),
+    )
+    CountedFleet.read = CountedIds.read = 0
+    got = decide_connected(views, to="mp7")
+    assert got.set_gate is True  # connected to a member by its peer id
+    assert CountedFleet.read <= 2
+    assert CountedIds.read == 0
+
+
+def test_a_node_connected_only_to_strangers_is_not_joined() -> None:
+    member = pod_view(running_pod(joined=True))
+    views = nodeloop.Views(
+        pod=running_pod(joined=False),
+        fleet=(fleet.MemberPod(node="m1", pod=member, port=7070),),
+        peer_ids={"m1": "mp1"},
+        other_peer_ids=frozenset({"mp1"}),
+    )
+    got = decide_connected(views, to="mpx")
+    assert got.set_gate is None

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import kopf
 import pytest
-from marketplace_operator.handlers.mnode import configure, may_skip_scanning
+from marketplace_operator.handlers.mnode import _INDEXES, configure, gather, may_skip_scanning
 from marketplace_operator.settings import Settings
 
 
@@ -46,3 +48,11 @@ def test_configure_applies_the_decision(cfg: Settings, disabled: bool) -> None:
     assert settings.scanning.disabled is False  # kopf's default: scanning on
     configure(settings, cfg)
     assert settings.scanning.disabled is disabled
+
+
+def test_gather_gives_the_gate_the_other_members_peer_ids_as_a_set() -> None:
+    indexes: dict[str, Any] = {name: {} for name in _INDEXES}
+    indexes["mnode_peer_ids"] = {("ns", "blue"): [("n1", "mp1"), ("n2", "mp2"), ("n3", "mp3")]}
+    views = gather("ns", "n2", "blue", indexes)
+    assert views.other_peer_ids == frozenset({"mp1", "mp3"})
+    assert views.peer_ids == {"n1": "mp1", "n2": "mp2", "n3": "mp3"}

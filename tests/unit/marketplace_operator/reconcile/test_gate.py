@@ -33,8 +33,8 @@ def inputs(node: NodeStatus | None, *, on: bool = True, leaving: bool = False) -
         node=node,
         gate_on=on,
         leaving=leaving,
-        fleet_peer_ids=("mpother0",),
-        other_members=1,
+        fleet_peer_ids=frozenset({"mpother0"}),
+        has_other_members=True,
         current_policy_version=4,
     )
 

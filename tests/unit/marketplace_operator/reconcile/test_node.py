@@ -297,7 +297,10 @@ def test_joined_gate(
     expected: bool,
 ) -> None:
     got = status.joined(
-        node_st, fleet_peer_ids=fleet_ids, other_members=others, current_policy_version=policy
+        node_st,
+        fleet_peer_ids=frozenset(fleet_ids),
+        has_other_members=others > 0,
+        current_policy_version=policy,
     )
     assert got is expected
 
@@ -611,8 +614,8 @@ def test_with_fleet_policy_run_here_a_node_without_policy_is_not_joined(
     ConfigMap names no version yet (a fleet just created, or recreated)."""
     got = status.joined(
         node_status(policyVersion=applied),
-        fleet_peer_ids=(),
-        other_members=0,
+        fleet_peer_ids=frozenset(),
+        has_other_members=False,
         current_policy_version=current,
         policy_required=True,
     )
