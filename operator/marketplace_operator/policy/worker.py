@@ -86,15 +86,18 @@ class Snapshot(NamedTuple):
 
 
 SWEEP_NODES_PER_SECOND = 100.0
-"""The periodic sweeps over every node (resync, local-ban collection) ask at most this many
-nodes per second on average. At their fixed intervals (10 s, 2 s) 1,000 nodes were 600
-admin requests per second on top of the nodes' own status polls (200/s): more than the
-operator's one core and the nodes' admin listeners should spend on bookkeeping."""
+"""The periodic sweeps over every node (resync, local-ban collection) together ask at most
+this many nodes per second on average. At their fixed intervals (10 s, 2 s) 1,000 nodes
+were 600 admin requests per second on top of the nodes' own status polls (200/s): more
+than the operator's one core and the nodes' admin listeners should spend on bookkeeping.
+At 100 each (200/s), they were still a fifth of the operator's CPU while 1,000 nodes
+started (py-spy, issue 15)."""
+SWEEPS = 2  # resync_forever and collect_forever share SWEEP_NODES_PER_SECOND
 
 
 def sweep_pause(interval: float, nodes: int) -> float:
     """The pause before the next sweep: `interval`, or longer for a big fleet."""
-    return max(interval, nodes / SWEEP_NODES_PER_SECOND)
+    return max(interval, SWEEPS * nodes / SWEEP_NODES_PER_SECOND)
 
 
 def _size(inputs: Snapshot) -> int:
