@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiohttp
+import kopf
 from kubernetes.aio import client, config
 
 from marketplace_operator import errors
@@ -37,6 +38,47 @@ They wait in `Kube.request`, before their timeout starts: aiohttp counts the wai
 pooled connection against the request's timeout, so 300 nodes starting (a thousand calls
 queued behind 16 connections) timed out by the hundred without the API server being
 slow, and each timeout doubled a node's backoff (issue 15)."""
+
+
+KOPF_CONNECTIONS = 32
+"""kopf's own requests to the API server (its patches of our objects, Events) at once."""
+WATCHES_PER_NAMESPACE = 16
+"""More than the kinds kopf watches in one namespace (ten today): each watch holds one
+connection of kopf's pool for as long as it streams."""
+
+
+def kopf_connection_limit(namespaces: int | None) -> int | None:
+    """The size of kopf's pool when it watches `namespaces` namespaces (1: cluster-wide);
+    None (kopf's own pool, unbounded) when their number is not known (patterns)."""
+    if namespaces is None:
+        return None
+    return KOPF_CONNECTIONS + WATCHES_PER_NAMESPACE * max(1, namespaces)
+
+
+def kopf_session(info: kopf.ConnectionInfo, *, limit: int) -> kopf.AiohttpSession:
+    """kopf's connection to the API server (watches, its patches, Events) with kopf's own
+    credentials, on a pool of at most `limit` connections.
+
+    kopf's default pool is unbounded: each request of its per-object workers that finds
+    no idle connection opens one. 100 MarketplaceNodes created at once were 102 TLS
+    connections (each with a 128 KiB read buffer of asyncio's and OpenSSL's state, kept
+    15 s), and at 1,000 nodes on a slow API server about 1,900: most of the operator's
+    768 MiB (issue 15). Beyond `limit`, a request waits for a connection (within kopf's
+    request timeout, 5 minutes)."""
+    connector = aiohttp.TCPConnector(limit=limit, ssl=info.as_ssl_context())
+    session = aiohttp.ClientSession(
+        connector=connector,
+        headers=info.as_http_headers(),
+        proxy=info.proxy_url,
+        trust_env=info.trust_env,
+    )
+    return kopf.AiohttpSession(
+        server=info.server,
+        default_namespace=info.default_namespace,
+        priority=info.priority,
+        expiration=info.expiration,
+        aiohttp_session=session,
+    )
 
 
 @dataclass(frozen=True)

@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from pathlib import Path
 from typing import Any
 
 import kopf
 import pytest
-from marketplace_operator.handlers.mnode import _INDEXES, configure, gather, may_skip_scanning
+from kopf import OperatorSettings
+from marketplace_operator.handlers.mnode import (
+    _INDEXES,
+    configure,
+    gather,
+    kopf_credentials,
+    may_skip_scanning,
+)
 from marketplace_operator.settings import Settings
 
 
@@ -56,3 +66,57 @@ def test_gather_gives_the_gate_the_other_members_peer_ids_as_a_set() -> None:
     views = gather("ns", "n2", "blue", indexes)
     assert views.other_peer_ids == frozenset({"mp1", "mp3"})
     assert views.peer_ids == {"n1": "mp1", "n2": "mp2", "n3": "mp3"}
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters:
+- name: c
+  cluster: {server: "https://127.0.0.1:6443", insecure-skip-tls-verify: true}
+users:
+- name: u
+  user: {token: t0k3n}
+contexts:
+- name: x
+  context: {cluster: c, user: u}
+current-context: x
+"""
+
+
+@pytest.mark.parametrize(
+    ("cfg", "limit"),
+    [
+        (Settings(namespaces=["marketplace"]), 48),
+        (Settings(namespaces=["a", "b", "c"]), 80),
+        (Settings(all_namespaces=True), 48),
+        (Settings(namespaces=["team-*"]), None),  # how many watches: not known
+    ],
+)
+def test_kopf_logs_in_with_its_own_credentials_on_a_bounded_pool(
+    cfg: Settings, limit: int | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 15: kopf's own pool was unbounded; 100 nodes created at once were 102 TLS
+    connections to the API server, 1,000 nodes about 1,900 (most of the operator's RSS)."""
+    (tmp_path / "config").write_text(KUBECONFIG)
+    # read once, when kubernetes is imported: where KUBECONFIG pointed then
+    location = "kubernetes.config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION"
+    monkeypatch.setattr(location, str(tmp_path / "config"))
+
+    async def run() -> None:
+        # what the login handler does: kopf's default discovery, then our pool
+        info = kopf.login_via_client(logger=logging.getLogger("t"), settings=OperatorSettings())
+        got = kopf_credentials(info, cfg)
+        if limit is None:
+            assert isinstance(got, kopf.ConnectionInfo)  # kopf's own pool
+            return
+        assert isinstance(got, kopf.AiohttpSession)
+        try:
+            assert got.server == "https://127.0.0.1:6443"
+            assert got.aiohttp_session.connector is not None
+            assert got.aiohttp_session.connector.limit == limit
+            assert got.aiohttp_session.headers["Authorization"] == "Bearer t0k3n"
+        finally:
+            await got.aiohttp_session.close()
+
+    asyncio.run(run())
