@@ -444,6 +444,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         nodes=NodeClient.create(
             timeout=cfg.admin_timeout_seconds,
             concurrency=cfg.admin_concurrency,
+            connections=cfg.admin_concurrency + policy_settings.parallelism,  # policy's too
             on_error=metrics.admin_error,
             alternatives=tokens.alternatives,
         ),

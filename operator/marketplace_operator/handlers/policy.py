@@ -380,14 +380,9 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
         kwargs["mnode_configmaps"],
         kwargs["policy_fleets"],
     )
-    # Its own admin-API session: with hundreds of nodes, the node loops keep the shared
-    # session's slots busy, and a ban must not queue behind them.
-    client = NodeClient.create(
-        timeout=ctx.settings.admin_timeout_seconds,
-        concurrency=settings.parallelism,
-        on_error=ctx.metrics.admin_error,
-        alternatives=ctx.tokens.alternatives,
-    )
+    # Slots of its own (with hundreds of nodes, the node loops keep theirs busy, and a ban
+    # must not queue behind them) on the node loops' connections (`NodeClient.sharing`).
+    client = ctx.nodes.sharing(concurrency=settings.parallelism)
     secrets = kwargs["mnode_secrets"]
 
     async def token(key: FleetKey) -> str:

@@ -29,7 +29,13 @@ async def node() -> AsyncIterator[tuple[TestServer, list[dict[str, Any]]]]:
 
     async def put_policy(request: web.Request) -> web.Response:
         raw = await request.read()  # aiohttp inflates Content-Encoding: gzip
-        seen.append({"encoding": request.headers.get("Content-Encoding"), "body": raw})
+        seen.append(
+            {
+                "encoding": request.headers.get("Content-Encoding"),
+                "body": raw,
+                "peer": request.transport.get_extra_info("peername") if request.transport else None,
+            }
+        )
         doc = PolicyDocument.model_validate_json(raw)
         applied = PolicyApplied(version=doc.version, hash=doc.hash)
         return web.json_response(applied.model_dump(mode="json", by_alias=True))
@@ -81,6 +87,26 @@ async def test_one_encoding_per_document_whatever_the_fleet_size(
         await client.close()
     assert calls == [4, 5]
     assert [json.loads(s["body"])["version"] for s in seen] == [4] * 10 + [5] * 10
+
+
+async def test_a_client_sharing_another_uses_its_connections(
+    node: tuple[TestServer, list[dict[str, Any]]],
+) -> None:
+    """Issue 15: the node loops and the policy worker had a session each, so each node kept
+    two connections from the operator (about 2,000 to open and keep at 1,000 nodes)."""
+    server, seen = node
+    base = str(server.make_url("")).rstrip("/")
+    owner = NodeClient.create(concurrency=2, connections=6)
+    try:
+        shared = owner.sharing(concurrency=4)
+        await owner.put_policy(base, "t", document(1, version=3))
+        await shared.put_policy(base, "t", document(1, version=4))
+        await shared.close()  # not its session to close
+        await owner.put_policy(base, "t", document(1, version=5))
+    finally:
+        await owner.close()
+    assert [PolicyDocument.model_validate_json(s["body"]).version for s in seen] == [3, 4, 5]
+    assert len({s["peer"] for s in seen}) == 1  # one kept-alive connection served all
 
 
 def test_large_bodies_shrink() -> None:
