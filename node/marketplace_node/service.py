@@ -145,6 +145,7 @@ class NodeService:
         self.under_replicated = 0
         self._landing: dict[str, asyncio.Future[None]] = {}  # announcements being stored
         self.fresh_store = False
+        self._retracted: dict[str, int] = {}  # package id -> `created` of our provider_removed
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -319,14 +320,18 @@ class NodeService:
             for meta in self.catalogue.add(entry):
                 if self.blocked(meta) is None:  # a takedown is not streamed to subscribers
                     self.hub.publish(applied.seq, meta)
-        if ann.provider is not None and ann.kind is not AnnouncementKind.PROVIDER_REMOVED:
-            rec = ann.provider
-            expires = self.clock.wall() + rec.ttl_seconds
-            # Interned: a provider serves many packages, its id and address are kept once.
-            peer_id, address = sys.intern(rec.peer_id), sys.intern(rec.address)
-            self.providers.set(ProviderRow(rec.package_id, peer_id, address, expires, ann.created))
-        elif ann.provider is not None:
-            self.providers.drop(ann.provider.package_id, ann.provider.peer_id, ann.created)
+        rec = ann.provider
+        if rec is not None and ann.kind is AnnouncementKind.PROVIDER_REMOVED:
+            self.providers.drop(rec.package_id, rec.peer_id, ann.created)
+        elif rec is not None and applied.provider:  # else its peer took it back already
+            if rec.peer_id == self.identity.peer_id and not self._holds(rec.package_id):
+                self._retract(rec.package_id, ann.created)
+            else:
+                expires = self.clock.wall() + rec.ttl_seconds
+                # Interned: a provider serves many packages, its id and address are kept once.
+                peer_id, address = sys.intern(rec.peer_id), sys.intern(rec.address)
+                row = ProviderRow(rec.package_id, peer_id, address, expires, ann.created)
+                self.providers.set(row)
         if ann.kind is AnnouncementKind.PEER_LEAVING:
             self.providers.drop_peer(ann.origin, ann.created)
             self.peers.left(ann.origin, ann.created)
@@ -411,6 +416,48 @@ class NodeService:
         await self.accept(ann, sender=None)
         return ann
 
+    def _holds(self, package_id: str) -> bool:
+        meta = self.catalogue.get(package_id)
+        return meta is not None and self.blobs.has(meta.digest)
+
+    def _retract(self, package_id: str, updated: int) -> None:
+        """A record naming us for bytes we do not hold, learnt by gossip or sync: our old
+        incarnation's, made in the second our `peer_leaving` could not cover (whole seconds),
+        or our own of bytes since gone. Take it back with a `provider_removed` of our own,
+        dated now but never before the record (a removal wins its second), so peers stop
+        counting the copy and repair it. Decided and dated in one step, without an await: a
+        copy that lands later is announced after it (`_provider_created`)."""
+        created = max(int(self.clock.wall()), updated, self._retracted.get(package_id, 0))
+        self._retracted[package_id] = created
+        ann = sealing.announce(
+            self.identity,
+            AnnouncementKind.PROVIDER_REMOVED,
+            created=created,
+            provider=self._provider_record(package_id),
+        )
+        logger.info("retracting a provider record of ours for %s: not held here", package_id)
+        self.spawn(self.accept(ann, sender=None))
+
+    def _provider_created(self, package_id: str) -> int:
+        """`created` for a record of ours: now, or just after our retraction of the same
+        package if that is later (it would win a tie, `store._superseded`)."""
+        now = int(self.clock.wall())
+        retracted = self._retracted.get(package_id)
+        if retracted is None or retracted < now:
+            self._retracted.pop(package_id, None)
+            return now
+        return retracted + 1
+
+    async def announce_provider(self, package_id: str) -> None:
+        """Say that we hold `package_id`'s bytes."""
+        ann = sealing.announce(
+            self.identity,
+            AnnouncementKind.PROVIDER_ADDED,
+            created=self._provider_created(package_id),
+            provider=self._provider_record(package_id),
+        )
+        await self.accept(ann, sender=None)
+
     async def _spread_once_joined(self, ann: Announcement) -> None:
         """Push `ann` as soon as we know a peer. Left to anti-entropy, each peer heard of
         our lost disk only when its random pull picked us: repairs waited up to a minute."""
@@ -477,7 +524,7 @@ class NodeService:
         ann = sealing.announce(
             self.identity,
             kind,
-            created=int(self.clock.wall()),
+            created=self._provider_created(meta.id),
             package=meta,
             provider=self._provider_record(meta.id),
         )
@@ -589,9 +636,7 @@ class NodeService:
                 for r in self.providers.live(package_id, now)
             ):
                 continue
-            await self.announce(
-                AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(package_id)
-            )
+            await self.announce_provider(package_id)
             announced += 1
         return announced
 
@@ -746,9 +791,7 @@ class NodeService:
     def _provide(self, meta: PackageMeta) -> None:
         """The bytes are on disk: answer now, say so to peers in the background (the
         announcement's commit is a second fsync a fetch or a publish's copy need not wait on)."""
-        self.spawn(
-            self.announce(AnnouncementKind.PROVIDER_ADDED, provider=self._provider_record(meta.id))
-        )
+        self.spawn(self.announce_provider(meta.id))
 
     # -- admin surface and drain ----------------------------------------------------
 

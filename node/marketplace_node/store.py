@@ -140,6 +140,7 @@ class Applied:
 
     seq: int
     new_package: bool
+    provider: bool = True  # False: its provider record was superseded (`_superseded`)
 
 
 class Store:
@@ -371,6 +372,10 @@ def _rollback(db: sqlite3.Connection) -> None:
 
 def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Applied | None:
     subject = _provider_subject(ann)
+    adds = ann.provider if ann.kind is not AnnouncementKind.PROVIDER_REMOVED else None
+    stale = adds is not None and _superseded(db, adds.peer_id, adds.package_id, ann.created)
+    if stale and ann.kind is AnnouncementKind.PROVIDER_ADDED:
+        return None  # late gossip of a record its peer already took back: nothing to keep
     cur = db.execute(
         "INSERT OR IGNORE INTO changes(ann_id, body, kind, peer, package, created)"
         " VALUES(?, ?, ?, ?, ?, ?)",
@@ -393,8 +398,8 @@ def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Ap
             "INSERT OR IGNORE INTO name_records(id, name, body) VALUES(?, ?, ?)",
             (ann.record.id, ann.record.name, ann.record.model_dump_json(by_alias=True)),
         )
-    if ann.kind is not AnnouncementKind.PROVIDER_REMOVED and ann.provider is not None:
-        rec = ann.provider
+    if adds is not None and not stale:
+        rec = adds
         db.execute(
             "INSERT INTO providers(package_id, peer_id, address, expires_at, updated)"
             " VALUES(?, ?, ?, ?, ?)"
@@ -412,7 +417,23 @@ def _apply_one(db: sqlite3.Connection, ann: Announcement, now_wall: float) -> Ap
         db.execute(
             "DELETE FROM providers WHERE peer_id = ? AND updated <= ?", (ann.origin, ann.created)
         )
-    return Applied(seq=seq, new_package=new_package)
+    return Applied(seq=seq, new_package=new_package, provider=adds is not None and not stale)
+
+
+def _superseded(db: sqlite3.Connection, peer: str, package: str, created: int) -> bool:
+    """Has `peer` already said something newer about providing `package`: a later record,
+    or a `provider_removed` or `peer_leaving` dated at or after `created` (a removal wins
+    its second, whichever arrives first)? Then a record dated `created` is late gossip and
+    must not come back, whatever the order it arrives in (the change log keeps the newest
+    provider state of each subject, `_compact`)."""
+    return (
+        db.execute(
+            "SELECT 1 FROM changes WHERE peer = ? AND package IN (?, '')"
+            " AND (created > ? OR (created = ? AND kind != 'provider_added')) LIMIT 1",
+            (peer, package, created, created),
+        ).fetchone()
+        is not None
+    )
 
 
 def _provider_subject(ann: Announcement) -> tuple[str | None, str | None]:
