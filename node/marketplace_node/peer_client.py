@@ -5,8 +5,8 @@ marketplace_node.tls) for `server_name` when one is set: members dial each other
 address, and what every member's certificate carries is the fleet's name.
 
 aiohttp exceptions never leave this module: they become `UpstreamFailed` or
-`UpstreamTimeout`, and a peer's `ErrorBody` answer becomes `UpstreamFailed`
-carrying the peer's code in `details`.
+`UpstreamTimeout`, and a peer's `ErrorBody` answer becomes `PeerAnswered` (an
+`UpstreamFailed`) carrying the peer's code in `details`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,15 @@ from marketplace_node.breaker import Breakers
 MAX_REPLY_BYTES = 4 * 1024 * 1024
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class PeerAnswered(UpstreamFailed):
+    """A peer's error answer: its status and code in `details`; its message (`answer`)
+    kept aside, for our own decisions only (it is the peer's text, not ours to show)."""
+
+    def __init__(self, message: str, *, answer: str, details: dict[str, str]) -> None:
+        super().__init__(message, details=details)
+        self.answer = answer
 
 
 def check_destination(base_url: str, networks: tuple[Network, ...]) -> None:
@@ -188,9 +197,13 @@ async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
 def _raise_for(status: int, payload: bytes, peer: str) -> None:
     if 200 <= status < 300:
         return
-    code = "unknown"
+    code, answer = "unknown", ""
     with contextlib.suppress(ValueError, AttributeError):
-        code = str(json.loads(payload).get("code", "unknown"))[:64]
-    raise UpstreamFailed(
-        f"peer answered {status}", details={"peer": peer, "status": str(status), "code": code}
+        error = json.loads(payload)
+        code = str(error.get("code", "unknown"))[:64]
+        answer = str(error.get("message", ""))[:256]
+    raise PeerAnswered(
+        f"peer answered {status}",
+        answer=answer,
+        details={"peer": peer, "status": str(status), "code": code},
     )

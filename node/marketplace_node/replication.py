@@ -10,6 +10,11 @@ factor is repaired by its best-ranked live holder, which asks non-holders for
 copies. A provider that died drops out of the peer table after its failed
 probes; one that lost its disk says so at start (`peer_leaving`), so both
 count as lost copies. Content the fleet took down is neither copied nor counted.
+
+During a rollout a copy may run a release from before inline bytes: it refuses a
+`replicate` that carries them (`OLD_RELEASE_REFUSAL`), so that copy is asked again in
+the old form (it fetches the bytes from us) and, for `INLINE_REFUSED_SECONDS`, asked
+only in that form (each refusal counts as invalid data against us there).
 """
 
 from __future__ import annotations
@@ -21,10 +26,37 @@ from marketplace_protocol.errors import InsufficientReplicas, NodeError
 
 from marketplace_node import limits, placement
 from marketplace_node.model import Announcement, PackageMeta, ReplicateRequest
+from marketplace_node.peer_client import PeerAnswered
 from marketplace_node.service import NodeService
 
 logger = logging.getLogger(__name__)
 REPAIR_CONCURRENCY = 16
+OLD_RELEASE_REFUSAL = "content: Extra inputs are not permitted"
+"""What a node of a release before inline copies (dc916ce) answers a `replicate` carrying
+bytes: 400 `invalid_input`, "1 validation error: content: Extra inputs are not permitted"
+(its strict model refuses the unknown field; taken from that release's own answer)."""
+INLINE_REFUSED_SECONDS = 300.0
+"""How long a copy that refused inline bytes is asked only in the old form: a rollout's
+length, after which it is tried again (it may have been upgraded meanwhile)."""
+
+
+def refuses_inline(exc: Exception) -> bool:
+    """Is `exc` a copy's refusal of inline bytes by a release that predates them?"""
+    return (
+        isinstance(exc, PeerAnswered)
+        and (exc.details.get("status"), exc.details.get("code")) == ("400", "invalid_input")
+        and OLD_RELEASE_REFUSAL in exc.answer
+    )
+
+
+def _inline_refused(service: NodeService, peer_id: str) -> bool:
+    since = service.inline_refused.get(peer_id)
+    if since is None:
+        return False
+    if service.clock.monotonic() - since < INLINE_REFUSED_SECONDS:
+        return True
+    del service.inline_refused[peer_id]
+    return False
 
 
 async def copy_to(
@@ -44,33 +76,44 @@ async def copy_to(
     meta = meta or service.catalogue.get(package_id)
     if need <= 0 or meta is None:
         return 0
-    body = (
-        ReplicateRequest(
-            package_id=package_id,
-            announcement=announcement,
-            content=service.blobs.read_small(meta.digest, limits.INLINE_CONTENT_MAX)
-            if meta.size <= limits.INLINE_CONTENT_MAX
-            else None,
-        )
+    content = (
+        service.blobs.read_small(meta.digest, limits.INLINE_CONTENT_MAX)
+        if meta.size <= limits.INLINE_CONTENT_MAX
+        else None
+    )
+    bodies = {  # the old form: no bytes, the copy fetches them from us
+        form: ReplicateRequest(package_id=package_id, announcement=announcement, content=c)
         .model_dump_json(by_alias=True, exclude_none=True)
         .encode()
-    )
+        for form, c in (("old", None), ("inline", content))
+    }
     queue = list(candidates)
     acks = 0
+
+    async def ask(address: str, form: str) -> None:
+        await service.client.request(
+            "POST",
+            address,
+            "/p2p/v1/replicate",
+            body=bodies[form],
+            within=service.settings.fetch_timeout_seconds,
+        )
 
     async def one(peer_id: str) -> bool:
         peer = service.peers.get(peer_id)
         if peer is None:
             return False
+        form = "old" if _inline_refused(service, peer_id) else "inline"
         try:
             with service.inviting(peer_id, meta.digest):
-                await service.client.request(
-                    "POST",
-                    peer.address,
-                    "/p2p/v1/replicate",
-                    body=body,
-                    within=service.settings.fetch_timeout_seconds,
-                )
+                try:
+                    await ask(peer.address, form)
+                except PeerAnswered as exc:
+                    if content is None or not refuses_inline(exc):
+                        raise
+                    service.inline_refused[peer_id] = service.clock.monotonic()
+                    logger.info("%s runs an earlier release: copies go in the old form", peer_id)
+                    await ask(peer.address, "old")
         except NodeError as exc:
             logger.info("copy of %s to %s failed: %s", package_id, peer_id, exc.message)
             return False

@@ -146,6 +146,7 @@ class NodeService:
         self._landing: dict[str, asyncio.Future[None]] = {}  # announcements being stored
         self.fresh_store = False
         self._retracted: dict[str, int] = {}  # package id -> `created` of our provider_removed
+        self.inline_refused: dict[str, float] = {}  # peer id -> when (`replication.refuses_inline`)
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -6,15 +6,19 @@ the announcement that brought a package (what a repair sends along)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import hashlib
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
 import pytest
-from marketplace_node import limits
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from marketplace_node import limits, replication
 from marketplace_node.config import NodeSettings
-from marketplace_node.model import ReplicateRequest
+from marketplace_node.model import Announcement, ReplicateRequest
 from marketplace_node.service import NodeService
 from marketplace_node.store import Store
 from marketplace_protocol.clock import SystemClock
@@ -136,3 +140,79 @@ async def test_a_provider_record_is_re_announced_only_past_a_third_of_its_life(
         service.providers.set(dataclasses.replace(mine, expires_at=service.clock.wall() + ttl / 2))
         assert await service.republish_once() == 1
         assert await service.republish_once() == 0
+
+
+OLD_RELEASE_REFUSAL = {  # what a node of the release before inline copies answers, verbatim
+    "code": "invalid_input",
+    "message": "1 validation error: content: Extra inputs are not permitted",
+    "retryable": False,
+    "details": {},
+}
+
+
+@contextlib.asynccontextmanager
+async def copy_refusing_inline(
+    refusal: dict[str, object], tmp_path: Path
+) -> AsyncIterator[tuple[NodeService, list[list[str]]]]:
+    """A node (its service) whose one peer, "copy", answers a `replicate` carrying bytes with
+    `refusal` (400) and one without them with success; the fields of each request it got."""
+    asked: list[list[str]] = []
+
+    async def replicate(request: web.Request) -> web.Response:
+        body = await request.json()
+        asked.append(sorted(body))
+        if "content" in body:
+            return web.json_response(refusal, status=400)
+        return web.json_response({"replicated": True})
+
+    app = web.Application()
+    app.router.add_post("/p2p/v1/replicate", replicate)
+    copy = TestServer(app, host="127.0.0.1")
+    await copy.start_server()
+    try:
+        async with serving(two_copies(tmp_path)) as node:
+            node.service.peers.seen("copy", str(copy.make_url("")).rstrip("/"), 0.0)
+            yield node.service, asked
+    finally:
+        await copy.close()
+
+
+async def held(service: NodeService, name: str) -> Announcement:
+    """A small package whose bytes `service` holds, and its announcement."""
+    content = name.encode()
+    meta = package(name, content=content, created=int(SystemClock().wall()))
+    await service.blobs.write(_once(content), digest=meta.digest, max_size=meta.size)
+    return package_announcement(meta, created=meta.created or 0)
+
+
+async def _once(data: bytes) -> AsyncIterator[bytes]:
+    yield data
+
+
+async def test_a_copy_of_an_earlier_release_is_asked_again_without_the_bytes(
+    tmp_path: Path,
+) -> None:
+    """A node of a release before inline copies refuses a `replicate` that carries bytes
+    with its strict model's 400; the origin asks it again in the old form (the copy fetches
+    the bytes), and for a while asks it only in that form."""
+    async with copy_refusing_inline(OLD_RELEASE_REFUSAL, tmp_path) as (service, asked):
+        for name in ("first", "second"):
+            ann = await held(service, name)
+            assert ann.package is not None
+            assert await replication.copy_to(service, ann.package.id, ["copy"], 1, ann) == 1
+    assert asked == [
+        ["announcement", "content", "packageId"],  # refused
+        ["announcement", "packageId"],  # asked again: the old release fetches the bytes
+        ["announcement", "packageId"],  # the next copy: the old form at once
+    ]
+
+
+async def test_other_refusals_of_a_copy_are_not_retried_in_the_old_form(tmp_path: Path) -> None:
+    mismatch = OLD_RELEASE_REFUSAL | {
+        "message": "the content sent does not hash to the package's digest"
+    }
+    async with copy_refusing_inline(mismatch, tmp_path) as (service, asked):
+        ann = await held(service, "refused")
+        assert ann.package is not None
+        assert await replication.copy_to(service, ann.package.id, ["copy"], 1, ann) == 0
+    assert asked == [["announcement", "content", "packageId"]]
