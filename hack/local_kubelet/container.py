@@ -167,7 +167,10 @@ class ContainerRunner:
             started_at = now()
             if self._config.farm_events is not None and farm.serves(plan):
                 self._process = await farm.launch(
-                    plan, self._config.pod_ip, events=self._config.farm_events
+                    plan,
+                    self._config.pod_ip,
+                    events=self._config.farm_events,
+                    netns=self._config.netns,
                 )
             else:
                 self._process = await runtime.launch(

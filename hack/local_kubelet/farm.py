@@ -25,10 +25,12 @@ the operator being measured on the same machine.
 from __future__ import annotations
 
 import asyncio
+import functools
 import itertools
 import json
 import logging
 import signal
+import socket
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +52,7 @@ from marketplace_protocol.admin import (
 from marketplace_protocol.clock import SystemClock
 
 from local_kubelet.model import ContainerPort, Handler
+from local_kubelet.netns import run_in
 from local_kubelet.podspec import ProcessPlan
 from local_kubelet.probes import resolve_port
 
@@ -221,12 +224,27 @@ class Virtual:
             self._exit.set_result(137 if sig == signal.SIGKILL else 0)
 
 
-async def launch(plan: ProcessPlan, pod_ip: str, *, events: Path) -> Virtual:
-    """Serve a virtual node on the pod's IP and port (what `runtime.launch` is for processes)."""
+def _listener(pod_ip: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((pod_ip, port))
+    return sock
+
+
+async def launch(
+    plan: ProcessPlan, pod_ip: str, *, events: Path, netns: Path | None = None
+) -> Virtual:
+    """Serve a virtual node on the pod's IP and port (what `runtime.launch` is for processes):
+    under POD_NETWORK=netns its listeners are made inside the pod's network namespace, where
+    the pod's address is, and served from this loop like any other."""
     node = VirtualNode(plan, pod_ip, events=events)
     runner = web.AppRunner(node.app(), access_log=None, handle_signals=False)
     await runner.setup()
     for port in node.ports:  # the same answers on both: a farm node has no client API
-        await web.TCPSite(runner, pod_ip, port).start()
+        if netns is None:
+            await web.TCPSite(runner, pod_ip, port).start()
+        else:
+            sock = run_in(netns, functools.partial(_listener, pod_ip, port))
+            await web.SockSite(runner, sock).start()
     log.info("virtual node %s at %s", node.identity.peer_id[:12], node.address)
     return Virtual(node, runner)

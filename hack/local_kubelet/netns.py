@@ -11,17 +11,50 @@ only from its own slice of the range.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import json
 import logging
 import os
+import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
 
 CNI_PATH = os.environ.get("CNI_PATH", "/usr/lib/cni")
 NETNS_DIR = Path("/run/netns")
+
+
+T = TypeVar("T")
+CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def run_in(netns: Path, fn: Callable[[], T]) -> T:
+    """`fn()` inside the network namespace `netns`, in a thread of its own: setns(2) moves
+    only the calling thread, and that thread ends with the call. Sockets `fn` makes stay in
+    the namespace (a farm node's listener, a test's client from a pod's address)."""
+    done: list[T] = []
+    failed: list[BaseException] = []
+
+    def enter_and_call() -> None:
+        try:
+            with open(netns) as target:
+                if _libc.setns(target.fileno(), CLONE_NEWNET) != 0:
+                    err = ctypes.get_errno()
+                    raise OSError(err, f"setns {netns}: {os.strerror(err)}")
+            done.append(fn())
+        except BaseException as exc:  # handed to the caller's thread
+            failed.append(exc)
+
+    worker = threading.Thread(target=enter_and_call, name=f"netns {netns.name}")
+    worker.start()
+    worker.join()
+    if failed:
+        raise failed[0]
+    return done[0]
 
 
 class NetnsError(RuntimeError):

@@ -12,47 +12,17 @@ host's.
 
 from __future__ import annotations
 
-import ctypes
+import functools
 import http.client
 import json
-import os
 import socket
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from local_kubelet.netns import run_in
+
 NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
-
-
-def _setns(fd: int) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns: {os.strerror(err)}")
-
-
-def _connect_in(netns: Path, dest: tuple[str, int], timeout: float) -> socket.socket:
-    """A TCP connection opened inside `netns`: a socket keeps the namespace it was made in,
-    so only a short-lived thread switches (setns changes the calling thread only)."""
-    made: list[socket.socket] = []
-    failed: list[BaseException] = []
-
-    def run() -> None:
-        with open(netns) as target:
-            try:
-                _setns(target.fileno())
-                made.append(socket.create_connection(dest, timeout=timeout))
-            except BaseException as exc:  # handed to the caller's thread
-                failed.append(exc)
-
-    worker = threading.Thread(target=run, name=f"netns {netns.name}")
-    worker.start()
-    worker.join()
-    if failed:
-        raise failed[0]
-    return made[0]
 
 
 @dataclass(frozen=True)
@@ -65,7 +35,8 @@ class PodSource:
 
     def connect(self, dest: tuple[str, int], timeout: float = 5.0) -> socket.socket:
         if self.netns is not None:
-            return _connect_in(self.netns, dest, timeout)
+            # A socket keeps the namespace it was made in: connected there, used here.
+            return run_in(self.netns, functools.partial(socket.create_connection, dest, timeout))
         return socket.create_connection(dest, timeout=timeout, source_address=(self.address, 0))
 
     def get(
