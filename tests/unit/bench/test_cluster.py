@@ -119,3 +119,21 @@ def test_wait_returns_once_the_probe_holds_and_raises_after_the_deadline() -> No
     assert 0.02 <= took < 5.0  # two sleeps before the third answer
     with pytest.raises(TimeoutError, match=r"^never not reached within 0\.05s$"):
         cluster.wait("never", lambda: False, deadline=0.05, interval=0.01)
+
+
+def test_a_probe_the_api_server_did_not_answer_is_not_yet() -> None:
+    """Issue 15: one LIST timing out on a loaded machine ended a whole bench-scale run."""
+    calls = iter([1, 2])
+
+    def probe() -> bool:
+        if next(calls) == 1:
+            raise errors.Unavailable("GET /x: ")
+        return True
+
+    assert cluster.wait("after a timeout", probe, deadline=5.0, interval=0.01) < 5.0
+
+    def gone() -> bool:
+        raise errors.NotFound("x")
+
+    with pytest.raises(errors.NotFound):  # anything else still ends the wait
+        cluster.wait("gone", gone, deadline=1.0, interval=0.01)
