@@ -134,7 +134,7 @@ class PeerClient:
                 timeout=self._timeout if within is None else aiohttp.ClientTimeout(total=within),
                 server_hostname=self._tls_name(url),
             ) as resp:
-                payload = await resp.content.read(MAX_REPLY_BYTES + 1)
+                payload = await _read_bounded(resp, MAX_REPLY_BYTES + 1)
         self._health(base_url, resp.status)
         _raise_for(resp.status, payload, base_url)
         if len(payload) > MAX_REPLY_BYTES:
@@ -187,6 +187,18 @@ class PeerClient:
             raise UpstreamFailed(
                 f"peer {failed}: {type(exc).__name__}", details={"peer": base_url}
             ) from exc
+
+
+async def _read_bounded(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    """The reply up to `limit` bytes. Not `content.read(limit)`: that returns what is
+    buffered (about 128 KiB), which cut anti-entropy pages short mid-JSON."""
+    payload = bytearray()
+    while len(payload) < limit:
+        chunk = await resp.content.read(limit - len(payload))
+        if not chunk:
+            break
+        payload += chunk
+    return bytes(payload)
 
 
 async def _chunks(resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import ipaddress
 
+import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 from marketplace_node.config import NodeSettings
-from marketplace_node.peer_client import Network, check_destination
+from marketplace_node.peer_client import Network, PeerClient, check_destination
+from marketplace_protocol import identity
+from marketplace_protocol.clock import SystemClock
 from marketplace_protocol.errors import DestinationRefused, UpstreamFailed
 
 LOOPBACK: tuple[Network, ...] = (ipaddress.ip_network("127.0.0.0/8"),)
@@ -61,3 +66,30 @@ def test_bad_peer_networks_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MARKETPLACE_NODE_PEER_NETWORKS", "127.0.0.0/33")
     with pytest.raises(ValueError, match="peer_networks"):
         NodeSettings()
+
+
+async def test_a_reply_is_read_whole_however_it_arrives() -> None:
+    """A reply larger than what one read of the stream gives (aiohttp buffers about
+    128 KiB): an anti-entropy page of 500 changes is ~200 KiB, and was cut short."""
+    reply = bytes(range(256)) * 4096  # 1 MiB
+
+    async def big(request: web.Request) -> web.Response:
+        return web.Response(body=reply)
+
+    app = web.Application()
+    app.router.add_get("/big", big)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = PeerClient(
+                session,
+                identity.Identity.generate(),
+                SystemClock(),
+                timeout=10,
+                networks=(ipaddress.ip_network("127.0.0.0/8"),),
+            )
+            base = str(server.make_url("")).rstrip("/")
+            assert await client.request("GET", base, "/big") == reply
+    finally:
+        await server.close()
