@@ -141,14 +141,15 @@ class ContainerRunner:
             delay = restarts.backoff_delay(
                 self._crashes, initial=self._config.initial_backoff, cap=self._config.max_backoff
             )
-            self._set(
-                Waiting(
-                    "CrashLoopBackOff",
-                    f"back-off {delay.total_seconds():g}s restarting failed container="
-                    f"{self.spec.name} pod={self._config.pod_key}",
+            if delay:  # a first crash restarts at once, with no CrashLoopBackOff
+                self._set(
+                    Waiting(
+                        "CrashLoopBackOff",
+                        f"back-off {delay.total_seconds():g}s restarting failed container="
+                        f"{self.spec.name} pod={self._config.pod_key}",
+                    )
                 )
-            )
-            await self._pause(delay.total_seconds())
+                await self._pause(delay.total_seconds())
             self.restart_count += 1
 
     async def _attempt(self, plan: ProcessPlan) -> None:

@@ -17,13 +17,14 @@ def should_restart(policy: str, exit_code: int) -> bool:
 def backoff_delay(crashes: int, *, initial: timedelta, cap: timedelta) -> timedelta:
     """Wait before the restart that follows the `crashes`-th consecutive exit.
 
-    Doubles from `initial` (10 s in a real kubelet) up to `cap` (5 min); the
-    first exit after a clean start waits `initial`.
+    As a real kubelet (kuberuntime's doBackOff on client-go's flowcontrol.Backoff): the
+    first exit after a clean start restarts at once, the second waits `initial` (10 s
+    there), and each later one doubles it, up to `cap` (5 min).
     """
-    if crashes <= 0:
+    if crashes <= 1:
         return timedelta(0)
     # Bound the exponent so the multiplication cannot overflow timedelta.
-    exponent = min(crashes - 1, 32)
+    exponent = min(crashes - 2, 32)
     delay: timedelta = initial * (2**exponent)
     return min(delay, cap)
 

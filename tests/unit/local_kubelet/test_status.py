@@ -174,10 +174,11 @@ def test_restart_policy(policy: str, code: int, again: bool) -> None:
     assert restarts.should_restart(policy, code) is again
 
 
-def test_back_off_doubles_from_the_initial_delay_up_to_the_cap() -> None:
+def test_back_off_restarts_a_first_crash_at_once_then_doubles_up_to_the_cap() -> None:
+    # A real kubelet's shape: no back-off entry before the first exit, then 10 s, 20 s, ...
     initial, cap = timedelta(seconds=10), timedelta(minutes=5)
-    delays = [restarts.backoff_delay(n, initial=initial, cap=cap).total_seconds() for n in range(8)]
-    assert delays == [0, 10, 20, 40, 80, 160, 300, 300]
+    delays = [restarts.backoff_delay(n, initial=initial, cap=cap).total_seconds() for n in range(9)]
+    assert delays == [0, 0, 10, 20, 40, 80, 160, 300, 300]
     assert restarts.backoff_delay(10_000, initial=initial, cap=cap) == cap
 
 
