@@ -127,6 +127,22 @@ class Resources(_Api):
     requests: dict[str, Any] = Field(default_factory=dict)
 
 
+class SecurityContext(_Api):
+    """What a pod or container asks of the runtime's isolation; ours enforces none of it
+    (`podspec.unenforced_security` names what it ignores)."""
+
+    run_as_user: int | None = None
+    run_as_group: int | None = None
+    run_as_non_root: bool | None = None
+    fs_group: int | None = None  # pod level only
+    read_only_root_filesystem: bool | None = None
+    allow_privilege_escalation: bool | None = None
+    capabilities: dict[str, list[str]] | None = None
+    seccomp_profile: dict[str, Any] | None = None
+    app_armor_profile: dict[str, Any] | None = None
+    se_linux_options: dict[str, Any] | None = None
+
+
 class Container(_Api):
     name: str
     image: str = ""
@@ -142,6 +158,7 @@ class Container(_Api):
     startup_probe: Probe | None = None
     lifecycle: Lifecycle | None = None
     resources: Resources = Field(default_factory=Resources)
+    security_context: SecurityContext | None = None
 
 
 class KeyToPath(_Api):
@@ -241,6 +258,7 @@ class PodSpec(_Api):
     service_account_name: str = "default"
     hostname: str = ""
     subdomain: str = ""
+    security_context: SecurityContext | None = None
 
 
 class PodCondition(_Api):

@@ -15,7 +15,7 @@ from typing import Any
 
 import aiohttp
 
-from local_kubelet import farm, images, podspec, projection, runtime, status
+from local_kubelet import farm, images, podspec, projection, runtime, security, status
 from local_kubelet.config import Settings
 from local_kubelet.container import ContainerRunner, RunnerConfig
 from local_kubelet.ips import IpPool
@@ -258,6 +258,9 @@ class PodWorker:
             return
         self._owns_status = True
         self._dirty.set()
+        if not self._resuming and not self._deps.settings.simulate_nodes:
+            # In the background: a slow API server must not hold the pod back.
+            self._runner_tasks.append(asyncio.create_task(self._warn_unenforced()))
         while self._network and not self._deleting():
             try:
                 self.pod_ip = await self._network.attach(self.uid)
@@ -308,6 +311,42 @@ class PodWorker:
         while not self._deleting() and not all(t.done() for t in tasks):
             await self._wait_change(self._deps.settings.resync_seconds)
             await self._sync_volumes()
+
+    async def _warn_unenforced(self) -> None:
+        """A Warning Event on the pod naming the security settings ours ignores (a real
+        kubelet enforces them), so `kubectl describe pod` says so; once per pod start."""
+        message = security.unenforced(self.pod)
+        if not message:
+            return
+        meta, node = self.pod.metadata, self._deps.settings.node_name
+        stamp = _now().strftime("%Y-%m-%dT%H:%M:%SZ")
+        event = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"generateName": f"{meta.name}.", "namespace": meta.namespace},
+            "involvedObject": {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "namespace": meta.namespace,
+                "name": meta.name,
+                "uid": meta.uid,
+            },
+            "type": "Warning",
+            "reason": security.REASON,
+            "message": message,
+            "source": {"component": "kubelet", "host": node},
+            "reportingComponent": "kubelet",
+            "reportingInstance": node,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+        }
+        try:
+            await self._deps.kube.request(
+                "POST", f"/api/v1/namespaces/{meta.namespace}/events", body=event
+            )
+        except KubeError as exc:  # an Event is advice: the pod starts regardless
+            log.warning("%s: event %s: %s", self.pod.key, security.REASON, exc)
 
     def _fail_all(self, reason: str) -> None:
         """An init container failed for good: the app containers never run."""

@@ -230,6 +230,30 @@ def test_crashing_container_restarts_with_back_off(core: Any, namespace: str, wa
     )
 
 
+def test_a_security_context_ours_cannot_enforce_is_named_in_a_warning_event(
+    core: Any, namespace: str, wait: Wait
+) -> None:
+    # A real kubelet runs this as user 1000 on a read-only root; ours cannot, and says so.
+    context = {"runAsUser": 1000, "readOnlyRootFilesystem": True}
+    pod = python_pod(
+        "confined", "import time; time.sleep(3600)", container={"securityContext": context}
+    )
+    core.create_namespaced_pod(namespace, body=pod)
+
+    def warning() -> Any:
+        for event in core.list_namespaced_event(namespace).items:
+            if (
+                event.involved_object.name == "confined"
+                and event.reason == "SecurityContextNotEnforced"
+            ):
+                return event
+        return None
+
+    event = wait(warning, timeout=30, what="the SecurityContextNotEnforced Event")
+    assert event.type == "Warning"
+    assert "main: runAsUser=1000 readOnlyRootFilesystem=true" in event.message, event.message
+
+
 def test_failing_liveness_probe_restarts_the_container(
     core: Any, namespace: str, wait: Wait
 ) -> None:
