@@ -119,8 +119,7 @@ test-netns: venv k8s-binaries ## pod network namespaces under the local kubelet 
 	@hack/cluster.sh down >/dev/null 2>&1 || true
 	@export CLUSTER_DIR=$${CLUSTER_DIR:-$(CURDIR)/.cluster}-netns POD_NETWORK=netns NODES=2; \
 	  hack/cluster.sh up; rc=0; \
-	  MARKETPLACE_TEST_NETNS=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) \
-	    pytest tests/e2e/netns $(PYTEST_ARGS) || rc=$$?; \
+	  KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/e2e/netns $(PYTEST_ARGS) || rc=$$?; \
 	  hack/cluster.sh down; exit $$rc
 
 .PHONY: test

@@ -49,7 +49,12 @@ POD_CIDR="${POD_CIDR:-$(cat "$dir/pod-cidr" 2>/dev/null || true)}"
 # POD_NETWORK=loopback (default): pods share the host's network namespace, each with
 # a loopback address. POD_NETWORK=netns: a network namespace per pod, one veth each on
 # this cluster's CNI bridge $pod_bridge, addresses from POD_CIDR with 127. read as 10.
-# (hack/local_kubelet/netns.py; docs/local-cluster.md). Kept like NODES.
+# (hack/local_kubelet/netns.py; docs/local-cluster.md). Kept like NODES, except that the
+# node farm (SIMULATE_NODES: thousands of pods that run no process) takes loopback
+# unless told otherwise. A recorded netns that this machine can no longer make falls
+# back to loopback, saying so; POD_NETWORK=netns set by hand fails there instead.
+POD_NETWORK_GIVEN="${POD_NETWORK:-}"
+if [[ -z "${POD_NETWORK:-}" && -n "${SIMULATE_NODES:-}" ]]; then POD_NETWORK=loopback; fi
 POD_NETWORK="${POD_NETWORK:-$(cat "$dir/pod-network" 2>/dev/null || echo loopback)}"
 pod_hash="$(printf %s "$dir" | sha256sum | cut -c1-8)"
 pod_bridge="mfp-$pod_hash" netns_prefix="mf-$pod_hash"
@@ -76,6 +81,11 @@ ensure_debian_packages() {
   command -v findmnt >/dev/null || missing+=(util-linux)
   # The chaos suite's wall-clock jump preloads it into one node (tests/e2e/chaos.py).
   dpkg -s libfaketime >/dev/null 2>&1 || missing+=(libfaketime)
+  if [[ "$POD_NETWORK" == netns ]]; then  # hack/local_kubelet/netns.py, proxy.py
+    command -v ip >/dev/null || missing+=(iproute2)
+    command -v iptables >/dev/null || missing+=(iptables)
+    [[ -x /usr/lib/cni/bridge && -x /usr/lib/cni/host-local ]] || missing+=(containernetworking-plugins)
+  fi
   if ((${#missing[@]})); then
     log "installing Debian packages: ${missing[*]}"
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
@@ -506,15 +516,26 @@ release_pod_cidr() {
   return 0
 }
 
+# netns_unavailable: why this machine cannot make a network namespace (empty: it can).
+netns_unavailable() {
+  local ns="mf-check-$$" why
+  why="$({ ip netns add "$ns" && ip netns delete "$ns"; } 2>&1)" || echo "${why:-ip netns add failed}"
+}
+
 up() {
   [[ "$POD_NETWORK" == loopback || "$POD_NETWORK" == netns ]] || die "POD_NETWORK=$POD_NETWORK: loopback or netns"
+  local was why
+  ensure_debian_packages
+  if [[ "$POD_NETWORK" == netns ]] && ! alive "$pids/kubelet.pid" && why="$(netns_unavailable)" && [[ -n "$why" ]]; then
+    [[ -z "$POD_NETWORK_GIVEN" ]] || die "POD_NETWORK=netns: this machine cannot make a network namespace: $why"
+    log "POD_NETWORK=loopback: this machine cannot make a network namespace ($why)"
+    POD_NETWORK=loopback
+  fi
   # Running pods keep the network they started with: a change needs `down` first.
-  local was
-  was="$(cat "$dir/pod-network" 2>/dev/null || echo loopback)"
+  was="$(cat "$dir/pod-network" 2>/dev/null || echo "$POD_NETWORK")"
   if [[ "$was" != "$POD_NETWORK" ]] && alive "$pids/kubelet.pid"; then
     die "this cluster runs POD_NETWORK=$was; 'hack/cluster.sh down' first to make it $POD_NETWORK"
   fi
-  ensure_debian_packages
   claim_pod_cidr
   bin="$("$root/hack/build-k8s.sh")"
   mkdir -p "$logs" "$pids" "$dir/etcd" "$dir/bin"
