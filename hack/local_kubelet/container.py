@@ -17,6 +17,7 @@ from local_kubelet import farm, probes, restarts, runtime
 from local_kubelet.images import ImageNotMappedError
 from local_kubelet.kube import KubeError
 from local_kubelet.model import Container, Probe
+from local_kubelet.netns import NetnsError
 from local_kubelet.podspec import ContainerConfigError, ProcessPlan
 from local_kubelet.status import ContainerView, Running, State, Terminated, Waiting
 
@@ -135,7 +136,16 @@ class ContainerRunner:
                 self._set(Waiting("CreateContainerConfigError", str(exc)))
                 await self._pause(self._config.initial_backoff.total_seconds())
                 continue
-            await self._attempt(plan)
+            try:
+                await self._attempt(plan)
+            except (OSError, NetnsError) as exc:
+                # The process could not start (a real kubelet's RunContainerError): say so
+                # in the pod's status and the log and try again after the back-off, rather
+                # than end this task in silence with the pod ContainerCreating for ever.
+                log.warning("%s/%s could not start: %s", self._config.pod_key, self.spec.name, exc)
+                self._set(Waiting("RunContainerError", f"{type(exc).__name__}: {exc}"))
+                await self._pause(self._config.initial_backoff.total_seconds())
+                continue
             if self.done or self._stopping.is_set():
                 break
             delay = restarts.backoff_delay(
