@@ -91,20 +91,27 @@ def test_acknowledged_publishes_survive_a_node_and_its_disk(cluster: NodeCluster
 
     # Nothing lost: every acknowledged package is served everywhere, the reborn node
     # included once its anti-entropy pulls have brought its catalogue back (a 404 until then).
-    def unserved() -> list[tuple[int, str]]:
-        return [
-            (node.index, pid)
-            for pid in ids
-            for node in nodes
-            if http("GET", f"{node.url}/api/v1/packages/{pid}/content")[0] != 200
-        ]
+    def unserved() -> list[tuple[int, str, int, bytes]]:
+        found = []
+        for pid in ids:
+            for node in nodes:
+                status, body = http("GET", f"{node.url}/api/v1/packages/{pid}/content")
+                if status != 200:
+                    found.append((node.index, pid[:12], status, body[:160]))
+        return found
 
-    wait_for(
-        lambda: not unserved(),
-        timeout=60,
-        what="every package served by every node",
-        ignoring=NODE_ERRORS,
-    )
+    last: list[tuple[int, str, int, bytes]] = []
+
+    def all_served() -> bool:
+        last[:] = unserved()
+        return not last
+
+    try:
+        wait_for(
+            all_served, timeout=60, what="every package served by every node", ignoring=NODE_ERRORS
+        )
+    except pytest.fail.Exception:
+        pytest.fail(f"not served (node, package, status, body), victim {victim.index}: {last[:8]}")
     # The gauge is refreshed by the repairer's next pass, after the copies have landed.
     wait_for(
         lambda: (
