@@ -95,9 +95,12 @@ def test_a_claim_race_ends_with_one_owner_and_hijacks_are_refused_everywhere(
     # And through the peer protocol: validly signed (request, origin, author), yet conflicting.
     digest = hashlib.sha256(b"evil").hexdigest()
     draft = PackageDraft(name="contested", version="9.9.9", category="t", digest=digest, size=4)
-    hijack = sealing.sign_package(mallory, draft, created=int(time.time()))
-    # (Later than the held 1.1.0: one signed in the same second by the owner's own key could
-    # sort first, and is then a race the fold decides, the same way on every node.)
+    # Both dated after everything the owner signed: an entry a peer pushes is judged by the
+    # fold alone, and one signed in the same second as the owner's claim (or its 1.1.0) may
+    # sort first by its hash. That is a race the fold decides the same way on every node,
+    # not a hijack: the test ran inside one second on a quiet machine, and mallory's claim
+    # sorted before the owner's on one run in three (session 8).
+    hijack = sealing.sign_package(mallory, draft, created=int(time.time()) + 2)
     overwrite = sealing.sign_package(
         winner, draft.model_copy(update={"version": "1.1.0"}), created=int(time.time()) + 2
     )
