@@ -20,6 +20,7 @@ only in that form (each refusal counts as invalid data against us there).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 from marketplace_protocol.errors import InsufficientReplicas, NodeError
@@ -81,12 +82,15 @@ async def copy_to(
         if meta.size <= limits.INLINE_CONTENT_MAX
         else None
     )
-    bodies = {  # the old form: no bytes, the copy fetches them from us
-        form: ReplicateRequest(package_id=package_id, announcement=announcement, content=c)
-        .model_dump_json(by_alias=True, exclude_none=True)
-        .encode()
-        for form, c in (("old", None), ("inline", content))
-    }
+
+    @functools.cache
+    def body(form: str) -> bytes:
+        """The request in `form`, serialised once and only if asked for: the old form (no
+        bytes, the copy fetches them from us) is needed only by an earlier release."""
+        inline = content if form == "inline" else None
+        request = ReplicateRequest(package_id=package_id, announcement=announcement, content=inline)
+        return request.model_dump_json(by_alias=True, exclude_none=True).encode()
+
     queue = list(candidates)
     acks = 0
 
@@ -95,7 +99,7 @@ async def copy_to(
             "POST",
             address,
             "/p2p/v1/replicate",
-            body=bodies[form],
+            body=body(form),
             within=service.settings.fetch_timeout_seconds,
         )
 
