@@ -14,6 +14,7 @@ from marketplace_node.config import NodeSettings
 from marketplace_protocol.admin import Member, Members
 from pydantic import SecretStr
 
+from tests.support import signed
 from tests.support.net import free_port
 from tests.support.node_server import Served, serving
 from tests.support.poll import until
@@ -107,3 +108,18 @@ async def test_new_nodes_stay_peers_after_reading_each_others_lost_disk_notice(
     await asyncio.sleep(0.2)
     assert b.identity.peer_id in a.peers
     assert a.ready()
+
+
+async def test_a_node_nobody_lists_catches_up_from_the_first_peer_that_greets_it(
+    stack: AsyncExitStack, tmp_path: Path
+) -> None:
+    """The first node of a fleet run by hand, or one reborn on an empty disk, meets its peers
+    only when they greet it: it pulls from the first at once, not at its first anti-entropy
+    round (until then the lost-disk integration test's reborn node answered 404)."""
+    port_a = free_port()
+    b = (await _node(stack, tmp_path / "b", free_port(), [f"http://127.0.0.1:{port_a}"])).service
+    meta = signed.package("held-by-b")
+    assert await b.accept(signed.package_announcement(meta), sender=None, forward=False)
+    a = (await _node(stack, tmp_path / "a", port_a)).service  # greets no one
+    await until(lambda: b.identity.peer_id in a.peers, within=5.0)  # b's join retry
+    await until(lambda: a.catalogue.get(meta.id) is not None, within=3.0)
