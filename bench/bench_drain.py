@@ -149,10 +149,7 @@ class Fleet:
 
 
 def main() -> int:
-    kubeconfig = os.environ.get("KUBECONFIG")
-    if not kubeconfig:
-        print("bench_drain: KUBECONFIG is not set (run through `make bench`)")
-        return 1
+    kubeconfig = cluster.require_kubeconfig()
     kube = k8s.BlockingKube.from_environment()
     if len(local_nodes(kube)) < 2:
         print("bench_drain: needs a cluster of several Nodes (make cluster NODES=3)")

@@ -241,9 +241,7 @@ def _mnodes(
 
 
 def main() -> int:
-    if not os.environ.get("KUBECONFIG"):
-        print("bench_operator: KUBECONFIG is not set (run through `make bench`)")
-        return 1
+    cluster.require_kubeconfig()
     kube = k8s.BlockingKube.from_environment()
     run = uuid.uuid4().hex[:5]
     ns_deploy, ns_op = f"bench-deploy-{run}", f"bench-operator-{run}"

@@ -550,9 +550,7 @@ def _large(
 
 
 def main() -> int:
-    if not os.environ.get("KUBECONFIG"):
-        print("bench_policy_propagation: KUBECONFIG is not set (run through `make bench`)")
-        return 1
+    cluster.require_kubeconfig()
     kube = k8s.BlockingKube.from_environment()
     namespace = f"bench-policy-{uuid.uuid4().hex[:5]}"
     cluster.apply_crds()

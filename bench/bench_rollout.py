@@ -186,10 +186,7 @@ def _all_new(kube: k8s.BlockingKube, namespace: str, old: dict[str, str]) -> boo
 
 
 def main() -> int:
-    kubeconfig = os.environ.get("KUBECONFIG")
-    if not kubeconfig:
-        print("bench_rollout: KUBECONFIG is not set (run through `make bench`)")
-        return 1
+    kubeconfig = cluster.require_kubeconfig()
     kube = k8s.BlockingKube.from_environment()
     run = uuid.uuid4().hex[:5]
     ns_op, ns_sts = f"bench-roll-{run}", f"bench-sts-{run}"

@@ -27,7 +27,7 @@ from marketplace_operator import errors, k8s
 from marketplace_operator.handlers.policy import BANLISTS, RATELIMITPOLICIES
 from marketplace_operator.model.common import LABEL_PREFIX
 
-from bench import memory
+from bench import memory, report
 from tests.support.net import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,6 +36,14 @@ FINALIZER = f"{LABEL_PREFIX.rstrip('/')}/finalizer"
 # Every kind of ours. kopf finalizes MarketplaceNodes (delete handler) and MarketplaceFleets
 # (daemon); the policy kinds carry none today, listed so that a new handler cannot leak.
 OURS = (k8s.MNODES, k8s.FLEETS, BANLISTS, RATELIMITPOLICIES)
+
+
+def require_kubeconfig() -> str:
+    """The cluster `make bench` points benchmarks at (its kubeconfig's path)."""
+    kubeconfig = os.environ.get("KUBECONFIG")
+    if not kubeconfig:
+        raise report.NotRun("KUBECONFIG is not set (run through `make bench`)")
+    return kubeconfig
 
 
 def kubectl(*args: str) -> None:

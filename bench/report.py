@@ -45,6 +45,20 @@ def machine() -> str:
     return f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min)"
 
 
+class NotRun(Exception):
+    """A benchmark that cannot run here (no cluster, wrong cluster mode).
+
+    Its last section stays as it was: a run that measured nothing must not
+    replace numbers that were measured. `fails` says whether the whole run
+    should then exit non-zero (it should when `make bench` set the
+    benchmark up and it still could not run).
+    """
+
+    def __init__(self, why: str, *, fails: bool = True) -> None:
+        super().__init__(why)
+        self.fails = fails
+
+
 def begin(module: str) -> None:
     global _current
     _current, _extras[:] = module, []
