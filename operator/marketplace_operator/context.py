@@ -86,6 +86,16 @@ class Wakeups:
         wake.clear()
 
 
+@dataclass(frozen=True)
+class PushedMembers:
+    """The member list last pushed to a node's pod (`nodeloop.members_push_due`)."""
+
+    pod_uid: str
+    digest: str
+    at: float  # monotonic seconds
+    others: int  # the other members it listed
+
+
 @dataclass
 class NodeState:
     """What the operator remembers of one node between passes, in one place: created on
@@ -96,7 +106,7 @@ class NodeState:
     status_written: float | None = None  # monotonic time of its last status write (pacing)
     intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
-    pushed_members: tuple[str, str] | None = None  # (pod uid, members digest) last pushed
+    pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet
     members_written: float | None = None  # monotonic time it last wrote members.json (leader)
 
     def idle(self) -> bool:

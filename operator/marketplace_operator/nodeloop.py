@@ -23,7 +23,7 @@ from marketplace_protocol.admin import NodeStatus
 from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
-from marketplace_operator.context import Context
+from marketplace_operator.context import Context, PushedMembers
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import (
     MAX_CONNECTED_PEERS_LISTED,
@@ -304,8 +304,16 @@ async def _poll_node(
         return Poll()
 
 
-MEMBERS_FILE_UPDATES_PER_SECOND = 20.0
-MEMBERS_FILE_MAX_SECONDS = 60.0
+MEMBERS_UPDATES_PER_SECOND = 20.0
+MEMBERS_MAX_SECONDS = 60.0
+
+
+def members_pause(members: int) -> float:
+    """How long a fleet of `members` waits between two updates of one copy of its member
+    list (members.json, or a running node's pushed list): about 150 bytes a member each,
+    and N copies per change of an N-member fleet, so at most `MEMBERS_UPDATES_PER_SECOND`
+    copies a second on average, and at least every `MEMBERS_MAX_SECONDS`."""
+    return min(MEMBERS_MAX_SECONDS, members / MEMBERS_UPDATES_PER_SECOND)
 
 
 def members_file_due(written_at: float | None, now: float, members: int) -> bool:
@@ -316,14 +324,38 @@ def members_file_due(written_at: float | None, now: float, members: int) -> bool
     of each pod it runs, so a fleet of N pays N volume updates per write (a kubelet syncs
     a changed ConfigMap into pods about once a minute; ours at once). During a start or a
     rollout the list changes at every pass; written at each, 1,000 members were 1,000 file
-    sets of 120 KB every few seconds. So at most `MEMBERS_FILE_UPDATES_PER_SECOND` volume
-    updates per second on average, and at least every minute (a kubelet's sync period,
-    beyond which a node could not see it sooner anyway). A running node loses nothing:
-    its members are pushed to its admin API at once; the file serves nodes (re)starting."""
-    if written_at is None:
+    sets of 120 KB every few seconds. So `members_pause` (a minute is also a kubelet's
+    sync period, beyond which a node could not see it sooner anyway). A running node
+    loses little: its members are pushed to its admin API (`members_push_due`); the file
+    serves nodes (re)starting."""
+    return written_at is None or now - written_at >= members_pause(members)
+
+
+def members_push_due(
+    pushed: PushedMembers | None,
+    *,
+    pod_uid: str,
+    digest: str,
+    others: int,
+    now: float,
+    members: int,
+) -> bool:
+    """Push the fleet's member list (`digest`, listing `others` other members) to this pod
+    now? At once to a new pod, and to one that was told of no other member (it cannot
+    join without one); a changed list to a pod that has one, at `members_pause`.
+
+    A rollout changes the list at every step, and each member's next pass re-pushed all
+    of it: at 1,000 members, 150 KB to each of 1,000 nodes per change, the operator's
+    memory growing by a half during the rollout and the nodes parsing 1,000 entries a
+    pass (issue 15). A running node's list is a set of pinned bootstrap peers; it meets
+    a replaced member sooner through that member, which was told of everyone at once."""
+    if pushed is None or pushed.pod_uid != pod_uid:
         return True
-    pause = min(MEMBERS_FILE_MAX_SECONDS, members / MEMBERS_FILE_UPDATES_PER_SECOND)
-    return now - written_at >= pause
+    if pushed.digest == digest:
+        return False
+    if pushed.others == 0 and others > 0:
+        return True
+    return now - pushed.at >= members_pause(members)
 
 
 async def _sync_members(
@@ -360,14 +392,22 @@ async def _sync_members(
         return
     if not view.started:  # the node reads members.json first; push once it answers
         return
-    if state.pushed_members == (view.uid, current.digest):
+    others = current.others(ref.name)
+    if not members_push_due(
+        state.pushed_members,
+        pod_uid=view.uid,
+        digest=current.digest,
+        others=others,
+        now=now,
+        members=len(current.members),
+    ):
         return
     body = nodeclient.Encoded(current.push_body(ref.name), nodeclient.JSON_HEADERS)
     try:
         await ctx.nodes.put_members(base_url(view.ip, view.admin_port(port)), token, body)
     except (errors.NodeUnreachable, errors.NodeRefused):
         return  # not up yet; the next pass retries
-    state.pushed_members = (view.uid, current.digest)
+    state.pushed_members = PushedMembers(view.uid, current.digest, now, others)
 
 
 async def _set_gate(ctx: Context, ref: names.NodeRef, view: PodView, joined: bool) -> None:

@@ -31,6 +31,7 @@ from marketplace_node.admin import auth, body
 PREFIX: Final = "/admin/v1"
 POLICY_BODY_MAX: Final = 32 * 1024 * 1024
 """50,000 bans (the model's cap) at ~300 bytes each, with room; gzip bodies inflate to this."""
+POLICY_INLINE_MAX: Final = 16 * 1024  # bytes of policy validated on the event loop
 MEMBERS_BODY_MAX: Final = 8 * 1024 * 1024
 """10,000 members (the model's cap) of at most ~700 bytes each."""
 SMALL_BODY_MAX: Final = 16 * 1024
@@ -62,8 +63,12 @@ def admin_app(backend: AdminBackend, token: SecretStr | auth.Accepted | None) ->
     @routes.put("/policy")
     async def put_policy(request: web.Request) -> web.Response:
         raw = await body.read_body(request, POLICY_BODY_MAX)
-        # Validating 50,000 bans takes most of a second: not on the event loop.
-        doc = await asyncio.to_thread(body.parse, PolicyDocument, raw)
+        # Validating 50,000 bans takes most of a second: not on the event loop; a small
+        # document (most changes: a ban or two) at once, cheaper than the thread hop.
+        if len(raw) <= POLICY_INLINE_MAX:
+            doc = body.parse(PolicyDocument, raw)
+        else:
+            doc = await asyncio.to_thread(body.parse, PolicyDocument, raw)
         return _json(await backend.apply_policy(doc))
 
     @routes.get("/status")

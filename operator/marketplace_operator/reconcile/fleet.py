@@ -106,6 +106,11 @@ class Announcement:
     text: str  # members.json, as the fleet's policy ConfigMap carries it
     leader: str | None  # the member that writes members.json
     _fragments: tuple[tuple[str, str], ...]  # (name, the member's JSON) in document order
+    _names: frozenset[str] = frozenset()  # the members listed
+
+    def others(self, node: str) -> int:
+        """How many members `node`'s push body lists (all but itself)."""
+        return len(self._fragments) - (node in self._names)
 
     def push_body(self, node: str) -> bytes:
         """`PUT /admin/v1/members` for `node`: every other member, as `Members` dumps it."""
@@ -137,6 +142,7 @@ def announcement(
         text=text,
         leader=leader(m.node for m in pods),
         _fragments=tuple((m.name, m.model_dump_json(by_alias=True)) for m in listed),
+        _names=frozenset(m.name for m in listed),
     )
 
 

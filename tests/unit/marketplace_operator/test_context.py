@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from marketplace_operator.context import Context, NodeState
+from marketplace_operator.context import Context, NodeState, PushedMembers
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.reconcile.gate import PollMemory
 
@@ -43,4 +43,4 @@ def test_a_node_state_is_released_only_when_nothing_is_left() -> None:
 
 def test_an_idle_state_is_empty() -> None:
     assert NodeState().idle()
-    assert not NodeState(pushed_members=("pod-1", "digest")).idle()
+    assert not NodeState(pushed_members=PushedMembers("pod-1", "digest", 0.0, 2)).idle()

@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 from marketplace_operator import actuate, errors, nodeloop
+from marketplace_operator.context import PushedMembers
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import OPERATIONS, NodeClient, base_url
@@ -191,3 +192,39 @@ def test_members_json_is_written_at_a_pace_its_pods_volumes_can_follow(
 ) -> None:
     assert nodeloop.members_file_due(100.0, 100.0 + since, members) is due
     assert nodeloop.members_file_due(None, 0.0, members)  # never written by this operator: now
+
+
+def _pushed(others: int = 5, *, uid: str = "pod-1", digest: str = "old") -> PushedMembers:
+    return PushedMembers(pod_uid=uid, digest=digest, at=100.0, others=others)
+
+
+@pytest.mark.parametrize(
+    ("pushed", "uid", "digest", "others", "members", "since", "due"),
+    [
+        (None, "pod-1", "new", 5, 1000, 0.0, True),  # never pushed: at once
+        (_pushed(), "pod-2", "old", 5, 1000, 0.0, True),  # a new pod: at once, even unchanged
+        (_pushed(), "pod-1", "old", 5, 1000, 600.0, False),  # unchanged: never again
+        (_pushed(0), "pod-1", "new", 1, 1000, 0.0, True),  # it knew no one: at once
+        (_pushed(0), "pod-1", "new", 0, 1000, 0.0, False),  # still no one to tell of
+        (_pushed(), "pod-1", "new", 5, 3, 0.2, True),  # a small fleet: as good as at once
+        (_pushed(), "pod-1", "new", 5, 3, 0.1, False),
+        (_pushed(), "pod-1", "new", 999, 1000, 49.0, False),  # 1,000: 20 lists a second
+        (_pushed(), "pod-1", "new", 999, 1000, 50.0, True),
+        (_pushed(), "pod-1", "new", 5, 100_000, 60.0, True),  # never later than a minute
+    ],
+)
+def test_a_running_pod_is_told_of_a_changed_fleet_at_a_pace(
+    pushed: PushedMembers | None,
+    uid: str,
+    digest: str,
+    others: int,
+    members: int,
+    since: float,
+    due: bool,
+) -> None:
+    """Issue 15: each member change re-pushed the whole list to every node at its next
+    pass (150 KB to each of 1,000 nodes per rollout step)."""
+    got = nodeloop.members_push_due(
+        pushed, pod_uid=uid, digest=digest, others=others, now=100.0 + since, members=members
+    )
+    assert got is due

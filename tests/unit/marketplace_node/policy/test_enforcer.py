@@ -408,13 +408,40 @@ async def test_a_document_overtaken_while_compiling_is_refused(
         return real(document, **kwargs)
 
     monkeypatch.setattr(enforcer_module, "compile_policy", slow)
-    task = asyncio.create_task(door.apply_async(doc(2)))
+    big = [BanEntry(peer_id=f"peer-{i:012d}") for i in range(enforcer_module.INLINE_BANS + 1)]
+    task = asyncio.create_task(door.apply_async(doc(2).model_copy(update={"bans": big})))
     assert await asyncio.to_thread(started.wait, 5)
     door.apply(doc(3))  # lands while version 2 is still compiling
     release.set()
     with pytest.raises(errors.StalePolicy):
         await task
     assert door.status.version == 3
+
+
+async def test_a_small_document_is_applied_at_once_a_big_one_in_a_thread(
+    clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two thread hops cost a ban or two more than compiling them (issue 15: a policy push
+    to 1,000 farm nodes); a big document still never compiles on the event loop."""
+    hops: list[object] = []
+    real = asyncio.to_thread
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(fn)
+        return await real(fn, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", counted)
+    door = PolicyEnforcer(clock, node_id=NODE)
+    small = [BanEntry(peer_id=PEER)]
+    assert (await door.apply_async(doc(2).model_copy(update={"bans": small}))).version == 2
+    assert hops == []
+    with pytest.raises(errors.PeerBanned):
+        door.admit(PEER, IP, Operation.SEARCH)
+    big = [BanEntry(peer_id=f"peer-{i:012d}") for i in range(enforcer_module.INLINE_BANS + 1)]
+    assert (await door.apply_async(doc(3).model_copy(update={"bans": big}))).version == 3
+    assert len(hops) == 2  # hashing, then compiling
+    with pytest.raises(errors.StalePolicy):
+        await door.apply_async(doc(1))
 
 
 def test_publishes_are_limited_per_author_key_with_a_typed_answer(

@@ -41,6 +41,7 @@ def test_the_announcement_matches_the_members_document() -> None:
         expected = Members(members=others).model_dump_json(by_alias=True).encode()
         assert got.push_body(node) == expected
         assert Members.model_validate_json(got.push_body(node)).members == others
+        assert got.others(node) == len(others)
 
 
 def test_the_digest_follows_the_content() -> None:
