@@ -106,10 +106,10 @@ class Catalogue:
     def get(self, package_id: str) -> PackageMeta | None:
         """A visible package (a refused or superseded one is not served)."""
         meta = self._packages.get(package_id)
-        return meta if meta is not None and self.names.visible(meta) else None
+        return meta if meta is not None and self.names.visible(meta, package_id) else None
 
     def ids(self) -> list[str]:
-        return [pid for pid, meta in self._packages.items() if self.names.visible(meta)]
+        return [pid for pid, meta in self._packages.items() if self.names.visible(meta, pid)]
 
     def downloads(self, package_id: str) -> int:
         return self._downloads.get(package_id, 0)
