@@ -31,7 +31,7 @@ go-binaries: ## build (once, cached) Prometheus, promtool and Flux's controllers
 	@hack/build-flux.sh >/dev/null
 
 .PHONY: cluster
-cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent; NODES=N local Nodes, default 3)
+cluster: venv k8s-binaries ## start the local Kubernetes cluster (idempotent; NODES=N local Nodes, default 3; a network namespace per pod, POD_NETWORK=loopback for none)
 	@hack/cluster.sh up
 
 .PHONY: cluster-down
@@ -112,18 +112,21 @@ test-realnode: venv k8s-binaries ## smoke set on a real-kubelet Node (containerd
 	  hack/real-node.sh down; exit $$rc; \
 	else echo "test-realnode: NOT RUN: this machine cannot run a real kubelet: $$why"; fi
 
-.PHONY: test-netns
-test-netns: venv k8s-binaries ## pod network namespaces under the local kubelet (POD_NETWORK=netns) on a cluster of its own; fails when the machine cannot make one
-	@ns=mf-check-$$$$; if ! why=$$(ip netns add $$ns 2>&1 && ip netns delete $$ns 2>&1); then \
-	  echo "test-netns: FAILED: this machine cannot create a network namespace: $$why"; exit 1; fi
+.PHONY: test-loopback
+test-loopback: venv k8s-binaries ## the loopback pod network (POD_NETWORK=loopback, the node farm's) on a cluster of its own: a small set
 	@hack/cluster.sh down >/dev/null 2>&1 || true
-	@export CLUSTER_DIR=$${CLUSTER_DIR:-$(CURDIR)/.cluster}-netns POD_NETWORK=netns NODES=2; \
+	@export CLUSTER_DIR=$${CLUSTER_DIR:-$(CURDIR)/.cluster}-loopback POD_NETWORK=loopback NODES=2; \
 	  hack/cluster.sh up; rc=0; \
-	  KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest tests/e2e/netns $(PYTEST_ARGS) || rc=$$?; \
+	  KUBECONFIG=$$(hack/cluster.sh kubeconfig) pytest $(LOOPBACK_SET) $(PYTEST_ARGS) || rc=$$?; \
 	  hack/cluster.sh down; exit $$rc
+# What leans on loopback pod addresses: a Deployment answering on its 127.N pod IP,
+# host-network pods, two fleets peering, and clients bound to pods' addresses.
+LOOPBACK_SET := tests/integration/cluster/test_cluster_workloads.py::test_deployment_of_http_server_gets_ready_and_answers_on_its_pod_ip \
+  tests/integration/cluster/test_cluster_workloads.py::test_host_network_pods_get_the_node_address \
+  tests/e2e/test_fleet_peering.py tests/e2e/test_proxy_protocol.py
 
 .PHONY: test
-test: lint test-unit test-lowest test-integration test-e2e test-images test-realnode test-netns ## everything: lint, unit (also at the dependency floors), integration, end-to-end, images, real kubelet
+test: lint test-unit test-lowest test-integration test-e2e test-images test-realnode test-loopback ## everything: lint, unit (also at the dependency floors), integration, end-to-end (pods in network namespaces), images, real kubelet, the loopback pod network
 
 .PHONY: bench
 bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md with plots
@@ -144,4 +147,4 @@ chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under 
 
 .PHONY: clean
 clean: cluster-down ## stop the cluster and remove local state (keeps caches)
-	rm -rf .cluster .cluster-netns
+	rm -rf .cluster .cluster-netns .cluster-loopback

@@ -46,16 +46,17 @@ MAX_NODES=16
 # holds is refused. So pods of side-by-side clusters never share an address.
 POD_CIDR_GIVEN="${POD_CIDR:-}"
 POD_CIDR="${POD_CIDR:-$(cat "$dir/pod-cidr" 2>/dev/null || true)}"
-# POD_NETWORK=loopback (default): pods share the host's network namespace, each with
-# a loopback address. POD_NETWORK=netns: a network namespace per pod, one veth each on
-# this cluster's CNI bridge $pod_bridge, addresses from POD_CIDR with 127. read as 10.
-# (hack/local_kubelet/netns.py; docs/local-cluster.md). Kept like NODES, except that the
-# node farm (SIMULATE_NODES: thousands of pods that run no process) takes loopback
-# unless told otherwise. A recorded netns that this machine can no longer make falls
-# back to loopback, saying so; POD_NETWORK=netns set by hand fails there instead.
+# POD_NETWORK=netns (default): a network namespace per pod, one veth each on this
+# cluster's CNI bridge $pod_bridge, addresses from POD_CIDR with 127. read as 10.
+# (hack/local_kubelet/netns.py; docs/local-cluster.md), so pods bind 0.0.0.0 as on any
+# cluster. POD_NETWORK=loopback: pods share the host's network namespace, each with a
+# loopback address; the node farm's default (SIMULATE_NODES: thousands of pods that run
+# no process need no namespace), and what a machine that cannot make a network
+# namespace falls back to, saying so (POD_NETWORK=netns set by hand fails there
+# instead). Kept like NODES.
 POD_NETWORK_GIVEN="${POD_NETWORK:-}"
 if [[ -z "${POD_NETWORK:-}" && -n "${SIMULATE_NODES:-}" ]]; then POD_NETWORK=loopback; fi
-POD_NETWORK="${POD_NETWORK:-$(cat "$dir/pod-network" 2>/dev/null || echo loopback)}"
+POD_NETWORK="${POD_NETWORK:-$(cat "$dir/pod-network" 2>/dev/null || echo netns)}"
 pod_hash="$(printf %s "$dir" | sha256sum | cut -c1-8)"
 pod_bridge="mfp-$pod_hash" netns_prefix="mf-$pod_hash"
 pod_cidrs="${MARKETPLACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-fleet}/pod-cidrs"

@@ -1,10 +1,10 @@
 """The pod-network set: a cluster whose local kubelets give each pod a network namespace
-(POD_NETWORK=netns, hack/local_kubelet/netns.py).
+(POD_NETWORK=netns, the default; hack/local_kubelet/netns.py).
 
-It runs whenever the cluster in $KUBECONFIG (else the checkout's own) records that it runs
-netns (`make test-netns` brings such a cluster up; so does `POD_NETWORK=netns make
-cluster` before `make test-e2e`); under POD_NETWORK=loopback it is skipped, and the skip
-says which mode the cluster runs.
+It runs within `make test-e2e` whenever the cluster in $KUBECONFIG (else the checkout's
+own) records that it runs netns; under POD_NETWORK=loopback (set by hand, the node farm's,
+or the fallback of a machine that cannot make a network namespace) it is skipped, and
+the skip says why.
 """
 
 from __future__ import annotations
