@@ -523,15 +523,35 @@ netns_unavailable() {
   why="$({ ip netns add "$ns" && ip netns delete "$ns"; } 2>&1)" || echo "${why:-ip netns add failed}"
 }
 
+# choose_pod_network: netns falls back to loopback on a machine that cannot make a network
+# namespace, saying why in one line and recording it in $dir/pod-network-fallback (the
+# pod-network test set's skip names it); set by hand, POD_NETWORK=netns fails there
+# instead. A fallback is tried again once the cluster is down (no pod keeps its network).
+# Installs the Debian packages the chosen network needs.
+choose_pod_network() {
+  local why fallback="$dir/pod-network-fallback"
+  if [[ -z "$POD_NETWORK_GIVEN" && -z "${SIMULATE_NODES:-}" && -f "$fallback" ]] && ! alive "$pids/etcd.pid"; then
+    POD_NETWORK=netns
+  fi
+  [[ "$POD_NETWORK_GIVEN" != loopback ]] || rm -f "$fallback"
+  ensure_debian_packages
+  [[ "$POD_NETWORK" == netns ]] && ! alive "$pids/kubelet.pid" || return 0
+  why="$(netns_unavailable)"
+  if [[ -z "$why" ]]; then
+    rm -f "$fallback"
+    return 0
+  fi
+  [[ -z "$POD_NETWORK_GIVEN" ]] || die "POD_NETWORK=netns: this machine cannot make a network namespace: $why"
+  log "POD_NETWORK=loopback: this machine cannot make a network namespace ($why)"
+  POD_NETWORK=loopback
+  mkdir -p "$dir"
+  echo "$why" >"$fallback"
+}
+
 up() {
   [[ "$POD_NETWORK" == loopback || "$POD_NETWORK" == netns ]] || die "POD_NETWORK=$POD_NETWORK: loopback or netns"
-  local was why
-  ensure_debian_packages
-  if [[ "$POD_NETWORK" == netns ]] && ! alive "$pids/kubelet.pid" && why="$(netns_unavailable)" && [[ -n "$why" ]]; then
-    [[ -z "$POD_NETWORK_GIVEN" ]] || die "POD_NETWORK=netns: this machine cannot make a network namespace: $why"
-    log "POD_NETWORK=loopback: this machine cannot make a network namespace ($why)"
-    POD_NETWORK=loopback
-  fi
+  local was
+  choose_pod_network
   # Running pods keep the network they started with: a change needs `down` first.
   was="$(cat "$dir/pod-network" 2>/dev/null || echo "$POD_NETWORK")"
   if [[ "$was" != "$POD_NETWORK" ]] && alive "$pids/kubelet.pid"; then

@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -151,7 +152,7 @@ class PodNetwork:
 
     async def attach(self, uid: str) -> str:
         """The pod's address: the one its namespace has (a restarted kubelet), else a new one."""
-        name = netns_name(self._prefix, uid)
+        name, started = netns_name(self._prefix, uid), time.monotonic()
         if self.path(uid).exists():
             try:
                 if address := await self._address(uid):
@@ -166,13 +167,15 @@ class PodNetwork:
         if not ips:
             raise NetnsError(f"CNI gave pod {uid} no address: {out.decode()}")
         address = str(ips[0]["address"]).split("/", 1)[0]
-        log.info("pod %s: netns %s, address %s", uid, name, address)
+        took = time.monotonic() - started
+        log.info("pod %s: netns %s, address %s (%.0f ms)", uid, name, address, took * 1000)
         return address
 
     async def detach(self, uid: str) -> None:
         """Give the address back and delete the namespace (its veth goes with it)."""
         if not self.path(uid).exists():
             return
+        started = time.monotonic()
         try:
             await run(f"{CNI_PATH}/bridge", stdin=self._config, env=self._cni_env("DEL", uid))
         except NetnsError as exc:
@@ -181,3 +184,5 @@ class PodNetwork:
             await run("ip", "netns", "delete", netns_name(self._prefix, uid))
         except NetnsError as exc:
             log.warning("pod %s: %s", uid, exc)
+        took = time.monotonic() - started
+        log.info("pod %s: netns removed (%.0f ms)", uid, took * 1000)

@@ -16,22 +16,23 @@ import pytest
 from e2e_helpers import ROOT
 
 
-def _pod_network() -> str:
+def _recorded(name: str) -> str:
     """What the cluster's `hack/cluster.sh up` recorded beside its kubeconfig ("" if none)."""
     kubeconfig = Path(os.environ.get("KUBECONFIG") or ROOT / ".cluster" / "kubeconfig")
     try:
-        return (kubeconfig.parent / "pod-network").read_text().strip()
+        return (kubeconfig.parent / name).read_text().strip()
     except OSError:
         return ""
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    network = _pod_network()
+    network = _recorded("pod-network")
     if network == "netns":
         return
-    skip = pytest.mark.skip(
-        reason=f"pod-network set: the cluster runs POD_NETWORK={network or 'unknown'}, not netns"
-    )
+    reason = f"the cluster runs POD_NETWORK={network or 'unknown'}, not netns"
+    if why := _recorded("pod-network-fallback"):
+        reason = f"NOT RUN: this machine cannot make a network namespace ({why}); {reason}"
+    skip = pytest.mark.skip(reason=f"pod-network set: {reason}")
     for item in items:
         if item.path.is_relative_to(Path(__file__).parent):
             item.add_marker(skip)
