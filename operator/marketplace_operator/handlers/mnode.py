@@ -18,7 +18,7 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from marketplace_operator import actuate, apihealth, errors, events, k8s, nodeloop
+from marketplace_operator import actuate, apihealth, errors, events, k8s, memtrim, nodeloop
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
@@ -459,15 +459,22 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         apihealth.watch(kube.ready, metrics.api_readiness, interval=cfg.api_check_seconds),
         name="API server readiness",
     )
+    trim = memtrim.libc_trim()
+    if trim is not None:
+        memo.heap_trim = asyncio.create_task(memtrim.trim_forever(trim), name="heap trim")
 
 
 @kopf.on.cleanup()
 async def stop(memo: kopf.Memo, **_: Any) -> None:
-    heartbeat: asyncio.Task[None] | None = getattr(memo, "api_health", None)
-    if heartbeat is not None:
-        heartbeat.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await heartbeat
+    background: tuple[asyncio.Task[None] | None, ...] = (
+        getattr(memo, "api_health", None),
+        getattr(memo, "heap_trim", None),
+    )
+    for task in background:
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     ctx: Context | None = getattr(memo, "ctx", None)
     if ctx is not None:
         await ctx.nodes.close()
