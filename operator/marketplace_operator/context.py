@@ -37,6 +37,11 @@ class FleetMemo:
     def __init__(self) -> None:
         self._values: dict[Hashable, tuple[Any, Any, Any]] = {}  # (inputs, projection, value)
 
+    def peek(self, key: Hashable) -> Any:
+        """The value last computed for `key` (None: none yet), to build the next from."""
+        hit = self._values.get(key)
+        return hit[2] if hit is not None else None
+
     def get(
         self,
         key: Hashable,

@@ -369,10 +369,11 @@ async def _sync_members(
 ) -> None:
     """Tell the node its fleet's members (once per change), and keep members.json current."""
     entry = fleet.entry_address(views.entry_service)
+    key = ("members", ref.namespace, ref.fleet)
     current = ctx.fleets.get(
-        ("members", ref.namespace, ref.fleet),
+        key,
         (views.fleet, views.peer_ids, entry),
-        lambda: fleet.announcement(views.fleet, views.peer_ids, entry),
+        lambda: fleet.announcement(views.fleet, views.peer_ids, entry, ctx.fleets.peek(key)),
         projection=lambda: fleet.announcement_inputs(views.fleet, views.peer_ids, entry),
     )
     cm = views.policy_configmap

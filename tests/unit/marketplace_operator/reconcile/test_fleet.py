@@ -44,6 +44,24 @@ def test_the_announcement_matches_the_members_document() -> None:
         assert got.others(node) == len(others)
 
 
+def test_a_change_renders_only_the_members_it_changed() -> None:
+    """Issue 15: re-rendering all N members at each change was a tenth of the operator's
+    CPU in a 300-node rollout."""
+    before = fleet.announcement(PODS, PEER_IDS)
+    moved = (member("c", "127.1.0.33"), *PODS[1:])
+    after = fleet.announcement(moved, PEER_IDS, previous=before)
+    fresh = fleet.announcement(moved, PEER_IDS)
+    assert (after.text, after.digest, after.members) == (fresh.text, fresh.digest, fresh.members)
+    assert after.push_body("a") == fresh.push_body("a")
+    old = {m.name: m for m in before.members}
+    for m in after.members:
+        assert (m is old[m.name]) is (m.name != "c")  # kept unless changed
+    assert {m.name for m in fleet.announcement(PODS[1:], PEER_IDS, previous=after).members} == {
+        "a",
+        "b",
+    }  # a member gone is not kept
+
+
 def test_the_digest_follows_the_content() -> None:
     one = fleet.announcement(PODS, PEER_IDS)
     assert fleet.announcement(PODS, dict(PEER_IDS)).digest == one.digest
