@@ -37,7 +37,7 @@ from pathlib import Path
 
 import aiohttp
 from aiohttp.test_utils import TestServer
-from marketplace_node import app, limits
+from marketplace_node import allocator, app, limits
 from marketplace_node.breaker import DEFAULT_CAPACITY, Breakers
 from marketplace_node.config import NodeSettings
 from marketplace_node.metrics import NodeMetrics
@@ -167,6 +167,7 @@ def tables(service: NodeService, breakers: Breakers) -> list[tuple[str, int, int
 
 def main() -> int:
     print("== node memory: one million distinct peer ids, content ids and queries ==")
+    allocator.pin_mmap_threshold()  # as `marketplace-node run` does at start
     with tempfile.TemporaryDirectory(prefix="bench-node-memory-") as tmp:
         service = NodeService(
             NodeSettings(data_dir=Path(tmp), port=0),

@@ -177,9 +177,10 @@ def _run(settings: config.NodeSettings) -> None:
     # only `run` pays it, not every client command.
     from marketplace_protocol import logs  # noqa: PLC0415
 
-    from marketplace_node import runner  # noqa: PLC0415
+    from marketplace_node import allocator, runner  # noqa: PLC0415
 
     logs.configure(settings.log_level)
+    allocator.pin_mmap_threshold()  # before the tables exist
     try:
         asyncio.run(runner.serve(settings))
     except StorageFull as exc:  # one line, as every failure: free space, or grow the volume
