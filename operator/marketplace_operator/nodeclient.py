@@ -9,6 +9,7 @@ aiohttp errors never leave this module: they become `errors.NodeUnreachable` or
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,49 @@ def encode(body: WireModel) -> Encoded:
     return Encoded(packed, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
 
+PUSH_PRIORITY_SECONDS: Final = 2.0
+"""The longest a node loop's status poll waits for the policy pushes in flight."""
+PUSH_LINGER_SECONDS: Final = 0.05  # a push ends and the next of the fleet's starts
+
+
+class _Pushes:
+    """Policy pushes in flight on one session, for the status polls that yield to them.
+
+    At 1,000 nodes the polls (200 a second) took as much of the operator's event loop as
+    the pushes of a new policy, and as much of the nodes' (issue 15): a ban reached the
+    last node seconds late. The loops' polls are periodic and their gate tolerates a
+    poll seconds late (`gate_silence_seconds`), so while a push runs they wait, at most
+    `PUSH_PRIORITY_SECONDS`."""
+
+    def __init__(self) -> None:
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._settle: asyncio.TimerHandle | None = None
+
+    def begin(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+        if self._settle is not None:
+            self._settle.cancel()
+            self._settle = None
+
+    def end(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:  # idle once no push followed for a moment
+            loop = asyncio.get_running_loop()
+            self._settle = loop.call_later(PUSH_LINGER_SECONDS, self._settled)
+
+    def _settled(self) -> None:
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def wait(self, limit: float) -> None:
+        if not self._idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), limit)
+
+
 def base_url(pod_ip: str, port: int) -> str:
     host = f"[{pod_ip}]" if ":" in pod_ip else pod_ip
     return f"http://{host}:{port}"
@@ -75,8 +119,14 @@ class NodeClient:
         on_error: Callable[[str], None] | None = None,
         alternatives: Callable[[str], Sequence[str]] | None = None,
         owner: bool = True,
+        yields_to_pushes: float = 0.0,
+        pushes: _Pushes | None = None,
     ) -> None:
+        """`yields_to_pushes`: seconds at most a status poll of this client waits while
+        policy pushes are in flight on the session (`_Pushes`); 0: it never waits."""
         self._session = session
+        self._yields = yields_to_pushes
+        self._pushes = pushes or _Pushes()
         self._owner = owner  # closes the session (not a client `sharing` another's)
         self._alternatives = alternatives or (lambda _token: ())
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -117,6 +167,7 @@ class NodeClient:
             on_error=self._on_error,
             alternatives=self._alternatives,
             owner=False,
+            pushes=self._pushes,
         )
 
     async def close(self) -> None:
@@ -190,6 +241,8 @@ class NodeClient:
 
     async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
         """The node's status listing at most `peers` of its peers (all are counted)."""
+        if self._yields:
+            await self._pushes.wait(self._yields)
         got = await self._call(
             "GET",
             f"{base}/admin/v1/status?{STATUS_PEERS_QUERY}={peers}",
@@ -231,14 +284,19 @@ class NodeClient:
             # One encoding per version for the whole fleet, shared by the concurrent pushes,
             # and in a thread: 10,000 bans are ~1.6 MB of JSON to dump and gzip.
             self._policy = (key, asyncio.ensure_future(asyncio.to_thread(encode, policy)))
-        got = await self._call(
-            "PUT",
-            f"{base}/admin/v1/policy",
-            token,
-            operation="policy",
-            body=await self._policy[1],
-            answer=PolicyApplied,
-        )
+        encoded = await self._policy[1]
+        self._pushes.begin()
+        try:
+            got = await self._call(
+                "PUT",
+                f"{base}/admin/v1/policy",
+                token,
+                operation="policy",
+                body=encoded,
+                answer=PolicyApplied,
+            )
+        finally:
+            self._pushes.end()
         assert got is not None
         return got
 

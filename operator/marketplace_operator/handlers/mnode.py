@@ -18,7 +18,16 @@ from typing import Any
 import kopf
 from prometheus_client import start_http_server
 
-from marketplace_operator import actuate, apihealth, errors, events, k8s, memtrim, nodeloop
+from marketplace_operator import (
+    actuate,
+    apihealth,
+    errors,
+    events,
+    k8s,
+    memtrim,
+    nodeclient,
+    nodeloop,
+)
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
@@ -447,6 +456,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             connections=cfg.admin_concurrency + policy_settings.parallelism,  # policy's too
             on_error=metrics.admin_error,
             alternatives=tokens.alternatives,
+            yields_to_pushes=nodeclient.PUSH_PRIORITY_SECONDS,  # the node loops' polls
         ),
         metrics=metrics,
         tokens=tokens,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import asyncio
 import gzip
 import inspect
 import json
@@ -14,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from marketplace_operator import nodeclient
 from marketplace_operator.nodeclient import GZIP_ABOVE, NodeClient
-from marketplace_protocol.admin import BanEntry, PolicyApplied, PolicyDocument
+from marketplace_protocol.admin import BanEntry, NodeStatus, PolicyApplied, PolicyDocument
 
 
 def document(bans: int, version: int = 3) -> PolicyDocument:
@@ -127,3 +128,57 @@ def test_operations_names_every_admin_call() -> None:
         if kw.arg == "operation" and isinstance(kw.value, ast.Constant)
     }
     assert used == set(nodeclient.OPERATIONS)
+
+
+async def test_the_node_loops_status_polls_wait_for_a_policy_push_at_most_a_while() -> None:
+    """Issue 15: at 1,000 nodes the polls took as much of the operator's loop (and the
+    nodes') as a new policy's pushes, which reached the last node seconds late."""
+    arrived: list[str] = []
+    release, pushed = asyncio.Event(), asyncio.Event()
+
+    async def put_policy(request: web.Request) -> web.Response:
+        arrived.append("policy")
+        pushed.set()
+        await release.wait()
+        doc = PolicyDocument.model_validate_json(await request.read())
+        return web.json_response(
+            PolicyApplied(version=doc.version, hash=doc.hash).model_dump(by_alias=True)
+        )
+
+    async def status(_: web.Request) -> web.Response:
+        arrived.append("status")
+        return web.json_response(NodeStatus(peer_id="mpnode").model_dump(by_alias=True))
+
+    app = web.Application()
+    app.router.add_put("/admin/v1/policy", put_policy)
+    app.router.add_get("/admin/v1/status", status)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    base = str(server.make_url("")).rstrip("/")
+    polls = NodeClient.create(yields_to_pushes=5.0)
+    pushes = polls.sharing(concurrency=4)
+    try:
+        push = asyncio.create_task(pushes.put_policy(base, "t", document(1)))
+        await pushed.wait()
+        poll = asyncio.create_task(polls.status(base, "t", peers=0))
+        await asyncio.sleep(0.3)
+        assert arrived == ["policy"]  # the poll waits while the push is in flight
+        release.set()
+        await push
+        await poll
+        assert arrived == ["policy", "status"]
+        # A push that never ends holds a poll back only `yields_to_pushes` seconds.
+        release.clear()
+        pushed.clear()
+        impatient = NodeClient.create(yields_to_pushes=0.2)
+        its_pushes = impatient.sharing(concurrency=4)
+        stuck = asyncio.create_task(its_pushes.put_policy(base, "t", document(1, version=4)))
+        await pushed.wait()
+        await asyncio.wait_for(impatient.status(base, "t", peers=0), 2.0)
+        assert arrived[-1] == "status"
+        release.set()
+        await stuck
+        await impatient.close()
+    finally:
+        await polls.close()
+        await server.close()
