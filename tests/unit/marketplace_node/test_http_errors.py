@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Coroutine
 
 import pytest
@@ -195,3 +196,11 @@ async def test_a_zero_delay_answers_without_yielding_to_the_loop() -> None:
 def test_tarpit_arguments_are_checked() -> None:
     with pytest.raises(ValueError):
         http_errors.tarpit_middleware(lambda: 1.0, max_held=-1)
+
+
+def test_fresh_request_ids_are_distinct_and_well_formed() -> None:
+    from aiohttp.test_utils import make_mocked_request  # noqa: PLC0415
+
+    ids = {http_errors.request_id(make_mocked_request("GET", "/")) for _ in range(1_000)}
+    assert len(ids) == 1_000
+    assert all(re.fullmatch(r"[0-9a-f]{16}", rid) for rid in ids)
