@@ -23,8 +23,9 @@ macOS) this does nothing.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 from typing import Final
+
+from marketplace_protocol import libc
 
 M_MMAP_THRESHOLD: Final = -3  # <malloc.h>
 MMAP_THRESHOLD_BYTES: Final = 128 * 1024  # glibc's initial value, no longer raised
@@ -32,12 +33,5 @@ MMAP_THRESHOLD_BYTES: Final = 128 * 1024  # glibc's initial value, no longer rai
 
 def pin_mmap_threshold(threshold: int = MMAP_THRESHOLD_BYTES) -> bool:
     """Fix glibc's mmap threshold at `threshold` bytes; False where there is no `mallopt`."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
-    try:
-        mallopt = ctypes.CDLL(name).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-    return bool(mallopt(M_MMAP_THRESHOLD, threshold))
+    mallopt = libc.function("mallopt", (ctypes.c_int, ctypes.c_int), ctypes.c_int)
+    return mallopt is not None and bool(mallopt(M_MMAP_THRESHOLD, threshold))

@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import ctypes.util
 import logging
 from collections.abc import Awaitable, Callable
+
+from marketplace_protocol import libc
 
 log = logging.getLogger(__name__)
 INTERVAL_SECONDS = 30.0
@@ -27,15 +28,8 @@ Trim = Callable[[], bool]
 
 def libc_trim() -> Trim | None:
     """glibc's `malloc_trim(0)` (True when it gave memory back), or None without one."""
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return None
-    try:
-        trim = ctypes.CDLL(name).malloc_trim
-    except (OSError, AttributeError):
-        return None
-    trim.argtypes, trim.restype = [ctypes.c_size_t], ctypes.c_int
-    return lambda: bool(trim(0))
+    trim = libc.function("malloc_trim", (ctypes.c_size_t,), ctypes.c_int)
+    return None if trim is None else lambda: bool(trim(0))
 
 
 async def trim_forever(
