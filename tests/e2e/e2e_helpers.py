@@ -168,6 +168,25 @@ def condition(obj: dict[str, Any] | None, type_: str) -> dict[str, Any] | None:
     return None
 
 
+def pod_readiness(kube: k8s.BlockingKube, namespace: str, names: list[str]) -> str:
+    """Each named pod's phase and conditions in one line each, for a wait's timeout."""
+    lines = []
+    for name in names:
+        pod = kube.get(k8s.PODS, namespace, name)
+        if pod is None:
+            lines.append(f"{name}: no pod")
+            continue
+        status = pod.get("status") or {}
+        conditions = ", ".join(
+            f"{c.get('type')}={c.get('status')}"
+            + (f" ({c.get('reason')}: {c.get('message', '')})" if c.get("reason") else "")
+            for c in status.get("conditions") or []
+        )
+        deleting = " deleting" if pod["metadata"].get("deletionTimestamp") else ""
+        lines.append(f"{name} {status.get('phase')}{deleting} {status.get('podIP')}: {conditions}")
+    return "\n".join(lines)
+
+
 def mnode_ready(kube: k8s.BlockingKube, namespace: str, name: str) -> dict[str, Any] | None:
     """The MarketplaceNode if its Ready condition is True for its current generation."""
     obj = kube.get(k8s.MNODES, namespace, name)

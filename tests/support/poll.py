@@ -5,11 +5,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import pytest
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class NotYet:
+    """A probe's falsy "not yet" that says what it saw: `wait_for`'s timeout prints it, so a
+    wait that fails once in a clean clone leaves the state that made it fail."""
+
+    seen: str
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __repr__(self) -> str:
+        return self.seen
 
 
 def wait_for(

@@ -16,11 +16,13 @@ from typing import Any
 
 import loadgen
 import real_node
-from e2e_helpers import ROOT, Kubectl, OperatorProcess, wait_for
+from e2e_helpers import ROOT, Kubectl, OperatorProcess, pod_readiness, wait_for
 from marketplace_operator import k8s
 from marketplace_operator.render import names as rnames
 from real_node import Images, on_real_node
 from rollout_helpers import check_pods_owned, make_fleet, pod_uids, publish_everywhere, wait_rollout
+
+from tests.support.poll import NotYet
 
 
 def apply_crds(kubectl: Kubectl, directory: Path) -> None:
@@ -69,8 +71,15 @@ def test_an_upgrade_from_the_one_port_layout_rolls_the_fleet_without_a_failed_re
         assert rnames.PRIVATE_PORT_NAME not in port_names(pod)
     uids = {name: pod["metadata"]["uid"] for name, pod in before.items()}
     slices = loadgen.SliceEndpoints(kubeconfig, namespace)
+
+    def three_ready() -> list[str] | NotYet:
+        ready = slices.ready_addresses()
+        if len(ready) == 3:
+            return ready
+        return NotYet(f"ready in the slices: {ready}\n{pod_readiness(kube, namespace, names)}")
+
     # The old pods' readiness reaches the slices on the EndpointSlice controller's pace.
-    wait_for(lambda: len(slices.ready_addresses()) == 3 or None, timeout=60, what="3 ready")
+    wait_for(three_ready, timeout=60, what="3 ready")
 
     def upgrade() -> dict[str, str]:
         operator_factory("--default-node-image", images.node).start()
