@@ -98,8 +98,10 @@ async def push_one(
     retry: RetryPolicy,
     rng: random.Random,
     sleep: Sleep = asyncio.sleep,
+    attempted: Callable[[], None] | None = None,
 ) -> PushOutcome:
-    """PUT the document to one node, retrying transient failures; never raises."""
+    """PUT the document to one node, retrying transient failures; never raises.
+    `attempted` is called once, when the first attempt has an answer (or failed)."""
     last = ""
     for attempt in range(retry.attempts):
         if attempt:
@@ -121,6 +123,9 @@ async def push_one(
                 return PushOutcome(node, None, last, attempts=attempt + 1)
         else:
             return PushOutcome(node, applied.version, attempts=attempt + 1)
+        finally:
+            if attempt == 0 and attempted is not None:
+                attempted()
     return PushOutcome(node, None, last or "no attempt made", attempts=retry.attempts)
 
 
@@ -134,16 +139,30 @@ async def push_all(
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
     sleep: Sleep = asyncio.sleep,
+    told: asyncio.Event | None = None,
 ) -> list[PushOutcome]:
-    """Push to every node, at most `parallelism` at once; outcomes in `nodes` order."""
+    """Push to every node, at most `parallelism` at once; outcomes in `nodes` order.
+    `told` is set once every node's first attempt has an answer (or failed): the nodes
+    that take the document have it then, only retries are left."""
     slots = asyncio.Semaphore(max(1, parallelism))
     retry = retry or RetryPolicy()
     rng = rng or random.Random()  # noqa: S311 - jitter, not cryptography
+    untold = len(nodes)
+
+    def attempted() -> None:
+        nonlocal untold
+        untold -= 1
+        if untold == 0 and told is not None:
+            told.set()
 
     async def one(node: NodeTarget) -> PushOutcome:
         async with slots:
-            return await push_one(client, node, token, doc, retry=retry, rng=rng, sleep=sleep)
+            return await push_one(
+                client, node, token, doc, retry=retry, rng=rng, sleep=sleep, attempted=attempted
+            )
 
+    if not nodes and told is not None:
+        told.set()
     return list(await asyncio.gather(*(one(n) for n in nodes)))
 
 

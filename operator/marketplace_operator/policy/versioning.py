@@ -1,12 +1,13 @@
 """Policy versions: a content hash, and a per-fleet generation that only ever grows.
 
 The version of a fleet's policy is stored in the API, as annotations on the
-fleet's policy ConfigMap (`<fleet>-policy`), written before any node is told
-about it. A restarted operator reads it back, so it never re-issues an old
-number for new content; and because nodes refuse a version older than the one
-they applied (rollback protection, as TUF does for metadata), the `floor` —
-the highest version any node reports — lifts the next number above anything a
-node has seen even if the ConfigMap was lost.
+fleet's policy ConfigMap (`<fleet>-policy`), written once the nodes were pushed
+it (`worker`, step 3). A restarted operator reads it back, so it never re-issues
+an old number for new content; and because nodes refuse a version older than the
+one they applied, or the same version with other content (rollback protection, as
+TUF does for metadata), the `floor` — the highest version any node reports —
+lifts the next number above anything a node has seen even if the ConfigMap write
+was lost.
 """
 
 from __future__ import annotations

@@ -10,13 +10,20 @@ A round for one fleet (`_round`):
    apply, report on the objects at fault and change nothing anywhere;
 2. pick the version (`next_version`: same hash keeps it; new content gets
    one more than both the stored version and any version a node reported);
-3. write a new version to the fleet ConfigMap (which a (re)starting node reads
-   from its mounted volume, and a restarted operator reads its version from)
-   and, at the same time, push to every node not known to have this version
-   (bounded, retried). Concurrent, because a loaded API server takes 20-400 ms
-   per write while the nodes are one loopback hop away; still never backwards,
-   because a version a node holds is never re-issued for other content: the
-   node answers 409 and its version becomes the `floor` of the next one;
+3. push to every node not known to have this version (bounded, retried), and
+   once each node's first attempt has an answer, write the new version to the
+   fleet ConfigMap (which a (re)starting node reads from its mounted volume, a
+   restarted operator reads its version from, and the nodes' `joined` gate
+   compares with). After, not before or beside: a node is "behind on policy"
+   once the ConfigMap names a newer version than it applied, so a ConfigMap
+   written ahead of the pushes turned off the gate of every node not pushed yet;
+   under load (a 10 s push to 1,000 nodes) that was a wave of NotReady pods whose
+   status writes slowed the push further (issue 15). Written after, the ConfigMap
+   names a version only once every node was told it, and a node behind it is one
+   that did not take it; a dead node's retries (up to ~15 s) do not hold the
+   ConfigMap back from the nodes that start meanwhile. Still never backwards, because a
+   version a node holds is never re-issued for other content: the node answers
+   409 and its version becomes the `floor` of the next one;
 4. then, apart from the fleet's next round, write (`policy.reporting`) the status of every
    BanList and RateLimitPolicy of the namespace that changed (one writer, on
    difference).
@@ -314,14 +321,18 @@ class PolicyWorker:
             self._observe_size(key, doc.version, len(doc.bans), stored_bytes)
         self._clear_problem(key)
         computed = self._clock.monotonic()
-        # The ConfigMap write and the pushes run together (a loaded API server takes 20-400 ms
-        # to write; the nodes are a loopback hop away). Still never backwards: a crash before
-        # the write lands re-issues this number for this hash (nodes answer "unchanged"), or
-        # for new content, which nodes refuse with 409 and their version lifts `floor`.
-        (written_ms, _), (pushed_ms, pushed) = await asyncio.gather(
-            self._timed(self._persist(key, version, write)),
-            self._timed(self._push(key, nodes, doc)),
-        )
+        # The pushes' first attempts, then the ConfigMap (module docstring, step 3). Still never
+        # backwards: a crash before the write lands re-issues this number for this hash
+        # (nodes answer "unchanged"), or for new content, which nodes refuse with 409 and
+        # their version lifts `floor`.
+        told = asyncio.Event()
+        pushing = asyncio.create_task(self._timed(self._push(key, nodes, doc, told)))
+        try:
+            await told.wait()  # set by every outcome of `_push`, a raised error too
+            written_ms, _ = await self._timed(self._persist(key, version, write))
+            pushed_ms, pushed = await pushing  # the retries of nodes that did not answer
+        finally:
+            pushing.cancel()  # a no-op once done; else apply itself was cancelled
         self._observe_convergence(key, nodes, version)
         if self.state(key).stored == version:
             fleet.included = _included(key, inputs.banlists, inputs.policies)
@@ -330,9 +341,9 @@ class PolicyWorker:
             acked = sum(1 for n in nodes if fleet.applied.get(n) == version.version)
             log.info(
                 "fleet %s/%s: policy v%d (%d bans) on %d/%d nodes; "
-                "compute %.0f ms, configmap %.0f ms, push to %d %.0f ms",
+                "compute %.0f ms, push to %d %.0f ms, configmap %.0f ms after first attempts",
                 key.namespace, key.fleet, version.version, len(doc.bans), acked, len(nodes),
-                (computed - marked_at) * 1000, written_ms, pushed, pushed_ms,
+                (computed - marked_at) * 1000, pushed, pushed_ms, written_ms,
             )  # fmt: skip
 
     async def _timed(self, work: Awaitable[T]) -> tuple[float, T]:
@@ -388,8 +399,19 @@ class PolicyWorker:
             peering=inputs.peering,
         )
 
-    async def _push(self, key: FleetKey, nodes: list[NodeTarget], doc: PolicyDocument) -> int:
-        """Push to the nodes not known to have `doc`; how many were sent it."""
+    async def _push(
+        self, key: FleetKey, nodes: list[NodeTarget], doc: PolicyDocument, told: asyncio.Event
+    ) -> int:
+        """Push to the nodes not known to have `doc`; how many were sent it. `told` is set
+        once each has had its first attempt (or when there is nothing to push, or on error)."""
+        try:
+            return await self._push_behind(key, nodes, doc, told)
+        finally:
+            told.set()
+
+    async def _push_behind(
+        self, key: FleetKey, nodes: list[NodeTarget], doc: PolicyDocument, told: asyncio.Event
+    ) -> int:
         fleet = self.state(key)
         fleet.applied = {n: v for n, v in fleet.applied.items() if n in nodes}
         behind = [n for n in nodes if fleet.applied.get(n) != doc.version]
@@ -405,6 +427,7 @@ class PolicyWorker:
             parallelism=self._settings.parallelism,
             retry=self._retry,
             rng=self._rng,
+            told=told,
         )
         failed = [o for o in outcomes if o.applied is None]
         for outcome in outcomes:

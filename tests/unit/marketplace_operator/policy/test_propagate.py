@@ -154,6 +154,51 @@ async def test_one_dead_node_does_not_fail_the_others() -> None:
     assert [o.ok for o in outcomes] == [True, False]
 
 
+async def test_told_is_set_once_every_node_had_its_first_attempt_whatever_its_answer() -> None:
+    """What the worker writes the fleet ConfigMap after: each node answered (or failed) once;
+    only the retries are left. Every kind of first answer counts, in any order."""
+    nodes = [NodeTarget(f"n{i}", f"u{i}", f"http://127.1.0.{i}:7070") for i in range(1, 7)]
+    firsts: list[Exception | int] = [
+        5, errors.NodeUnreachable("refused"), errors.NodeRefused("busy", status=503),
+        errors.NodeRefused("bad", status=400), errors.NodeRefused("no", status=401),
+        errors.NodeRefused("older", status=409),
+    ]  # fmt: skip
+    for order in (nodes, nodes[::-1]):
+        fake = FakeNodes({n.base_url: [f] for n, f in zip(order, firsts, strict=True)})
+        told = asyncio.Event()
+        retried = asyncio.Event()
+
+        async def sleep(_: float, retried: asyncio.Event = retried) -> None:
+            retried.set()
+            await asyncio.sleep(0.05)
+
+        pushing = asyncio.create_task(
+            push_all(fake, order, "t0ken", DOC, parallelism=6, retry=RETRY, sleep=sleep, told=told)
+        )
+        await told.wait()
+        assert sorted(fake.calls) == sorted(n.base_url for n in nodes)  # one attempt each
+        assert not pushing.done()  # the two transient failures are being retried
+        outcomes = {o.node: o.ok for o in await pushing}
+        assert [outcomes[n] for n in order] == [True, True, True, False, False, False]
+        assert retried.is_set()
+
+
+async def test_told_waits_for_the_nodes_queued_behind_the_parallelism_bound() -> None:
+    nodes = [NodeTarget(f"n{i}", f"u{i}", f"http://127.1.0.{i}:7070") for i in range(1, 9)]
+    fake = FakeNodes({}, delay=0.01)
+    told = asyncio.Event()
+    pushing = asyncio.create_task(push_all(fake, nodes, "t0ken", DOC, parallelism=2, told=told))
+    await told.wait()
+    assert sorted(fake.calls) == sorted(n.base_url for n in nodes)
+    await pushing
+
+
+async def test_told_is_set_at_once_when_there_is_nobody_to_push() -> None:
+    told = asyncio.Event()
+    assert await push_all(FakeNodes({}), [], "t0ken", DOC, told=told) == []
+    assert told.is_set()
+
+
 async def test_applied_versions_and_local_bans_skip_unreachable_nodes() -> None:
     fake = FakeNodes({})
     fake.status_version[N1.base_url] = 4

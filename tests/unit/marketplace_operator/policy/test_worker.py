@@ -25,6 +25,7 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, content_hash, from_annotations
 from marketplace_operator.policy.worker import SWEEP_NODES_PER_SECOND, PolicyWorker, sweep_pause
+from marketplace_operator.reconcile.status import joined
 from marketplace_protocol.admin import (
     LocalBan,
     LocalBans,
@@ -239,6 +240,106 @@ async def test_one_round_writes_the_configmap_and_converges_every_node(world: Wo
         world.registry.get_sample_value("marketplace_operator_policy_propagation_seconds_count")
         == 1
     )
+
+
+class GateWatchingNodes(Nodes):
+    """Nodes that, at every push, ask the real `joined` gate about every node against the
+    version the fleet ConfigMap names at that moment (what the node loops read)."""
+
+    def __init__(self, log: list[str], cluster: Cluster) -> None:
+        super().__init__(log)
+        self.cluster = cluster
+        self.gated_off: list[str] = []  # "<node> at v<n>": a node turned NotReady meanwhile
+
+    async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
+        current = from_annotations(self.cluster.annotations)
+        for node, (version, _) in self.applied.items():
+            answer = NodeStatus(peer_id="p", ready=True, policy_version=version)
+            if not joined(
+                answer,
+                fleet_peer_ids=frozenset(),
+                has_other_members=False,
+                current_policy_version=current.version if current else None,
+                policy_required=True,
+            ):
+                self.gated_off.append(f"{node} at v{version}")
+        await asyncio.sleep(0)  # the pushes interleave, as they do on the event loop
+        return await super().put_policy(base, token, policy)
+
+
+async def test_the_configmap_names_a_version_only_after_the_push(world: World) -> None:
+    """Issue 15: the ConfigMap written beside the pushes made every node not pushed yet
+    "behind on policy" (its gate off, NotReady) for as long as the push took: at 1,000
+    nodes under load, 10 s of a NotReady wave. Written after, no node that takes every
+    push is ever behind the version the ConfigMap names."""
+    world.inputs.node_list = [target(i) for i in range(1, 9)]
+    world.nodes = GateWatchingNodes(world.log, world.cluster)
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    world.log.clear()
+    world.inputs.banlist_objs = [banlist("spam", PEER, "peerBBBBBBBB", generation=2)]
+    await worker.round(KEY)
+    assert world.log[-1] == "configmap v2"  # after all 8 pushes
+    assert sorted(world.log[:-1]) == sorted(f"push 127.1.0.{i}:7070 v2" for i in range(1, 9))
+    assert world.nodes.gated_off == []
+    assert world.versions() == [2] * 8
+
+
+async def test_a_node_that_missed_the_push_is_behind_once_the_configmap_is_written(
+    world: World,
+) -> None:
+    """The ConfigMap is written whatever the pushes' outcome (a (re)starting node reads it);
+    the node that did not take the version is then behind it, and only that one."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    down = world.inputs.node_list[1].base_url
+    world.nodes.down.add(down)
+    await world.worker().round(KEY)
+    assert world.log[-1] == "configmap v1"
+    current = from_annotations(world.cluster.annotations)
+    assert current is not None
+    assert {base: v for base, (v, _) in world.nodes.applied.items()} == {
+        world.inputs.node_list[0].base_url: current.version
+    }
+
+
+class CountingNodes(Nodes):
+    """Nodes whose every attempt is logged, a refused one too."""
+
+    async def put_policy(self, base: str, token: str, policy: PolicyDocument) -> PolicyApplied:
+        self.log.append(f"attempt {base.removeprefix('http://')}")
+        await asyncio.sleep(0)
+        return await super().put_policy(base, token, policy)
+
+
+async def test_a_dead_nodes_retries_do_not_hold_the_configmap_back(world: World) -> None:
+    """Once every node had its first attempt the ConfigMap is written: a node that starts
+    meanwhile reads the new version, while the dead node's retries go on."""
+    world.nodes = CountingNodes(world.log)
+    world.nodes.down.add(world.inputs.node_list[1].base_url)
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    settings = PolicySettings(attempts=3, retry_base_seconds=0.001, retry_max_seconds=0.002)
+    await world.worker(settings=settings).apply(KEY)
+    dead = "attempt 127.1.0.2:7070"
+    assert world.log.count(dead) == 3
+    written = world.log.index("configmap v1")
+    assert world.log[:written].count(dead) == 1  # its first attempt, not its retries
+    assert "push 127.1.0.1:7070 v1" in world.log[:written]
+
+
+async def test_without_an_admin_token_the_configmap_is_still_written(world: World) -> None:
+    async def no_token(key: FleetKey) -> str:
+        raise errors.Unavailable("the admin Secret cannot be read")
+
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = PolicyWorker(
+        inputs=world.inputs, cluster=world.cluster, client=world.nodes,
+        metrics=PolicyMetrics(world.registry), settings=SETTINGS, clock=world.clock,
+        tokens=no_token,
+    )  # fmt: skip
+    with pytest.raises(errors.Unavailable):
+        await worker.apply(KEY)
+    assert world.log == ["configmap v1"]  # no push, the version published for restarts
 
 
 async def test_an_unchanged_policy_is_neither_rewritten_nor_pushed_again(world: World) -> None:
@@ -513,8 +614,8 @@ async def test_a_burst_of_changes_costs_few_pushes(world: World) -> None:
     finally:
         runner.cancel()
         await asyncio.gather(runner, return_exceptions=True)
-    # One version per round; the nodes hold the last one (its ConfigMap write, concurrent with
-    # the push, may still be in flight when the loop is cancelled).
+    # One version per round; the nodes hold the last one (its ConfigMap write, after the
+    # push, may still be in flight when the loop is cancelled).
     rounds = max(world.versions())
     assert rounds <= burst / settings.min_interval_seconds + 2
     pushes = [line for line in world.log if line.startswith("push")]
