@@ -44,7 +44,7 @@ from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.node import Desired
-from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.reconcile.observe import pod_status_kept, pod_view
 from marketplace_operator.render import entry, names
 from marketplace_operator.rollout import gate as rollout_gate
 from marketplace_operator.settings import Settings
@@ -75,7 +75,8 @@ def _trim(body: Mapping[str, Any], *parts: str) -> dict[str, Any]:
 
 @kopf.index("pods", labels=names.MANAGED)
 async def mnode_pods(body: kopf.Body, namespace: str | None, name: str, **_: Any) -> dict[Any, Any]:
-    trimmed = _trim(body, "status")
+    trimmed = _trim(body)
+    trimmed["status"] = pod_status_kept(body.get("status") or {})
     trimmed["spec"] = {"nodeName": body.get("spec", {}).get("nodeName")}  # where it runs
     return {(namespace, name): trimmed}
 
@@ -248,11 +249,25 @@ async def mnode_loop(
     )
 
 
+def shed_managed_fields(body: kopf.Body) -> None:
+    """Drop `metadata.managedFields` from the parsed watch event kopf keeps of a node.
+
+    kopf holds the latest body of every object with a daemon (`mnode_loop`'s live `body`)
+    for as long as the daemon runs; neither kopf nor this operator reads managedFields,
+    the API server's record of which client set which field, which was 11 of a
+    MarketplaceNode's 19 KiB there (issue 15). Runs at every event of a node
+    (`mnode_event`): kopf calls event handlers before it hands the body to a daemon."""
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        meta.pop("managedFields", None)
+
+
 @kopf.on.event(GROUP, VERSION, PLURAL)
 async def mnode_event(
     body: kopf.Body, type: str | None, namespace: str | None, name: str, memo: Any, **_: Any
 ) -> None:
     """Wake the node's loop when what it acts on changed (not for status writes)."""
+    shed_managed_fields(body)
     ctx: Context = memo.ctx
     key = (str(namespace), name)
     if type == "DELETED":

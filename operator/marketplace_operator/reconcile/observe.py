@@ -110,6 +110,40 @@ def pod_view(pod: dict[str, Any]) -> PodView:
     )
 
 
+_CONDITION_KEYS = ("type", "status", "reason", "message")
+
+
+def pod_status_kept(status: dict[str, Any]) -> dict[str, Any]:
+    """The part of a Pod's status that `pod_view` (and the rollout's podIP) reads, as new
+    small objects: what the operator keeps of each of its pods (kopf's index).
+
+    Kept as the raw status (a shallow copy), each pod held the event's conditions with
+    their timestamps and its container statuses with image names and ids, parts of the
+    parsed watch event that also pinned the memory around them: at 1,000 nodes about
+    6 KiB a pod of the watch events' retained 50 (issue 15). `pod_view` of the result
+    equals `pod_view` of the whole status (unit-tested)."""
+    kept: dict[str, Any] = {
+        k: status[k] for k in ("phase", "podIP", "hostIP") if status.get(k) is not None
+    }
+    if status.get("conditions"):
+        kept["conditions"] = [
+            {k: c[k] for k in _CONDITION_KEYS if c.get(k) is not None} for c in status["conditions"]
+        ]
+    if status.get("containerStatuses"):
+        kept["containerStatuses"] = [_container_kept(c) for c in status["containerStatuses"]]
+    return kept
+
+
+def _container_kept(container: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {"restartCount": container.get("restartCount", 0)}
+    if container.get("started") is not None:
+        kept["started"] = container["started"]
+    waiting = (container.get("state") or {}).get("waiting")
+    if waiting:
+        kept["state"] = {"waiting": {k: waiting[k] for k in ("reason", "message") if k in waiting}}
+    return kept
+
+
 def _private_port(meta: dict[str, Any]) -> int | None:
     value = (meta.get("annotations") or {}).get(names.PRIVATE_PORT_ANNOTATION, "")
     return int(value) if value.isdigit() else None

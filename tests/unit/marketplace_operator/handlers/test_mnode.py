@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import kopf
 import pytest
@@ -16,6 +16,8 @@ from marketplace_operator.handlers.mnode import (
     gather,
     kopf_credentials,
     may_skip_scanning,
+    mnode_pods,
+    shed_managed_fields,
 )
 from marketplace_operator.settings import Settings
 
@@ -120,3 +122,52 @@ def test_kopf_logs_in_with_its_own_credentials_on_a_bounded_pool(
             await got.aiohttp_session.close()
 
     asyncio.run(run())
+
+
+def test_the_body_kopf_keeps_for_a_nodes_daemon_loses_only_its_managed_fields() -> None:
+    raw: dict[str, Any] = {
+        "metadata": {
+            "name": "n1", "uid": "u1", "resourceVersion": "7", "annotations": {"a": "b"},
+            "managedFields": [{"manager": "kopf", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {"fleet": "blue"},
+        "status": {"phase": "Ready"},
+    }  # fmt: skip
+    body = kopf.Body(cast("kopf.RawBody", raw))
+    shed_managed_fields(body)
+    assert raw == {
+        "metadata": {"name": "n1", "uid": "u1", "resourceVersion": "7", "annotations": {"a": "b"}},
+        "spec": {"fleet": "blue"},
+        "status": {"phase": "Ready"},
+    }
+    assert body["metadata"]["name"] == "n1"  # kopf's view reads the same dict
+    shed_managed_fields(kopf.Body(cast("kopf.RawBody", {})))  # nothing to shed: no error
+
+
+def test_the_pod_index_keeps_what_the_decisions_read_and_no_raw_part() -> None:
+    status = {
+        "phase": "Running", "podIP": "10.21.0.5", "startTime": "2026-12-05T02:20:59Z",
+        "conditions": [{"type": "Ready", "status": "True", "lastProbeTime": None}],
+        "containerStatuses": [{"image": "node:1", "restartCount": 0, "started": True}],
+    }  # fmt: skip
+    raw: dict[str, Any] = {
+        "metadata": {
+            "name": "n1", "namespace": "ns", "uid": "p1", "labels": {"x": "y"},
+            "managedFields": [{"manager": "kubelet"}],
+        },
+        "spec": {"nodeName": "local-node", "containers": [{"name": "node"}]},
+        "status": status,
+    }  # fmt: skip
+    index: Any = mnode_pods  # kopf's decorator types it as its IndexingFn
+    found = asyncio.run(index(body=kopf.Body(cast("kopf.RawBody", raw)), namespace="ns", name="n1"))
+    assert found == {
+        ("ns", "n1"): {
+            "metadata": {"name": "n1", "namespace": "ns", "uid": "p1", "labels": {"x": "y"}},
+            "spec": {"nodeName": "local-node"},
+            "status": {
+                "phase": "Running", "podIP": "10.21.0.5",
+                "conditions": [{"type": "Ready", "status": "True"}],
+                "containerStatuses": [{"restartCount": 0, "started": True}],
+            },
+        }
+    }  # fmt: skip
