@@ -279,6 +279,10 @@ volumePluginDir: $rn/volume-plugins
 registerWithTaints:
 - {key: $LABEL, value: "true", effect: NoSchedule}
 evictionHard: {memory.available: 100Mi, nodefs.available: 2%, imagefs.available: 2%, nodefs.inodesFree: 2%}
+# No image garbage collection: the images are imported (pullPolicy Never), nothing could
+# pull them back, and on a shared disk past 85 % the kubelet deleted the operator image a
+# minute after its import (ErrImageNeverPull until the test's deadline).
+imageGCHighThresholdPercent: 100
 serializeImagePulls: false
 EOF
 }

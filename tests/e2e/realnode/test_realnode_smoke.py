@@ -14,7 +14,7 @@ from e2e_helpers import ROOT, Kubectl, OperatorProcess, condition, wait_for, wai
 from marketplace_operator import k8s
 from marketplace_protocol.identity import Identity
 from peer_helpers import banned
-from real_node import Images, on_real_node
+from real_node import REAL_NODE, Images, on_real_node
 from rollout_helpers import (
     check_pods_owned,
     make_fleet,
@@ -41,6 +41,17 @@ def ready_slice_addresses(kube: k8s.BlockingKube, namespace: str, service: str) 
         if (ep.get("conditions") or {}).get("ready")
         for address in ep["addresses"]
     )
+
+
+def test_the_real_kubelet_never_garbage_collects_the_imported_images(
+    kube: k8s.BlockingKube, images: Images
+) -> None:
+    """The images exist only by import (pullPolicy Never): on a shared disk past 85 % the
+    kubelet's image GC deleted the operator image a minute after its import, and the
+    chart's pod stayed ErrImageNeverPull. The running kubelet's own configuration, as it
+    serves it (configz), has image GC off."""
+    config = kube.request("GET", f"/api/v1/nodes/{REAL_NODE}/proxy/configz")["kubeletconfig"]
+    assert config["imageGCHighThresholdPercent"] == 100
 
 
 def test_a_fleet_of_three_becomes_ready_with_real_endpointslices(

@@ -56,11 +56,23 @@ def test_an_upgrade_from_the_one_port_layout_rolls_the_fleet_without_a_failed_re
         kubeconfig=kubeconfig, namespace=namespace, log_dir=tmp_path,
         extra=["--default-node-image", old.node], name="one-port-operator", program=old.operator,
     )  # fmt: skip
+    slices = loadgen.SliceEndpoints(kubeconfig, namespace)
     apply_crds(kubectl, old.crds)
     try:
         old_operator.start()
         names = make_fleet(kube, namespace, "up", 3)
         package_id = publish_everywhere(kube, namespace, names, tmp_path, keyword="upgrade")
+
+        def three_ready() -> list[str] | NotYet:
+            ready = slices.ready_addresses()
+            if len(ready) == 3:
+                return ready
+            return NotYet(f"ready in the slices: {ready}\n{pod_readiness(kube, namespace, names)}")
+
+        # The old fleet serves through its Services before the upgrade starts. Waited for
+        # while the old operator runs: only an operator turns a pod's joined gate back on,
+        # and none runs between this stop and the new operator's start.
+        wait_for(three_ready, timeout=60, what="3 ready")
     finally:
         old_operator.stop()
         apply_crds(kubectl, ROOT / "crds")
@@ -70,16 +82,6 @@ def test_an_upgrade_from_the_one_port_layout_rolls_the_fleet_without_a_failed_re
         assert rnames.PRIVATE_PORT_ANNOTATION not in pod["metadata"].get("annotations", {})
         assert rnames.PRIVATE_PORT_NAME not in port_names(pod)
     uids = {name: pod["metadata"]["uid"] for name, pod in before.items()}
-    slices = loadgen.SliceEndpoints(kubeconfig, namespace)
-
-    def three_ready() -> list[str] | NotYet:
-        ready = slices.ready_addresses()
-        if len(ready) == 3:
-            return ready
-        return NotYet(f"ready in the slices: {ready}\n{pod_readiness(kube, namespace, names)}")
-
-    # The old pods' readiness reaches the slices on the EndpointSlice controller's pace.
-    wait_for(three_ready, timeout=60, what="3 ready")
 
     def upgrade() -> dict[str, str]:
         operator_factory("--default-node-image", images.node).start()
