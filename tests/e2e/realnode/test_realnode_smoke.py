@@ -198,24 +198,28 @@ def test_the_operator_runs_as_a_pod_from_its_image(
     kubeconfig = kubectl("config", "view", "--raw", "--minify").stdout
     (tmp_path / "kubeconfig").write_text(kubeconfig)
     release = "smoke"
-    subprocess_out(
-        [helm, "install", release, str(ROOT / "charts" / "marketplace-operator"), "-n", namespace,
-         "-f", str(tmp_path / "values.yaml"), "--kubeconfig", str(tmp_path / "kubeconfig"),
-         "--wait", "--timeout", "180s"],
-    )  # fmt: skip
-    (pod,) = kube.list(k8s.PODS, namespace, labels={"app.kubernetes.io/instance": release})
-    on_real_node(pod)
-    kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
-        {"apiVersion": "marketplace.p2p.dev/v1alpha1", "kind": "MarketplaceNode",
-         "metadata": {"name": "by-pod"}, "spec": {"fleet": "pod"}}))  # fmt: skip
-    (node,) = wait_ready(kube, namespace, ["by-pod"], timeout=180)
-    on_real_node(kube.get(k8s.PODS, namespace, node["status"]["podName"]))
-    logs = kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
-    assert "Forbidden" not in logs, logs[-3000:]
-    assert "403" not in logs, logs[-3000:]
-    kubectl("delete", "mnode", "-n", namespace, "by-pod", "--timeout=60s", check=False)
-    subprocess_out([helm, "uninstall", release, "-n", namespace,
-                    "--kubeconfig", str(tmp_path / "kubeconfig"), "--wait"])  # fmt: skip
+    try:
+        subprocess_out(
+            [helm, "install", release, str(ROOT / "charts" / "marketplace-operator"),
+             "-n", namespace, "-f", str(tmp_path / "values.yaml"),
+             "--kubeconfig", str(tmp_path / "kubeconfig"), "--wait", "--timeout", "180s"],
+        )  # fmt: skip
+        (pod,) = kube.list(k8s.PODS, namespace, labels={"app.kubernetes.io/instance": release})
+        on_real_node(pod)
+        kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump(
+            {"apiVersion": "marketplace.p2p.dev/v1alpha1", "kind": "MarketplaceNode",
+             "metadata": {"name": "by-pod"}, "spec": {"fleet": "pod"}}))  # fmt: skip
+        (node,) = wait_ready(kube, namespace, ["by-pod"], timeout=180)
+        on_real_node(kube.get(k8s.PODS, namespace, node["status"]["podName"]))
+        logs = kubectl("logs", "-n", namespace, pod["metadata"]["name"]).stdout
+        assert "Forbidden" not in logs, logs[-3000:]
+        assert "403" not in logs, logs[-3000:]
+        kubectl("delete", "mnode", "-n", namespace, "by-pod", "--timeout=60s", check=False)
+    finally:
+        # Also after a failure: the release's ClusterRoles outlive the namespace, and the
+        # next run's install (another namespace) would refuse to adopt them.
+        subprocess_out([helm, "uninstall", release, "-n", namespace, "--ignore-not-found",
+                        "--kubeconfig", str(tmp_path / "kubeconfig"), "--wait"])  # fmt: skip
 
 
 def subprocess_out(argv: list[str]) -> str:
