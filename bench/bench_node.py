@@ -11,7 +11,15 @@ One run prints (targets in brackets):
    subscription event (origin + relay signature checks, durable SQLite
    commits on every node) [p99 < 200 ms].
 
-Bounded: about a minute on two cores. Run: `python -m bench node`.
+This machine is shared, and one burst of someone else's load used to decide a
+result (throughput at equal CPU 41-51 % of bare across runs, search p99 5.25 ms
+once and 0.34-0.38 ms otherwise). So both are repeated and the median kept:
+the search query set runs `SEARCH_PASSES` times and the p99 is the median of
+the passes' p99s; the three servers run `RPS_ROUNDS` interleaved rounds and the
+ratio is the median of each round's own ratio (bare and node measured seconds
+apart, so a burst lands on one round, not on the result). The spread is printed.
+
+Bounded: about two minutes on two cores. Run: `python -m bench node`.
 """
 
 from __future__ import annotations
@@ -51,7 +59,8 @@ MESH_SIZE = 20
 GOSSIP_SAMPLES = 40
 IDLE_SECONDS = 3.0
 RPS_SECONDS = 2.0
-RPS_ROUNDS = 2
+RPS_ROUNDS = 7
+SEARCH_PASSES = 5
 RPS_CONCURRENCY = 16
 CLI = str(Path(sys.executable).with_name("marketplace-node"))
 BARE_SERVER = """
@@ -69,6 +78,12 @@ web.run_app(app, host=sys.argv[1], port=int(sys.argv[2]), access_log=None, print
 def pct(samples: list[float], q: float) -> float:
     ordered = sorted(samples)
     return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
+
+
+def steady(values: list[float]) -> tuple[float, float, float]:
+    """(median, lowest, highest) of repeated measurements: the median is the result,
+    the range shows how much the shared machine moved it."""
+    return statistics.median(values), min(values), max(values)
 
 
 # -- catalogue ------------------------------------------------------------------------
@@ -117,23 +132,30 @@ def bench_index(packages: list[tuple[PackageMeta, int]], qs: list[Query]) -> flo
     gc.collect()
     gc.freeze()  # as the node does once its catalogue is loaded (see NodeService._on_start)
     latencies = []
+    pass_p99s = []
     hits = 0
-    for query in qs:
-        t0 = time.perf_counter()
-        page = index.search(query, lambda _: 0.5)
-        latencies.append((time.perf_counter() - t0) * 1e3)
-        hits += len(page.results)
+    for _ in range(SEARCH_PASSES):
+        this_pass = []
+        for query in qs:
+            t0 = time.perf_counter()
+            page = index.search(query, lambda _: 0.5)
+            this_pass.append((time.perf_counter() - t0) * 1e3)
+            hits += len(page.results)
+        pass_p99s.append(pct(this_pass, 0.99))
+        latencies += this_pass
     everything = []
     for _ in range(100):
         t0 = time.perf_counter()
         index.search(Query(), lambda _: 0.5)
         everything.append((time.perf_counter() - t0) * 1e3)
-    p99 = pct(latencies, 0.99)
+    p99, low, high = steady(pass_p99s)
     print(
         f"search, in-process index, {len(index):,} packages (built in {build:.2f} s), "
-        f"{len(qs):,} mixed queries: "
-        f"p50 {pct(latencies, 0.5):.3f} ms, p99 {p99:.3f} ms [target p99 < {SEARCH_TARGET_MS} ms: "
-        f"{'ok' if p99 < SEARCH_TARGET_MS else 'MISSED'}], {hits / len(qs):.1f} results/query"
+        f"{len(qs):,} mixed queries x {SEARCH_PASSES} passes: "
+        f"p50 {pct(latencies, 0.5):.3f} ms, p99 {p99:.3f} ms (median of the passes' p99s; "
+        f"range {low:.3f}-{high:.3f}) [target p99 < {SEARCH_TARGET_MS} ms: "
+        f"{'ok' if p99 < SEARCH_TARGET_MS else 'MISSED'}], "
+        f"{hits / len(qs) / SEARCH_PASSES:.1f} results/query"
     )
     print(
         f"  match-all query (ranks all {len(index):,}): p50 {pct(everything, 0.5):.2f} ms, "
@@ -268,9 +290,10 @@ async def bench_http(
         try:
             bare_url = f"http://{host}:{bare_port}/api/v1/status"
             await wait_ok(http, bare_url)
-            # Interleaved rounds, best of each. The machine is shared, so wall-clock
-            # throughput is noisy; server CPU per request is not, and their ratio is
-            # the throughput ratio at equal CPU, which is what the target asks.
+            # Interleaved rounds. The machine is shared, so wall-clock throughput is
+            # noisy; server CPU per request much less so, and their ratio is the
+            # throughput ratio at equal CPU, which is what the target asks. Each
+            # round's ratio pairs measurements seconds apart; the median round wins.
             bare_runs, status_runs, health_runs = [], [], []
             for _ in range(RPS_ROUNDS):
                 bare_runs.append(await rps(bare_url, bare.pid))
@@ -280,15 +303,15 @@ async def bench_http(
             bare.kill()
             await bare.wait()
     bare_rps, node_status, node_health = (
-        max(r[0] for r in runs) for runs in (bare_runs, status_runs, health_runs)
+        statistics.median(r[0] for r in runs) for runs in (bare_runs, status_runs, health_runs)
     )
     bare_cpu, status_cpu, health_cpu = (
-        min(r[1] for r in runs) for runs in (bare_runs, status_runs, health_runs)
+        statistics.median(r[1] for r in runs) for runs in (bare_runs, status_runs, health_runs)
     )
-    ratio = bare_cpu / status_cpu
+    ratio, low, high = steady([b[1] / s[1] for b, s in zip(bare_runs, status_runs, strict=True)])
     print(
         f"requests/s ({RPS_CONCURRENCY} keep-alive clients, "
-        f"best of {RPS_ROUNDS} interleaved {RPS_SECONDS:.0f} s runs, load average "
+        f"median of {RPS_ROUNDS} interleaved {RPS_SECONDS:.0f} s rounds, load average "
         f"{os.getloadavg()[0]:.1f}): bare aiohttp {bare_rps:,.0f}; "
         f"node /api/v1/status {node_status:,.0f} ({node_status / bare_rps:.0%} of bare); "
         f"node /healthz {node_health:,.0f} ({node_health / bare_rps:.0%})"
@@ -297,6 +320,7 @@ async def bench_http(
         f"  server CPU per request: bare {bare_cpu:.0f} us, "
         f"node /api/v1/status {status_cpu:.0f} us, "
         f"/healthz {health_cpu:.0f} us; node throughput at equal CPU {ratio:.0%} of bare "
+        f"(median round; rounds {low:.0%}-{high:.0%}) "
         f"[target >= {RATIO_TARGET:.0%}: {'ok' if ratio >= RATIO_TARGET else 'MISSED'}]"
     )
     return ratio, pct(latencies, 0.99)

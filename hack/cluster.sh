@@ -261,6 +261,22 @@ n = ipaddress.ip_network(sys.argv[1]); print(f"{n.network_address + 1}/{n.prefix
   ip addr replace "$gateway" dev "$pod_bridge"
   ip link set "$pod_bridge" up
   sysctl -qw "net.ipv4.conf.$pod_bridge.route_localnet=1"
+  neighbour_room
+}
+
+# neighbour_room: the kernel's ARP table is one for every network namespace, capped at
+# gc_thresh3 (default 1,024) entries in all. Every pod keeps an entry for each peer it
+# talks to, so 50 pods in one fleet fill it (50 x 49), and beyond the cap "neighbor table
+# overflow": no new entry, packets to that neighbour dropped until the garbage collector
+# frees one (seconds). Raised, never lowered, as large Kubernetes nodes are configured.
+NEIGH_THRESHOLDS=(gc_thresh1=8192 gc_thresh2=32768 gc_thresh3=65536)
+neighbour_room() {
+  local setting key want have
+  for setting in "${NEIGH_THRESHOLDS[@]}"; do
+    key="net.ipv4.neigh.default.${setting%%=*}" want="${setting#*=}"
+    have="$(sysctl -n "$key" 2>/dev/null || echo 0)"
+    if (( have < want )); then sysctl -qw "$key=$want" || echo "cluster: could not raise $key" >&2; fi
+  done
 }
 
 # netns_down: delete this cluster's pod namespaces (their veths go with them), its Service
