@@ -30,19 +30,23 @@ ANCHOR_RE = re.compile(r"\btarget\b|\bbound\b|\bgoal\b", re.IGNORECASE)
 
 _current: str | None = None  # the benchmark being run by `python -m bench`
 _extras: list[str] = []
+_load_at_start = ""
 
 
 def short(module: str) -> str:
     return module.removeprefix("bench_")
 
 
+def _load() -> str:
+    try:
+        return " / ".join(f"{x:.1f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
 def machine() -> str:
     """CPUs and load average: scale numbers on a shared machine need this beside them."""
-    try:
-        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
-    except OSError:
-        load = "unknown"
-    return f"{os.cpu_count()} CPUs, load average {load} (1/5/15 min)"
+    return f"{os.cpu_count()} CPUs, load average {_load()} (1/5/15 min)"
 
 
 class NotRun(Exception):
@@ -60,8 +64,8 @@ class NotRun(Exception):
 
 
 def begin(module: str) -> None:
-    global _current
-    _current, _extras[:] = module, []
+    global _current, _load_at_start
+    _current, _extras[:], _load_at_start = module, [], _load()
 
 
 def add(markdown: str) -> None:
@@ -101,7 +105,10 @@ def finish(module: str, output: str, seconds: float, status: int) -> None:
     now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     parts = [
         f"## {short(module)}\n",
-        f"_Measured {now} on {machine()}; {seconds:.0f} s; "
+        # Both ends: a benchmark's own teardown (50 node processes ending) or a neighbour's
+        # burst can lift the 1-minute figure at the end far above what the run saw.
+        f"_Measured {now} on {os.cpu_count()} CPUs, load average {_load_at_start} at the "
+        f"start and {_load()} at the end (1/5/15 min); {seconds:.0f} s; "
         f"`python -m bench {short(module)}`; "
         f"{'every target met' if status == 0 else 'a target was MISSED'}._\n",
     ]

@@ -71,3 +71,17 @@ def test_a_benchmark_that_ran_replaces_its_section(
     assert "old" not in text
     assert "a target was MISSED" in text
     assert "- `p99 12 ms (target < 10 ms)`" in text
+
+
+def test_a_section_records_the_load_at_the_start_and_at_the_end(
+    sections: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("os.getloadavg", lambda: (6.2, 9.7, 7.6))
+
+    def main() -> int:  # its teardown lifts the load, as 50 node processes ending did
+        monkeypatch.setattr("os.getloadavg", lambda: (37.4, 19.9, 11.7))
+        return 0
+
+    assert runner.run(_benchmark(monkeypatch, main)) == 0
+    text = (sections / "bench_fake.md").read_text()
+    assert "load average 6.2 / 9.7 / 7.6 at the start and 37.4 / 19.9 / 11.7 at the end" in text
