@@ -63,18 +63,61 @@ async def test_claims_are_provisioned_concurrently_and_once(tmp_path: Path) -> N
     provisioner = Provisioner(cast("Kube", api), tmp_path, Scope(node="n1", primary=False))
     for name in ("a", "b", "c"):
         await provisioner._on_claim("ADDED", claim(name))  # returns without waiting
-    await provisioner._on_claim("MODIFIED", claim("a"))  # still in flight: not again
+    await provisioner._on_claim("MODIFIED", claim("a"))  # in flight: not twice at once
+    await provisioner._on_claim("MODIFIED", claim("a"))  # (kept once: the newest)
     await asyncio.sleep(0.01)
     assert sorted(api.posts) == ["a", "b", "c"]
     assert api.most == 3
     api.release.set()
     await asyncio.sleep(0.01)
     assert api.in_flight == 0
-    # Done (the volume exists): a later event of a still-pending claim may try again,
-    # and the API server's 409 makes that harmless.
+    # The event kept meanwhile ran after the first task; the API server's 409 makes a
+    # second try of a provisioned claim harmless.
+    assert api.posts.count("a") == 2
     await provisioner._on_claim("MODIFIED", claim("a"))
     await asyncio.sleep(0.01)
-    assert api.posts.count("a") == 2
+    assert api.posts.count("a") == 3
+
+
+async def test_the_selected_node_written_while_a_task_is_in_flight_is_not_lost(
+    tmp_path: Path,
+) -> None:
+    """The primary sees a claim before the scheduler picks its Node, then the pick while
+    that first task is still queued: the claim must still get its volume."""
+    api = SlowApi()
+    api.release.set()
+    provisioner = Provisioner(cast("Kube", api), tmp_path, Scope(node="n1", primary=True))
+    unscheduled = claim("a")
+    del unscheduled["metadata"]["annotations"][SELECTED_NODE]
+    await provisioner._on_claim("ADDED", unscheduled)  # its task has not run yet
+    await provisioner._on_claim("MODIFIED", claim("a"))  # the scheduler picked n1
+    await asyncio.sleep(0.01)
+    assert api.posts == ["a"]
+
+
+async def test_a_deleted_claim_drops_its_kept_event(tmp_path: Path) -> None:
+    api = SlowApi()
+    provisioner = Provisioner(cast("Kube", api), tmp_path, Scope(node="n1", primary=False))
+    await provisioner._on_claim("ADDED", claim("a"))
+    await provisioner._on_claim("MODIFIED", claim("a"))
+    await provisioner._on_claim("DELETED", claim("a"))
+    api.release.set()
+    await asyncio.sleep(0.01)
+    assert api.posts == ["a"]
+
+
+async def test_a_task_that_fails_says_so_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken(SlowApi):
+        async def request(self, method: str, path: str, **kw: Any) -> JSON:
+            raise ConnectionResetError("the API server went away")
+
+    provisioner = Provisioner(cast("Kube", Broken()), tmp_path, Scope(node="n1", primary=False))
+    await provisioner._on_claim("ADDED", claim("a"))
+    await asyncio.sleep(0.01)
+    assert "provisioning for a failed" in caplog.text
+    assert "the API server went away" in caplog.text
 
 
 async def test_a_provisioned_directory_is_writable_by_any_user(tmp_path: Path) -> None:
