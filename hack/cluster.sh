@@ -275,7 +275,7 @@ neighbour_room() {
   for setting in "${NEIGH_THRESHOLDS[@]}"; do
     key="net.ipv4.neigh.default.${setting%%=*}" want="${setting#*=}"
     have="$(sysctl -n "$key" 2>/dev/null || echo 0)"
-    if (( have < want )); then sysctl -qw "$key=$want" || echo "cluster: could not raise $key" >&2; fi
+    if (( have < want )); then sysctl -qw "$key=$want" || log "WARNING: could not raise $key"; fi
   done
 }
 

@@ -288,11 +288,9 @@ class Provisioner:
 
         def done(task: asyncio.Task[None]) -> None:
             self._in_flight.pop(uid, None)
-            if not task.cancelled() and task.exception() is not None:
-                log.warning(
-                    "provisioning for %s failed", claim["metadata"]["name"],
-                    exc_info=task.exception(),
-                )  # fmt: skip
+            error = None if task.cancelled() else task.exception()
+            if error is not None:
+                log.warning("provisioning for %s failed", claim["metadata"]["name"], exc_info=error)
             newer = self._next.pop(uid, None)
             if newer is not None:
                 self._start(uid, newer)
