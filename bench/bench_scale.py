@@ -372,6 +372,7 @@ def main() -> int:
         raise report.NotRun(needs, fails=False)
     sizes = [int(s) for s in os.environ.get("BENCH_SCALE_SIZES", "100,300,1000").split(",")]
     log_dir = Path(os.environ.get("BENCH_LOG_DIR", tempfile.gettempdir()))
+    log_dir.mkdir(parents=True, exist_ok=True)
     print(f"== the operator at scale (node farm), sizes {sizes}; machine: {report.machine()} ==")
     cluster.apply_crds()
     kube = k8s.BlockingKube.from_environment()

@@ -409,6 +409,7 @@ class PodWorker:
             initialized=self._initialized,
             now=_now(),
             init_views=[r.view() for r in self.init_runners],
+            written=self._last_status,
         )
 
     async def _patch_status(self) -> bool:

@@ -117,10 +117,14 @@ def _condition(
         if old is not None and old.status == status and old.last_transition_time
         else rfc3339(now)
     )
-    body: dict[str, Any] = {"type": kind, "status": status, "lastTransitionTime": since}
-    if not ok and reason:
-        body["reason"] = reason
-    return body
+    # A strategic merge patch merges conditions by type: a reason left out would stay
+    # from the last False (ContainersReady True "ContainersNotReady"); null removes it.
+    return {
+        "type": kind,
+        "status": status,
+        "lastTransitionTime": since,
+        "reason": None if ok else reason,
+    }
 
 
 def conditions(
@@ -130,13 +134,19 @@ def conditions(
     sandbox_ready: bool,
     initialized: bool,
     now: datetime,
+    written: Sequence[Mapping[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """The conditions the kubelet owns; PodScheduled and readiness gates belong to others.
 
     Ready needs every container ready and every readiness gate's condition
-    True on the pod (a gate whose condition is absent counts as False).
+    True on the pod (a gate whose condition is absent counts as False). `written`:
+    these conditions as this kubelet last sent them, which win over the pod's. The
+    watched pod may not show that write yet, and a transition time taken from it would
+    differ from the one sent: every pod flipped between the two, a status write and a
+    watch event to every client each time, a dozen while it started (issue 15).
     """
     previous = {c.type: c for c in pod.status.conditions}
+    previous.update((c["type"], PodCondition.model_validate(c)) for c in written)
     containers_ready = bool(views) and all(v.ready for v in views)
     succeeded = bool(views) and all(
         v.done and isinstance(v.state, Terminated) and v.state.exit_code == 0 for v in views
@@ -166,8 +176,9 @@ def pod_status(
     initialized: bool,
     now: datetime,
     init_views: Sequence[ContainerView] = (),
+    written: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The body of a strategic-merge patch of pods/status."""
+    """The body of a strategic-merge patch of pods/status; `written`: the last one sent."""
     body: dict[str, Any] = {
         "phase": phase(views),
         "hostIP": host_ip,
@@ -176,7 +187,12 @@ def pod_status(
         "hostIPs": [{"ip": host_ip}, {"$patch": "replace"}],
         "startTime": rfc3339(start_time),
         "conditions": conditions(
-            pod, views, sandbox_ready=sandbox_ready, initialized=initialized, now=now
+            pod,
+            views,
+            sandbox_ready=sandbox_ready,
+            initialized=initialized,
+            now=now,
+            written=(written or {}).get("conditions", ()),
         ),
         "containerStatuses": [container_status(v) for v in views],
     }

@@ -186,3 +186,36 @@ def test_a_long_healthy_run_resets_the_crash_count() -> None:
     reset = timedelta(minutes=10)
     assert restarts.crashes_after_exit(5, ran_for=timedelta(seconds=3), reset_after=reset) == 6
     assert restarts.crashes_after_exit(5, ran_for=timedelta(minutes=11), reset_after=reset) == 1
+
+
+def test_the_last_written_conditions_win_over_a_pod_that_does_not_show_them_yet() -> None:
+    """The watched pod lags the kubelet's own write: the transition time already sent is
+    kept, so the next status equals the last one and is not written again (a write and
+    a watch event to every client per flip, a dozen per starting pod, before)."""
+    stale = pod(conditions=[{"type": "ContainersReady", "status": "False"}])
+    first = status.conditions(
+        stale, [view(RUNNING, ready=True)], sandbox_ready=True, initialized=True, now=T0
+    )
+    again = status.conditions(
+        stale,
+        [view(RUNNING, ready=True)],
+        sandbox_ready=True,
+        initialized=True,
+        now=T1,
+        written=first,
+    )
+    assert again == first
+    ready = next(c for c in again if c["type"] == "ContainersReady")
+    assert ready["lastTransitionTime"] == "2026-01-01T00:00:00Z"
+
+
+def test_a_true_condition_clears_the_reason_of_its_last_false() -> None:
+    """Conditions merge by type in a strategic merge patch; null removes the old reason."""
+    conds = status.conditions(
+        pod(conditions=[{"type": "ContainersReady", "status": "False", "reason": "X"}]),
+        [view(RUNNING, ready=True)],
+        sandbox_ready=True,
+        initialized=True,
+        now=T1,
+    )
+    assert next(c for c in conds if c["type"] == "ContainersReady")["reason"] is None
