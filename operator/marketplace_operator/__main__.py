@@ -16,7 +16,7 @@ import kopf
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
-from marketplace_operator import handlers, logs, memdump
+from marketplace_operator import handlers, logs, memdump, watchjson
 from marketplace_operator.settings import Settings
 
 
@@ -55,6 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     )  # one line per handler call is noise
     assert handlers.mnode  # importing the package registered the handlers
     memdump.install()
+    watchjson.install()
     kopf.run(
         clusterwide=settings.all_namespaces,
         namespaces=[] if settings.all_namespaces else settings.watched_namespaces,
