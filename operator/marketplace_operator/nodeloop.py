@@ -15,6 +15,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -58,8 +59,8 @@ class Views:
     policy_configmap: dict[str, Any] | None = None
     fleet: tuple[fleet.MemberPod, ...] = ()
     peer_ids: Mapping[str, str] = field(default_factory=dict)  # member -> its peer id
-    # The other members' peer ids (`gather` builds the set at C speed, once per pass).
-    other_peer_ids: frozenset[str] = frozenset()
+    # The other members' peer ids: a view of the fleet's one set (`gate.OthersOf`).
+    other_peer_ids: AbstractSet[str] = frozenset()
     current_policy_version: int | None = None
     fleet_uid: str | None = None  # the MarketplaceFleet's, once the operator has made it
     fleet_tls: TlsSpec = field(default_factory=TlsSpec)  # the MarketplaceFleet's spec.tls

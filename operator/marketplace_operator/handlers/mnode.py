@@ -29,7 +29,7 @@ from marketplace_operator import (
     nodeloop,
 )
 from marketplace_operator.admintoken import AdminTokens
-from marketplace_operator.context import Context
+from marketplace_operator.context import Context, FleetMemo
 from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
 from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
@@ -43,6 +43,7 @@ from marketplace_operator.policy import versioning
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile.fleet import MemberPod
+from marketplace_operator.reconcile.gate import OthersOf
 from marketplace_operator.reconcile.node import Desired
 from marketplace_operator.reconcile.observe import pod_status_kept, pod_view
 from marketplace_operator.render import entry, names
@@ -162,9 +163,13 @@ def gather(
     name: str,
     fleet: str,
     indexes: Mapping[str, kopf.Index[Any, Any]],
+    fleets: FleetMemo,
 ) -> nodeloop.Views:
-    """The node's observed world from the indexes (no API calls)."""
-    peer_ids = dict(indexes["mnode_peer_ids"].get((namespace, fleet)) or ())
+    """The node's observed world from the indexes (no API calls).
+
+    What is the fleet's (its members' peer ids) is built once per change of the fleet and
+    shared by every member's views (`fleets`), not copied per pass."""
+    peer_ids, fleet_ids = fleet_peer_ids(fleets, namespace, fleet, indexes["mnode_peer_ids"])
     return nodeloop.Views(
         pod=_one(indexes["mnode_pods"], (namespace, names.pod_name(name))),
         service=_one(indexes["mnode_services"], (namespace, names.service_name(name))),
@@ -180,10 +185,23 @@ def gather(
         ),
         fleet=tuple(indexes["mnode_fleet_pods"].get((namespace, fleet)) or ()),
         peer_ids=peer_ids,
-        other_peer_ids=frozenset(peer_ids.values()).difference((peer_ids.get(name),)),
+        other_peer_ids=OthersOf(fleet_ids, peer_ids.get(name)),
         fleet_uid=_one(indexes["rollout_fleets"], (namespace, fleet)),
         **_tls_views(namespace, name, fleet, indexes),
     )
+
+
+def fleet_peer_ids(
+    fleets: FleetMemo, namespace: str | None, fleet: str, index: kopf.Index[Any, Any]
+) -> tuple[Mapping[str, str], frozenset[str]]:
+    """The fleet's members' peer ids by node, and as a set: one of each per fleet."""
+    members = tuple(index.get((namespace, fleet)) or ())  # references, compared at C speed
+
+    def build() -> tuple[Mapping[str, str], frozenset[str]]:
+        ids = dict(members)
+        return ids, frozenset(ids.values())
+
+    return fleets.get(("peer_ids", namespace, fleet), members, build)
 
 
 def _tls_views(
@@ -244,7 +262,7 @@ async def mnode_loop(
     await nodeloop.run(
         ctx,
         body,
-        lambda: gather(namespace, name, _fleet_of(body), indexes),
+        lambda: gather(namespace, name, _fleet_of(body), indexes, ctx.fleets),
         stopped=lambda: bool(stopped),
     )
 
@@ -334,7 +352,7 @@ async def mnode_deleted(body: kopf.Body, memo: kopf.Memo, **kwargs: Any) -> None
     fleet's last node takes the fleet's shared objects with it (`reconcile.shared`)."""
     ctx: Context = memo.ctx
     namespace, name = body["metadata"]["namespace"], body["metadata"]["name"]
-    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs))
+    views = gather(namespace, name, _fleet_of(body), _indexes(kwargs), ctx.fleets)
     desired = nodeloop.desired_of(ctx, body, views)
     await nodeloop.report_status(ctx, body, views, desired)
     await _drain(ctx, body, views, desired)

@@ -15,6 +15,7 @@ A crashed node is not kept in service by this: its readiness probe fails at the 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -22,6 +23,29 @@ from marketplace_protocol.admin import NodeStatus
 
 from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.reconcile.status import joined
+
+
+class OthersOf(AbstractSet[str]):
+    """The fleet's peer ids but one member's: a view of the fleet's one set, not a copy.
+
+    Every node's pass asks the gate about the *other* members. A set built per pass was
+    O(N) per node, and while every node's pass awaits its poll there are N of them at
+    once: about 70 MiB of sets and dicts at 1,000 nodes (tracemalloc, issue 15).
+    """
+
+    __slots__ = ("_ids", "_own")
+
+    def __init__(self, ids: AbstractSet[str], own: str | None) -> None:
+        self._ids, self._own = ids, own
+
+    def __contains__(self, item: object) -> bool:
+        return item != self._own and item in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids) - (self._own in self._ids)
+
+    def __iter__(self) -> Iterator[str]:
+        return (i for i in self._ids if i != self._own)
 
 
 @dataclass(frozen=True, slots=True)

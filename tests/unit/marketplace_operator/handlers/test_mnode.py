@@ -10,6 +10,7 @@ from typing import Any, cast
 import kopf
 import pytest
 from kopf import OperatorSettings
+from marketplace_operator.context import FleetMemo
 from marketplace_operator.handlers.mnode import (
     _INDEXES,
     configure,
@@ -65,9 +66,27 @@ def test_configure_applies_the_decision(cfg: Settings, disabled: bool) -> None:
 def test_gather_gives_the_gate_the_other_members_peer_ids_as_a_set() -> None:
     indexes: dict[str, Any] = {name: {} for name in _INDEXES}
     indexes["mnode_peer_ids"] = {("ns", "blue"): [("n1", "mp1"), ("n2", "mp2"), ("n3", "mp3")]}
-    views = gather("ns", "n2", "blue", indexes)
+    views = gather("ns", "n2", "blue", indexes, FleetMemo())
     assert views.other_peer_ids == frozenset({"mp1", "mp3"})
+    assert "mp2" not in views.other_peer_ids
+    assert len(views.other_peer_ids) == 2
     assert views.peer_ids == {"n1": "mp1", "n2": "mp2", "n3": "mp3"}
+
+
+def test_every_member_shares_its_fleets_peer_ids_until_they_change() -> None:
+    """One dict and one set per fleet, not a copy per pass of each member (issue 15)."""
+    fleets = FleetMemo()
+    members = [("n1", "mp1"), ("n2", "mp2")]
+    indexes: dict[str, Any] = {name: {} for name in _INDEXES}
+    indexes["mnode_peer_ids"] = {("ns", "blue"): members}
+    first, second = (gather("ns", n, "blue", indexes, fleets) for n in ("n1", "n2"))
+    assert first.peer_ids is second.peer_ids
+    assert set(first.other_peer_ids) == {"mp2"}
+    assert set(second.other_peer_ids) == {"mp1"}
+    members.append(("n3", "mp3"))  # kopf's index changed in place: seen at the next pass
+    third = gather("ns", "n1", "blue", indexes, fleets)
+    assert third.peer_ids == {"n1": "mp1", "n2": "mp2", "n3": "mp3"}
+    assert set(third.other_peer_ids) == {"mp2", "mp3"}
 
 
 KUBECONFIG = """

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from marketplace_operator.reconcile.gate import (
     GateInputs,
+    OthersOf,
     PollMemory,
     Tolerance,
     awaiting_join,
@@ -130,3 +131,20 @@ def _pod(phase: str, *, started: bool, ready: bool, deleting: bool = False) -> A
 )
 def test_awaiting_join_only_once_the_node_answers(pod: Any, expected: bool) -> None:
     assert awaiting_join(pod) is expected
+
+
+@pytest.mark.parametrize(
+    ("ids", "own"),
+    [
+        (frozenset({"a", "b", "c"}), "b"),
+        (frozenset({"a", "b"}), "z"),  # its id not (yet) among the fleet's
+        (frozenset(), None),
+        (frozenset({"a"}), None),
+    ],
+)
+def test_others_of_is_the_set_without_the_member(ids: frozenset[str], own: str | None) -> None:
+    others = OthersOf(ids, own)
+    expected = ids - {own}
+    assert frozenset(others) == expected
+    assert len(others) == len(expected)
+    assert all((i in others) == (i in expected) for i in [*ids, "zz", own])
