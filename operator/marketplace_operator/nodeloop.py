@@ -834,7 +834,12 @@ async def run(
             joining = False
             status_in: float | None = None
             try:
-                result = await reconcile_once(ctx, body, views(), stopped=stopped)
+                # A turn first, then the views: a pass waiting for its turn holds
+                # nothing. A spec change to a whole fleet starts every pass at once, and
+                # each held its views, renderings and poll while it awaited (issue 15).
+                async with ctx.passes:
+                    started = time.monotonic()  # the pass, not its wait for a turn
+                    result = await reconcile_once(ctx, body, views(), stopped=stopped)
                 outcome, joining, status_in = "ok", result.joining, result.status_in
                 if result.recheck_in is not None:  # a NotReady Node's grace: look again then
                     due = result.recheck_in + 0.5

@@ -41,6 +41,14 @@ class Settings(BaseSettings):
     )
     admin_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
     admin_concurrency: int = Field(default=32, ge=1, le=1024)
+    reconcile_concurrency: int = Field(
+        default=128,
+        ge=1,
+        le=4096,
+        description="Node passes in flight at once; the others wait for a turn. A pass "
+        "holds its node's views, rendered objects and polled status while it awaits the "
+        "API server or the node: a spec change to a whole fleet starts them all at once.",
+    )
     # After a fleet's admin token changes, the one before is still tried for this long
     # (after a 401): nodes see the new Secret only on their kubelet's next volume sync.
     admin_token_overlap_seconds: float = Field(default=300.0, ge=0, le=86_400)

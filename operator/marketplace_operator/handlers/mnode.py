@@ -493,6 +493,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
         metrics=metrics,
         tokens=tokens,
+        passes=asyncio.Semaphore(cfg.reconcile_concurrency),
         # Replacing stale pods is the fleet rollout's job: the node reconcile defers to it.
         may_replace=rollout_gate.may_replace,
         policy_required=policy_settings.enabled,

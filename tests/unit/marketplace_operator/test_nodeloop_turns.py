@@ -1,0 +1,77 @@
+"""`nodeloop.run` takes a turn before a pass: at most `reconcile_concurrency` in flight.
+
+A spec change to a whole fleet wakes every node's loop at once; each pass holds its
+node's views, renderings and polled status while it awaits the API server or the node,
+so passes in flight are what the operator's peak memory grows with (issue 15).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import Any, cast
+
+import pytest
+from marketplace_operator import nodeloop
+from marketplace_operator.context import Context
+from marketplace_operator.metrics import Metrics
+from marketplace_operator.settings import Settings
+from prometheus_client import CollectorRegistry
+
+
+def context(turns: int) -> Context:
+    return Context(
+        settings=Settings(poll_interval_seconds=60, reconcile_concurrency=turns),
+        kube=cast("Any", None),
+        nodes=cast("Any", None),
+        metrics=Metrics(CollectorRegistry(), phases=dict),
+        tokens=cast("Any", None),
+        passes=asyncio.Semaphore(turns),
+    )
+
+
+@pytest.mark.parametrize("turns", [1, 3])
+async def test_passes_in_flight_never_exceed_the_turns_and_views_wait_for_one(
+    turns: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = context(turns)
+    in_flight = peak = gathered = 0
+    done = asyncio.Event()
+    nodes = 8
+
+    async def one_pass(
+        _ctx: Context, _body: Mapping[str, Any], _views: nodeloop.Views, **_: Any
+    ) -> nodeloop.Outcome:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.01)  # awaiting the API server or the node
+        in_flight -= 1
+        return nodeloop.Outcome()
+
+    def views() -> nodeloop.Views:
+        nonlocal gathered
+        gathered += 1
+        assert in_flight < turns  # built only once this pass has its turn
+        if gathered == nodes:
+            done.set()
+        return nodeloop.Views()
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    loops = [
+        asyncio.create_task(
+            nodeloop.run(
+                ctx,
+                {"metadata": {"namespace": "ns", "name": f"n{i}"}},
+                views,
+                stopped=lambda: False,
+            )
+        )
+        for i in range(nodes)
+    ]
+    await asyncio.wait_for(done.wait(), 5)
+    await asyncio.sleep(0.05)
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    assert peak == turns
