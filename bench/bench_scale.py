@@ -407,7 +407,7 @@ def main() -> int:
         f"{_s(percentile(big.policy, 99))} "
         f"[goal < {POLICY_P99_GOAL_S:.0f} s: {'ok' if policy_ok else 'MISSED'}]"
     )
-    linear = all(_growth(results[0], r) for r in results[1:])
+    linear = all([_growth(results[0], r) for r in results[1:]])  # a line for each size
     _write_report(results)
     ok = rss_ok and policy_ok and linear
     return 0 if ok and not any(r.unfinished for r in results) else 1

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from marketplace_operator import nodeloop
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.nodeloop import (
     DETAIL_STATUS_INTERVAL_SECONDS,
@@ -88,3 +89,9 @@ def test_only_what_the_reconcile_acts_on_wakes_a_node() -> None:
     restart = _mnode(annotations={"marketplace.p2p.dev/restartedAt": "now"})
     assert intent(restart) != before
     assert intent(_mnode(deletionTimestamp="2026-11-25T00:00:00Z")) != before
+
+
+def test_announcements_are_exact_in_a_small_fleet() -> None:
+    assert nodeloop.announcement_fresh_for(3) == 0.0
+    assert nodeloop.announcement_fresh_for(99) == 0.0
+    assert nodeloop.announcement_fresh_for(1000) == nodeloop.ANNOUNCEMENT_FRESH_SECONDS

@@ -84,6 +84,28 @@ def test_the_memo_recomputes_only_when_its_inputs_change() -> None:
     assert calls == [1, 3, 4]
 
 
+def test_a_value_checked_within_fresh_for_is_taken_without_a_look_at_the_inputs() -> None:
+    """A rolling fleet's inputs differ at nearly every pass; checking them is O(N)."""
+    clock = [0.0]
+    memo = FleetMemo(clock=lambda: clock[0])
+    looked: list[str] = []
+
+    def get(inputs: str, fresh_for: float) -> str:
+        def projection() -> str:
+            looked.append(inputs)
+            return inputs
+
+        return memo.get("k", inputs, inputs.upper, projection, fresh_for=fresh_for)
+
+    assert get("a", 1.0) == "A"
+    clock[0] = 0.5
+    assert get("b", 1.0) == "A"  # checked 0.5 s ago: taken as it is
+    assert get("b", 0.0) == "B"  # exact: looked at, rebuilt
+    clock[0] = 1.6
+    assert get("c", 1.0) == "C"  # checked 1.1 s ago: looked at again
+    assert looked == ["a", "b", "c"]
+
+
 def test_a_pod_change_that_leaves_the_announcement_alone_does_not_rebuild_it() -> None:
     """A pod turning Ready (a new object in the index) changes no member: the projection
     (`announcement_inputs`) says so, and the announcement is kept; a new address is not."""
