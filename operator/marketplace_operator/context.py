@@ -140,7 +140,11 @@ class Context:
     wakeups: Wakeups = field(default_factory=Wakeups)
     fleets: FleetMemo = field(default_factory=FleetMemo)
     # Node passes in flight (`Settings.reconcile_concurrency`): the one turnstile.
-    passes: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(128))
+    passes: asyncio.Semaphore = field(
+        default_factory=lambda: asyncio.Semaphore(
+            Settings.model_fields["reconcile_concurrency"].default
+        )
+    )
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
