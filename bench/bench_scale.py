@@ -59,6 +59,13 @@ REQUESTS_RE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.M
 PROGRESS_SECONDS = 60.0
 PHASES = 3  # apply -> all Ready, policy to every node, spec change -> rollout complete
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
+CLUSTER_PARTS = {
+    "kube-apiserver": "API server",
+    "etcd": "etcd",
+    "kubelet": "kubelets + farm",
+    "kube-controller-manager": "controllers",
+    "kube-scheduler": "scheduler",
+}  # pid file name's start -> what a phase's cluster CPU line calls it
 
 
 @dataclass
@@ -66,6 +73,8 @@ class Phase:
     seconds: float
     cpu: float  # operator CPU-seconds
     requests: float  # API server requests (all clients)
+    # CPU-seconds of the cluster's own processes by component (`_cluster_cpu`)
+    cluster: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -174,13 +183,27 @@ def max_unavailable(n: int) -> int:
     return min(64, max(1, n // 10))
 
 
+def _cluster_cpu() -> dict[str, float]:
+    """CPU-seconds so far of the cluster's own processes by component, from
+    `hack/cluster.sh`'s pid files: what else a phase's time went to on this machine (the
+    kubelets' include the node farm they serve)."""
+    out: dict[str, float] = {}
+    for f in sorted((_cluster_dir() / "pids").glob("*.pid")):
+        name = next((v for k, v in CLUSTER_PARTS.items() if f.stem.startswith(k)), f.stem)
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            out[name] = out.get(name, 0.0) + _cpu_seconds(int(f.read_text().split()[0]))
+    return out
+
+
 def _phase(pid: int, run: Callable[[], None]) -> Phase:
     cpu, requests, started = _cpu_seconds(pid), _api_requests(), time.monotonic()
+    parts = _cluster_cpu()
     run()
     return Phase(
         seconds=time.monotonic() - started,
         cpu=_cpu_seconds(pid) - cpu,
         requests=_api_requests() - requests,
+        cluster={k: v - parts.get(k, 0.0) for k, v in _cluster_cpu().items()},
     )
 
 
@@ -204,12 +227,12 @@ def _ready(obj: dict[str, Any]) -> bool:
     return ready and status.get("observedGeneration") == obj["metadata"]["generation"]
 
 
+def _cluster_dir() -> Path:
+    return Path(os.environ.get("CLUSTER_DIR", cluster.ROOT / ".cluster"))
+
+
 def _farm_events() -> Path:
-    return (
-        Path(os.environ.get("CLUSTER_DIR", cluster.ROOT / ".cluster"))
-        / "kubelet"
-        / ("farm-events.jsonl")
-    )
+    return _cluster_dir() / "kubelet" / "farm-events.jsonl"
 
 
 def _policy_times(ips: set[str], since: float) -> dict[str, float]:
@@ -360,6 +383,11 @@ def _print_phase(name: str, ph: Phase) -> None:
         f"  {name:34} {ph.seconds:7.1f} s  operator CPU {ph.cpu:6.1f} s  API {ph.rate:6.1f} req/s",
         flush=True,
     )
+    print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
+
+
+def _parts(ph: Phase) -> str:
+    return ", ".join(f"{k} {v:.1f}" for k, v in sorted(ph.cluster.items(), key=lambda kv: -kv[1]))
 
 
 def _s(v: float) -> str:
@@ -446,9 +474,20 @@ def _write_report(results: list[Result]) -> None:
     for r in results:
         for name, ph in r.phases.items():
             rows.append(
-                [f"{r.n:,}", name, f"{ph.seconds:.1f} s", f"{ph.cpu:.1f}", f"{ph.rate:.0f}"]
+                [
+                    f"{r.n:,}",
+                    name,
+                    f"{ph.seconds:.1f} s",
+                    f"{ph.cpu:.1f}",
+                    f"{ph.rate:.0f}",
+                    _parts(ph) or "-",
+                ]
             )
-    report.add(report.table(["nodes", "phase", "took", "operator CPU-s", "API req/s"], rows))
+    report.add(
+        report.table(
+            ["nodes", "phase", "took", "operator CPU-s", "API req/s", "cluster CPU-s"], rows
+        )
+    )
     report.add(
         report.table(
             [

@@ -14,6 +14,7 @@ from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.nodeclient import NodeClient
+from marketplace_operator.reconcile import pacing
 from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
 from marketplace_operator.reconcile.gate import PollMemory
 from marketplace_operator.settings import Settings
@@ -147,11 +148,24 @@ class Context:
     )
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
+    # The nodes whose loops run, and those of them polled at the start-up pace (`poll_interval`).
+    looping: set[NodeKey] = field(default_factory=set)
+    joining: set[NodeKey] = field(default_factory=set)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
     # Kubernetes Node name -> (monotonic time read, the Node or None): read only for nodes
     # whose pod is not serving, and shared for a moment by all of them (a lost Node has many).
     kube_nodes: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+
+    def poll_interval(self, *, joining: bool) -> float:
+        """Seconds between two polls of a node now (`pacing`): a joining node's among the
+        nodes joining, any other's among all the nodes whose loops run."""
+        s = self.settings
+        if joining:
+            return pacing.poll_interval(
+                s.startup_poll_interval_seconds, len(self.joining), s.startup_polls_per_second
+            )
+        return pacing.poll_interval(s.poll_interval_seconds, len(self.looping), s.polls_per_second)
 
     def node(self, key: NodeKey) -> NodeState:
         return self.node_states.setdefault(key, NodeState())

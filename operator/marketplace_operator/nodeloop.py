@@ -33,7 +33,7 @@ from marketplace_operator.model.mnode import (
 )
 from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.nodeclient import base_url
-from marketplace_operator.reconcile import fleet, gate, relocation, status, tls
+from marketplace_operator.reconcile import fleet, gate, pacing, relocation, status, tls
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
 from marketplace_operator.render import names, pod
@@ -771,7 +771,12 @@ async def report_status(
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
-            failures=ctx.settings.gate_poll_failures, silence=ctx.settings.gate_silence_seconds
+            failures=ctx.settings.gate_poll_failures,
+            silence=pacing.silence_tolerated(
+                ctx.settings.gate_silence_seconds,
+                ctx.settings.gate_poll_failures,
+                ctx.poll_interval(joining=False),
+            ),
         ),
         policy_required=ctx.policy_required,
     )  # fmt: skip
@@ -841,6 +846,7 @@ async def run(
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     wake = ctx.wakeups.register(key)
+    ctx.looping.add(key)
     failures = 0  # consecutive passes that failed or were refused: the backoff's exponent
     reported: str | None = None  # the last ReconcileFailed message posted as an Event
     try:
@@ -871,18 +877,19 @@ async def run(
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
             # Everything but the node's own progress arrives as a watch event (a wakeup).
-            interval = (
-                ctx.settings.startup_poll_interval_seconds
-                if joining
-                else ctx.settings.poll_interval_seconds
-            )
-            interval = backoff(interval, failures)
+            if joining:
+                ctx.joining.add(key)
+            else:
+                ctx.joining.discard(key)
+            interval = backoff(ctx.poll_interval(joining=joining), failures)
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
             if status_in is not None:
                 interval = min(interval, status_in)
             await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
+        ctx.looping.discard(key)
+        ctx.joining.discard(key)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None
         state.members_written = None

@@ -27,6 +27,21 @@ class Settings(BaseSettings):
     startup_poll_interval_seconds: float = Field(
         default=0.5, gt=0, le=60, description="Admin status poll of a running node not yet joined."
     )
+    polls_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        le=100_000,
+        description="Status polls a second of joined nodes, at most, all together: with N "
+        "nodes each is polled every max(poll_interval_seconds, N / this).",
+    )
+    startup_polls_per_second: float = Field(
+        default=200.0,
+        gt=0,
+        le=100_000,
+        description="Status polls a second of nodes running but not yet joined, at most, "
+        "all together: with J of them each is polled every "
+        "max(startup_poll_interval_seconds, J / this).",
+    )
     gate_poll_failures: int = Field(
         default=3,
         ge=1,

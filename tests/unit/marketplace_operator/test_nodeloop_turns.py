@@ -1,4 +1,5 @@
-"""`nodeloop.run` takes a turn before a pass: at most `reconcile_concurrency` in flight.
+"""`nodeloop.run` takes a turn before a pass (at most `reconcile_concurrency` in flight),
+and sleeps an interval paced by how many nodes are polled (`reconcile.pacing`).
 
 A spec change to a whole fleet wakes every node's loop at once; each pass holds its
 node's views, renderings and polled status while it awaits the API server or the node,
@@ -75,3 +76,62 @@ async def test_passes_in_flight_never_exceed_the_turns_and_views_wait_for_one(
         loop.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
     assert peak == turns
+
+
+@pytest.mark.parametrize(
+    ("joining", "expected"),
+    [
+        # 4 joining nodes at 2 start-up polls a second: each every 2 s (not 0.5 s)
+        (True, 2.0),
+        # 4 nodes at 0.1 polls a second: each every 40 s (not 10 s)
+        (False, 40.0),
+    ],
+)
+async def test_the_loop_sleeps_the_interval_paced_by_how_many_nodes_are_polled(
+    joining: bool, expected: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ctx = context(8)
+    ctx.settings = Settings(
+        poll_interval_seconds=10,
+        polls_per_second=0.1,
+        startup_poll_interval_seconds=0.5,
+        startup_polls_per_second=2,
+    )
+    nodes = 4
+    slept: dict[str, float] = {}
+    all_slept = asyncio.Event()
+
+    async def one_pass(
+        _ctx: Context, body: Mapping[str, Any], _views: nodeloop.Views, **_: Any
+    ) -> nodeloop.Outcome:
+        return nodeloop.Outcome(joining=joining)
+
+    async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> None:
+        slept[str(id(wake))] = seconds
+        if len(slept) == nodes and len(ctx.looping) == nodes:
+            all_slept.set()
+        await asyncio.sleep(3600)
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    monkeypatch.setattr(ctx.wakeups, "sleep", sleep)
+    loops = [
+        asyncio.create_task(
+            nodeloop.run(
+                ctx,
+                {"metadata": {"namespace": "ns", "name": f"n{i}"}},
+                nodeloop.Views,
+                stopped=lambda: False,
+            )
+        )
+        for i in range(nodes)
+    ]
+    await asyncio.wait_for(all_slept.wait(), 5)
+    # Each loop slept after the others had registered or joined: the last one the full
+    # paced interval, with its jitter of up to a tenth.
+    assert expected <= max(slept.values()) <= expected * 1.1
+    assert len(ctx.joining) == (nodes if joining else 0)
+    for loop in loops:
+        loop.cancel()
+    await asyncio.gather(*loops, return_exceptions=True)
+    assert not ctx.looping  # a stopped loop is no longer counted
+    assert not ctx.joining
