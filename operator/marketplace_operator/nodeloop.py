@@ -752,16 +752,14 @@ async def report_status(
     desired: plan.Desired,
     findings: Findings = Findings(),
 ) -> Outcome:
-    """Keep the node's members current and poll it (I/O), decide (pure), write (I/O)."""
+    """Poll the node and keep its members current (I/O), decide (pure), write (I/O)."""
     ref = desired.ref
     port = desired.spec.p2p.port
     view = pod_view(views.pod) if views.pod is not None else None
     token = await _token_or_none(ctx, ref, views)
-    # Members first: a node that just started learns its fleet in this pass, and the poll
-    # after it can find it joined (polled first, it was always one start-up poll later).
+    poll = await _poll_node(ctx, ref, view, port, token)
     if not desired.paused:
         await _sync_members(ctx, ref, views, view, port=port, token=token)
-    poll = await _poll_node(ctx, ref, view, port, token)
     key = (ref.namespace, ref.name)
     now = time.monotonic()
     state = ctx.node(key)
