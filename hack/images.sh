@@ -21,6 +21,8 @@
 # (python:3.11-slim) for users with a registry; IMAGE_REGISTRY sets the prefix.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=hack/versions.env
+source "$root/hack/versions.env"
 cache="${MARKETPLACE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/marketplace-fleet}/images"
 builder="${IMAGE_BUILDER:-buildah}"
 registry="${IMAGE_REGISTRY:-localhost}"
@@ -29,7 +31,6 @@ base_packages=python3,python3-venv
 base_ref="localhost/marketplace-fleet/base:$suite-$(echo "$suite $base_packages" | sha256sum | cut -c1-8)"
 # What the product wheels are built from, and the images' locks.
 image_inputs=(protocol node operator lock/node.txt lock/operator.txt)
-pip_version=25.0.1  # only for `pip download` of the images' wheels
 
 log() { echo "images: $*" >&2; }
 
@@ -96,7 +97,7 @@ make_context() {
     cp "$ctx/src/lock/$image.txt" "$ctx/wheelhouse/$image.txt"
     # uv has no `pip download`; pip checks every file against the lock's hashes. pip runs
     # from uv's tool cache: the project's venvs are synced exactly and hold no pip.
-    "$uv" tool run --from "pip==$pip_version" pip download --quiet --disable-pip-version-check --only-binary=:all: \
+    "$uv" tool run --from "pip==$PIP_VERSION" pip download --quiet --disable-pip-version-check --only-binary=:all: \
       --python-version 3.11 --implementation cp --abi cp311 \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
       --platform manylinux2014_x86_64 --dest "$ctx/wheelhouse" \

@@ -78,7 +78,9 @@ def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
         "NODE_NAME": "second-node",
         "NODES": "2",
     }
-    env.pop("KUBECONFIG", None)
+    # The caller's own cluster settings (a dev cluster's POD_CIDR, a node farm) are not this one's.
+    for name in ("KUBECONFIG", "POD_CIDR", "POD_CIDR_GIVEN", "SIMULATE_NODES", "REAL_NODE", "CA"):
+        env.pop(name, None)
     try:
         subprocess.run([CLUSTER, "up"], env=env, check=True, timeout=240, capture_output=True)
         kubectl = [str(state / "bin" / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
