@@ -77,12 +77,27 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._events: dict[NodeKey, asyncio.Event] = {}
+        self._nodes = 0
+
+    @staticmethod
+    def _of_node(key: NodeKey) -> bool:
+        """A node loop's key: a fleet loop's has a `/` in its name (`handlers.rollout._key`),
+        which no node name can have."""
+        return "/" not in key[1]
 
     def register(self, key: NodeKey) -> asyncio.Event:
-        return self._events.setdefault(key, asyncio.Event())
+        if key not in self._events:
+            self._events[key] = asyncio.Event()
+            self._nodes += self._of_node(key)
+        return self._events[key]
 
     def unregister(self, key: NodeKey) -> None:
-        self._events.pop(key, None)
+        if self._events.pop(key, None) is not None:
+            self._nodes -= self._of_node(key)
+
+    def nodes(self) -> int:
+        """How many node loops are registered: the fleet's size as the loops see it."""
+        return self._nodes
 
     def wake(self, key: NodeKey) -> None:
         event = self._events.get(key)
@@ -148,8 +163,7 @@ class Context:
     )
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
-    # The nodes whose loops run, and those of them polled at the start-up pace (`poll_interval`).
-    looping: set[NodeKey] = field(default_factory=set)
+    # The nodes polled at the start-up pace (`poll_interval`).
     joining: set[NodeKey] = field(default_factory=set)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
@@ -159,13 +173,15 @@ class Context:
 
     def poll_interval(self, *, joining: bool) -> float:
         """Seconds between two polls of a node now (`pacing`): a joining node's among the
-        nodes joining, any other's among all the nodes whose loops run."""
+        nodes joining, any other's among all the nodes whose loops run (`Wakeups.nodes`)."""
         s = self.settings
         if joining:
             return pacing.poll_interval(
                 s.startup_poll_interval_seconds, len(self.joining), s.startup_polls_per_second
             )
-        return pacing.poll_interval(s.poll_interval_seconds, len(self.looping), s.polls_per_second)
+        return pacing.poll_interval(
+            s.poll_interval_seconds, self.wakeups.nodes(), s.polls_per_second
+        )
 
     def node(self, key: NodeKey) -> NodeState:
         return self.node_states.setdefault(key, NodeState())

@@ -846,7 +846,6 @@ async def run(
     meta = body["metadata"]
     key = (meta["namespace"], meta["name"])
     wake = ctx.wakeups.register(key)
-    ctx.looping.add(key)
     failures = 0  # consecutive passes that failed or were refused: the backoff's exponent
     reported: str | None = None  # the last ReconcileFailed message posted as an Event
     try:
@@ -888,7 +887,6 @@ async def run(
             await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
-        ctx.looping.discard(key)
         ctx.joining.discard(key)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None

@@ -40,16 +40,21 @@ def test_crash_looping_replacement_halts_cleanly_and_a_fix_resumes(
         assert failure["node"] == names[0]
         assert failure["reason"] in {"PodFailed", "PodNotReady"}, failure
         assert names[0] in str(cond["message"])
-        warnings = [
-            e
-            for e in events(kube, namespace, "MarketplaceFleet", "crash")
-            if e["reason"] == "RolloutStepFailed"
-        ]
-        assert len(warnings) == 1
-        assert warnings[0]["type"] == "Warning"
-        assert names[0] in warnings[0]["message"]
 
+        def step_failed() -> list[dict[str, object]]:
+            return [
+                e
+                for e in events(kube, namespace, "MarketplaceFleet", "crash")
+                if e["reason"] == "RolloutStepFailed"
+            ]
+
+        # Events go through kopf's queue after the status write: seen a moment later.
+        wait_for(step_failed, timeout=15, what="the RolloutStepFailed Event")
         time.sleep(8)  # no retry loop, no cascade: the others keep their pods and serve
+        warnings = step_failed()
+        assert len(warnings) == 1  # once, not again in those 8 s
+        assert warnings[0]["type"] == "Warning"
+        assert names[0] in str(warnings[0]["message"])
         now = pod_uids(kube, namespace, names)
         assert now[names[0]] != before[names[0]]
         assert all(now[n] == before[n] for n in names[1:])
@@ -73,6 +78,12 @@ def test_crash_looping_replacement_halts_cleanly_and_a_fix_resumes(
     cond_after = fleet_condition(kube, namespace, "crash", "Degraded")
     assert cond_after is not None
     assert cond_after["status"] == "False"
-    reasons = [e["reason"] for e in events(kube, namespace, "MarketplaceFleet", "crash")]
-    assert "RolloutResumed" in reasons
+    wait_for(
+        lambda: (
+            "RolloutResumed"
+            in [e["reason"] for e in events(kube, namespace, "MarketplaceFleet", "crash")]
+        ),
+        timeout=15,
+        what="the RolloutResumed Event",
+    )
     assert len(watch.most_unavailable(since=started).unavailable) <= 1

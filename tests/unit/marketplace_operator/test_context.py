@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from marketplace_operator.context import Context, NodeState, PushedMembers
+from marketplace_operator.context import Context, NodeState, PushedMembers, Wakeups
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.reconcile.gate import PollMemory
 
@@ -44,3 +44,16 @@ def test_a_node_state_is_released_only_when_nothing_is_left() -> None:
 def test_an_idle_state_is_empty() -> None:
     assert NodeState().idle()
     assert not NodeState(pushed_members=PushedMembers("pod-1", "digest", 0.0, 2)).idle()
+
+
+def test_wakeups_count_the_node_loops_not_the_fleet_loops() -> None:
+    wakeups = Wakeups()
+    first = wakeups.register(("ns", "n0"))
+    assert wakeups.register(("ns", "n0")) is first  # once per key
+    wakeups.register(("ns", "n1"))
+    wakeups.register(("ns", "marketplacefleets/default"))
+    assert wakeups.nodes() == 2
+    wakeups.unregister(("ns", "n0"))
+    wakeups.unregister(("ns", "n0"))
+    wakeups.unregister(("ns", "marketplacefleets/default"))
+    assert wakeups.nodes() == 1

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
+import pytest
 from marketplace_operator import nodeloop
+from marketplace_operator.context import Context
+from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
 from marketplace_operator.reconcile import fleet, gate
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import pod_view
 from marketplace_operator.render import names, pod
+from marketplace_operator.settings import Settings
 from marketplace_protocol.admin import NodeStatus, PeerInfo
+from prometheus_client import CollectorRegistry
 
 REF = names.NodeRef(name="n1", namespace="ns", uid="uid-1", fleet="blue")
 WALL = datetime(2026, 1, 1, tzinfo=UTC)
@@ -187,3 +192,41 @@ def test_a_node_connected_only_to_strangers_is_not_joined() -> None:
     )
     got = decide_connected(views, to="mpx")
     assert got.set_gate is None
+
+
+async def test_a_pass_gives_the_gate_the_silence_stretched_with_the_poll_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With 200 node loops at 10 polls a second, a node is polled every 20 s: 3 missed
+    polls are 60 s of silence, not the 15 s configured for a small fleet."""
+    ctx = Context(
+        settings=Settings(
+            poll_interval_seconds=5, polls_per_second=10, gate_poll_failures=3,
+            gate_silence_seconds=15,
+        ),
+        kube=cast("Any", None), nodes=cast("Any", None),
+        metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
+    )  # fmt: skip
+    for i in range(200):
+        ctx.wakeups.register(("ns", f"n{i}"))
+    given: list[gate.Tolerance] = []
+    real = nodeloop.decide
+
+    def deciding(*args: Any, tolerance: gate.Tolerance, **kw: Any) -> nodeloop.Decision:
+        given.append(tolerance)
+        return real(*args, tolerance=tolerance, **kw)
+
+    async def nothing(*_: Any, **__: Any) -> Any:
+        return None
+
+    async def answered(*_: Any) -> nodeloop.Poll:
+        return nodeloop.Poll(node=NodeStatus(peer_id="peer-self-1", ready=True))
+
+    monkeypatch.setattr(nodeloop, "decide", deciding)
+    monkeypatch.setattr(nodeloop, "_token_or_none", nothing)
+    monkeypatch.setattr(nodeloop, "_poll_node", answered)
+    monkeypatch.setattr(nodeloop, "_sync_members", nothing)
+    monkeypatch.setattr(nodeloop, "_write", nothing)
+    views = nodeloop.Views(pod=running_pod(joined=True))
+    await nodeloop.report_status(ctx, BODY, views, desired())
+    assert given == [gate.Tolerance(failures=3, silence=60.0)]

@@ -108,7 +108,7 @@ async def test_the_loop_sleeps_the_interval_paced_by_how_many_nodes_are_polled(
 
     async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> None:
         slept[str(id(wake))] = seconds
-        if len(slept) == nodes and len(ctx.looping) == nodes:
+        if len(slept) == nodes and ctx.wakeups.nodes() == nodes:
             all_slept.set()
         await asyncio.sleep(3600)
 
@@ -133,5 +133,5 @@ async def test_the_loop_sleeps_the_interval_paced_by_how_many_nodes_are_polled(
     for loop in loops:
         loop.cancel()
     await asyncio.gather(*loops, return_exceptions=True)
-    assert not ctx.looping  # a stopped loop is no longer counted
+    assert ctx.wakeups.nodes() == 0  # a stopped loop is no longer counted
     assert not ctx.joining
