@@ -164,6 +164,8 @@ def chart_cluster() -> Iterator[Cluster]:
         "KUBELET_PORT": str(kubelet),
         "NODE_NAME": "chart-node",
         "NODES": "1",
+        # Its own pod CIDR, derived from its directory: not a dev cluster's the caller exported.
+        "POD_CIDR": "",
     }
     script = str(ROOT / "hack" / "cluster.sh")
     try:
