@@ -157,10 +157,15 @@ def test_a_fleet_moves_off_a_drained_node_and_off_a_lost_one(
         )
     finally:
         cluster_sh("start-node", lost)
-    members = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy")
-    assert members is not None
-    listed = [m["name"] for m in json.loads(members["data"]["members.json"])["members"]]
-    assert sorted(listed) == NAMES  # each node once: the lost pod is gone, not doubled
+
+    def listed() -> list[str]:
+        members = kube.get(k8s.CONFIGMAPS, namespace, f"{FLEET}-policy")
+        assert members is not None
+        return sorted(m["name"] for m in json.loads(members["data"]["members.json"])["members"])
+
+    # The fleet's leader rewrites members.json at its next pass (within its poll interval):
+    # each node once, the lost pod gone and not doubled.
+    wait_for(lambda: listed() == NAMES, timeout=30, what=f"members.json to list {NAMES} once")
     for name in NAMES:
         peers = (kube.get(k8s.MNODES, namespace, name) or {})["status"].get("connectedPeers", [])
         assert len(peers) == len(set(peers)) <= len(NAMES) - 1
