@@ -20,8 +20,9 @@ if [[ "$(git -C "$src" rev-parse HEAD 2>/dev/null)" != "$commit" ]]; then
   git clone --quiet --shared --no-checkout "$root" "$src"
   git -C "$src" checkout --quiet --detach "$commit"
 fi
-# Not under the image inputs, so the image tag stays the commit's.
-cp "$root/hack/images.sh" "$root/hack/uv.sh" "$src/hack/"
+# Not under the image inputs, so the image tag stays the commit's (versions.env: the pip
+# and uv that today's scripts pin).
+cp "$root/hack/images.sh" "$root/hack/uv.sh" "$root/hack/versions.env" "$src/hack/"
 
 refs="$(IMAGE_REGISTRY=localhost/one-port MARKETPLACE_CACHE="$cache" "$src/hack/images.sh")"
 node_ref="$(grep '/node:' <<<"$refs")"
