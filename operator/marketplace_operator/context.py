@@ -14,6 +14,7 @@ from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.nodeclient import NodeClient
+from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.reconcile import pacing
 from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
 from marketplace_operator.reconcile.gate import PollMemory
@@ -21,6 +22,14 @@ from marketplace_operator.settings import Settings
 
 NodeKey = tuple[str, str]  # (namespace, name)
 ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
+# (namespace, fleet, node, its applied policy version): what a status poll found.
+PolicyHeard = Callable[[str, str, NodeTarget, "int | None"], None]
+
+
+def _unheard(namespace: str, fleet: str, node: NodeTarget, version: int | None) -> None:
+    """Fleet policy is not run here (disabled, or its worker not started yet)."""
+
+
 T = TypeVar("T")
 
 
@@ -153,6 +162,8 @@ class Context:
     policy_required: bool = True
     # The rollout engineer replaces this with the fleet-paced planner's decision.
     may_replace: ReplaceGate = one_at_a_time
+    # The policy worker replaces this: each node's applied version, from its status poll.
+    policy_heard: PolicyHeard = _unheard
     wakeups: Wakeups = field(default_factory=Wakeups)
     fleets: FleetMemo = field(default_factory=FleetMemo)
     # Node passes in flight (`Settings.reconcile_concurrency`): the one turnstile.

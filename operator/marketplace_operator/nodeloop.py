@@ -33,6 +33,7 @@ from marketplace_operator.model.mnode import (
 )
 from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.nodeclient import base_url
+from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.reconcile import fleet, gate, pacing, relocation, status, tls
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import PodView, pod_view
@@ -290,7 +291,7 @@ async def _poll_node(
         return Poll()  # not answering yet; the pod event of its start wakes this loop
     try:
         base = base_url(view.ip, view.admin_port(port))
-        return Poll(node=await ctx.nodes.status(base, token, peers=STATUS_PEERS_LISTED))
+        node = await ctx.nodes.status(base, token, peers=STATUS_PEERS_LISTED)
     except errors.NodeRefused as exc:
         if exc.status == nodeclient.UNAUTHORIZED:
             log.warning(
@@ -303,6 +304,10 @@ async def _poll_node(
     except errors.NodeUnreachable as exc:
         log.debug("%s/%s: status poll failed: %s", ref.namespace, ref.name, exc)
         return Poll()
+    # The policy worker's one source of the nodes' applied versions (`PolicyWorker.heard`).
+    target = NodeTarget(ref.name, view.uid, base)
+    ctx.policy_heard(ref.namespace, ref.fleet, target, node.policy_version)
+    return Poll(node=node)
 
 
 MEMBERS_UPDATES_PER_SECOND = 20.0

@@ -8,11 +8,12 @@ handlers only once every index is fully populated, so the first round never
 sees half a fleet's BanLists (which would briefly lift bans).
 
 Events only mark fleets dirty; `policy.worker.PolicyWorker` (one asyncio task,
-plus resync and local-ban collection loops) does the work. The operator's one
-startup (`handlers.mnode.start`) builds `memo.ctx` and the `PolicyHolder`; the
+plus the local-ban collection loop) does the work, and hears each node's applied
+version from the node loops' status polls (`Context.policy_heard`). The operator's
+one startup (`handlers.mnode.start`) builds `memo.ctx` and the `PolicyHolder`; the
 worker itself starts on the first event on purpose: kopf calls event handlers
-only once every index is complete, and a round (its resync loop included) that
-saw a half-filled BanList index would lift bans.
+only once every index is complete, and a round that saw a half-filled BanList
+index would lift bans.
 """
 
 from __future__ import annotations
@@ -402,11 +403,13 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
     )
     tasks = [
         asyncio.create_task(worker.run(), name="policy worker"),
-        asyncio.create_task(worker.resync_forever(), name="policy resync"),
         asyncio.create_task(worker.collect_forever(), name="local-ban collection"),
     ]
     runtime = PolicyRuntime(worker, tasks, client)
     holder.runtime = runtime
+    ctx.policy_heard = lambda namespace, fleet, node, version: worker.heard(
+        FleetKey(namespace, fleet), node, version
+    )
     for key in inputs.fleets():
         worker.mark(key)
     return runtime

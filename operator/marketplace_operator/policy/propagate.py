@@ -166,23 +166,6 @@ async def push_all(
     return list(await asyncio.gather(*(one(n) for n in nodes)))
 
 
-async def applied_versions(
-    client: PolicyClient, nodes: Sequence[NodeTarget], token: str, *, parallelism: int = 32
-) -> dict[NodeTarget, int | None]:
-    """Each reachable node's applied policy version (resync); unreachable nodes are left out."""
-    slots = asyncio.Semaphore(max(1, parallelism))
-
-    async def one(node: NodeTarget) -> tuple[NodeTarget, int | None] | None:
-        async with slots:
-            try:
-                return node, (await client.status(node.base_url, token, peers=0)).policy_version
-            except errors.OperatorError:
-                return None
-
-    found = await asyncio.gather(*(one(n) for n in nodes))
-    return dict(f for f in found if f is not None)
-
-
 async def collect_local_bans(
     client: PolicyClient, nodes: Sequence[NodeTarget], token: str, *, parallelism: int = 32
 ) -> list[NodeReport]:

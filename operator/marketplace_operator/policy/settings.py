@@ -26,9 +26,6 @@ class PolicySettings(BaseSettings):
     retry_round_seconds: float = Field(
         default=1.0, gt=0, le=600, description="Next round after a node did not acknowledge."
     )
-    resync_seconds: float = Field(
-        default=10.0, gt=0, le=3_600, description="Re-check every node's applied version."
-    )
     collect_seconds: float = Field(
         default=2.0, gt=0, le=3_600, description="Collect nodes' local bans."
     )

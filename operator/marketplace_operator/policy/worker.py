@@ -29,9 +29,9 @@ A round for one fleet (`_round`):
    difference).
 
 Rounds are triggered through a `Mailbox` (coalescing), by object and pod
-events, by the resync loop (which re-reads every node's applied version, so a
-node that missed a push converges) and by the local-ban collection loop
-(which maintains the fleet's auto BanList).
+events, by `heard` (each node's applied version, from the status poll its control
+loop makes anyway: a node that missed a push, or restarted empty, converges) and
+by the local-ban collection loop (which maintains the fleet's auto BanList).
 """
 
 from __future__ import annotations
@@ -92,19 +92,18 @@ class Snapshot(NamedTuple):
     peering: Peering | None
 
 
-SWEEP_NODES_PER_SECOND = 100.0
-"""The periodic sweeps over every node (resync, local-ban collection) together ask at most
-this many nodes per second on average. At their fixed intervals (10 s, 2 s) 1,000 nodes
-were 600 admin requests per second on top of the nodes' own status polls (200/s): more
-than the operator's one core and the nodes' admin listeners should spend on bookkeeping.
-At 100 each (200/s), they were still a fifth of the operator's CPU while 1,000 nodes
-started (py-spy, issue 15)."""
-SWEEPS = 2  # resync_forever and collect_forever share SWEEP_NODES_PER_SECOND
+SWEEP_NODES_PER_SECOND = 25.0
+"""The local-ban sweep over every node asks at most this many nodes a second on average:
+a fixed budget, whatever the fleet's size (every 2 s up to 50 nodes, every 40 s at 1,000).
+Per node, at a fixed interval, it was bookkeeping that grew with the fleet: at 1,000
+nodes, with the policy resync sweep beside it, 200 admin requests a second, a fifth of
+the operator's CPU, and more still over a rollout that a busy machine stretched (issue 15).
+The resync sweep is gone: `heard` takes the same answer from the node loops' polls."""
 
 
 def sweep_pause(interval: float, nodes: int) -> float:
     """The pause before the next sweep: `interval`, or longer for a big fleet."""
-    return max(interval, SWEEPS * nodes / SWEEP_NODES_PER_SECOND)
+    return max(interval, nodes / SWEEP_NODES_PER_SECOND)
 
 
 def _size(inputs: Snapshot) -> int:
@@ -185,6 +184,10 @@ class PolicyWorker:
         self._mailbox.mark(key, now)
         self._wakeup.set()
 
+    def marked(self) -> set[FleetKey]:
+        """The fleets waiting for a round."""
+        return self._mailbox.pending()
+
     def mark_namespace(self, namespace: str) -> None:
         """A BanList or RateLimitPolicy changed: every fleet of its namespace may be affected.
 
@@ -238,23 +241,12 @@ class PolicyWorker:
                 task.cancel()
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    async def resync_forever(self) -> None:
-        """Re-read every node's applied version, then let a round push to whoever is behind."""
-        pause = self._settings.resync_seconds
-        while True:
-            await asyncio.sleep(pause)
-            self.forget_gone()
-            swept = 0
-            for key in list(self._inputs.fleets()):
-                swept += len(self._inputs.nodes(key))
-                await self._guarded(self.resync(key), f"resync {key}")
-            pause = sweep_pause(self._settings.resync_seconds, swept)
-
     async def collect_forever(self) -> None:
         """Turn the nodes' local bans into the fleets' auto BanLists."""
         pause = self._settings.collect_seconds
         while True:
             await asyncio.sleep(pause)
+            self.forget_gone()
             swept = 0
             for key in list(self._inputs.fleets()):
                 swept += len(self._inputs.nodes(key))
@@ -447,7 +439,7 @@ class PolicyWorker:
                 ", ".join(o.node.name for o in failed), (failed[0].error or "")[:300],
             )  # fmt: skip
             # A node that is starting (pod IP before the process listens) or briefly down:
-            # try again soon rather than waiting for the resync.
+            # try again soon rather than waiting for its next status poll (`heard`).
             asyncio.get_running_loop().call_later(
                 self._settings.retry_round_seconds, self.mark, key
             )
@@ -489,25 +481,24 @@ class PolicyWorker:
         fleet = self.state(key)
         fleet.problem, fleet.blamed = None, ()
 
-    # --- resync and local bans -------------------------------------------------------
+    # --- what the nodes say: applied versions, local bans ---------------------------
 
-    async def resync(self, key: FleetKey) -> None:
-        """Learn every reachable node's applied version; mark the fleet if one is behind."""
-        fleet = self.state(key)
-        nodes = list(self._inputs.nodes(key))
-        if not nodes or fleet.stored in (None, UNREAD):
-            self.mark(key)
+    def heard(self, key: FleetKey, node: NodeTarget, version: int | None) -> None:
+        """A node's applied policy version, as its status poll found it: the node loops poll
+        every node anyway, and a sweep of the worker's own asked each node the same question
+        again. A node behind the stored version (down during the push, restarted empty)
+        marks the fleet, and that round pushes to it. A fleet with no stored version yet
+        is left to the rounds its start-up and its pods' events mark (marked from every
+        poll, a fleet whose policy cannot apply would recompute, and post its Event, at
+        every poll). Cheap and synchronous: it is called from every poll."""
+        fleet = self._fleets.get(key)
+        if fleet is None or fleet.stored is None or fleet.stored == UNREAD:
             return
-        versions = await propagate.applied_versions(
-            self._client, nodes, await self._token(key), parallelism=self._settings.parallelism
-        )
-        for node, version in versions.items():
-            if version is None:
-                fleet.applied.pop(node, None)
-            else:
-                fleet.applied[node] = version
-        assert fleet.stored is not None
-        if any(fleet.applied.get(n) != fleet.stored.version for n in nodes):
+        if version is None:
+            fleet.applied.pop(node, None)
+        else:
+            fleet.applied[node] = version
+        if version != fleet.stored.version:
             self.mark(key)
 
     async def collect(self, key: FleetKey) -> None:

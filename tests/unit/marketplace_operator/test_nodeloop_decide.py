@@ -9,8 +9,11 @@ from typing import Any, cast
 import pytest
 from marketplace_operator import nodeloop
 from marketplace_operator.context import Context
+from marketplace_operator.handlers.policy import IndexInputs
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
+from marketplace_operator.policy.ports import FleetKey
+from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.reconcile import fleet, gate
 from marketplace_operator.reconcile import node as plan
 from marketplace_operator.reconcile.observe import pod_view
@@ -230,3 +233,30 @@ async def test_a_pass_gives_the_gate_the_silence_stretched_with_the_poll_interva
     views = nodeloop.Views(pod=running_pod(joined=True))
     await nodeloop.report_status(ctx, BODY, views, desired())
     assert given == [gate.Tolerance(failures=3, silence=60.0)]
+
+
+async def test_a_poll_tells_the_policy_worker_the_nodes_applied_version() -> None:
+    """The policy worker's one source of applied versions (its own sweep is gone): the
+    target must be the one its rounds push to, or `heard` would track a node never pushed."""
+    heard: list[tuple[str, str, NodeTarget, int | None]] = []
+
+    class Answering:
+        async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
+            return NodeStatus(peer_id="peer-self-1", policy_version=7)
+
+    ctx = Context(
+        settings=Settings(), kube=cast("Any", None), nodes=cast("Any", Answering()),
+        metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
+        policy_heard=lambda *args: heard.append(args),
+    )  # fmt: skip
+    view = pod_view(running_pod(joined=True))
+    poll = await nodeloop._poll_node(ctx, REF, view, 7070, "t0ken")
+    assert poll.node is not None
+    assert poll.node.policy_version == 7
+    # The same node as the worker's inputs list it from the pod index.
+    pods = {("ns", "blue"): [fleet.MemberPod(node="n1", pod=view, port=7070)]}
+    no: Any = {}
+    inputs = IndexInputs(no, no, cast("Any", pods), no, no)
+    assert heard == [("ns", "blue", *inputs.nodes(FleetKey("ns", "blue")), 7)]
+    await nodeloop._poll_node(ctx, REF, view, 7070, None)  # no token: no poll, nothing heard
+    assert len(heard) == 1

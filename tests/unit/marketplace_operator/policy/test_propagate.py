@@ -10,7 +10,6 @@ from marketplace_operator import errors
 from marketplace_operator.policy.propagate import (
     NodeTarget,
     RetryPolicy,
-    applied_versions,
     collect_local_bans,
     push_all,
     push_one,
@@ -199,10 +198,8 @@ async def test_told_is_set_at_once_when_there_is_nobody_to_push() -> None:
     assert told.is_set()
 
 
-async def test_applied_versions_and_local_bans_skip_unreachable_nodes() -> None:
+async def test_local_bans_skip_unreachable_nodes() -> None:
     fake = FakeNodes({})
-    fake.status_version[N1.base_url] = 4
-    assert await applied_versions(fake, [N1, N2], "t0ken") == {N1: 4}
     reports = await collect_local_bans(fake, [N1, N2], "t0ken")
     assert [r.node for r in reports] == ["n1"]
     assert reports[0].bans[0].peer_id == "peerAAAAAAAA"
