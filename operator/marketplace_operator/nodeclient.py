@@ -57,6 +57,12 @@ def encode(body: WireModel) -> Encoded:
     return Encoded(packed, {"Content-Type": "application/json", "Content-Encoding": "gzip"})
 
 
+KEEPALIVE_SECONDS: Final = 60.0
+"""How long an idle connection to a node is kept: longer than the routine poll interval
+of a 1,000-node fleet (25 s), shorter than the node's aiohttp server keeps it (75 s).
+aiohttp's 15 s default closed it before the next poll, so each poll of a big fleet paid
+a new TCP connection (py-spy: 5 % of the operator's CPU in a rollout of 1,000, issue 15).
+Idle, one costs about 9 KiB: 9 MiB at 1,000 nodes."""
 PUSH_PRIORITY_SECONDS: Final = 2.0
 """The longest a node loop's status poll waits for the policy pushes in flight."""
 PUSH_LINGER_SECONDS: Final = 0.05  # a push ends and the next of the fleet's starts
@@ -146,7 +152,9 @@ class NodeClient:
     ) -> NodeClient:
         """`connections` (default `concurrency`) bounds the calls in flight of this client
         and of those `sharing` it together."""
-        connector = aiohttp.TCPConnector(limit=connections or concurrency, force_close=False)
+        connector = aiohttp.TCPConnector(
+            limit=connections or concurrency, keepalive_timeout=KEEPALIVE_SECONDS
+        )
         return cls(
             aiohttp.ClientSession(connector=connector),
             timeout=timeout,

@@ -486,19 +486,24 @@ class PolicyWorker:
     def heard(self, key: FleetKey, node: NodeTarget, version: int | None) -> None:
         """A node's applied policy version, as its status poll found it: the node loops poll
         every node anyway, and a sweep of the worker's own asked each node the same question
-        again. A node behind the stored version (down during the push, restarted empty)
-        marks the fleet, and that round pushes to it. A fleet with no stored version yet
-        is left to the rounds its start-up and its pods' events mark (marked from every
-        poll, a fleet whose policy cannot apply would recompute, and post its Event, at
-        every poll). Cheap and synchronous: it is called from every poll."""
+        again. News of a node behind the stored version (restarted empty, started on an
+        older ConfigMap, ahead after the stored version was lost) marks the fleet, and
+        that round pushes to it. Only news: a node not pushed yet is already due in the
+        round its pod's start marked, and one that did not answer a push is retried
+        (`retry_round_seconds`); marked at every poll meanwhile, 1,000 starting nodes
+        made a round over the fleet every 0.1 s. A fleet with no stored version yet is
+        left to the rounds its start-up and its pods' events mark (from every poll, a
+        fleet whose policy cannot apply would recompute, and post its Event, each time).
+        Cheap and synchronous: it is called from every poll."""
         fleet = self._fleets.get(key)
         if fleet is None or fleet.stored is None or fleet.stored == UNREAD:
             return
+        known = fleet.applied.get(node)
         if version is None:
             fleet.applied.pop(node, None)
         else:
             fleet.applied[node] = version
-        if version != fleet.stored.version:
+        if version != known and version != fleet.stored.version:
             self.mark(key)
 
     async def collect(self, key: FleetKey) -> None:

@@ -13,8 +13,11 @@ from typing import Any
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
+from aiohttp.web_protocol import RequestHandler
 from marketplace_operator import nodeclient
 from marketplace_operator.nodeclient import GZIP_ABOVE, NodeClient
+from marketplace_operator.reconcile import pacing
+from marketplace_operator.settings import Settings
 from marketplace_protocol.admin import BanEntry, NodeStatus, PolicyApplied, PolicyDocument
 
 
@@ -182,3 +185,22 @@ async def test_the_node_loops_status_polls_wait_for_a_policy_push_at_most_a_whil
     finally:
         await polls.close()
         await server.close()
+
+
+async def test_connections_outlive_a_big_fleets_poll_interval_not_the_nodes_keepalive() -> None:
+    """Idle connections closed before the next routine poll made every poll of a 1,000-node
+    fleet a new TCP connection; kept longer than the node's server keeps them, a poll would
+    race the server's close."""
+    settings = Settings()
+    interval = pacing.poll_interval(
+        settings.poll_interval_seconds, 1_000, settings.polls_per_second
+    )
+    server = inspect.signature(RequestHandler.__init__).parameters["keepalive_timeout"].default
+    assert interval < nodeclient.KEEPALIVE_SECONDS < server
+    client = NodeClient.create()
+    try:
+        connector = client._session.connector
+        assert connector is not None
+        assert connector._keepalive_timeout == nodeclient.KEEPALIVE_SECONDS
+    finally:
+        await client.close()

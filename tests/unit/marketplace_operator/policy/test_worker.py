@@ -525,7 +525,7 @@ def hear_polls(world: World, worker: PolicyWorker) -> None:
         worker.heard(KEY, node, None if applied is None else applied[0])
 
 
-async def test_a_node_that_was_down_converges_once_its_poll_is_heard(world: World) -> None:
+async def test_a_node_that_was_down_converges_in_the_next_round(world: World) -> None:
     world.inputs.banlist_objs = [banlist("spam", PEER)]
     down = world.inputs.node_list[1].base_url
     world.nodes.down.add(down)
@@ -543,9 +543,8 @@ async def test_a_node_that_was_down_converges_once_its_poll_is_heard(world: Worl
         == 1
     )
     world.nodes.down.clear()
-    assert worker.marked() == set()
     hear_polls(world, worker)
-    assert worker.marked() == {KEY}  # node-2 answered with no policy: behind
+    assert worker.marked() == set()  # no news: its retry round is already due
     await worker.round(KEY)
     assert world.versions() == [1, 1]
     assert world.cluster.statuses["spam"]["convergedNodes"] == "2/2"
@@ -574,7 +573,19 @@ async def test_polls_of_nodes_in_step_mark_nothing(world: World) -> None:
     await worker.round(KEY)
     hear_polls(world, worker)
     assert worker.marked() == set()
+    worker.heard(KEY, target(3), None)  # a new node, not pushed yet: its start's round
+    assert worker.marked() == set()
     worker.heard(KEY, target(2), 7)  # ahead: the stored version was lost
+    assert worker.marked() == {KEY}
+
+
+@pytest.mark.parametrize("version", [None, 0])
+async def test_news_of_a_node_behind_marks_its_fleet(world: World, version: int | None) -> None:
+    """Restarted empty (None), or a new node that started on an older ConfigMap (0)."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    worker.heard(KEY, target(1), version)
     assert worker.marked() == {KEY}
 
 
