@@ -503,7 +503,7 @@ class PolicyWorker:
             fleet.applied.pop(node, None)
         else:
             fleet.applied[node] = version
-        if version != known and version != fleet.stored.version:
+        if version not in (known, fleet.stored.version):
             self.mark(key)
 
     async def collect(self, key: FleetKey) -> None:
