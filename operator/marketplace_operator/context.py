@@ -86,27 +86,23 @@ class Wakeups:
 
     def __init__(self) -> None:
         self._events: dict[NodeKey, asyncio.Event] = {}
-        self._nodes = 0
+        self._node_keys: set[NodeKey] = set()  # the keys of node loops (not fleet loops)
 
-    @staticmethod
-    def _of_node(key: NodeKey) -> bool:
-        """A node loop's key: a fleet loop's has a `/` in its name (`handlers.rollout._key`),
-        which no node name can have."""
-        return "/" not in key[1]
-
-    def register(self, key: NodeKey) -> asyncio.Event:
+    def register(self, key: NodeKey, *, node: bool = True) -> asyncio.Event:
+        """The wake-up event of `key`'s loop: a node's, or (`node=False`) a fleet's."""
         if key not in self._events:
             self._events[key] = asyncio.Event()
-            self._nodes += self._of_node(key)
+            if node:
+                self._node_keys.add(key)
         return self._events[key]
 
     def unregister(self, key: NodeKey) -> None:
-        if self._events.pop(key, None) is not None:
-            self._nodes -= self._of_node(key)
+        self._events.pop(key, None)
+        self._node_keys.discard(key)
 
     def nodes(self) -> int:
         """How many node loops are registered: the fleet's size as the loops see it."""
-        return self._nodes
+        return len(self._node_keys)
 
     def wake(self, key: NodeKey) -> None:
         event = self._events.get(key)

@@ -139,7 +139,7 @@ async def rollout_loop(
 ) -> None:
     ctx: Context = memo.ctx
     namespace, fleet = body["metadata"]["namespace"], body["metadata"]["name"]
-    wake = ctx.wakeups.register(_key(namespace, fleet))
+    wake = ctx.wakeups.register(_key(namespace, fleet), node=False)
     ensured_pdb: pdb.Budget | None = None
     ensured_entry: ExposureSpec | None = None
     adopted = False  # the Issuer and Certificate (not watched) are read once, for an upgrade

@@ -51,7 +51,7 @@ def test_wakeups_count_the_node_loops_not_the_fleet_loops() -> None:
     first = wakeups.register(("ns", "n0"))
     assert wakeups.register(("ns", "n0")) is first  # once per key
     wakeups.register(("ns", "n1"))
-    wakeups.register(("ns", "marketplacefleets/default"))
+    wakeups.register(("ns", "marketplacefleets/default"), node=False)
     assert wakeups.nodes() == 2
     wakeups.unregister(("ns", "n0"))
     wakeups.unregister(("ns", "n0"))
