@@ -24,6 +24,7 @@ import pytest
 import yaml
 
 from tests.support.net import free_ports
+from tests.support.private_cluster import PORTS, private_cluster_env
 
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "charts" / "marketplace-operator"
@@ -48,16 +49,18 @@ def run(
     argv: list[str],
     *,
     env: Mapping[str, str] | None = None,
+    inherit: bool = True,
     check: bool = True,
     timeout: float = 120,
 ) -> subprocess.CompletedProcess[str]:
-    """Run a command, failing the test with its stderr when it fails and `check` is set."""
+    """Run a command, failing the test with its stderr when it fails and `check` is set;
+    `env` adds to ours, or (`inherit=False`) is the whole environment."""
     done = subprocess.run(
         argv,
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env={**(os.environ if inherit else {}), **(env or {})},
         check=False,
     )
     if check and done.returncode != 0:
@@ -153,26 +156,14 @@ def chart_cluster() -> Iterator[Cluster]:
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
     state = cache / "marketplace-fleet" / "chart-test-clusters" / uuid.uuid4().hex[:8]
     state.mkdir(parents=True)
-    api, etcd, peer, kcm, sched, kubelet = free_ports(6)
-    env = {
-        "CLUSTER_DIR": str(state),
-        "API_PORT": str(api),
-        "ETCD_PORT": str(etcd),
-        "ETCD_PEER_PORT": str(peer),
-        "KCM_PORT": str(kcm),
-        "SCHEDULER_PORT": str(sched),
-        "KUBELET_PORT": str(kubelet),
-        "NODE_NAME": "chart-node",
-        "NODES": "1",
-        # Its own pod CIDR, derived from its directory: not a dev cluster's the caller exported.
-        "POD_CIDR": "",
-    }
+    ports = dict(zip(PORTS, free_ports(len(PORTS)), strict=True))
+    env = private_cluster_env(state, ports, node_name="chart-node")
     script = str(ROOT / "hack" / "cluster.sh")
     try:
-        run([script, "up"], env=env, timeout=300)
+        run([script, "up"], env=env, inherit=False, timeout=300)
         yield Cluster(state / "kubeconfig", state / "bin" / "kubectl")
     finally:
-        run([script, "down"], env=env, check=False, timeout=240)
+        run([script, "down"], env=env, inherit=False, check=False, timeout=240)
         shutil.rmtree(state, ignore_errors=True)
 
 

@@ -14,6 +14,7 @@ import pytest
 
 from tests.support.net import free_ports, free_run
 from tests.support.poll import wait_for
+from tests.support.private_cluster import PORTS, private_cluster_env
 
 pytestmark = pytest.mark.cluster
 
@@ -68,19 +69,9 @@ def processes_mentioning(text: str) -> list[int]:
 @pytest.mark.timeout(400)
 def test_down_stops_every_process_that_up_started(tmp_path: Path) -> None:
     state = tmp_path / "cluster"
-    names = ["API_PORT", "ETCD_PORT", "ETCD_PEER_PORT", "KCM_PORT", "SCHEDULER_PORT"]
-    env = {
-        **os.environ,
-        **dict(zip(names, map(str, free_ports(len(names))), strict=True)),
-        "KUBELET_PORT": str(free_run(2)),
-        "CLUSTER_DIR": str(state),
-        # No POD_CIDR: cluster.sh derives this cluster's own from its directory.
-        "NODE_NAME": "second-node",
-        "NODES": "2",
-    }
-    # The caller's own cluster settings (a dev cluster's POD_CIDR, a node farm) are not this one's.
-    for name in ("KUBECONFIG", "POD_CIDR", "POD_CIDR_GIVEN", "SIMULATE_NODES", "REAL_NODE", "CA"):
-        env.pop(name, None)
+    ports = dict(zip(PORTS[:-1], free_ports(len(PORTS) - 1), strict=True))
+    ports["KUBELET_PORT"] = free_run(2)  # one for each Node
+    env = private_cluster_env(state, ports, node_name="second-node", nodes=2)
     try:
         subprocess.run([CLUSTER, "up"], env=env, check=True, timeout=240, capture_output=True)
         kubectl = [str(state / "bin" / "kubectl"), "--kubeconfig", str(state / "kubeconfig")]
