@@ -23,7 +23,7 @@ from marketplace_operator.settings import Settings
 NodeKey = tuple[str, str]  # (namespace, name)
 ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
 # (namespace, fleet, node, its applied policy version): what a status poll found.
-PolicyHeard = Callable[[str, str, NodeTarget, "int | None"], None]
+PolicyHeard = Callable[[str, str, NodeTarget, int | None], None]
 
 
 def _unheard(namespace: str, fleet: str, node: NodeTarget, version: int | None) -> None:

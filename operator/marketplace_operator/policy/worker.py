@@ -249,8 +249,9 @@ class PolicyWorker:
             self.forget_gone()
             swept = 0
             for key in list(self._inputs.fleets()):
-                swept += len(self._inputs.nodes(key))
-                await self._guarded(self.collect(key), f"local bans {key}")
+                nodes = list(self._inputs.nodes(key))  # listed once: counted and asked
+                swept += len(nodes)
+                await self._guarded(self.collect(key, nodes), f"local bans {key}")
             pause = sweep_pause(self._settings.collect_seconds, swept)
 
     async def _guarded(self, work: Any, what: str) -> None:
@@ -506,9 +507,10 @@ class PolicyWorker:
         if version not in (known, fleet.stored.version):
             self.mark(key)
 
-    async def collect(self, key: FleetKey) -> None:
-        """One round of local-ban collection into the fleet's auto BanList."""
-        nodes = list(self._inputs.nodes(key))
+    async def collect(self, key: FleetKey, nodes: list[NodeTarget] | None = None) -> None:
+        """One round of local-ban collection into the fleet's auto BanList, from `nodes`
+        (default: the fleet's nodes now)."""
+        nodes = list(self._inputs.nodes(key)) if nodes is None else nodes
         if not nodes:
             return
         reports = await propagate.collect_local_bans(
