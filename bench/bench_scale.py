@@ -55,7 +55,9 @@ if TYPE_CHECKING:
 RSS_GOAL_MIB = 300.0
 POLICY_P99_GOAL_S = 2.0
 FLEET = "scale"
-REQUESTS_RE = re.compile(r"^apiserver_request_total\{[^}]*\} ([0-9.e+]+)$", re.MULTILINE)
+REQUESTS_RE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
+LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
+BUSIEST_SHOWN = 5
 PROGRESS_SECONDS = 60.0
 PHASES = 3  # apply -> all Ready, policy to every node, spec change -> rollout complete
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
@@ -73,6 +75,8 @@ class Phase:
     seconds: float
     cpu: float  # operator CPU-seconds
     requests: float  # API server requests (all clients)
+    # requests by "VERB resource[/subresource]" (all clients): where the rate goes
+    by_kind: dict[str, float] = field(default_factory=dict)
     # CPU-seconds of the cluster's own processes by component (`_cluster_cpu`)
     cluster: dict[str, float] = field(default_factory=dict)
 
@@ -157,7 +161,8 @@ class Progress:
         )
 
 
-def _api_requests() -> float:
+def _api_requests() -> dict[str, float]:
+    """The API server's requests so far by "VERB resource[/subresource]"."""
     out = subprocess.run(
         [str(cluster.ROOT / ".cluster/bin/kubectl"), "get", "--raw", "/metrics"],
         capture_output=True,
@@ -165,7 +170,13 @@ def _api_requests() -> float:
         check=True,
         timeout=60,
     ).stdout
-    return sum(float(v) for v in REQUESTS_RE.findall(out))
+    counts: dict[str, float] = {}
+    for labels, value in REQUESTS_RE.findall(out):
+        got = dict(LABEL_RE.findall(labels))
+        kind = "/".join(p for p in (got.get("resource"), got.get("subresource")) if p)
+        key = f"{got.get('verb', '?')} {kind or got.get('path', '-')}"
+        counts[key] = counts.get(key, 0.0) + float(value)
+    return counts
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -199,10 +210,13 @@ def _phase(pid: int, run: Callable[[], None]) -> Phase:
     cpu, requests, started = _cpu_seconds(pid), _api_requests(), time.monotonic()
     parts = _cluster_cpu()
     run()
+    after = _api_requests()
+    by_kind = {k: v - requests.get(k, 0.0) for k, v in after.items()}
     return Phase(
         seconds=time.monotonic() - started,
         cpu=_cpu_seconds(pid) - cpu,
-        requests=_api_requests() - requests,
+        requests=sum(by_kind.values()),
+        by_kind={k: v for k, v in by_kind.items() if v > 0},
         cluster={k: v - parts.get(k, 0.0) for k, v in _cluster_cpu().items()},
     )
 
@@ -384,6 +398,12 @@ def _print_phase(name: str, ph: Phase) -> None:
         flush=True,
     )
     print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
+    print(f"  {'':34} busiest requests: {_busiest(ph)}", flush=True)
+
+
+def _busiest(ph: Phase) -> str:
+    top = sorted(ph.by_kind.items(), key=lambda kv: -kv[1])[:BUSIEST_SHOWN]
+    return ", ".join(f"{k} {v:,.0f}" for k, v in top)
 
 
 def _parts(ph: Phase) -> str:

@@ -13,9 +13,12 @@ readiness gates, status polls, member and policy pushes, drains.
 
 What it skips, honestly: the catalogue, gossip, sync and client API (a
 virtual node reports the operator's members as its peers, as many as a node's
-peer table holds, and is ready as soon as it serves), and the node's CPU and
-memory. SIGTERM ends a virtual node as a drained node exits (0); SIGKILL as a
-killed one (137). The kubelet's HTTP probes of a virtual node's `/healthz` and
+peer table holds, and is ready as soon as it serves), the node's CPU and
+memory, and following the mounted policy ConfigMap after start: like a node, it
+puts the mounted policy in force when it starts (so the operator need not push
+a starting node the policy it already has), and from then on only pushes change
+it. SIGTERM ends a virtual node as a drained node exits (0); SIGKILL as a killed
+one (137). The kubelet's HTTP probes of a virtual node's `/healthz` and
 `/readyz` are answered in the kubelet's own loop (`Virtual.probe`: the same
 answers, without the loopback round trip): every pod's readiness probe runs each
 second, and at 1,000 pods those round trips were a quarter of a core, taken from
@@ -41,7 +44,8 @@ from marketplace_node.admin.backend import NodeAdmin
 from marketplace_node.config import NodeSettings
 from marketplace_node.drain import DrainCoordinator
 from marketplace_node.policy.enforcer import PolicyEnforcer
-from marketplace_protocol import identity
+from marketplace_node.policy.watch import read_policy
+from marketplace_protocol import errors, identity
 from marketplace_protocol.admin import (
     DrainState,
     Members,
@@ -50,6 +54,7 @@ from marketplace_protocol.admin import (
     PolicyApplied,
 )
 from marketplace_protocol.clock import SystemClock
+from marketplace_protocol.parts import TornParts
 
 from local_kubelet.model import ContainerPort, Handler
 from local_kubelet.netns import run_in
@@ -123,6 +128,20 @@ class VirtualNode:
         drain_timeout = float(env.get("MARKETPLACE_NODE_DRAIN_TIMEOUT_SECONDS", "30"))
         self.drain = DrainCoordinator(clock, timeout=drain_timeout)
         self.members = Members()
+        policy_dir = env.get("MARKETPLACE_NODE_POLICY_DIR")
+        self.policy_dir = host_path(plan, policy_dir) if policy_dir else None
+
+    async def load_mounted_policy(self) -> None:
+        """Put the mounted policy in force, as a node does when it starts (`PolicyDirWatcher`);
+        a missing, torn or broken one is skipped as there: the operator's push follows."""
+        if self.policy_dir is None:
+            return
+        try:
+            doc = await asyncio.to_thread(read_policy, self.policy_dir)
+            if doc is not None:
+                await self.enforcer.apply_async(doc)
+        except (OSError, errors.NodeError, TornParts) as exc:  # unreadable, invalid, stale, torn
+            log.info("virtual node %s: mounted policy skipped: %s", self.pod_ip, exc)
 
     def probe_answer(self, path: str) -> bool | None:
         """What `/healthz` and `/readyz` answer (True: a 2xx), as `app` serves them; None
@@ -238,6 +257,7 @@ async def launch(
     under POD_NETWORK=netns its listeners are made inside the pod's network namespace, where
     the pod's address is, and served from this loop like any other."""
     node = VirtualNode(plan, pod_ip, events=events)
+    await node.load_mounted_policy()
     runner = web.AppRunner(node.app(), access_log=None, handle_signals=False)
     await runner.setup()
     for port in node.ports:  # the same answers on both: a farm node has no client API

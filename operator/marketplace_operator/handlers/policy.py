@@ -461,8 +461,8 @@ async def policy_pod_event(
     memo: kopf.Memo,
     **kwargs: Any,
 ) -> None:
-    """A node's pod got, changed or lost its address, or its node began to answer: its fleet
-    needs a round."""
+    """A node's pod got, changed or lost its address, or its node began to answer: news for
+    its fleet's policy worker (`PolicyWorker.pod_changed`)."""
     runtime = _runtime(memo, kwargs)
     fleet = labels.get(names.FLEET_LABEL)
     if runtime is None or fleet is None:
@@ -476,7 +476,7 @@ async def policy_pod_event(
         return
     else:
         runtime.pods[pod_key] = address
-    runtime.worker.mark(FleetKey(str(namespace), fleet))
+    runtime.worker.pod_changed(FleetKey(str(namespace), fleet))
 
 
 @kopf.on.cleanup()

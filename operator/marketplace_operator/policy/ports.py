@@ -7,6 +7,7 @@ indexes and the Kube adapter; the unit tests over plain fakes.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -107,6 +108,9 @@ class FleetState:
     stored: PolicyVersion | None = UNREAD
     floor: int = 0
     applied: dict[NodeTarget, int] = field(default_factory=dict)
+    # The nodes whose status poll was heard (`PolicyWorker.heard`): a node's first answer is
+    # news even when it names no version (it started before the ConfigMap held one).
+    heard: set[NodeTarget] = field(default_factory=set)
     problem: str | None = None
     blamed: tuple[str, ...] = ()  # names of the objects the problem is about
     changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
@@ -114,3 +118,8 @@ class FleetState:
     # (uid, generation) of each BanList and RateLimitPolicy whose spec is in the stored
     # policy: a list's status says whether its own entries are enforced.
     included: frozenset[tuple[str, int]] = frozenset()
+
+    def keep_only(self, present: AbstractSet[NodeTarget]) -> None:
+        """Forget the nodes that are gone (replaced pods leave their targets behind)."""
+        self.applied = {n: v for n, v in self.applied.items() if n in present}
+        self.heard &= present

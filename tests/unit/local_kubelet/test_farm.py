@@ -130,3 +130,28 @@ async def test_the_kubelet_s_probes_of_a_virtual_node_get_its_http_answers_in_pr
     assert probe("/metrics") is None  # not a probe path: over HTTP, as before
     assert probe("/healthz", host="127.0.0.2") is None
     assert virtual.probe(Handler(tcp_socket=TcpSocket(port=7070)), ports) is None
+
+
+async def test_a_virtual_node_starts_on_the_mounted_policy_as_a_node_does(tmp_path: Path) -> None:
+    """A node starting puts its mounted ConfigMap's policy in force before any push: a farm
+    node that did not would make the operator push every starting node (work a real fleet
+    does not cause). A broken file is skipped, as the node's watcher skips it."""
+    base = plan(tmp_path)
+    (tmp_path / "policy").mkdir()
+    mounted = ProcessPlan(
+        container=base.container,
+        argv=base.argv,
+        env={**base.env, "MARKETPLACE_NODE_POLICY_DIR": "/etc/policy"},
+        mounts=(*base.mounts, Mount(str(tmp_path / "policy"), "/etc/policy", read_only=True)),
+    )
+    empty = farm.VirtualNode(mounted, "127.0.0.1", events=tmp_path / "e.jsonl")
+    await empty.load_mounted_policy()
+    assert (await empty.status()).policy_version is None  # no policy written yet
+    (tmp_path / "policy" / "policy.json").write_text(json.dumps({"version": 4}))
+    node = farm.VirtualNode(mounted, "127.0.0.1", events=tmp_path / "e.jsonl")
+    await node.load_mounted_policy()
+    assert (await node.status()).policy_version == 4
+    (tmp_path / "policy" / "policy.json").write_text("{not json")
+    broken = farm.VirtualNode(mounted, "127.0.0.1", events=tmp_path / "e.jsonl")
+    await broken.load_mounted_policy()
+    assert (await broken.status()).policy_version is None

@@ -18,6 +18,7 @@ import pytest
 from marketplace_operator import errors
 from marketplace_operator.model.banlist import BanList, BanListSpec
 from marketplace_operator.model.ratelimitpolicy import RateLimitPolicy, RateLimitPolicySpec
+from marketplace_operator.policy import worker as worker_module
 from marketplace_operator.policy.effective import effective_policy
 from marketplace_operator.policy.metrics import PolicyMetrics
 from marketplace_operator.policy.ports import FleetKey, InvalidObject, ObjectRef
@@ -544,7 +545,8 @@ async def test_a_node_that_was_down_converges_in_the_next_round(world: World) ->
     )
     world.nodes.down.clear()
     hear_polls(world, worker)
-    assert worker.marked() == set()  # no news: its retry round is already due
+    assert worker.marked() == {KEY}  # its first answer, behind: news
+    hear_polls(world, worker)  # the same again is not news (its round is already due)
     await worker.round(KEY)
     assert world.versions() == [1, 1]
     assert world.cluster.statuses["spam"]["convergedNodes"] == "2/2"
@@ -573,9 +575,64 @@ async def test_polls_of_nodes_in_step_mark_nothing(world: World) -> None:
     await worker.round(KEY)
     hear_polls(world, worker)
     assert worker.marked() == set()
-    worker.heard(KEY, target(3), None)  # a new node, not pushed yet: its start's round
+    worker.heard(KEY, target(3), 1)  # a new node that started on the stored version
     assert worker.marked() == set()
     worker.heard(KEY, target(2), 7)  # ahead: the stored version was lost
+    assert worker.marked() == {KEY}
+
+
+async def test_a_new_node_without_the_policy_is_pushed_after_its_first_poll(
+    world: World,
+) -> None:
+    """A pod's start no longer makes a round (a node starts on its mounted ConfigMap's
+    policy); a node that started without it is pushed once its first poll says so."""
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    new = target(3)
+    world.inputs.node_list.append(new)
+    worker.pod_changed(KEY)
+    assert worker.marked() == set()
+    world.log.clear()
+    worker.heard(KEY, new, None)
+    assert worker.marked() == {KEY}
+    await worker.round(KEY)
+    assert world.log == ["push 127.1.0.3:7070 v1"]  # only the new node
+
+
+async def test_a_new_node_on_the_stored_policy_is_counted_without_a_round(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its first poll refreshes the statuses (paced), and nothing is pushed."""
+    monkeypatch.setattr(worker_module, "STATUS_REFRESH_SECONDS", 0.01)
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    await worker.round(KEY)
+    assert world.cluster.statuses["spam"]["convergedNodes"] == "2/2"
+    world.log.clear()
+    new = target(3)
+    world.inputs.node_list.append(new)
+    worker.pod_changed(KEY)
+    worker.heard(KEY, new, 1)
+    assert worker.marked() == set()
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if world.cluster.statuses["spam"]["convergedNodes"] == "3/3":
+            break
+    assert world.cluster.statuses["spam"]["convergedNodes"] == "3/3"
+    assert world.log == []  # no push: it has the stored version
+
+
+async def test_pod_changes_make_rounds_until_the_fleet_has_a_stored_policy(
+    world: World,
+) -> None:
+    world.cluster.annotations = None  # no ConfigMap yet: its first node makes it
+    world.inputs.banlist_objs = [banlist("spam", PEER)]
+    worker = world.worker()
+    worker.pod_changed(KEY)
+    assert worker.marked() == {KEY}
+    await worker.round(KEY)  # reads: no ConfigMap; waits for the first node
+    worker.pod_changed(KEY)
     assert worker.marked() == {KEY}
 
 
