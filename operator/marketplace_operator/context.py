@@ -174,9 +174,11 @@ class Context:
     joining: set[NodeKey] = field(default_factory=set)
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
-    # Kubernetes Node name -> (monotonic time read, the Node or None): read only for nodes
-    # whose pod is not serving, and shared for a moment by all of them (a lost Node has many).
-    kube_nodes: dict[str, tuple[float, dict[str, Any] | None]] = field(default_factory=dict)
+    # Kubernetes Node name -> (monotonic time asked, the read): read only for nodes whose pod
+    # is not serving, and shared for a moment by all of them (a lost Node has many).
+    kube_nodes: dict[str, tuple[float, asyncio.Future[dict[str, Any] | None]]] = field(
+        default_factory=dict
+    )
 
     def poll_interval(self, *, joining: bool) -> float:
         """Seconds between two polls of a node now (`pacing`): a joining node's among the

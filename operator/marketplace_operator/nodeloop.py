@@ -452,13 +452,22 @@ NODE_READ_TTL_SECONDS = 2.0
 
 
 async def _kube_node(ctx: Context, name: str) -> relocation.NodeHealth:
-    """A Kubernetes Node's health, read at most every `NODE_READ_TTL_SECONDS`."""
+    """A Kubernetes Node's health, read at most every `NODE_READ_TTL_SECONDS`: one read in
+    flight per Node, awaited by every pass that asks meanwhile. Cached only once answered,
+    the passes of a rollout's 64 unserving pods each sent their own GET whenever it
+    expired: 4,000 GETs of 3 Nodes in a 1,000-node rollout (issue 15)."""
     now = time.monotonic()
     cached = ctx.kube_nodes.get(name)
     if cached is None or now - cached[0] >= NODE_READ_TTL_SECONDS:
-        cached = (now, await ctx.kube.get(k8s.NODES, "", name))
+        cached = (now, asyncio.ensure_future(ctx.kube.get(k8s.NODES, "", name)))
         ctx.kube_nodes[name] = cached
-    return relocation.node_health(name, cached[1])
+    try:
+        node = await asyncio.shield(cached[1])  # one waiter cancelled leaves the read to all
+    except Exception:
+        if ctx.kube_nodes.get(name) is cached:  # a failed read is not kept
+            del ctx.kube_nodes[name]
+        raise
+    return relocation.node_health(name, node)
 
 
 async def relocate(

@@ -28,7 +28,7 @@ class Settings(BaseSettings):
         default=0.5, gt=0, le=60, description="Admin status poll of a running node not yet joined."
     )
     polls_per_second: float = Field(
-        default=40.0,
+        default=20.0,
         gt=0,
         le=100_000,
         description="Status polls a second of joined nodes, at most, all together: with N "

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from marketplace_operator import nodeloop
+from marketplace_operator import errors, nodeloop
 from marketplace_operator.context import Context
 from marketplace_operator.handlers.policy import IndexInputs
 from marketplace_operator.metrics import Metrics
@@ -260,3 +261,34 @@ async def test_a_poll_tells_the_policy_worker_the_nodes_applied_version() -> Non
     assert heard == [("ns", "blue", *inputs.nodes(FleetKey("ns", "blue")), 7)]
     await nodeloop._poll_node(ctx, REF, view, 7070, None)  # no token: no poll, nothing heard
     assert len(heard) == 1
+
+
+async def test_passes_asking_for_a_node_meanwhile_share_one_read() -> None:
+    """The passes of many unserving pods ask for the same Kubernetes Node at once: one GET,
+    and a failed one is not kept (the next pass asks again)."""
+    gets: list[str] = []
+    release = asyncio.Event()
+    failing = True
+
+    class Kube:
+        async def get(self, kind: Any, namespace: str, name: str) -> dict[str, Any]:
+            gets.append(name)
+            await release.wait()
+            if failing:
+                raise errors.Unavailable("the API server is restarting")
+            return {"metadata": {"name": name}, "status": {"conditions": []}}
+
+    ctx = Context(
+        settings=Settings(), kube=cast("Any", Kube()), nodes=cast("Any", None),
+        metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
+    )  # fmt: skip
+    asking = [asyncio.create_task(nodeloop._kube_node(ctx, "n-a")) for _ in range(20)]
+    await asyncio.sleep(0)
+    release.set()
+    results = await asyncio.gather(*asking, return_exceptions=True)
+    assert gets == ["n-a"]
+    assert all(isinstance(r, errors.Unavailable) for r in results)
+    failing = False
+    health = await asyncio.gather(*(nodeloop._kube_node(ctx, "n-a") for _ in range(5)))
+    assert gets == ["n-a", "n-a"]
+    assert {h.name for h in health} == {"n-a"}
