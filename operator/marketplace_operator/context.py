@@ -128,6 +128,9 @@ class PushedMembers:
     digest: str
     at: float  # monotonic seconds
     others: int  # the other members it listed
+    # The fleet's peer ids by node (`Views.peer_ids`, one object per roster) when pushed:
+    # the same object again means only addresses moved since (`members_push_due`).
+    roster: object = None
 
 
 @dataclass

@@ -199,6 +199,33 @@ def _pushed(others: int = 5, *, uid: str = "pod-1", digest: str = "old") -> Push
 
 
 @pytest.mark.parametrize(
+    ("members", "since", "due"),
+    [
+        (3, 0.2, False),  # a small fleet: at once all the same
+        (3, 0.7, True),
+        (100, 19.0, False),  # 100: 5 lists a second
+        (100, 20.0, True),
+        (1000, 60.0, False),  # no cap at a minute
+        (1000, 200.0, True),
+    ],
+)
+def test_a_list_where_only_addresses_moved_waits_longer(
+    members: int, since: float, due: bool
+) -> None:
+    """A rollout moves every address and no node or peer id: a running node meets the
+    replaced member through it (told of everyone at once) and admits it by its peer id."""
+    got = nodeloop.members_push_due(
+        _pushed(), pod_uid="pod-1", digest="new", others=5, now=100.0 + since,
+        members=members, same_roster=True,
+    )  # fmt: skip
+    assert got is due
+    assert nodeloop.members_push_due(  # a new node joined the fleet: the usual pace
+        _pushed(), pod_uid="pod-1", digest="new", others=5, now=100.0 + 60.0,
+        members=members, same_roster=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
     ("pushed", "uid", "digest", "others", "members", "since", "due"),
     [
         (None, "pod-1", "new", 5, 1000, 0.0, True),  # never pushed: at once
