@@ -59,6 +59,7 @@ REQUESTS_RE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$", re
 LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
 BUSIEST_SHOWN = 5
 PROGRESS_SECONDS = 60.0
+TEARDOWN_SECONDS = 900.0
 PHASES = 3  # apply -> all Ready, policy to every node, spec change -> rollout complete
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
 CLUSTER_PARTS = {
@@ -389,6 +390,15 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             progress.sample()
         operator.stop()
         cluster.release_namespace(kube, namespace)
+        # The next size starts on a quiet cluster: tearing 1,000 pods down meanwhile took
+        # a share of the machine from the measured size (and more from the bigger one).
+        gone = cluster.wait_namespace_gone(kube, namespace, timeout=TEARDOWN_SECONDS)
+        print(
+            f"    {namespace} deleted in {gone:.0f} s"
+            if gone is not None
+            else f"    {namespace} not gone after {TEARDOWN_SECONDS:.0f} s; going on",
+            flush=True,
+        )
     return result
 
 

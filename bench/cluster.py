@@ -155,6 +155,20 @@ def release_namespace(kube: k8s.BlockingKube, namespace: str) -> None:
         kube.request("DELETE", f"/api/v1/namespaces/{namespace}")
 
 
+def wait_namespace_gone(kube: k8s.BlockingKube, namespace: str, timeout: float) -> float | None:
+    """Seconds until `namespace` is gone (its pods ended, its objects collected), or None
+    after `timeout`. A benchmark that measures the next thing while the namespace controller,
+    the garbage collector and the kubelets still tear the last one down measures both."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        try:
+            kube.request("GET", f"/api/v1/namespaces/{namespace}")
+        except errors.NotFound:
+            return time.monotonic() - started
+        time.sleep(1.0)
+    return None
+
+
 class Watched:
     """The current objects of some collections, kept by watches in background threads.
 
