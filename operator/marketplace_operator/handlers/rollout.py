@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -142,12 +142,13 @@ async def rollout_loop(
     wake = ctx.wakeups.register(_key(namespace, fleet), node=False)
     ensured_pdb: pdb.Budget | None = None
     ensured_entry: ExposureSpec | None = None
+    known: ViewCache = {}  # the nodes' views, kept from pass to pass
     adopted = False  # the Issuer and Certificate (not watched) are read once, for an upgrade
     try:
         while not stopped:
             busy = False
             try:
-                busy, budget, exposure = await run_once(ctx, namespace, fleet, kwargs)
+                busy, budget, exposure = await run_once(ctx, namespace, fleet, kwargs, known)
                 if budget is not None and budget != ensured_pdb:  # members or maxUnavailable
                     await ensure_pdb(ctx, namespace, fleet, budget)
                     ensured_pdb = budget
@@ -166,6 +167,14 @@ async def rollout_loop(
         ctx.wakeups.unregister(_key(namespace, fleet))
 
 
+ViewCache = dict[str, tuple[object, NodeView]]
+"""A node's view by name, with what it was made from (`_Pass.node_view`)."""
+
+
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+
+
 @dataclass(frozen=True)
 class _Pass:
     """What one pass over a fleet works with: the context and the indexed observation."""
@@ -176,15 +185,28 @@ class _Pass:
     indexes: Mapping[str, Any]
     mnodes: Mapping[str, dict[str, Any]]  # by name
     pods: Mapping[str, dict[str, Any] | None]  # by node name
+    # Views of earlier passes: a pass while a 1,000-node fleet rolls re-made every node's
+    # view (its pod parsed, its revision hashed) four times a second, and few had changed.
+    known: ViewCache = field(default_factory=dict)
 
     @classmethod
-    def gather(cls, ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]) -> _Pass:
+    def gather(
+        cls,
+        ctx: Context,
+        namespace: str,
+        fleet: str,
+        indexes: Mapping[str, Any],
+        known: ViewCache | None = None,
+    ) -> _Pass:
         mnodes = {
             m["metadata"]["name"]: m
             for m in indexes["rollout_mnodes"].get((namespace, fleet)) or ()
         }
         pods = {n: _one(indexes["mnode_pods"], (namespace, names.pod_name(n))) for n in mnodes}
-        return cls(ctx, namespace, fleet, indexes, dict(sorted(mnodes.items())), pods)
+        known = {} if known is None else known
+        for gone in [n for n in known if n not in mnodes]:
+            del known[gone]
+        return cls(ctx, namespace, fleet, indexes, dict(sorted(mnodes.items())), pods, known)
 
     def address(self, node: str) -> str | None:
         """The base URL of the node's admin API (None while its pod has no address)."""
@@ -245,6 +267,21 @@ class _Pass:
         return {n: r for n, r in zip(nodes, routed, strict=True) if r is not None}
 
     def node_view(
+        self, node: str, drain: Drain | None, routed: bool | None = None, *, tls: TlsSpec
+    ) -> NodeView:
+        """The node as the planner sees it; the earlier pass's view while nothing it is made
+        from changed (the MarketplaceNode and pod versions, drain, route, the fleet's TLS)."""
+        mnode, pod = self.mnodes[node], self.pods[node]
+        cert_manager = CERTIFICATE_CRD in self.indexes["cert_manager_crds"]
+        made_of = (_version(mnode), _version(pod), drain, routed, tls, cert_manager)
+        kept = self.known.get(node)
+        if kept is not None and kept[0] == made_of:
+            return kept[1]
+        view = self._node_view(node, drain, routed, tls=tls)
+        self.known[node] = (made_of, view)
+        return view
+
+    def _node_view(
         self, node: str, drain: Drain | None, routed: bool | None = None, *, tls: TlsSpec
     ) -> NodeView:
         mnode, pod = self.mnodes[node], self.pods[node]
@@ -316,16 +353,20 @@ def _one(index: Any, key: Any) -> Any:
 
 
 async def run_once(
-    ctx: Context, namespace: str, fleet: str, indexes: Mapping[str, Any]
+    ctx: Context,
+    namespace: str,
+    fleet: str,
+    indexes: Mapping[str, Any],
+    known: ViewCache | None = None,
 ) -> tuple[bool, pdb.Budget | None, ExposureSpec | None]:
     """One pass: (still busy?, what the fleet's PDB is computed from, its entry Service's
-    settings)."""
+    settings). `known`: the nodes' views of the fleet's earlier passes."""
     fleet_body = await ctx.kube.get(k8s.FLEETS, namespace, fleet)
     if fleet_body is None:
         return False, None, None
     previous = triggers.fleet_status(fleet_body)
     fleet_tls = triggers.fleet_spec(fleet_body).tls
-    seen = _Pass.gather(ctx, namespace, fleet, indexes)
+    seen = _Pass.gather(ctx, namespace, fleet, indexes, known)
     drains = await seen.drain_states(
         {s.node for s in previous.steps if s.phase == StepPhase.DRAINING}
     )

@@ -90,3 +90,31 @@ async def test_drain_states_are_asked_together() -> None:
     seen = _pass(nodes=Nodes())
     states = await seen.drain_states({f"n{i}" for i in range(N)})
     assert states == {f"n{i}": Drain.DRAINED for i in range(N)}
+
+
+def test_a_nodes_view_is_kept_until_what_it_is_made_of_changes() -> None:
+    """A pass of a rolling 1,000-node fleet re-made every node's view four times a second;
+    a view is now re-made only when its MarketplaceNode, pod, drain or route changed."""
+    known: rollout.ViewCache = {}
+    mnode = {"metadata": {"name": "n0", "resourceVersion": "1"}, "spec": {}}
+    pod = {
+        "metadata": {"name": "n0-node", "uid": "u1", "resourceVersion": "5", "annotations": {}},
+        "status": {"podIP": "127.0.9.1", "phase": "Running"},
+    }
+    ctx = SimpleNamespace(settings=SimpleNamespace(default_node_image="node:1"))
+    indexes: dict[str, Any] = {"cert_manager_crds": ()}
+
+    def seen(m: Any, p: Any) -> rollout._Pass:
+        return rollout._Pass(ctx, "ns", "f", indexes, {"n0": m}, {"n0": p}, known)  # type: ignore[arg-type]
+
+    tls = rollout.TlsSpec()
+    first = seen(mnode, pod).node_view("n0", Drain.SERVING, tls=tls)
+    assert seen(mnode, pod).node_view("n0", Drain.SERVING, tls=tls) is first
+    assert seen(mnode, pod).node_view("n0", Drain.DRAINED, tls=tls) is not first
+    ready = {**pod, "metadata": {**pod["metadata"], "resourceVersion": "6"}}
+    ready["status"] = {**pod["status"], "conditions": [{"type": "Ready", "status": "True"}]}
+    again = seen(mnode, ready).node_view("n0", Drain.DRAINED, tls=tls)
+    assert again.pod is not None
+    assert again.pod.ready
+    rollout._Pass.gather(ctx, "ns", "f", {**indexes, "rollout_mnodes": {}}, known)  # type: ignore[arg-type]
+    assert known == {}  # the node left the fleet: its view goes
