@@ -167,12 +167,9 @@ async def rollout_loop(
         ctx.wakeups.unregister(_key(namespace, fleet))
 
 
-ViewCache = dict[str, tuple[object, NodeView]]
-"""A node's view by name, with what it was made from (`_Pass.node_view`)."""
-
-
-def _version(obj: Mapping[str, Any] | None) -> str | None:
-    return None if obj is None else (obj.get("metadata") or {}).get("resourceVersion")
+ViewCache = dict[str, tuple[object, object, object, NodeView]]
+"""A node's view by name, with what it was made from (`_Pass.node_view`): the indexed
+MarketplaceNode and pod (each watch event indexes new ones), and the rest."""
 
 
 @dataclass(frozen=True)
@@ -270,15 +267,15 @@ class _Pass:
         self, node: str, drain: Drain | None, routed: bool | None = None, *, tls: TlsSpec
     ) -> NodeView:
         """The node as the planner sees it; the earlier pass's view while nothing it is made
-        from changed (the MarketplaceNode and pod versions, drain, route, the fleet's TLS)."""
+        from changed: the same indexed MarketplaceNode and pod objects (a watch event of
+        either indexes a new one), drain, route and the fleet's TLS."""
         mnode, pod = self.mnodes[node], self.pods[node]
-        cert_manager = CERTIFICATE_CRD in self.indexes["cert_manager_crds"]
-        made_of = (_version(mnode), _version(pod), drain, routed, tls, cert_manager)
+        rest = (drain, routed, tls, CERTIFICATE_CRD in self.indexes["cert_manager_crds"])
         kept = self.known.get(node)
-        if kept is not None and kept[0] == made_of:
-            return kept[1]
+        if kept is not None and kept[0] is mnode and kept[1] is pod and kept[2] == rest:
+            return kept[3]
         view = self._node_view(node, drain, routed, tls=tls)
-        self.known[node] = (made_of, view)
+        self.known[node] = (mnode, pod, rest, view)
         return view
 
     def _node_view(
