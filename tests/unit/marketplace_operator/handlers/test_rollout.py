@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 from marketplace_operator import errors
 from marketplace_operator.handlers import rollout
+from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.rollout import planner
 from marketplace_operator.rollout.observation import Drain
 from marketplace_protocol.admin import DrainState, DrainStatus
@@ -103,10 +104,11 @@ async def test_a_nodes_view_is_kept_until_what_it_is_made_of_changes() -> None:
     }
 
     async def indexed(body: dict[str, Any]) -> dict[str, Any]:
-        entry = await rollout.rollout_mnodes(body=body, namespace="ns")  # type: ignore[call-arg]
+        index: Any = rollout.rollout_mnodes  # the kopf index function, called as kopf does
+        entry = await index(body=body, namespace="ns")
         return dict(entry[("ns", "f")])
 
-    pod = {
+    pod: dict[str, Any] = {
         "metadata": {"name": "n0-node", "uid": "u1", "annotations": {}},
         "status": {"podIP": "127.0.9.1", "phase": "Running"},
     }
@@ -116,7 +118,7 @@ async def test_a_nodes_view_is_kept_until_what_it_is_made_of_changes() -> None:
     def seen(m: Any, p: Any) -> rollout._Pass:
         return rollout._Pass(ctx, "ns", "f", indexes, {"n0": m}, {"n0": p}, known)  # type: ignore[arg-type]
 
-    tls = rollout.TlsSpec()
+    tls = TlsSpec()
     mnode = await indexed(raw)
     first = seen(mnode, pod).node_view("n0", Drain.SERVING, tls=tls)
     assert seen(mnode, pod).node_view("n0", Drain.SERVING, tls=tls) is first
