@@ -152,6 +152,9 @@ class _Outcome:
     failure: RolloutFailure | None = None
     waiting: str | None = None
     notes: tuple[Note, ...] = ()
+    # A step dropped before its node was replaced: a mark or drain it was sent may still be
+    # landing, so the node counts as out until the next pass sees it (`plan`).
+    dropped: str | None = None
 
 
 def _retarget(step: RolloutStep, desired: Revision) -> RolloutStep:
@@ -193,9 +196,8 @@ def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: da
     if node.on_target and node.available:
         # Replaced by someone else (or the spec moved back) before it left: nothing to do,
         # and reporting LeaveRefused would only be dropped as resolved on the next pass.
-        return _Outcome(
-            step=None, notes=(Note("RolloutStepSkipped", "already on target", node.name),)
-        )
+        note = Note("RolloutStepSkipped", "already on target", node.name)
+        return _Outcome(step=None, notes=(note,), dropped=node.name)
     if pod is None or pod.deleting or pod.failed:
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)
@@ -215,9 +217,8 @@ def _draining(
 ) -> _Outcome:
     pod = node.pod
     if node.on_target and node.available:
-        return _Outcome(
-            step=None, notes=(Note("RolloutStepSkipped", "already on target", node.name),)
-        )
+        note = Note("RolloutStepSkipped", "already on target", node.name)
+        return _Outcome(step=None, notes=(note,), dropped=node.name)
     drained = pod is not None and pod.drain == Drain.DRAINED and not pod.ready
     gone = pod is None or pod.deleting or pod.failed
     # Past the drain timeout the pod goes anyway, unless it answers that it is still serving
@@ -320,9 +321,12 @@ class _Draft:
     notes: list[Note] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     rejoining: str | None = None
+    dropped: set[str] = field(default_factory=set)  # steps dropped unfinished (`_Outcome`)
 
     def take(self, out: _Outcome) -> None:
         self.notes.extend(out.notes)
+        if out.dropped is not None:
+            self.dropped.add(out.dropped)
         if out.step is not None:
             self.steps.append(out.step)
         if out.action is not None:
@@ -445,7 +449,9 @@ def plan(fleet: FleetView, now: datetime) -> Decision:
     _carry_over(fleet, draft, now)
     in_step = {s.node for s in draft.steps}
     failed = {f.node for f in draft.failures}
-    unavailable = {n.name for n in fleet.nodes if not n.available} | in_step
+    # A step dropped this pass keeps its place in the budget until the next: the mark that
+    # takes its pod out of service may still land after the observation this pass used.
+    unavailable = {n.name for n in fleet.nodes if not n.available} | in_step | draft.dropped
     queue = [n for n in order(fleet.nodes) if n.name not in in_step | failed]
     blocked = _start_steps(fleet, draft, queue, unavailable, now)
     if draft.waiting and not draft.failures:  # a running step is the more useful answer
