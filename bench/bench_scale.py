@@ -20,7 +20,11 @@ Per fleet size N, one operator process watching a fresh namespace:
   pod replaced (maxUnavailable 10 %, at most 64: the CRD's maximum);
 - operator RSS at the end and CPU-seconds per phase (/proc), and the API
   server's request rate per phase (`apiserver_request_total`, every client:
-  the operator is most of it in an otherwise idle cluster).
+  the operator is most of it in an otherwise idle cluster), with its five busiest
+  kinds of request.
+
+Each size starts once the last one's namespace is gone, so no size is measured while
+the cluster still tears the one before down.
 
 Goals at 1,000 (issue 15): RSS < 300 MiB, policy p99 < 2 s, growth no worse
 than linear. `BENCH_SCALE_SIZES` (default "100,300,1000") picks the sizes.
