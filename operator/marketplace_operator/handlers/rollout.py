@@ -193,14 +193,13 @@ class _Pass:
         namespace: str,
         fleet: str,
         indexes: Mapping[str, Any],
-        known: ViewCache | None = None,
+        known: ViewCache,
     ) -> _Pass:
         mnodes = {
             m["metadata"]["name"]: m
             for m in indexes["rollout_mnodes"].get((namespace, fleet)) or ()
         }
         pods = {n: _one(indexes["mnode_pods"], (namespace, names.pod_name(n))) for n in mnodes}
-        known = {} if known is None else known
         for gone in [n for n in known if n not in mnodes]:
             del known[gone]
         return cls(ctx, namespace, fleet, indexes, dict(sorted(mnodes.items())), pods, known)
@@ -354,7 +353,7 @@ async def run_once(
     namespace: str,
     fleet: str,
     indexes: Mapping[str, Any],
-    known: ViewCache | None = None,
+    known: ViewCache,
 ) -> tuple[bool, pdb.Budget | None, ExposureSpec | None]:
     """One pass: (still busy?, what the fleet's PDB is computed from, its entry Service's
     settings). `known`: the nodes' views of the fleet's earlier passes."""

@@ -42,7 +42,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from datetime import timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -214,10 +214,7 @@ class PolicyWorker:
 
         def due() -> None:
             del self._refreshing[namespace]
-            work = self._guarded(self._reporter.write_statuses(namespace), f"status {namespace}")
-            task = asyncio.get_running_loop().create_task(work)
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._write_statuses_now(namespace)
 
         loop = asyncio.get_running_loop()
         self._refreshing[namespace] = loop.call_later(STATUS_REFRESH_SECONDS, due)
@@ -235,11 +232,16 @@ class PolicyWorker:
         for key in keys:
             self.mark(key)
         if not keys:
-            task = asyncio.get_running_loop().create_task(
-                self._guarded(self._reporter.write_statuses(namespace), f"status {namespace}")
-            )
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._write_statuses_now(namespace)
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str | None = None) -> None:
+        """Run `work` as one of the worker's tasks (cancelled when `run` ends)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _write_statuses_now(self, namespace: str) -> None:
+        self._spawn(self._guarded(self._reporter.write_statuses(namespace), f"status {namespace}"))
 
     def state(self, key: FleetKey) -> FleetState:
         """What the worker knows of the fleet; a new fleet ConfigMap (the fleet deleted and
@@ -267,9 +269,7 @@ class PolicyWorker:
             while True:
                 self._wakeup.clear()
                 for key in self._mailbox.take_due(self._clock.monotonic()):
-                    task = asyncio.create_task(self._guarded_round(key), name=f"policy {key}")
-                    self._tasks.add(task)
-                    task.add_done_callback(self._tasks.discard)
+                    self._spawn(self._guarded_round(key), name=f"policy {key}")
                 due = self._mailbox.next_due()
                 timeout = None if due is None else max(0.0, due - self._clock.monotonic())
                 with contextlib.suppress(TimeoutError):

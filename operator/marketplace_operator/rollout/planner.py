@@ -191,13 +191,18 @@ def _replace_failure(node: NodeView) -> tuple[str, str]:
     return "PodNotAvailable", "the replacement pod is draining"
 
 
+def _skipped(node: NodeView) -> _Outcome:
+    """The step ends unfinished: its node is on target and serving (`_Outcome.dropped`)."""
+    note = Note("RolloutStepSkipped", "already on target", node.name)
+    return _Outcome(step=None, notes=(note,), dropped=node.name)
+
+
 def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime) -> _Outcome:
     pod = node.pod
     if node.on_target and node.available:
         # Replaced by someone else (or the spec moved back) before it left: nothing to do,
         # and reporting LeaveRefused would only be dropped as resolved on the next pass.
-        note = Note("RolloutStepSkipped", "already on target", node.name)
-        return _Outcome(step=None, notes=(note,), dropped=node.name)
+        return _skipped(node)
     if pod is None or pod.deleting or pod.failed:
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)
@@ -217,8 +222,7 @@ def _draining(
 ) -> _Outcome:
     pod = node.pod
     if node.on_target and node.available:
-        note = Note("RolloutStepSkipped", "already on target", node.name)
-        return _Outcome(step=None, notes=(note,), dropped=node.name)
+        return _skipped(node)
     drained = pod is not None and pod.drain == Drain.DRAINED and not pod.ready
     gone = pod is None or pod.deleting or pod.failed
     # Past the drain timeout the pod goes anyway, unless it answers that it is still serving
