@@ -42,7 +42,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -84,6 +84,8 @@ class Phase:
     by_kind: dict[str, float] = field(default_factory=dict)
     # CPU-seconds of the cluster's own processes by component (`_cluster_cpu`)
     cluster: dict[str, float] = field(default_factory=dict)
+    # the operator's own count of its work (`_work`): node passes, admin calls by operation
+    work: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -211,9 +213,28 @@ def _cluster_cpu() -> dict[str, float]:
     return out
 
 
-def _phase(pid: int, run: Callable[[], None]) -> Phase:
+WORK_RE = re.compile(
+    r'^marketplace_operator_(reconciliations|admin_api_calls)_total\{\w+="([^"]*)"\}$'
+)
+
+
+def _work(samples: Mapping[str, float]) -> dict[str, float]:
+    """From the operator's metrics: its node passes (every outcome) and its admin API calls
+    by operation ("status", "members", ...): work its API requests do not show."""
+    work: dict[str, float] = {}
+    for key, value in samples.items():
+        m = WORK_RE.match(key)
+        if m is not None:
+            name = "passes" if m[1] == "reconciliations" else m[2]
+            work[name] = work.get(name, 0.0) + value
+    return work
+
+
+def _phase(operator: cluster.Operator, run: Callable[[], None]) -> Phase:
+    assert operator._proc is not None
+    pid = operator._proc.pid
     cpu, requests, started = _cpu_seconds(pid), _api_requests(), time.monotonic()
-    parts = _cluster_cpu()
+    parts, work = _cluster_cpu(), _work(operator.metrics())
     run()
     after = _api_requests()
     by_kind = {k: v - requests.get(k, 0.0) for k, v in after.items()}
@@ -223,6 +244,7 @@ def _phase(pid: int, run: Callable[[], None]) -> Phase:
         requests=sum(by_kind.values()),
         by_kind={k: v for k, v in by_kind.items() if v > 0},
         cluster={k: v - parts.get(k, 0.0) for k, v in _cluster_cpu().items()},
+        work={k: v - work.get(k, 0.0) for k, v in _work(operator.metrics()).items()},
     )
 
 
@@ -276,8 +298,6 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
     try:
         operator.start()
         progress.rss = operator.rss_mib
-        assert operator._proc is not None
-        pid = operator._proc.pid
         names = [f"{FLEET}-{i}" for i in range(n)]
 
         def apply() -> None:
@@ -308,7 +328,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
 
             cluster.wait(f"{n} nodes Ready", all_ready, deadline=120 + 3 * n, interval=2.0)
 
-        result.phases["apply -> all Ready"] = _phase(pid, apply)
+        result.phases["apply -> all Ready"] = _phase(operator, apply)
         _print_phase("apply -> all Ready", result.phases["apply -> all Ready"])
         ips = {
             p["status"]["podIP"]
@@ -338,7 +358,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             )
             result.policy = sorted(t - since for t in _policy_times(ips, since).values())
 
-        result.phases["policy to every node"] = _phase(pid, policy)
+        result.phases["policy to every node"] = _phase(operator, policy)
         _print_phase("policy to every node", result.phases["policy to every node"])
 
         def spec_change() -> None:
@@ -381,7 +401,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                 print(f"  {result.unfinished} after {rollout_deadline(n):.0f} s", flush=True)
                 print(f"    the fleet's account: {progress.line()}", flush=True)
 
-        result.phases["spec change -> rollout complete"] = _phase(pid, spec_change)
+        result.phases["spec change -> rollout complete"] = _phase(operator, spec_change)
         _print_phase("spec change -> rollout", result.phases["spec change -> rollout complete"])
     except TimeoutError as exc:  # a phase that never ended: say so, keep what was measured
         result.unfinished = f"NOT measured further: {exc}"
@@ -413,6 +433,16 @@ def _print_phase(name: str, ph: Phase) -> None:
     )
     print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
     print(f"  {'':34} busiest requests: {_busiest(ph)}", flush=True)
+    print(f"  {'':34} operator's work: {_work_line(ph)}", flush=True)
+
+
+def _work_line(ph: Phase) -> str:
+    """Node passes, then admin calls by operation, the most first."""
+    line = f"node passes {ph.work.get('passes', 0.0):,.0f}"
+    calls = sorted((-v, k) for k, v in ph.work.items() if k != "passes" and v)
+    if calls:
+        line += "; admin calls: " + ", ".join(f"{k} {-v:,.0f}" for v, k in calls)
+    return line
 
 
 def _busiest(ph: Phase) -> str:

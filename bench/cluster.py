@@ -86,16 +86,18 @@ class Operator:
 
     def __init__(self, namespace: str, log: Path) -> None:
         self.namespace, self.log = namespace, log
+        self.metrics_port = 0
         self._proc: subprocess.Popen[bytes] | None = None
         self._log: IO[bytes] | None = None
 
     def start(self, env: Mapping[str, str] | None = None, *, deadline: float = 60.0) -> None:
         """Start it with `env` added to ours; return once its liveness endpoint answers."""
-        port = free_port()
+        port, self.metrics_port = free_port(), free_port()
         self._log = self.log.open("ab")
         self._proc = subprocess.Popen(
             [str(ROOT / ".venv/bin/marketplace-operator"), "-n", self.namespace,
-             "--metrics-port", "0", "--liveness", f"http://127.0.0.1:{port}/healthz"],
+             "--metrics-port", str(self.metrics_port),
+             "--liveness", f"http://127.0.0.1:{port}/healthz"],
             stdout=self._log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **(env or {})},
         )  # fmt: skip
         http = urllib3.PoolManager()
@@ -113,6 +115,18 @@ class Operator:
         if self._log is not None:
             self._log.close()
             self._log = None
+
+    def metrics(self) -> dict[str, float]:
+        """Its Prometheus samples now, by "name{labels}" as the text format spells them."""
+        resp = urllib3.PoolManager().request(
+            "GET", f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10.0
+        )
+        samples: dict[str, float] = {}
+        for line in resp.data.decode().splitlines():
+            if line and not line.startswith("#"):
+                key, _, value = line.rpartition(" ")
+                samples[key] = float(value)
+        return samples
 
     def rss_mib(self) -> float:
         assert self._proc is not None

@@ -47,6 +47,12 @@ class Metrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.admin_calls = Counter(
+            "marketplace_operator_admin_api_calls",
+            "Calls to nodes' admin API by operation (each retry with another token too)",
+            ["operation"],
+            registry=registry,
+        )
         self.admin_errors = Counter(
             "marketplace_operator_admin_api_errors",
             "Failed calls to nodes' admin API by operation",
@@ -55,6 +61,7 @@ class Metrics:
         )
         for operation in OPERATIONS:  # 0, not absent, until the first error (and on dashboards)
             self.admin_errors.labels(operation)
+            self.admin_calls.labels(operation)
         self.api_unavailable = Counter(
             "marketplace_operator_api_unavailable",
             "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
@@ -74,6 +81,9 @@ class Metrics:
     def observe_reconcile(self, outcome: str, seconds: float) -> None:
         self.reconciliations.labels(outcome).inc()
         self.reconcile_seconds.labels(outcome).observe(seconds)
+
+    def admin_call(self, operation: str) -> None:
+        self.admin_calls.labels(operation).inc()
 
     def admin_error(self, operation: str) -> None:
         self.admin_errors.labels(operation).inc()

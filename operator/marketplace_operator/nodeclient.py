@@ -112,7 +112,8 @@ def base_url(pod_ip: str, port: int) -> str:
 
 
 class NodeClient:
-    """Admin API calls; `on_error(operation)` is told of every failure (for metrics), and
+    """Admin API calls; `on_call(operation)` is told of every call and `on_error(operation)`
+    of every failure (for metrics), and
     after a 401 the call is tried again with each of `alternatives(token)` (the fleet's
     token before or after a rotation, while the overlap lasts: `admintoken`)."""
 
@@ -123,6 +124,7 @@ class NodeClient:
         timeout: float = 3.0,
         concurrency: int = 32,
         on_error: Callable[[str], None] | None = None,
+        on_call: Callable[[str], None] | None = None,
         alternatives: Callable[[str], Sequence[str]] | None = None,
         owner: bool = True,
         yields_to_pushes: float = 0.0,
@@ -138,6 +140,7 @@ class NodeClient:
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._slots = asyncio.Semaphore(concurrency)
         self._on_error = on_error or (lambda _op: None)
+        self._on_call = on_call or (lambda _op: None)
         # The policy document pushed to every node of a fleet, encoded once (version, hash).
         self._policy: tuple[tuple[int, str], asyncio.Future[Encoded]] | None = None
 
@@ -173,6 +176,7 @@ class NodeClient:
             timeout=self._timeout.total or 0.0,
             concurrency=concurrency,
             on_error=self._on_error,
+            on_call=self._on_call,
             alternatives=self._alternatives,
             owner=False,
             pushes=self._pushes,
@@ -219,6 +223,7 @@ class NodeClient:
         body: WireModel | Encoded | None,
         answer: type[M] | None,
     ) -> M | None:
+        self._on_call(operation)
         headers = {"Authorization": f"Bearer {token}"}
         encoded = body if isinstance(body, Encoded) or body is None else encode(body)
         if encoded is not None:
@@ -317,7 +322,8 @@ class NodeClient:
 
 
 OPERATIONS: Final = ("status", "members", "drain", "drain-status", "policy", "local-bans")
-"""Every admin API call above by its `operation` name (the label of the error counter)."""
+"""Every admin API call above by its `operation` name (the label of the call and error
+counters)."""
 
 
 def _refused(status: int, raw: bytes, operation: str) -> errors.NodeRefused:

@@ -488,6 +488,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
             concurrency=cfg.admin_concurrency,
             connections=cfg.admin_concurrency + policy_settings.parallelism,  # policy's too
             on_error=metrics.admin_error,
+            on_call=metrics.admin_call,
             alternatives=tokens.alternatives,
             yields_to_pushes=nodeclient.PUSH_PRIORITY_SECONDS,  # the node loops' polls
         ),

@@ -6,7 +6,7 @@ import math
 
 import pytest
 
-from bench.bench_scale import Phase, Result, _growth
+from bench.bench_scale import Phase, Result, _growth, _work, _work_line
 
 
 def result(n: int, *, ready: float, cpu: float, peak: float, unfinished: str = "") -> Result:
@@ -38,3 +38,20 @@ def test_growth_is_linear_only_when_every_cost_grew_at_most_as_the_fleet(
     line = capsys.readouterr().out
     assert "growth 100 -> 1,000 nodes (x10)" in line
     assert ("[goal: each at most x10: ok]" in line) is ok
+
+
+def test_the_operators_work_is_read_from_its_metrics_and_printed_busiest_first() -> None:
+    samples = {
+        'marketplace_operator_reconciliations_total{outcome="ok"}': 90.0,
+        'marketplace_operator_reconciliations_total{outcome="retry"}': 10.0,
+        'marketplace_operator_reconciliations_created{outcome="ok"}': 1.7e9,  # not a count
+        'marketplace_operator_admin_api_calls_total{operation="status"}': 80.0,
+        'marketplace_operator_admin_api_calls_total{operation="members"}': 120.0,
+        'marketplace_operator_admin_api_calls_total{operation="drain"}': 0.0,
+        'marketplace_operator_admin_api_errors_total{operation="status"}': 5.0,
+    }
+    work = _work(samples)
+    assert work == {"passes": 100.0, "status": 80.0, "members": 120.0, "drain": 0.0}
+    line = _work_line(Phase(1.0, 0.0, 0.0, work=work))
+    assert line == "node passes 100; admin calls: members 120, status 80"
+    assert _work_line(Phase(1.0, 0.0, 0.0)) == "node passes 0"

@@ -74,6 +74,10 @@ def test_metrics_count_outcomes_and_phases_at_scrape_time() -> None:
     metrics = Metrics(registry, phases=lambda: phases)
     for operation in OPERATIONS:  # every operation's series exists from the start
         assert got("marketplace_operator_admin_api_errors_total", {"operation": operation}) == 0
+        assert got("marketplace_operator_admin_api_calls_total", {"operation": operation}) == 0
+    metrics.admin_call("status")
+    metrics.admin_call("status")
+    assert got("marketplace_operator_admin_api_calls_total", {"operation": "status"}) == 2
     metrics.observe_reconcile("ok", 0.2)
     metrics.observe_reconcile("retry", 1.0)
     metrics.admin_error("status")
@@ -126,7 +130,8 @@ async def fake_node(unused_tcp_port: int) -> AsyncIterator[dict[str, Any]]:
 
 async def test_admin_client_calls_and_translates_errors(fake_node: dict[str, Any]) -> None:
     failures: list[str] = []
-    client = NodeClient.create(timeout=2.0, on_error=failures.append)
+    calls: list[str] = []
+    client = NodeClient.create(timeout=2.0, on_error=failures.append, on_call=calls.append)
     try:
         base = fake_node["base"]
         status = await client.status(base, "s3cret", peers=7)
@@ -149,6 +154,7 @@ async def test_admin_client_calls_and_translates_errors(fake_node: dict[str, Any
         with pytest.raises(errors.NodeUnreachable):
             await client.status("http://127.0.0.1:9", "s3cret", peers=7)
         assert failures == ["status", "status"]
+        assert calls == ["status", "status", "members", "drain", "drain-status", "status"]
         assert "Bearer s3cret" in fake_node["auth"]
     finally:
         await client.close()
