@@ -66,6 +66,7 @@ PROGRESS_SECONDS = 60.0
 TEARDOWN_SECONDS = 900.0
 PHASES = 3  # apply -> all Ready, policy to every node, spec change -> rollout complete
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
+EVENTS = k8s.Resource("events")
 CLUSTER_PARTS = {
     "kube-apiserver": "API server",
     "etcd": "etcd",
@@ -86,6 +87,8 @@ class Phase:
     cluster: dict[str, float] = field(default_factory=dict)
     # the operator's own count of its work (`_work`): node passes, admin calls by operation
     work: dict[str, float] = field(default_factory=dict)
+    # the namespace's Events posted in the phase, by "component reason" (`_event_reasons`)
+    events: dict[str, float] = field(default_factory=dict)
 
     @property
     def rate(self) -> float:
@@ -230,11 +233,25 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
     return work
 
 
-def _phase(operator: cluster.Operator, run: Callable[[], None]) -> Phase:
+def _event_reasons(kube: k8s.BlockingKube, namespace: str) -> dict[str, float]:
+    """The namespace's Events so far by "component reason", each counted as often as it
+    happened (a kubelet's repeats are one Event with a count): who posts how many."""
+    tally: dict[str, float] = {}
+    for ev in kube.list(EVENTS, namespace):
+        who = (ev.get("source") or {}).get("component") or ev.get("reportingComponent") or "?"
+        key = f"{who} {ev.get('reason', '?')}"
+        tally[key] = tally.get(key, 0.0) + float(ev.get("count") or 1)
+    return tally
+
+
+def _phase(
+    operator: cluster.Operator, kube: k8s.BlockingKube, namespace: str, run: Callable[[], None]
+) -> Phase:
     assert operator._proc is not None
     pid = operator._proc.pid
     cpu, requests, started = _cpu_seconds(pid), _api_requests(), time.monotonic()
     parts, work = _cluster_cpu(), _work(operator.metrics())
+    events = _event_reasons(kube, namespace)
     run()
     after = _api_requests()
     by_kind = {k: v - requests.get(k, 0.0) for k, v in after.items()}
@@ -245,6 +262,11 @@ def _phase(operator: cluster.Operator, run: Callable[[], None]) -> Phase:
         by_kind={k: v for k, v in by_kind.items() if v > 0},
         cluster={k: v - parts.get(k, 0.0) for k, v in _cluster_cpu().items()},
         work={k: v - work.get(k, 0.0) for k, v in _work(operator.metrics()).items()},
+        events={
+            k: v - events.get(k, 0.0)
+            for k, v in _event_reasons(kube, namespace).items()
+            if v > events.get(k, 0.0)
+        },
     )
 
 
@@ -328,7 +350,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
 
             cluster.wait(f"{n} nodes Ready", all_ready, deadline=120 + 3 * n, interval=2.0)
 
-        result.phases["apply -> all Ready"] = _phase(operator, apply)
+        result.phases["apply -> all Ready"] = _phase(operator, kube, namespace, apply)
         _print_phase("apply -> all Ready", result.phases["apply -> all Ready"])
         ips = {
             p["status"]["podIP"]
@@ -358,7 +380,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             )
             result.policy = sorted(t - since for t in _policy_times(ips, since).values())
 
-        result.phases["policy to every node"] = _phase(operator, policy)
+        result.phases["policy to every node"] = _phase(operator, kube, namespace, policy)
         _print_phase("policy to every node", result.phases["policy to every node"])
 
         def spec_change() -> None:
@@ -401,8 +423,9 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                 print(f"  {result.unfinished} after {rollout_deadline(n):.0f} s", flush=True)
                 print(f"    the fleet's account: {progress.line()}", flush=True)
 
-        result.phases["spec change -> rollout complete"] = _phase(operator, spec_change)
-        _print_phase("spec change -> rollout", result.phases["spec change -> rollout complete"])
+        rollout = _phase(operator, kube, namespace, spec_change)
+        result.phases["spec change -> rollout complete"] = rollout
+        _print_phase("spec change -> rollout", rollout)
     except TimeoutError as exc:  # a phase that never ended: say so, keep what was measured
         result.unfinished = f"NOT measured further: {exc}"
         print(f"  {result.unfinished}", flush=True)
@@ -434,6 +457,8 @@ def _print_phase(name: str, ph: Phase) -> None:
     print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
     print(f"  {'':34} busiest requests: {_busiest(ph)}", flush=True)
     print(f"  {'':34} operator's work: {_work_line(ph)}", flush=True)
+    top = sorted(ph.events.items(), key=lambda kv: -kv[1])[:BUSIEST_SHOWN + 3]
+    print(f"  {'':34} Events: {', '.join(f'{k} {v:,.0f}' for k, v in top)}", flush=True)
 
 
 def _work_line(ph: Phase) -> str:
