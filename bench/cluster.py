@@ -239,6 +239,11 @@ class Watched:
                     self.objects[name][obj["metadata"]["name"]] = obj
                 self._changed.notify_all()
 
+    def snapshot(self, name: str) -> list[dict[str, Any]]:
+        """The objects of `name` now (a copy: the watch thread goes on changing them)."""
+        with self._changed:
+            return list(self.objects.get(name, {}).values())
+
     def wait_until(
         self,
         what: str,

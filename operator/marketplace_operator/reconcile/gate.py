@@ -106,13 +106,17 @@ def decide(
 
 def awaiting_join(pod: PodView | None) -> bool:
     """Poll this node at the start-up rate? Only while its container has started (it
-    answers) and its pod is not Ready yet. Before the start there is nothing to ask, and
-    the kubelet's status write of the start wakes the node's loop anyway: polling then
-    would only re-run the reconcile of twenty starting nodes twice a second."""
+    answers) and its joined gate is not on yet. Before the start there is nothing to ask,
+    and the kubelet's status write of the start wakes the node's loop anyway: polling then
+    would only re-run the reconcile of twenty starting nodes twice a second. Once the gate
+    is on, the pod's Ready is the kubelet's to write (its event wakes the loop): polled
+    twice a second meanwhile, a 1,000-node rollout on a busy machine made 19 polls per
+    replaced node, 14 at 100 (issue 15)."""
     return (
         pod is not None
         and pod.phase == "Running"
         and pod.started
+        and not pod.joined
         and not pod.ready
         and not pod.deleting
     )

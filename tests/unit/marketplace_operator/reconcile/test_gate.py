@@ -14,6 +14,7 @@ from marketplace_operator.reconcile.gate import (
     decide,
 )
 from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.render.names import JOINED_CONDITION
 from marketplace_protocol.admin import NodeStatus, PeerInfo
 
 TOL = Tolerance(failures=3, silence=10.0)
@@ -101,7 +102,9 @@ def test_after_an_operator_restart() -> None:
     assert decide(inputs(GOOD, on=False), fresh, now=T0, tolerance=TOL)[0] is True
 
 
-def _pod(phase: str, *, started: bool, ready: bool, deleting: bool = False) -> Any:
+def _pod(
+    phase: str, *, started: bool, ready: bool, deleting: bool = False, joined: bool = False
+) -> Any:
     meta: dict[str, Any] = {"name": "n", "uid": "u"}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-25T00:00:00Z"
@@ -110,7 +113,10 @@ def _pod(phase: str, *, started: bool, ready: bool, deleting: bool = False) -> A
             "metadata": meta,
             "status": {
                 "phase": phase,
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "conditions": [
+                    {"type": "Ready", "status": "True" if ready else "False"},
+                    {"type": JOINED_CONDITION, "status": "True" if joined else "False"},
+                ],
                 "containerStatuses": [{"name": "node", "started": started}],
             },
         }
@@ -127,6 +133,8 @@ def _pod(phase: str, *, started: bool, ready: bool, deleting: bool = False) -> A
         (_pod("Running", started=True, ready=False), True),
         (_pod("Running", started=True, ready=True), False),
         (_pod("Running", started=True, ready=False, deleting=True), False),
+        # Its gate is on: what is left is the kubelet's to report (its Ready), not the node's.
+        (_pod("Running", started=True, ready=False, joined=True), False),
     ],
 )
 def test_awaiting_join_only_once_the_node_answers(pod: Any, expected: bool) -> None:
