@@ -168,6 +168,7 @@ class VirtualNode:
             policy_hash=policy.hash,
             draining=self.draining,
             ready=not self.draining,
+            local_bans=policy.local_bans,
         )
 
     @property

@@ -824,6 +824,7 @@ class NodeService:
             under_replicated=self.under_replicated,
             storage_full=self.volume.full(),
             clock_offset_seconds=round(self.peer_clocks.offset()),
+            local_bans=policy.local_bans,
         )
 
     async def replicate(

@@ -9,6 +9,8 @@ from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from marketplace_protocol.admin import NodeStatus
+
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
@@ -23,10 +25,10 @@ from marketplace_operator.settings import Settings
 NodeKey = tuple[str, str]  # (namespace, name)
 ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
 # (namespace, fleet, node, its applied policy version): what a status poll found.
-PolicyHeard = Callable[[str, str, NodeTarget, int | None], None]
+PolicyHeard = Callable[[str, str, NodeTarget, NodeStatus], None]
 
 
-def _unheard(namespace: str, fleet: str, node: NodeTarget, version: int | None) -> None:
+def _unheard(namespace: str, fleet: str, node: NodeTarget, status: NodeStatus) -> None:
     """Fleet policy is not run here (disabled, or its worker not started yet)."""
 
 

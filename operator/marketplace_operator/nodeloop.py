@@ -306,7 +306,7 @@ async def _poll_node(
         return Poll()
     # The policy worker's one source of the nodes' applied versions (`PolicyWorker.heard`).
     target = NodeTarget(ref.name, view.uid, base)
-    ctx.policy_heard(ref.namespace, ref.fleet, target, node.policy_version)
+    ctx.policy_heard(ref.namespace, ref.fleet, target, node)
     return Poll(node=node)
 
 

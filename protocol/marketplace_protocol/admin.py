@@ -279,6 +279,12 @@ class NodeStatus(WireModel):
     clock_offset_seconds: int = Field(
         default=0, alias="clockOffsetSeconds", exclude_if=lambda s: s == 0
     )
+    # How many local bans the node holds (`GET /admin/v1/bans/local`; lapsed ones not yet
+    # pruned may count): at 0 the operator's local-ban sweep need not ask it. None: a node
+    # that predates the field (asked every sweep).
+    local_bans: int | None = Field(
+        default=None, ge=0, alias="localBans", exclude_if=lambda count: count is None
+    )
 
     def listing(self, limit: int) -> NodeStatus:
         """This status with at most `limit` peers listed, in the order given (a node lists

@@ -407,8 +407,8 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
     ]
     runtime = PolicyRuntime(worker, tasks, client)
     holder.runtime = runtime
-    ctx.policy_heard = lambda namespace, fleet, node, version: worker.heard(
-        FleetKey(namespace, fleet), node, version
+    ctx.policy_heard = lambda namespace, fleet, node, status: worker.heard(
+        FleetKey(namespace, fleet), node, status.policy_version, local_bans=status.local_bans
     )
     for key in inputs.fleets():
         worker.mark(key)

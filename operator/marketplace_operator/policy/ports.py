@@ -111,6 +111,8 @@ class FleetState:
     # The nodes whose status poll was heard (`PolicyWorker.heard`): a node's first answer is
     # news even when it names no version (it started before the ConfigMap held one).
     heard: set[NodeTarget] = field(default_factory=set)
+    # The nodes whose last status poll said they hold no local ban: the sweep skips them.
+    no_local_bans: set[NodeTarget] = field(default_factory=set)
     problem: str | None = None
     blamed: tuple[str, ...] = ()  # names of the objects the problem is about
     changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
@@ -123,3 +125,4 @@ class FleetState:
         """Forget the nodes that are gone (replaced pods leave their targets behind)."""
         self.applied = {n: v for n, v in self.applied.items() if n in present}
         self.heard &= present
+        self.no_local_bans &= present

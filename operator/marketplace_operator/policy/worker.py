@@ -526,7 +526,9 @@ class PolicyWorker:
 
     # --- what the nodes say: applied versions, local bans ---------------------------
 
-    def heard(self, key: FleetKey, node: NodeTarget, version: int | None) -> None:
+    def heard(
+        self, key: FleetKey, node: NodeTarget, version: int | None, *, local_bans: int | None = None
+    ) -> None:
         """A node's applied policy version, as its status poll found it: the node loops poll
         every node anyway, and a sweep of the worker's own asked each node the same question
         again. News of a node behind the stored version (started on an older ConfigMap or
@@ -537,9 +539,17 @@ class PolicyWorker:
         made a round over the fleet every 0.1 s. A fleet with no stored version yet is
         left to the rounds its start-up and its pods' events mark (from every poll, a
         fleet whose policy cannot apply would recompute, and post its Event, each time).
-        Cheap and synchronous: it is called from every poll."""
+        Cheap and synchronous: it is called from every poll. A node that says it holds no
+        local ban (`local_bans` 0) is left out of the local-ban sweeps until it says
+        otherwise (`collect`)."""
         fleet = self._fleets.get(key)
-        if fleet is None or fleet.stored is None or fleet.stored == UNREAD:
+        if fleet is None:
+            return
+        if local_bans == 0:
+            fleet.no_local_bans.add(node)
+        else:
+            fleet.no_local_bans.discard(node)
+        if fleet.stored is None or fleet.stored == UNREAD:
             return
         first = node not in fleet.heard
         fleet.heard.add(node)
@@ -557,12 +567,17 @@ class PolicyWorker:
 
     async def collect(self, key: FleetKey, nodes: list[NodeTarget] | None = None) -> None:
         """One round of local-ban collection into the fleet's auto BanList, from `nodes`
-        (default: the fleet's nodes now)."""
+        (default: the fleet's nodes now). A node whose last status poll said it holds no
+        local ban is not asked: its report would be empty. Asked every sweep, the fleet's
+        nodes were the most frequent admin call of a 1,000-node start (4,700 in 3 minutes,
+        issue 15), nearly all of them answering an empty list."""
         nodes = list(self._inputs.nodes(key)) if nodes is None else nodes
         if not nodes:
             return
+        quiet = self._fleets[key].no_local_bans if key in self._fleets else set()
+        asked = [n for n in nodes if n not in quiet]
         reports = await propagate.collect_local_bans(
-            self._client, nodes, await self._token(key), parallelism=self._settings.parallelism
+            self._client, asked, await self._token(key), parallelism=self._settings.parallelism
         )
         name = auto_banlist_name(key.fleet)
         current = next((b for b in self._inputs.banlists(key.namespace) if b.name == name), None)

@@ -75,6 +75,7 @@ async def test_a_virtual_node_answers_the_admin_api_as_a_node_does(tmp_path: Pat
         assert status["policyVersion"] == 7
         assert [p["peerId"] for p in status["peers"]] == [other]
         assert status["ready"] is True
+        assert status["localBans"] == 0
         assert (await client.post("/admin/v1/drain", json={}, headers=auth)).status == 202
         assert (await client.get("/readyz")).status == 503
     recorded = [json.loads(line) for line in events.read_text().splitlines()]

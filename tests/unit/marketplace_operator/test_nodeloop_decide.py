@@ -239,11 +239,11 @@ async def test_a_pass_gives_the_gate_the_silence_stretched_with_the_poll_interva
 async def test_a_poll_tells_the_policy_worker_the_nodes_applied_version() -> None:
     """The policy worker's one source of applied versions (its own sweep is gone): the
     target must be the one its rounds push to, or `heard` would track a node never pushed."""
-    heard: list[tuple[str, str, NodeTarget, int | None]] = []
+    heard: list[tuple[str, str, NodeTarget, NodeStatus]] = []
 
     class Answering:
         async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
-            return NodeStatus(peer_id="peer-self-1", policy_version=7)
+            return NodeStatus(peer_id="peer-self-1", policy_version=7, local_bans=0)
 
     ctx = Context(
         settings=Settings(), kube=cast("Any", None), nodes=cast("Any", Answering()),
@@ -258,7 +258,7 @@ async def test_a_poll_tells_the_policy_worker_the_nodes_applied_version() -> Non
     pods = {("ns", "blue"): [fleet.MemberPod(node="n1", pod=view, port=7070)]}
     no: Any = {}
     inputs = IndexInputs(no, no, cast("Any", pods), no, no)
-    assert heard == [("ns", "blue", *inputs.nodes(FleetKey("ns", "blue")), 7)]
+    assert heard == [("ns", "blue", *inputs.nodes(FleetKey("ns", "blue")), poll.node)]
     await nodeloop._poll_node(ctx, REF, view, 7070, None)  # no token: no poll, nothing heard
     assert len(heard) == 1
 

@@ -153,6 +153,7 @@ class Nodes:
         return NodeStatus(peer_id="p", policy_version=current[0] if current else None)
 
     async def local_bans(self, base: str, token: str) -> LocalBans:
+        self.log.append(f"local-bans {base.removeprefix('http://')}")
         return LocalBans(peer_id="p", bans=self.local.get(base, []))
 
 
@@ -679,6 +680,43 @@ async def test_local_bans_become_the_auto_banlist_once(world: World) -> None:
         )
         == 1
     )
+
+
+async def test_the_sweep_asks_only_nodes_not_known_to_hold_no_local_ban(world: World) -> None:
+    """A node's status poll says how many local bans it holds: at 0 the sweep skips it
+    (its report would be empty), until a poll says otherwise; a node never heard, or one
+    that predates the count (None), is asked."""
+    ban = LocalBan(
+        peer_id=PEER,
+        reason="rate_limited",
+        offences=4,
+        banned_at=START - timedelta(seconds=5),
+        expires_at=START + timedelta(minutes=10),
+    )
+    first, second = world.inputs.node_list[:2]
+    worker = world.worker()
+    await worker.round(KEY)
+
+    def asked() -> set[str]:
+        got = {line.split()[1] for line in world.log if line.startswith("local-bans")}
+        world.log.clear()
+        return got
+
+    one, two = (n.base_url.removeprefix("http://") for n in (first, second))
+    await worker.collect(KEY)
+    everyone = asked()
+    assert {one, two} <= everyone
+    worker.heard(KEY, first, 1, local_bans=0)
+    worker.heard(KEY, second, 1, local_bans=None)  # a node that predates the count
+    await worker.collect(KEY)
+    assert asked() == everyone - {one}
+    # Its next poll counts a ban: the next sweep asks it, and its ban reaches the list.
+    world.nodes.local[first.base_url] = [ban]
+    worker.heard(KEY, first, 1, local_bans=1)
+    await worker.collect(KEY)
+    assert asked() == everyone
+    (entries,) = world.cluster.auto
+    assert entries[0]["provenance"]["nodes"] == [first.name]
 
 
 async def test_a_burst_of_changes_costs_few_pushes(world: World) -> None:
