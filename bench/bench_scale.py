@@ -17,7 +17,7 @@ Per fleet size N, one operator process watching a fresh namespace:
 - reconcile p99 after a spec change: every node's `drainTimeoutSeconds`
   patched, until its `status.observedGeneration` reaches the new generation;
 - full rollout: from that change until the fleet reports Complete with every
-  pod replaced (maxUnavailable 10 %, at most 64: the CRD's maximum);
+  pod replaced (maxUnavailable "10%": 100 nodes at once at 1,000);
 - operator RSS at the end and CPU-seconds per phase (/proc), and the API
   server's request rate per phase (`apiserver_request_total`, every client:
   the operator is most of it in an otherwise idle cluster), with its five busiest
@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 from kubernetes import client
 from marketplace_operator import k8s
 from marketplace_operator.model.common import API_VERSION, GROUP, VERSION
+from marketplace_operator.model.fleet import resolve_max_unavailable
 
 from bench import cluster, report
 from bench.gossip_sim import percentile
@@ -200,9 +201,8 @@ def rollout_deadline(n: int) -> float:
     return float(os.environ.get("BENCH_SCALE_ROLLOUT_SECONDS", 300 + 10 * n))
 
 
-def max_unavailable(n: int) -> int:
-    """10 % of the fleet, within what the CRD allows (1..64: at 1,000 nodes, 6.4 %)."""
-    return min(64, max(1, n // 10))
+MAX_UNAVAILABLE = "10%"
+"""As issue 15 asks: the operator resolves it against the fleet's members (rounded down)."""
 
 
 def _cluster_cpu() -> dict[str, float]:
@@ -343,7 +343,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                     "apiVersion": API_VERSION,
                     "kind": "MarketplaceFleet",
                     "metadata": {"name": FLEET, "namespace": namespace},
-                    "spec": {"maxUnavailable": max_unavailable(n), "stepTimeoutSeconds": 300},
+                    "spec": {"maxUnavailable": MAX_UNAVAILABLE, "stepTimeoutSeconds": 300},
                 },
             )
             for name in names:
@@ -511,7 +511,8 @@ def main() -> int:
     results: list[Result] = []
     try:
         for n in sizes:
-            print(f"n={n:,} (maxUnavailable {max_unavailable(n)}):", flush=True)
+            budget = resolve_max_unavailable(MAX_UNAVAILABLE, n)
+            print(f"n={n:,} (maxUnavailable {MAX_UNAVAILABLE} = {budget}):", flush=True)
             r = measure(kube, n, log_dir)
             results.append(r)
             print(

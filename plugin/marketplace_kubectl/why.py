@@ -11,7 +11,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from marketplace_operator.model.fleet import PAUSED_ANNOTATION
+from marketplace_operator.model.fleet import (
+    PAUSED_ANNOTATION,
+    MarketplaceFleetSpec,
+    resolve_max_unavailable,
+)
+from marketplace_operator.render import pdb
+from pydantic import ValidationError
 
 from marketplace_kubectl import output
 from marketplace_kubectl.status import condition, is_paused
@@ -169,6 +175,20 @@ def explain_node(
     return lines
 
 
+def _budget(spec: Obj, mnodes: Sequence[Obj]) -> str:
+    """maxUnavailable as written and, for a percentage, the count it allows now (of the
+    members the operator counts: the fleet's nodes not being deleted)."""
+    raw = spec.get("maxUnavailable", 1)
+    try:
+        value = MarketplaceFleetSpec.model_validate({"maxUnavailable": raw}).max_unavailable
+    except ValidationError:
+        return f"{raw!r}, which is not valid"
+    if isinstance(value, int):
+        return str(value)
+    members = pdb.members(mnodes)
+    return f"{value} = {resolve_max_unavailable(value, members)} of {members:,} members"
+
+
 def explain_fleet(
     fleet: Obj, *, mnodes: Sequence[Obj], events: Sequence[Obj], now: datetime
 ) -> list[str]:
@@ -179,8 +199,7 @@ def explain_fleet(
     lines = [
         f"MarketplaceFleet {name}: rollout {status.get('phase') or 'not started'}, "
         f"{status.get('updated', 0)}/{status.get('nodes', len(mnodes))} nodes updated, "
-        f"{status.get('unavailable', 0)} unavailable (maxUnavailable "
-        f"{spec.get('maxUnavailable', 1)})."
+        f"{status.get('unavailable', 0)} unavailable (maxUnavailable {_budget(spec, mnodes)})."
     ]
     if is_paused(fleet):
         lines.append(

@@ -24,7 +24,7 @@ def make_fleet(
     fleet: str,
     size: int,
     *,
-    max_unavailable: int = 1,
+    max_unavailable: int | str = 1,
     step_timeout: int = 60,
     ready_timeout: float = 180,
     member_spec: Mapping[str, Mapping[str, Any]] | None = None,

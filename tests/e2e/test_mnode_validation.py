@@ -8,6 +8,7 @@ import pytest
 import yaml
 from e2e_helpers import Kubectl, custom_body, mnode_body
 from marketplace_operator import errors, k8s
+from marketplace_operator.model.fleet import MAX_UNAVAILABLE_MESSAGE
 
 BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ("port-too-low", {"p2p": {"port": 80}}, "greater than or equal to 1024"),
@@ -86,23 +87,33 @@ def _fleet(name: str, namespace: str, **spec: Any) -> dict[str, Any]:
     return custom_body("MarketplaceFleet", name, namespace, **spec)
 
 
+BAD_MAX_UNAVAILABLE = ["abc", "0%", "150%", "10", "10.5%", 0, -1]
+
+
 @pytest.mark.parametrize(
-    ("replication", "message"),
+    ("spec", "message"),
     [
-        ({"factor": 2, "minInSync": 3}, "minInSync must not exceed factor"),
-        ({"minInSync": 4}, "minInSync must not exceed factor"),  # the default factor is 3
-        ({"factor": 1, "minInSync": 2}, "minInSync must not exceed factor"),
-        ({"factor": 0}, "greater than or equal to 1"),
-        ({"minInSync": 0}, "greater than or equal to 1"),
-        ({"factor": 65, "minInSync": 2}, "less than or equal to 64"),
+        ({"replication": {"factor": 2, "minInSync": 3}}, "minInSync must not exceed factor"),
+        # the default factor is 3
+        ({"replication": {"minInSync": 4}}, "minInSync must not exceed factor"),
+        ({"replication": {"factor": 1, "minInSync": 2}}, "minInSync must not exceed factor"),
+        ({"replication": {"factor": 0}}, "greater than or equal to 1"),
+        ({"replication": {"minInSync": 0}}, "greater than or equal to 1"),
+        ({"replication": {"factor": 65, "minInSync": 2}}, "less than or equal to 64"),
+        *(({"maxUnavailable": v}, MAX_UNAVAILABLE_MESSAGE) for v in BAD_MAX_UNAVAILABLE),
     ],
-    ids=["above", "above-default", "above-one", "factor-zero", "in-sync-zero", "factor-big"],
-)
-def test_fleet_replication_is_refused_outside_one_to_factor(
-    kube: k8s.BlockingKube, namespace: str, replication: dict[str, Any], message: str
+    ids=[
+        "above", "above-default", "above-one", "factor-zero", "in-sync-zero", "factor-big",
+        *(f"max-unavailable-{v!r}" for v in BAD_MAX_UNAVAILABLE),
+    ],
+)  # fmt: skip
+def test_bad_fleet_specs_are_refused(
+    kube: k8s.BlockingKube, namespace: str, spec: dict[str, Any], message: str
 ) -> None:
+    """Replication outside 1 <= minInSync <= factor; maxUnavailable neither a count nor a
+    percentage (the CRD's CEL rule)."""
     with pytest.raises(errors.Invalid) as refused:
-        kube.create(k8s.FLEETS, _fleet("bad", namespace, replication=replication))
+        kube.create(k8s.FLEETS, _fleet("bad", namespace, **spec))
     assert message in refused.value.message
 
 
@@ -114,6 +125,15 @@ def test_fleet_replication_defaults_to_three_copies_two_in_sync(
     assert created["spec"]["replication"] == {"factor": 3}  # minInSync: 2, or factor if less
     one = kube.create(k8s.FLEETS, _fleet("one", namespace, replication={"factor": 1}))
     assert one is not None  # a single copy needs no explicit minInSync
+
+
+def test_fleet_max_unavailable_takes_percentages_and_counts_beyond_64(
+    kube: k8s.BlockingKube, namespace: str
+) -> None:
+    for name, value in (("tenth", "10%"), ("all", "100%"), ("thousand", 1000)):
+        created = kube.create(k8s.FLEETS, _fleet(name, namespace, maxUnavailable=value))
+        assert created is not None
+        assert created["spec"]["maxUnavailable"] == value
 
 
 CLASS_IMMUTABLE = "storageClassName is immutable"

@@ -363,6 +363,7 @@ async def run_once(
     previous = triggers.fleet_status(fleet_body)
     fleet_tls = triggers.fleet_spec(fleet_body).tls
     seen = _Pass.gather(ctx, namespace, fleet, indexes, known)
+    members = pdb.members(seen.mnodes.values())
     drains = await seen.drain_states(
         {s.node for s in previous.steps if s.phase == StepPhase.DRAINING}
     )
@@ -375,7 +376,9 @@ async def run_once(
             seen.node_view(n, drains.get(n), routes.get(n), tls=fleet_tls) for n in seen.mnodes
         ),
         settings=triggers.fleet_settings(
-            fleet_body, settle=timedelta(seconds=ctx.settings.rollout_settle_seconds)
+            fleet_body,
+            members=members,
+            settle=timedelta(seconds=ctx.settings.rollout_settle_seconds),
         ),
         record=triggers.record(previous),
     )
@@ -396,7 +399,7 @@ async def run_once(
     _emit(fleet_body, seen.mnodes, decision.notes)
     busy = bool(decision.record.steps) or decision.phase == RolloutPhase.WAITING
     spec = triggers.fleet_spec(fleet_body)
-    budget = pdb.Budget(pdb.members(seen.mnodes.values()), spec.max_unavailable)
+    budget = pdb.Budget(members, view.settings.max_unavailable)
     return busy, budget, spec.exposure
 
 

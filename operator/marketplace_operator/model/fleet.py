@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
+import re
 from datetime import datetime
 from typing import Annotated, Final
 
@@ -28,7 +29,7 @@ from marketplace_protocol.admin import (
     Peering,
     Replication,
 )
-from pydantic import ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, field_validator, model_validator
 
 from marketplace_operator.model.common import (
     FLEET_NAME_MAX,
@@ -57,7 +58,49 @@ RESTARTED_AT_ANNOTATION: Final = f"{LABEL_PREFIX}restartedAt"
 DEFAULT_MIN_IN_SYNC: Final = 2
 MAX_PLAN_ENTRIES: Final = 256
 MAX_FAILURES: Final = 16
-MAX_STEPS: Final = 64
+MAX_STEPS: Final = 256
+"""Replacements in flight at once (`status.steps` holds one entry each), whatever
+`maxUnavailable` allows: it bounds the status object (a step is a few hundred bytes) and
+the pod patches of one pass, which are all sent together."""
+PERCENT_PATTERN: Final = r"^(100|[1-9][0-9]?)%$"
+_PERCENT_RE: Final = re.compile(PERCENT_PATTERN)
+MAX_UNAVAILABLE_RULE: Final = f"type(self) == int ? self >= 1 : self.matches('{PERCENT_PATTERN}')"
+MAX_UNAVAILABLE_MESSAGE: Final = (
+    "maxUnavailable must be an integer of at least 1 or a percentage from 1% to 100%, e.g. 10%"
+)
+
+
+def _check_max_unavailable(value: int | str) -> int | str:
+    """The schema's rule, for the operator's own reading (objects stored before it)."""
+    if isinstance(value, int) and value >= 1:
+        return value
+    if isinstance(value, str) and _PERCENT_RE.fullmatch(value):
+        return value
+    raise ValueError(f"{MAX_UNAVAILABLE_MESSAGE}, not {value!r}")
+
+
+MaxUnavailable = Annotated[
+    int | str,
+    AfterValidator(_check_max_unavailable),
+    Field(
+        json_schema_extra={
+            "x-kubernetes-int-or-string": True,
+            # "100%": it also bounds the CEL rule's estimated cost (a string's length).
+            "maxLength": 4,
+            **validations(cel(MAX_UNAVAILABLE_RULE, MAX_UNAVAILABLE_MESSAGE)),
+        }
+    ),
+]
+"""Kubernetes' IntOrString as a Deployment's maxUnavailable has it: a count or "N%"."""
+
+
+def resolve_max_unavailable(value: int | str, members: int) -> int:
+    """How many of a fleet's `members` may be out: a count as given, a percentage of the
+    members rounded down (as a Deployment's maxUnavailable), but at least 1 so that a
+    rollout can always proceed (10% of 5 members is 1, not 0)."""
+    if isinstance(value, int):
+        return value
+    return max(1, members * int(value.removesuffix("%")) // 100)
 
 
 class ReplicationSpec(CamelModel):
@@ -202,14 +245,14 @@ class PeeringSpec(CamelModel):
 class MarketplaceFleetSpec(CamelModel):
     """Fleet-wide settings: package replication, rolling-restart pacing. Users' only."""
 
-    max_unavailable: int = Field(
+    max_unavailable: MaxUnavailable = Field(
         default=1,
-        ge=1,
-        le=MAX_STEPS,
         description=(
             "Most nodes of the fleet that may be unavailable at once during a rollout, "
-            "counting nodes that are already unready or not joined. Also the fleet's "
-            "PodDisruptionBudget."
+            "counting nodes that are already unready or not joined: a count (1, 100) or a "
+            "percentage of the fleet's members (10%), rounded down but at least 1. Also the "
+            "fleet's PodDisruptionBudget. At most "
+            f"{MAX_STEPS} replacements run at once, however large the budget."
         ),
     )
     step_timeout_seconds: int = Field(
@@ -327,7 +370,10 @@ class MarketplaceFleetStatus(CamelModel):
     steps: list[RolloutStep] = Field(
         default_factory=list,
         max_length=MAX_STEPS,
-        description="Replacements in progress, recorded before they are acted on.",
+        description=(
+            "Replacements in progress, recorded before they are acted on "
+            f"(at most {MAX_STEPS} at once)."
+        ),
     )
     failures: list[RolloutFailure] = Field(
         default_factory=list,

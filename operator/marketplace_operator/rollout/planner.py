@@ -15,7 +15,8 @@ Rules (docs/rollout.md):
 - Unavailable = no pod, pod deleting, failed, not Ready, not joined, draining,
   or being replaced. A step on an available node starts only if the fleet
   stays within `maxUnavailable`; a step on an already-unavailable node costs
-  nothing and may always start. At most `maxUnavailable` steps run at once.
+  nothing and may always start. At most `maxUnavailable` (resolved against the
+  fleet's members) steps run at once, and never more than `MAX_STEPS`.
 - Membership: a step on an available node waits while some other node in service
   is connected (by peer id) only to fleet members that would then be out — taking
   its last peer would un-join it. "Ready" is not taken for "re-joined".
@@ -43,6 +44,7 @@ from datetime import datetime
 from marketplace_operator.model.fleet import (
     MAX_FAILURES,
     MAX_PLAN_ENTRIES,
+    MAX_STEPS,
     PlanEntry,
     RolloutFailure,
     RolloutPhase,
@@ -413,7 +415,7 @@ def _start_steps(
     while queue:
         node = queue[0]
         costs = node.name not in unavailable
-        if len(draft.steps) >= settings.max_unavailable or (
+        if len(draft.steps) >= min(settings.max_unavailable, MAX_STEPS) or (
             costs and len(unavailable) + 1 > settings.max_unavailable
         ):
             out_now = ", ".join(sorted(unavailable)) or "none"

@@ -25,6 +25,7 @@ from marketplace_operator.model.fleet import (
     RESTARTED_AT_ANNOTATION,
     MarketplaceFleetSpec,
     MarketplaceFleetStatus,
+    resolve_max_unavailable,
 )
 from marketplace_operator.model.mnode import MarketplaceNodeSpec
 from marketplace_operator.reconcile.observe import pod_view
@@ -132,12 +133,13 @@ def fleet_spec(fleet: Body | None) -> MarketplaceFleetSpec:
     return MarketplaceFleetSpec.model_validate((fleet or {}).get("spec") or {})
 
 
-def fleet_settings(fleet: Body | None, *, settle: timedelta) -> FleetSettings:
-    """Settings of a fleet's rollout; a fleet without its object gets the defaults."""
+def fleet_settings(fleet: Body | None, *, members: int, settle: timedelta) -> FleetSettings:
+    """Settings of a fleet's rollout; a fleet without its object gets the defaults.
+    `members`: what a percentage maxUnavailable is of (as the fleet's PDB counts them)."""
     spec = fleet_spec(fleet)
     paused = str(_annotations(fleet or {}).get(PAUSED_ANNOTATION, "")).lower() in TRUE_VALUES
     return FleetSettings(
-        max_unavailable=spec.max_unavailable,
+        max_unavailable=resolve_max_unavailable(spec.max_unavailable, members),
         paused=paused,
         step_timeout=timedelta(seconds=spec.step_timeout_seconds),
         settle=settle,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from marketplace_kubectl import why
 
 from . import objects as o
@@ -127,3 +128,22 @@ def test_fleet_explanations() -> None:
     assert "Degraded: PodFailed: b: crash-looping." in text
     assert "Node b's replacement failed (PodFailed): exit 1." in text
     assert "1 node(s) still need a new pod, in this order: c." in text
+
+
+@pytest.mark.parametrize(
+    ("max_unavailable", "shown"),
+    [
+        (3, "(maxUnavailable 3)"),
+        ("10%", "(maxUnavailable 10% = 2 of 20 members)"),  # the deleting 21st is no member
+        ("10", "(maxUnavailable '10', which is not valid)"),
+    ],
+)
+def test_fleet_explanation_resolves_a_percentage_max_unavailable(
+    max_unavailable: int | str, shown: str
+) -> None:
+    fleet = o.fleet()
+    fleet["spec"]["maxUnavailable"] = max_unavailable
+    mnodes = [o.mnode(f"n{i}") for i in range(21)]
+    mnodes[0]["metadata"]["deletionTimestamp"] = "2026-01-01T11:00:00Z"
+    first = why.explain_fleet(fleet, mnodes=mnodes, events=[], now=NOW)[0]
+    assert first.endswith(shown + "."), first

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from marketplace_operator.model.fleet import (
+    MAX_STEPS,
     MarketplaceFleetStatus,
     RolloutFailure,
     RolloutPhase,
@@ -339,6 +340,18 @@ def test_max_unavailable_two_runs_two_steps() -> None:
     assert [s.node for s in d.record.steps] == ["a", "b"]
     assert {a.node for a in d.actions} == {"a", "b"}
     assert d.unavailable == 2
+
+
+@pytest.mark.parametrize(("budget", "steps"), [(100, 100), (1000, MAX_STEPS)])
+def test_a_large_budget_runs_at_most_max_steps_at_once(budget: int, steps: int) -> None:
+    """10% of 1,000 nodes is 100 steps at once; a larger budget stops at the status list's
+    bound (the PDB still allows the whole budget)."""
+    nodes = [node(f"n{i:04}") for i in range(1000)]
+    d = planner.plan(fleet(*nodes, max_unavailable=budget), T0)
+    assert len(d.record.steps) == steps == d.unavailable
+    again = planner.plan(fleet(*nodes, max_unavailable=budget, record=d.record), T0)
+    assert again.record.steps == d.record.steps  # the bound holds on every pass
+    MarketplaceFleetStatus(steps=list(d.record.steps))  # and the status can hold them
 
 
 def test_max_unavailable_two_with_one_node_down_runs_one_step() -> None:

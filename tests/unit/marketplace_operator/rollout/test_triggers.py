@@ -140,6 +140,8 @@ def test_no_pod() -> None:
     [
         (None, 1, False, 300),
         ({"spec": {"maxUnavailable": 2, "stepTimeoutSeconds": 30}}, 2, False, 30),
+        ({"spec": {"maxUnavailable": "10%"}}, 100, False, 300),  # of the 1,000 members
+        ({"spec": {"maxUnavailable": 1500}}, 1500, False, 300),
         ({"metadata": {"annotations": {PAUSED_ANNOTATION: "true"}}}, 1, True, 300),
         ({"metadata": {"annotations": {PAUSED_ANNOTATION: "false"}}}, 1, False, 300),
     ],
@@ -147,7 +149,7 @@ def test_no_pod() -> None:
 def test_fleet_settings(
     fleet: dict[str, Any] | None, budget: int, paused: bool, timeout: int
 ) -> None:
-    got = triggers.fleet_settings(fleet, settle=timedelta(seconds=1))
+    got = triggers.fleet_settings(fleet, members=1000, settle=timedelta(seconds=1))
     assert (got.max_unavailable, got.paused, got.step_timeout.total_seconds()) == (
         budget,
         paused,
