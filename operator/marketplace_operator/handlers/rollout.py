@@ -419,10 +419,12 @@ def _emit(
     by_name: Mapping[str, dict[str, Any]],
     notes: tuple[planner.Note, ...],
 ) -> None:
-    """Events on the fleet and, for a node's step, on that MarketplaceNode too."""
+    """Events on the fleet and, for a node's step, on that MarketplaceNode too; a step's own
+    progress (`Note.node_only`) on the node alone, while it exists."""
     for note in notes:
-        events.post(fleet_body, reason=note.reason, message=note.message, warning=note.warning)
         mnode = by_name.get(note.node or "")
+        if mnode is None or not note.node_only:
+            events.post(fleet_body, reason=note.reason, message=note.message, warning=note.warning)
         if mnode is not None:
             target = {"apiVersion": API_VERSION, "kind": MNODE_KIND, "metadata": mnode["metadata"]}
             events.post(target, reason=note.reason, message=note.message, warning=note.warning)

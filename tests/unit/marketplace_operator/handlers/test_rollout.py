@@ -134,3 +134,33 @@ async def test_a_nodes_view_is_kept_until_what_it_is_made_of_changes() -> None:
     assert again.pod.ready
     rollout._Pass.gather(ctx, "ns", "f", {**indexes, "rollout_mnodes": {}}, known)  # type: ignore[arg-type]
     assert known == {}  # the node left the fleet: its view goes
+
+
+def test_a_steps_own_progress_is_an_event_on_its_node_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Steps starting and failing are the fleet's Events (and the node's); a step's own
+    progress (drained, replaced) is its node's alone, or the fleet's once the node is gone."""
+    posted: list[tuple[str, str]] = []
+    monkeypatch.setattr(
+        rollout.events, "post", lambda target, **kw: posted.append((target["kind"], kw["reason"]))
+    )
+    fleet = {"kind": "MarketplaceFleet", "metadata": {"name": "blue", "namespace": "ns"}}
+    nodes = {"a": {"metadata": {"name": "a", "namespace": "ns", "uid": "u-a"}}}
+    rollout._emit(
+        fleet,
+        nodes,
+        (
+            planner.Note("RolloutStepStarted", "replacing a", "a"),
+            planner.Note("NodeDrained", "a: drained", "a", node_only=True),
+            planner.Note("NodeReplaced", "Ready and joined", "gone", node_only=True),
+            planner.Note("RolloutComplete", "every node is updated"),
+        ),
+    )
+    assert posted == [
+        ("MarketplaceFleet", "RolloutStepStarted"),
+        ("MarketplaceNode", "RolloutStepStarted"),
+        ("MarketplaceNode", "NodeDrained"),
+        ("MarketplaceFleet", "NodeReplaced"),
+        ("MarketplaceFleet", "RolloutComplete"),
+    ]
