@@ -176,7 +176,7 @@ class Context:
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)
     # The nodes polled at the start-up pace (`poll_interval`).
-    joining: set[NodeKey] = field(default_factory=set)
+    joining: dict[NodeKey, float] = field(default_factory=dict)  # -> monotonic s it began
     # StorageClass name -> its volumeBindingMode (None: could not read it).
     binding_modes: dict[str, str | None] = field(default_factory=dict)
     # Kubernetes Node name -> (monotonic time asked, the read): read only for nodes whose pod
@@ -185,13 +185,16 @@ class Context:
         default_factory=dict
     )
 
-    def poll_interval(self, *, joining: bool) -> float:
-        """Seconds between two polls of a node now (`pacing`): a joining node's among the
-        nodes joining, any other's among all the nodes whose loops run (`Wakeups.nodes`)."""
+    def poll_interval(self, *, joining: float | None = None) -> float:
+        """Seconds between two polls of a node now (`pacing`): a node joining for `joining`
+        seconds among the nodes joining (backing off as it waits), any other's among all
+        the nodes whose loops run (`Wakeups.nodes`)."""
         s = self.settings
-        if joining:
+        if joining is not None:
             return pacing.poll_interval(
-                s.startup_poll_interval_seconds, len(self.joining), s.startup_polls_per_second
+                pacing.joining_interval(s.startup_poll_interval_seconds, joining),
+                len(self.joining),
+                s.startup_polls_per_second,
             )
         return pacing.poll_interval(
             s.poll_interval_seconds, self.wakeups.nodes(), s.polls_per_second

@@ -808,7 +808,7 @@ async def report_status(
             silence=pacing.silence_tolerated(
                 ctx.settings.gate_silence_seconds,
                 ctx.settings.gate_poll_failures,
-                ctx.poll_interval(joining=False),
+                ctx.poll_interval(),
             ),
         ),
         policy_required=ctx.policy_required,
@@ -909,18 +909,19 @@ async def run(
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
             # Everything but the node's own progress arrives as a watch event (a wakeup).
+            waited: float | None = None  # how long it has been joining (this pod)
             if joining:
-                ctx.joining.add(key)
+                waited = time.monotonic() - ctx.joining.setdefault(key, time.monotonic())
             else:
-                ctx.joining.discard(key)
-            interval = backoff(ctx.poll_interval(joining=joining), failures)
+                ctx.joining.pop(key, None)
+            interval = backoff(ctx.poll_interval(joining=waited), failures)
             interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
             if status_in is not None:
                 interval = min(interval, status_in)
             await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
-        ctx.joining.discard(key)
+        ctx.joining.pop(key, None)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None
         state.members_written = None

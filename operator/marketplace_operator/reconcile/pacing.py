@@ -21,6 +21,19 @@ def poll_interval(base: float, polled: int, per_second: float) -> float:
     return max(base, polled / per_second)
 
 
+JOIN_BACKOFF_CAP_SECONDS = 2.0
+
+
+def joining_interval(base: float, waited: float) -> float:
+    """Seconds until the next poll of a node that has been joining for `waited` seconds:
+    `base` at first, then half the time waited so far, up to `JOIN_BACKOFF_CAP_SECONDS`
+    (its join is seen at most half its wait, and at most 2 s, late). A fleet's nodes
+    join in a second or two when the machine is idle; on a busy one, where a 1,000-node
+    rollout's new nodes waited six seconds on average, polls every `base` were thirteen
+    a node, and a third of the operator's admin calls (issue 15)."""
+    return max(base, min(JOIN_BACKOFF_CAP_SECONDS, waited / 2))
+
+
 def silence_tolerated(silence: float, failures: int, interval: float) -> float:
     """How long a joined node may go unanswered before its gate turns off: the
     configured `silence`, or the time `failures` polls take at a stretched `interval`

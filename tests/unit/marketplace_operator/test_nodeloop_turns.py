@@ -9,6 +9,7 @@ so passes in flight are what the operator's peak memory grows with (issue 15).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -81,7 +82,8 @@ async def test_passes_in_flight_never_exceed_the_turns_and_views_wait_for_one(
 @pytest.mark.parametrize(
     ("joining", "expected"),
     [
-        # 4 joining nodes at 2 start-up polls a second: each every 2 s (not 0.5 s)
+        # 4 joining nodes at 2 start-up polls a second: each every 2 s (not 0.5 s, nor the
+        # backed-off pace of a node joining for a while: they have just begun)
         (True, 2.0),
         # 4 nodes at 0.1 polls a second: each every 40 s (not 10 s)
         (False, 40.0),
@@ -135,3 +137,39 @@ async def test_the_loop_sleeps_the_interval_paced_by_how_many_nodes_are_polled(
     await asyncio.gather(*loops, return_exceptions=True)
     assert ctx.wakeups.nodes() == 0  # a stopped loop is no longer counted
     assert not ctx.joining
+
+
+async def test_a_node_joining_for_a_while_is_polled_at_the_backed_off_pace(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Joining for 10 s already (a busy machine): its next poll in 2 s, not 0.5 s; once
+    it has joined, it is no longer counted among the joining."""
+    ctx = context(8)
+    ctx.settings = Settings(startup_poll_interval_seconds=0.5, startup_polls_per_second=200)
+    key = ("ns", "n0")
+    ctx.joining[key] = time.monotonic() - 10.0
+    slept: list[float] = []
+    joined = False
+
+    async def one_pass(*_: Any, **__: Any) -> nodeloop.Outcome:
+        return nodeloop.Outcome(joining=not joined)
+
+    async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> None:
+        nonlocal joined
+        slept.append(seconds)
+        joined = True
+        if len(slept) == 2:
+            await asyncio.sleep(3600)
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    monkeypatch.setattr(ctx.wakeups, "sleep", sleep)
+    loop = asyncio.create_task(
+        nodeloop.run(ctx, {"metadata": {"namespace": "ns", "name": "n0"}}, nodeloop.Views,
+                     stopped=lambda: False)
+    )  # fmt: skip
+    while len(slept) < 2:
+        await asyncio.sleep(0.01)
+    assert 2.0 <= slept[0] <= 2.2  # the cap, with its jitter
+    assert key not in ctx.joining  # joined: the next pass's interval is the routine one
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import pytest
-from marketplace_operator.reconcile.pacing import poll_interval, silence_tolerated
+from marketplace_operator.reconcile.pacing import (
+    JOIN_BACKOFF_CAP_SECONDS,
+    joining_interval,
+    poll_interval,
+    silence_tolerated,
+)
 
 
 @pytest.mark.parametrize(
@@ -39,3 +44,31 @@ def test_a_stretched_interval_stretches_the_silence_tolerated(
     silence: float, failures: int, interval: float, tolerated: float
 ) -> None:
     assert silence_tolerated(silence, failures, interval) == tolerated
+
+
+@pytest.mark.parametrize(
+    ("waited", "interval"),
+    [
+        (0.0, 0.5),  # a node that just started: the start-up pace
+        (0.9, 0.5),
+        (2.0, 1.0),  # then half the time waited so far
+        (3.0, 1.5),
+        (4.0, 2.0),
+        (60.0, JOIN_BACKOFF_CAP_SECONDS),  # never slower than the cap
+    ],
+)
+def test_a_joining_node_is_polled_less_often_the_longer_it_waits(
+    waited: float, interval: float
+) -> None:
+    assert joining_interval(0.5, waited) == pytest.approx(interval)
+
+
+def test_a_slow_join_costs_fewer_polls_and_is_seen_soon_after() -> None:
+    """Polled at the backed-off pace, a join that takes 6.5 s costs 7 polls (13 at 0.5 s),
+    and the first poll after it comes within half its wait and the cap."""
+    at, polls = 0.0, 0
+    while at < 6.5:
+        at += joining_interval(0.5, at)
+        polls += 1
+    assert polls <= 7
+    assert at - 6.5 <= min(6.5 / 2, JOIN_BACKOFF_CAP_SECONDS)
