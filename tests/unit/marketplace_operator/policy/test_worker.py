@@ -647,14 +647,17 @@ async def test_news_of_a_node_behind_marks_its_fleet(world: World, version: int 
     assert worker.marked() == {KEY}
 
 
+LOCAL_BAN = LocalBan(
+    peer_id=PEER,
+    reason="rate_limited",
+    offences=4,
+    banned_at=START - timedelta(seconds=5),
+    expires_at=START + timedelta(minutes=10),
+)
+
+
 async def test_local_bans_become_the_auto_banlist_once(world: World) -> None:
-    ban = LocalBan(
-        peer_id=PEER,
-        reason="rate_limited",
-        offences=4,
-        banned_at=START - timedelta(seconds=5),
-        expires_at=START + timedelta(minutes=10),
-    )
+    ban = LOCAL_BAN
     world.nodes.local[world.inputs.node_list[0].base_url] = [ban]
     worker = world.worker()
     await worker.collect(KEY)
@@ -686,13 +689,7 @@ async def test_the_sweep_asks_only_nodes_not_known_to_hold_no_local_ban(world: W
     """A node's status poll says how many local bans it holds: at 0 the sweep skips it
     (its report would be empty), until a poll says otherwise; a node never heard, or one
     that predates the count (None), is asked."""
-    ban = LocalBan(
-        peer_id=PEER,
-        reason="rate_limited",
-        offences=4,
-        banned_at=START - timedelta(seconds=5),
-        expires_at=START + timedelta(minutes=10),
-    )
+    ban = LOCAL_BAN
     first, second = world.inputs.node_list[:2]
     worker = world.worker()
     await worker.round(KEY)
