@@ -111,8 +111,9 @@ class FleetState:
     # The nodes whose status poll was heard (`PolicyWorker.heard`): a node's first answer is
     # news even when it names no version (it started before the ConfigMap held one).
     heard: set[NodeTarget] = field(default_factory=set)
-    # The nodes whose last status poll said they hold no local ban: the sweep skips them.
-    no_local_bans: set[NodeTarget] = field(default_factory=set)
+    # How many local bans each node's last status poll said it holds (None: a node that
+    # predates the count): the sweep asks only those that hold some or do not say.
+    local_bans: dict[NodeTarget, int | None] = field(default_factory=dict)
     problem: str | None = None
     blamed: tuple[str, ...] = ()  # names of the objects the problem is about
     changed_at: float | None = None  # monotonic time of the change not yet acknowledged by all
@@ -125,4 +126,4 @@ class FleetState:
         """Forget the nodes that are gone (replaced pods leave their targets behind)."""
         self.applied = {n: v for n, v in self.applied.items() if n in present}
         self.heard &= present
-        self.no_local_bans &= present
+        self.local_bans = {n: c for n, c in self.local_bans.items() if n in present}

@@ -174,6 +174,9 @@ class PolicyWorker:
         self._fleets: dict[FleetKey, FleetState] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._refreshing: dict[str, asyncio.TimerHandle] = {}
+        # One local-ban collection at a time per fleet; one asked for by news waits behind.
+        self._collecting: dict[FleetKey, asyncio.Lock] = {}
+        self._collect_due: set[FleetKey] = set()
         self._reporter = StatusReporter(
             inputs=inputs, cluster=cluster, clock=clock, state=self.state
         )
@@ -539,16 +542,14 @@ class PolicyWorker:
         made a round over the fleet every 0.1 s. A fleet with no stored version yet is
         left to the rounds its start-up and its pods' events mark (from every poll, a
         fleet whose policy cannot apply would recompute, and post its Event, each time).
-        Cheap and synchronous: it is called from every poll. A node that says it holds no
-        local ban (`local_bans` 0) is left out of the local-ban sweeps until it says
-        otherwise (`collect`)."""
-        fleet = self._fleets.get(key)
-        if fleet is None:
-            return
-        if local_bans == 0:
-            fleet.no_local_bans.add(node)
-        else:
-            fleet.no_local_bans.discard(node)
+        Cheap and synchronous: it is called from every poll. How many local bans the node
+        holds (`local_bans`) decides whether the local-ban sweeps ask it (`collect`); a
+        node that counts a new one is asked at once, not at the next sweep."""
+        fleet = self.state(key)
+        before = fleet.local_bans.get(node, 0)
+        fleet.local_bans[node] = local_bans
+        if local_bans and (before is None or local_bans > before):
+            self._collect_soon(key)
         if fleet.stored is None or fleet.stored == UNREAD:
             return
         first = node not in fleet.heard
@@ -565,17 +566,36 @@ class PolicyWorker:
         else:
             self._refresh_statuses(key.namespace)
 
+    def _collect_soon(self, key: FleetKey) -> None:
+        """A collection of the fleet's local bans now, unless one is already due."""
+        if key in self._collect_due:
+            return
+        self._collect_due.add(key)
+
+        async def collect() -> None:
+            self._collect_due.discard(key)
+            await self.collect(key)
+
+        self._spawn(self._guarded(collect(), f"local bans {key}"), name=f"local bans {key}")
+
     async def collect(self, key: FleetKey, nodes: list[NodeTarget] | None = None) -> None:
+        """One collection at a time per fleet (`_collect_once`)."""
+        async with self._collecting.setdefault(key, asyncio.Lock()):
+            await self._collect_once(key, nodes)
+
+    async def _collect_once(self, key: FleetKey, nodes: list[NodeTarget] | None) -> None:
         """One round of local-ban collection into the fleet's auto BanList, from `nodes`
-        (default: the fleet's nodes now). A node whose last status poll said it holds no
-        local ban is not asked: its report would be empty. Asked every sweep, the fleet's
-        nodes were the most frequent admin call of a 1,000-node start (4,700 in 3 minutes,
+        (default: the fleet's nodes now). Only the nodes whose last status poll counted
+        local bans, or did not count them (a node older than the count), are asked: the
+        others' reports would be empty, and a node not heard yet is heard within its
+        first seconds (it is polled while it joins). Asked every sweep, the fleet's nodes
+        were the most frequent admin call of a 1,000-node start (4,700 in 3 minutes,
         issue 15), nearly all of them answering an empty list."""
         nodes = list(self._inputs.nodes(key)) if nodes is None else nodes
         if not nodes:
             return
-        quiet = self._fleets[key].no_local_bans if key in self._fleets else set()
-        asked = [n for n in nodes if n not in quiet]
+        counted = self.state(key).local_bans
+        asked = [n for n in nodes if counted.get(n, 0) != 0]
         reports = await propagate.collect_local_bans(
             self._client, asked, await self._token(key), parallelism=self._settings.parallelism
         )

@@ -660,6 +660,7 @@ async def test_local_bans_become_the_auto_banlist_once(world: World) -> None:
     ban = LOCAL_BAN
     world.nodes.local[world.inputs.node_list[0].base_url] = [ban]
     worker = world.worker()
+    worker.state(KEY).local_bans[world.inputs.node_list[0]] = 1  # as its poll counted it
     await worker.collect(KEY)
     (entries,) = world.cluster.auto
     assert entries[0]["peerId"] == PEER
@@ -685,12 +686,14 @@ async def test_local_bans_become_the_auto_banlist_once(world: World) -> None:
     )
 
 
-async def test_the_sweep_asks_only_nodes_not_known_to_hold_no_local_ban(world: World) -> None:
-    """A node's status poll says how many local bans it holds: at 0 the sweep skips it
-    (its report would be empty), until a poll says otherwise; a node never heard, or one
-    that predates the count (None), is asked."""
-    ban = LOCAL_BAN
-    first, second = world.inputs.node_list[:2]
+async def test_the_sweep_asks_only_nodes_that_hold_local_bans_or_do_not_say(
+    world: World,
+) -> None:
+    """A node's status poll says how many local bans it holds: the sweep asks a node that
+    holds some, or that predates the count (None); not one that holds none (its report
+    would be empty) nor one not heard yet (its first poll comes within seconds)."""
+    world.inputs.node_list = [target(i) for i in range(1, 4)]
+    holds, quiet, old = world.inputs.node_list
     worker = world.worker()
     await worker.round(KEY)
 
@@ -699,21 +702,32 @@ async def test_the_sweep_asks_only_nodes_not_known_to_hold_no_local_ban(world: W
         world.log.clear()
         return got
 
-    one, two = (n.base_url.removeprefix("http://") for n in (first, second))
+    def host(node: NodeTarget) -> str:
+        return node.base_url.removeprefix("http://")
+
+    world.log.clear()
     await worker.collect(KEY)
-    everyone = asked()
-    assert {one, two} <= everyone
-    worker.heard(KEY, first, 1, local_bans=0)
-    worker.heard(KEY, second, 1, local_bans=None)  # a node that predates the count
+    assert asked() == set()  # nobody heard yet
+    worker.heard(KEY, holds, 1, local_bans=0)
+    worker.heard(KEY, quiet, 1, local_bans=0)
+    worker.heard(KEY, old, 1, local_bans=None)  # a node that predates the count
     await worker.collect(KEY)
-    assert asked() == everyone - {one}
-    # Its next poll counts a ban: the next sweep asks it, and its ban reaches the list.
-    world.nodes.local[first.base_url] = [ban]
-    worker.heard(KEY, first, 1, local_bans=1)
-    await worker.collect(KEY)
-    assert asked() == everyone
+    assert asked() == {host(old)}
+    # Its next poll counts a ban: a collection runs at once (not at the next sweep), asks
+    # it, and its ban reaches the list; the same count heard again asks for none.
+    world.nodes.local[holds.base_url] = [LOCAL_BAN]
+    worker.heard(KEY, holds, 1, local_bans=1)
+    worker.heard(KEY, holds, 1, local_bans=1)
+    for _ in range(100):
+        if world.cluster.auto:
+            break
+        await asyncio.sleep(0.01)
+    assert asked() == {host(holds), host(old)}
     (entries,) = world.cluster.auto
-    assert entries[0]["provenance"]["nodes"] == [first.name]
+    assert entries[0]["provenance"]["nodes"] == [holds.name]
+    worker.heard(KEY, holds, 1, local_bans=1)
+    await asyncio.sleep(0.05)
+    assert asked() == set()
 
 
 async def test_a_burst_of_changes_costs_few_pushes(world: World) -> None:
