@@ -472,7 +472,7 @@ def _print_phase(name: str, ph: Phase) -> None:
     print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
     print(f"  {'':34} busiest requests: {_busiest(ph)}", flush=True)
     print(f"  {'':34} operator's work: {_work_line(ph)}", flush=True)
-    top = sorted(ph.events.items(), key=lambda kv: -kv[1])[:BUSIEST_SHOWN + 3]
+    top = sorted(ph.events.items(), key=lambda kv: -kv[1])[: BUSIEST_SHOWN + 3]
     print(f"  {'':34} Events: {', '.join(f'{k} {v:,.0f}' for k, v in top)}", flush=True)
 
 

@@ -149,6 +149,7 @@ async def test_a_node_joining_for_a_while_is_polled_at_the_backed_off_pace(
     key = ("ns", "n0")
     ctx.joining[key] = time.monotonic() - 10.0
     slept: list[float] = []
+    twice = asyncio.Event()
     joined = False
 
     async def one_pass(*_: Any, **__: Any) -> nodeloop.Outcome:
@@ -159,6 +160,7 @@ async def test_a_node_joining_for_a_while_is_polled_at_the_backed_off_pace(
         slept.append(seconds)
         joined = True
         if len(slept) == 2:
+            twice.set()
             await asyncio.sleep(3600)
 
     monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
@@ -167,8 +169,7 @@ async def test_a_node_joining_for_a_while_is_polled_at_the_backed_off_pace(
         nodeloop.run(ctx, {"metadata": {"namespace": "ns", "name": "n0"}}, nodeloop.Views,
                      stopped=lambda: False)
     )  # fmt: skip
-    while len(slept) < 2:
-        await asyncio.sleep(0.01)
+    await asyncio.wait_for(twice.wait(), 5)
     assert 2.0 <= slept[0] <= 2.2  # the cap, with its jitter
     assert key not in ctx.joining  # joined: the next pass's interval is the routine one
     loop.cancel()
