@@ -13,7 +13,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from marketplace_operator import errors
+from marketplace_operator import errors, events
 from marketplace_operator.handlers import rollout
 from marketplace_operator.model.tls import TlsSpec
 from marketplace_operator.rollout import planner
@@ -143,7 +143,7 @@ def test_a_steps_own_progress_is_an_event_on_its_node_only(
     progress (drained, replaced) is its node's alone, or the fleet's once the node is gone."""
     posted: list[tuple[str, str]] = []
     monkeypatch.setattr(
-        rollout.events, "post", lambda target, **kw: posted.append((target["kind"], kw["reason"]))
+        events, "post", lambda target, **kw: posted.append((target["kind"], kw["reason"]))
     )
     fleet = {"kind": "MarketplaceFleet", "metadata": {"name": "blue", "namespace": "ns"}}
     nodes = {"a": {"metadata": {"name": "a", "namespace": "ns", "uid": "u-a"}}}
