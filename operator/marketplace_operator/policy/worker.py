@@ -545,7 +545,7 @@ class PolicyWorker:
         Cheap and synchronous: it is called from every poll. How many local bans the node
         holds (`local_bans`) decides whether the local-ban sweeps ask it (`collect`); a
         node that counts a new one is asked at once, not at the next sweep."""
-        fleet = self.state(key)
+        fleet = self._fleets.get(key) or self.state(key)  # no index read on every poll
         before = fleet.local_bans.get(node, 0)
         fleet.local_bans[node] = local_bans
         if local_bans and (before is None or local_bans > before):
