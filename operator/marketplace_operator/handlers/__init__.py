@@ -1,5 +1,5 @@
 """kopf handlers; importing this package registers every one of them."""
 
-from marketplace_operator.handlers import mnode, policy, rollout
+from marketplace_operator.handlers import mnode, policy, rollout, watches
 
-__all__ = ["mnode", "policy", "rollout"]
+__all__ = ["mnode", "policy", "rollout", "watches"]

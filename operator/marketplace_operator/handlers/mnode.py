@@ -45,7 +45,7 @@ from marketplace_operator.reconcile import shared
 from marketplace_operator.reconcile.fleet import MemberPod
 from marketplace_operator.reconcile.gate import OthersOf
 from marketplace_operator.reconcile.node import Desired
-from marketplace_operator.reconcile.observe import pod_status_kept, pod_view
+from marketplace_operator.reconcile.observe import PodView, pod_status_kept, pod_view
 from marketplace_operator.render import entry, names
 from marketplace_operator.rollout import gate as rollout_gate
 from marketplace_operator.settings import Settings
@@ -274,21 +274,16 @@ def shed_managed_fields(body: kopf.Body) -> None:
     for as long as the daemon runs; neither kopf nor this operator reads managedFields,
     the API server's record of which client set which field, which was 11 of a
     MarketplaceNode's 19 KiB there (issue 15). Runs at every event of a node
-    (`mnode_event`): kopf calls event handlers before it hands the body to a daemon."""
+    (`watches.mnode_event`): kopf calls event handlers before it hands the body to a daemon."""
     meta = body.get("metadata")
     if isinstance(meta, dict):
         meta.pop("managedFields", None)
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
-async def mnode_event(
-    body: kopf.Body, type: str | None, namespace: str | None, name: str, memo: Any, **_: Any
-) -> None:
+def mnode_changed(ctx: Context, key: tuple[str, str], body: kopf.Body, *, gone: bool) -> None:
     """Wake the node's loop when what it acts on changed (not for status writes)."""
     shed_managed_fields(body)
-    ctx: Context = memo.ctx
-    key = (str(namespace), name)
-    if type == "DELETED":
+    if gone:
         ctx.node_states.pop(key, None)  # the node is gone: nothing of it is kept
         return
     wanted = nodeloop.intent(body)
@@ -298,30 +293,16 @@ async def mnode_event(
         ctx.wakeups.wake(key)
 
 
-@kopf.on.event("pods", labels=names.MANAGED)
-async def pod_event(
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str | None,
-    name: str,
-    memo: kopf.Memo,
-    **kw: Any,
-) -> None:
+def pod_changed(ctx: Context, namespace: str, node: str, view: PodView, *, gone: bool) -> None:
     """Wake the pod's node, and remember its address (what it was pushed goes with it).
 
     The other members learn a new address at their next pass: at once while they join
     (they poll every `startup_poll_interval_seconds`), within `poll_interval_seconds`
     once joined. Waking the whole fleet at every address change made a fleet of N
     starting (or rolling) nodes N^2 passes, each an admin-API poll (issue 15)."""
-    ctx: Context = memo.ctx
-    namespace = str(namespace)
-    node = labels.get(names.NODE_LABEL)
-    if node is None:
-        return
-    ctx.wakeups.wake((namespace, node))
-    view = pod_view(dict(body))
-    address = (view.ip, view.deleting, view.uid) if kw.get("type") != "DELETED" else None
     key = (namespace, node)
+    ctx.wakeups.wake(key)
+    address = (view.ip, view.deleting, view.uid) if not gone else None
     state = ctx.node(key) if address is not None else ctx.node_states.get(key)
     if state is None or state.pod_address == address:
         return

@@ -50,7 +50,7 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
 from marketplace_operator.policy.worker import PolicyWorker
-from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.render import names
 
 log = logging.getLogger(__name__)
@@ -450,33 +450,28 @@ async def policy_fleet_event(
         runtime.worker.mark(FleetKey(str(namespace), name))
 
 
-@kopf.on.event("pods", labels=names.MANAGED)
-async def policy_pod_event(
-    *,
-    type: str | None,
-    body: kopf.Body,
-    labels: kopf.Labels,
-    namespace: str | None,
-    name: str,
+def pod_changed(
     memo: kopf.Memo,
-    **kwargs: Any,
+    kwargs: Mapping[str, Any],
+    pod_key: tuple[str, str],
+    fleet: str,
+    view: PodView,
+    *,
+    gone: bool,
 ) -> None:
     """A node's pod got, changed or lost its address, or its node began to answer: news for
     its fleet's policy worker (`PolicyWorker.pod_changed`)."""
     runtime = _runtime(memo, kwargs)
-    fleet = labels.get(names.FLEET_LABEL)
-    if runtime is None or fleet is None:
+    if runtime is None:
         return
-    view = pod_view(dict(body))
     address = (view.ip, view.deleting, view.uid, view.started)
-    pod_key = (str(namespace), name)
-    if type == "DELETED":
+    if gone:
         runtime.pods.pop(pod_key, None)
     elif runtime.pods.get(pod_key) == address:
         return
     else:
         runtime.pods[pod_key] = address
-    runtime.worker.pod_changed(FleetKey(str(namespace), fleet))
+    runtime.worker.pod_changed(FleetKey(pod_key[0], fleet))
 
 
 @kopf.on.cleanup()

@@ -100,23 +100,19 @@ async def rollout_fleets(
 # --- wake-ups and fleet objects ---------------------------------------------------------
 
 
-@kopf.on.event("pods", labels=names.MANAGED)
-async def rollout_pod_event(
-    labels: kopf.Labels, namespace: str | None, memo: kopf.Memo, **_: Any
-) -> None:
+def pod_changed(ctx: Context, namespace: str, fleet: str) -> None:
     """A pod of the fleet changed (readiness, deletion): re-plan now, not at the next tick."""
-    fleet = labels.get(names.FLEET_LABEL)
-    if fleet is not None:
-        memo.ctx.wakeups.wake(_key(str(namespace), fleet))
+    ctx.wakeups.wake(_key(namespace, fleet))
 
 
-@kopf.on.event(GROUP, VERSION, MNODE_PLURAL)
-async def rollout_mnode_event(body: kopf.Body, namespace: str | None, memo: Any, **kw: Any) -> None:
-    """Every fleet gets a MarketplaceFleet (all defaults) to hold its rollout's record."""
-    ctx: Context = memo.ctx
+async def mnode_changed(
+    ctx: Context, namespace: str, body: kopf.Body, fleets: kopf.Index[Any, Any], *, gone: bool
+) -> None:
+    """A node of the fleet changed: re-plan; and every fleet with a node gets a
+    MarketplaceFleet (all defaults) to hold its rollout's record."""
     fleet = str((body.get("spec") or {}).get("fleet") or DEFAULT_FLEET)
-    ctx.wakeups.wake(_key(str(namespace), fleet))
-    if (namespace, fleet) in kw["rollout_fleets"]:
+    ctx.wakeups.wake(_key(namespace, fleet))
+    if gone or (namespace, fleet) in fleets:
         return
     created = {
         "apiVersion": API_VERSION,
