@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
@@ -112,14 +111,28 @@ class Wakeups:
             event.set()
 
     @staticmethod
-    async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> None:
+    async def sleep(wake: asyncio.Event, seconds: float, *, debounce: float) -> bool:
         """A control loop's pause: up to `seconds`, or until `wake` is set and then
         `debounce` more, so that a burst of wake-ups makes one pass, not one each.
-        Clears `wake`: what woke it is seen by the pass that follows."""
-        with contextlib.suppress(TimeoutError):
+        Clears `wake`: what woke it is seen by the pass that follows. True when woken."""
+        try:
             await asyncio.wait_for(wake.wait(), timeout=seconds)
+        except TimeoutError:
+            woken = False
+        else:
+            woken = True
             await asyncio.sleep(debounce)
         wake.clear()
+        return woken
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A node's last status answer: which pod gave it, when (monotonic seconds), what."""
+
+    pod_uid: str
+    at: float
+    node: NodeStatus
 
 
 @dataclass(frozen=True)
@@ -147,6 +160,7 @@ class NodeState:
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet
     members_written: float | None = None  # monotonic time it last wrote members.json (leader)
+    answer: Answer | None = None  # its pod's last status answer (`nodeloop._poll_or_reuse`)
 
     def idle(self) -> bool:
         return all(v is None for v in vars(self).values())

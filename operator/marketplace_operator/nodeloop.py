@@ -24,7 +24,7 @@ from marketplace_protocol.admin import NodeStatus
 from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
-from marketplace_operator.context import Context, PushedMembers
+from marketplace_operator.context import Answer, Context, NodeKey, PushedMembers
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import (
     MAX_CONNECTED_PEERS_LISTED,
@@ -310,6 +310,51 @@ async def _poll_node(
     return Poll(node=node)
 
 
+REUSED_ANSWER_SECONDS = 1.0
+
+
+def reusable(answer: Answer | None, view: PodView | None, now: float, within: float) -> bool:
+    """May a pass use the node's last answer (`answer`) instead of asking again? Only an
+    answer of this pod, at most `within` seconds old (monotonic `now`), while the pod
+    still runs its started container (a restarted one is asked: it may not serve yet)."""
+    return (
+        answer is not None
+        and view is not None
+        and answer.pod_uid == view.uid
+        and view.phase == "Running"
+        and view.started
+        and not view.deleting
+        and now - answer.at <= within
+    )
+
+
+async def _poll_or_reuse(
+    ctx: Context,
+    ref: names.NodeRef,
+    view: PodView | None,
+    port: int,
+    token: str | None,
+    *,
+    reuse_within: float,
+) -> Poll:
+    """The node's status: its answer of less than `reuse_within` seconds ago, or a poll.
+
+    Most passes of a replaced node are woken by its pod's events, and they come in bursts
+    (the rollout marks the pod leaving, the gate goes off, the kubelet makes it unready;
+    the new pod's gate goes on, the kubelet makes it Ready): each pass polled again, a
+    second after the last answer, 17 polls per replaced node at 1,000 nodes (issue 15).
+    Only answers are reused: an unanswered poll is asked again (the gate's hysteresis
+    counts each failure once), and a clock-driven pass always asks."""
+    state = ctx.node((ref.namespace, ref.name))
+    now = time.monotonic()
+    if state.answer is not None and reusable(state.answer, view, now, reuse_within):
+        return Poll(node=state.answer.node)
+    poll = await _poll_node(ctx, ref, view, port, token)
+    if poll.node is not None and view is not None:
+        state.answer = Answer(view.uid, now, poll.node)
+    return poll
+
+
 MEMBERS_UPDATES_PER_SECOND = 20.0
 MEMBERS_MAX_SECONDS = 60.0
 
@@ -528,9 +573,15 @@ async def relocate(
 
 
 async def reconcile_once(
-    ctx: Context, body: Mapping[str, Any], views: Views, *, stopped: Callable[[], bool]
+    ctx: Context,
+    body: Mapping[str, Any],
+    views: Views,
+    *,
+    stopped: Callable[[], bool],
+    reuse_within: float = 0.0,
 ) -> Outcome:
-    """Bring one node's children in line, report on it, and say whether it is joining."""
+    """Bring one node's children in line, report on it, and say whether it is joining
+    (`reuse_within`: how old an answer of the node its report may use; 0: ask)."""
     desired = desired_of(ctx, body, views)
     ref = desired.ref
     port = desired.spec.p2p.port
@@ -540,7 +591,10 @@ async def reconcile_once(
     if moved.action is not None:
         # Acted on (or waiting for) an unavailable Node: the views are stale until the
         # deletions' watch events arrive, which wake this loop again.
-        outcome = await report_status(ctx, body, views, desired, Findings(replacing=moved.reason))
+        findings = Findings(replacing=moved.reason)
+        outcome = await report_status(
+            ctx, body, views, desired, findings, reuse_within=reuse_within
+        )
         outcome.recheck_in = moved.recheck_in
         return outcome
     binding = await _binding_mode(ctx, views.pvc) if views.pod is None else None
@@ -558,7 +612,14 @@ async def reconcile_once(
         elif isinstance(action, plan.ReplacePod):
             replacing = action.reason
             if views.pod is not None and ctx.may_replace(views.fleet, ref.name):
-                await report_status(ctx, body, views, desired, Findings(replacing=replacing))
+                await report_status(
+                    ctx,
+                    body,
+                    views,
+                    desired,
+                    Findings(replacing=replacing),
+                    reuse_within=reuse_within,
+                )
                 token = await _token_or_none(ctx, ref, views)
                 events.normal(body, events.Reason.REPLACING, f"{action.reason}: replacing pod")
                 await replace_pod(
@@ -585,7 +646,7 @@ async def reconcile_once(
         volume=plan.volume_mismatch(desired.spec, views.pvc, resized),
         node_unready=moved.node_unready,
     )
-    outcome = await report_status(ctx, body, views, desired, findings)
+    outcome = await report_status(ctx, body, views, desired, findings, reuse_within=reuse_within)
     outcome.recheck_in = moved.recheck_in
     return outcome
 
@@ -784,13 +845,16 @@ async def report_status(
     views: Views,
     desired: plan.Desired,
     findings: Findings = Findings(),
+    *,
+    reuse_within: float = 0.0,
 ) -> Outcome:
-    """Poll the node and keep its members current (I/O), decide (pure), write (I/O)."""
+    """Poll the node (or reuse its answer of less than `reuse_within` seconds ago) and keep
+    its members current (I/O), decide (pure), write (I/O)."""
     ref = desired.ref
     port = desired.spec.p2p.port
     view = pod_view(views.pod) if views.pod is not None else None
     token = await _token_or_none(ctx, ref, views)
-    poll = await _poll_node(ctx, ref, view, port, token)
+    poll = await _poll_or_reuse(ctx, ref, view, port, token, reuse_within=reuse_within)
     if not desired.paused:
         await _sync_members(ctx, ref, views, view, port=port, token=token)
     key = (ref.namespace, ref.name)
@@ -868,6 +932,20 @@ def backoff(interval: float, failures: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, max(interval, 1.0) * 2 ** min(failures, 16)))
 
 
+def _pause(ctx: Context, key: NodeKey, *, joining: bool, failures: int, due: float | None) -> float:
+    """Seconds until the node's next pass unless a watch event wakes it (everything but the
+    node's own progress arrives as one): its poll interval, joining or not, backed off
+    after `failures`, jittered, and no later than a paced status write `due`."""
+    waited: float | None = None  # how long it has been joining (this pod)
+    if joining:
+        waited = time.monotonic() - ctx.joining.setdefault(key, time.monotonic())
+    else:
+        ctx.joining.pop(key, None)
+    interval = backoff(ctx.poll_interval(joining=waited), failures)
+    interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
+    return interval if due is None else min(interval, due)
+
+
 async def run(
     ctx: Context,
     body: Mapping[str, Any],
@@ -881,6 +959,7 @@ async def run(
     wake = ctx.wakeups.register(key)
     failures = 0  # consecutive passes that failed or were refused: the backoff's exponent
     reported: str | None = None  # the last ReconcileFailed message posted as an Event
+    woken = False  # the last pause was ended by a watch event, not by the clock
     try:
         while not stopped():
             started = time.monotonic()
@@ -893,7 +972,10 @@ async def run(
                 # each held its views, renderings and poll while it awaited (issue 15).
                 async with ctx.passes:
                     started = time.monotonic()  # the pass, not its wait for a turn
-                    result = await reconcile_once(ctx, body, views(), stopped=stopped)
+                    reuse = REUSED_ANSWER_SECONDS if woken else 0.0
+                    result = await reconcile_once(
+                        ctx, body, views(), stopped=stopped, reuse_within=reuse
+                    )
                 outcome, joining, status_in = "ok", result.joining, result.status_in
                 if result.recheck_in is not None:  # a NotReady Node's grace: look again then
                     due = result.recheck_in + 0.5
@@ -908,21 +990,12 @@ async def run(
                     reported = exc.message
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
-            # Everything but the node's own progress arrives as a watch event (a wakeup).
-            waited: float | None = None  # how long it has been joining (this pod)
-            if joining:
-                waited = time.monotonic() - ctx.joining.setdefault(key, time.monotonic())
-            else:
-                ctx.joining.pop(key, None)
-            interval = backoff(ctx.poll_interval(joining=waited), failures)
-            interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
-            if status_in is not None:
-                interval = min(interval, status_in)
-            await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
+            interval = _pause(ctx, key, joining=joining, failures=failures, due=status_in)
+            woken = await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
     finally:
         ctx.wakeups.unregister(key)
         ctx.joining.pop(key, None)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None
-        state.members_written = None
+        state.members_written = state.answer = None
         ctx.release(key)

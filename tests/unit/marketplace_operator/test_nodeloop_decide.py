@@ -9,7 +9,7 @@ from typing import Any, cast
 
 import pytest
 from marketplace_operator import errors, nodeloop
-from marketplace_operator.context import Context
+from marketplace_operator.context import Answer, Context, Wakeups
 from marketplace_operator.handlers.policy import IndexInputs
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
@@ -17,7 +17,7 @@ from marketplace_operator.policy.ports import FleetKey
 from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.reconcile import fleet, gate
 from marketplace_operator.reconcile import node as plan
-from marketplace_operator.reconcile.observe import pod_view
+from marketplace_operator.reconcile.observe import PodView, pod_view
 from marketplace_operator.render import names, pod
 from marketplace_operator.settings import Settings
 from marketplace_protocol.admin import NodeStatus, PeerInfo
@@ -292,3 +292,119 @@ async def test_passes_asking_for_a_node_meanwhile_share_one_read() -> None:
     health = await asyncio.gather(*(nodeloop._kube_node(ctx, "n-a") for _ in range(5)))
     assert gets == ["n-a", "n-a"]
     assert {h.name for h in health} == {"n-a"}
+
+
+# --- a pass woken by its pod's events uses the node's answer of a moment ago (issue 15) --
+
+NODE = NodeStatus(peer_id="peer-self-1", ready=True)
+
+
+def started(uid: str = "pod-1", **status: Any) -> PodView:
+    body = running_pod(joined=True)
+    body["metadata"]["uid"] = uid
+    body["status"] |= status
+    return pod_view(body)
+
+
+RESTARTED = [{"name": "node", "restartCount": 1, "started": False, "state": {"waiting": {}}}]
+
+
+@pytest.mark.parametrize(
+    ("answer", "view", "expected"),
+    [
+        (None, started(), False),  # never answered
+        (Answer("pod-1", 9.5, NODE), started(), True),
+        (Answer("pod-1", 9.0, NODE), started(), True),  # exactly `within` old
+        (Answer("pod-1", 8.9, NODE), started(), False),  # older
+        (Answer("pod-0", 9.9, NODE), started(), False),  # another (an earlier) pod's
+        (Answer("pod-1", 9.9, NODE), None, False),  # no pod now
+        (Answer("pod-1", 9.9, NODE), started(containerStatuses=RESTARTED), False),
+        (Answer("pod-1", 9.9, NODE), started(phase="Failed"), False),
+    ],
+)
+def test_only_this_running_pods_recent_answer_is_reusable(
+    answer: Answer | None, view: PodView | None, expected: bool
+) -> None:
+    assert nodeloop.reusable(answer, view, 10.0, within=1.0) is expected
+
+
+class Node:
+    """The node's admin API: answers, or fails while `down`."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+        self.down = False
+
+    async def status(self, base: str, token: str, *, peers: int) -> NodeStatus:
+        self.asked += 1
+        if self.down:
+            raise errors.NodeUnreachable("connection refused")
+        return NODE
+
+
+@pytest.fixture
+def node(monkeypatch: pytest.MonkeyPatch) -> Node:
+    async def nothing(*_: Any, **__: Any) -> Any:
+        return None
+
+    async def token(*_: Any) -> str:
+        return "t0ken"
+
+    monkeypatch.setattr(nodeloop, "_token_or_none", token)
+    monkeypatch.setattr(nodeloop, "_sync_members", nothing)
+    monkeypatch.setattr(nodeloop, "_write", nothing)
+    return Node()
+
+
+def answering(node: Node) -> Context:
+    return Context(
+        settings=Settings(),
+        kube=cast("Any", None),
+        nodes=cast("Any", node),
+        metrics=Metrics(CollectorRegistry(), phases=dict),
+        tokens=cast("Any", None),
+    )
+
+
+async def report(ctx: Context, *, reuse_within: float) -> None:
+    views = nodeloop.Views(pod=running_pod(joined=True))
+    await nodeloop.report_status(ctx, BODY, views, desired(), reuse_within=reuse_within)
+
+
+async def test_a_woken_pass_reuses_an_answer_and_a_clock_pass_asks(node: Node) -> None:
+    ctx = answering(node)
+    await report(ctx, reuse_within=1.0)  # nothing to reuse yet
+    assert node.asked == 1
+    await report(ctx, reuse_within=1.0)  # woken a moment later: the same answer serves
+    assert node.asked == 1
+    await report(ctx, reuse_within=0.0)  # the clock's pass: asks
+    assert node.asked == 2
+
+
+async def test_a_failed_poll_is_never_reused(node: Node) -> None:
+    """The gate's hysteresis counts unanswered polls: each must be a poll of its own."""
+    ctx = answering(node)
+    await report(ctx, reuse_within=0.0)
+    ctx.node((REF.namespace, REF.name)).answer = None  # e.g. a new pod, not answered yet
+    node.down = True
+    await report(ctx, reuse_within=1.0)
+    await report(ctx, reuse_within=1.0)
+    assert node.asked == 3
+
+
+async def test_the_answer_of_an_earlier_pod_is_not_its_successors(node: Node) -> None:
+    ctx = answering(node)
+    state = ctx.node((REF.namespace, REF.name))
+    view = pod_view(running_pod(joined=True))
+    state.answer = Answer("an-earlier-pod", 1e12, NODE)  # as fresh as can be, another pod
+    assert view.uid != "an-earlier-pod"
+    await report(ctx, reuse_within=1.0)
+    assert node.asked == 1
+
+
+async def test_a_pause_says_whether_a_wakeup_ended_it() -> None:
+    wake = asyncio.Event()
+    assert await Wakeups.sleep(wake, 0.01, debounce=0.0) is False
+    wake.set()
+    assert await Wakeups.sleep(wake, 5.0, debounce=0.0) is True
+    assert not wake.is_set()
