@@ -401,7 +401,9 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
             generations = {}
             changed_at = {}
             for name in names:
-                obj = kube.patch(k8s.MNODES, namespace, name, {"spec": {"drainTimeoutSeconds": 3}})
+                obj = kube.patch(
+                    k8s.MNODES, namespace, name, {"spec": {"drainTimeoutSeconds": 3}}, answer=True
+                )
                 generations[name] = (obj or {}).get("metadata", {}).get("generation")
                 changed_at[name] = time.monotonic()
             reconciled: dict[str, float] = {}

@@ -10,7 +10,6 @@ adapter for synchronous callers (tests, benchmarks, tools), never for the operat
 from __future__ import annotations
 
 import asyncio
-import json
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import aiohttp
 import kopf
+import orjson
 from kubernetes.aio import client, config
 
 from marketplace_operator import errors
@@ -121,7 +121,7 @@ def translate(status: int, body: bytes | str | None) -> errors.KubeError:
     """An API server's error answer as our typed error (the kubectl plugin's too)."""
     text = body.decode(errors="replace") if isinstance(body, bytes) else (body or "")
     try:
-        message = str(json.loads(text).get("message", text))
+        message = str(orjson.loads(text).get("message", text))
     except (ValueError, AttributeError):
         message = text[:500]
     kind: type[errors.KubeError]
@@ -209,15 +209,16 @@ class Kube:
         body: Any = None,
         content_type: str = "application/json",
         query: dict[str, str] | None = None,
+        answer: bool = True,
     ) -> dict[str, Any]:
-        """One REST call; the decoded JSON answer.
+        """One REST call; the decoded JSON answer (`answer=False`: not decoded, `{}`).
 
         A kept-alive connection the server closed meanwhile fails the call before it got an
         answer; it is sent once more on a new connection (urllib3, under the synchronous
         client, did the same). Every call we make may be repeated: creates are idempotent
         for us (AlreadyExists), patches are merges, deletes carry a uid precondition."""
         async with self._slots:
-            return await self._request(method, path, body, content_type, query)
+            return await self._request(method, path, body, content_type, query, raw=not answer)
 
     async def _request(
         self,
@@ -229,8 +230,10 @@ class Kube:
         *,
         raw: bool = False,
     ) -> dict[str, Any]:
-        """`request` without the connection slot; `raw`: the answer is not JSON (a health
-        endpoint's `ok`), only its status counts."""
+        """`request` without the connection slot; `raw`: only the answer's status counts
+        (a health endpoint's `ok`, a patched object no caller reads). Answers are decoded
+        by orjson: the standard library's `json` decoding the patched objects the API
+        server returns was 5 % of the operator's CPU in a rolling 300-node fleet (issue 15)."""
         headers = {"Accept": "application/json", "Content-Type": content_type}
         try:
             method, url, headers, payload, post = await self._api.param_serialize(
@@ -257,7 +260,7 @@ class Kube:
             raise self._failed(method, errors.Unavailable(message)) from None
         if not 200 <= response.status < 300:
             raise self._failed(method, translate(response.status, data))
-        return json.loads(data) if data and not raw else {}
+        return orjson.loads(data) if data and not raw else {}
 
     def _failed(self, method: str, error: errors.KubeError) -> errors.KubeError:
         if isinstance(error, errors.Unavailable):
@@ -305,13 +308,18 @@ class Kube:
         *,
         sub: str | None = None,
         content_type: str = MERGE,
+        answer: bool = False,
     ) -> dict[str, Any]:
+        """Patch the object; the patched object only when asked (`answer`), else `{}`: the
+        operator acts on watch events, never on a patch's answer, and a status patch's
+        answer is the whole object."""
         return await self.request(
             "PATCH",
             res.path(namespace, name, sub),
             body=patch,
             content_type=content_type,
             query={"fieldManager": FIELD_MANAGER},
+            answer=answer,
         )
 
     async def delete(

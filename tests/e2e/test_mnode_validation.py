@@ -165,7 +165,9 @@ def test_transition_rules(
     with pytest.raises(errors.Invalid) as refused:
         kube.patch(k8s.MNODES, namespace, "moving", patch)
     assert message in refused.value.message
-    grown = kube.patch(k8s.MNODES, namespace, "moving", {"spec": {"storage": {"size": "2Gi"}}})
+    grown = kube.patch(
+        k8s.MNODES, namespace, "moving", {"spec": {"storage": {"size": "2Gi"}}}, answer=True
+    )
     assert grown["spec"]["storage"]["size"] == "2Gi"
 
 

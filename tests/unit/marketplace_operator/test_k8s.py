@@ -52,9 +52,15 @@ async def test_answers_errors_and_one_resend_after_a_dropped_connection(
         assert await kube.get(k8s.PODS, "ns", "a") == {"metadata": {"name": "a"}}
         assert await kube.get(k8s.PODS, "ns", "missing") is None
         # aiohttp itself resends only idempotent methods (a GET) on a dropped connection.
-        patched = await kube.patch(k8s.PODS, "ns", "dropped", {"metadata": {"labels": {}}})
+        patched = await kube.patch(
+            k8s.PODS, "ns", "dropped", {"metadata": {"labels": {}}}, answer=True
+        )
         assert patched == {"metadata": {"name": "dropped"}}
         assert seen == ["a", "missing", "dropped", "dropped"]
+        # The operator's patches do not read the patched object: not decoded.
+        assert await kube.patch(k8s.PODS, "ns", "a", {"metadata": {"labels": {}}}) == {}
+        with pytest.raises(errors.NotFound):  # an error answer is still read and typed
+            await kube.patch(k8s.PODS, "ns", "missing", {"metadata": {"labels": {}}})
         with pytest.raises(errors.NotFound):
             await kube.request("GET", k8s.PODS.path("ns", "missing"))
     finally:
