@@ -218,18 +218,21 @@ def _cluster_cpu() -> dict[str, float]:
 
 
 WORK_RE = re.compile(
-    r'^marketplace_operator_(reconciliations|admin_api_calls)_total\{\w+="([^"]*)"\}$'
+    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes)_total"
+    r'\{\w+="([^"]*)"\}$'
 )
 
 
 def _work(samples: Mapping[str, float]) -> dict[str, float]:
-    """From the operator's metrics: its node passes (every outcome) and its admin API calls
-    by operation ("status", "members", ...): work its API requests do not show."""
+    """From the operator's metrics: its node passes (every outcome), its admin API calls
+    by operation ("status", "members", ...), and its MarketplaceNode status writes by kind
+    ("writes urgent", ...): what its API requests do not show or do not tell apart."""
     work: dict[str, float] = {}
     for key, value in samples.items():
         m = WORK_RE.match(key)
         if m is not None:
-            name = "passes" if m[1] == "reconciliations" else m[2]
+            kinds = {"reconciliations": "passes", "status_writes": f"writes {m[2]}"}
+            name = kinds[m[1]] if m[1] in kinds else m[2]
             work[name] = work.get(name, 0.0) + value
     return work
 
@@ -479,11 +482,15 @@ def _print_phase(name: str, ph: Phase) -> None:
 
 
 def _work_line(ph: Phase) -> str:
-    """Node passes, then admin calls by operation, the most first."""
+    """Node passes, admin calls by operation and status writes by kind, the most first."""
     line = f"node passes {ph.work.get('passes', 0.0):,.0f}"
-    calls = sorted((-v, k) for k, v in ph.work.items() if k != "passes" and v)
+    writes = {k: v for k, v in ph.work.items() if k.startswith("writes ")}
+    calls = sorted((-v, k) for k, v in ph.work.items() if k != "passes" and k not in writes and v)
     if calls:
         line += "; admin calls: " + ", ".join(f"{k} {-v:,.0f}" for v, k in calls)
+    if any(writes.values()):
+        shown = sorted((-v, k.removeprefix("writes ")) for k, v in writes.items() if v)
+        line += "; status writes: " + ", ".join(f"{k} {-v:,.0f}" for v, k in shown)
     return line
 
 

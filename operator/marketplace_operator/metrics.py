@@ -62,6 +62,16 @@ class Metrics:
         for operation in OPERATIONS:  # 0, not absent, until the first error (and on dashboards)
             self.admin_errors.labels(operation)
             self.admin_calls.labels(operation)
+        self.status_writes = Counter(
+            "marketplace_operator_status_writes",
+            "MarketplaceNode status patches by what they carry: urgent (phase, a condition's "
+            "status, observed generation, policy), peers (the peer count or list alone), "
+            "detail (anything else)",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in ("urgent", "peers", "detail"):
+            self.status_writes.labels(kind)
         self.api_unavailable = Counter(
             "marketplace_operator_api_unavailable",
             "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
@@ -84,6 +94,9 @@ class Metrics:
 
     def admin_call(self, operation: str) -> None:
         self.admin_calls.labels(operation).inc()
+
+    def status_write(self, kind: str) -> None:
+        self.status_writes.labels(kind).inc()
 
     def admin_error(self, operation: str) -> None:
         self.admin_errors.labels(operation).inc()

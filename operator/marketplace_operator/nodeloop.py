@@ -224,32 +224,38 @@ def _condition_states(conditions: Any) -> set[tuple[Any, Any]]:
     return {(c.get("type"), c.get("status")) for c in conditions or () if isinstance(c, Mapping)}
 
 
+def patch_kind(patch: Mapping[str, Any], old: Mapping[str, Any] | None) -> str:
+    """What a status patch carries, for its pacing and its count: "urgent" (what users and
+    controllers wait on: the phase, a condition's status, the observed generation, the
+    policy in force), "peers" (the peer count or list alone), else "detail"."""
+    if not set(patch).isdisjoint(_URGENT_FIELDS):
+        return "urgent"
+    if "conditions" in patch and _condition_states(patch["conditions"]) != _condition_states(
+        (old or {}).get("conditions")
+    ):
+        return "urgent"
+    return "peers" if set(patch) <= _PEER_FIELDS else "detail"
+
+
 def status_delay(
     patch: Mapping[str, Any], old: Mapping[str, Any] | None, since_last_write: float | None
 ) -> float | None:
     """Seconds until this status patch is due: None with nothing to write, 0 for now.
 
-    What users and controllers wait on is written at once: the phase, a condition's
-    status, the observed generation, the policy in force. Details (pod name and IP, peer
-    id, messages) wait until `DETAIL_STATUS_INTERVAL_SECONDS` after the last write, and a
-    peer count or list alone until `PEERS_STATUS_INTERVAL_SECONDS`: a starting node's
-    details change half a dozen times in its first seconds, and each write is a watch
-    event for every client of MarketplaceNodes (this operator included) on a busy API
-    server. The caller comes back when the delay is over; the latest values go out then.
+    What users and controllers wait on is written at once (`patch_kind` "urgent").
+    Details (pod name and IP, peer id, messages) wait until
+    `DETAIL_STATUS_INTERVAL_SECONDS` after the last write, and a peer count or list alone
+    until `PEERS_STATUS_INTERVAL_SECONDS`: a starting node's details change half a dozen
+    times in its first seconds, and each write is a watch event for every client of
+    MarketplaceNodes (this operator included) on a busy API server. The caller comes back
+    when the delay is over; the latest values go out then.
     """
     if not patch:
         return None
-    if since_last_write is None or not set(patch).isdisjoint(_URGENT_FIELDS):
+    kind = patch_kind(patch, old)
+    if since_last_write is None or kind == "urgent":
         return 0.0
-    if "conditions" in patch and _condition_states(patch["conditions"]) != _condition_states(
-        (old or {}).get("conditions")
-    ):
-        return 0.0
-    interval = (
-        PEERS_STATUS_INTERVAL_SECONDS
-        if set(patch) <= _PEER_FIELDS
-        else DETAIL_STATUS_INTERVAL_SECONDS
-    )
+    interval = PEERS_STATUS_INTERVAL_SECONDS if kind == "peers" else DETAIL_STATUS_INTERVAL_SECONDS
     return max(0.0, interval - since_last_write)
 
 
@@ -907,6 +913,7 @@ async def _write(
         await ctx.kube.patch(
             k8s.MNODES, ref.namespace, ref.name, {"status": decision.patch}, sub="status"
         )
+        ctx.metrics.status_write(patch_kind(decision.patch, body.get("status")))
         ctx.node(key).status_written = now
         delay = None
     if decision.event is not None:

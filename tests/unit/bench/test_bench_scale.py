@@ -49,9 +49,17 @@ def test_the_operators_work_is_read_from_its_metrics_and_printed_busiest_first()
         'marketplace_operator_admin_api_calls_total{operation="members"}': 120.0,
         'marketplace_operator_admin_api_calls_total{operation="drain"}': 0.0,
         'marketplace_operator_admin_api_errors_total{operation="status"}': 5.0,
+        'marketplace_operator_status_writes_total{kind="peers"}': 30.0,
+        'marketplace_operator_status_writes_total{kind="urgent"}': 40.0,
+        'marketplace_operator_status_writes_total{kind="detail"}': 0.0,
     }
     work = _work(samples)
-    assert work == {"passes": 100.0, "status": 80.0, "members": 120.0, "drain": 0.0}
+    assert work == {
+        "passes": 100.0, "status": 80.0, "members": 120.0, "drain": 0.0,
+        "writes peers": 30.0, "writes urgent": 40.0, "writes detail": 0.0,
+    }  # fmt: skip
     line = _work_line(Phase(1.0, 0.0, 0.0, work=work))
-    assert line == "node passes 100; admin calls: members 120, status 80"
+    assert line == (
+        "node passes 100; admin calls: members 120, status 80; status writes: urgent 40, peers 30"
+    )
     assert _work_line(Phase(1.0, 0.0, 0.0)) == "node passes 0"

@@ -13,6 +13,7 @@ from marketplace_operator.nodeloop import (
     PEERS_STATUS_INTERVAL_SECONDS,
     announces_phase,
     intent,
+    patch_kind,
     status_delay,
 )
 
@@ -52,6 +53,21 @@ def test_status_delay(patch: dict[str, Any], since: float | None, delay: float |
         assert got is None
     else:
         assert got == pytest.approx(delay)
+
+
+@pytest.mark.parametrize(
+    ("patch", "kind"),
+    [
+        ({"phase": "Ready", "peers": 3}, "urgent"),
+        ({"conditions": READY_TRUE}, "urgent"),
+        ({"peers": 3}, "peers"),
+        ({"peers": 3, "connectedPeers": ["a"]}, "peers"),
+        ({"peers": 3, "podIP": "10.0.0.1"}, "detail"),
+        ({"conditions": [{**READY_FALSE[0], "message": "c"}]}, "detail"),
+    ],
+)
+def test_a_status_patch_is_counted_by_what_it_carries(patch: dict[str, Any], kind: str) -> None:
+    assert patch_kind(patch, OLD) == kind
 
 
 def test_a_condition_appearing_is_urgent() -> None:
