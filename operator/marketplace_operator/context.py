@@ -19,6 +19,7 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.reconcile import pacing
 from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
 from marketplace_operator.reconcile.gate import PollMemory
+from marketplace_operator.render.pod import PodInputs
 from marketplace_operator.settings import Settings
 
 NodeKey = tuple[str, str]  # (namespace, name)
@@ -161,6 +162,7 @@ class NodeState:
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet
     members_written: float | None = None  # monotonic time it last wrote members.json (leader)
     answer: Answer | None = None  # its pod's last status answer (`nodeloop._poll_or_reuse`)
+    inputs: tuple[Hashable, PodInputs] | None = None  # (key, its pod inputs) (`nodeloop._inputs`)
 
     def idle(self) -> bool:
         return all(v is None for v in vars(self).values())

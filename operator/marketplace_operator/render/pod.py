@@ -14,6 +14,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
 
 from marketplace_operator.model.common import rfc3339
@@ -58,6 +59,13 @@ class PodInputs:
         return cls(
             image=spec.image or default_image, spec=spec, restart_token=restart_token, tls=tls
         )
+
+    @cached_property
+    def digest(self) -> str:
+        """`template_hash`: made once per inputs (a pass asks for it several times, and a
+        node's inputs are kept from pass to pass while its spec is the same)."""
+        material = json.dumps(self.hash_material(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(material.encode()).hexdigest()[:16]
 
     def hash_material(self) -> dict[str, Any]:
         spec = self.spec
@@ -124,8 +132,7 @@ def inputs_of(
 
 def template_hash(inputs: PodInputs) -> str:
     """A short stable digest of `inputs` (canonical JSON, SHA-256, 16 hex digits)."""
-    material = json.dumps(inputs.hash_material(), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(material.encode()).hexdigest()[:16]
+    return inputs.digest
 
 
 def _tls_env(tls: TlsMount) -> list[dict[str, Any]]:

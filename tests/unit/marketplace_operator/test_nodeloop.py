@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from aiohttp import web
 from marketplace_operator import actuate, errors, nodeloop
-from marketplace_operator.context import PushedMembers
+from marketplace_operator.context import Context, PushedMembers
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeStatus, Phase
 from marketplace_operator.nodeclient import OPERATIONS, NodeClient, base_url
+from marketplace_operator.render.names import TlsMount
 from marketplace_operator.settings import Settings
 from marketplace_protocol.admin import DrainState, Member, Members
 from prometheus_client import CollectorRegistry
@@ -261,3 +262,36 @@ def test_a_running_pod_is_told_of_a_changed_fleet_at_a_pace(
         pushed, pod_uid=uid, digest=digest, others=others, now=100.0 + since, members=members
     )
     assert got is due
+
+
+# --- the pod inputs, kept while the spec is the same ---------------------------------
+
+
+def _mnode(generation: int | None, *, restart: str = "", image: str = "img:1") -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": "n1", "namespace": "ns", "uid": "u1"}
+    if generation is not None:
+        meta["generation"] = generation
+    if restart:
+        meta["annotations"] = {"marketplace.p2p.dev/restartedAt": restart}
+    return {"metadata": meta, "spec": {"fleet": "blue", "image": image}}
+
+
+def test_a_nodes_pod_inputs_are_kept_until_its_spec_restart_or_tls_change() -> None:
+    ctx = Context(
+        settings=Settings(), kube=cast("Any", None), nodes=cast("Any", None),
+        metrics=cast("Any", None), tokens=cast("Any", None),
+    )  # fmt: skip
+    first = nodeloop._inputs(ctx, _mnode(1), None)
+    assert nodeloop._inputs(ctx, _mnode(1), None) is first  # a status write's event: kept
+    changed = nodeloop._inputs(ctx, _mnode(2, image="img:2"), None)  # a new generation
+    assert changed is not first
+    assert changed.image == "img:2"
+    assert changed.digest != first.digest
+    restarted = nodeloop._inputs(ctx, _mnode(2, image="img:2", restart="t1"), None)
+    assert restarted.restart_token == "t1"
+    mount = TlsMount(secret="s", peer_name="p")
+    assert nodeloop._inputs(ctx, _mnode(2, image="img:2", restart="t1"), mount).tls == mount
+    # A body that is not the API server's (no generation) is read afresh every time.
+    assert nodeloop._inputs(ctx, _mnode(None), None) is not nodeloop._inputs(
+        ctx, _mnode(None), None
+    )
