@@ -421,15 +421,27 @@ def announcement_fresh_for(members: int) -> float:
 
 
 ADDRESS_COPIES_PER_SECOND = 5.0
+ADDRESS_ENTRIES_PER_SECOND = 500.0
 
 
 def addresses_pause(members: int) -> float:
     """How long a running node waits for a list in which only addresses moved (the same
-    nodes and peer ids: a rollout): `members_pause`, or longer for a big fleet, so that at
-    most `ADDRESS_COPIES_PER_SECOND` such lists go out a second on average. Without a cap:
-    a running node meets a replaced member through that member (told of everyone at once,
-    it greets them), and its door admits it by its unchanged peer id."""
-    return max(members_pause(members), members / ADDRESS_COPIES_PER_SECOND)
+    nodes and peer ids: a rollout): `members_pause`, or longer, so that the fleet's
+    running nodes are sent at most `ADDRESS_COPIES_PER_SECOND` such lists and at most
+    `ADDRESS_ENTRIES_PER_SECOND` member entries a second on average: N lists of N
+    entries take N^2 / that (20 s at 100 members, as 5 lists a second do; 2,000 s at
+    1,000). Counting lists instead left the bytes
+    growing with N: in a 1,000-node rollout nearly every running node was re-sent its
+    150 KB list once, 1,000 of the 2,000 member pushes (issue 15). Nothing waits on
+    these lists: a running node meets a replaced member through that member (told of
+    everyone at once, it greets them), its door admits it by its unchanged peer id, and
+    its mounted members.json brings the new addresses within `members_pause` plus the
+    kubelet's sync."""
+    return max(
+        members_pause(members),
+        members / ADDRESS_COPIES_PER_SECOND,
+        members * members / ADDRESS_ENTRIES_PER_SECOND,
+    )
 
 
 def members_push_due(

@@ -210,10 +210,12 @@ def _pushed(others: int = 5, *, uid: str = "pod-1", digest: str = "old") -> Push
     [
         (3, 0.2, False),  # a small fleet: at once all the same
         (3, 0.7, True),
-        (100, 19.0, False),  # 100: 5 lists a second
+        (100, 19.0, False),  # 100: 500 entries a second, 100 lists of 100 in 20 s
         (100, 20.0, True),
-        (1000, 60.0, False),  # no cap at a minute
-        (1000, 200.0, True),
+        (300, 179.0, False),
+        (300, 180.0, True),
+        (1000, 1999.0, False),  # no cap: the bytes, not the lists, are bounded
+        (1000, 2000.0, True),
     ],
 )
 def test_a_list_where_only_addresses_moved_waits_longer(
