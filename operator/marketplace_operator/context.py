@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -136,6 +137,44 @@ class Answer:
     node: NodeStatus
 
 
+REUSED_ANSWER_SECONDS = 1.0  # how old a node's answer a pass woken by events may use
+
+
+class RecentAnswers:
+    """The nodes' status answers of the last `ttl` seconds, one per node: only those may be
+    reused (`nodeloop._poll_or_reuse`), so only those are kept. One kept per node until its
+    next poll, each a `NodeStatus` listing up to 64 peers, was 30 MiB at 1,000 nodes
+    (issue 15). Insertion order is answer order, so the expired are at the front. (Not
+    cachetools' TTLCache: the operator's image does not ship it, for these few lines.)"""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._ttl, self._clock = ttl, clock
+        self._items: OrderedDict[NodeKey, Answer] = OrderedDict()
+
+    def get(self, key: NodeKey) -> Answer | None:
+        self._expire()
+        return self._items.get(key)
+
+    def put(self, key: NodeKey, answer: Answer) -> None:
+        self._items.pop(key, None)
+        self._items[key] = answer
+        self._expire()
+
+    def drop(self, key: NodeKey) -> None:
+        self._items.pop(key, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def _expire(self) -> None:
+        now = self._clock()
+        while self._items:
+            key, oldest = next(iter(self._items.items()))
+            if now - oldest.at <= self._ttl:
+                return
+            del self._items[key]
+
+
 @dataclass(frozen=True)
 class PushedMembers:
     """The member list last pushed to a node's pod (`nodeloop.members_push_due`)."""
@@ -161,7 +200,6 @@ class NodeState:
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet
     members_written: float | None = None  # monotonic time it last wrote members.json (leader)
-    answer: Answer | None = None  # its pod's last status answer (`nodeloop._poll_or_reuse`)
     inputs: tuple[Hashable, PodInputs] | None = None  # (key, its pod inputs) (`nodeloop._inputs`)
 
     def idle(self) -> bool:
@@ -200,6 +238,7 @@ class Context:
     kube_nodes: dict[str, tuple[float, asyncio.Future[dict[str, Any] | None]]] = field(
         default_factory=dict
     )
+    answers: RecentAnswers = field(default_factory=lambda: RecentAnswers(REUSED_ANSWER_SECONDS))
 
     def poll_interval(self, *, joining: float | None = None) -> float:
         """Seconds between two polls of a node now (`pacing`): a node joining for `joining`

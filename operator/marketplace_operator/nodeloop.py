@@ -24,7 +24,13 @@ from marketplace_protocol.admin import NodeStatus
 from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
-from marketplace_operator.context import Answer, Context, NodeKey, PushedMembers
+from marketplace_operator.context import (
+    REUSED_ANSWER_SECONDS,
+    Answer,
+    Context,
+    NodeKey,
+    PushedMembers,
+)
 from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import (
     MAX_CONNECTED_PEERS_LISTED,
@@ -333,9 +339,6 @@ async def _poll_node(
     return Poll(node=node)
 
 
-REUSED_ANSWER_SECONDS = 1.0
-
-
 def reusable(answer: Answer | None, view: PodView | None, now: float, within: float) -> bool:
     """May a pass use the node's last answer (`answer`) instead of asking again? Only an
     answer of this pod, at most `within` seconds old (monotonic `now`), while the pod
@@ -368,13 +371,14 @@ async def _poll_or_reuse(
     second after the last answer, 17 polls per replaced node at 1,000 nodes (issue 15).
     Only answers are reused: an unanswered poll is asked again (the gate's hysteresis
     counts each failure once), and a clock-driven pass always asks."""
-    state = ctx.node((ref.namespace, ref.name))
+    key = (ref.namespace, ref.name)
     now = time.monotonic()
-    if state.answer is not None and reusable(state.answer, view, now, reuse_within):
-        return Poll(node=state.answer.node)
+    answer = ctx.answers.get(key)
+    if answer is not None and reusable(answer, view, now, reuse_within):
+        return Poll(node=answer.node)
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
-        state.answer = Answer(view.uid, now, poll.node)
+        ctx.answers.put(key, Answer(view.uid, now, poll.node))
     return poll
 
 
@@ -1033,5 +1037,6 @@ async def run(
         ctx.joining.pop(key, None)
         state = ctx.node(key)
         state.phase = state.poll = state.status_written = state.intent = None
-        state.members_written = state.answer = state.inputs = None
+        state.members_written = state.inputs = None
+        ctx.answers.drop(key)
         ctx.release(key)

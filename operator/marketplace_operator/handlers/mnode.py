@@ -308,7 +308,8 @@ def pod_changed(ctx: Context, namespace: str, node: str, view: PodView, *, gone:
         return
     state.pod_address = address
     if address is None:  # the pod is gone: so is what was remembered of it
-        state.pushed_members = state.answer = None
+        state.pushed_members = None
+        ctx.answers.drop(key)
         ctx.release(key)
 
 

@@ -5,9 +5,17 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from marketplace_operator.context import Context, NodeState, PushedMembers, Wakeups
+from marketplace_operator.context import (
+    Answer,
+    Context,
+    NodeState,
+    PushedMembers,
+    RecentAnswers,
+    Wakeups,
+)
 from marketplace_operator.model.mnode import Phase
 from marketplace_operator.reconcile.gate import PollMemory
+from marketplace_protocol.admin import NodeStatus
 
 KEY = ("ns", "n1")
 
@@ -57,3 +65,22 @@ def test_wakeups_count_the_node_loops_not_the_fleet_loops() -> None:
     wakeups.unregister(("ns", "n0"))
     wakeups.unregister(("ns", "marketplacefleets/default"))
     assert wakeups.nodes() == 1
+
+
+def test_only_answers_young_enough_to_be_reused_are_kept() -> None:
+    """One answer per node, each listing up to 64 peers, kept until its next poll was
+    30 MiB at 1,000 nodes: only those of the last `ttl` seconds are kept."""
+    now = [100.0]
+    answers = RecentAnswers(1.0, clock=lambda: now[0])
+    node = NodeStatus(peer_id="mp1", ready=True)
+    answers.put(("ns", "n0"), Answer("pod-0", 99.5, node))
+    answers.put(("ns", "n1"), Answer("pod-1", 100.0, node))
+    assert answers.get(("ns", "n0")) is not None
+    now[0] = 100.6  # n0's answer is 1.1 s old: gone
+    assert answers.get(("ns", "n0")) is None
+    assert len(answers) == 1
+    answers.put(("ns", "n1"), Answer("pod-1", 100.6, node))  # answered again: kept longer
+    now[0] = 101.5
+    assert answers.get(("ns", "n1")) == Answer("pod-1", 100.6, node)
+    answers.drop(("ns", "n1"))  # its loop ended, or its pod went
+    assert len(answers) == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -385,7 +386,7 @@ async def test_a_failed_poll_is_never_reused(node: Node) -> None:
     """The gate's hysteresis counts unanswered polls: each must be a poll of its own."""
     ctx = answering(node)
     await report(ctx, reuse_within=0.0)
-    ctx.node((REF.namespace, REF.name)).answer = None  # e.g. a new pod, not answered yet
+    ctx.answers.drop((REF.namespace, REF.name))  # e.g. a new pod, not answered yet
     node.down = True
     await report(ctx, reuse_within=1.0)
     await report(ctx, reuse_within=1.0)
@@ -394,9 +395,9 @@ async def test_a_failed_poll_is_never_reused(node: Node) -> None:
 
 async def test_the_answer_of_an_earlier_pod_is_not_its_successors(node: Node) -> None:
     ctx = answering(node)
-    state = ctx.node((REF.namespace, REF.name))
     view = pod_view(running_pod(joined=True))
-    state.answer = Answer("an-earlier-pod", 1e12, NODE)  # as fresh as can be, another pod
+    now = time.monotonic()
+    ctx.answers.put((REF.namespace, REF.name), Answer("an-earlier-pod", now, NODE))
     assert view.uid != "an-earlier-pod"
     await report(ctx, reuse_within=1.0)
     assert node.asked == 1
