@@ -3,8 +3,6 @@ item 11): a fleet of short-lived nodes does not grow the operator's memory."""
 
 from __future__ import annotations
 
-from typing import Any, cast
-
 from marketplace_operator.context import (
     Answer,
     Context,
@@ -17,17 +15,13 @@ from marketplace_operator.model.mnode import Phase
 from marketplace_operator.reconcile.gate import PollMemory
 from marketplace_protocol.admin import NodeStatus
 
+from tests.support.operator_context import bare_context
+
 KEY = ("ns", "n1")
 
 
 def context() -> Context:
-    return Context(
-        settings=cast("Any", None),
-        kube=cast("Any", None),
-        nodes=cast("Any", None),
-        metrics=cast("Any", None),
-        tokens=cast("Any", None),
-    )
+    return bare_context()
 
 
 def test_a_node_state_is_released_only_when_nothing_is_left() -> None:

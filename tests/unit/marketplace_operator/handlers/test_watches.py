@@ -14,17 +14,13 @@ from marketplace_operator.policy.ports import FleetKey
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.render import names
 
+from tests.support.operator_context import bare_context
+
 NS = "ns"
 
 
 def context() -> Context:
-    return Context(
-        settings=cast("Any", None),
-        kube=cast("Any", None),
-        nodes=cast("Any", None),
-        metrics=cast("Any", None),
-        tokens=cast("Any", None),
-    )
+    return bare_context()
 
 
 class Worker:
