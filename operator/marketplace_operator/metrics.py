@@ -29,6 +29,9 @@ class _PhaseCollector(Collector):
         yield family
 
 
+STATUS_WRITE_KINDS = ("urgent", "peers", "detail")  # `nodeloop.patch_kind`'s answers
+
+
 class Metrics:
     def __init__(
         self, registry: CollectorRegistry, *, phases: Callable[[], Mapping[object, Phase]]
@@ -70,7 +73,7 @@ class Metrics:
             ["kind"],
             registry=registry,
         )
-        for kind in ("urgent", "peers", "detail"):
+        for kind in STATUS_WRITE_KINDS:
             self.status_writes.labels(kind)
         self.api_unavailable = Counter(
             "marketplace_operator_api_unavailable",

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeGuard
 
 from marketplace_protocol.admin import NodeStatus
 from pydantic import ValidationError
@@ -339,7 +339,9 @@ async def _poll_node(
     return Poll(node=node)
 
 
-def reusable(answer: Answer | None, view: PodView | None, now: float, within: float) -> bool:
+def reusable(
+    answer: Answer | None, view: PodView | None, now: float, within: float
+) -> TypeGuard[Answer]:
     """May a pass use the node's last answer (`answer`) instead of asking again? Only an
     answer of this pod, at most `within` seconds old (monotonic `now`), while the pod
     still runs its started container (a restarted one is asked: it may not serve yet)."""
@@ -374,7 +376,7 @@ async def _poll_or_reuse(
     key = (ref.namespace, ref.name)
     now = time.monotonic()
     answer = ctx.answers.get(key)
-    if answer is not None and reusable(answer, view, now, reuse_within):
+    if reusable(answer, view, now, reuse_within):
         return Poll(node=answer.node)
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
