@@ -67,6 +67,10 @@ BUSIEST_SHOWN = 5
 PROGRESS_SECONDS = 60.0
 TEARDOWN_SECONDS = 900.0
 PHASES = 3  # apply -> all Ready, policy to every node, spec change -> rollout complete
+ROLLOUT = "spec change -> rollout complete"
+PER_NODE_WORK = (
+    "passes", "status", "members", "writes urgent", "events pods", "events marketplacenodes",
+)  # fmt: skip
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
 EVENTS = k8s.Resource("events")
 CLUSTER_PARTS = {
@@ -218,20 +222,25 @@ def _cluster_cpu() -> dict[str, float]:
 
 
 WORK_RE = re.compile(
-    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes)_total"
+    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes|watch_events)_total"
     r'\{\w+="([^"]*)"\}$'
 )
 
 
 def _work(samples: Mapping[str, float]) -> dict[str, float]:
     """From the operator's metrics: its node passes (every outcome), its admin API calls
-    by operation ("status", "members", ...), and its MarketplaceNode status writes by kind
-    ("writes urgent", ...): what its API requests do not show or do not tell apart."""
+    by operation ("status", "members", ...), its MarketplaceNode status writes by kind
+    ("writes urgent", ...) and the watch events it handled by kind ("events pods", ...):
+    what its API requests do not show or do not tell apart."""
     work: dict[str, float] = {}
     for key, value in samples.items():
         m = WORK_RE.match(key)
         if m is not None:
-            kinds = {"reconciliations": "passes", "status_writes": f"writes {m[2]}"}
+            kinds = {
+                "reconciliations": "passes",
+                "status_writes": f"writes {m[2]}",
+                "watch_events": f"events {m[2]}",
+            }
             name = kinds[m[1]] if m[1] in kinds else m[2]
             work[name] = work.get(name, 0.0) + value
     return work
@@ -443,7 +452,7 @@ def measure(kube: k8s.BlockingKube, n: int, log_dir: Path) -> Result:
                 print(f"    the fleet's account: {progress.line()}", flush=True)
 
         rollout = _phase(operator, kube, namespace, spec_change)
-        result.phases["spec change -> rollout complete"] = rollout
+        result.phases[ROLLOUT] = rollout
         _print_phase("spec change -> rollout", rollout)
     except TimeoutError as exc:  # a phase that never ended: say so, keep what was measured
         result.unfinished = f"NOT measured further: {exc}"
@@ -484,13 +493,20 @@ def _print_phase(name: str, ph: Phase) -> None:
 def _work_line(ph: Phase) -> str:
     """Node passes, admin calls by operation and status writes by kind, the most first."""
     line = f"node passes {ph.work.get('passes', 0.0):,.0f}"
-    writes = {k: v for k, v in ph.work.items() if k.startswith("writes ")}
-    calls = sorted((-v, k) for k, v in ph.work.items() if k != "passes" and k not in writes and v)
+    grouped = {"writes ": "status writes", "events ": "watch events"}
+    calls = sorted(
+        (-v, k)
+        for k, v in ph.work.items()
+        if k != "passes" and not k.startswith(tuple(grouped)) and v
+    )
     if calls:
         line += "; admin calls: " + ", ".join(f"{k} {-v:,.0f}" for v, k in calls)
-    if any(writes.values()):
-        shown = sorted((-v, k.removeprefix("writes ")) for k, v in writes.items() if v)
-        line += "; status writes: " + ", ".join(f"{k} {-v:,.0f}" for v, k in shown)
+    for prefix, title in grouped.items():
+        shown = sorted(
+            (-v, k.removeprefix(prefix)) for k, v in ph.work.items() if k.startswith(prefix) and v
+        )
+        if shown:
+            line += f"; {title}: " + ", ".join(f"{k} {-v:,.0f}" for v, k in shown)
     return line
 
 
@@ -556,15 +572,33 @@ def main() -> int:
 
 
 def _costs(r: Result) -> dict[str, float]:
-    """What grows with the fleet: the operator's CPU over all phases, its peak RSS, and the
-    time to all Ready (NaN where a phase did not finish)."""
+    """What grows with the fleet: the operator's CPU over all phases, its peak RSS, the
+    time to all Ready and the reconcile latency p99 after the spec change (NaN where a
+    phase did not finish)."""
     ready = r.phases.get("apply -> all Ready")
     finished = len(r.phases) == PHASES and not r.unfinished
     return {
         "apply -> all Ready": ready.seconds if ready is not None else math.nan,
+        "reconcile p99": percentile(r.reconcile, 99) if r.reconcile else math.nan,
         "operator CPU-s": sum(ph.cpu for ph in r.phases.values()) if finished else math.nan,
         "operator RSS (peak)": r.peak,
     }
+
+
+def _per_node(small: Result, big: Result) -> str:
+    """The rollout's work per node at both sizes, and its growth: linear total work is the
+    same per node, so whatever grows here is what makes the total grow faster."""
+    a, b = small.phases.get(ROLLOUT), big.phases.get(ROLLOUT)
+    if a is None or b is None:
+        return "per node in the rollout: not measured at both sizes"
+    rows = [("operator CPU ms", a.cpu * 1e3, b.cpu * 1e3)]
+    rows += [(k, a.work.get(k, math.nan), b.work.get(k, math.nan)) for k in PER_NODE_WORK]
+    parts = [
+        f"{name} {x / small.n:.1f} -> {y / big.n:.1f} (x{(y / big.n) / (x / small.n):.2f})"
+        for name, x, y in rows
+        if x > 0 and y > 0  # False for NaN too: not counted by that operator
+    ]
+    return f"per node in the rollout, {small.n:,} -> {big.n:,}: " + ", ".join(parts)
 
 
 def _growth(small: Result, big: Result) -> bool:
@@ -580,6 +614,7 @@ def _growth(small: Result, big: Result) -> bool:
         f"growth {small.n:,} -> {big.n:,} nodes (x{times:.0f}): {parts} "
         f"[goal: each at most x{times:.0f}: {'ok' if ok else 'MISSED'}]"
     )
+    print(f"  {_per_node(small, big)}")
     return ok
 
 

@@ -30,6 +30,7 @@ class _PhaseCollector(Collector):
 
 
 STATUS_WRITE_KINDS = ("urgent", "peers", "detail")  # `nodeloop.patch_kind`'s answers
+WATCHED_KINDS = ("pods", "marketplacenodes")  # `handlers.watches`: the busiest kinds
 
 
 class Metrics:
@@ -75,6 +76,15 @@ class Metrics:
         )
         for kind in STATUS_WRITE_KINDS:
             self.status_writes.labels(kind)
+        self.watch_events = Counter(
+            "marketplace_operator_watch_events",
+            "Watch events of the busiest kinds the operator handled (each runs kopf's "
+            "indexes and the fan-out to the node loop, the rollout and the policy worker)",
+            ["kind"],
+            registry=registry,
+        )
+        for kind in WATCHED_KINDS:
+            self.watch_events.labels(kind)
         self.api_unavailable = Counter(
             "marketplace_operator_api_unavailable",
             "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
@@ -100,6 +110,9 @@ class Metrics:
 
     def status_write(self, kind: str) -> None:
         self.status_writes.labels(kind).inc()
+
+    def watch_event(self, kind: str) -> None:
+        self.watch_events.labels(kind).inc()
 
     def admin_error(self, operation: str) -> None:
         self.admin_errors.labels(operation).inc()

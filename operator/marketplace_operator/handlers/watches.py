@@ -34,6 +34,7 @@ async def pod_event(
 ) -> None:
     """A node's pod changed: its node's loop, its fleet's rollout and policy worker hear."""
     ctx: Context = memo.ctx
+    ctx.metrics.watch_event("pods")
     namespace = str(namespace)
     node, fleet = labels.get(names.NODE_LABEL), labels.get(names.FLEET_LABEL)
     view = pod_view(dict(body))
@@ -52,6 +53,7 @@ async def mnode_event(
     """A MarketplaceNode changed: its own loop (when what it acts on did) and its fleet's
     rollout hear; a deleted one's state is dropped."""
     ctx: Context = memo.ctx
+    ctx.metrics.watch_event("marketplacenodes")
     namespace = str(namespace)
     gone = type == "DELETED"
     mnode.mnode_changed(ctx, (namespace, name), body, gone=gone)

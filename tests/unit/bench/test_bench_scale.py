@@ -9,12 +9,21 @@ import pytest
 from bench.bench_scale import Phase, Result, _growth, _work, _work_line
 
 
-def result(n: int, *, ready: float, cpu: float, peak: float, unfinished: str = "") -> Result:
-    r = Result(n, peak=peak, unfinished=unfinished)
+def result(
+    n: int,
+    *,
+    ready: float,
+    cpu: float,
+    peak: float,
+    unfinished: str = "",
+    reconcile: float = 1.0,
+    passes: float = 0.0,
+) -> Result:
+    r = Result(n, peak=peak, unfinished=unfinished, reconcile=[reconcile])
     r.phases = {
         "apply -> all Ready": Phase(ready, cpu / 3, 0),
         "policy to every node": Phase(1, cpu / 3, 0),
-        "spec change -> rollout complete": Phase(60, cpu / 3, 0),
+        "spec change -> rollout complete": Phase(60, cpu / 3, 0, work={"passes": passes}),
     }
     return r
 
@@ -28,12 +37,13 @@ def result(n: int, *, ready: float, cpu: float, peak: float, unfinished: str = "
         (result(1000, ready=400, cpu=301, peak=250), False),  # CPU x10.03
         (result(1000, ready=400, cpu=300, peak=250, unfinished="rollout NOT complete"), False),
         (result(1000, ready=400, cpu=300, peak=math.nan), False),  # not measured: not ok
+        (result(1000, ready=400, cpu=300, peak=250, reconcile=10.5), False),  # p99 x10.5
     ],
 )
 def test_growth_is_linear_only_when_every_cost_grew_at_most_as_the_fleet(
     big: Result, ok: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    small = result(100, ready=40, cpu=30, peak=100)
+    small = result(100, ready=40, cpu=30, peak=100, reconcile=1.0)
     assert _growth(small, big) is ok
     line = capsys.readouterr().out
     assert "growth 100 -> 1,000 nodes (x10)" in line
@@ -52,14 +62,29 @@ def test_the_operators_work_is_read_from_its_metrics_and_printed_busiest_first()
         'marketplace_operator_status_writes_total{kind="peers"}': 30.0,
         'marketplace_operator_status_writes_total{kind="urgent"}': 40.0,
         'marketplace_operator_status_writes_total{kind="detail"}': 0.0,
+        'marketplace_operator_watch_events_total{kind="pods"}': 700.0,
     }
     work = _work(samples)
     assert work == {
         "passes": 100.0, "status": 80.0, "members": 120.0, "drain": 0.0,
-        "writes peers": 30.0, "writes urgent": 40.0, "writes detail": 0.0,
+        "writes peers": 30.0, "writes urgent": 40.0, "writes detail": 0.0, "events pods": 700.0,
     }  # fmt: skip
     line = _work_line(Phase(1.0, 0.0, 0.0, work=work))
     assert line == (
-        "node passes 100; admin calls: members 120, status 80; status writes: urgent 40, peers 30"
+        "node passes 100; admin calls: members 120, status 80; "
+        "status writes: urgent 40, peers 30; watch events: pods 700"
     )
     assert _work_line(Phase(1.0, 0.0, 0.0)) == "node passes 0"
+
+
+def test_the_rollouts_work_per_node_shows_what_grew_faster_than_the_fleet(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    small = result(100, ready=40, cpu=30, peak=100, passes=1_700)
+    big = result(1000, ready=400, cpu=450, peak=200, passes=21_000)
+    _growth(small, big)
+    line = capsys.readouterr().out.splitlines()[1]
+    assert line.startswith("  per node in the rollout, 100 -> 1,000: ")
+    assert "operator CPU ms 100.0 -> 150.0 (x1.50)" in line
+    assert "passes 17.0 -> 21.0 (x1.24)" in line
+    assert "status" not in line  # not counted at either size: left out, not shown as 0

@@ -10,9 +10,11 @@ import kopf
 from marketplace_operator.context import Context
 from marketplace_operator.handlers import rollout, watches
 from marketplace_operator.handlers.policy import PolicyHolder
+from marketplace_operator.metrics import Metrics
 from marketplace_operator.policy.ports import FleetKey
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.render import names
+from prometheus_client import CollectorRegistry
 
 from tests.support.operator_context import bare_context
 
@@ -20,7 +22,14 @@ NS = "ns"
 
 
 def context() -> Context:
-    return bare_context()
+    return bare_context(metrics=Metrics(CollectorRegistry(), phases=dict))
+
+
+def counted(ctx: Context, kind: str) -> float:
+    value = ctx.metrics.registry.get_sample_value(
+        "marketplace_operator_watch_events_total", {"kind": kind}
+    )
+    return float(value or 0.0)
 
 
 class Worker:
@@ -82,6 +91,7 @@ async def test_a_pod_event_wakes_its_node_and_its_fleet_and_keeps_its_address() 
     worker = Worker()
     shared = memo(ctx, worker)
     await pod_event(ctx, pod("127.1.0.5"), kopf_memo=shared)
+    assert counted(ctx, "pods") == 1  # each event counted once (the bench's work line)
     assert node.is_set()
     assert fleet.is_set()
     assert ctx.node((NS, "n1")).pod_address == ("127.1.0.5", False, "pod-1")
