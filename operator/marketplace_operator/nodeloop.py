@@ -1014,6 +1014,9 @@ async def run(
                 # each held its views, renderings and poll while it awaited (issue 15).
                 async with ctx.passes:
                     started = time.monotonic()  # the pass, not its wait for a turn
+                    # What woke the loop while it waited for its turn is in the views it
+                    # reads now: seen by this pass, not the cause of another (issue 15).
+                    wake.clear()
                     reuse = REUSED_ANSWER_SECONDS if woken else 0.0
                     result = await reconcile_once(
                         ctx, body, views(), stopped=stopped, reuse_within=reuse

@@ -174,3 +174,36 @@ async def test_a_node_joining_for_a_while_is_polled_at_the_backed_off_pace(
     assert key not in ctx.joining  # joined: the next pass's interval is the routine one
     loop.cancel()
     await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_wake_while_a_pass_waits_for_its_turn_is_seen_by_that_pass(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Watch events for a node whose pass waits for a turn are in the views that pass
+    reads once it has one: they make no second pass."""
+    ctx = context(1)
+    ctx.settings = Settings(poll_interval_seconds=300, reconcile_concurrency=1)
+    passes = 0
+    ran = asyncio.Event()
+
+    async def one_pass(*_: Any, **__: Any) -> nodeloop.Outcome:
+        nonlocal passes
+        passes += 1
+        ran.set()
+        return nodeloop.Outcome()
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    await ctx.passes.acquire()  # another node's pass holds the only turn
+    loop = asyncio.create_task(
+        nodeloop.run(ctx, {"metadata": {"namespace": "ns", "name": "n0"}}, nodeloop.Views,
+                     stopped=lambda: False)
+    )  # fmt: skip
+    await asyncio.sleep(0.05)  # its first pass waits for the turn
+    ctx.wakeups.wake(("ns", "n0"))  # events meanwhile
+    ctx.wakeups.wake(("ns", "n0"))
+    ctx.passes.release()
+    await asyncio.wait_for(ran.wait(), 5)
+    await asyncio.sleep(nodeloop.DEBOUNCE_SECONDS * 4)
+    assert passes == 1  # without clearing at the turn: 2
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
