@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter as Tally
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -33,6 +33,21 @@ STATUS_WRITE_KINDS = ("urgent", "peers", "detail")  # `nodeloop.patch_kind`'s an
 WATCHED_KINDS = ("pods", "marketplacenodes")  # `handlers.watches`: the busiest kinds
 
 
+class _ZeroedCounters:
+    """Counters with one label whose every known value is exported at 0 until first
+    counted: absent series break rates and dashboards ("no data" is not "none")."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self._registry = registry
+
+    def __call__(self, name: str, documentation: str, **label: Sequence[str]) -> Counter:
+        ((key, values),) = label.items()
+        counter = Counter(name, documentation, [key], registry=self._registry)
+        for value in values:
+            counter.labels(value)
+        return counter
+
+
 class Metrics:
     def __init__(
         self, registry: CollectorRegistry, *, phases: Callable[[], Mapping[object, Phase]]
@@ -51,48 +66,35 @@ class Metrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
-        self.admin_calls = Counter(
+        counter = _ZeroedCounters(registry)
+        self.admin_calls = counter(
             "marketplace_operator_admin_api_calls",
             "Calls to nodes' admin API by operation (each retry with another token too)",
-            ["operation"],
-            registry=registry,
+            operation=OPERATIONS,
         )
-        self.admin_errors = Counter(
+        self.admin_errors = counter(
             "marketplace_operator_admin_api_errors",
             "Failed calls to nodes' admin API by operation",
-            ["operation"],
-            registry=registry,
+            operation=OPERATIONS,
         )
-        for operation in OPERATIONS:  # 0, not absent, until the first error (and on dashboards)
-            self.admin_errors.labels(operation)
-            self.admin_calls.labels(operation)
-        self.status_writes = Counter(
+        self.status_writes = counter(
             "marketplace_operator_status_writes",
             "MarketplaceNode status patches by what they carry: urgent (phase, a condition's "
             "status, observed generation, policy), peers (the peer count or list alone), "
             "detail (anything else)",
-            ["kind"],
-            registry=registry,
+            kind=STATUS_WRITE_KINDS,
         )
-        for kind in STATUS_WRITE_KINDS:
-            self.status_writes.labels(kind)
-        self.watch_events = Counter(
+        self.watch_events = counter(
             "marketplace_operator_watch_events",
             "Watch events of the busiest kinds the operator handled (each runs kopf's "
             "indexes and the fan-out to the node loop, the rollout and the policy worker)",
-            ["kind"],
-            registry=registry,
+            kind=WATCHED_KINDS,
         )
-        for kind in WATCHED_KINDS:
-            self.watch_events.labels(kind)
-        self.api_unavailable = Counter(
+        self.api_unavailable = counter(
             "marketplace_operator_api_unavailable",
             "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
-            ["verb"],
-            registry=registry,
+            verb=("GET", "POST", "PUT", "PATCH", "DELETE"),
         )
-        for verb in ("GET", "POST", "PUT", "PATCH", "DELETE"):
-            self.api_unavailable.labels(verb)
         self.api_ready = Gauge(
             "marketplace_operator_api_ready",
             "1 while the API server answers GET /readyz (which checks etcd too), else 0",
