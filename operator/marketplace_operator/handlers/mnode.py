@@ -283,8 +283,9 @@ def shed_managed_fields(body: kopf.Body) -> None:
 def mnode_changed(ctx: Context, key: tuple[str, str], body: kopf.Body, *, gone: bool) -> None:
     """Wake the node's loop when what it acts on changed (not for status writes)."""
     shed_managed_fields(body)
-    if gone:
-        ctx.node_states.pop(key, None)  # the node is gone: nothing of it is kept
+    if gone:  # the node is gone: nothing of it is kept
+        ctx.node_states.pop(key, None)
+        ctx.answers.drop(key)
         return
     wanted = nodeloop.intent(body)
     state = ctx.node(key)

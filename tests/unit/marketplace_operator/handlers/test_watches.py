@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from types import SimpleNamespace
 from typing import Any, cast
 
 import kopf
-from marketplace_operator.context import Context
+from marketplace_operator.context import Answer, Context
 from marketplace_operator.handlers import rollout, watches
 from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.metrics import Metrics
+from marketplace_operator.model.mnode import Phase
 from marketplace_operator.policy.ports import FleetKey
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.render import names
+from marketplace_protocol.admin import NodeStatus
 from prometheus_client import CollectorRegistry
 
 from tests.support.operator_context import bare_context
@@ -107,3 +110,18 @@ async def test_a_deleted_pod_takes_what_was_pushed_to_it_along() -> None:
     await pod_event(ctx, pod("127.1.0.5"))
     await pod_event(ctx, pod("127.1.0.5"), type="DELETED")
     assert (NS, "n1") not in ctx.node_states
+
+
+async def test_a_deleted_marketplacenode_leaves_nothing_of_it_behind() -> None:
+    ctx = context()
+    key = (NS, "n1")
+    ctx.node(key).phase = Phase.READY
+    ctx.answers.put(key, Answer("pod-1", time.monotonic(), NodeStatus(peer_id="p")))
+    handler = cast("Callable[..., Awaitable[None]]", watches.mnode_event)  # kopf's type
+    body = {"metadata": {"name": "n1", "namespace": NS}, "spec": {"fleet": "default"}}
+    await handler(
+        type="DELETED", body=body, namespace=NS, name="n1", memo=memo(ctx), rollout_fleets={}
+    )
+    assert key not in ctx.node_states
+    assert ctx.answers.get(key) is None
+    assert counted(ctx, "marketplacenodes") == 1
