@@ -199,6 +199,14 @@ class Watched:
         self._watches: list[watch.Watch] = []
         config.load_kube_config()  # type: ignore[no-untyped-call] # KUBECONFIG; the API classes use this default
         self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+        # name -> called with each changed object as its event arrives (in the watch thread)
+        self._listeners: dict[str, Callable[[dict[str, Any]], None]] = {}
+
+    def listen(self, name: str, fn: Callable[[dict[str, Any]], None]) -> None:
+        """Call `fn` with every object of `name` an event brings from now on, as it
+        arrives: a time taken then is the event's, not that of a later look."""
+        with self._changed:
+            self._listeners[name] = fn
 
     def follow(self, name: str, list_fn: Callable[..., Any], *args: Any) -> None:
         """Keep `objects[name]` current: list with `list_fn(*args)` (e.g.
@@ -237,6 +245,9 @@ class Watched:
                     self.objects[name].pop(obj["metadata"]["name"], None)
                 else:
                     self.objects[name][obj["metadata"]["name"]] = obj
+                    listener = self._listeners.get(name)
+                    if listener is not None:
+                        listener(obj)
                 self._changed.notify_all()
 
     def snapshot(self, name: str) -> list[dict[str, Any]]:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
-from bench.bench_scale import Phase, Result, _growth, _work, _work_line
+from bench.bench_scale import FirstSeen, Phase, Result, _growth, _work, _work_line
 
 
 def result(
@@ -88,3 +89,22 @@ def test_the_rollouts_work_per_node_shows_what_grew_faster_than_the_fleet(
     assert "operator CPU ms 100.0 -> 150.0 (x1.50)" in line
     assert "passes 17.0 -> 21.0 (x1.24)" in line
     assert "status" not in line  # not counted at either size: left out, not shown as 0
+
+
+def test_a_nodes_reconcile_is_timed_when_its_status_first_shows_the_generation() -> None:
+    now = [10.0]
+    seen = FirstSeen(clock=lambda: now[0])
+
+    def status(name: str, generation: int) -> dict[str, Any]:
+        return {"metadata": {"name": name}, "status": {"observedGeneration": generation}}
+
+    seen.note(status("a", 1))
+    now[0] = 11.0
+    seen.note(status("a", 2))  # reconciled while the bench still patched others
+    now[0] = 30.0
+    seen.note(status("a", 2))  # a later status write of the same generation
+    seen.note({"metadata": {"name": "b"}, "status": {}})
+    assert seen.at("a", 2) == 11.0
+    assert seen.at("a", 1) == 10.0
+    assert seen.at("a", 3) is None
+    assert seen.at("b", 1) is None
