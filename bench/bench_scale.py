@@ -63,6 +63,7 @@ POLICY_P99_GOAL_S = 2.0
 FLEET = "scale"
 REQUESTS_RE = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.e+]+)$", re.MULTILINE)
 LABEL_RE = re.compile(r'(\w+)="([^"]*)"')
+LABEL_RE_VALUES = re.compile(r'\w+="([^"]*)"')
 BUSIEST_SHOWN = 5
 PROGRESS_SECONDS = 60.0
 TEARDOWN_SECONDS = 900.0
@@ -222,26 +223,29 @@ def _cluster_cpu() -> dict[str, float]:
 
 
 WORK_RE = re.compile(
-    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes|watch_events)_total"
-    r'\{\w+="([^"]*)"\}$'
+    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes|watch_events|node_passes)"
+    r"_total\{([^}]*)\}$"
 )
 
 
 def _work(samples: Mapping[str, float]) -> dict[str, float]:
-    """From the operator's metrics: its node passes (every outcome), its admin API calls
-    by operation ("status", "members", ...), its MarketplaceNode status writes by kind
+    """From the operator's metrics: its node passes (every outcome; and by what began them
+    and how the node's status was had: "pass event reused", ...), its admin API calls by
+    operation ("status", "members", ...), its MarketplaceNode status writes by kind
     ("writes urgent", ...) and the watch events it handled by kind ("events pods", ...):
     what its API requests do not show or do not tell apart."""
     work: dict[str, float] = {}
     for key, value in samples.items():
         m = WORK_RE.match(key)
         if m is not None:
+            label = " ".join(LABEL_RE_VALUES.findall(m[2]))
             kinds = {
                 "reconciliations": "passes",
-                "status_writes": f"writes {m[2]}",
-                "watch_events": f"events {m[2]}",
+                "status_writes": f"writes {label}",
+                "watch_events": f"events {label}",
+                "node_passes": f"pass {label}",
             }
-            name = kinds[m[1]] if m[1] in kinds else m[2]
+            name = kinds.get(m[1], label)
             work[name] = work.get(name, 0.0) + value
     return work
 
@@ -512,7 +516,11 @@ def _print_phase(name: str, ph: Phase) -> None:
 def _work_line(ph: Phase) -> str:
     """Node passes, admin calls by operation and status writes by kind, the most first."""
     line = f"node passes {ph.work.get('passes', 0.0):,.0f}"
-    grouped = {"writes ": "status writes", "events ": "watch events"}
+    grouped = {
+        "pass ": "passes by trigger and poll",
+        "writes ": "status writes",
+        "events ": "watch events",
+    }
     calls = sorted(
         (-v, k)
         for k, v in ph.work.items()

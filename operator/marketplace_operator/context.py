@@ -138,6 +138,9 @@ class Answer:
 
 
 REUSED_ANSWER_SECONDS = 1.0  # how old a node's answer a pass woken by events may use
+# How old an answer any pass may use (a paced status write's: `nodeloop.reuse_for`): kept
+# that long (`RecentAnswers`), no longer.
+ANSWERS_KEPT_SECONDS = 2.0
 
 
 class RecentAnswers:
@@ -238,7 +241,7 @@ class Context:
     kube_nodes: dict[str, tuple[float, asyncio.Future[dict[str, Any] | None]]] = field(
         default_factory=dict
     )
-    answers: RecentAnswers = field(default_factory=lambda: RecentAnswers(REUSED_ANSWER_SECONDS))
+    answers: RecentAnswers = field(default_factory=lambda: RecentAnswers(ANSWERS_KEPT_SECONDS))
 
     def poll_interval(self, *, joining: float | None = None) -> float:
         """Seconds between two polls of a node now (`pacing`): a node joining for `joining`

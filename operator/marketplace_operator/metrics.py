@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter as Tally
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -31,20 +32,21 @@ class _PhaseCollector(Collector):
 
 STATUS_WRITE_KINDS = ("urgent", "peers", "detail")  # `nodeloop.patch_kind`'s answers
 WATCHED_KINDS = ("pods", "marketplacenodes")  # `handlers.watches`: the busiest kinds
+PASS_TRIGGERS = ("start", "event", "join", "resync", "write")  # `nodeloop._pause`: why a pass
+PASS_POLLS = ("asked", "reused", "skipped")  # `nodeloop.Poll.how`: the node's status
 
 
 class _ZeroedCounters:
-    """Counters with one label whose every known value is exported at 0 until first
+    """Counters whose every combination of known label values is exported at 0 until first
     counted: absent series break rates and dashboards ("no data" is not "none")."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
         self._registry = registry
 
-    def __call__(self, name: str, documentation: str, **label: Sequence[str]) -> Counter:
-        ((key, values),) = label.items()
-        counter = Counter(name, documentation, [key], registry=self._registry)
-        for value in values:
-            counter.labels(value)
+    def __call__(self, name: str, documentation: str, **labels: Sequence[str]) -> Counter:
+        counter = Counter(name, documentation, list(labels), registry=self._registry)
+        for values in itertools.product(*labels.values()):
+            counter.labels(*values)
         return counter
 
 
@@ -76,6 +78,15 @@ class Metrics:
             "marketplace_operator_admin_api_errors",
             "Failed calls to nodes' admin API by operation",
             operation=OPERATIONS,
+        )
+        self.node_passes = counter(
+            "marketplace_operator_node_passes",
+            "MarketplaceNode passes by what began them (start: the loop's first; event: a "
+            "watch event; join: the start-up pace of a node not yet joined; resync: the "
+            "routine pace; write: a status write held back) and how the node's status was "
+            "had (asked, reused: its answer of a moment ago, skipped: not answering yet)",
+            trigger=PASS_TRIGGERS,
+            poll=PASS_POLLS,
         )
         self.status_writes = counter(
             "marketplace_operator_status_writes",
@@ -112,6 +123,9 @@ class Metrics:
 
     def status_write(self, kind: str) -> None:
         self.status_writes.labels(kind).inc()
+
+    def node_pass(self, trigger: str, poll: str) -> None:
+        self.node_passes.labels(trigger, poll).inc()
 
     def watch_event(self, kind: str) -> None:
         self.watch_events.labels(kind).inc()

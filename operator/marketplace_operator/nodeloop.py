@@ -25,6 +25,7 @@ from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
 from marketplace_operator.context import (
+    ANSWERS_KEPT_SECONDS,
     REUSED_ANSWER_SECONDS,
     Answer,
     Context,
@@ -102,6 +103,7 @@ class Outcome:
     # Only the node itself can say when it joined (no watch tells): poll it soon.
     joining: bool = False
     status_in: float | None = None  # a paced status write is due in this many seconds
+    poll: str = "skipped"  # how the node's status was had (`Poll.how`), for the metrics
     recheck_in: float | None = None  # a NotReady Node's grace ends in this many seconds
     backoff: bool = False  # the API server refused what the spec asks for: retry slower
 
@@ -309,15 +311,19 @@ class Poll:
 
     node: NodeStatus | None = None
     rejected: str | None = None  # the node refused the fleet's admin token (401)
+    how: str = "asked"  # or "reused" (its answer of a moment ago), "skipped" (not asked)
+
+
+SKIPPED = Poll(how="skipped")
 
 
 async def _poll_node(
     ctx: Context, ref: names.NodeRef, view: PodView | None, port: int, token: str | None
 ) -> Poll:
     if view is None or view.ip is None or view.deleting or token is None:
-        return Poll()
+        return SKIPPED
     if view.phase != "Running" or not view.started:
-        return Poll()  # not answering yet; the pod event of its start wakes this loop
+        return SKIPPED  # not answering yet; the pod event of its start wakes this loop
     try:
         base = base_url(view.ip, view.admin_port(port))
         node = await ctx.nodes.status(base, token, peers=STATUS_PEERS_LISTED)
@@ -377,7 +383,7 @@ async def _poll_or_reuse(
     now = time.monotonic()
     answer = ctx.answers.get(key)
     if reusable(answer, view, now, reuse_within):
-        return Poll(node=answer.node)
+        return Poll(node=answer.node, how="reused")
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
         ctx.answers.put(key, Answer(view.uid, now, poll.node))
@@ -924,6 +930,7 @@ async def report_status(
         joining=gate.awaiting_join(view),
         status_in=delay,
         backoff=bool(findings.rejected),
+        poll=poll.how,
     )
 
 
@@ -974,10 +981,13 @@ def backoff(interval: float, failures: int) -> float:
     return float(min(MAX_BACKOFF_SECONDS, max(interval, 1.0) * 2 ** min(failures, 16)))
 
 
-def _pause(ctx: Context, key: NodeKey, *, joining: bool, failures: int, due: float | None) -> float:
+def _pause(
+    ctx: Context, key: NodeKey, *, joining: bool, failures: int, due: float | None
+) -> tuple[float, str]:
     """Seconds until the node's next pass unless a watch event wakes it (everything but the
     node's own progress arrives as one): its poll interval, joining or not, backed off
-    after `failures`, jittered, and no later than a paced status write `due`."""
+    after `failures`, jittered, and no later than a paced status write `due`; and what
+    the clock's pass is for ("join", "resync" or "write": `metrics.PASS_TRIGGERS`)."""
     waited: float | None = None  # how long it has been joining (this pod)
     if joining:
         waited = time.monotonic() - ctx.joining.setdefault(key, time.monotonic())
@@ -985,7 +995,24 @@ def _pause(ctx: Context, key: NodeKey, *, joining: bool, failures: int, due: flo
         ctx.joining.pop(key, None)
     interval = backoff(ctx.poll_interval(joining=waited), failures)
     interval *= 1 + random.uniform(0, 0.1)  # noqa: S311 - jitter, not crypto
-    return interval if due is None else min(interval, due)
+    if due is not None and due < interval:
+        return due, "write"
+    return interval, "join" if joining else "resync"
+
+
+def reuse_for(trigger: str, held: float | None) -> float:
+    """How old an answer of the node a pass begun by `trigger` may use instead of asking.
+
+    A pass woken by watch events: one of less than a second (their bursts, issue 15). A
+    pass that only comes to write a status held back `held` seconds (`status_delay`): the
+    answer it was decided on; asking again made each paced write a poll, 2,500 of them in
+    a 1,000-node rollout. Any other clock pass asks: it is how the node's own news (and
+    its silence, which the gate counts) is heard."""
+    if trigger == "event":
+        return REUSED_ANSWER_SECONDS
+    if trigger == "write" and held is not None:
+        return min(ANSWERS_KEPT_SECONDS, held + REUSED_ANSWER_SECONDS)
+    return 0.0
 
 
 async def run(
@@ -1001,7 +1028,8 @@ async def run(
     wake = ctx.wakeups.register(key)
     failures = 0  # consecutive passes that failed or were refused: the backoff's exponent
     reported: str | None = None  # the last ReconcileFailed message posted as an Event
-    woken = False  # the last pause was ended by a watch event, not by the clock
+    trigger = "start"  # what began the pass (`metrics.PASS_TRIGGERS`)
+    held: float | None = None  # seconds the last pass held a status write back
     try:
         while not stopped():
             started = time.monotonic()
@@ -1017,10 +1045,10 @@ async def run(
                     # What woke the loop while it waited for its turn is in the views it
                     # reads now: seen by this pass, not the cause of another (issue 15).
                     wake.clear()
-                    reuse = REUSED_ANSWER_SECONDS if woken else 0.0
                     result = await reconcile_once(
-                        ctx, body, views(), stopped=stopped, reuse_within=reuse
+                        ctx, body, views(), stopped=stopped, reuse_within=reuse_for(trigger, held)
                     )
+                ctx.metrics.node_pass(trigger, result.poll)
                 outcome, joining, status_in = "ok", result.joining, result.status_in
                 if result.recheck_in is not None:  # a NotReady Node's grace: look again then
                     due = result.recheck_in + 0.5
@@ -1035,8 +1063,10 @@ async def run(
                     reported = exc.message
             finally:
                 ctx.metrics.observe_reconcile(outcome, time.monotonic() - started)
-            interval = _pause(ctx, key, joining=joining, failures=failures, due=status_in)
-            woken = await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS)
+            interval, trigger = _pause(ctx, key, joining=joining, failures=failures, due=status_in)
+            held = status_in
+            if await ctx.wakeups.sleep(wake, interval, debounce=DEBOUNCE_SECONDS):
+                trigger = "event"
     finally:
         ctx.wakeups.unregister(key)
         ctx.joining.pop(key, None)

@@ -367,19 +367,46 @@ def answering(node: Node) -> Context:
     )
 
 
-async def report(ctx: Context, *, reuse_within: float) -> None:
-    views = nodeloop.Views(pod=running_pod(joined=True))
-    await nodeloop.report_status(ctx, BODY, views, desired(), reuse_within=reuse_within)
+async def report(
+    ctx: Context, *, reuse_within: float, pod: dict[str, Any] | None = None
+) -> nodeloop.Outcome:
+    views = nodeloop.Views(pod=pod or running_pod(joined=True))
+    return await nodeloop.report_status(ctx, BODY, views, desired(), reuse_within=reuse_within)
 
 
 async def test_a_woken_pass_reuses_an_answer_and_a_clock_pass_asks(node: Node) -> None:
     ctx = answering(node)
-    await report(ctx, reuse_within=1.0)  # nothing to reuse yet
+    assert (await report(ctx, reuse_within=1.0)).poll == "asked"  # nothing to reuse yet
     assert node.asked == 1
-    await report(ctx, reuse_within=1.0)  # woken a moment later: the same answer serves
+    # woken a moment later: the same answer serves
+    assert (await report(ctx, reuse_within=1.0)).poll == "reused"
     assert node.asked == 1
-    await report(ctx, reuse_within=0.0)  # the clock's pass: asks
+    assert (await report(ctx, reuse_within=0.0)).poll == "asked"  # the clock's pass: asks
     assert node.asked == 2
+
+
+async def test_a_pod_not_started_is_not_asked_and_the_pass_says_so(node: Node) -> None:
+    starting = running_pod(joined=False)
+    starting["status"]["containerStatuses"][0]["started"] = False
+    assert (await report(answering(node), reuse_within=0.0, pod=starting)).poll == "skipped"
+    assert node.asked == 0
+
+
+@pytest.mark.parametrize(
+    ("trigger", "held", "within"),
+    [
+        ("event", None, 1.0),  # a burst of watch events: the answer of a moment ago
+        ("write", 0.4, 1.4),  # a status held back 0.4 s: the answer it was decided on
+        ("write", 5.0, 2.0),  # never older than the answers kept
+        ("join", None, 0.0),  # the clock's passes ask: the node's own news, its silence
+        ("resync", 0.4, 0.0),
+        ("start", None, 0.0),
+    ],
+)
+def test_how_old_an_answer_each_kind_of_pass_may_use(
+    trigger: str, held: float | None, within: float
+) -> None:
+    assert nodeloop.reuse_for(trigger, held) == pytest.approx(within)
 
 
 async def test_a_failed_poll_is_never_reused(node: Node) -> None:

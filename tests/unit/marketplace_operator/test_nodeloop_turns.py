@@ -207,3 +207,35 @@ async def test_a_wake_while_a_pass_waits_for_its_turn_is_seen_by_that_pass(
     assert passes == 1  # without clearing at the turn: 2
     loop.cancel()
     await asyncio.gather(loop, return_exceptions=True)
+
+
+async def test_a_pass_that_comes_to_write_a_held_status_reuses_its_answer_and_is_counted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A status write held back 0.05 s brings a pass at that time (not the routine
+    interval) which may use the answer the write was decided on; each pass is counted
+    by what began it and how its status was had."""
+    ctx = context(1)
+    asked: list[float] = []
+    twice = asyncio.Event()
+
+    async def one_pass(*_: Any, reuse_within: float, **__: Any) -> nodeloop.Outcome:
+        asked.append(reuse_within)
+        if len(asked) == 2:
+            twice.set()
+        return nodeloop.Outcome(status_in=0.05 if len(asked) == 1 else None, poll="reused")
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    loop = asyncio.create_task(
+        nodeloop.run(ctx, {"metadata": {"namespace": "ns", "name": "n0"}}, nodeloop.Views,
+                     stopped=lambda: False)
+    )  # fmt: skip
+    await asyncio.wait_for(twice.wait(), 5)  # the routine interval is 60 s
+    loop.cancel()
+    await asyncio.gather(loop, return_exceptions=True)
+    assert asked == [0.0, pytest.approx(1.05)]
+    counted = ctx.metrics.registry.get_sample_value
+    name = "marketplace_operator_node_passes_total"
+    assert counted(name, {"trigger": "start", "poll": "reused"}) == 1
+    assert counted(name, {"trigger": "write", "poll": "reused"}) == 1
+    assert counted(name, {"trigger": "resync", "poll": "asked"}) == 0  # known, at 0
