@@ -8,7 +8,7 @@ from typing import cast
 
 import aiohttp
 import pytest
-from local_kubelet.kube import KubeError, _lines
+from local_kubelet.kube import KubeError, _lines, watch_timeout
 
 
 class Chunks:
@@ -47,3 +47,12 @@ async def test_several_events_in_one_chunk_and_a_last_line_without_newline() -> 
 async def test_an_event_beyond_the_limit_is_a_kube_error_the_informer_retries() -> None:
     with pytest.raises(KubeError, match="larger than 10 bytes"):
         await lines(b"x" * 6, b"y" * 6, limit=10)
+
+
+def test_watches_last_five_to_ten_minutes_at_random_as_client_gos() -> None:
+    """A kubelet renews each of its watches at client-go's pace, spread out: renewed every
+    minute together, 1,000 pods' Secrets were the API server's busiest request."""
+    timeouts = {watch_timeout() for _ in range(200)}
+    assert min(timeouts) >= 300
+    assert max(timeouts) <= 600
+    assert len(timeouts) > 50  # spread, not one renewal time for all
