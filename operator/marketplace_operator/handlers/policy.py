@@ -50,6 +50,7 @@ from marketplace_operator.policy.propagate import NodeTarget
 from marketplace_operator.policy.settings import PolicySettings
 from marketplace_operator.policy.versioning import PolicyVersion, from_annotations
 from marketplace_operator.policy.worker import PolicyWorker
+from marketplace_operator.reconcile.fleet import fleets_of, members_key
 from marketplace_operator.reconcile.observe import PodView
 from marketplace_operator.render import names
 
@@ -170,7 +171,7 @@ class IndexInputs:
 
     banlist_index: kopf.Index[Any, Any]
     policy_index: kopf.Index[Any, Any]
-    pod_index: kopf.Index[Any, Any]
+    pod_index: kopf.Index[Any, Any]  # `mnode_pods`: its fleets' members under `members_key`
     configmap_index: kopf.Index[Any, Any]
     fleet_index: kopf.Index[Any, Any]
 
@@ -196,7 +197,7 @@ class IndexInputs:
 
     def nodes(self, key: FleetKey) -> Sequence[NodeTarget]:
         targets = []
-        for member in self.pod_index.get((key.namespace, key.fleet)) or ():
+        for member in self.pod_index.get(members_key(key.namespace, key.fleet)) or ():
             pod = member.pod
             if pod.ip is None or pod.deleting or pod.phase in {"Failed", "Succeeded"}:
                 continue
@@ -209,7 +210,9 @@ class IndexInputs:
 
     def fleets(self) -> Collection[FleetKey]:
         return {
-            FleetKey(str(ns), str(fleet)) for (ns, fleet), pods in self.pod_index.items() if pods
+            FleetKey(str(ns), str(fleet))
+            for ns, fleet in fleets_of(self.pod_index)
+            if self.pod_index.get(members_key(ns, fleet))
         }
 
     def _fleet(self, key: FleetKey) -> FleetWire | None:
@@ -377,7 +380,7 @@ def _runtime(memo: kopf.Memo, kwargs: Mapping[str, Any]) -> PolicyRuntime | None
     inputs = IndexInputs(
         kwargs["policy_banlists"],
         kwargs["policy_ratelimitpolicies"],
-        kwargs["mnode_fleet_pods"],
+        kwargs["mnode_pods"],
         kwargs["mnode_configmaps"],
         kwargs["policy_fleets"],
     )

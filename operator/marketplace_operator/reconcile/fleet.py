@@ -4,7 +4,7 @@ reach them at), and whether a pod may be replaced."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +21,22 @@ class MemberPod:
     pod: PodView
     port: int
     scheme: str = "http"  # https when its public listener serves TLS
+
+
+MEMBERS = "members"
+
+
+def members_key(namespace: str | None, fleet: str) -> tuple[str, str | None, str]:
+    """Where the pods index lists a fleet's members (`handlers.mnode.mnode_pods`), beside
+    each pod under its own (namespace, name): three parts, so never a pod's key."""
+    return (MEMBERS, namespace, fleet)
+
+
+def fleets_of(keys: Iterable[Any]) -> Iterator[tuple[str | None, str]]:
+    """The (namespace, fleet) of every fleet listed among the pods index's `keys`."""
+    for key in keys:
+        if len(key) == 3 and key[0] == MEMBERS:
+            yield key[1], key[2]
 
 
 @dataclass(frozen=True)

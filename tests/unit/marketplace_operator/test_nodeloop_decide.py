@@ -256,7 +256,7 @@ async def test_a_poll_tells_the_policy_worker_the_nodes_applied_version() -> Non
     assert poll.node is not None
     assert poll.node.policy_version == 7
     # The same node as the worker's inputs list it from the pod index.
-    pods = {("ns", "blue"): [fleet.MemberPod(node="n1", pod=view, port=7070)]}
+    pods = {fleet.members_key("ns", "blue"): [fleet.MemberPod(node="n1", pod=view, port=7070)]}
     no: Any = {}
     inputs = IndexInputs(no, no, cast("Any", pods), no, no)
     assert heard == [("ns", "blue", *inputs.nodes(FleetKey("ns", "blue")), poll.node)]

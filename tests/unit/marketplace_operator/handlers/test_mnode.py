@@ -20,6 +20,10 @@ from marketplace_operator.handlers.mnode import (
     mnode_pods,
     shed_managed_fields,
 )
+from marketplace_operator.handlers.policy import IndexInputs
+from marketplace_operator.policy.ports import FleetKey
+from marketplace_operator.reconcile import fleet
+from marketplace_operator.render import names
 from marketplace_operator.settings import Settings
 
 
@@ -190,3 +194,30 @@ def test_the_pod_index_keeps_what_the_decisions_read_and_no_raw_part() -> None:
             },
         }
     }  # fmt: skip
+
+
+def test_the_pod_index_also_lists_a_nodes_pod_among_its_fleets_members() -> None:
+    """One index handler per pod event (kopf runs each on its own): the pod under its own
+    name, and as a member of its fleet, which the policy worker finds its fleets by."""
+    labels = {**names.MANAGED, names.NODE_LABEL: "n1", names.FLEET_LABEL: "blue"}
+    raw: dict[str, Any] = {
+        "metadata": {"name": "mnode-n1", "namespace": "ns", "uid": "p1", "labels": labels},
+        "spec": {"containers": [{"name": "node", "ports": [{"containerPort": 7171}]}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.21.0.5",
+            "containerStatuses": [{"name": "node", "started": True}],
+        },
+    }
+    index: Any = mnode_pods  # kopf's decorator types it as its IndexingFn
+    found = asyncio.run(
+        index(body=kopf.Body(cast("kopf.RawBody", raw)), namespace="ns", name="mnode-n1")
+    )
+    member = found[fleet.members_key("ns", "blue")]
+    assert (member.node, member.port, member.pod.ip) == ("n1", 7171, "10.21.0.5")
+    assert ("ns", "mnode-n1") in found
+    no: Any = {}
+    pods = {key: [value] for key, value in found.items()}
+    inputs = IndexInputs(no, no, cast("Any", pods), no, no)
+    assert inputs.fleets() == {FleetKey("ns", "blue")}  # not the pod's own key
+    assert [t.name for t in inputs.nodes(FleetKey("ns", "blue"))] == ["n1"]

