@@ -69,8 +69,10 @@ def _key(namespace: str, fleet: str) -> tuple[str, str]:
 @kopf.index(GROUP, VERSION, MNODE_PLURAL)
 async def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> dict[Any, Any]:
     """MarketplaceNodes by (namespace, fleet): what each should run."""
-    meta = body.get("metadata", {})
-    spec = dict(body.get("spec") or {})
+    raw = dict(body)  # kopf's views resolve every lookup; what they hold is plain dicts
+    meta = raw.get("metadata") or {}
+    spec = dict(raw.get("spec") or {})
+    status = raw.get("status") or {}
     slim = {
         "metadata": {
             k: meta[k]
@@ -81,9 +83,9 @@ async def rollout_mnodes(body: kopf.Body, namespace: str | None, **_: Any) -> di
         # membership, for the planner's "would it un-join someone" check; the packages the
         # node reports below the replication factor, for the fleet's status
         "status": {
-            k: (body.get("status") or {})[k]
+            k: status[k]
             for k in ("peerId", "connectedPeers", "peers", "underReplicated")
-            if (body.get("status") or {}).get(k) is not None
+            if status.get(k) is not None
         },
     }
     return {(namespace, spec.get("fleet") or DEFAULT_FLEET): slim}
