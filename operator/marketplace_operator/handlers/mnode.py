@@ -30,7 +30,11 @@ from marketplace_operator import (
 )
 from marketplace_operator.admintoken import AdminTokens
 from marketplace_operator.context import Context, FleetMemo
-from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage
+from marketplace_operator.diffbase import (
+    LeanAnnotationsDiffBaseStorage,
+    LeanAnnotationsProgressStorage,
+    essential_groups,
+)
 from marketplace_operator.handlers.policy import PolicyHolder
 from marketplace_operator.k8s import Kube
 from marketplace_operator.metrics import Metrics
@@ -402,9 +406,11 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
     """kopf settings: progress in annotations (no kopf fields in status), quiet events,
     server-side label filters on the children's watches, no scanning for exact namespaces."""
     prefix = LABEL_PREFIX.rstrip("/")
-    settings.persistence.progress_storage = kopf.AnnotationsProgressStorage(prefix=prefix)
+    settings.persistence.progress_storage = LeanAnnotationsProgressStorage(prefix=prefix)
     settings.persistence.diffbase_storage = LeanAnnotationsDiffBaseStorage(
-        prefix=prefix, key="last-handled-configuration"
+        prefix=prefix,
+        key="last-handled-configuration",
+        groups=essential_groups(kopf.get_default_registry()),
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"
     settings.posting.level = logging.WARNING

@@ -6,8 +6,15 @@ import copy
 from typing import Any, cast
 
 import kopf
+import marketplace_operator.handlers  # noqa: F401 - registers the operator's handlers
 import pytest
-from marketplace_operator.diffbase import LeanAnnotationsDiffBaseStorage, slim
+from marketplace_operator.diffbase import (
+    ANY_GROUP,
+    LeanAnnotationsDiffBaseStorage,
+    LeanAnnotationsProgressStorage,
+    essential_groups,
+    slim,
+)
 
 PREFIX = "marketplace.p2p.dev"
 
@@ -67,3 +74,47 @@ def test_slim_keeps_only_what_the_essence_reads() -> None:
     out = slim(_body())
     assert set(out) == {"apiVersion", "kind", "metadata", "spec"}
     assert set(out["metadata"]) == {"labels", "annotations"}
+
+
+@pytest.mark.parametrize("body", BODIES)
+def test_progress_marks_are_cleared_as_kopf_clears_them_without_touching_the_essence(
+    body: dict[str, Any],
+) -> None:
+    essence = kopf.AnnotationsDiffBaseStorage(prefix="other.example").build(
+        body=kopf.Body(cast("kopf.RawBody", body))
+    )  # keeps this prefix's marks, so there are some to clear
+    given = copy.deepcopy(essence)
+    ours = LeanAnnotationsProgressStorage(prefix=PREFIX).clear(essence=essence)
+    theirs = kopf.AnnotationsProgressStorage(prefix=PREFIX).clear(essence=given)
+    assert ours == theirs
+    assert essence == given  # what it was handed is left as it was
+
+
+POD = {
+    "apiVersion": "v1",
+    "kind": "Pod",
+    "metadata": {"name": "p", "labels": {"a": "b"}},
+    "spec": {"containers": [{"name": "node", "image": "node:1"}]},
+}
+
+
+def test_kinds_no_change_handler_or_daemon_selects_get_no_essence() -> None:
+    storage = LeanAnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration", groups={"marketplace.p2p.dev"}
+    )
+    assert storage.build(body=kopf.Body(cast("kopf.RawBody", POD))) == {}
+    node = storage.build(body=kopf.Body(cast("kopf.RawBody", _body())))
+    assert node["spec"] == _body()["spec"]
+    # by default (or when a selector names no group) every kind gets one
+    anything = LeanAnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    assert anything.build(body=kopf.Body(cast("kopf.RawBody", POD))) != {}
+
+
+def test_the_operators_change_handlers_and_daemons_select_only_its_own_group() -> None:
+    assert essential_groups(kopf.get_default_registry()) == {"marketplace.p2p.dev"}
+    registry = kopf.OperatorRegistry()
+
+    @kopf.on.update("pods", registry=registry)
+    async def on_pod(**_: Any) -> None: ...
+
+    assert essential_groups(registry) == {ANY_GROUP}
