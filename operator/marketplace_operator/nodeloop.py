@@ -32,7 +32,6 @@ from marketplace_operator.context import (
     NodeKey,
     PushedMembers,
 )
-from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.model.mnode import (
     MAX_CONNECTED_PEERS_LISTED,
     MarketplaceNodeStatus,
@@ -837,8 +836,7 @@ def decide(
                 node=poll.node,
                 gate_on=view.joined,
                 # A pod the fleet rollout is taking out of service keeps its gate off.
-                leaving=LEAVING_ANNOTATION
-                in ((views.pod or {}).get("metadata", {}).get("annotations") or {}),
+                leaving=view.leaving,
                 fleet_peer_ids=views.other_peer_ids,
                 has_other_members=others,
                 current_policy_version=views.current_policy_version,

@@ -111,7 +111,9 @@ def awaiting_join(pod: PodView | None) -> bool:
     would only re-run the reconcile of twenty starting nodes twice a second. Once the gate
     is on, the pod's Ready is the kubelet's to write (its event wakes the loop): polled
     twice a second meanwhile, a 1,000-node rollout on a busy machine made 19 polls per
-    replaced node, 14 at 100 (issue 15)."""
+    replaced node, 14 at 100 (issue 15). Nor a pod the fleet's rollout is taking out of
+    service: its gate is off because it is leaving, not because it has yet to join, and
+    the rollout asks it how its drain goes itself."""
     return (
         pod is not None
         and pod.phase == "Running"
@@ -119,4 +121,5 @@ def awaiting_join(pod: PodView | None) -> bool:
         and not pod.joined
         and not pod.ready
         and not pod.deleting
+        and not pod.leaving
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.render import names
 
 # Waiting reasons on the way to running; any other (CrashLoopBackOff, ErrImagePull,
@@ -41,6 +42,8 @@ class PodView:
     unschedulable: str | None = None
     # The private listener's port; None for a pod of the one-port layout (admin on p2p).
     private_port: int | None = None
+    # Marked by the fleet's rollout: being taken out of service (its gate stays off).
+    leaving: bool = False
 
     def admin_port(self, public_port: int) -> int:
         """Where the pod's admin API listens: its private port, else (one-port layout,
@@ -107,6 +110,7 @@ def pod_view(pod: dict[str, Any]) -> PodView:
         host_ip=status.get("hostIP") or None,
         unschedulable=_unschedulable(status),
         private_port=_private_port(meta),
+        leaving=LEAVING_ANNOTATION in (meta.get("annotations") or {}),
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from marketplace_operator.model.fleet import LEAVING_ANNOTATION
 from marketplace_operator.reconcile.gate import (
     GateInputs,
     OthersOf,
@@ -103,11 +104,19 @@ def test_after_an_operator_restart() -> None:
 
 
 def _pod(
-    phase: str, *, started: bool, ready: bool, deleting: bool = False, joined: bool = False
+    phase: str,
+    *,
+    started: bool,
+    ready: bool,
+    deleting: bool = False,
+    joined: bool = False,
+    leaving: bool = False,
 ) -> Any:
     meta: dict[str, Any] = {"name": "n", "uid": "u"}
     if deleting:
         meta["deletionTimestamp"] = "2026-11-25T00:00:00Z"
+    if leaving:
+        meta["annotations"] = {LEAVING_ANNOTATION: "2026-11-25T00:00:00Z"}
     return pod_view(
         {
             "metadata": meta,
@@ -135,6 +144,8 @@ def _pod(
         (_pod("Running", started=True, ready=False, deleting=True), False),
         # Its gate is on: what is left is the kubelet's to report (its Ready), not the node's.
         (_pod("Running", started=True, ready=False, joined=True), False),
+        # Its gate went off because the rollout is taking it out of service: not joining.
+        (_pod("Running", started=True, ready=False, leaving=True), False),
     ],
 )
 def test_awaiting_join_only_once_the_node_answers(pod: Any, expected: bool) -> None:
