@@ -164,3 +164,11 @@ def test_a_steps_own_progress_is_an_event_on_its_node_only(
         ("MarketplaceFleet", "NodeReplaced"),
         ("MarketplaceFleet", "RolloutComplete"),
     ]
+
+
+@pytest.mark.parametrize(("nodes", "debounce"), [(0, 0.2), (100, 0.2), (400, 0.2), (1_000, 0.5)])
+def test_a_big_fleets_loop_gathers_wake_ups_longer(nodes: int, debounce: float) -> None:
+    """A pass reads every node: its passes a second shrink as the fleet grows, so their
+    cost a second does not grow with it."""
+    assert rollout.wake_debounce(nodes) == pytest.approx(debounce)
+    assert rollout.wake_debounce(nodes) * 2_000 >= nodes
