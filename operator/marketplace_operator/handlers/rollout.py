@@ -60,6 +60,8 @@ def wake_debounce(nodes: int) -> float:
     cost per second grew with the fleet (0.5 s at 1,000 nodes, where a step takes half a
     minute on one machine; issue 15)."""
     return max(WAKE_DEBOUNCE_SECONDS, nodes / NODES_PER_DEBOUNCE_SECOND)
+
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"  # on a Service's EndpointSlices
 _DRAIN = {
     DrainState.SERVING: Drain.SERVING,
