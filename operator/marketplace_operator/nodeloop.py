@@ -1001,7 +1001,7 @@ def _pause(
 def reuse_for(trigger: str, held: float | None) -> float:
     """How old an answer of the node a pass begun by `trigger` may use instead of asking.
 
-    A pass woken by watch events: one of less than a second (their bursts, issue 15). A
+    A pass woken by watch events: one of `REUSED_ANSWER_SECONDS` (issue 15). A
     pass that only comes to write a status held back `held` seconds (`status_delay`): the
     answer it was decided on; asking again made each paced write a poll, 2,500 of them in
     a 1,000-node rollout. Any other clock pass asks: it is how the node's own news (and

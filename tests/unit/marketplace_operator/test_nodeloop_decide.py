@@ -10,7 +10,13 @@ from typing import Any, cast
 
 import pytest
 from marketplace_operator import errors, nodeloop
-from marketplace_operator.context import Answer, Context, Wakeups
+from marketplace_operator.context import (
+    ANSWERS_KEPT_SECONDS,
+    REUSED_ANSWER_SECONDS,
+    Answer,
+    Context,
+    Wakeups,
+)
 from marketplace_operator.handlers.policy import IndexInputs
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.model.mnode import MarketplaceNodeSpec, Phase
@@ -395,9 +401,9 @@ async def test_a_pod_not_started_is_not_asked_and_the_pass_says_so(node: Node) -
 @pytest.mark.parametrize(
     ("trigger", "held", "within"),
     [
-        ("event", None, 1.0),  # a burst of watch events: the answer of a moment ago
-        ("write", 0.4, 1.4),  # a status held back 0.4 s: the answer it was decided on
-        ("write", 5.0, 2.0),  # never older than the answers kept
+        ("event", None, REUSED_ANSWER_SECONDS),  # the pod's news: the node's recent answer
+        ("write", 0.4, 0.4 + REUSED_ANSWER_SECONDS),  # the answer it was decided on
+        ("write", 50.0, ANSWERS_KEPT_SECONDS),  # never older than the answers kept
         ("join", None, 0.0),  # the clock's passes ask: the node's own news, its silence
         ("resync", 0.4, 0.0),
         ("start", None, 0.0),
