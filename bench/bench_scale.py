@@ -223,7 +223,8 @@ def _cluster_cpu() -> dict[str, float]:
 
 
 WORK_RE = re.compile(
-    r"^marketplace_operator_(reconciliations|admin_api_calls|status_writes|watch_events|node_passes)"
+    r"^marketplace_operator_"
+    r"(reconciliations|admin_api_calls|status_writes|watch_events|node_passes|gc_seconds)"
     r"_total\{([^}]*)\}$"
 )
 
@@ -232,8 +233,9 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
     """From the operator's metrics: its node passes (every outcome; and by what began them
     and how the node's status was had: "pass event reused", ...), its admin API calls by
     operation ("status", "members", ...), its MarketplaceNode status writes by kind
-    ("writes urgent", ...) and the watch events it handled by kind ("events pods", ...):
-    what its API requests do not show or do not tell apart."""
+    ("writes urgent", ...), the watch events it handled by kind ("events pods", ...) and its
+    garbage collector's CPU-seconds by generation ("gc 2"): what its API requests do not
+    show or do not tell apart."""
     work: dict[str, float] = {}
     for key, value in samples.items():
         m = WORK_RE.match(key)
@@ -244,6 +246,7 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
                 "status_writes": f"writes {label}",
                 "watch_events": f"events {label}",
                 "node_passes": f"pass {label}",
+                "gc_seconds": f"gc gen{label}",
             }
             name = kinds.get(m[1], label)
             work[name] = work.get(name, 0.0) + value
@@ -520,6 +523,7 @@ def _work_line(ph: Phase) -> str:
         "pass ": "passes by trigger and poll",
         "writes ": "status writes",
         "events ": "watch events",
+        "gc ": "GC CPU-s by generation",
     }
     calls = sorted(
         (-v, k)

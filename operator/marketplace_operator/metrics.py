@@ -101,6 +101,11 @@ class Metrics:
             "indexes and the fan-out to the node loop, the rollout and the policy worker)",
             kind=WATCHED_KINDS,
         )
+        self.gc_seconds = counter(
+            "marketplace_operator_gc_seconds",
+            "CPU seconds in CPython's cyclic garbage collector by generation (`gcpace`)",
+            generation=("0", "1", "2"),
+        )
         self.api_unavailable = counter(
             "marketplace_operator_api_unavailable",
             "Calls the API server did not answer (no connection, timeout, 429, 5xx) by verb",
@@ -126,6 +131,9 @@ class Metrics:
 
     def node_pass(self, trigger: str, poll: str) -> None:
         self.node_passes.labels(trigger, poll).inc()
+
+    def gc_collection(self, generation: int, seconds: float) -> None:
+        self.gc_seconds.labels(str(generation)).inc(seconds)
 
     def watch_event(self, kind: str) -> None:
         self.watch_events.labels(kind).inc()

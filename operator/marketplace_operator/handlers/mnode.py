@@ -23,6 +23,7 @@ from marketplace_operator import (
     apihealth,
     errors,
     events,
+    gcpace,
     k8s,
     memtrim,
     nodeclient,
@@ -498,6 +499,8 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
     trim = memtrim.libc_trim()
     if trim is not None:
         memo.heap_trim = asyncio.create_task(memtrim.trim_forever(trim), name="heap trim")
+    gcpace.Timer(metrics.gc_collection).install()
+    gcpace.pace()
 
 
 @kopf.on.cleanup()
