@@ -130,11 +130,13 @@ class Wakeups:
 
 @dataclass(frozen=True, slots=True)
 class Answer:
-    """A node's last status answer: which pod gave it, when (monotonic seconds), what."""
+    """A node's last status answer: which pod gave it, when (monotonic seconds), what, and
+    the fleet's policy version then (the gate compares the node's with it)."""
 
     pod_uid: str
     at: float
     node: NodeStatus
+    policy: int | None = None
 
 
 # How old a node's answer a pass woken by watch events may use. They bring the pod's news

@@ -345,11 +345,18 @@ async def _poll_node(
 
 
 def reusable(
-    answer: Answer | None, view: PodView | None, now: float, within: float
+    answer: Answer | None,
+    view: PodView | None,
+    now: float,
+    within: float,
+    policy: int | None = None,
 ) -> TypeGuard[Answer]:
     """May a pass use the node's last answer (`answer`) instead of asking again? Only an
     answer of this pod, at most `within` seconds old (monotonic `now`), while the pod
-    still runs its started container (a restarted one is asked: it may not serve yet)."""
+    still runs its started container (a restarted one is asked: it may not serve yet),
+    given while the fleet's policy was the current one (`policy`): an answer from before
+    a policy change says the node is behind, and the gate would go off for it (reused
+    for 5 s, that took serving nodes out right after a change, issue 15)."""
     return (
         answer is not None
         and view is not None
@@ -358,6 +365,7 @@ def reusable(
         and view.started
         and not view.deleting
         and now - answer.at <= within
+        and answer.policy == policy
     )
 
 
@@ -369,6 +377,7 @@ async def _poll_or_reuse(
     token: str | None,
     *,
     reuse_within: float,
+    policy: int | None = None,
 ) -> Poll:
     """The node's status: its answer of less than `reuse_within` seconds ago, or a poll.
 
@@ -377,15 +386,16 @@ async def _poll_or_reuse(
     the new pod's gate goes on, the kubelet makes it Ready): each pass polled again, a
     second after the last answer, 17 polls per replaced node at 1,000 nodes (issue 15).
     Only answers are reused: an unanswered poll is asked again (the gate's hysteresis
-    counts each failure once), and a clock-driven pass always asks."""
+    counts each failure once), and a clock-driven pass always asks; `policy`: the fleet's
+    policy version now (`reusable`)."""
     key = (ref.namespace, ref.name)
     now = time.monotonic()
     answer = ctx.answers.get(key)
-    if reusable(answer, view, now, reuse_within):
+    if reusable(answer, view, now, reuse_within, policy):
         return Poll(node=answer.node, how="reused")
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
-        ctx.answers.put(key, Answer(view.uid, now, poll.node))
+        ctx.answers.put(key, Answer(view.uid, now, poll.node, policy))
     return poll
 
 
@@ -899,7 +909,10 @@ async def report_status(
     port = desired.spec.p2p.port
     view = pod_view(views.pod) if views.pod is not None else None
     token = await _token_or_none(ctx, ref, views)
-    poll = await _poll_or_reuse(ctx, ref, view, port, token, reuse_within=reuse_within)
+    poll = await _poll_or_reuse(
+        ctx, ref, view, port, token,
+        reuse_within=reuse_within, policy=views.current_policy_version,
+    )  # fmt: skip
     if not desired.paused:
         await _sync_members(ctx, ref, views, view, port=port, token=token)
     key = (ref.namespace, ref.name)

@@ -327,12 +327,17 @@ RESTARTED = [{"name": "node", "restartCount": 1, "started": False, "state": {"wa
         (Answer("pod-1", 9.9, NODE), None, False),  # no pod now
         (Answer("pod-1", 9.9, NODE), started(containerStatuses=RESTARTED), False),
         (Answer("pod-1", 9.9, NODE), started(phase="Failed"), False),
+        # given under the fleet's earlier policy: it says the node is behind, reused the
+        # gate would go off
+        (Answer("pod-1", 9.9, NODE, policy=6), started(), False),
+        (Answer("pod-1", 9.9, NODE, policy=7), started(), True),
     ],
 )
 def test_only_this_running_pods_recent_answer_is_reusable(
     answer: Answer | None, view: PodView | None, expected: bool
 ) -> None:
-    assert nodeloop.reusable(answer, view, 10.0, within=1.0) is expected
+    policy = 7 if answer is not None and answer.policy is not None else None
+    assert nodeloop.reusable(answer, view, 10.0, within=1.0, policy=policy) is expected
 
 
 class Node:
@@ -374,9 +379,13 @@ def answering(node: Node) -> Context:
 
 
 async def report(
-    ctx: Context, *, reuse_within: float, pod: dict[str, Any] | None = None
+    ctx: Context,
+    *,
+    reuse_within: float,
+    pod: dict[str, Any] | None = None,
+    policy: int | None = None,
 ) -> nodeloop.Outcome:
-    views = nodeloop.Views(pod=pod or running_pod(joined=True))
+    views = nodeloop.Views(pod=pod or running_pod(joined=True), current_policy_version=policy)
     return await nodeloop.report_status(ctx, BODY, views, desired(), reuse_within=reuse_within)
 
 
@@ -388,6 +397,17 @@ async def test_a_woken_pass_reuses_an_answer_and_a_clock_pass_asks(node: Node) -
     assert (await report(ctx, reuse_within=1.0)).poll == "reused"
     assert node.asked == 1
     assert (await report(ctx, reuse_within=0.0)).poll == "asked"  # the clock's pass: asks
+    assert node.asked == 2
+
+
+async def test_after_a_policy_change_a_woken_pass_asks_again(node: Node) -> None:
+    """The answer of before the change says the node is behind: reused, its gate would go
+    off although the node has the new policy by now."""
+    ctx = answering(node)
+    await report(ctx, reuse_within=5.0, policy=1)
+    assert (await report(ctx, reuse_within=5.0, policy=1)).poll == "reused"
+    assert (await report(ctx, reuse_within=5.0, policy=2)).poll == "asked"
+    assert (await report(ctx, reuse_within=5.0, policy=2)).poll == "reused"
     assert node.asked == 2
 
 
