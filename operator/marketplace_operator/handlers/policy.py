@@ -209,11 +209,8 @@ class IndexInputs:
         return sorted(targets, key=lambda t: t.name)
 
     def fleets(self) -> Collection[FleetKey]:
-        return {
-            FleetKey(str(ns), str(fleet))
-            for ns, fleet in fleets_of(self.pod_index)
-            if self.pod_index.get(members_key(ns, fleet))
-        }
+        listed = (key for key, pods in self.pod_index.items() if pods)
+        return {FleetKey(str(ns), str(fleet)) for ns, fleet in fleets_of(listed)}
 
     def _fleet(self, key: FleetKey) -> FleetWire | None:
         found = self.fleet_index.get((key.namespace, key.fleet))
