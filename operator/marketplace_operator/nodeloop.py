@@ -25,7 +25,6 @@ from pydantic import ValidationError
 
 from marketplace_operator import actuate, errors, events, k8s, nodeclient
 from marketplace_operator.context import (
-    ANSWERS_KEPT_SECONDS,
     REUSED_ANSWER_SECONDS,
     Answer,
     Context,
@@ -262,7 +261,10 @@ def patch_kind(patch: Mapping[str, Any], old: Mapping[str, Any] | None) -> str:
 
 
 def status_delay(
-    patch: Mapping[str, Any], old: Mapping[str, Any] | None, since_last_write: float | None
+    patch: Mapping[str, Any],
+    old: Mapping[str, Any] | None,
+    since_last_write: float | None,
+    fleet_interval: float = 0.0,
 ) -> float | None:
     """Seconds until this status patch is due: None with nothing to write, 0 for now.
 
@@ -271,16 +273,20 @@ def status_delay(
     `DETAIL_STATUS_INTERVAL_SECONDS` after the last write, and a peer count or list alone
     until `PEERS_STATUS_INTERVAL_SECONDS`: a starting node's details change half a dozen
     times in its first seconds, and each write is a watch event for every client of
-    MarketplaceNodes (this operator included) on a busy API server. The caller comes back
-    when the delay is over; the latest values go out then.
+    MarketplaceNodes (this operator included) on a busy API server. Either waits at least
+    `fleet_interval` (`Context.write_interval`): the fleet's paced writes a second stay
+    within a rate, as its polls do. On one machine a 1,000-node rollout takes 13 times
+    one of 100, and a replaced node's details, written together with its urgent changes
+    at 100, came apart: 2.6 detail writes per replaced node instead of 0.2 (issue 15).
+    The caller comes back when the delay is over; the latest values go out then.
     """
     if not patch:
         return None
     kind = patch_kind(patch, old)
     if since_last_write is None or kind == "urgent":
         return 0.0
-    interval = PEERS_STATUS_INTERVAL_SECONDS if kind == "peers" else DETAIL_STATUS_INTERVAL_SECONDS
-    return max(0.0, interval - since_last_write)
+    base = PEERS_STATUS_INTERVAL_SECONDS if kind == "peers" else DETAIL_STATUS_INTERVAL_SECONDS
+    return max(0.0, max(base, fleet_interval) - since_last_write)
 
 
 def intent(body: Mapping[str, Any]) -> Hashable:
@@ -396,6 +402,11 @@ async def _poll_or_reuse(
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
         ctx.answers.put(key, Answer(view.uid, now, poll.node, policy))
+    elif poll.how == "asked":
+        # Unanswered: the last answer no longer stands for the node. Reused by the passes
+        # of its pod's events (a hung node's readiness flips), it would tell the gate the
+        # node answered, and the gate would not count this failure's silence.
+        ctx.answers.drop(key)
     return poll
 
 
@@ -825,6 +836,7 @@ def decide(
     *,
     memory: gate.PollMemory | None,
     since_last_write: float | None,
+    write_interval: float = 0.0,
     now: float,
     wall: datetime,
     tolerance: gate.Tolerance,
@@ -887,7 +899,7 @@ def decide(
     return Decision(
         status=new,
         patch=patch,
-        delay=status_delay(patch, raw_old, since_last_write),
+        delay=status_delay(patch, raw_old, since_last_write, write_interval),
         set_gate=None if view is None or joined is None or joined == view.joined else joined,
         memory=memory if joined is not None else None,
         event=event,
@@ -923,6 +935,7 @@ async def report_status(
         body, views, desired, poll, findings,
         memory=state.poll,
         since_last_write=None if last is None else now - last,
+        write_interval=ctx.write_interval(),
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
@@ -1011,18 +1024,19 @@ def _pause(
     return interval, "join" if joining else "resync"
 
 
-def reuse_for(trigger: str, held: float | None) -> float:
+def reuse_for(trigger: str, held: float | None, event_reuse: float) -> float:
     """How old an answer of the node a pass begun by `trigger` may use instead of asking.
 
-    A pass woken by watch events: one of `REUSED_ANSWER_SECONDS` (issue 15). A
-    pass that only comes to write a status held back `held` seconds (`status_delay`): the
-    answer it was decided on; asking again made each paced write a poll, 2,500 of them in
-    a 1,000-node rollout. Any other clock pass asks: it is how the node's own news (and
-    its silence, which the gate counts) is heard."""
+    A pass woken by watch events: one of `event_reuse` seconds (`Context.event_reuse`,
+    issue 15). A pass that only comes to write a status held back `held` seconds
+    (`status_delay`): the answer it was decided on; asking again made each paced write a
+    poll, 2,500 of them in a 1,000-node rollout. Any other clock pass asks: it is how the
+    node's own news (and its silence, which the gate counts) is heard. None outlives the
+    answers kept (`Context.answers_kept`)."""
     if trigger == "event":
-        return REUSED_ANSWER_SECONDS
+        return event_reuse
     if trigger == "write" and held is not None:
-        return min(ANSWERS_KEPT_SECONDS, held + REUSED_ANSWER_SECONDS)
+        return held + REUSED_ANSWER_SECONDS
     return 0.0
 
 
@@ -1057,7 +1071,11 @@ async def run(
                     # reads now: seen by this pass, not the cause of another (issue 15).
                     wake.clear()
                     result = await reconcile_once(
-                        ctx, body, views(), stopped=stopped, reuse_within=reuse_for(trigger, held)
+                        ctx,
+                        body,
+                        views(),
+                        stopped=stopped,
+                        reuse_within=reuse_for(trigger, held, ctx.event_reuse()),
                     )
                 ctx.metrics.node_pass(trigger, result.poll)
                 outcome, joining, status_in = "ok", result.joining, result.status_in

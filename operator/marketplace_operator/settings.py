@@ -42,6 +42,15 @@ class Settings(BaseSettings):
         "all together: with J of them each is polled every "
         "max(startup_poll_interval_seconds, J / this).",
     )
+    status_writes_per_second: float = Field(
+        default=100.0,
+        gt=0,
+        le=100_000,
+        description="Paced status writes a second, at most, all together: a node's details "
+        "(pod name and IP, messages) wait max(1 s, N / this) after its last status write and "
+        "its peer list max(5 s, N / this); what users wait on (phase, a condition's status, "
+        "the observed generation, the policy in force) is written at once.",
+    )
     gate_poll_failures: int = Field(
         default=3,
         ge=1,

@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Any, cast
 
 from marketplace_operator.context import Context
+from marketplace_operator.settings import Settings
 
 
 def bare_context(**parts: Any) -> Context:
-    """A Context whose settings, API, node client, metrics and tokens are None unless given."""
+    """A Context with the default settings, whose API, node client, metrics and tokens are
+    None unless given."""
     none = cast("Any", None)
     base: dict[str, Any] = {
-        "settings": none, "kube": none, "nodes": none, "metrics": none, "tokens": none,
+        "settings": Settings(), "kube": none, "nodes": none, "metrics": none, "tokens": none,
     }  # fmt: skip
     return Context(**(base | parts))

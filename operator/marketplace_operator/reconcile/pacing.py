@@ -1,4 +1,5 @@
-"""How often the operator polls each node: a per-node interval, stretched by fleet size.
+"""How often the operator polls each node (and writes its paced status details): a
+per-node interval, stretched by fleet size.
 
 Every change the operator acts on arrives as a watch event; only a node's own news
 (joined, peers, policy in force, drained) needs its admin API asked. A fixed interval
@@ -9,16 +10,18 @@ fleet is doing. Over a phase whose length also grows with the fleet (a rollout o
 operator's CPU in a 1,000-node rollout (issue 15). So the interval is the configured
 one until the nodes polled together would exceed a rate, and stretched beyond it:
 the polls a second are then constant, and their cost grows with the time, not with
-the time times the fleet.
+the time times the fleet. The status details a pass holds back (`nodeloop.status_delay`)
+are paced the same way: each is a write and a watch event for every client of
+MarketplaceNodes.
 """
 
 from __future__ import annotations
 
 
-def poll_interval(base: float, polled: int, per_second: float) -> float:
-    """Seconds between two polls of one node: `base`, or longer when the `polled` nodes
-    polled at this pace would together make more than `per_second` polls a second."""
-    return max(base, polled / per_second)
+def paced_interval(base: float, nodes: int, per_second: float) -> float:
+    """Seconds between two polls (or paced writes) of one node: `base`, or longer when the
+    `nodes` at this pace would together make more than `per_second` a second."""
+    return max(base, nodes / per_second)
 
 
 JOIN_BACKOFF_CAP_SECONDS = 2.0

@@ -3,7 +3,10 @@ item 11): a fleet of short-lived nodes does not grow the operator's memory."""
 
 from __future__ import annotations
 
+import pytest
 from marketplace_operator.context import (
+    ANSWERS_KEPT_SECONDS,
+    REUSED_ANSWER_SECONDS,
     Answer,
     Context,
     NodeState,
@@ -65,7 +68,7 @@ def test_only_answers_young_enough_to_be_reused_are_kept() -> None:
     """One answer per node, each listing up to 64 peers, kept until its next poll was
     30 MiB at 1,000 nodes: only those of the last `ttl` seconds are kept."""
     now = [100.0]
-    answers = RecentAnswers(1.0, clock=lambda: now[0])
+    answers = RecentAnswers(lambda: 1.0, clock=lambda: now[0])
     node = NodeStatus(peer_id="mp1", ready=True)
     answers.put(("ns", "n0"), Answer("pod-0", 99.5, node))
     answers.put(("ns", "n1"), Answer("pod-1", 100.0, node))
@@ -78,3 +81,35 @@ def test_only_answers_young_enough_to_be_reused_are_kept() -> None:
     assert answers.get(("ns", "n1")) == Answer("pod-1", 100.6, node)
     answers.drop(("ns", "n1"))  # its loop ended, or its pod went
     assert len(answers) == 0
+
+
+def test_answers_kept_stretch_with_the_ttl_asked_at_each_use() -> None:
+    now, ttl = [100.0], [1.0]
+    answers = RecentAnswers(lambda: ttl[0], clock=lambda: now[0])
+    answers.put(("ns", "n0"), Answer("pod-0", 100.0, NodeStatus(peer_id="mp1", ready=True)))
+    now[0] = 105.0
+    ttl[0] = 10.0  # the fleet grew: its answers are reused for longer, so kept longer
+    assert answers.get(("ns", "n0")) is not None
+    ttl[0] = 4.0
+    assert answers.get(("ns", "n0")) is None
+
+
+@pytest.mark.parametrize(
+    ("nodes", "event_reuse", "write_interval", "kept"),
+    [
+        (1, REUSED_ANSWER_SECONDS, 0.01, REUSED_ANSWER_SECONDS + 1.0),
+        (100, 5.0, 1.0, 6.0),  # a small fleet: as before the stretch
+        (300, 15.0, 3.0, 16.0),
+        (1_000, 50.0, 10.0, 51.0),  # the routine poll every 50 s: events reuse its answer
+    ],
+)
+def test_reuse_and_paced_writes_stretch_with_the_fleet(
+    nodes: int, event_reuse: float, write_interval: float, kept: float
+) -> None:
+    """Defaults: routine polls at most 20 a second, paced status writes at most 100."""
+    ctx = bare_context()
+    for i in range(nodes):
+        ctx.wakeups.register(("ns", f"n{i}"))
+    assert ctx.event_reuse() == pytest.approx(event_reuse)
+    assert ctx.write_interval() == pytest.approx(write_interval)
+    assert ctx.answers_kept() == pytest.approx(max(ANSWERS_KEPT_SECONDS, kept))

@@ -192,7 +192,7 @@ async def test_connections_outlive_a_big_fleets_poll_interval_not_the_nodes_keep
     fleet a new TCP connection; kept longer than the node's server keeps them, a poll would
     race the server's close."""
     settings = Settings()
-    interval = pacing.poll_interval(
+    interval = pacing.paced_interval(
         settings.poll_interval_seconds, 1_000, settings.polls_per_second
     )
     server = inspect.signature(RequestHandler.__init__).parameters["keepalive_timeout"].default

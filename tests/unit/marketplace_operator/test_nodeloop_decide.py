@@ -11,7 +11,6 @@ from typing import Any, cast
 import pytest
 from marketplace_operator import errors, nodeloop
 from marketplace_operator.context import (
-    ANSWERS_KEPT_SECONDS,
     REUSED_ANSWER_SECONDS,
     Answer,
     Context,
@@ -421,9 +420,8 @@ async def test_a_pod_not_started_is_not_asked_and_the_pass_says_so(node: Node) -
 @pytest.mark.parametrize(
     ("trigger", "held", "within"),
     [
-        ("event", None, REUSED_ANSWER_SECONDS),  # the pod's news: the node's recent answer
+        ("event", None, 50.0),  # the pod's news: the node's answer of its routine interval
         ("write", 0.4, 0.4 + REUSED_ANSWER_SECONDS),  # the answer it was decided on
-        ("write", 50.0, ANSWERS_KEPT_SECONDS),  # never older than the answers kept
         ("join", None, 0.0),  # the clock's passes ask: the node's own news, its silence
         ("resync", 0.4, 0.0),
         ("start", None, 0.0),
@@ -432,7 +430,7 @@ async def test_a_pod_not_started_is_not_asked_and_the_pass_says_so(node: Node) -
 def test_how_old_an_answer_each_kind_of_pass_may_use(
     trigger: str, held: float | None, within: float
 ) -> None:
-    assert nodeloop.reuse_for(trigger, held) == pytest.approx(within)
+    assert nodeloop.reuse_for(trigger, held, 50.0) == pytest.approx(within)
 
 
 async def test_a_failed_poll_is_never_reused(node: Node) -> None:
@@ -443,6 +441,17 @@ async def test_a_failed_poll_is_never_reused(node: Node) -> None:
     node.down = True
     await report(ctx, reuse_within=1.0)
     await report(ctx, reuse_within=1.0)
+    assert node.asked == 3
+
+
+async def test_an_unanswered_poll_ends_the_reuse_of_the_last_answer(node: Node) -> None:
+    """A hung node's readiness flips wake event passes: reusing its last answer, they told
+    the gate it answered, and the gate never counted the silence."""
+    ctx = answering(node)
+    await report(ctx, reuse_within=0.0)  # answered
+    node.down = True
+    await report(ctx, reuse_within=0.0)  # the clock's pass: unanswered
+    assert (await report(ctx, reuse_within=60.0)).poll == "asked"  # nothing left to reuse
     assert node.asked == 3
 
 

@@ -56,6 +56,23 @@ def test_status_delay(patch: dict[str, Any], since: float | None, delay: float |
 
 
 @pytest.mark.parametrize(
+    ("patch", "since", "fleet", "delay"),
+    [
+        ({"podIP": "10.0.0.1"}, 0.5, 0.0, DETAIL - 0.5),  # a small fleet: the base
+        ({"podIP": "10.0.0.1"}, 0.5, 10.0, 9.5),  # 1,000 nodes at 100 writes a second
+        ({"peers": 3}, 1.0, 10.0, 9.0),
+        ({"peers": 3}, 1.0, 2.0, PEERS - 1.0),  # never shorter than the kind's own
+        ({"phase": "Ready", "podIP": "10.0.0.1"}, 0.5, 10.0, 0.0),  # urgent: at once
+        ({"podIP": "10.0.0.1"}, None, 10.0, 0.0),  # never written: at once
+    ],
+)
+def test_paced_writes_wait_for_the_fleet_interval(
+    patch: dict[str, Any], since: float | None, fleet: float, delay: float
+) -> None:
+    assert status_delay(patch, OLD, since, fleet) == pytest.approx(delay)
+
+
+@pytest.mark.parametrize(
     ("patch", "kind"),
     [
         ({"phase": "Ready", "peers": 3}, "urgent"),

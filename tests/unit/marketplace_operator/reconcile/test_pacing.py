@@ -6,7 +6,7 @@ import pytest
 from marketplace_operator.reconcile.pacing import (
     JOIN_BACKOFF_CAP_SECONDS,
     joining_interval,
-    poll_interval,
+    paced_interval,
     silence_tolerated,
 )
 
@@ -26,7 +26,7 @@ from marketplace_operator.reconcile.pacing import (
 def test_the_interval_keeps_all_polls_within_the_rate(
     base: float, polled: int, per_second: float, interval: float
 ) -> None:
-    got = poll_interval(base, polled, per_second)
+    got = paced_interval(base, polled, per_second)
     assert got == pytest.approx(interval)
     assert polled / got <= per_second + 1e-9 or got == base
 
