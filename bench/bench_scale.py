@@ -74,6 +74,7 @@ PER_NODE_WORK = (
 )  # fmt: skip
 PVS = k8s.Resource("persistentvolumes", namespaced=False)
 EVENTS = k8s.Resource("events")
+PHASE_CHANGED = "PhaseChanged"  # the operator's Event of a node's phase change
 CLUSTER_PARTS = {
     "kube-apiserver": "API server",
     "etcd": "etcd",
@@ -255,11 +256,16 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
 
 def _event_reasons(kube: k8s.BlockingKube, namespace: str) -> dict[str, float]:
     """The namespace's Events so far by "component reason", each counted as often as it
-    happened (a kubelet's repeats are one Event with a count): who posts how many."""
+    happened (a kubelet's repeats are one Event with a count): who posts how many. A phase
+    change by its transition ("kopf PhaseChanged Ready -> Replacing"): which phases a
+    replaced node passes through, and which flaps grow with the fleet."""
     tally: dict[str, float] = {}
     for ev in kube.list(EVENTS, namespace):
         who = (ev.get("source") or {}).get("component") or ev.get("reportingComponent") or "?"
-        key = f"{who} {ev.get('reason', '?')}"
+        reason = ev.get("reason", "?")
+        if reason == PHASE_CHANGED:
+            reason += " " + str(ev.get("message") or "").partition(":")[0]
+        key = f"{who} {reason}"
         tally[key] = tally.get(key, 0.0) + float(ev.get("count") or 1)
     return tally
 
@@ -512,7 +518,7 @@ def _print_phase(name: str, ph: Phase) -> None:
     print(f"  {'':34} cluster CPU-s: {_parts(ph)}", flush=True)
     print(f"  {'':34} busiest requests: {_busiest(ph)}", flush=True)
     print(f"  {'':34} operator's work: {_work_line(ph)}", flush=True)
-    top = sorted(ph.events.items(), key=lambda kv: -kv[1])[: BUSIEST_SHOWN + 3]
+    top = sorted(ph.events.items(), key=lambda kv: -kv[1])[: BUSIEST_SHOWN + 7]
     print(f"  {'':34} Events: {', '.join(f'{k} {v:,.0f}' for k, v in top)}", flush=True)
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import orjson
 import yaml
 
 JSON = dict[str, Any]
@@ -175,7 +176,7 @@ class Kube:
                 async for line in _lines(response.content, MAX_WATCH_EVENT_BYTES):
                     if not line.strip():
                         continue
-                    event = json.loads(line)
+                    event = orjson.loads(line)  # a tenth of a kubelet's CPU with json's
                     if event["type"] == "ERROR":
                         status = event["object"]
                         raise KubeError(int(status.get("code", 500)), str(status.get("message")))

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
-from bench.bench_scale import FirstSeen, Phase, Result, _growth, _work, _work_line
+from bench.bench_scale import (
+    FirstSeen,
+    Phase,
+    Result,
+    _event_reasons,
+    _growth,
+    _work,
+    _work_line,
+)
 
 
 def result(
@@ -114,3 +122,26 @@ def test_a_nodes_reconcile_is_timed_when_its_status_first_shows_the_generation()
     assert seen.at("a", 1) == 10.0
     assert seen.at("a", 3) is None
     assert seen.at("b", 1) is None
+
+
+class Events:
+    """The Events an API server lists: one by a kubelet with a count, two phase changes."""
+
+    def list(self, _resource: Any, _namespace: str) -> list[dict[str, Any]]:
+        kopf = {"source": {"component": "kopf"}}
+        return [
+            {**kopf, "reason": "PhaseChanged", "message": "Ready -> Replacing: replacing the pod"},
+            {**kopf, "reason": "PhaseChanged", "message": "Ready -> Replacing: again"},
+            {**kopf, "reason": "PhaseChanged", "message": "Starting -> Ready: serving"},
+            {"reportingComponent": "kubelet", "reason": "Unhealthy", "count": 4},
+            {"reason": "NodeReplaced"},
+        ]
+
+
+def test_events_are_tallied_by_poster_and_reason_and_phase_changes_by_transition() -> None:
+    assert _event_reasons(cast("Any", Events()), "ns") == {
+        "kopf PhaseChanged Ready -> Replacing": 2.0,
+        "kopf PhaseChanged Starting -> Ready": 1.0,
+        "kubelet Unhealthy": 4.0,
+        "? NodeReplaced": 1.0,
+    }

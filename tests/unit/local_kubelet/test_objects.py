@@ -193,6 +193,45 @@ async def test_the_cache_is_updated_before_the_pods_showing_the_object_are_woken
     assert api.gets == []
 
 
+async def test_objects_are_watched_while_a_live_pod_shows_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Counted per object as pods start and end (no scan of every pod): the watch of an
+    object two pods show outlives the first pod, and an unwatched entry is forgotten."""
+    watched: list[str] = []
+
+    async def inform(_kube: Any, path: str, _on: Any, params: dict[str, str]) -> None:
+        watched.append(f"{path}?{params['fieldSelector']}")
+        await asyncio.Event().wait()
+
+    monkeypatch.setattr("local_kubelet.kubelet.inform", inform)
+    cache = ObjectCache(FakeApi({}).fetch)
+    kubelet = Kubelet(cast("Settings", None), cast("Kube", None), cast("Deps", None), cache)
+    a = pod_showing(
+        [{"name": "v", "secret": {"secretName": "s"}}, {"name": "w", "configMap": {"name": "c"}}],
+        name="a",
+    )
+    b = pod_showing([{"name": "v", "secret": {"secretName": "s"}}], name="b")
+    kubelet._show("uid-a", a)
+    kubelet._show("uid-b", b)
+    await asyncio.sleep(0)
+    assert set(kubelet._object_watches) == {SECRET, CONFIG}
+    assert sorted(watched) == [
+        "/api/v1/namespaces/ns/configmaps?metadata.name=c",
+        "/api/v1/namespaces/ns/secrets?metadata.name=s",
+    ]  # one watch each, though two pods show the Secret
+    cache.observe(CONFIG, "ADDED", configmap("x"))
+    config_watch = kubelet._object_watches[CONFIG]
+    kubelet._unshow("uid-a")
+    assert set(kubelet._object_watches) == {SECRET}
+    await asyncio.sleep(0)
+    assert config_watch.cancelled()
+    assert CONFIG not in cache._objects  # forgotten: a later pod fetches afresh
+    kubelet._unshow("uid-b")
+    kubelet._unshow("uid-b")  # a second end of the same pod changes nothing
+    assert kubelet._object_watches == {}
+
+
 # --- volumes -----------------------------------------------------------------------------
 
 CONTEXT = PodContext(
