@@ -208,6 +208,9 @@ class NodeState:
     phase: Phase | None = None
     poll: PollMemory | None = None  # its pod's status-poll history (the gate's hysteresis)
     status_written: float | None = None  # monotonic time of its last status write (pacing)
+    # (resourceVersion the write was decided on, the status written): until the body shows
+    # the write (`nodeloop.written_status`)
+    written: tuple[str, dict[str, Any]] | None = None
     intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet

@@ -236,6 +236,28 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
     return patch
 
 
+def _merged(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`old` with the merge patch `patch` applied (top-level fields: the patch's values
+    replace the old ones whole, None removes)."""
+    merged = {**(old or {}), **patch}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+def written_status(
+    state_written: tuple[str, dict[str, Any]] | None, body: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The status this operator last wrote, while the node's body does not show it yet: the
+    body is still the one the write was decided on (same resourceVersion); its watch event
+    comes later. A pass in between decided from the body's older status, wrote the same
+    change again and announced the same phase change a second time: at 1,000 nodes, where
+    the echo of a write takes seconds, 1.4 "Ready -> Replacing" Events per replaced node
+    (1.08 at 100), and an urgent write more per node (issue 15)."""
+    if state_written is None:
+        return None
+    version, status_after = state_written
+    return status_after if (body.get("metadata") or {}).get("resourceVersion") == version else None
+
+
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
 _PEER_FIELDS = frozenset({"peers", "connectedPeers"})
 _URGENT_FIELDS = frozenset({"phase", "observedGeneration", "policyVersion", "policyHash"})
@@ -825,6 +847,8 @@ class Decision:
     set_gate: bool | None = None  # the joined gate to set on the pod (None: leave it)
     memory: gate.PollMemory | None = None  # the pod's poll history after this pass
     event: tuple[bool, str] | None = None  # (warning, text) of a phase change to announce
+    kind: str = "urgent"  # what the patch carries (`patch_kind`), for its count
+    written: dict[str, Any] | None = None  # the whole status once the patch is written
 
 
 def decide(
@@ -837,6 +861,7 @@ def decide(
     memory: gate.PollMemory | None,
     since_last_write: float | None,
     write_interval: float = 0.0,
+    written: Mapping[str, Any] | None = None,
     now: float,
     wall: datetime,
     tolerance: gate.Tolerance,
@@ -868,7 +893,7 @@ def decide(
             now=now,
             tolerance=tolerance,
         )
-    raw_old = body.get("status")
+    raw_old = written if written is not None else body.get("status")
     previous = _previous_status(raw_old)
     identity_annotations = ((views.identity or {}).get("metadata") or {}).get("annotations") or {}
     new = status.build_status(
@@ -900,6 +925,8 @@ def decide(
         status=new,
         patch=patch,
         delay=status_delay(patch, raw_old, since_last_write, write_interval),
+        kind=patch_kind(patch, raw_old),
+        written=_merged(raw_old, patch) if patch else None,
         set_gate=None if view is None or joined is None or joined == view.joined else joined,
         memory=memory if joined is not None else None,
         event=event,
@@ -931,11 +958,13 @@ async def report_status(
     now = time.monotonic()
     state = ctx.node(key)
     last = state.status_written
+    version = (body.get("metadata") or {}).get("resourceVersion")
     decision = decide(
         body, views, desired, poll, findings,
         memory=state.poll,
         since_last_write=None if last is None else now - last,
         write_interval=ctx.write_interval(),
+        written=written_status(state.written, body),
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
@@ -948,7 +977,7 @@ async def report_status(
         ),
         policy_required=ctx.policy_required,
     )  # fmt: skip
-    delay = await _write(ctx, body, ref, view, decision, now=now)
+    delay = await _write(ctx, body, ref, view, decision, now=now, version=version)
     return Outcome(
         phase=decision.status.phase,
         joining=gate.awaiting_join(view),
@@ -966,9 +995,11 @@ async def _write(
     decision: Decision,
     *,
     now: float,
+    version: str | None = None,
 ) -> float | None:
     """Carry out a decision: the gate, the status patch (when due), the Event; the delay
-    until a paced patch is due (None when nothing waits)."""
+    until a paced patch is due (None when nothing waits). `version`: the resourceVersion
+    of the body it was decided on (`written_status`)."""
     key = (ref.namespace, ref.name)
     if decision.memory is not None:
         ctx.node(key).poll = decision.memory
@@ -979,8 +1010,11 @@ async def _write(
         await ctx.kube.patch(
             k8s.MNODES, ref.namespace, ref.name, {"status": decision.patch}, sub="status"
         )
-        ctx.metrics.status_write(patch_kind(decision.patch, body.get("status")))
-        ctx.node(key).status_written = now
+        ctx.metrics.status_write(decision.kind)
+        state = ctx.node(key)
+        state.status_written = now
+        if version is not None and decision.written is not None:
+            state.written = (version, decision.written)
         delay = None
     if decision.event is not None:
         warning, text = decision.event
@@ -1100,7 +1134,7 @@ async def run(
         ctx.wakeups.unregister(key)
         ctx.joining.pop(key, None)
         state = ctx.node(key)
-        state.phase = state.poll = state.status_written = state.intent = None
+        state.phase = state.poll = state.status_written = state.intent = state.written = None
         state.members_written = state.inputs = None
         ctx.answers.drop(key)
         ctx.release(key)

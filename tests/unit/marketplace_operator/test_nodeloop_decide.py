@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from marketplace_operator import errors, nodeloop
+from marketplace_operator import errors, events, k8s, nodeloop
 from marketplace_operator.context import (
     REUSED_ANSWER_SECONDS,
     Answer,
@@ -471,3 +471,51 @@ async def test_a_pause_says_whether_a_wakeup_ended_it() -> None:
     wake.set()
     assert await Wakeups.sleep(wake, 5.0, debounce=0.0) is True
     assert not wake.is_set()
+
+
+async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's live body shows a status write only when its watch event arrives (seconds
+    later on a busy API server): a pass in between decides from what was written."""
+    patches: list[dict[str, Any]] = []
+    announced: list[str] = []
+
+    class Kube:
+        async def patch(self, res: Any, namespace: str, name: str, body: Any, **_: Any) -> Any:
+            if res is k8s.MNODES:
+                patches.append(body["status"])
+            return {}
+
+    async def token(*_: Any) -> str:
+        return "t0ken"
+
+    async def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    monkeypatch.setattr(nodeloop, "_token_or_none", token)
+    monkeypatch.setattr(nodeloop, "_sync_members", nothing)
+    monkeypatch.setattr(events, "normal", lambda _b, _r, text: announced.append(text))
+    ctx = Context(
+        settings=Settings(), kube=cast("Any", Kube()), nodes=cast("Any", Node()),
+        metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
+    )  # fmt: skip
+    views = nodeloop.Views(pod=running_pod(joined=True))
+
+    async def report_on(body: dict[str, Any]) -> None:
+        await nodeloop.report_status(ctx, body, views, desired())
+
+    stale = {"metadata": {**BODY["metadata"], "resourceVersion": "5"}}
+    await report_on(stale)
+    assert len(patches) == 1
+    assert len(announced) == 1
+    assert "phase" in patches[0]
+    await report_on(stale)  # the write's watch event has not come: the body is as it was
+    assert (len(patches), len(announced)) == (1, 1)
+    echo = {"metadata": {**stale["metadata"], "resourceVersion": "6"}, "status": patches[0]}
+    await report_on(echo)  # it came: the body shows the write
+    assert (len(patches), len(announced)) == (1, 1)
+    reset = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": {}}
+    await report_on(reset)  # another writer emptied it: the body is the truth again
+    assert len(patches) == 2
+    assert nodeloop.written_status(None, reset) is None
