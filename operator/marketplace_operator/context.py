@@ -211,6 +211,9 @@ class NodeState:
     # (resourceVersion the write was decided on, the status written): until the body shows
     # the write (`nodeloop.written_status`)
     written: tuple[str, dict[str, Any]] | None = None
+    # (pod uid, its resourceVersion the gate was decided on, the gate set): until the pod's
+    # view shows it (`nodeloop.gate_written`)
+    gate: tuple[str, str, bool] | None = None
     intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet

@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
@@ -236,11 +236,29 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
     return patch
 
 
+def _version(obj: Mapping[str, Any] | None) -> str | None:
+    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
+
+
 def _merged(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
     """`old` with the merge patch `patch` applied (top-level fields: the patch's values
     replace the old ones whole, None removes)."""
     merged = {**(old or {}), **patch}
     return {k: v for k, v in merged.items() if v is not None}
+
+
+def gate_written(
+    state_gate: tuple[str, str, bool] | None, pod: Mapping[str, Any] | None
+) -> bool | None:
+    """The joined gate this operator last set on the pod, while the pod's view (the index's
+    copy of its last watch event) does not show it yet: same uid and resourceVersion as
+    the view the gate was decided on. As with `written_status`: a pass in between saw the
+    old gate and set the same gate again."""
+    if state_gate is None or pod is None:
+        return None
+    uid, version, joined = state_gate
+    meta = pod.get("metadata") or {}
+    return joined if (meta.get("uid"), meta.get("resourceVersion")) == (uid, version) else None
 
 
 def written_status(
@@ -255,7 +273,7 @@ def written_status(
     if state_written is None:
         return None
     version, status_after = state_written
-    return status_after if (body.get("metadata") or {}).get("resourceVersion") == version else None
+    return status_after if _version(body) == version else None
 
 
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
@@ -862,14 +880,19 @@ def decide(
     since_last_write: float | None,
     write_interval: float = 0.0,
     written: Mapping[str, Any] | None = None,
+    gate_set: bool | None = None,
     now: float,
     wall: datetime,
     tolerance: gate.Tolerance,
     policy_required: bool,
 ) -> Decision:
-    """The gate, the status and its Event for one pass, from what was observed: pure."""
+    """The gate, the status and its Event for one pass, from what was observed: pure.
+    `written` and `gate_set`: this operator's own writes that the node's body and its
+    pod's view do not show yet (`written_status`, `gate_written`)."""
     ref = desired.ref
     view = pod_view(views.pod) if views.pod is not None else None
+    if view is not None and gate_set is not None:
+        view = replace(view, joined=gate_set)
     joined: bool | None = None
     if view is not None and view.ip is not None and not view.deleting:
         # Whether, not how many: the first other member with an address answers it. Counted
@@ -958,13 +981,14 @@ async def report_status(
     now = time.monotonic()
     state = ctx.node(key)
     last = state.status_written
-    version = (body.get("metadata") or {}).get("resourceVersion")
+    version = _version(body)
     decision = decide(
         body, views, desired, poll, findings,
         memory=state.poll,
         since_last_write=None if last is None else now - last,
         write_interval=ctx.write_interval(),
         written=written_status(state.written, body),
+        gate_set=gate_written(state.gate, views.pod),
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
@@ -977,7 +1001,9 @@ async def report_status(
         ),
         policy_required=ctx.policy_required,
     )  # fmt: skip
-    delay = await _write(ctx, body, ref, view, decision, now=now, version=version)
+    delay = await _write(
+        ctx, body, ref, view, decision, now=now, version=version, pod_version=_version(views.pod)
+    )
     return Outcome(
         phase=decision.status.phase,
         joining=gate.awaiting_join(view),
@@ -996,6 +1022,7 @@ async def _write(
     *,
     now: float,
     version: str | None = None,
+    pod_version: str | None = None,
 ) -> float | None:
     """Carry out a decision: the gate, the status patch (when due), the Event; the delay
     until a paced patch is due (None when nothing waits). `version`: the resourceVersion
@@ -1005,6 +1032,8 @@ async def _write(
         ctx.node(key).poll = decision.memory
     if decision.set_gate is not None and view is not None:
         await _set_gate(ctx, ref, view, decision.set_gate)
+        if pod_version is not None:
+            ctx.node(key).gate = (view.uid, pod_version, decision.set_gate)
     delay = decision.delay
     if delay == 0.0:
         await ctx.kube.patch(
@@ -1134,7 +1163,9 @@ async def run(
         ctx.wakeups.unregister(key)
         ctx.joining.pop(key, None)
         state = ctx.node(key)
-        state.phase = state.poll = state.status_written = state.intent = state.written = None
+        state.phase = state.poll = state.status_written = state.intent = state.written = (
+            state.gate
+        ) = None
         state.members_written = state.inputs = None
         ctx.answers.drop(key)
         ctx.release(key)

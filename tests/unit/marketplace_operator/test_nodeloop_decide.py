@@ -479,12 +479,12 @@ async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_agai
     """The node's live body shows a status write only when its watch event arrives (seconds
     later on a busy API server): a pass in between decides from what was written."""
     patches: list[dict[str, Any]] = []
+    gates: list[dict[str, Any]] = []
     announced: list[str] = []
 
     class Kube:
         async def patch(self, res: Any, namespace: str, name: str, body: Any, **_: Any) -> Any:
-            if res is k8s.MNODES:
-                patches.append(body["status"])
+            (patches if res is k8s.MNODES else gates).append(body["status"])
             return {}
 
     async def token(*_: Any) -> str:
@@ -500,7 +500,9 @@ async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_agai
         settings=Settings(), kube=cast("Any", Kube()), nodes=cast("Any", Node()),
         metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
     )  # fmt: skip
-    views = nodeloop.Views(pod=running_pod(joined=True))
+    pod_body = running_pod(joined=False)
+    pod_body["metadata"]["resourceVersion"] = "p1"
+    views = nodeloop.Views(pod=pod_body)
 
     async def report_on(body: dict[str, Any]) -> None:
         await nodeloop.report_status(ctx, body, views, desired())
@@ -518,4 +520,20 @@ async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_agai
     reset = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": {}}
     await report_on(reset)  # another writer emptied it: the body is the truth again
     assert len(patches) == 2
+    assert gates == []  # not joined, and its gate was off: nothing to set
     assert nodeloop.written_status(None, reset) is None
+
+
+def test_a_gate_set_but_not_yet_in_the_pods_view_is_not_set_again() -> None:
+    """Its gate on in the view (the pod's last event), off as this operator last set it: the
+    pass decides from what it set (no second patch of the pod)."""
+    pod_body = running_pod(joined=True)  # with no other member: the gate goes off
+    pod_body["metadata"]["resourceVersion"] = "p1"
+    assert decide(pod_body, nodeloop.Poll(node=NODE)).set_gate is False
+    on = nodeloop.gate_written(("pod-1", "p1", False), pod_body)
+    assert on is False
+    assert decide(pod_body, nodeloop.Poll(node=NODE), gate_set=on).set_gate is None
+    # The pod's next event (a new resourceVersion), or another pod: the view is the truth.
+    assert nodeloop.gate_written(("pod-1", "p0", False), pod_body) is None
+    assert nodeloop.gate_written(("pod-0", "p1", False), pod_body) is None
+    assert nodeloop.gate_written(None, pod_body) is None
