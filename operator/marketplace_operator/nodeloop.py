@@ -236,10 +236,6 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
     return patch
 
 
-def _version(obj: Mapping[str, Any] | None) -> str | None:
-    return ((obj or {}).get("metadata") or {}).get("resourceVersion")
-
-
 def _merged(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
     """`old` with the merge patch `patch` applied (top-level fields: the patch's values
     replace the old ones whole, None removes)."""
@@ -247,33 +243,47 @@ def _merged(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str
     return {k: v for k, v in merged.items() if v is not None}
 
 
+# How long a pass trusts its own last write over a body or pod view that does not show it
+# (`written_status`, `gate_written`): the write's watch event comes within seconds even on
+# a busy API server; past this the object as watched is the truth again.
+OWN_WRITE_TRUSTED_SECONDS = 30.0
+
+
 def gate_written(
-    state_gate: tuple[str, str, bool] | None, pod: Mapping[str, Any] | None
+    pending: tuple[str, float, bool] | None, view: PodView | None, now: float
 ) -> bool | None:
-    """The joined gate this operator last set on the pod, while the pod's view (the index's
-    copy of its last watch event) does not show it yet: same uid and resourceVersion as
-    the view the gate was decided on. As with `written_status`: a pass in between saw the
+    """The joined gate this operator last set on the pod (`pending`: pod uid, monotonic
+    time set, the gate), while the pod's view (the index's copy of its last watch event)
+    does not show it yet; None once it does, for another pod, or when it is too old
+    (`OWN_WRITE_TRUSTED_SECONDS`). As with `written_status`: a pass in between saw the
     old gate and set the same gate again."""
-    if state_gate is None or pod is None:
+    if pending is None or view is None:
         return None
-    uid, version, joined = state_gate
-    meta = pod.get("metadata") or {}
-    return joined if (meta.get("uid"), meta.get("resourceVersion")) == (uid, version) else None
+    uid, at, joined = pending
+    if view.uid != uid or view.joined == joined or now - at > OWN_WRITE_TRUSTED_SECONDS:
+        return None
+    return joined
 
 
 def written_status(
-    state_written: tuple[str, dict[str, Any]] | None, body: Mapping[str, Any]
+    pending: tuple[float, dict[str, Any]] | None, status: Mapping[str, Any] | None, now: float
 ) -> dict[str, Any] | None:
-    """The status this operator last wrote, while the node's body does not show it yet: the
-    body is still the one the write was decided on (same resourceVersion); its watch event
-    comes later. A pass in between decided from the body's older status, wrote the same
-    change again and announced the same phase change a second time: at 1,000 nodes, where
-    the echo of a write takes seconds, 1.4 "Ready -> Replacing" Events per replaced node
-    (1.08 at 100), and an urgent write more per node (issue 15)."""
-    if state_written is None:
+    """The node's status with this operator's last patch (`pending`: monotonic time
+    written, the patch) applied, while the node's body (its `status`) does not show that
+    write yet; None once it does, or when the write is too old (`OWN_WRITE_TRUSTED_SECONDS`).
+
+    The body shows a write only when its watch event arrives, seconds later on a busy API
+    server, and other events of the node (the rollout's annotations) may come first. A
+    pass in between decided from the older status, wrote the same change again and
+    announced the same phase change a second time: at 1,000 nodes 1.4 "Ready ->
+    Replacing" Events per replaced node (1.08 at 100), and an urgent write more (issue 15)."""
+    if pending is None:
         return None
-    version, status_after = state_written
-    return status_after if _version(body) == version else None
+    at, patch = pending
+    have = status or {}
+    if now - at > OWN_WRITE_TRUSTED_SECONDS or all(have.get(k) == v for k, v in patch.items()):
+        return None
+    return _merged(have, patch)
 
 
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
@@ -866,7 +876,6 @@ class Decision:
     memory: gate.PollMemory | None = None  # the pod's poll history after this pass
     event: tuple[bool, str] | None = None  # (warning, text) of a phase change to announce
     kind: str = "urgent"  # what the patch carries (`patch_kind`), for its count
-    written: dict[str, Any] | None = None  # the whole status once the patch is written
 
 
 def decide(
@@ -949,7 +958,6 @@ def decide(
         patch=patch,
         delay=status_delay(patch, raw_old, since_last_write, write_interval),
         kind=patch_kind(patch, raw_old),
-        written=_merged(raw_old, patch) if patch else None,
         set_gate=None if view is None or joined is None or joined == view.joined else joined,
         memory=memory if joined is not None else None,
         event=event,
@@ -981,14 +989,19 @@ async def report_status(
     now = time.monotonic()
     state = ctx.node(key)
     last = state.status_written
-    version = _version(body)
+    written = written_status(state.written, body.get("status"), now)
+    if written is None:
+        state.written = None  # shown (or too old): the body is the truth
+    gate_set = gate_written(state.gate, view, now)
+    if gate_set is None:
+        state.gate = None
     decision = decide(
         body, views, desired, poll, findings,
         memory=state.poll,
         since_last_write=None if last is None else now - last,
         write_interval=ctx.write_interval(),
-        written=written_status(state.written, body),
-        gate_set=gate_written(state.gate, views.pod),
+        written=written,
+        gate_set=gate_set,
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
@@ -1001,9 +1014,7 @@ async def report_status(
         ),
         policy_required=ctx.policy_required,
     )  # fmt: skip
-    delay = await _write(
-        ctx, body, ref, view, decision, now=now, version=version, pod_version=_version(views.pod)
-    )
+    delay = await _write(ctx, body, ref, view, decision, now=now)
     return Outcome(
         phase=decision.status.phase,
         joining=gate.awaiting_join(view),
@@ -1021,19 +1032,15 @@ async def _write(
     decision: Decision,
     *,
     now: float,
-    version: str | None = None,
-    pod_version: str | None = None,
 ) -> float | None:
     """Carry out a decision: the gate, the status patch (when due), the Event; the delay
-    until a paced patch is due (None when nothing waits). `version`: the resourceVersion
-    of the body it was decided on (`written_status`)."""
+    until a paced patch is due (None when nothing waits)."""
     key = (ref.namespace, ref.name)
     if decision.memory is not None:
         ctx.node(key).poll = decision.memory
     if decision.set_gate is not None and view is not None:
         await _set_gate(ctx, ref, view, decision.set_gate)
-        if pod_version is not None:
-            ctx.node(key).gate = (view.uid, pod_version, decision.set_gate)
+        ctx.node(key).gate = (view.uid, now, decision.set_gate)
     delay = decision.delay
     if delay == 0.0:
         await ctx.kube.patch(
@@ -1042,8 +1049,7 @@ async def _write(
         ctx.metrics.status_write(decision.kind)
         state = ctx.node(key)
         state.status_written = now
-        if version is not None and decision.written is not None:
-            state.written = (version, decision.written)
+        state.written = (now, decision.patch)
         delay = None
     if decision.event is not None:
         warning, text = decision.event

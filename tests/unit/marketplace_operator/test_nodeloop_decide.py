@@ -514,26 +514,44 @@ async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_agai
     assert "phase" in patches[0]
     await report_on(stale)  # the write's watch event has not come: the body is as it was
     assert (len(patches), len(announced)) == (1, 1)
-    echo = {"metadata": {**stale["metadata"], "resourceVersion": "6"}, "status": patches[0]}
+    other = {"metadata": {**stale["metadata"], "resourceVersion": "6"}}
+    await report_on(other)  # another event of the node came first (an annotation)
+    assert (len(patches), len(announced)) == (1, 1)
+    echo = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": patches[0]}
     await report_on(echo)  # it came: the body shows the write
     assert (len(patches), len(announced)) == (1, 1)
-    reset = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": {}}
+    reset = {"metadata": {**stale["metadata"], "resourceVersion": "8"}, "status": {}}
     await report_on(reset)  # another writer emptied it: the body is the truth again
     assert len(patches) == 2
     assert gates == []  # not joined, and its gate was off: nothing to set
-    assert nodeloop.written_status(None, reset) is None
 
 
 def test_a_gate_set_but_not_yet_in_the_pods_view_is_not_set_again() -> None:
     """Its gate on in the view (the pod's last event), off as this operator last set it: the
     pass decides from what it set (no second patch of the pod)."""
     pod_body = running_pod(joined=True)  # with no other member: the gate goes off
-    pod_body["metadata"]["resourceVersion"] = "p1"
+    view = pod_view(pod_body)
     assert decide(pod_body, nodeloop.Poll(node=NODE)).set_gate is False
-    on = nodeloop.gate_written(("pod-1", "p1", False), pod_body)
-    assert on is False
-    assert decide(pod_body, nodeloop.Poll(node=NODE), gate_set=on).set_gate is None
-    # The pod's next event (a new resourceVersion), or another pod: the view is the truth.
-    assert nodeloop.gate_written(("pod-1", "p0", False), pod_body) is None
-    assert nodeloop.gate_written(("pod-0", "p1", False), pod_body) is None
-    assert nodeloop.gate_written(None, pod_body) is None
+    trusted = nodeloop.gate_written(("pod-1", 100.0, False), view, 101.0)
+    assert trusted is False
+    assert decide(pod_body, nodeloop.Poll(node=NODE), gate_set=trusted).set_gate is None
+    # The view shows it, another pod, or too long ago: the view is the truth.
+    assert nodeloop.gate_written(("pod-1", 100.0, True), view, 101.0) is None
+    assert nodeloop.gate_written(("pod-0", 100.0, False), view, 101.0) is None
+    late = 100.0 + nodeloop.OWN_WRITE_TRUSTED_SECONDS + 1
+    assert nodeloop.gate_written(("pod-1", 100.0, False), view, late) is None
+    assert nodeloop.gate_written(None, view, 101.0) is None
+
+
+def test_a_status_write_is_trusted_until_the_body_shows_it_or_it_is_old() -> None:
+    patch = {"phase": "Replacing", "message": None}
+    before = {"phase": "Ready", "message": "serving", "peers": 3}
+    assert nodeloop.written_status((100.0, patch), before, 101.0) == {
+        "phase": "Replacing",
+        "peers": 3,
+    }
+    shown = {"phase": "Replacing", "peers": 4}
+    assert nodeloop.written_status((100.0, patch), shown, 101.0) is None
+    late = 100.0 + nodeloop.OWN_WRITE_TRUSTED_SECONDS + 1
+    assert nodeloop.written_status((100.0, patch), before, late) is None
+    assert nodeloop.written_status(None, before, 101.0) is None
