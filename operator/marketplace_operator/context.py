@@ -137,6 +137,7 @@ class Answer:
     at: float
     node: NodeStatus
     policy: int | None = None
+    restarts: int = 0  # the pod's container restarts then: a restarted process is asked
 
 
 # How old a node's answer a pass woken by watch events may use, at least: the node's routine

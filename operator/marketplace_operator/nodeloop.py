@@ -409,7 +409,8 @@ def reusable(
 ) -> TypeGuard[Answer]:
     """May a pass use the node's last answer (`answer`) instead of asking again? Only an
     answer of this pod, at most `within` seconds old (monotonic `now`), while the pod
-    still runs its started container (a restarted one is asked: it may not serve yet),
+    still runs the started container that gave it (a restarted one is asked: it may not
+    serve yet, and its process has forgotten what it was told),
     given while the fleet's policy was the current one (`policy`): an answer from before
     a policy change says the node is behind, and the gate would go off for it (reused
     for 5 s, that took serving nodes out right after a change, issue 15)."""
@@ -417,6 +418,7 @@ def reusable(
         answer is not None
         and view is not None
         and answer.pod_uid == view.uid
+        and answer.restarts == view.restarts
         and view.phase == "Running"
         and view.started
         and not view.deleting
@@ -451,7 +453,7 @@ async def _poll_or_reuse(
         return Poll(node=answer.node, how="reused")
     poll = await _poll_node(ctx, ref, view, port, token)
     if poll.node is not None and view is not None:
-        ctx.answers.put(key, Answer(view.uid, now, poll.node, policy))
+        ctx.answers.put(key, Answer(view.uid, now, poll.node, policy, view.restarts))
     elif poll.how == "asked":
         # Unanswered: the last answer no longer stands for the node. Reused by the passes
         # of its pod's events (a hung node's readiness flips), it would tell the gate the

@@ -313,6 +313,10 @@ def started(uid: str = "pod-1", **status: Any) -> PodView:
 
 
 RESTARTED = [{"name": "node", "restartCount": 1, "started": False, "state": {"waiting": {}}}]
+# Restarted, and started again: a new process, which has forgotten what it was told.
+SERVING_AGAIN = [
+    {"name": "node", "restartCount": 1, "started": True, "ready": True, "state": {"running": {}}}
+]
 
 
 @pytest.mark.parametrize(
@@ -325,6 +329,8 @@ RESTARTED = [{"name": "node", "restartCount": 1, "started": False, "state": {"wa
         (Answer("pod-0", 9.9, NODE), started(), False),  # another (an earlier) pod's
         (Answer("pod-1", 9.9, NODE), None, False),  # no pod now
         (Answer("pod-1", 9.9, NODE), started(containerStatuses=RESTARTED), False),
+        (Answer("pod-1", 9.9, NODE), started(containerStatuses=SERVING_AGAIN), False),
+        (Answer("pod-1", 9.9, NODE, restarts=1), started(containerStatuses=SERVING_AGAIN), True),
         (Answer("pod-1", 9.9, NODE), started(phase="Failed"), False),
         # given under the fleet's earlier policy: it says the node is behind, reused the
         # gate would go off
