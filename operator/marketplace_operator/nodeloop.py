@@ -1051,7 +1051,9 @@ async def _write(
         ctx.metrics.status_write(decision.kind)
         state = ctx.node(key)
         state.status_written = now
-        state.written = (now, decision.patch)
+        # Over a write the body does not show yet: both are trusted until it shows both.
+        earlier = state.written[1] if state.written is not None else {}
+        state.written = (now, {**earlier, **decision.patch})
         delay = None
     if decision.event is not None:
         warning, text = decision.event

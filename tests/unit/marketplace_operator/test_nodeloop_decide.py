@@ -520,15 +520,27 @@ async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_agai
     assert "phase" in patches[0]
     await report_on(stale)  # the write's watch event has not come: the body is as it was
     assert (len(patches), len(announced)) == (1, 1)
+    state = ctx.node((REF.namespace, REF.name))
+    assert state.written is not None
+    state.written = (state.written[0], {**state.written[1], "message": "an earlier write"})
+    state.status_written = None  # not paced: the message goes out at once
+    await report_on(stale)  # a second write over the first, neither shown yet
+    assert (len(patches), len(announced)) == (2, 1)
+    assert state.written is not None
+    assert state.written[1]["phase"] == patches[0]["phase"]  # both trusted
+    assert state.written[1]["message"] == patches[0]["message"]
+    await report_on(stale)
+    assert (len(patches), len(announced)) == (2, 1)
     other = {"metadata": {**stale["metadata"], "resourceVersion": "6"}}
     await report_on(other)  # another event of the node came first (an annotation)
-    assert (len(patches), len(announced)) == (1, 1)
-    echo = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": patches[0]}
-    await report_on(echo)  # it came: the body shows the write
-    assert (len(patches), len(announced)) == (1, 1)
+    assert (len(patches), len(announced)) == (2, 1)
+    shown = {**patches[0], **patches[1]}
+    echo = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": shown}
+    await report_on(echo)  # it came: the body shows the writes
+    assert (len(patches), len(announced)) == (2, 1)
     reset = {"metadata": {**stale["metadata"], "resourceVersion": "8"}, "status": {}}
     await report_on(reset)  # another writer emptied it: the body is the truth again
-    assert len(patches) == 2
+    assert len(patches) == 3
     assert gates == []  # not joined, and its gate was off: nothing to set
 
 
