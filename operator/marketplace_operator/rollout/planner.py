@@ -24,7 +24,8 @@ Rules (docs/rollout.md):
 - A step first takes the pod out of load balancers: it is marked leaving and its
   `joined` readiness gate turned off, so the pod turns unready while the node
   still serves; once no EndpointSlice lists it as ready any more (or at the latest
-  `settle` after the step started, when the slices cannot be read), the
+  `settle` after the step started when the slices cannot be read, `ROUTED_WAIT`
+  when they still list it), the
   node is drained through its admin API (it refuses new work from then on), and
   once drained the pod is deleted; the step then waits for the replacement to be
   Ready and joined. A pod once marked leaving is always replaced. If that takes longer than
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from marketplace_operator.model.fleet import (
     MAX_FAILURES,
@@ -203,6 +204,14 @@ def _skipped(node: NodeView) -> _Outcome:
     return _Outcome(step=None, notes=(note,), dropped=node.name)
 
 
+# How long after its step began a leaving pod that an EndpointSlice still lists as ready is
+# kept from its drain (a drained node refuses new work: "503 draining"). The slice follows
+# the pod's Ready within moments, but that Ready can itself come more than `settle` after
+# the step began (a real kubelet's status sync, a loaded machine): drained at `settle`,
+# such a pod still took requests (the real-Node upgrade test, session 19).
+ROUTED_WAIT = timedelta(seconds=10)
+
+
 def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: datetime) -> _Outcome:
     pod = node.pod
     if node.on_target and node.available:
@@ -213,7 +222,8 @@ def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: da
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)
     if pod.leaving and not pod.ready:
-        if pod.routed is not False and now < step.phase_since + settings.settle:
+        wait = ROUTED_WAIT if pod.routed else settings.settle
+        if pod.routed is not False and now < step.phase_since + max(wait, settings.settle):
             return _Outcome(step=step, waiting=f"{node.name}: letting load balancers drop it")
         moved = step.model_copy(update={"phase": StepPhase.DRAINING, "phase_since": now})
         return _Outcome(step=moved)

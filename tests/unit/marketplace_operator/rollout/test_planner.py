@@ -149,8 +149,10 @@ def test_an_unready_leaving_pod_is_drained_after_settle() -> None:
     [
         (False, timedelta(0), True),  # dropped from the slices: drain at once
         (None, timedelta(milliseconds=100), False),  # slices unknown: wait for settle
+        (None, timedelta(seconds=1), True),  # ... at most settle
         (True, timedelta(milliseconds=900), False),  # still routed: wait ...
-        (True, timedelta(seconds=1), True),  # ... but at most settle
+        (True, timedelta(seconds=1), False),  # ... past settle: its Ready came late
+        (True, planner.ROUTED_WAIT, True),  # ... but at most ROUTED_WAIT
     ],
 )
 def test_an_unready_leaving_pod_is_drained_once_load_balancers_dropped_it(
