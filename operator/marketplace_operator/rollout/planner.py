@@ -222,8 +222,9 @@ def _leaving(step: RolloutStep, node: NodeView, settings: FleetSettings, now: da
         moved = step.model_copy(update={"phase": StepPhase.REPLACING, "phase_since": now})
         return _Outcome(step=moved)
     if pod.leaving and not pod.ready:
-        wait = ROUTED_WAIT if pod.routed else settings.settle
-        if pod.routed is not False and now < step.phase_since + max(wait, settings.settle):
+        # Still listed: up to ROUTED_WAIT; unknown (slices unreadable): up to settle.
+        wait = max(ROUTED_WAIT, settings.settle) if pod.routed else settings.settle
+        if pod.routed is not False and now < step.phase_since + wait:
             return _Outcome(step=step, waiting=f"{node.name}: letting load balancers drop it")
         moved = step.model_copy(update={"phase": StepPhase.DRAINING, "phase_since": now})
         return _Outcome(step=moved)
