@@ -135,8 +135,8 @@ bench: cluster ## benchmarks: numbers and ratios, written to docs/benchmarks.md 
 .PHONY: bench-scale
 bench-scale: venv k8s-binaries ## the operator at 100/300/1,000 nodes on the node farm (restarts the local cluster with SIMULATE_NODES=1)
 	hack/cluster.sh down
-	SIMULATE_NODES=1 KUBELET_MAX_PODS=1100 KUBELET_CPU=1000 KUBELET_MEMORY=4000Gi hack/cluster.sh up
-	SIMULATE_NODES=1 KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench scale
+	export SIMULATE_NODES=1 KUBELET_MAX_PODS=1100 KUBELET_CPU=1000 KUBELET_MEMORY=4000Gi; \
+	  hack/cluster.sh up && KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench scale
 
 .PHONY: chaos
 chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under load; writes docs/benchmarks/chaos.md

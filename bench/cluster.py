@@ -60,6 +60,21 @@ def apply_crds() -> None:
         kubectl("wait", "--for=condition=Established", "-f", str(f), "--timeout=60s")
 
 
+def restart() -> float:
+    """Stop and start the local cluster (`hack/cluster.sh`, its state kept, with the
+    settings of this process's environment); its seconds. A scale run gives each size
+    fresh control-plane and kubelet processes this way."""
+    started = time.monotonic()
+    for verb in ("down", "up"):
+        subprocess.run(
+            [str(ROOT / "hack" / "cluster.sh"), verb],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            timeout=300,
+        )
+    return time.monotonic() - started
+
+
 def wait(what: str, probe: Callable[[], object], *, deadline: float, interval: float) -> float:
     """Seconds until `probe()` is true, polling every `interval`; TimeoutError after `deadline`.
 

@@ -52,11 +52,35 @@ def essential_groups(registry: kopf.OperatorRegistry) -> frozenset[str]:
     )
 
 
+def diff_read(registry: kopf.OperatorRegistry) -> bool:
+    """Whether any change handler reads a diff: one for creation, update, resume or a
+    field. Deletion is found by the deletion timestamp; daemons and timers read it
+    only to reset a timer's idle wait (`idle=`)."""
+    return any(
+        h.reason is not kopf.Reason.DELETE or h.field is not None
+        for h in registry._changing.get_all_handlers()
+    ) or any(getattr(h, "idle", None) is not None for h in registry._spawning.get_all_handlers())
+
+
 class LeanAnnotationsDiffBaseStorage(kopf.AnnotationsDiffBaseStorage):
-    def __init__(self, *, groups: Collection[str] = (ANY_GROUP,), **kw: Any) -> None:
-        """`groups`: those whose objects get an essence (`essential_groups`)."""
+    def __init__(
+        self, *, groups: Collection[str] = (ANY_GROUP,), stored: bool = True, **kw: Any
+    ) -> None:
+        """`groups`: those whose objects get an essence (`essential_groups`); `stored`:
+        whether a diff base is kept at all (`diff_read`). Unstored, each body is its own
+        diff base: kopf sees no change (a resume when it lists), so it writes nothing."""
         super().__init__(**kw)
         self._groups = frozenset(groups)
+        self._stored = stored
+
+    def fetch(self, *, body: kopf.Body) -> kopf.BodyEssence | None:
+        if not self._stored:
+            return self.build(body=body)
+        return super().fetch(body=body)
+
+    def store(self, *, body: kopf.Body, patch: kopf.Patch, essence: kopf.BodyEssence) -> None:
+        if self._stored:
+            super().store(body=body, patch=patch, essence=essence)
 
     def build(
         self,

@@ -34,6 +34,7 @@ from marketplace_operator.context import Context, FleetMemo
 from marketplace_operator.diffbase import (
     LeanAnnotationsDiffBaseStorage,
     LeanAnnotationsProgressStorage,
+    diff_read,
     essential_groups,
 )
 from marketplace_operator.handlers.policy import PolicyHolder
@@ -412,6 +413,7 @@ def configure(settings: kopf.OperatorSettings, cfg: Settings) -> None:
         prefix=prefix,
         key="last-handled-configuration",
         groups=essential_groups(kopf.get_default_registry()),
+        stored=diff_read(kopf.get_default_registry()),
     )
     settings.persistence.finalizer = f"{prefix}/finalizer"
     settings.posting.level = logging.WARNING

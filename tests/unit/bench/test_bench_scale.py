@@ -15,6 +15,10 @@ from bench.bench_scale import (
     _growth,
     _work,
     _work_line,
+    by_size,
+    by_tenths,
+    median_costs,
+    typical,
 )
 
 
@@ -53,7 +57,7 @@ def test_growth_is_linear_only_when_every_cost_grew_at_most_as_the_fleet(
     big: Result, ok: bool, capsys: pytest.CaptureFixture[str]
 ) -> None:
     small = result(100, ready=40, cpu=30, peak=100, reconcile=1.0)
-    assert _growth(small, big) is ok
+    assert _growth([small], [big]) is ok
     line = capsys.readouterr().out
     assert "growth 100 -> 1,000 nodes (x10)" in line
     assert ("[goal: each at most x10: ok]" in line) is ok
@@ -97,7 +101,7 @@ def test_the_rollouts_work_per_node_shows_what_grew_faster_than_the_fleet(
 ) -> None:
     small = result(100, ready=40, cpu=30, peak=100, passes=1_700)
     big = result(1000, ready=400, cpu=450, peak=200, passes=21_000)
-    _growth(small, big)
+    _growth([small], [big])
     line = capsys.readouterr().out.splitlines()[1]
     assert line.startswith("  per node in the rollout, 100 -> 1,000: ")
     assert "operator CPU ms 100.0 -> 150.0 (x1.50)" in line
@@ -145,3 +149,42 @@ def test_events_are_tallied_by_poster_and_reason_and_phase_changes_by_transition
         "kubelet Unhealthy": 4.0,
         "? NodeReplaced": 1.0,
     }
+
+
+def test_by_tenths_shows_where_in_the_patch_order_the_slowest_were() -> None:
+    queue = [i / 10 for i in range(100)]  # each waited behind the ones patched before it
+    assert by_tenths(queue) == "0.9 1.9 2.9 3.9 4.9 5.9 6.9 7.9 8.9 9.9"
+    few = [0.2] * 20
+    few[1] = 7.0  # one held up early on (the first tenth: the first two)
+    assert by_tenths(few) == "7.0 0.2 0.2 0.2 0.2 0.2 0.2 0.2 0.2 0.2"
+    assert by_tenths([1.0, 2.0]) == "1.0 2.0"  # fewer than ten: one per latency
+    assert by_tenths([]) == "-"
+
+
+def test_a_size_measured_more_than_once_is_judged_by_each_costs_median(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    smalls = [
+        result(100, ready=40, cpu=30, peak=100, reconcile=0.5, passes=1_700),
+        result(100, ready=60, cpu=45, peak=100, reconcile=0.3, passes=1_900),  # a busy moment
+        result(100, ready=42, cpu=31, peak=101, reconcile=0.4, passes=1_800),
+    ]
+    assert median_costs(smalls) == {
+        "apply -> all Ready": 42,
+        "reconcile p99": 0.4,
+        "operator CPU-s": 31,
+        "operator RSS (peak)": 100,
+    }
+    assert typical(smalls) is smalls[2]  # the median CPU-s
+    big = result(1000, ready=415, cpu=305, peak=250, reconcile=3.9, passes=21_000)
+    assert _growth(smalls, [big])  # x9.9 of the medians; x10.2 of the first run's CPU
+    out = capsys.readouterr().out
+    assert "(medians of 3 and 1 runs)" in out
+    assert "passes 18.0 -> 21.0" in out  # per node: the typical run's
+    assert not _growth([smalls[0]], [big])
+    unfinished = result(1000, ready=415, cpu=305, peak=250, unfinished="rollout NOT complete")
+    assert not _growth(smalls, [unfinished])
+    # NaN where a run did not measure a cost: the others' median
+    partial = [*smalls, result(100, ready=40, cpu=30, peak=math.nan)]
+    assert median_costs(partial)["operator RSS (peak)"] == 100
+    assert by_size([big, *smalls]) == {100: smalls, 1000: [big]}

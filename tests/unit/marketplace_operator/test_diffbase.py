@@ -12,6 +12,7 @@ from marketplace_operator.diffbase import (
     ANY_GROUP,
     LeanAnnotationsDiffBaseStorage,
     LeanAnnotationsProgressStorage,
+    diff_read,
     essential_groups,
     slim,
 )
@@ -118,3 +119,42 @@ def test_the_operators_change_handlers_and_daemons_select_only_its_own_group() -
     async def on_pod(**_: Any) -> None: ...
 
     assert essential_groups(registry) == {ANY_GROUP}
+
+
+def test_unstored_each_body_is_its_own_diff_base_and_nothing_is_patched() -> None:
+    storage = LeanAnnotationsDiffBaseStorage(
+        prefix=PREFIX, key="last-handled-configuration", stored=False
+    )
+    body = kopf.Body(cast("kopf.RawBody", _body()))  # its annotation says spec {}: stale
+    assert storage.fetch(body=body) == storage.build(body=body)
+    patch = kopf.Patch()
+    storage.store(body=body, patch=patch, essence=storage.build(body=body))
+    assert not patch
+    stored = LeanAnnotationsDiffBaseStorage(prefix=PREFIX, key="last-handled-configuration")
+    assert stored.fetch(body=body) == {"spec": {}}  # kopf's way: the annotation
+    stored.store(body=body, patch=patch, essence=stored.build(body=body))
+    assert patch  # the annotation, written
+
+
+def test_only_a_deletion_handler_reads_no_diff() -> None:
+    assert not diff_read(kopf.get_default_registry())  # the operator's: on.delete, daemons
+
+    def registry_with(decorator: Any) -> kopf.OperatorRegistry:
+        registry = kopf.OperatorRegistry()
+
+        @kopf.on.delete("pods", registry=registry)
+        async def gone(**_: Any) -> None: ...
+
+        decorator(registry)(gone)
+        return registry
+
+    assert not diff_read(registry_with(lambda r: kopf.daemon("pods", registry=r)))
+    for reads in (
+        lambda r: kopf.on.update("pods", registry=r),
+        lambda r: kopf.on.create("pods", registry=r),
+        lambda r: kopf.on.resume("pods", registry=r),
+        lambda r: kopf.on.field("pods", field="spec.x", registry=r),
+        lambda r: kopf.on.delete("pods", field="spec.x", registry=r),
+        lambda r: kopf.timer("pods", interval=1, idle=5, registry=r),
+    ):
+        assert diff_read(registry_with(reads))
