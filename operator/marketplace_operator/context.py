@@ -22,6 +22,7 @@ from marketplace_operator.reconcile.fleet import MemberPod, one_at_a_time
 from marketplace_operator.reconcile.gate import PollMemory
 from marketplace_operator.render.pod import PodInputs
 from marketplace_operator.settings import Settings
+from marketplace_operator.turnstile import Turnstile
 
 NodeKey = tuple[str, str]  # (namespace, name)
 ReplaceGate = Callable[[Sequence[MemberPod], str], bool]
@@ -235,10 +236,8 @@ class Context:
     wakeups: Wakeups = field(default_factory=Wakeups)
     fleets: FleetMemo = field(default_factory=FleetMemo)
     # Node passes in flight (`Settings.reconcile_concurrency`): the one turnstile.
-    passes: asyncio.Semaphore = field(
-        default_factory=lambda: asyncio.Semaphore(
-            Settings.model_fields["reconcile_concurrency"].default
-        )
+    passes: Turnstile = field(
+        default_factory=lambda: Turnstile(Settings.model_fields["reconcile_concurrency"].default)
     )
     # (namespace, node) -> what is remembered of it; the one per-node store.
     node_states: dict[NodeKey, NodeState] = field(default_factory=dict)

@@ -1026,6 +1026,14 @@ def _pause(
     return interval, "join" if joining else "resync"
 
 
+def unobserved(body: Mapping[str, Any]) -> bool:
+    """Whether the node's status has not observed its generation yet: someone changed
+    (or created) it and waits to see that seen, so its pass goes before routine ones
+    (`turnstile`)."""
+    observed = (body.get("status") or {}).get("observedGeneration")
+    return observed is None or observed != body["metadata"].get("generation")
+
+
 def reuse_for(trigger: str, held: float | None, event_reuse: float) -> float:
     """How old an answer of the node a pass begun by `trigger` may use instead of asking.
 
@@ -1067,7 +1075,7 @@ async def run(
                 # A turn first, then the views: a pass waiting for its turn holds
                 # nothing. A spec change to a whole fleet starts every pass at once, and
                 # each held its views, renderings and poll while it awaited (issue 15).
-                async with ctx.passes:
+                async with ctx.passes.turn(urgent=unobserved(body)):
                     started = time.monotonic()  # the pass, not its wait for a turn
                     # What woke the loop while it waited for its turn is in the views it
                     # reads now: seen by this pass, not the cause of another (issue 15).

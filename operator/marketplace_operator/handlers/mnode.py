@@ -55,6 +55,7 @@ from marketplace_operator.reconcile.observe import PodView, pod_status_kept, pod
 from marketplace_operator.render import entry, names
 from marketplace_operator.rollout import gate as rollout_gate
 from marketplace_operator.settings import Settings
+from marketplace_operator.turnstile import Turnstile
 
 log = logging.getLogger(__name__)
 
@@ -488,7 +489,7 @@ async def start(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> N
         ),
         metrics=metrics,
         tokens=tokens,
-        passes=asyncio.Semaphore(cfg.reconcile_concurrency),
+        passes=Turnstile(cfg.reconcile_concurrency),
         # Replacing stale pods is the fleet rollout's job: the node reconcile defers to it.
         may_replace=rollout_gate.may_replace,
         policy_required=policy_settings.enabled,

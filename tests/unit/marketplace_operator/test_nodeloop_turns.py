@@ -18,6 +18,7 @@ from marketplace_operator import nodeloop
 from marketplace_operator.context import REUSED_ANSWER_SECONDS, Context
 from marketplace_operator.metrics import Metrics
 from marketplace_operator.settings import Settings
+from marketplace_operator.turnstile import Turnstile
 from prometheus_client import CollectorRegistry
 
 
@@ -28,7 +29,7 @@ def context(turns: int) -> Context:
         nodes=cast("Any", None),
         metrics=Metrics(CollectorRegistry(), phases=dict),
         tokens=cast("Any", None),
-        passes=asyncio.Semaphore(turns),
+        passes=Turnstile(turns),
     )
 
 
@@ -239,3 +240,60 @@ async def test_a_pass_that_comes_to_write_a_held_status_reuses_its_answer_and_is
     assert counted(name, {"trigger": "start", "poll": "reused"}) == 1
     assert counted(name, {"trigger": "write", "poll": "reused"}) == 1
     assert counted(name, {"trigger": "resync", "poll": "asked"}) == 0  # known, at 0
+
+
+async def test_a_pass_for_an_unobserved_generation_takes_a_turn_before_routine_ones(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A spec change and the rollout it starts wake many loops at once: the node whose
+    status has not observed its generation is let in first, so its change is seen
+    without queueing behind the rollout's passes."""
+    ctx = context(1)
+    order: list[str] = []
+    both = asyncio.Event()
+
+    async def one_pass(_ctx: Context, body: Mapping[str, Any], *_: Any, **__: Any) -> Any:
+        order.append(body["metadata"]["name"])
+        if len(order) == 2:
+            both.set()
+        return nodeloop.Outcome()
+
+    def node(name: str, generation: int, observed: int) -> dict[str, Any]:
+        meta = {"namespace": "ns", "name": name, "generation": generation}
+        return {"metadata": meta, "status": {"observedGeneration": observed}}
+
+    monkeypatch.setattr(nodeloop, "reconcile_once", one_pass)
+    await ctx.passes.acquire()  # another node's pass holds the only turn
+    routine = asyncio.create_task(
+        nodeloop.run(ctx, node("routine", 2, 2), nodeloop.Views, stopped=lambda: False)
+    )
+    await asyncio.sleep(0.01)  # waits first
+    changed = asyncio.create_task(
+        nodeloop.run(ctx, node("changed", 3, 2), nodeloop.Views, stopped=lambda: False)
+    )
+    await asyncio.sleep(0.01)
+    assert ctx.passes.waiting() == (1, 1)
+    ctx.passes.release()
+    await asyncio.wait_for(both.wait(), 5)
+    assert order == ["changed", "routine"]
+    for loop in (routine, changed):
+        loop.cancel()
+    await asyncio.gather(routine, changed, return_exceptions=True)
+
+
+@pytest.mark.parametrize(
+    ("status", "urgent"),
+    [
+        (None, True),  # created: nothing observed yet
+        ({}, True),
+        ({"observedGeneration": 1}, True),
+        ({"observedGeneration": 2}, False),
+    ],
+)
+def test_unobserved_is_a_generation_the_status_has_not_seen(
+    status: dict[str, Any] | None, urgent: bool
+) -> None:
+    body: dict[str, Any] = {"metadata": {"generation": 2}}
+    if status is not None:
+        body["status"] = status
+    assert nodeloop.unobserved(body) is urgent
