@@ -210,6 +210,11 @@ class NodeState:
     phase: Phase | None = None
     poll: PollMemory | None = None  # its pod's status-poll history (the gate's hysteresis)
     status_written: float | None = None  # monotonic time of its last status write (pacing)
+    # (monotonic time, the status patch) of its last status write, and (pod uid, monotonic
+    # time, the gate) of its last gate write: trusted until the body or pod view shows them
+    # (`nodeloop.written_status`, `gate_written`)
+    written: tuple[float, dict[str, Any]] | None = None
+    gate: tuple[str, float, bool] | None = None
     intent: Hashable | None = None  # what of the MarketplaceNode its reconcile last woke for
     pod_address: tuple[str | None, bool, str] | None = None  # (ip, deleting, uid) last seen
     pushed_members: PushedMembers | None = None  # what its pod was last told of its fleet

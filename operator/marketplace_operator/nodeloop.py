@@ -16,7 +16,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable, Hashable, Mapping
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeGuard
 
@@ -234,6 +234,56 @@ def _status_patch(old: Mapping[str, Any] | None, new: MarketplaceNodeStatus) -> 
     patch: dict[str, Any] = {k: v for k, v in wanted.items() if have.get(k) != v}
     patch.update({k: None for k in have if k in _STATUS_FIELDS and k not in wanted})
     return patch
+
+
+def _merged(old: Mapping[str, Any] | None, patch: Mapping[str, Any]) -> dict[str, Any]:
+    """`old` with the merge patch `patch` applied (top-level fields: the patch's values
+    replace the old ones whole, None removes)."""
+    merged = {**(old or {}), **patch}
+    return {k: v for k, v in merged.items() if v is not None}
+
+
+# How long a pass trusts its own last write over a body or pod view that does not show it
+# (`written_status`, `gate_written`): the write's watch event comes within seconds even on
+# a busy API server; past this the object as watched is the truth again.
+OWN_WRITE_TRUSTED_SECONDS = 30.0
+
+
+def gate_written(
+    pending: tuple[str, float, bool] | None, view: PodView | None, now: float
+) -> bool | None:
+    """The joined gate this operator last set on the pod (`pending`: pod uid, monotonic
+    time set, the gate), while the pod's view (the index's copy of its last watch event)
+    does not show it yet; None once it does, for another pod, or when it is too old
+    (`OWN_WRITE_TRUSTED_SECONDS`). As with `written_status`: a pass in between saw the
+    old gate and set the same gate again."""
+    if pending is None or view is None:
+        return None
+    uid, at, joined = pending
+    if view.uid != uid or view.joined == joined or now - at > OWN_WRITE_TRUSTED_SECONDS:
+        return None
+    return joined
+
+
+def written_status(
+    pending: tuple[float, dict[str, Any]] | None, status: Mapping[str, Any] | None, now: float
+) -> dict[str, Any] | None:
+    """The node's status with this operator's last patch (`pending`: monotonic time
+    written, the patch) applied, while the node's body (its `status`) does not show that
+    write yet; None once it does, or when the write is too old (`OWN_WRITE_TRUSTED_SECONDS`).
+
+    The body shows a write only when its watch event arrives, seconds later on a busy API
+    server, and other events of the node (the rollout's annotations) may come first. A
+    pass in between decided from the older status, wrote the same change again and
+    announced the same phase change a second time: at 1,000 nodes 1.4 "Ready ->
+    Replacing" Events per replaced node (1.08 at 100), and an urgent write more (issue 15)."""
+    if pending is None:
+        return None
+    at, patch = pending
+    have = status or {}
+    if now - at > OWN_WRITE_TRUSTED_SECONDS or all(have.get(k) == v for k, v in patch.items()):
+        return None
+    return _merged(have, patch)
 
 
 _STATUS_FIELDS = frozenset(MarketplaceNodeStatus.model_json_schema(by_alias=True)["properties"])
@@ -827,6 +877,7 @@ class Decision:
     set_gate: bool | None = None  # the joined gate to set on the pod (None: leave it)
     memory: gate.PollMemory | None = None  # the pod's poll history after this pass
     event: tuple[bool, str] | None = None  # (warning, text) of a phase change to announce
+    kind: str = "urgent"  # what the patch carries (`patch_kind`), for its count
 
 
 def decide(
@@ -839,14 +890,20 @@ def decide(
     memory: gate.PollMemory | None,
     since_last_write: float | None,
     write_interval: float = 0.0,
+    written: Mapping[str, Any] | None = None,
+    gate_set: bool | None = None,
     now: float,
     wall: datetime,
     tolerance: gate.Tolerance,
     policy_required: bool,
 ) -> Decision:
-    """The gate, the status and its Event for one pass, from what was observed: pure."""
+    """The gate, the status and its Event for one pass, from what was observed: pure.
+    `written` and `gate_set`: this operator's own writes that the node's body and its
+    pod's view do not show yet (`written_status`, `gate_written`)."""
     ref = desired.ref
     view = pod_view(views.pod) if views.pod is not None else None
+    if view is not None and gate_set is not None:
+        view = replace(view, joined=gate_set)
     joined: bool | None = None
     if view is not None and view.ip is not None and not view.deleting:
         # Whether, not how many: the first other member with an address answers it. Counted
@@ -870,7 +927,7 @@ def decide(
             now=now,
             tolerance=tolerance,
         )
-    raw_old = body.get("status")
+    raw_old = written if written is not None else body.get("status")
     previous = _previous_status(raw_old)
     identity_annotations = ((views.identity or {}).get("metadata") or {}).get("annotations") or {}
     new = status.build_status(
@@ -902,6 +959,7 @@ def decide(
         status=new,
         patch=patch,
         delay=status_delay(patch, raw_old, since_last_write, write_interval),
+        kind=patch_kind(patch, raw_old),
         set_gate=None if view is None or joined is None or joined == view.joined else joined,
         memory=memory if joined is not None else None,
         event=event,
@@ -933,11 +991,19 @@ async def report_status(
     now = time.monotonic()
     state = ctx.node(key)
     last = state.status_written
+    written = written_status(state.written, body.get("status"), now)
+    if written is None:
+        state.written = None  # shown (or too old): the body is the truth
+    gate_set = gate_written(state.gate, view, now)
+    if gate_set is None:
+        state.gate = None
     decision = decide(
         body, views, desired, poll, findings,
         memory=state.poll,
         since_last_write=None if last is None else now - last,
         write_interval=ctx.write_interval(),
+        written=written,
+        gate_set=gate_set,
         now=now,
         wall=datetime.now(UTC),
         tolerance=gate.Tolerance(
@@ -976,13 +1042,18 @@ async def _write(
         ctx.node(key).poll = decision.memory
     if decision.set_gate is not None and view is not None:
         await _set_gate(ctx, ref, view, decision.set_gate)
+        ctx.node(key).gate = (view.uid, now, decision.set_gate)
     delay = decision.delay
     if delay == 0.0:
         await ctx.kube.patch(
             k8s.MNODES, ref.namespace, ref.name, {"status": decision.patch}, sub="status"
         )
-        ctx.metrics.status_write(patch_kind(decision.patch, body.get("status")))
-        ctx.node(key).status_written = now
+        ctx.metrics.status_write(decision.kind)
+        state = ctx.node(key)
+        state.status_written = now
+        # Over a write the body does not show yet: both are trusted until it shows both.
+        earlier = state.written[1] if state.written is not None else {}
+        state.written = (now, {**earlier, **decision.patch})
         delay = None
     if decision.event is not None:
         warning, text = decision.event
@@ -1110,7 +1181,9 @@ async def run(
         ctx.wakeups.unregister(key)
         ctx.joining.pop(key, None)
         state = ctx.node(key)
-        state.phase = state.poll = state.status_written = state.intent = None
+        state.phase = state.poll = state.status_written = state.intent = state.written = (
+            state.gate
+        ) = None
         state.members_written = state.inputs = None
         ctx.answers.drop(key)
         ctx.release(key)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, cast
 
 import pytest
-from marketplace_operator import errors, nodeloop
+from marketplace_operator import errors, events, k8s, nodeloop
 from marketplace_operator.context import (
     REUSED_ANSWER_SECONDS,
     Answer,
@@ -477,3 +477,99 @@ async def test_a_pause_says_whether_a_wakeup_ended_it() -> None:
     wake.set()
     assert await Wakeups.sleep(wake, 5.0, debounce=0.0) is True
     assert not wake.is_set()
+
+
+async def test_a_write_not_yet_seen_in_the_body_is_not_written_or_announced_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The node's live body shows a status write only when its watch event arrives (seconds
+    later on a busy API server): a pass in between decides from what was written."""
+    patches: list[dict[str, Any]] = []
+    gates: list[dict[str, Any]] = []
+    announced: list[str] = []
+
+    class Kube:
+        async def patch(self, res: Any, namespace: str, name: str, body: Any, **_: Any) -> Any:
+            (patches if res is k8s.MNODES else gates).append(body["status"])
+            return {}
+
+    async def token(*_: Any) -> str:
+        return "t0ken"
+
+    async def nothing(*_: Any, **__: Any) -> None:
+        return None
+
+    monkeypatch.setattr(nodeloop, "_token_or_none", token)
+    monkeypatch.setattr(nodeloop, "_sync_members", nothing)
+    monkeypatch.setattr(events, "normal", lambda _b, _r, text: announced.append(text))
+    ctx = Context(
+        settings=Settings(), kube=cast("Any", Kube()), nodes=cast("Any", Node()),
+        metrics=Metrics(CollectorRegistry(), phases=dict), tokens=cast("Any", None),
+    )  # fmt: skip
+    pod_body = running_pod(joined=False)
+    pod_body["metadata"]["resourceVersion"] = "p1"
+    views = nodeloop.Views(pod=pod_body)
+
+    async def report_on(body: dict[str, Any]) -> None:
+        await nodeloop.report_status(ctx, body, views, desired())
+
+    stale = {"metadata": {**BODY["metadata"], "resourceVersion": "5"}}
+    await report_on(stale)
+    assert len(patches) == 1
+    assert len(announced) == 1
+    assert "phase" in patches[0]
+    await report_on(stale)  # the write's watch event has not come: the body is as it was
+    assert (len(patches), len(announced)) == (1, 1)
+    state = ctx.node((REF.namespace, REF.name))
+    assert state.written is not None
+    state.written = (state.written[0], {**state.written[1], "message": "an earlier write"})
+    state.status_written = None  # not paced: the message goes out at once
+    await report_on(stale)  # a second write over the first, neither shown yet
+    assert (len(patches), len(announced)) == (2, 1)
+    assert state.written is not None
+    assert state.written[1]["phase"] == patches[0]["phase"]  # both trusted
+    assert state.written[1]["message"] == patches[0]["message"]
+    await report_on(stale)
+    assert (len(patches), len(announced)) == (2, 1)
+    other = {"metadata": {**stale["metadata"], "resourceVersion": "6"}}
+    await report_on(other)  # another event of the node came first (an annotation)
+    assert (len(patches), len(announced)) == (2, 1)
+    shown = {**patches[0], **patches[1]}
+    echo = {"metadata": {**stale["metadata"], "resourceVersion": "7"}, "status": shown}
+    await report_on(echo)  # it came: the body shows the writes
+    assert (len(patches), len(announced)) == (2, 1)
+    reset = {"metadata": {**stale["metadata"], "resourceVersion": "8"}, "status": {}}
+    await report_on(reset)  # another writer emptied it: the body is the truth again
+    assert len(patches) == 3
+    assert gates == []  # not joined, and its gate was off: nothing to set
+
+
+def test_a_gate_set_but_not_yet_in_the_pods_view_is_not_set_again() -> None:
+    """Its gate on in the view (the pod's last event), off as this operator last set it: the
+    pass decides from what it set (no second patch of the pod)."""
+    pod_body = running_pod(joined=True)  # with no other member: the gate goes off
+    view = pod_view(pod_body)
+    assert decide(pod_body, nodeloop.Poll(node=NODE)).set_gate is False
+    trusted = nodeloop.gate_written(("pod-1", 100.0, False), view, 101.0)
+    assert trusted is False
+    assert decide(pod_body, nodeloop.Poll(node=NODE), gate_set=trusted).set_gate is None
+    # The view shows it, another pod, or too long ago: the view is the truth.
+    assert nodeloop.gate_written(("pod-1", 100.0, True), view, 101.0) is None
+    assert nodeloop.gate_written(("pod-0", 100.0, False), view, 101.0) is None
+    late = 100.0 + nodeloop.OWN_WRITE_TRUSTED_SECONDS + 1
+    assert nodeloop.gate_written(("pod-1", 100.0, False), view, late) is None
+    assert nodeloop.gate_written(None, view, 101.0) is None
+
+
+def test_a_status_write_is_trusted_until_the_body_shows_it_or_it_is_old() -> None:
+    patch = {"phase": "Replacing", "message": None}
+    before = {"phase": "Ready", "message": "serving", "peers": 3}
+    assert nodeloop.written_status((100.0, patch), before, 101.0) == {
+        "phase": "Replacing",
+        "peers": 3,
+    }
+    shown = {"phase": "Replacing", "peers": 4}
+    assert nodeloop.written_status((100.0, patch), shown, 101.0) is None
+    late = 100.0 + nodeloop.OWN_WRITE_TRUSTED_SECONDS + 1
+    assert nodeloop.written_status((100.0, patch), before, late) is None
+    assert nodeloop.written_status(None, before, 101.0) is None
