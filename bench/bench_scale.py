@@ -238,6 +238,11 @@ WORK_RE = re.compile(
     r"_total\{([^}]*)\}$"
 )
 
+TURN_WAIT_RE = re.compile(
+    r'^marketplace_operator_pass_turn_wait_seconds_(count|bucket)\{(?:le="([^"]+)",)?urgent="(\w+)"'
+)
+SLOW_TURN_S = "1.0"  # a turn waited for longer than this is counted as slow
+
 
 def _work(samples: Mapping[str, float]) -> dict[str, float]:
     """From the operator's metrics: its node passes (every outcome; and by what began them
@@ -260,6 +265,14 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
             }
             name = kinds.get(m[1], label)
             work[name] = work.get(name, 0.0) + value
+        turn = TURN_WAIT_RE.match(key)
+        if turn is not None and turn[2] in (None, SLOW_TURN_S):
+            kind = "urgent" if turn[3] == "true" else "routine"
+            # within 1 s, counted negative: added to the count, what waited longer
+            sign = -1.0 if turn[1] == "bucket" else 1.0
+            work[f"waited {kind} over 1 s"] = (
+                work.get(f"waited {kind} over 1 s", 0.0) + sign * value
+            )
     return work
 
 
@@ -541,6 +554,7 @@ def _work_line(ph: Phase) -> str:
         "writes ": "status writes",
         "events ": "watch events",
         "gc ": "GC CPU-s by generation",
+        "waited ": "turns waited for",
     }
     calls = sorted(
         (-v, k)

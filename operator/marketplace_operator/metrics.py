@@ -68,6 +68,16 @@ class Metrics:
             registry=registry,
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
         )
+        self.turn_wait = Histogram(
+            "marketplace_operator_pass_turn_wait_seconds",
+            "Time a MarketplaceNode pass waited for one of `reconcile_concurrency` turns, by "
+            "whether it was urgent (a generation its status had not observed yet)",
+            ["urgent"],
+            registry=registry,
+            buckets=(0.01, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        for urgent in ("true", "false"):
+            self.turn_wait.labels(urgent)
         counter = _ZeroedCounters(registry)
         self.admin_calls = counter(
             "marketplace_operator_admin_api_calls",
@@ -122,6 +132,9 @@ class Metrics:
     def observe_reconcile(self, outcome: str, seconds: float) -> None:
         self.reconciliations.labels(outcome).inc()
         self.reconcile_seconds.labels(outcome).observe(seconds)
+
+    def turn_waited(self, *, urgent: bool, seconds: float) -> None:
+        self.turn_wait.labels("true" if urgent else "false").observe(seconds)
 
     def admin_call(self, operation: str) -> None:
         self.admin_calls.labels(operation).inc()

@@ -1146,7 +1146,9 @@ async def run(
                 # A turn first, then the views: a pass waiting for its turn holds
                 # nothing. A spec change to a whole fleet starts every pass at once, and
                 # each held its views, renderings and poll while it awaited (issue 15).
-                async with ctx.passes.turn(urgent=unobserved(body)):
+                urgent = unobserved(body)
+                async with ctx.passes.turn(urgent=urgent):
+                    ctx.metrics.turn_waited(urgent=urgent, seconds=time.monotonic() - started)
                     started = time.monotonic()  # the pass, not its wait for a turn
                     # What woke the loop while it waited for its turn is in the views it
                     # reads now: seen by this pass, not the cause of another (issue 15).

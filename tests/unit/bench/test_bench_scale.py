@@ -79,19 +79,26 @@ def test_the_operators_work_is_read_from_its_metrics_and_printed_busiest_first()
         'marketplace_operator_node_passes_total{trigger="event",poll="reused"}': 60.0,
         'marketplace_operator_node_passes_total{trigger="join",poll="asked"}': 0.0,
         'marketplace_operator_gc_seconds_total{generation="2"}': 3.0,
+        'marketplace_operator_pass_turn_wait_seconds_bucket{le="0.5",urgent="true"}': 7.0,
+        'marketplace_operator_pass_turn_wait_seconds_bucket{le="1.0",urgent="true"}': 8.0,
+        'marketplace_operator_pass_turn_wait_seconds_count{urgent="true"}': 10.0,
+        'marketplace_operator_pass_turn_wait_seconds_sum{urgent="true"}': 9.5,
+        'marketplace_operator_pass_turn_wait_seconds_bucket{le="1.0",urgent="false"}': 50.0,
+        'marketplace_operator_pass_turn_wait_seconds_count{urgent="false"}': 50.0,
     }
     work = _work(samples)
     assert work == {
         "passes": 100.0, "status": 80.0, "members": 120.0, "drain": 0.0,
         "writes peers": 30.0, "writes urgent": 40.0, "writes detail": 0.0, "events pods": 700.0,
         "pass event reused": 60.0, "pass join asked": 0.0, "gc gen2": 3.0,
+        "waited urgent over 1 s": 2.0, "waited routine over 1 s": 0.0,
     }  # fmt: skip
     line = _work_line(Phase(1.0, 0.0, 0.0, work=work))
     assert line == (
         "node passes 100; admin calls: members 120, status 80; "
         "passes by trigger and poll: event reused 60; "
         "status writes: urgent 40, peers 30; watch events: pods 700; "
-        "GC CPU-s by generation: gen2 3"
+        "GC CPU-s by generation: gen2 3; turns waited for: urgent over 1 s 2"
     )
     assert _work_line(Phase(1.0, 0.0, 0.0)) == "node passes 0"
 

@@ -276,6 +276,9 @@ async def test_a_pass_for_an_unobserved_generation_takes_a_turn_before_routine_o
     ctx.passes.release()
     await asyncio.wait_for(both.wait(), 5)
     assert order == ["changed", "routine"]
+    waits = "marketplace_operator_pass_turn_wait_seconds_count"
+    assert ctx.metrics.registry.get_sample_value(waits, {"urgent": "true"}) == 1
+    assert ctx.metrics.registry.get_sample_value(waits, {"urgent": "false"}) == 1
     for loop in (routine, changed):
         loop.cancel()
     await asyncio.gather(routine, changed, return_exceptions=True)
