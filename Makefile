@@ -139,10 +139,10 @@ bench-scale: venv k8s-binaries ## the operator at 100/300/1,000 nodes on the nod
 	  hack/cluster.sh up && KUBECONFIG=$$(hack/cluster.sh kubeconfig) $(PY) -m bench scale
 
 .PHONY: chaos
-chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under load; writes docs/benchmarks/chaos.md
+chaos: cluster ## the chaos suite: every fault x {rollout, policy change} under load, 20 operator kills mid-rollout; writes docs/benchmarks/chaos.md
 	@results=$$(dirname $$(hack/cluster.sh kubeconfig))/chaos-results.jsonl; rm -f $$results; rc=0; \
 	MARKETPLACE_CHAOS=full MARKETPLACE_CHAOS_RESULTS=$$results KUBECONFIG=$$(hack/cluster.sh kubeconfig) \
-	  pytest tests/e2e/test_chaos.py $(PYTEST_ARGS) || rc=$$?; \
+	  pytest tests/e2e/test_chaos.py tests/e2e/test_rollout_chaos.py $(PYTEST_ARGS) || rc=$$?; \
 	$(PY) -m bench.chaos_report $$results || rc=$$?; exit $$rc
 
 .PHONY: clean

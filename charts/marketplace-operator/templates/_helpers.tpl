@@ -89,9 +89,10 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 - apiGroups: [""]
   resources: [persistentvolumeclaims]
   verbs: [list, watch, create, patch, delete]
+# delete: the fleet's shared policy ConfigMap, admin and CA Secrets go with its last node
 - apiGroups: [""]
   resources: [configmaps, secrets]
-  verbs: [get, list, watch, create, patch]
+  verbs: [get, list, watch, create, patch, delete]
 - apiGroups: [""]
   resources: [events]
   verbs: [create]

@@ -148,6 +148,14 @@ def test_operator_pod_runs_a_fleet_through_its_life_without_forbidden_calls(
     _ready(operator, "market-b")
 
     operator.kubectl_run("delete", "mnode", "market-c", "-n", FLEET_NS, "--timeout=90s")
+    # The fleet's last node deletes the fleet's shared objects before its finalizer goes;
+    # refused, kopf retried every 60 s and the deletion never completed.
+    operator.kubectl_run("delete", "mnode", "--all", "-n", FLEET_NS, "--timeout=90s")
+    shared = operator.kubectl_run(
+        "get", "configmap/demo-policy", "secret/demo-admin", "-n", FLEET_NS,
+        "--ignore-not-found", "-o", "name",
+    ).stdout  # fmt: skip
+    assert not shared.strip(), shared
 
     logs = operator.kubectl_run("logs", f"deployment/{DEPLOYMENT}", "-n", NAMESPACE).stdout
     forbidden = [line for line in logs.splitlines() if "forbidden" in line.lower()]
