@@ -63,9 +63,14 @@ handlers/). Namespaced resources only: the same list goes into the
 ClusterRole (scope cluster) or into one Role per watched namespace.
 */}}
 {{- define "mpo.namespacedRules" -}}
+# patch: kopf's finalizer and progress annotations (its on.delete and daemon handlers)
 - apiGroups: [marketplace.p2p.dev]
-  resources: [marketplacenodes, ratelimitpolicies]
+  resources: [marketplacenodes]
   verbs: [list, watch, patch]
+# Read through kopf's index and event handlers only: kopf writes nothing to them
+- apiGroups: [marketplace.p2p.dev]
+  resources: [ratelimitpolicies]
+  verbs: [list, watch]
 - apiGroups: [marketplace.p2p.dev]
   resources: [banlists]
   verbs: [list, watch, create, patch]
@@ -115,17 +120,16 @@ ClusterRole (scope cluster) or into one Role per watched namespace.
 {{- end -}}
 
 {{/*
-Cluster-scoped reads in both scopes: the CRDs (so that an upgraded
-CRD is noticed without a restart) and, in namespaced scope, the namespaces
-(so that a watched namespace created later is picked up). Plus the
-cluster-wide peering object when peering in cluster scope.
+Cluster-scoped reads in both scopes: the CRDs (the operator's index of
+cert-manager's Certificate CRD; in cluster scope kopf's scanning, so that an
+upgraded CRD is noticed without a restart). Plus the cluster-wide peering
+object when peering in cluster scope. No namespaces: kopf lists and watches
+them only when it scans for namespace patterns, and the chart runs it either
+on all namespaces or on exact names, which turn scanning off.
 */}}
 {{- define "mpo.clusterRules" -}}
 - apiGroups: [apiextensions.k8s.io]
   resources: [customresourcedefinitions]
-  verbs: [list, watch]
-- apiGroups: [""]
-  resources: [namespaces]
   verbs: [list, watch]
 # The volume binding mode of a claim's StorageClass decides whether the
 # operator waits for the claim to bind before it creates the pod.

@@ -150,7 +150,7 @@ def test_namespaced_scope_grants_nothing_namespaced_cluster_wide(helm: Helm) -> 
         ]
     (cluster_role,) = by_kind(objs, "ClusterRole")
     granted = {res for rule in cluster_role["rules"] for res in rule["resources"]}
-    assert granted == {"customresourcedefinitions", "namespaces", "storageclasses", "nodes"}
+    assert granted == {"customresourcedefinitions", "storageclasses", "nodes"}
     for rule in cluster_role["rules"]:
         assert set(rule["verbs"]) <= {"get", "list", "watch"}
     env = env_of(one(objs, "Deployment"))
