@@ -1,15 +1,12 @@
 """docs/install.md's permissions table is the chart's RBAC: the chart rendered by helm
-(`hack/helm.sh`) for each value set that changes its rules grants exactly the verbs the
-table lists for it, role by role. A verb added to either one alone fails here."""
+for each value set that changes its rules grants exactly the verbs the table lists for
+it, role by role. A verb added to either one alone fails here. No cluster needed."""
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from collections import Counter
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +14,8 @@ import yaml
 
 from tests.support import docs
 
-ROOT = Path(__file__).resolve().parents[3]
-CHART = ROOT / "charts" / "marketplace-operator"
+from .conftest import CHART, Helm
+
 HEADER = "| rules | when | API group | resources | verbs | used for |"
 # The role of the `cluster` rows; every other role holds the `namespaced` ones.
 CLUSTER_ROLE = "mpo-marketplace-operator-cluster"
@@ -34,7 +31,6 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
 
 Grant = tuple[str, str, str]  # (API group, resource, verb)
 Render = Callable[[Mapping[str, Any]], list[dict[str, Any]]]
-HELM_HOMES = ("CACHE", "CONFIG", "DATA")
 
 
 def table(text: str) -> list[dict[str, str]]:
@@ -94,27 +90,11 @@ def granted(role: Mapping[str, Any]) -> set[Grant]:
 
 
 @pytest.fixture(scope="module")
-def roles(tmp_path_factory: pytest.TempPathFactory) -> Render:
-    """The Roles and ClusterRoles of the whole chart rendered by helm (installed once into
-    the user cache by hack/helm.sh, run with a home of its own) with the given values."""
-    home = tmp_path_factory.mktemp("helm")
-    env = {**os.environ, **{f"HELM_{k}_HOME": str(home / k.lower()) for k in HELM_HOMES}}
-    helm = subprocess.run(
-        [str(ROOT / "hack" / "helm.sh")], capture_output=True, text=True, check=True, timeout=300
-    ).stdout.strip()
+def roles(helm: Helm) -> Render:
+    """The Roles and ClusterRoles of the whole chart rendered with the given values."""
 
     def render(values: Mapping[str, Any]) -> list[dict[str, Any]]:
-        done = subprocess.run(
-            [helm, "template", "mpo", str(CHART), "--namespace", "marketplace-system", "-f", "-"],
-            input=yaml.safe_dump(dict(values)),
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=120,
-        )
-        objs = [o for o in yaml.safe_load_all(done.stdout) if o]
-        return [o for o in objs if o["kind"] in {"Role", "ClusterRole"}]
+        return [o for o in helm.template(values) if o["kind"] in {"Role", "ClusterRole"}]
 
     return render
 
