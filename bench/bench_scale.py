@@ -767,11 +767,17 @@ def _write_report(results: list[Result]) -> None:
         )
     )
 
+    runs = by_size(results)
+    ns = list(runs)
+    medians = [median_costs(runs[n]) for n in ns]
+
     def draw(ax: Axes) -> None:
-        ns = [r.n for r in results]
-        for name in _costs(results[0]):
-            ax.plot(ns, [_costs(r)[name] for r in results], marker="o", label=name)
-        ax.set_xlabel("MarketplaceNodes")
+        for name in medians[0]:
+            (line,) = ax.plot(ns, [m[name] for m in medians], marker="o", label=name)
+            # linear growth from the smallest size: the goal's bound
+            bound = [medians[0][name] * n / ns[0] for n in ns]
+            ax.plot(ns, bound, linestyle=":", color=line.get_color())
+        ax.set_xlabel("MarketplaceNodes (dotted: linear growth from the smallest size)")
         ax.legend()
 
     report.plot("operator-cost", "Operator cost against fleet size (node farm)", draw)
