@@ -217,7 +217,9 @@ def test_namespaced_scope_cannot_read_secrets_elsewhere(
 
         assert can("get", "-n", "fleet-a")
         assert can("create", "-n", "fleet-a")
-        assert not can("delete", "-n", "fleet-a")  # identity Secrets are never deleted by hand
+        # The fleet's last node deletes its shared Secrets (admin token, CA): without this
+        # the chart's operator could never finish deleting a fleet (kopf retried forever).
+        assert can("delete", "-n", "fleet-a")
         assert not can("get", "-n", "fleet-b")
         assert not can("list", "-n", "default")
         assert not can("get", "-n", ns)
