@@ -267,12 +267,10 @@ def _work(samples: Mapping[str, float]) -> dict[str, float]:
             work[name] = work.get(name, 0.0) + value
         turn = TURN_WAIT_RE.match(key)
         if turn is not None and turn[2] in (None, SLOW_TURN_S):
-            kind = "urgent" if turn[3] == "true" else "routine"
+            name = f"waited {'urgent' if turn[3] == 'true' else 'routine'} over 1 s"
             # within 1 s, counted negative: added to the count, what waited longer
             sign = -1.0 if turn[1] == "bucket" else 1.0
-            work[f"waited {kind} over 1 s"] = (
-                work.get(f"waited {kind} over 1 s", 0.0) + sign * value
-            )
+            work[name] = work.get(name, 0.0) + sign * value
     return work
 
 
@@ -633,7 +631,7 @@ def main() -> int:
     )
     smallest = min(runs)
     linear = all([_growth(runs[smallest], runs[n]) for n in runs if n != smallest])
-    _write_report(results)
+    _write_report(results, runs)
     ok = rss_ok and policy_ok and linear
     return 0 if ok and not any(r.unfinished for r in results) else 1
 
@@ -724,7 +722,9 @@ def _growth(smalls: list[Result], bigs: list[Result]) -> bool:
     return ok
 
 
-def _write_report(results: list[Result]) -> None:
+def _write_report(results: list[Result], runs: dict[int, list[Result]]) -> None:
+    """The report's tables (every run, in the order measured) and its plot (`runs`: the
+    runs by size, `by_size`)."""
     rows = []
     for r in results:
         for name, ph in r.phases.items():
@@ -767,7 +767,6 @@ def _write_report(results: list[Result]) -> None:
         )
     )
 
-    runs = by_size(results)
     ns = list(runs)
     medians = [median_costs(runs[n]) for n in ns]
 

@@ -31,7 +31,7 @@ class Turnstile:
         self._routine: deque[asyncio.Future[None]] = deque()
 
     def waiting(self) -> tuple[int, int]:
-        """Urgent and routine waiters now (for tests and metrics)."""
+        """Urgent and routine waiters now (what a test sees of the queues)."""
         return len(self._urgent), len(self._routine)
 
     @asynccontextmanager
